@@ -1,0 +1,102 @@
+"""One exception type per failure kind; `openai_error_body` maps them to the OpenAI error shape in one place."""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    status = 500
+    type = "server_error"
+    code: str | None = None
+
+    def __init__(self, message: str, *, param: str | None = None, code: str | None = None, headers=None):
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.headers = headers or {}
+
+    def body(self) -> dict:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+# -- the caller's fault (4xx) ------------------------------------------------------------------------------------------
+class InvalidRequest(GatewayError):
+    """Malformed JSON, wrong types, missing fields, values out of range."""
+
+    status = 400
+    type = "invalid_request_error"
+
+
+class UnsupportedParameter(InvalidRequest):
+    """A valid OpenAI parameter the model cannot honour (e.g. seed on a model without a seed input)."""
+
+    code = "unsupported_parameter"
+
+
+class BodyTooLarge(InvalidRequest):
+    status = 413
+    code = "request_too_large"
+
+
+class AuthenticationError(GatewayError):
+    status = 401
+    type = "invalid_request_error"
+    code = "invalid_api_key"
+
+
+class ModelNotFound(GatewayError):
+    """Unknown model, or one the caller's key may not use (never reveal which)."""
+
+    status = 404
+    type = "invalid_request_error"
+    code = "model_not_found"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = "invalid_request_error"
+    code = "not_found"
+
+
+class MethodNotAllowed(GatewayError):
+    status = 405
+    type = "invalid_request_error"
+    code = "method_not_allowed"
+
+
+class RateLimited(GatewayError):
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+
+# -- the backend's fault (5xx) -----------------------------------------------------------------------------------------
+class BackendError(GatewayError):
+    """The engine answered with an error."""
+
+    status = 502
+    type = "server_error"
+    code = "backend_error"
+
+
+class BackendUnavailable(BackendError):
+    """No instance could be reached (connection refused, not ready). Safe to retry on another instance."""
+
+    status = 503
+    code = "backend_unavailable"
+
+
+class BackendTimeout(BackendError):
+    """The engine did not answer within the deadline."""
+
+    status = 504
+    code = "backend_timeout"
+
+
+def openai_error_body(exc: BaseException) -> tuple[int, dict, dict]:
+    """(status, body, headers) for any exception; unknown ones become a bare 500 without internals."""
+    if isinstance(exc, GatewayError):
+        return exc.status, exc.body(), exc.headers
+    err = GatewayError("internal error")
+    return err.status, err.body(), {}

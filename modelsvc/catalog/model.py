@@ -1,0 +1,123 @@
+"""The services.yaml contract as typed, immutable objects.
+
+These classes are the single definition of the file's shape: the loader validates against them, the JSON Schema in
+schema/services.schema.json is generated from them, and every other part (gateway, infra, CLI) reads them.
+Cross-object rules (references, uniqueness, capacity) live in rules.py, which sees the whole document.
+"""
+
+from __future__ import annotations
+
+import re
+from enum import Enum
+from typing import Annotated, Literal, Optional
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
+
+# DNS-1123 label: what Kubernetes accepts as a name, so access names map onto object names without surprises.
+LABEL_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+ACCESS_NAME_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?/[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+SERVICE_ID_RE = r"^ms-[0-9a-f]{12}$"
+SHA256_RE = r"^[0-9a-f]{64}$"
+MODEL_NAME_RE = r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$"
+
+
+def _http_url(value: str) -> str:
+    if not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
+        raise ValueError("must be an http:// or https:// URL, e.g. https://models.example.com/v1")
+    return value.rstrip("/")
+
+
+HttpUrl = Annotated[StrictStr, AfterValidator(_http_url)]
+Label = Annotated[StrictStr, Field(pattern=LABEL_RE, max_length=63)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Task(str, Enum):
+    chat = "chat"
+    vision_chat = "vision-chat"
+    image_generation = "image-generation"
+
+
+class Backend(str, Enum):
+    triton = "triton"  # infra deploys Triton + TensorRT-LLM for the model
+    openai = "openai"  # an OpenAI-compatible server that already runs elsewhere; the gateway forwards
+
+
+class Gateway(_Frozen):
+    public_url: HttpUrl = Field(description="Base URL callers use, ending in /v1; shown in every API example.")
+    replicas: StrictInt = Field(2, ge=1, le=100, description="Gateway pods.")
+    max_body_bytes: StrictInt = Field(
+        4 * 1024 * 1024, ge=1024, le=64 * 1024 * 1024, description="Largest request body accepted (413 above)."
+    )
+
+
+class Pool(_Frozen):
+    instance_type: StrictStr = Field(min_length=1, max_length=64, description="Cloud instance type, e.g. p5.48xlarge.")
+    gpus_per_node: StrictInt = Field(ge=1, le=16)
+    max_nodes: StrictInt = Field(ge=1, le=1000)
+    gpu_type: Optional[Label] = Field(
+        None, description="GPU model, part of the engine cache key (defaults to the pool name)."
+    )
+
+
+class Model(_Frozen):
+    task: Task = Task.chat
+    backend: Backend = Backend.triton
+    source: Optional[StrictStr] = Field(
+        None, min_length=1, description="Checkpoint the engine is built from (triton backend), e.g. s3://bucket/path."
+    )
+    upstream: Optional[HttpUrl] = Field(None, description="OpenAI-compatible base URL (openai backend), ending in /v1.")
+    upstream_model: Optional[StrictStr] = Field(None, min_length=1, description="Model name at the upstream (openai backend).")
+    triton_model: Optional[StrictStr] = Field(
+        None, min_length=1, description="Triton model to call (default: ensemble; stable_diffusion for images)."
+    )
+    gpus: StrictInt = Field(1, ge=1, le=16, description="GPUs per instance (tensor parallel size).")
+    dtype: Literal["float16", "bfloat16", "fp8", "int8", "int4"] = "bfloat16"
+    max_input_tokens: StrictInt = Field(4096, ge=1, le=1_048_576)
+    max_output_tokens: StrictInt = Field(1024, ge=1, le=1_048_576)
+    chat_template: Optional[StrictStr] = Field(
+        None, min_length=1, description="Jinja2 chat template (HF tokenizer_config style); a default is used if unset."
+    )
+
+    @property
+    def triton_model_name(self) -> str:
+        if self.triton_model:
+            return self.triton_model
+        return "stable_diffusion" if self.task is Task.image_generation else "ensemble"
+
+
+class Key(_Frozen):
+    id: Label
+    owner: Label
+    sha256: StrictStr = Field(pattern=SHA256_RE, description="SHA-256 hex digest of the key; never the key itself.")
+    description: Optional[StrictStr] = Field(None, max_length=200)
+
+
+class Service(_Frozen):
+    name: StrictStr = Field(min_length=1, max_length=64, description="Display name.")
+    access_name: StrictStr = Field(
+        pattern=ACCESS_NAME_RE, max_length=127, description='"<owner>/<name>": what callers put in "model".'
+    )
+    id: StrictStr = Field(pattern=SERVICE_ID_RE, description="Service id for billing and tracking; never reused.")
+    model: StrictStr
+    instances: StrictInt = Field(1, ge=0, le=256)
+    pool: Optional[StrictStr] = Field(None, description="GPU pool (required for triton-backed models).")
+    description: Optional[StrictStr] = Field(None, max_length=500)
+
+    @property
+    def owner(self) -> str:
+        return self.access_name.split("/", 1)[0]
+
+
+class Document(_Frozen):
+    """The whole file. Mappings keep file order (dicts are ordered)."""
+
+    version: Literal[1]
+    gateway: Gateway
+    pools: dict[Annotated[str, Field(pattern=LABEL_RE)], Pool] = Field(default_factory=dict)
+    models: dict[Annotated[str, Field(pattern=MODEL_NAME_RE)], Model] = Field(default_factory=dict)
+    keys: tuple[Key, ...] = ()
+    services: tuple[Service, ...] = ()
