@@ -1,0 +1,193 @@
+"""Rules that need the whole document: references, uniqueness, capacity, plaintext secrets.
+
+They run on the raw parsed data (not the typed objects) so that they still report when some other part of the file
+is broken: the user sees every problem in one pass. Values of the wrong type are skipped here; the schema reports them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+
+from .errors import Problem
+from .model import ACCESS_NAME_RE
+from .yamlpos import Positions
+
+_SECRET_PATTERNS = [
+    (re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"), "an API key"),
+    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "an AWS access key id"),
+    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}"), "a GitHub token"),
+    (re.compile(r"\bhf_[A-Za-z0-9]{30,}"), "a Hugging Face token"),
+    (re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"), "a Slack token"),
+    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
+    (re.compile(r"://[^/\s:@]+:[^/\s@]+@"), "a password in a URL"),
+]
+
+
+def plaintext_secrets(text: str, path: str) -> list[Problem]:
+    """Scan every line, comments included: a secret in a comment is just as leaked once pushed."""
+    found = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        for pattern, what in _SECRET_PATTERNS:
+            m = pattern.search(line)
+            if m:
+                found.append(Problem(path, lineno, m.start() + 1, f"this looks like a plaintext secret ({what})",
+                                     "remove it from the file (and rotate it if it was pushed); keys are stored only "
+                                     "as sha256 digests, made by `modelsvc keys new`"))
+    return found
+
+
+def _mapping(data, key) -> dict:
+    value = data.get(key) if isinstance(data, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
+def _items(data, key) -> list[tuple[int, dict]]:
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, list):
+        return []
+    return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)]
+
+
+def _str(item: dict, field: str) -> str | None:
+    value = item.get(field)
+    return value if isinstance(value, str) else None
+
+
+def _int(item: dict, field: str, default: int | None = None) -> int | None:
+    value = item.get(field, default)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def check(data, pos: Positions, path: str) -> list[Problem]:
+    problems: list[Problem] = []
+
+    def report(loc: tuple, message: str, hint: str, *, key: bool = False) -> None:
+        line, col = pos.of(loc, key=key)
+        problems.append(Problem(path, line, col, message, hint))
+
+    pools = _mapping(data, "pools")
+    models = _mapping(data, "models")
+    keys = _items(data, "keys")
+    services = _items(data, "services")
+
+    # -- models: backend-specific fields ------------------------------------------------------------------------------
+    for name, m in models.items():
+        if not isinstance(m, dict):
+            continue
+        backend = m.get("backend", "triton")
+        if backend == "triton":
+            if "source" not in m:
+                report(("models", name), f"model '{name}' has no 'source'",
+                       "add 'source: s3://…' (the checkpoint the engine is built from) or set 'backend: openai'")
+            for field in ("upstream", "upstream_model"):
+                if field in m:
+                    report(("models", name, field), f"'{field}' is only used with 'backend: openai'",
+                           "remove it, or set 'backend: openai'", key=True)
+        elif backend == "openai":
+            if "upstream" not in m:
+                report(("models", name), f"model '{name}' uses backend openai but has no 'upstream'",
+                       "add 'upstream: http://host:port/v1' (the OpenAI-compatible server to forward to)")
+            for field in ("source", "triton_model"):
+                if field in m:
+                    report(("models", name, field), f"'{field}' is only used with 'backend: triton'",
+                           "remove it: the upstream server already runs the model", key=True)
+
+    # -- keys: unique ids and digests ---------------------------------------------------------------------------------
+    owners_with_keys = set()
+    _unique(keys, "id", "key id", "keys", report, "give each key its own id", pos)
+    _unique(keys, "sha256", "key digest", "keys", report, "a key must not be listed twice; make a new one", pos)
+    for _, k in keys:
+        if _str(k, "owner"):
+            owners_with_keys.add(k["owner"])
+
+    # -- services: uniqueness, references -----------------------------------------------------------------------------
+    _unique(services, "access_name", "access name", "services", report,
+            "access names are what callers put in 'model': each must be unique", pos)
+    _unique(services, "id", "service id", "services", report,
+            "service ids are used for billing and are never reused: make a new one with `modelsvc new-id`", pos)
+    for i, s in services:
+        loc = ("services", i)
+        model_name = _str(s, "model")
+        model = models.get(model_name) if model_name else None
+        if model_name and model is None:
+            guess = difflib.get_close_matches(model_name, list(models), n=1)
+            report(loc + ("model",), f"model '{model_name}' is not defined under 'models'",
+                   f"did you mean '{guess[0]}'?" if guess else "define it under 'models' or fix the name")
+        backend = model.get("backend", "triton") if isinstance(model, dict) else None
+        pool_name = _str(s, "pool")
+        if pool_name is not None and pool_name not in pools:
+            guess = difflib.get_close_matches(pool_name, list(pools), n=1)
+            report(loc + ("pool",), f"pool '{pool_name}' is not defined under 'pools'",
+                   f"did you mean '{guess[0]}'?" if guess else f"use one of: {', '.join(pools) or '(none defined)'}")
+        if "pool" not in s and backend == "triton":
+            report(loc, f"service '{s.get('access_name', i)}' runs a triton model but names no 'pool'",
+                   f"add 'pool:' with one of: {', '.join(pools) or '(define a pool first)'}")
+        if "pool" in s and backend == "openai":
+            report(loc + ("pool",), "'pool' has no effect: the model uses backend openai, so nothing is deployed",
+                   "remove 'pool'", key=True)
+        access = _str(s, "access_name")
+        if access and re.match(ACCESS_NAME_RE, access):  # a malformed one is already reported by the schema
+            owner = access.split("/", 1)[0]
+            if owner not in owners_with_keys:
+                report(loc + ("access_name",), f"owner '{owner}' has no API key, so nobody could call this service",
+                       f"add one: `modelsvc keys new --owner {owner}`")
+
+    _capacity(pools, models, services, report)
+    return problems
+
+
+def _unique(items, field, what, section, report, hint, pos: Positions) -> None:
+    seen: dict[str, int] = {}
+    for i, item in items:
+        value = _str(item, field)
+        if value is None:
+            continue
+        if value in seen:
+            first_line = pos.of((section, seen[value], field))[0]
+            report((section, i, field), f"duplicate {what} '{value}' (first used on line {first_line})", hint)
+        else:
+            seen[value] = i
+
+
+def _capacity(pools, models, services, report) -> None:
+    """Each pool must hold its services' instances: one instance on one node, all on max_nodes nodes."""
+    demand: dict[str, list[tuple[int, int]]] = {}  # pool → [(gpus per instance, service index)]
+    for i, s in services:
+        pool, model = pools.get(_str(s, "pool") or ""), models.get(_str(s, "model") or "")
+        if not isinstance(pool, dict) or not isinstance(model, dict):
+            continue
+        gpus, per_node, instances = _int(model, "gpus", 1), _int(pool, "gpus_per_node"), _int(s, "instances", 1)
+        if gpus is None or per_node is None or instances is None:
+            continue
+        if gpus > per_node:
+            report(("services", i, "pool"),
+                   f"one instance of model '{s['model']}' needs {gpus} GPUs but nodes in pool '{s['pool']}' have "
+                   f"{per_node}", "choose a pool with bigger nodes or a model with fewer GPUs")
+            continue
+        demand.setdefault(s["pool"], []).extend([(gpus, i)] * instances)
+    for name, wanted in demand.items():
+        pool = pools[name]
+        per_node, max_nodes = _int(pool, "gpus_per_node"), _int(pool, "max_nodes")
+        if max_nodes is None:
+            continue
+        needed = nodes_needed([g for g, _ in wanted], per_node)
+        if needed > max_nodes:
+            total = sum(g for g, _ in wanted)
+            report(("pools", name, "max_nodes"),
+                   f"pool '{name}' needs {needed} nodes for {len(wanted)} instances ({total} GPUs) but max_nodes is "
+                   f"{max_nodes}", f"raise max_nodes to {needed} or lower the instances of the services using it")
+    return []
+
+
+def nodes_needed(gpus_per_instance: list[int], gpus_per_node: int) -> int:
+    """First-fit decreasing: how many nodes the instances occupy (no instance spans nodes)."""
+    free: list[int] = []
+    for g in sorted(gpus_per_instance, reverse=True):
+        for n, left in enumerate(free):
+            if left >= g:
+                free[n] -= g
+                break
+        else:
+            free.append(gpus_per_node - g)
+    return len(free)

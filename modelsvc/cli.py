@@ -1,0 +1,207 @@
+"""`modelsvc`: validate, review, edit and serve services.yaml."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .catalog import CatalogError, load
+
+DEFAULT_FILE = "services.yaml"
+
+
+def _print_problems(err: CatalogError, fmt: str) -> None:
+    for p in err.problems:
+        if fmt == "github":
+            # GitHub workflow command: an annotation on the line of the file in the PR's diff.
+            msg = f"{p.message} — {p.hint}".replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+            print(f"::error file={p.path},line={p.line},col={p.col},title=services.yaml::{msg}")
+        else:
+            print(p, file=sys.stderr)
+
+
+def cmd_validate(args) -> int:
+    try:
+        c = load(args.file)
+    except CatalogError as e:
+        _print_problems(e, args.format)
+        print(f"{args.file}: {len(e.problems)} problem(s)", file=sys.stderr)
+        return 1
+    instances = sum(s.instances for s in c.services)
+    gpus = sum(s.instances * c.model_of(s).gpus for s in c.services if s.pool)
+    print(f"{args.file}: valid — {len(c.services)} services ({instances} instances, {gpus} GPUs) on "
+          f"{len(c.pools)} pools, {len(c.models)} models, {len(c.keys)} keys")
+    return 0
+
+
+def cmd_review(args) -> int:
+    from .review import SourceError, review_sources
+
+    try:
+        r = review_sources(args.base, args.head, set(args.confirm_delete or []))
+    except SourceError as e:
+        print(f"modelsvc review: {e}", file=sys.stderr)
+        return 2
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(r.markdown)
+    print(r.markdown, end="")
+    return 0 if r.ok else 1
+
+
+def cmd_keys_new(args) -> int:
+    from . import keys
+
+    key = keys.new_key()
+    key_id = args.id or f"k-{args.owner}-{keys.new_service_id()[3:9]}"
+    print("New API key (shown once; store it in a secret manager, it cannot be recovered):", file=sys.stderr)
+    print(key)
+    print("\nAdd this entry under 'keys:' in services.yaml:", file=sys.stderr)
+    print(keys.yaml_entry(key_id, args.owner, key), end="")
+    return 0
+
+
+def cmd_new_id(args) -> int:
+    from .keys import new_service_id
+
+    print(new_service_id())
+    return 0
+
+
+def _write_edit(args, do) -> int:
+    from .edit import EditError
+
+    with open(args.file, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        new_text, _ = do(text)
+    except EditError as e:
+        print(f"modelsvc: {e}", file=sys.stderr)
+        return 1
+    tmp = args.file + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(new_text)
+    os.replace(tmp, args.file)  # atomic: a crash never leaves half a file
+    return 0
+
+
+def cmd_scale(args) -> int:
+    from .edit import scale
+
+    rc = _write_edit(args, lambda t: scale(t, args.file, args.access_name, to=args.to, add=args.add))
+    if rc == 0:
+        print(f"{args.access_name}: instances updated in {args.file}")
+    return rc
+
+
+def cmd_delete(args) -> int:
+    from .edit import delete
+
+    rc = _write_edit(args, lambda t: delete(t, args.file, args.access_name, args.confirm))
+    if rc == 0:
+        print(f"{args.access_name}: removed from {args.file}; its review needs Confirm-Delete: {args.access_name}")
+    return rc
+
+
+def cmd_examples(args) -> int:
+    from .examples import render_text
+
+    try:
+        c = load(args.file)
+    except CatalogError as e:
+        _print_problems(e, "text")
+        return 1
+    svc = c.service(args.access_name)
+    if svc is None:
+        print(f"modelsvc: no service with access name '{args.access_name}' in {args.file}", file=sys.stderr)
+        return 1
+    print(render_text(c, svc))
+    return 0
+
+
+def cmd_schema(args) -> int:
+    from .catalog.schema import SCHEMA_PATH, render
+
+    text = render()
+    if args.write:
+        SCHEMA_PATH.write_text(text)
+        print(f"wrote {SCHEMA_PATH}")
+        return 0
+    if args.check:
+        current = SCHEMA_PATH.read_text() if SCHEMA_PATH.exists() else ""
+        if current != text:
+            print(f"{SCHEMA_PATH} is out of date: run `modelsvc schema --write`", file=sys.stderr)
+            return 1
+        return 0
+    print(text, end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="modelsvc", description="GitOps for self-hosted LLM model services.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    v = sub.add_parser("validate", help="check services.yaml; exit 1 with every problem listed")
+    v.add_argument("file", nargs="?", default=DEFAULT_FILE)
+    v.add_argument("--format", choices=["text", "github"], default="text",
+                   help="github: print problems as workflow annotations")
+    v.set_defaults(func=cmd_validate)
+
+    r = sub.add_parser("review", help="Markdown review of a services.yaml change (paths or git REV:PATH)")
+    r.add_argument("base")
+    r.add_argument("head")
+    r.add_argument("--confirm-delete", action="append", metavar="ACCESS_NAME",
+                   help="confirm the removal of this service (repeatable)")
+    r.add_argument("--output", help="also write the Markdown to this file")
+    r.set_defaults(func=cmd_review)
+
+    k = sub.add_parser("keys", help="API keys")
+    ksub = k.add_subparsers(dest="keys_command", required=True, metavar="KEYS_COMMAND")
+    kn = ksub.add_parser("new", help="make a key; print it once and its services.yaml entry")
+    kn.add_argument("--owner", required=True)
+    kn.add_argument("--id", help="key id (default: k-<owner>-<random>)")
+    kn.set_defaults(func=cmd_keys_new)
+
+    n = sub.add_parser("new-id", help="print a fresh service id")
+    n.set_defaults(func=cmd_new_id)
+
+    s = sub.add_parser("scale", help="change a service's instance count in place")
+    s.add_argument("access_name")
+    g = s.add_mutually_exclusive_group(required=True)
+    g.add_argument("--to", type=int, metavar="N")
+    g.add_argument("--add", type=int, metavar="N", help="negative to remove instances")
+    s.add_argument("--file", default=DEFAULT_FILE)
+    s.set_defaults(func=cmd_scale)
+
+    d = sub.add_parser("delete", help="remove a service in place (type its access name to confirm)")
+    d.add_argument("access_name")
+    d.add_argument("--confirm", required=True, metavar="ACCESS_NAME")
+    d.add_argument("--file", default=DEFAULT_FILE)
+    d.set_defaults(func=cmd_delete)
+
+    e = sub.add_parser("examples", help="curl, Python and Node examples for a service")
+    e.add_argument("access_name")
+    e.add_argument("--file", default=DEFAULT_FILE)
+    e.set_defaults(func=cmd_examples)
+
+    sc = sub.add_parser("schema", help="print the JSON Schema of services.yaml")
+    sc.add_argument("--write", action="store_true", help="update schema/services.schema.json")
+    sc.add_argument("--check", action="store_true", help="exit 1 if the committed schema is out of date")
+    sc.set_defaults(func=cmd_schema)
+
+    for extra in _EXTRA_COMMANDS:
+        extra(sub)
+    return p
+
+
+_EXTRA_COMMANDS: list = []  # serve / standin / render register here (see below)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
