@@ -195,10 +195,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_EXTRA_COMMANDS: list = []  # serve / standin / render register here (see below)
+def _register_run(sub):
+    from .commands_run import register
+
+    register(sub)
+
+
+_EXTRA_COMMANDS: list = [_register_run]
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["standin"]:  # everything after it belongs to the stand-in's own parser
+        from .standin.__main__ import main as standin_main
+
+        return standin_main(argv[1:])
     args = build_parser().parse_args(argv)
     return args.func(args)
 

@@ -1,0 +1,128 @@
+"""The gateway's app factory: `create_app(catalog, ...)` builds a Sanic app from an already-loaded catalog."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import signal
+
+from sanic import Sanic
+from sanic.exceptions import SanicException
+
+from modelsvc.catalog import Catalog, CatalogError, load
+
+from .api import health, openai
+from .api.common import json_response
+from .config import LocalOverlay, Settings
+from .errors import BodyTooLarge, GatewayError, InvalidRequest, MethodNotAllowed, NotFound, openai_error_body
+from .runtime import Runtime
+from .usage import Metrics, UsageLog
+
+log = logging.getLogger("gateway")
+_names = itertools.count()
+
+
+def create_app(catalog: Catalog, settings: Settings | None = None, overlay: LocalOverlay | None = None,
+               *, name: str | None = None) -> Sanic:
+    settings = settings or Settings()
+    app = Sanic(name or f"modelsvc_gateway_{os.getpid()}_{next(_names)}", configure_logging=False)
+    app.config.REQUEST_MAX_SIZE = catalog.gateway.max_body_bytes
+    app.config.REQUEST_MAX_HEADER_SIZE = 16 * 1024
+    app.config.REQUEST_TIMEOUT = 30  # slow clients cannot hold a connection forever
+    app.config.RESPONSE_TIMEOUT = max(60, settings.deadline_s * 4)
+    app.config.KEEP_ALIVE_TIMEOUT = 75
+    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 30
+    app.config.NOISY_EXCEPTIONS = False
+    app.config.ACCESS_LOG = False
+    app.ctx.draining = False
+    app.ctx.settings = settings
+    app.ctx.catalog_path = catalog.path
+
+    app.blueprint(openai.bp)
+    app.blueprint(health.bp)
+
+    @app.before_server_start
+    async def start_runtime(app):
+        rt = Runtime(catalog, settings, overlay, UsageLog(settings.usage_log, Metrics()))
+        await rt.start()
+        app.ctx.runtime = rt
+        app.ctx.watcher = asyncio.create_task(_watch_catalog(app))
+        loop = asyncio.get_running_loop()
+        try:
+            loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload_catalog(app)))
+        except (NotImplementedError, RuntimeError, ValueError):
+            pass
+
+    @app.before_server_stop
+    async def drain(app):
+        app.ctx.draining = True
+
+    @app.after_server_stop
+    async def stop_runtime(app):
+        app.ctx.watcher.cancel()
+        await app.ctx.runtime.close()
+        app.ctx.runtime.usage.close()
+
+    @app.exception(Exception)
+    async def on_error(request, exc):
+        if isinstance(exc, SanicException) and not isinstance(exc, GatewayError):
+            exc = _from_sanic(exc)
+        if not isinstance(exc, GatewayError):
+            log.exception("unhandled error on %s %s", request.method, request.path)
+        status, body, headers = openai_error_body(exc)
+        return json_response(body, status=status, headers=headers)
+
+    return app
+
+
+def _from_sanic(exc: SanicException) -> GatewayError:
+    """Sanic's own refusals (routing, size limits, malformed HTTP) in the OpenAI error shape."""
+    status = getattr(exc, "status_code", 500)
+    if status == 404:
+        return NotFound("unknown endpoint")
+    if status == 405:
+        return MethodNotAllowed("method not allowed on this endpoint")
+    if status == 413:
+        return BodyTooLarge("request body too large")
+    if 400 <= status < 500:
+        err = InvalidRequest(str(exc) or "bad request")
+        err.status = status
+        return err
+    return GatewayError("internal error")
+
+
+async def reload_catalog(app: Sanic) -> bool:
+    """Load and validate the file again; an invalid one is refused and the old catalog keeps serving."""
+    path = app.ctx.catalog_path
+    try:
+        catalog = await asyncio.to_thread(load, path)
+    except CatalogError as e:
+        log.error("catalog reload refused, still serving the previous version:\n%s", e)
+        return False
+    await app.ctx.runtime.apply(catalog)
+    log.info("catalog reloaded from %s", path)
+    return True
+
+
+async def _watch_catalog(app: Sanic) -> None:
+    poll = app.ctx.settings.reload_poll_s
+    if not poll:
+        return
+    path = app.ctx.catalog_path
+
+    def stamp():
+        try:
+            st = os.stat(path)
+            return (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            return None
+
+    last = stamp()
+    while True:
+        await asyncio.sleep(poll)
+        now = stamp()
+        if now is not None and now != last:
+            last = now
+            await reload_catalog(app)

@@ -1,0 +1,144 @@
+"""Backend kind `openai`: forward to an OpenAI-compatible server that already runs elsewhere (vLLM, trtllm-serve,
+NIM, Triton's OpenAI frontend). Same interface as TritonInstance, so balancing, retries and metering are shared.
+
+Chat requests are forwarded as messages (the upstream applies its own chat template); completions as the prompt.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import AsyncIterator
+
+import httpx
+import orjson
+
+from ..errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest
+from .triton import Delta, GenRequest, GenResult
+
+
+class OpenAIUpstream:
+    def __init__(self, base_url: str, upstream_model: str | None, *, deadline_s: float = 60.0,
+                 connect_timeout_s: float = 5.0, api_key: str | None = None):
+        self.base_url = base_url.rstrip("/")
+        if "://" not in self.base_url:
+            self.base_url = "http://" + self.base_url + "/v1"
+        self.upstream_model = upstream_model
+        self.deadline_s = deadline_s
+        headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers,
+            timeout=httpx.Timeout(deadline_s, connect=connect_timeout_s),
+            limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200))
+        self.image_size = None
+
+    async def start(self) -> None:
+        if not await self.ready():
+            raise BackendUnavailable(f"upstream {self.base_url} is not reachable")
+
+    async def ready(self) -> bool:
+        try:
+            r = await self._client.get("/models", timeout=2.0)
+            return r.status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    def check(self, req: GenRequest) -> None:
+        if req.image_urls and not req.messages:
+            raise InvalidRequest("images need the chat endpoint", param="messages")
+
+    def _body(self, req: GenRequest, stream: bool) -> tuple[str, dict]:
+        body: dict = {"model": self.upstream_model or "default", "max_tokens": req.max_tokens, "stream": stream}
+        for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty", "seed"):
+            value = getattr(req, name)
+            if value is not None:
+                body[name] = value
+        if req.stop:
+            body["stop"] = req.stop
+        if stream:
+            body["stream_options"] = {"include_usage": True}
+        if req.messages is not None:
+            body["messages"] = req.messages
+            return "/chat/completions", body
+        body["prompt"] = req.prompt
+        return "/completions", body
+
+    def _error(self, e: Exception, partial: bool) -> BackendError:
+        if isinstance(e, httpx.TimeoutException):
+            err = BackendTimeout(f"upstream did not answer within {self.deadline_s}s")
+        elif isinstance(e, httpx.ConnectError) and not partial:
+            err = BackendUnavailable(f"upstream {self.base_url} refused the connection")
+        else:
+            err = BackendError(f"upstream error: {type(e).__name__}")
+        err.partial = partial
+        return err
+
+    @staticmethod
+    def _status_error(status: int, text: str) -> BackendError:
+        cls = BackendUnavailable if status in (502, 503) else BackendError
+        err = cls(f"upstream answered {status}: {text[:200]}")
+        err.partial = False
+        return err
+
+    async def generate(self, req: GenRequest) -> GenResult:
+        path, body = self._body(req, False)
+        try:
+            r = await self._client.post(path, content=orjson.dumps(body),
+                                        headers={"content-type": "application/json"})
+        except httpx.HTTPError as e:
+            raise self._error(e, False) from None
+        if r.status_code != 200:
+            raise self._status_error(r.status_code, r.text)
+        data = orjson.loads(r.content)
+        choice = data["choices"][0]
+        text = choice["message"]["content"] if "message" in choice else choice.get("text", "")
+        usage = data.get("usage") or {}
+        return GenResult(text or "", usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
+                         choice.get("finish_reason") or "stop")
+
+    async def stream(self, req: GenRequest) -> AsyncIterator[Delta | GenResult]:
+        path, body = self._body(req, True)
+        parts: list[str] = []
+        usage: dict = {}
+        finish = "stop"
+        yielded = False
+        try:
+            async with self._client.stream("POST", path, content=orjson.dumps(body),
+                                           headers={"content-type": "application/json"}) as r:
+                if r.status_code != 200:
+                    raise self._status_error(r.status_code, (await r.aread()).decode(errors="replace"))
+                async for line in r.aiter_lines():
+                    if not line.startswith("data:"):
+                        continue
+                    payload = line[5:].strip()
+                    if payload == "[DONE]":
+                        break
+                    event = orjson.loads(payload)
+                    if event.get("usage"):
+                        usage = event["usage"]
+                    for choice in event.get("choices") or ():
+                        delta = choice.get("delta") or {}
+                        text = delta.get("content") if "delta" in choice else choice.get("text")
+                        if text:
+                            parts.append(text)
+                            yielded = True
+                            yield Delta(text)
+                        if choice.get("finish_reason"):
+                            finish = choice["finish_reason"]
+        except httpx.HTTPError as e:
+            raise self._error(e, yielded) from None
+        yield GenResult("".join(parts), usage.get("prompt_tokens", 0), usage.get("completion_tokens", len(parts)),
+                        finish)
+
+    async def generate_images(self, prompt: str, n: int, negative_prompt: str | None = None) -> list[bytes]:
+        body = {"model": self.upstream_model or "default", "prompt": prompt, "n": n, "response_format": "b64_json"}
+        try:
+            r = await self._client.post("/images/generations", content=orjson.dumps(body),
+                                        headers={"content-type": "application/json"})
+        except httpx.HTTPError as e:
+            raise self._error(e, False) from None
+        if r.status_code != 200:
+            raise self._status_error(r.status_code, r.text)
+        return [base64.b64decode(d["b64_json"]) for d in orjson.loads(r.content)["data"]]

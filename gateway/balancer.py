@@ -1,0 +1,178 @@
+"""A service's instances: discovery, least-outstanding picking, failure ejection and health probing.
+
+An instance that fails is taken out of rotation and probed (the backend's own readiness: Triton's ServerReady and
+ModelReady) until it answers again. Discovery is an explicit endpoint list locally, or the headless Kubernetes
+Service's DNS name resolved to every pod IP and re-resolved periodically.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import socket
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Protocol
+
+from .errors import BackendUnavailable
+
+log = logging.getLogger("gateway.balancer")
+
+
+class Backend(Protocol):
+    async def start(self) -> None: ...
+    async def ready(self) -> bool: ...
+    async def close(self) -> None: ...
+
+
+@dataclass(eq=False)
+class Instance:
+    endpoint: str
+    backend: Backend
+    healthy: bool = False
+    started: bool = False
+    outstanding: int = 0
+    served: int = 0
+    probe: asyncio.Task | None = field(default=None, repr=False)
+
+
+class StaticEndpoints:
+    def __init__(self, endpoints: list[str]):
+        self.endpoints = list(endpoints)
+
+    async def resolve(self) -> list[str]:
+        return self.endpoints
+
+
+class DnsEndpoints:
+    """Every A/AAAA record of a headless Service: one per ready pod."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+
+    async def resolve(self) -> list[str]:
+        infos = await asyncio.get_running_loop().getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
+        addrs = sorted({info[4][0] for info in infos})
+        return [f"[{a}]:{self.port}" if ":" in a else f"{a}:{self.port}" for a in addrs]
+
+
+class InstancePool:
+    def __init__(self, name: str, discovery, make_backend: Callable[[str], Backend], *,
+                 probe_interval_s: float = 1.0, refresh_interval_s: float = 10.0):
+        self.name = name
+        self.discovery = discovery
+        self.make_backend = make_backend
+        self.probe_interval_s = probe_interval_s
+        self.refresh_interval_s = refresh_interval_s
+        self.instances: list[Instance] = []
+        self._rr = itertools.count()
+        self._refresher: asyncio.Task | None = None
+        self._closed = False
+
+    # -- lifecycle ----------------------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        await self.refresh()
+        if isinstance(self.discovery, DnsEndpoints):
+            self._refresher = asyncio.create_task(self._refresh_loop())
+
+    async def refresh(self) -> None:
+        try:
+            endpoints = await self.discovery.resolve()
+        except OSError as e:
+            log.warning("%s: cannot resolve instances: %s", self.name, e)
+            return
+        current = {i.endpoint: i for i in self.instances}
+        added = [Instance(ep, self.make_backend(ep)) for ep in endpoints if ep not in current]
+        gone = [i for ep, i in current.items() if ep not in endpoints]
+        self.instances = [i for i in self.instances if i.endpoint in endpoints] + added
+        await asyncio.gather(*(self._start_instance(i) for i in added))
+        for i in gone:
+            asyncio.create_task(self._retire(i))
+
+    async def _start_instance(self, inst: Instance) -> None:
+        try:
+            await inst.backend.start()
+            inst.started = inst.healthy = True
+        except Exception as e:  # noqa: BLE001 - any failure means "not usable yet"; the probe retries
+            log.warning("%s: instance %s not usable yet: %s", self.name, inst.endpoint, e)
+            self._eject(inst)
+
+    async def _retire(self, inst: Instance) -> None:
+        inst.healthy = False
+        while inst.outstanding:  # let in-flight requests finish on a pod that is going away
+            await asyncio.sleep(0.1)
+        if inst.probe:
+            inst.probe.cancel()
+        await inst.backend.close()
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.refresh_interval_s)
+            await self.refresh()
+
+    async def close(self) -> None:
+        self._closed = True
+        if self._refresher:
+            self._refresher.cancel()
+        for inst in self.instances:
+            if inst.probe:
+                inst.probe.cancel()
+        await asyncio.gather(*(i.backend.close() for i in self.instances), return_exceptions=True)
+
+    # -- picking ------------------------------------------------------------------------------------------------------
+    def pick(self, exclude: tuple[Instance, ...] = ()) -> Instance:
+        candidates = [i for i in self.instances if i.healthy and i not in exclude]
+        if not candidates:
+            raise BackendUnavailable(f"no instance of '{self.name}' is available right now; try again shortly")
+        # Least outstanding; ties broken round-robin so idle instances share the load evenly.
+        start = next(self._rr) % len(candidates)
+        rotated = candidates[start:] + candidates[:start]
+        return min(rotated, key=lambda i: i.outstanding)
+
+    def failed(self, inst: Instance) -> None:
+        if inst.healthy:
+            log.warning("%s: instance %s failed; out of rotation until it is ready again", self.name, inst.endpoint)
+        self._eject(inst)
+
+    def _eject(self, inst: Instance) -> None:
+        inst.healthy = False
+        if not self._closed and (inst.probe is None or inst.probe.done()):
+            inst.probe = asyncio.create_task(self._probe(inst))
+
+    async def _probe(self, inst: Instance) -> None:
+        while inst in self.instances:
+            await asyncio.sleep(self.probe_interval_s)
+            if not await inst.backend.ready():
+                continue
+            if not inst.started:
+                await self._start_instance(inst)
+                if not inst.started:
+                    continue
+            inst.healthy = True
+            log.info("%s: instance %s is ready again", self.name, inst.endpoint)
+            return
+
+    # -- status -------------------------------------------------------------------------------------------------------
+    def counts(self) -> tuple[int, int]:
+        return sum(i.healthy for i in self.instances), len(self.instances)
+
+    async def run(self, call: Callable[[Instance], Awaitable], *, retryable) -> object:
+        """Run call on an instance; on a retryable failure, once more on another instance."""
+        tried: tuple[Instance, ...] = ()
+        while True:
+            inst = self.pick(exclude=tried)
+            inst.outstanding += 1
+            try:
+                result = await call(inst)
+                inst.served += 1
+                return result
+            except Exception as e:
+                if not retryable(e):
+                    raise
+                self.failed(inst)
+                tried += (inst,)
+                if len(tried) >= 2 or not any(i.healthy and i not in tried for i in self.instances):
+                    raise
+                log.info("%s: retrying on another instance after %s", self.name, type(e).__name__)
+            finally:
+                inst.outstanding -= 1

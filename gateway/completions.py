@@ -1,0 +1,272 @@
+"""The request flow as plain async functions (the HTTP handlers stay thin over these):
+validated body → service the key may use → instance → backend → OpenAI-shaped result → usage record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+import orjson
+
+from modelsvc.catalog import Backend, Key, Model, Service
+
+from . import params as P
+from .auth import authorize
+from .backends.triton import Delta, GenRequest, GenResult
+from .balancer import Instance, InstancePool
+from .errors import BackendError, BackendTimeout, BackendUnavailable, GatewayError, InvalidRequest
+from .prompt import render_chat
+from .runtime import Runtime
+from .usage import UsageRecord
+
+
+def _retryable(e: BaseException) -> bool:
+    """Failures that say nothing reached the caller and the instance itself is at fault."""
+    return isinstance(e, (BackendUnavailable, BackendTimeout)) and not getattr(e, "partial", False)
+
+
+@dataclass
+class Call:
+    """One request's bookkeeping, from authentication to the usage record."""
+
+    runtime: Runtime
+    key: Key
+    service: Service
+    model: Model
+    pool: InstancePool
+    endpoint: str
+    stream: bool = False
+    request_id: str = field(default_factory=lambda: uuid.uuid4().hex[:24])
+    t0: float = field(default_factory=time.perf_counter)
+    created: int = field(default_factory=lambda: int(time.time()))
+    backend_s: float = 0.0
+    instance: str = ""
+
+    def elapsed_ms(self) -> float:
+        return (time.perf_counter() - self.t0) * 1000
+
+    def overhead_ms(self) -> float:
+        return max(0.0, self.elapsed_ms() - self.backend_s * 1000)
+
+    def record(self, status: str, prompt_tokens: int = 0, completion_tokens: int = 0, error: str = "") -> None:
+        self.runtime.usage.record(UsageRecord(
+            request_id=self.request_id, service_id=self.service.id, access_name=self.service.access_name,
+            key_id=self.key.id, endpoint=self.endpoint, stream=self.stream, status=status,
+            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, latency_ms=round(self.elapsed_ms(), 3),
+            overhead_ms=round(self.overhead_ms(), 3), instance=self.instance, error=error))
+
+
+def begin(rt: Runtime, key: Key, body, endpoint: str) -> Call:
+    name = P.model_name(body)
+    service = authorize(key, rt.catalog.service(name), name)
+    return Call(rt, key, service, rt.catalog.model_of(service), rt.pools[service.access_name], endpoint)
+
+
+def _gen_request(call: Call, prompt: str, s: P.Sampling, images=(), messages=None) -> GenRequest:
+    return GenRequest(prompt=prompt, max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p,
+                      presence_penalty=s.presence_penalty, frequency_penalty=s.frequency_penalty, seed=s.seed,
+                      stop=list(s.stop), image_urls=list(images), request_id=call.request_id, messages=messages)
+
+
+def prepare(call: Call, body: dict) -> tuple[GenRequest, bool, bool]:
+    """(backend request, stream, include_usage) for chat.completions or completions."""
+    if call.endpoint == "chat.completions":
+        p = P.chat_params(body, call.model)
+        if call.model.backend is Backend.openai:  # the upstream applies its own chat template
+            return _gen_request(call, "", p.sampling, p.images, list(p.raw_messages)), p.stream, p.include_usage
+        prompt = render_chat(p.messages, call.model.chat_template)
+        return _gen_request(call, prompt, p.sampling, p.images), p.stream, p.include_usage
+    p = P.completion_params(body, call.model)
+    return _gen_request(call, p.prompt, p.sampling), p.stream, p.include_usage
+
+
+def _check(call: Call, req: GenRequest) -> None:
+    """Refuse parameters the model cannot honour before anything is sent (any healthy instance knows the config)."""
+    for inst in call.pool.instances:
+        if inst.started:
+            inst.backend.check(req)
+            return
+
+
+def _usage(r: GenResult) -> dict:
+    return {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
+            "total_tokens": r.prompt_tokens + r.completion_tokens}
+
+
+def _response_body(call: Call, r: GenResult) -> dict:
+    if call.endpoint == "chat.completions":
+        choice = {"index": 0, "message": {"role": "assistant", "content": r.text, "refusal": None},
+                  "logprobs": None, "finish_reason": r.finish_reason}
+        obj, prefix = "chat.completion", "chatcmpl-"
+    else:
+        choice = {"index": 0, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason}
+        obj, prefix = "text_completion", "cmpl-"
+    return {"id": prefix + call.request_id, "object": obj, "created": call.created,
+            "model": call.service.access_name, "choices": [choice], "usage": _usage(r),
+            "system_fingerprint": None}
+
+
+async def complete(call: Call, req: GenRequest) -> dict:
+    """Non-streaming chat.completions / completions."""
+    _check(call, req)
+    t = time.perf_counter()
+
+    async def run(inst: Instance):
+        call.instance = inst.endpoint
+        return await inst.backend.generate(req)
+
+    try:
+        result: GenResult = await call.pool.run(run, retryable=_retryable)
+    except GatewayError as e:
+        call.backend_s = time.perf_counter() - t
+        call.record("error", error=e.code or type(e).__name__)
+        raise
+    call.backend_s = time.perf_counter() - t
+    call.record("ok", result.prompt_tokens, result.completion_tokens)
+    return _response_body(call, result)
+
+
+# -- streaming ----------------------------------------------------------------------------------------------------------
+@dataclass
+class Stream:
+    call: Call
+    instance: Instance
+    first: Delta | GenResult
+    rest: AsyncIterator
+    include_usage: bool
+
+
+async def open_stream(call: Call, req: GenRequest, include_usage: bool) -> Stream:
+    """Start the backend stream and wait for its first piece, so that a failure before any byte reached the caller
+    can still be retried elsewhere or answered with a plain JSON error."""
+    call.stream = True
+    _check(call, req)
+    tried: tuple[Instance, ...] = ()
+    while True:
+        inst = call.pool.pick(exclude=tried)
+        inst.outstanding += 1
+        gen = inst.backend.stream(req)
+        t = time.perf_counter()
+        try:
+            first = await gen.__anext__()
+            call.backend_s += time.perf_counter() - t
+            call.instance = inst.endpoint
+            return Stream(call, inst, first, gen, include_usage)
+        except BaseException as e:
+            call.backend_s += time.perf_counter() - t
+            inst.outstanding -= 1
+            with contextlib.suppress(Exception):
+                await gen.aclose()
+            if isinstance(e, StopAsyncIteration):
+                e = BackendError("the engine closed the stream without output")
+            if not _retryable(e):
+                if isinstance(e, GatewayError):
+                    call.record("error", error=e.code or type(e).__name__)
+                raise e
+            call.pool.failed(inst)
+            tried += (inst,)
+            if len(tried) >= 2 or not any(i.healthy and i not in tried for i in call.pool.instances):
+                call.record("error", error=e.code or type(e).__name__)
+                raise e
+
+
+def _sse(obj) -> bytes:
+    return b"data: " + orjson.dumps(obj) + b"\n\n"
+
+
+async def sse_events(s: Stream) -> AsyncIterator[bytes]:
+    """The OpenAI SSE stream. Errors after the first byte become an error event (the status is already sent);
+    the usage record is written whatever happens, including when the caller goes away (task cancelled)."""
+    call = s.call
+    chat = call.endpoint == "chat.completions"
+    base = {"id": ("chatcmpl-" if chat else "cmpl-") + call.request_id,
+            "object": "chat.completion.chunk" if chat else "text_completion", "created": call.created,
+            "model": call.service.access_name}
+    if chat:
+        base["system_fingerprint"] = None
+
+    def chunk(text: str | None, finish: str | None = None) -> dict:
+        if chat:
+            delta = {} if text is None else {"content": text}
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+        else:
+            choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+        out = {**base, "choices": [choice]}
+        if s.include_usage:
+            out["usage"] = None
+        return out
+
+    pieces = 0
+    status, error, result = "cancelled", "", None
+    try:
+        if chat:
+            first = chunk("")
+            first["choices"][0]["delta"] = {"role": "assistant", "content": ""}
+            yield _sse(first)
+        item = s.first
+        while True:
+            if isinstance(item, GenResult):
+                result = item
+                break
+            pieces += 1
+            if item.text:
+                yield _sse(chunk(item.text))
+            t = time.perf_counter()
+            try:
+                item = await s.rest.__anext__()
+            except StopAsyncIteration:
+                raise BackendError("the engine closed the stream before it finished") from None
+            finally:
+                call.backend_s += time.perf_counter() - t
+        yield _sse(chunk(None, result.finish_reason))
+        if s.include_usage:
+            yield _sse({**base, "choices": [], "usage": _usage(result)})
+        yield b"data: [DONE]\n\n"
+        status = "ok"
+    except GatewayError as e:
+        status, error = "error", e.code or type(e).__name__
+        if isinstance(e, (BackendUnavailable, BackendTimeout)) or getattr(e, "partial", False):
+            call.pool.failed(s.instance)
+        yield _sse(e.body())
+        yield b"data: [DONE]\n\n"
+    finally:
+        s.instance.outstanding -= 1
+        with contextlib.suppress(Exception):
+            await asyncio.shield(s.rest.aclose())  # cancels the gRPC stream: the GPU stops for nobody
+        if result is not None:
+            call.record(status, result.prompt_tokens, result.completion_tokens, error)
+        else:
+            # Cut short: the tokens generated so far (one streamed piece per token) are what was used.
+            call.record(status, 0, pieces, error)
+
+
+# -- images -------------------------------------------------------------------------------------------------------------
+async def generate_images(call: Call, body: dict) -> dict:
+    p = P.image_params(body, call.model)
+    t = time.perf_counter()
+
+    async def run(inst: Instance):
+        call.instance = inst.endpoint
+        backend = inst.backend
+        size = getattr(backend, "image_size", None)
+        if p.size not in (None, "auto") and size and p.size != f"{size[0]}x{size[1]}":
+            raise InvalidRequest(f"'size' must be {size[0]}x{size[1]}, the size this model is deployed with",
+                                 param="size", code="invalid_value")
+        return await backend.generate_images(p.prompt, p.n, p.negative_prompt)
+
+    try:
+        pngs = await call.pool.run(run, retryable=_retryable)
+    except GatewayError as e:
+        call.backend_s = time.perf_counter() - t
+        if not isinstance(e, InvalidRequest):
+            call.record("error", error=e.code or type(e).__name__)
+        raise
+    call.backend_s = time.perf_counter() - t
+    call.record("ok", 0, 0)
+    return {"created": call.created, "data": [{"b64_json": base64.b64encode(png).decode()} for png in pngs]}

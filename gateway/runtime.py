@@ -1,0 +1,109 @@
+"""The gateway's live state: the current catalog, its key ring and one instance pool per service.
+
+A reload builds the new catalog's state beside the old one: pools whose service, model and endpoints are unchanged
+are carried over (connections and health intact), new ones are started, and retired ones close after their
+in-flight requests. Requests hold a reference to the pool they started on, so a reload never cuts them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from modelsvc.catalog import Backend, Catalog, Model, Service
+
+from .auth import KeyRing
+from .balancer import DnsEndpoints, InstancePool, StaticEndpoints
+from .config import LocalOverlay, Settings
+from .usage import Metrics, UsageLog
+
+log = logging.getLogger("gateway.runtime")
+
+
+def headless_host(catalog: Catalog, service: Service, settings: Settings) -> str:
+    """The headless Service that infra/ creates for a service: one DNS record per Triton pod."""
+    from infra.names import headless_service_host
+
+    return headless_service_host(catalog, service)
+
+
+class Runtime:
+    def __init__(self, catalog: Catalog, settings: Settings, overlay: LocalOverlay | None = None,
+                 usage: UsageLog | None = None):
+        self.settings = settings
+        self.usage = usage or UsageLog(None, Metrics())
+        self.overlay = overlay or LocalOverlay()
+        self.catalog = catalog
+        self.keyring = KeyRing(list(catalog.keys) + self.overlay.keys())
+        self.pools: dict[str, InstancePool] = {}
+        self._pool_keys: dict[str, tuple] = {}
+
+    def _endpoints(self, catalog: Catalog, service: Service, model: Model):
+        listed = self.overlay.endpoints.get(service.access_name)
+        if listed is not None:
+            return StaticEndpoints(listed)
+        if model.backend is Backend.openai:
+            return StaticEndpoints([model.upstream])
+        if self.settings.discovery == "dns":
+            return DnsEndpoints(headless_host(catalog, service, self.settings), self.settings.dns_port)
+        return StaticEndpoints([])
+
+    def _make_backend(self, model: Model):
+        s = self.settings
+        if model.backend is Backend.openai:
+            from .backends.openai import OpenAIUpstream
+
+            return lambda endpoint: OpenAIUpstream(endpoint, model.upstream_model, deadline_s=s.deadline_s,
+                                                   connect_timeout_s=s.connect_timeout_s)
+        from .backends.triton import TritonInstance
+
+        return lambda endpoint: TritonInstance(endpoint, model.triton_model_name, deadline_s=s.deadline_s,
+                                               connect_timeout_s=s.connect_timeout_s)
+
+    def _build(self, catalog: Catalog) -> tuple[dict[str, InstancePool], dict[str, tuple], list[InstancePool]]:
+        pools, keys, new = {}, {}, []
+        for svc in catalog.services:
+            model = catalog.model_of(svc)
+            discovery = self._endpoints(catalog, svc, model)
+            identity = (svc.id, model, getattr(discovery, "endpoints", None), getattr(discovery, "host", None))
+            if self._pool_keys.get(svc.access_name) == identity:
+                pools[svc.access_name] = self.pools[svc.access_name]
+            else:
+                pool = InstancePool(svc.access_name, discovery, self._make_backend(model),
+                                    probe_interval_s=self.settings.probe_interval_s,
+                                    refresh_interval_s=self.settings.refresh_interval_s)
+                pools[svc.access_name] = pool
+                new.append(pool)
+            keys[svc.access_name] = identity
+        return pools, keys, new
+
+    async def start(self) -> None:
+        self.pools, self._pool_keys, new = self._build(self.catalog)
+        await asyncio.gather(*(p.start() for p in new))
+
+    async def apply(self, catalog: Catalog) -> None:
+        """Switch to a new (already validated) catalog."""
+        pools, keys, new = self._build(catalog)
+        await asyncio.gather(*(p.start() for p in new))
+        retired = [p for name, p in self.pools.items() if pools.get(name) is not p]
+        self.catalog, self.pools, self._pool_keys = catalog, pools, keys
+        self.keyring = KeyRing(list(catalog.keys) + self.overlay.keys())
+        for pool in retired:
+            asyncio.create_task(_close_when_idle(pool))
+        log.info("catalog applied: %d services (%d pools new, %d retired)", len(catalog.services), len(new),
+                 len(retired))
+
+    async def close(self) -> None:
+        await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)
+
+    def status(self, service: Service) -> str:
+        ready, total = self.pools[service.access_name].counts()
+        if total and ready == total:
+            return "running"
+        return "degraded" if ready else "unavailable"
+
+
+async def _close_when_idle(pool: InstancePool) -> None:
+    while any(i.outstanding for i in pool.instances):
+        await asyncio.sleep(0.1)
+    await pool.close()

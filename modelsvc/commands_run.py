@@ -1,0 +1,112 @@
+"""The long-running commands: `serve`, `standin`, `dev` (stand-ins + gateway on the local overlay)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+
+def _settings(args):
+    from gateway.config import Settings
+
+    return Settings(deadline_s=args.deadline, usage_log=args.usage_log or None, discovery=args.discovery,
+                    namespace=args.namespace)
+
+
+def cmd_serve(args) -> int:
+    from gateway.config import OverlayError
+    from gateway.server import serve
+
+    from .catalog import CatalogError
+
+    try:
+        serve(args.config, args.local, _settings(args), host=args.host, port=args.port, workers=args.workers)
+    except CatalogError as e:
+        print(e, file=sys.stderr)
+        return 1
+    except OverlayError as e:
+        print(e, file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_standin(args) -> int:
+    from .standin.__main__ import main
+
+    return main(args.standin_args)
+
+
+def cmd_dev(args) -> int:
+    """Start the stand-in engines named in the local overlay, then the gateway; stop them all on exit."""
+    from gateway.config import OverlayError, load_overlay
+
+    from .catalog import CatalogError, load
+
+    try:
+        catalog = load(args.config)
+        overlay = load_overlay(args.local, catalog)
+    except (CatalogError, OverlayError) as e:
+        print(e, file=sys.stderr)
+        return 1
+    procs = []
+    try:
+        for spec in overlay.standins:
+            cmd = [sys.executable, "-m", "modelsvc.standin", "--port", str(spec.port), "--profile", spec.profile,
+                   "--token-delay", str(spec.token_delay)]
+            if spec.profile == "openai":
+                cmd = [sys.executable, "-m", "modelsvc.standin.openai_upstream", "--port", str(spec.port)]
+            elif not spec.decoupled:
+                cmd.append("--no-decoupled")
+            procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))
+        for spec, proc in zip(overlay.standins, procs):
+            line = proc.stdout.readline()
+            if not line:
+                print(f"stand-in {spec.name} failed to start", file=sys.stderr)
+                return 1
+            print(f"[{spec.name}] {line.strip()}")
+        base = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '') else args.host}:{args.port}/v1"
+        if overlay.demo_keys:
+            demo = overlay.demo_keys[0]
+            svc = next((s for s in catalog.services_of(demo.owner)), None)
+            print(f"\nGateway on {base} — demo key for {demo.owner} (local only): {demo.key}")
+            if svc:
+                print(f"Try it:\n  curl {base}/chat/completions -H 'Authorization: Bearer {demo.key}' "
+                      f"-H 'Content-Type: application/json' -d '{{\"model\": \"{svc.access_name}\", \"messages\": "
+                      f"[{{\"role\": \"user\", \"content\": \"Hello!\"}}], \"temperature\": 0.7}}'\n", flush=True)
+        return cmd_serve(args)
+    finally:
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.time() + 5
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.time()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+def register(sub) -> None:
+    for name, func, helptext in [
+        ("serve", cmd_serve, "run the gateway (OpenAI-compatible API) on services.yaml"),
+        ("dev", cmd_dev, "start the local stand-in engines from local.yaml, then the gateway"),
+    ]:
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("--config", default=os.environ.get("MODELSVC_CONFIG", "services.yaml"))
+        p.add_argument("--local", default="local.yaml" if name == "dev" else os.environ.get("MODELSVC_LOCAL"),
+                       help="local overlay: endpoints, stand-ins, demo keys (never deployed)")
+        p.add_argument("--host", default="127.0.0.1")
+        p.add_argument("--port", type=int, default=8080)
+        p.add_argument("--workers", type=int, default=1)
+        p.add_argument("--deadline", type=float, default=60.0, help="seconds per backend call")
+        p.add_argument("--usage-log", default=os.environ.get("MODELSVC_USAGE_LOG", "var/usage.jsonl"))
+        p.add_argument("--discovery", choices=["static", "dns"], default="static",
+                       help="dns: find each service's pods through its headless Service (in Kubernetes)")
+        p.add_argument("--namespace", default="modelsvc")
+        p.set_defaults(func=func)
+    s = sub.add_parser("standin", help="run a STAND-IN Triton engine (real gRPC protocol, fake output)",
+                       add_help=False)
+    s.add_argument("standin_args", nargs="*")
+    s.set_defaults(func=cmd_standin)
