@@ -1,0 +1,502 @@
+"""The gateway's client for one Triton (TensorRT-LLM / diffusion) endpoint and one model.
+
+One ``TritonInstance`` = one Triton server (pod) + one model name, with one long-lived
+``tritonclient.grpc.aio.InferenceServerClient`` (one HTTP/2 channel multiplexing every concurrent call).
+
+How the Triton / TensorRT-LLM contract (docs DESIGN.md) is honoured:
+
+* ``start()`` reads ``ModelConfig`` once: the declared inputs (only those are ever sent), decoupled or not, the seed
+  input's name (``seed``, or ``random_seed`` in older releases), ``image_url_input`` (vision), the image size
+  (parameters ``image_width`` / ``image_height``) and BLS accumulation (see below).
+* Always ``exclude_input_in_output=True`` and ``return_num_input_tokens`` / ``return_num_output_tokens`` when
+  declared. Without the counts: completion tokens = responses received when streaming, words otherwise; prompt
+  tokens = words in the prompt (approximations, used only when the model cannot tell).
+* Streaming = ``stream_infer`` with ONE request per stream; the server closing the stream is the end signal. It works
+  on decoupled models (``stream=True``: one response per token) and non-decoupled ones (``stream=False``: one
+  response). ``generate`` uses the same path on decoupled models (unary ``ModelInfer`` is UNIMPLEMENTED there) and
+  unary ``ModelInfer`` otherwise. ``num_output_tokens`` is per response: summed; ``num_input_tokens``: the last
+  value seen.
+* Cumulative text (BLS with ``accumulate_tokens``): detected from the model config, not guessed from the text:
+  the ``tensorrt_llm_bls`` model's config carries parameter ``accumulate_tokens`` and we diff when it is true
+  ("true"/"1"/"yes", case-insensitive). The constructor's ``cumulative=`` overrides the detection.
+* Stop strings are applied here as well (the engine leaves a matched stop string in its output, and only matches
+  on token boundaries): the output is cut before the first match, and while streaming, text that could be the start
+  of a stop string is held back until it is known not to be one. Once a stop string matched, the stream is cancelled.
+* ``finish_reason``: "stop" when a stop string matched; "length" when ``completion_tokens >= max_tokens``; else "stop".
+* Deadlines: unary calls get ``deadline_s``; a stream must deliver its first response within ``deadline_s`` and
+  every further one within ``idle_timeout_s`` (default ``deadline_s``); the whole stream is capped at
+  ``max_stream_s``. Errors: ``BackendTimeout`` (deadline / silent stream), ``BackendUnavailable`` (connection refused
+  or UNAVAILABLE before any output; safe to retry elsewhere), ``BackendError`` otherwise. Every exception raised here
+  has ``partial: bool`` = whether output had already been yielded to the caller (no retry when true).
+* Leaving the ``stream()`` generator early (``aclose()``, or the consuming task being cancelled) cancels the gRPC
+  call at once, so the engine stops generating. Always close the generator (``async with contextlib.aclosing``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from typing import AsyncIterator
+
+import grpc
+import numpy as np
+import tritonclient.grpc.aio as triton_aio
+from tritonclient.grpc import InferInput, model_config_pb2
+from tritonclient.utils import InferenceServerException, triton_to_np_dtype
+
+from gateway.backends.images import encode_png
+from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest, UnsupportedParameter
+
+log = logging.getLogger("gateway.backends.triton")
+
+MAX_MESSAGE_BYTES = 2**31 - 1
+# channel_args replaces ALL of tritonclient's defaults, so the message limits are set again here. Keepalive: no more
+# often than Triton allows by default (grpc-http2-min-recv-ping-interval-without-data = 5 min, 2 strikes), and not
+# without calls; otherwise the server drops the connection with "too_many_pings".
+CHANNEL_ARGS = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 300_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 0),
+    ("grpc.http2.max_pings_without_data", 2),
+]
+_TRUE = {"true", "1", "yes", "on"}
+
+
+@dataclass
+class GenRequest:
+    """Plain, already-validated parameters."""
+
+    prompt: str
+    max_tokens: int
+    temperature: float | None = None
+    top_p: float | None = None
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+    image_urls: list[str] = field(default_factory=list)  # vision models only
+    request_id: str = ""
+    messages: list[dict] | None = None  # chat messages, for backends that template them themselves (openai)
+
+
+@dataclass
+class Delta:
+    """One streamed piece of text."""
+
+    text: str
+
+
+@dataclass
+class GenResult:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    finish_reason: str  # "stop" | "length"
+
+
+@dataclass(frozen=True)
+class _Declared:
+    wire_type: str  # BYTES, INT32, FP32, ...
+    dims: tuple[int, ...]
+    optional: bool
+
+
+def _wire_type(config_type: int) -> str:
+    name = model_config_pb2.DataType.Name(config_type)[len("TYPE_") :]
+    return "BYTES" if name == "STRING" else name
+
+
+def _stop_cut(text: str, stops: list[str]) -> int | None:
+    """Index of the earliest stop-string match in text, or None."""
+    best = None
+    for s in stops:
+        i = text.find(s)
+        if i != -1 and (best is None or i < best):
+            best = i
+    return best
+
+
+def _holdback(text: str, stops: list[str]) -> int:
+    """Length of the longest suffix of text that is a proper prefix of some stop string."""
+    best = 0
+    for s in stops:
+        for k in range(min(len(s) - 1, len(text)), best, -1):
+            if text.endswith(s[:k]):
+                best = k
+                break
+    return best
+
+
+class TritonInstance:
+    def __init__(
+        self,
+        url: str,
+        model_name: str,
+        *,
+        deadline_s: float = 60.0,
+        connect_timeout_s: float = 5.0,
+        idle_timeout_s: float | None = None,
+        max_stream_s: float = 1800.0,
+        cumulative: bool | None = None,
+    ):
+        self.url = url
+        self.model_name = model_name
+        self.deadline_s = deadline_s
+        self.connect_timeout_s = connect_timeout_s
+        self.idle_timeout_s = idle_timeout_s if idle_timeout_s is not None else deadline_s
+        self.max_stream_s = max_stream_s
+        self._cumulative_override = cumulative
+        self._client: triton_aio.InferenceServerClient | None = None
+        self._started = False
+        # filled by start()
+        self.inputs: dict[str, _Declared] = {}
+        self.outputs: set[str] = set()
+        self.decoupled = False
+        self.seed_input: str | None = None
+        self.cumulative = False
+        self.vision = False
+        self.is_image_model = False
+        self.image_size: tuple[int, int] | None = None  # (width, height)
+        self.outstanding = 0  # requests in flight through this instance (for least-outstanding balancing)
+
+    def __repr__(self) -> str:
+        return f"TritonInstance({self.url!r}, {self.model_name!r})"
+
+    # -- lifecycle ---------------------------------------------------------------------------------------------------
+    def _ensure_client(self) -> triton_aio.InferenceServerClient:
+        if self._client is None:
+            self._client = triton_aio.InferenceServerClient(self.url, channel_args=CHANNEL_ARGS)
+        return self._client
+
+    async def start(self) -> None:
+        client = self._ensure_client()
+        try:
+            async with asyncio.timeout(self.connect_timeout_s + 1):
+                resp = await client.get_model_config(self.model_name, client_timeout=self.connect_timeout_s)
+        except InferenceServerException as e:
+            raise self._fail(BackendUnavailable, f"cannot read the model config: {e.message()}") from None
+        except TimeoutError:
+            raise self._fail(BackendUnavailable, "cannot read the model config: timed out") from None
+        self._load_config(resp.config)
+        self._started = True
+
+    def _load_config(self, cfg) -> None:
+        self.inputs = {
+            i.name: _Declared(_wire_type(i.data_type), tuple(i.dims), bool(i.optional)) for i in cfg.input
+        }
+        self.outputs = {o.name for o in cfg.output}
+        self.decoupled = bool(cfg.model_transaction_policy.decoupled)
+        self.seed_input = "seed" if "seed" in self.inputs else ("random_seed" if "random_seed" in self.inputs else None)
+        params = {k: v.string_value for k, v in cfg.parameters.items()}
+        if self._cumulative_override is not None:
+            self.cumulative = self._cumulative_override
+        else:
+            self.cumulative = params.get("accumulate_tokens", "").strip().lower() in _TRUE
+        self.vision = "image_url_input" in self.inputs
+        self.is_image_model = "generated_image" in self.outputs and "prompt" in self.inputs
+        self.image_size = None
+        if self.is_image_model:
+            try:
+                self.image_size = (int(params["image_width"]), int(params["image_height"]))
+            except (KeyError, ValueError):
+                self.image_size = None
+        elif "text_input" not in self.inputs or "text_output" not in self.outputs:
+            raise self._fail(BackendError, "model has neither text_input/text_output nor prompt/generated_image")
+
+    async def ready(self) -> bool:
+        """ServerReady and ModelReady within connect_timeout_s. Never raises."""
+        try:
+            client = self._ensure_client()
+            t = self.connect_timeout_s
+            async with asyncio.timeout(2 * t + 1):
+                return bool(
+                    await client.is_server_ready(client_timeout=t)
+                    and await client.is_model_ready(self.model_name, client_timeout=t)
+                )
+        except Exception:  # noqa: BLE001 - readiness is a yes/no question
+            return False
+
+    async def close(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            with contextlib.suppress(Exception):
+                await client.close()
+
+    # -- errors --------------------------------------------------------------------------------------------------------
+    def _fail(self, cls: type[BackendError], message: str, *, partial: bool = False) -> BackendError:
+        exc = cls(f"{self.model_name} at {self.url}: {message}")
+        exc.partial = partial
+        return exc
+
+    def _from_status(self, code, details: str, *, partial: bool) -> BackendError:
+        name = getattr(code, "name", str(code)).rsplit(".", 1)[-1]
+        if name == "DEADLINE_EXCEEDED":
+            return self._fail(BackendTimeout, f"deadline exceeded ({details})", partial=partial)
+        if name == "UNAVAILABLE" and not partial:
+            return self._fail(BackendUnavailable, f"unavailable: {details}", partial=False)
+        return self._fail(BackendError, f"{name}: {details}", partial=partial)
+
+    def _require(self, image: bool) -> None:
+        if not self._started:
+            raise RuntimeError(f"{self!r}: start() was not called")
+        if image and not self.is_image_model:
+            raise InvalidRequest(f"model '{self.model_name}' does not generate images")
+        if not image and self.is_image_model:
+            raise InvalidRequest(f"model '{self.model_name}' generates images, not text")
+
+    # -- request building --------------------------------------------------------------------------------------------
+    def check(self, req: GenRequest) -> None:
+        """Refuse parameters the model cannot honour (400). Call before answering the client."""
+        self._require(image=False)
+        if req.max_tokens < 1:
+            raise InvalidRequest("max_tokens must be at least 1", param="max_tokens")
+        for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+            if getattr(req, name) is not None and name not in self.inputs:
+                raise UnsupportedParameter(f"this model does not support '{name}'", param=name)
+        if req.seed is not None and self.seed_input is None:
+            raise UnsupportedParameter("this model does not support 'seed'", param="seed")
+        if req.image_urls:
+            if not self.vision:
+                raise UnsupportedParameter("this model does not accept images", param="messages")
+            for u in req.image_urls:
+                if not u.startswith(("http://", "https://", "data:")):
+                    raise InvalidRequest("image URLs must be http(s):// or data: URLs", param="messages")
+        # stop strings are always honoured: sent as stop_words when declared, and applied here in any case.
+
+    def _tensor(self, name: str, values: list) -> InferInput:
+        decl = self.inputs[name]
+        np_dtype = np.object_ if decl.wire_type == "BYTES" else triton_to_np_dtype(decl.wire_type)
+        arr = np.array([values], dtype=np_dtype)  # batched: [1, n]
+        t = InferInput(name, list(arr.shape), decl.wire_type)
+        t.set_data_from_numpy(arr)
+        return t
+
+    def _llm_inputs(self, req: GenRequest, *, stream: bool) -> list[InferInput]:
+        values: dict[str, list] = {
+            "text_input": [req.prompt.encode("utf-8")],
+            "max_tokens": [req.max_tokens],
+            "exclude_input_in_output": [True],
+            "return_num_input_tokens": [True],
+            "return_num_output_tokens": [True],
+            "stream": [stream],
+        }
+        for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+            if getattr(req, name) is not None:
+                values[name] = [getattr(req, name)]
+        if req.seed is not None and self.seed_input:
+            values[self.seed_input] = [req.seed % 2**64]
+        stops = [s for s in req.stop if s]
+        if stops:
+            values["stop_words"] = [s.encode("utf-8") for s in stops]
+        if req.image_urls:
+            values["image_url_input"] = [u.encode("utf-8") for u in req.image_urls]
+        try:
+            return [self._tensor(k, v) for k, v in values.items() if k in self.inputs]
+        except (ValueError, OverflowError, InferenceServerException) as e:
+            raise InvalidRequest(f"cannot encode the request for the model: {e}") from None
+
+    # -- text generation -------------------------------------------------------------------------------------------
+    async def generate(self, req: GenRequest) -> GenResult:
+        self._require(image=False)
+        self.check(req)
+        if self.decoupled:  # unary ModelInfer is UNIMPLEMENTED on decoupled models
+            gen = self.stream(req)
+            try:
+                async for item in gen:
+                    if isinstance(item, GenResult):
+                        return item
+            finally:
+                await gen.aclose()
+            raise self._fail(BackendError, "stream ended without a result")
+        inputs = self._llm_inputs(req, stream=False)
+        self.outstanding += 1
+        try:
+            result = await self._infer(inputs, req.request_id)
+        finally:
+            self.outstanding -= 1
+        text, n_in, n_out = self._decode(result)
+        stops = [s for s in req.stop if s]
+        cut = _stop_cut(text, stops)
+        if cut is not None:
+            text = text[:cut]
+        completion = n_out if n_out is not None else len(text.split())
+        prompt_tokens = n_in if n_in is not None else len(req.prompt.split())
+        return GenResult(text, prompt_tokens, completion, self._finish(cut is not None, completion, req.max_tokens))
+
+    @staticmethod
+    def _finish(stopped: bool, completion_tokens: int, max_tokens: int) -> str:
+        if stopped:
+            return "stop"
+        return "length" if completion_tokens >= max_tokens else "stop"
+
+    def _decode(self, result) -> tuple[str, int | None, int | None]:
+        out = result.as_numpy("text_output")
+        if out is None:
+            raise self._fail(BackendError, "response has no text_output")
+        flat = out.reshape(-1)
+        raw = flat[0] if flat.size else b""
+        text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
+        n_in = result.as_numpy("num_input_tokens")
+        n_out = result.as_numpy("num_output_tokens")
+        return (
+            text,
+            int(n_in.reshape(-1)[0]) if n_in is not None and n_in.size else None,
+            int(n_out.reshape(-1)[0]) if n_out is not None and n_out.size else None,
+        )
+
+    async def _infer(self, inputs: list[InferInput], request_id: str):
+        """Unary ModelInfer with the deadline."""
+        client = self._ensure_client()
+        try:
+            async with asyncio.timeout(self.deadline_s + 1):  # belt and braces over the gRPC deadline
+                return await client.infer(
+                    self.model_name, inputs, request_id=request_id, client_timeout=self.deadline_s
+                )
+        except InferenceServerException as e:
+            raise self._from_status(e.status(), e.message(), partial=False) from None
+        except TimeoutError:
+            raise self._fail(BackendTimeout, f"no answer within {self.deadline_s}s") from None
+
+    async def stream(self, req: GenRequest) -> AsyncIterator[Delta | GenResult]:
+        """Deltas, then exactly one GenResult whose text is the whole (stop-stripped) output."""
+        self._require(image=False)
+        self.check(req)
+        inputs = self._llm_inputs(req, stream=self.decoupled)  # built (and validated) before the stream opens
+        stops = [s for s in req.stop if s]
+        emitted = ""  # text handed to the caller
+        pending = ""  # text received but not yet handed over (could start a stop string)
+        cumulative = ""  # last cumulative text (BLS accumulate_tokens)
+        n_out_sum, n_out_seen, n_in, responses = 0, False, None, 0
+        stopped = False
+        yielded = False
+        self.outstanding += 1
+        call = self._open_stream(inputs, req.request_id)
+        results = self._responses(call, partial=lambda: yielded)
+        try:
+            async for result in results:
+                responses += 1
+                text, ni, no = self._decode(result)
+                if ni is not None:
+                    n_in = ni
+                if no is not None:
+                    n_out_sum += no
+                    n_out_seen = True
+                if self.cumulative:
+                    if text.startswith(cumulative):
+                        piece = text[len(cumulative) :]
+                    else:  # the detokenizer rewrote earlier text; nothing better to do than continue from the end
+                        log.warning("%r: cumulative text did not extend the previous one", self)
+                        piece = text[len(cumulative) :]
+                    cumulative = text
+                else:
+                    piece = text
+                pending += piece
+                cut = _stop_cut(pending, stops)  # a match cannot start in `emitted` (its start was held back)
+                if cut is not None:
+                    safe, pending, stopped = pending[:cut], "", True
+                else:
+                    keep = _holdback(pending, stops)
+                    safe, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
+                if safe:
+                    emitted += safe
+                    yielded = True
+                    yield Delta(safe)
+                if stopped:
+                    break
+            if pending:  # the stream ended: held-back text was not a stop string after all
+                emitted += pending
+                yielded = True
+                yield Delta(pending)
+        finally:
+            self.outstanding -= 1
+            call.cancel()  # no-op when the server already closed the stream; stops the engine otherwise
+            await results.aclose()
+        completion = n_out_sum if n_out_seen else (responses if self.decoupled else len(emitted.split()))
+        prompt_tokens = n_in if n_in is not None else len(req.prompt.split())
+        yield GenResult(emitted, prompt_tokens, completion, self._finish(stopped, completion, req.max_tokens))
+
+    def _open_stream(self, inputs: list[InferInput], request_id: str):
+        request = {"model_name": self.model_name, "inputs": inputs, "request_id": request_id}
+
+        async def one_request():
+            yield request  # then the iterator ends: the client half-closes, the server closes when done
+
+        return self._ensure_client().stream_infer(one_request(), stream_timeout=self.max_stream_s)
+
+    async def _responses(self, call, *, partial):
+        """InferResults of a one-request stream until the server closes it; every failure mapped to our errors."""
+        first = True
+        while True:
+            timeout = self.deadline_s if first else self.idle_timeout_s
+            try:
+                async with asyncio.timeout(timeout):
+                    result, error = await call.__anext__()
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                what = "first response" if first else "next response (stream went silent)"
+                raise self._fail(BackendTimeout, f"no {what} within {timeout}s", partial=partial()) from None
+            except grpc.aio.AioRpcError as e:  # stream_infer does not wrap these
+                raise self._from_status(e.code(), e.details() or "", partial=partial()) from None
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # we are being cancelled (caller went away): propagate
+                # tritonclient failed while building/sending the request; grpc reports it as a cancellation
+                raise self._fail(BackendError, "the request could not be sent", partial=partial()) from None
+            if error is not None:
+                raise self._fail(BackendError, f"engine error: {error.message()}", partial=partial())
+            first = False
+            yield result
+
+    # -- images ------------------------------------------------------------------------------------------------------
+    async def generate_images(self, prompt: str, n: int, negative_prompt: str | None = None) -> list[bytes]:
+        """n images (n requests, concurrently) as PNG bytes."""
+        self._require(image=True)
+        if n < 1:
+            raise InvalidRequest("n must be at least 1", param="n")
+        if negative_prompt and "negative_prompt" not in self.inputs:
+            raise UnsupportedParameter("this model does not support 'negative_prompt'", param="negative_prompt")
+        values = {"prompt": [prompt.encode("utf-8")]}
+        if negative_prompt:
+            values["negative_prompt"] = [negative_prompt.encode("utf-8")]
+        inputs = [self._tensor(k, v) for k, v in values.items()]
+
+        async def one(i: int) -> bytes:
+            if self.decoupled:
+                call = self._open_stream(inputs, "")
+                result = None
+                try:
+                    async for r in self._responses(call, partial=lambda: False):
+                        if r.as_numpy("generated_image") is not None:
+                            result = r
+                finally:
+                    call.cancel()
+                if result is None:
+                    raise self._fail(BackendError, "no generated_image in the response")
+            else:
+                result = await self._infer(inputs, "")
+            arr = result.as_numpy("generated_image")
+            if arr is None:
+                raise self._fail(BackendError, "no generated_image in the response")
+            if arr.ndim == 4:
+                arr = arr[0]
+            if arr.ndim != 3 or arr.dtype != np.uint8:
+                raise self._fail(BackendError, f"unexpected image tensor {arr.dtype} {arr.shape}")
+            return encode_png(arr)
+
+        self.outstanding += 1
+        tasks = [asyncio.create_task(one(i)) for i in range(n)]
+        try:
+            return list(await asyncio.gather(*tasks))
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            raise
+        finally:
+            self.outstanding -= 1

@@ -1,0 +1,445 @@
+"""TritonInstance (the gateway's Triton client) against the stand-in engine: every point of the contract."""
+
+import asyncio
+import base64
+import hashlib
+import socket
+import struct
+import time
+import zlib
+
+import numpy as np
+import pytest
+import pytest_asyncio
+
+from gateway.backends.images import encode_png
+from gateway.backends.triton import Delta, GenRequest, GenResult, TritonInstance
+from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest, UnsupportedParameter
+from modelsvc.standin import complete, count_input_tokens, generate_image, generate_tokens
+from modelsvc.standin.testing import StandInThread
+
+
+@pytest.fixture(scope="module")
+def chat():
+    t = StandInThread("chat").start()
+    yield t
+    t.stop()
+
+
+@pytest.fixture(scope="module")
+def chat_nd():
+    t = StandInThread("chat", decoupled=False).start()
+    yield t
+    t.stop()
+
+
+@pytest.fixture(scope="module")
+def legacy():
+    t = StandInThread("chat", seed_name="random_seed", decoupled=False).start()
+    yield t
+    t.stop()
+
+
+@pytest.fixture(scope="module")
+def bare():  # no seed input, no sampling knobs, no token counts
+    t = StandInThread(
+        "chat",
+        seed_name=None,
+        omit_inputs=("temperature", "return_num_input_tokens", "return_num_output_tokens"),
+    ).start()
+    yield t
+    t.stop()
+
+
+@pytest.fixture(scope="module")
+def vision():
+    t = StandInThread("vision").start()
+    yield t
+    t.stop()
+
+
+@pytest.fixture(scope="module")
+def image():
+    t = StandInThread("image", image_width=40, image_height=24).start()
+    yield t
+    t.stop()
+
+
+@pytest_asyncio.fixture
+async def make():
+    made = []
+
+    async def _make(server, model="ensemble", **kw):
+        inst = TritonInstance(server.url, model, **kw)
+        await inst.start()
+        made.append(inst)
+        return inst
+
+    yield _make
+    for inst in made:
+        await inst.close()
+
+
+async def collect(inst, req):
+    deltas, results = [], []
+    async for item in inst.stream(req):
+        (deltas if isinstance(item, Delta) else results).append(item)
+    assert len(results) == 1 and isinstance(results[0], GenResult)
+    return [d.text for d in deltas], results[0]
+
+
+async def wait_until(pred, timeout=3.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return True
+        await asyncio.sleep(0.01)
+    return pred()
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def decode_png(data):
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks = 8, {}
+    while pos < len(data):
+        (n,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]
+        (crc,) = struct.unpack(">I", data[pos + 8 + n : pos + 12 + n])
+        assert crc == zlib.crc32(kind + body)
+        chunks[kind] = chunks.get(kind, b"") + body
+        pos += 12 + n
+    w, h, depth, ctype = struct.unpack(">IIBB", chunks[b"IHDR"][:10])
+    assert depth == 8 and ctype == 2 and b"IEND" in chunks
+    raw = np.frombuffer(zlib.decompress(chunks[b"IDAT"]), dtype=np.uint8).reshape(h, 1 + w * 3)
+    assert (raw[:, 0] == 0).all()
+    return raw[:, 1:].reshape(h, w, 3)
+
+
+# -- config ----------------------------------------------------------------------------------------------------------
+@pytest.mark.asyncio
+async def test_start_reads_config(make, chat, chat_nd, legacy, bare, image):
+    d = await make(chat)
+    assert d.decoupled and d.seed_input == "seed" and not d.cumulative and not d.vision and d.image_size is None
+    assert "text_input" in d.inputs and d.inputs["stop_words"].dims == (-1,)
+    assert (await make(chat, "tensorrt_llm_bls")).cumulative
+    assert not (await make(chat_nd)).decoupled
+    assert (await make(legacy)).seed_input == "random_seed"
+    assert (await make(bare)).seed_input is None
+    img = await make(image, "stable_diffusion")
+    assert img.is_image_model and img.image_size == (40, 24)
+    assert await d.ready()
+
+
+@pytest.mark.asyncio
+async def test_unreachable_start_and_ready():
+    inst = TritonInstance(f"127.0.0.1:{free_port()}", "ensemble", connect_timeout_s=1)
+    t0 = time.monotonic()
+    with pytest.raises(BackendUnavailable) as ei:
+        await inst.start()
+    assert ei.value.status == 503 and time.monotonic() - t0 < 3
+    assert await inst.ready() is False
+    await inst.close()
+
+
+@pytest.mark.asyncio
+async def test_unknown_model_is_unavailable(chat):
+    inst = TritonInstance(chat.url, "nope")
+    with pytest.raises(BackendUnavailable, match="unknown model"):
+        await inst.start()
+    assert await inst.ready() is False
+    await inst.close()
+
+
+# -- generate / stream: text, counts, finish reasons -----------------------------------------------------------------
+@pytest.mark.asyncio
+@pytest.mark.parametrize("server", ["chat", "chat_nd"])
+async def test_generate_text_counts_finish(make, server, request):
+    inst = await make(request.getfixturevalue(server))
+    prompt = "write a poem about rivers"
+    full = generate_tokens(prompt)
+    r = await inst.generate(GenRequest(prompt, 3))
+    assert r.text == "".join(full[:3])  # no echo of the prompt: exclude_input_in_output was sent
+    assert (r.prompt_tokens, r.completion_tokens, r.finish_reason) == (count_input_tokens(prompt), 3, "length")
+    r = await inst.generate(GenRequest(prompt, 100))
+    assert r.text == "".join(full) and r.completion_tokens == len(full) and r.finish_reason == "stop"
+    r = await inst.generate(GenRequest(prompt, len(full)))  # natural end exactly at max_tokens counts as length
+    assert r.finish_reason == "length"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("server", ["chat", "chat_nd"])
+async def test_stream_sums_chunk_counts(make, server, request):
+    inst = await make(request.getfixturevalue(server))
+    prompt = "count my tokens"
+    toks = complete(prompt, 12)
+    deltas, res = await collect(inst, GenRequest(prompt, 12))
+    if inst.decoupled:
+        assert deltas == toks  # one delta per streamed token
+    else:
+        assert deltas == ["".join(toks)]
+    assert res.text == "".join(toks) == "".join(deltas)
+    assert res.completion_tokens == 12 and res.prompt_tokens == 3 and res.finish_reason == "length"
+
+
+@pytest.mark.asyncio
+async def test_bls_cumulative_text_is_diffed(make, chat):
+    inst = await make(chat, "tensorrt_llm_bls")
+    toks = complete("bls please", 30)
+    deltas, res = await collect(inst, GenRequest("bls please", 30))
+    assert deltas == toks and res.text == "".join(toks)
+    assert res.completion_tokens == len(toks)
+    r = await inst.generate(GenRequest("bls please", 30))
+    assert r.text == "".join(toks)
+    # without the detection the cumulative text would be repeated: the override proves the detection matters
+    raw = await make(chat, "tensorrt_llm_bls", cumulative=False)
+    _, res = await collect(raw, GenRequest("bls please", 5))
+    assert res.text != "".join(complete("bls please", 5))
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("server", ["legacy", "chat"])
+async def test_seed_sent_under_declared_name(make, server, request):
+    inst = await make(request.getfixturevalue(server))
+    a = await inst.generate(GenRequest("seeded", 40, seed=7))
+    b = await inst.generate(GenRequest("seeded", 40, seed=8))
+    assert a.text == "".join(generate_tokens("seeded", 7)) and b.text == "".join(generate_tokens("seeded", 8))
+    assert a.text != b.text
+
+
+# -- stop strings ----------------------------------------------------------------------------------------------------
+def _stop_case(prompt):
+    toks = generate_tokens(prompt)
+    full = "".join(toks)
+    stop = toks[3][-3:] + toks[4][:3]  # spans a token boundary, e.g. "bor" + " de"
+    assert stop in full
+    return full, stop
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("server", ["chat", "chat_nd"])
+async def test_stop_string_stripped(make, server, request):
+    inst = await make(request.getfixturevalue(server))
+    full, stop = _stop_case("stop here please")
+    r = await inst.generate(GenRequest("stop here please", 100, stop=["zzz-never", stop]))
+    assert r.text == full[: full.index(stop)] and stop not in r.text and r.finish_reason == "stop"
+    deltas, res = await collect(inst, GenRequest("stop here please", 100, stop=[stop]))
+    assert "".join(deltas) == res.text == full[: full.index(stop)]
+    assert res.finish_reason == "stop"
+
+
+@pytest.mark.asyncio
+async def test_stream_holds_back_possible_stop_prefix(make, chat):
+    inst = await make(chat)
+    prompt = "hold back"
+    toks = generate_tokens(prompt)
+    full = "".join(toks)
+    # a stop string whose start is the next token but which never matches: held back, then released
+    fake_stop = toks[2] + "#"
+    deltas, res = await collect(inst, GenRequest(prompt, 100, stop=[fake_stop]))
+    assert "".join(deltas) == res.text == full and res.finish_reason == "stop"
+    assert toks[2] not in deltas  # the token was held back and released later together with what followed
+    # a real stop spanning tokens: no delta ever shows any part of it
+    _, stop = _stop_case(prompt)
+    deltas, res = await collect(inst, GenRequest(prompt, 100, stop=[stop]))
+    emitted = "".join(deltas)
+    assert emitted == full[: full.index(stop)]  # deltas are never retracted: no part of the stop was ever sent
+    assert res.finish_reason == "stop"
+
+
+@pytest.mark.asyncio
+async def test_stop_with_max_tokens_reached_is_stop(make, chat_nd):
+    inst = await make(chat_nd)
+    toks = generate_tokens("edge")
+    r = await inst.generate(GenRequest("edge", 4, stop=[toks[3].strip()]))
+    assert r.text == "".join(toks[:3]) + " " and r.finish_reason == "stop"
+
+
+# -- parameters the model cannot honour ------------------------------------------------------------------------------
+@pytest.mark.asyncio
+async def test_unsupported_parameters_are_400(make, bare, chat):
+    inst = await make(bare)
+    for req, param in [
+        (GenRequest("x", 5, seed=1), "seed"),
+        (GenRequest("x", 5, temperature=0.5), "temperature"),
+        (GenRequest("x", 5, image_urls=["https://example.com/a.png"]), "messages"),
+    ]:
+        with pytest.raises(UnsupportedParameter) as ei:
+            inst.check(req)
+        assert ei.value.status == 400 and ei.value.param == param
+        with pytest.raises(UnsupportedParameter):
+            await inst.generate(req)
+    inst.check(GenRequest("x", 5, top_p=0.9, stop=["a"]))  # declared / handled client-side: fine
+    # token counts not declared: approximations, still sane
+    r = await inst.generate(GenRequest("one two three", 5))
+    assert r.prompt_tokens == 3 and r.completion_tokens == 5 and r.finish_reason == "length"
+    with pytest.raises(InvalidRequest):
+        (await make(chat)).check(GenRequest("x", 0))
+
+
+# -- vision and images -----------------------------------------------------------------------------------------------
+@pytest.mark.asyncio
+async def test_vision_image_reaches_engine(make, vision):
+    inst = await make(vision)
+    assert inst.vision
+    pix = b"not really a png"
+    url = "data:image/png;base64," + base64.b64encode(pix).decode()
+    r = await inst.generate(GenRequest("<image> describe", 40, image_urls=[url]))
+    assert r.text.startswith("image-" + hashlib.sha256(pix).hexdigest()[:8])
+    with pytest.raises(InvalidRequest):
+        inst.check(GenRequest("<image>", 5, image_urls=["ftp://x/y.png"]))
+    with pytest.raises(BackendError, match="placeholder") as ei:  # engine-side error, no output yet
+        await inst.generate(GenRequest("no placeholder", 5, image_urls=[url]))
+    assert ei.value.partial is False
+
+
+@pytest.mark.asyncio
+async def test_generate_images_png(make, image, chat):
+    inst = await make(image, "stable_diffusion")
+    pngs = await inst.generate_images("a lighthouse", 3)
+    assert len(pngs) == 3 and pngs[0] == pngs[1] == pngs[2]
+    px = decode_png(pngs[0])
+    assert px.shape == (24, 40, 3)  # (height, width) from image_size (40, 24)
+    assert np.array_equal(px, generate_image("a lighthouse", "", 40, 24))
+    neg = await inst.generate_images("a lighthouse", 1, negative_prompt="fog")
+    assert neg[0] != pngs[0]
+    with pytest.raises(InvalidRequest):
+        await (await make(chat)).generate_images("x", 1)
+    assert decode_png(encode_png(np.zeros((2, 3, 3), np.uint8))).shape == (2, 3, 3)
+
+
+# -- failures --------------------------------------------------------------------------------------------------------
+@pytest.mark.asyncio
+@pytest.mark.parametrize("server", ["chat", "chat_nd"])
+async def test_hang_times_out_within_deadline(make, server, request):
+    srv = request.getfixturevalue(server)
+    inst = await make(srv, deadline_s=0.4)
+    cancelled = srv.server.requests_cancelled
+    for call in (inst.generate, lambda r: collect(inst, r)):
+        t0 = time.monotonic()
+        with pytest.raises(BackendTimeout) as ei:
+            await call(GenRequest("[standin:hang]", 5))
+        assert 0.35 < time.monotonic() - t0 < 1.5
+        assert ei.value.status == 504 and ei.value.partial is False
+    assert await wait_until(lambda: srv.server.requests_cancelled >= cancelled + 2)  # the engine was told
+
+
+@pytest.mark.asyncio
+async def test_silent_stream_idle_timeout_is_partial():
+    # first response may take deadline_s (0.3 s arrives fine), every later one only idle_timeout_s (0.1 s: too slow)
+    t = StandInThread("chat", token_delay=0.3).start()
+    try:
+        inst = TritonInstance(t.url, "ensemble", deadline_s=2, idle_timeout_s=0.1)
+        await inst.start()
+        got = []
+        t0 = time.monotonic()
+        with pytest.raises(BackendTimeout) as ei:
+            async for item in inst.stream(GenRequest("slow", 20)):
+                got.append(item)
+        assert time.monotonic() - t0 < 1.0
+        assert len(got) == 1 and isinstance(got[0], Delta) and ei.value.partial is True
+        assert await wait_until(lambda: t.server.requests_cancelled == 1)
+        await inst.close()
+    finally:
+        t.kill()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("server", ["chat", "chat_nd"])
+async def test_refuse_is_unavailable(make, server, request):
+    srv = request.getfixturevalue(server)
+    inst = await make(srv)
+    with pytest.raises(BackendUnavailable) as ei:
+        await inst.generate(GenRequest("[standin:refuse] hi", 5))
+    assert ei.value.status == 503 and ei.value.partial is False
+    with pytest.raises(BackendUnavailable):
+        await collect(inst, GenRequest("[standin:refuse] hi", 5))
+    srv.server.mode = "refuse"
+    try:
+        with pytest.raises(BackendUnavailable):
+            await inst.generate(GenRequest("fine prompt", 5))
+    finally:
+        srv.server.mode = None
+    assert (await inst.generate(GenRequest("fine prompt", 5))).completion_tokens == 5
+
+
+@pytest.mark.asyncio
+async def test_die_mid_stream_is_partial_backend_error(make, chat):
+    inst = await make(chat)
+    got = []
+    with pytest.raises(BackendError) as ei:
+        async for item in inst.stream(GenRequest("x [standin:die:3]", 30)):
+            got.append(item.text)
+    assert type(ei.value) is BackendError and ei.value.partial is True and ei.value.status == 502
+    assert "".join(got) == "".join(complete("x [standin:die:3]", 3))
+    with pytest.raises(BackendError) as ei:  # dies before any output: an error, not partial
+        await inst.generate(GenRequest("x [standin:die:0]", 30))
+    assert ei.value.partial is False and not isinstance(ei.value, BackendUnavailable)
+
+
+@pytest.mark.asyncio
+async def test_server_gone_is_unavailable():
+    t = StandInThread("chat").start()
+    inst = TritonInstance(t.url, "ensemble", connect_timeout_s=0.5)
+    await inst.start()
+    t.kill()
+    with pytest.raises(BackendUnavailable):
+        await inst.generate(GenRequest("x", 5))
+    assert await inst.ready() is False
+    await inst.close()
+
+
+# -- the caller goes away --------------------------------------------------------------------------------------------
+@pytest.mark.asyncio
+async def test_early_close_cancels_engine(make):
+    t = StandInThread("chat", token_delay=0.02).start()
+    try:
+        inst = TritonInstance(t.url, "ensemble")
+        await inst.start()
+        gen = inst.stream(GenRequest("a long answer please", 40))
+        first = await gen.__anext__()
+        assert isinstance(first, Delta)
+        await gen.aclose()
+        assert await wait_until(lambda: t.server.requests_cancelled == 1)
+        assert t.server.requests_completed == 0 and inst.outstanding == 0
+
+        async def consume():
+            async for _ in inst.stream(GenRequest("another long answer", 40)):
+                pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await wait_until(lambda: t.server.requests_cancelled == 2)
+        assert t.server.requests_completed == 0
+        await inst.close()
+    finally:
+        t.kill()
+
+
+@pytest.mark.asyncio
+async def test_concurrent_streams_share_one_channel(make, chat):
+    inst = await make(chat)
+    prompts = [f"prompt number {i}" for i in range(8)]
+    results = await asyncio.gather(*(inst.generate(GenRequest(p, 10)) for p in prompts))
+    assert [r.text for r in results] == ["".join(complete(p, 10)) for p in prompts]
+    assert inst.outstanding == 0
+
+
+@pytest.mark.asyncio
+async def test_request_build_failure_is_backend_error_not_cancellation(make, chat):
+    # tritonclient builds the request inside grpc's sending task; a failure there surfaces as CancelledError
+    inst = await make(chat)
+    call = inst._open_stream([object()], "")
+    with pytest.raises(BackendError, match="could not be sent") as ei:
+        async for _ in inst._responses(call, partial=lambda: False):
+            pass
+    assert ei.value.partial is False
