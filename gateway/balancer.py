@@ -58,12 +58,14 @@ class DnsEndpoints:
 
 class InstancePool:
     def __init__(self, name: str, discovery, make_backend: Callable[[str], Backend], *,
-                 probe_interval_s: float = 1.0, refresh_interval_s: float = 10.0):
+                 probe_interval_s: float = 1.0, refresh_interval_s: float = 10.0, health_interval_s: float = 5.0):
         self.name = name
         self.discovery = discovery
         self.make_backend = make_backend
         self.probe_interval_s = probe_interval_s
         self.refresh_interval_s = refresh_interval_s
+        self.health_interval_s = health_interval_s
+        self._health: asyncio.Task | None = None
         self.instances: list[Instance] = []
         self._rr = itertools.count()
         self._refresher: asyncio.Task | None = None
@@ -74,6 +76,8 @@ class InstancePool:
         await self.refresh()
         if isinstance(self.discovery, DnsEndpoints):
             self._refresher = asyncio.create_task(self._refresh_loop())
+        if self.health_interval_s:
+            self._health = asyncio.create_task(self._health_loop())
 
     async def refresh(self) -> None:
         try:
@@ -110,10 +114,21 @@ class InstancePool:
             await asyncio.sleep(self.refresh_interval_s)
             await self.refresh()
 
+    async def _health_loop(self) -> None:
+        """Healthy instances are checked too, so that status is live even without traffic."""
+        while True:
+            await asyncio.sleep(self.health_interval_s)
+            healthy = [i for i in self.instances if i.healthy]
+            results = await asyncio.gather(*(i.backend.ready() for i in healthy))
+            for inst, ok in zip(healthy, results):
+                if not ok:
+                    self.failed(inst)
+
     async def close(self) -> None:
         self._closed = True
-        if self._refresher:
-            self._refresher.cancel()
+        for task in (self._refresher, self._health):
+            if task:
+                task.cancel()
         for inst in self.instances:
             if inst.probe:
                 inst.probe.cancel()

@@ -27,6 +27,7 @@ class Settings:
     namespace: str = "modelsvc"
     probe_interval_s: float = 1.0
     refresh_interval_s: float = 10.0
+    health_interval_s: float = 5.0  # readiness check of healthy instances (0: only on failures)
     reload_poll_s: float = 1.0  # how often the catalog file's mtime is checked (0: only SIGHUP)
 
 

@@ -71,7 +71,8 @@ class Runtime:
             else:
                 pool = InstancePool(svc.access_name, discovery, self._make_backend(model),
                                     probe_interval_s=self.settings.probe_interval_s,
-                                    refresh_interval_s=self.settings.refresh_interval_s)
+                                    refresh_interval_s=self.settings.refresh_interval_s,
+                                    health_interval_s=self.settings.health_interval_s)
                 pools[svc.access_name] = pool
                 new.append(pool)
             keys[svc.access_name] = identity

@@ -13,7 +13,8 @@ def _settings(args):
     from gateway.config import Settings
 
     return Settings(deadline_s=args.deadline, usage_log=args.usage_log or None, discovery=args.discovery,
-                    namespace=args.namespace)
+                    namespace=args.namespace, probe_interval_s=args.probe_interval,
+                    health_interval_s=args.health_interval, reload_poll_s=args.reload_poll)
 
 
 def cmd_serve(args) -> int:
@@ -105,6 +106,12 @@ def register(sub) -> None:
         p.add_argument("--discovery", choices=["static", "dns"], default="static",
                        help="dns: find each service's pods through its headless Service (in Kubernetes)")
         p.add_argument("--namespace", default="modelsvc")
+        p.add_argument("--probe-interval", type=float, default=1.0,
+                       help="seconds between readiness probes of a failed instance")
+        p.add_argument("--health-interval", type=float, default=5.0,
+                       help="seconds between readiness checks of healthy instances (0: off)")
+        p.add_argument("--reload-poll", type=float, default=1.0,
+                       help="seconds between checks of the catalog file for changes (0: SIGHUP only)")
         p.set_defaults(func=func)
     s = sub.add_parser("standin", help="run a STAND-IN Triton engine (real gRPC protocol, fake output)",
                        add_help=False)

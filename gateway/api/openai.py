@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import unquote
+
 from sanic import Blueprint, Request
 
 from .. import completions as C
@@ -33,6 +35,7 @@ async def list_models(request: Request):
 
 @bp.get("/models/<model:path>")
 async def get_model(request: Request, model: str):
+    model = unquote(model)  # SDKs percent-encode the '/' of an access name
     key = _key(request)
     rt = _rt(request)
     return json_response(_model_object(rt, authorize(key, rt.catalog.service(model), model)))
