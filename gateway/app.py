@@ -13,7 +13,9 @@ from sanic.exceptions import SanicException
 
 from modelsvc.catalog import Catalog, CatalogError, load
 
+from . import logs
 from .api import health, openai
+from . import console
 from .api.common import json_response
 from .config import LocalOverlay, Settings
 from .errors import BodyTooLarge, GatewayError, InvalidRequest, MethodNotAllowed, NotFound, openai_error_body
@@ -42,9 +44,11 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
 
     app.blueprint(openai.bp)
     app.blueprint(health.bp)
+    app.blueprint(console.bp)
 
     @app.before_server_start
     async def start_runtime(app):
+        logs.setup()
         rt = Runtime(catalog, settings, overlay, UsageLog(settings.usage_log, Metrics()))
         await rt.start()
         app.ctx.runtime = rt
@@ -52,8 +56,8 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
         loop = asyncio.get_running_loop()
         try:
             loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reload_catalog(app)))
-        except (NotImplementedError, RuntimeError, ValueError):
-            pass
+        except (NotImplementedError, RuntimeError, ValueError) as e:
+            log.warning("SIGHUP reload unavailable in this process (%s); file changes are still picked up", e)
 
     @app.before_server_stop
     async def drain(app):

@@ -138,6 +138,10 @@ class InstancePool:
     def pick(self, exclude: tuple[Instance, ...] = ()) -> Instance:
         candidates = [i for i in self.instances if i.healthy and i not in exclude]
         if not candidates:
+            # Panic mode (as Envoy does): with no healthy instance left, trying one that failed beats refusing;
+            # it may have recovered since its last probe.
+            candidates = [i for i in self.instances if i.started and i not in exclude]
+        if not candidates:
             raise BackendUnavailable(f"no instance of '{self.name}' is available right now; try again shortly")
         # Least outstanding; ties broken round-robin so idle instances share the load evenly.
         start = next(self._rr) % len(candidates)
@@ -187,7 +191,7 @@ class InstancePool:
                 self.failed(inst)
                 tried += (inst,)
                 if len(tried) >= 2 or not any(i.healthy and i not in tried for i in self.instances):
-                    raise
+                    raise  # retried once already, or no healthy instance left to retry on
                 log.info("%s: retrying on another instance after %s", self.name, type(e).__name__)
             finally:
                 inst.outstanding -= 1

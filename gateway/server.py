@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-import logging
+import multiprocessing
+import os
+import signal
 from functools import partial
 
 from sanic import Sanic
@@ -20,10 +22,22 @@ def build(config: str, overlay_path: str | None, settings: Settings) -> Sanic:
     return create_app(catalog, settings, overlay, name="modelsvc_gateway")
 
 
+def _forward_sighup(signum, frame) -> None:
+    """In multi-worker mode the workers are child processes, each reloading on its own SIGHUP."""
+    for child in multiprocessing.active_children():
+        try:
+            os.kill(child.pid, signal.SIGHUP)
+        except ProcessLookupError:
+            pass
+
+
 def serve(config: str, overlay_path: str | None, settings: Settings, *, host: str, port: int, workers: int) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # Each Sanic worker process builds its own app (and its own gRPC channels) from the same factory.
     loader = AppLoader(factory=partial(build, config, overlay_path, settings))
     app = loader.load()
     app.prepare(host=host, port=port, workers=workers, single_process=workers == 1, motd=False, access_log=False)
-    Sanic.serve(primary=app, app_loader=loader)
+    if workers == 1:
+        Sanic.serve_single(primary=app)  # this process is the server: signals reach it directly
+    else:
+        signal.signal(signal.SIGHUP, _forward_sighup)
+        Sanic.serve(primary=app, app_loader=loader)

@@ -95,6 +95,7 @@ class Gateway:
 
     def post(self, path: str, body, key: str | None = DEMO_KEY, **kw) -> httpx.Response:
         headers = {"authorization": f"Bearer {key}"} if key else {}
+        headers.update(kw.pop("headers", {}))
         if isinstance(body, (bytes, str)):
             return httpx.post(self.url + path, content=body, headers=headers, timeout=kw.pop("timeout", 30), **kw)
         return httpx.post(self.url + path, json=body, headers=headers, timeout=kw.pop("timeout", 30), **kw)

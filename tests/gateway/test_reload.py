@@ -1,0 +1,71 @@
+"""A changed services.yaml is picked up without a restart; an invalid one is refused and the old one keeps serving."""
+
+import os
+import signal
+import threading
+
+import httpx
+import pytest
+
+from modelsvc.standin.testing import StandInThread
+
+from .harness import Gateway, example_catalog
+
+SVC = "u-8105f7322477/test"
+
+
+@pytest.fixture
+def gw1(tmp_path):
+    t = StandInThread("chat").start()
+    g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{t.server.port}"]}).start()
+    yield g, t
+    g.stop()
+    t.stop()
+
+
+def _names(g):
+    return [m["id"] for m in httpx.get(g.url + "/v1/models", headers=g.headers()).json()["data"]]
+
+
+def test_file_change_is_picked_up_and_invalid_file_refused(gw1):
+    g, t = gw1
+    assert _names(g) == [SVC, "u-8105f7322477/support-bot"]
+    # an in-flight stream survives the reload
+    t.server.token_delay = 0.02
+    result = {}
+
+    def stream():
+        with httpx.stream("POST", g.url + "/v1/chat/completions", headers=g.headers(), timeout=30, json={
+                "model": SVC, "stream": True, "max_tokens": 40,
+                "messages": [{"role": "user", "content": "a long answer please"}]}) as r:
+            result["text"] = r.read().decode()
+
+    th = threading.Thread(target=stream)
+    th.start()
+    text = example_catalog().replace("access_name: u-8105f7322477/support-bot", "access_name: u-8105f7322477/helper")
+    g.config.write_text(text)
+    assert g.wait_until(lambda: "u-8105f7322477/helper" in _names(g), 10)
+    th.join(20)
+    t.server.token_delay = 0.0
+    assert result["text"].rstrip().endswith("data: [DONE]") and '"error"' not in result["text"]
+
+    g.config.write_text(text.replace("  replicas: 2\n", "  replicas: 0\n"))
+    assert g.wait_until(lambda: "catalog reload refused" in g.logs(), 10)
+    assert "services.yaml:9:13: 'replicas' is 0, must be >= 1" in g.logs()
+    assert "u-8105f7322477/helper" in _names(g)  # still the last valid version
+    r = g.post("/v1/chat/completions", {"model": SVC, "messages": [{"role": "user", "content": "still here"}]})
+    assert r.status_code == 200
+
+
+def test_sighup_reloads(tmp_path):
+    t = StandInThread("chat").start()
+    g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{t.server.port}"]}, args=("--reload-poll", "0")).start()
+    try:
+        g.config.write_text(example_catalog().replace("name: Test\n", "name: Test\n    description: renamed\n")
+                            .replace("u-8105f7322477/support-bot", "u-8105f7322477/bot2"))
+        assert "u-8105f7322477/bot2" not in _names(g)  # no polling: not yet
+        os.kill(g.proc.pid, signal.SIGHUP)
+        assert g.wait_until(lambda: "u-8105f7322477/bot2" in _names(g), 10)
+    finally:
+        g.stop()
+        t.stop()
