@@ -24,7 +24,6 @@ class Settings:
     usage_log: str | None = "var/usage.jsonl"
     discovery: Literal["static", "dns"] = "static"
     dns_port: int = 8001  # Triton's gRPC port on each pod
-    namespace: str = "modelsvc"
     probe_interval_s: float = 1.0
     refresh_interval_s: float = 10.0
     health_interval_s: float = 5.0  # readiness check of healthy instances (0: only on failures)

@@ -20,11 +20,12 @@ from .usage import Metrics, UsageLog
 log = logging.getLogger("gateway.runtime")
 
 
-def headless_host(catalog: Catalog, service: Service, settings: Settings) -> str:
-    """The headless Service that infra/ creates for a service: one DNS record per Triton pod."""
-    from infra.names import headless_service_host
+def headless_host(service: Service) -> str:
+    """The headless Service that infra/ creates for a service: one DNS record per Triton pod. The namespace layout
+    comes from the pod's environment, set by the same infra code that named the Service."""
+    from infra.names import headless_service_host, settings_from_env
 
-    return headless_service_host(catalog, service)
+    return headless_service_host(service, settings_from_env())
 
 
 class Runtime:
@@ -45,7 +46,7 @@ class Runtime:
         if model.backend is Backend.openai:
             return StaticEndpoints([model.upstream])
         if self.settings.discovery == "dns":
-            return DnsEndpoints(headless_host(catalog, service, self.settings), self.settings.dns_port)
+            return DnsEndpoints(headless_host(service), self.settings.dns_port)
         return StaticEndpoints([])
 
     def _make_backend(self, model: Model):

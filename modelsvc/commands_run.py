@@ -13,7 +13,7 @@ def _settings(args):
     from gateway.config import Settings
 
     return Settings(deadline_s=args.deadline, usage_log=args.usage_log or None, discovery=args.discovery,
-                    namespace=args.namespace, probe_interval_s=args.probe_interval,
+                    probe_interval_s=args.probe_interval,
                     health_interval_s=args.health_interval, reload_poll_s=args.reload_poll)
 
 
@@ -31,6 +31,22 @@ def cmd_serve(args) -> int:
     except OverlayError as e:
         print(e, file=sys.stderr)
         return 1
+    return 0
+
+
+def cmd_render(args) -> int:
+    from infra.render import render, write_yaml
+    from infra.settings import Settings as InfraSettings
+
+    from .catalog import CatalogError, load
+
+    try:
+        catalog = load(args.config)
+    except CatalogError as e:
+        print(e, file=sys.stderr)
+        return 1
+    paths = write_yaml(render(catalog, args.target, InfraSettings()), args.outdir)
+    print(f"wrote {len(paths)} manifests to {args.outdir} (apply with: kubectl apply -f {args.outdir})")
     return 0
 
 
@@ -95,17 +111,16 @@ def register(sub) -> None:
         ("dev", cmd_dev, "start the local stand-in engines from local.yaml, then the gateway"),
     ]:
         p = sub.add_parser(name, help=helptext)
-        p.add_argument("--config", default=os.environ.get("MODELSVC_CONFIG", "services.yaml"))
+        p.add_argument("--config", default=os.environ.get("MODELSVC_CATALOG", "services.yaml"))
         p.add_argument("--local", default="local.yaml" if name == "dev" else os.environ.get("MODELSVC_LOCAL"),
                        help="local overlay: endpoints, stand-ins, demo keys (never deployed)")
-        p.add_argument("--host", default="127.0.0.1")
-        p.add_argument("--port", type=int, default=8080)
-        p.add_argument("--workers", type=int, default=1)
+        p.add_argument("--host", default=os.environ.get("MODELSVC_HOST", "127.0.0.1"))
+        p.add_argument("--port", type=int, default=int(os.environ.get("MODELSVC_PORT", "8080")))
+        p.add_argument("--workers", type=int, default=int(os.environ.get("MODELSVC_WORKERS", "1")))
         p.add_argument("--deadline", type=float, default=60.0, help="seconds per backend call")
         p.add_argument("--usage-log", default=os.environ.get("MODELSVC_USAGE_LOG", "var/usage.jsonl"))
-        p.add_argument("--discovery", choices=["static", "dns"], default="static",
+        p.add_argument("--discovery", choices=["static", "dns"], default=os.environ.get("MODELSVC_DISCOVERY", "static"),
                        help="dns: find each service's pods through its headless Service (in Kubernetes)")
-        p.add_argument("--namespace", default="modelsvc")
         p.add_argument("--probe-interval", type=float, default=1.0,
                        help="seconds between readiness probes of a failed instance")
         p.add_argument("--health-interval", type=float, default=5.0,
@@ -113,6 +128,13 @@ def register(sub) -> None:
         p.add_argument("--reload-poll", type=float, default=1.0,
                        help="seconds between checks of the catalog file for changes (0: SIGHUP only)")
         p.set_defaults(func=func)
+    r = sub.add_parser("render", help="write the Kubernetes manifests for services.yaml as YAML files")
+    r.add_argument("outdir")
+    r.add_argument("--target", choices=["kubeconfig"], default="kubeconfig",
+                   help="kubeconfig: the Kubernetes objects for an existing cluster (the eks target adds AWS "
+                        "resources that only Pulumi creates)")
+    r.add_argument("--config", default="services.yaml")
+    r.set_defaults(func=cmd_render)
     s = sub.add_parser("standin", help="run a STAND-IN Triton engine (real gRPC protocol, fake output)",
                        add_help=False)
     s.add_argument("standin_args", nargs="*")

@@ -184,3 +184,14 @@ def test_review_reads_git_revisions(tmp_path):
     assert "`u-a/test`: instances 1 → 3 (+2 instance(s), +2 GPU(s))" in r.stdout
     r = run("review", "nope:services.yaml", "HEAD:services.yaml", cwd=tmp_path)
     assert r.returncode == 2 and "cannot read nope:services.yaml from git" in r.stderr
+
+
+def test_render_writes_valid_manifests(tmp_path):
+    import yaml
+
+    r = run("render", str(tmp_path / "out"))
+    assert r.returncode == 0, r.stderr
+    files = sorted((tmp_path / "out").glob("*.yaml"))
+    assert len(files) >= 10 and "kubectl apply -f" in r.stdout
+    kinds = {yaml.safe_load(f.read_text())["kind"] for f in files}
+    assert {"Deployment", "Service", "ConfigMap", "NetworkPolicy", "PodDisruptionBudget", "Job"} <= kinds

@@ -1,0 +1,172 @@
+"""The eks target: our own small ComponentResources over plain pulumi_aws resources."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import pulumi
+import pulumi_aws as aws
+
+from .capacity import node_group_sizes
+from .labels import POOL
+from .manifests.common import ENGINE_SERVICE_ACCOUNT, GPU_TAINT_KEY, GPU_TAINT_VALUE
+
+if TYPE_CHECKING:
+    from modelsvc.catalog import Catalog
+
+    from .settings import Settings
+
+GPU_AMI = "AL2023_x86_64_NVIDIA"
+SYSTEM_AMI = "AL2023_x86_64_STANDARD"
+EKS_OIDC_THUMBPRINT = "9e99a48a9960b14926bb7f3b02e22da2b0ab7280"
+
+
+class Network(pulumi.ComponentResource):
+    """VPC over two AZs: public subnets (load balancers, NAT) and private subnets (nodes), one NAT gateway."""
+
+    def __init__(self, name: str, cidr: str, azs: list[str], cluster_name: str, opts=None):
+        super().__init__("modelsvc:aws:Network", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        tags = {"Name": name}
+        self.vpc = aws.ec2.Vpc(name, cidr_block=cidr, enable_dns_hostnames=True, enable_dns_support=True, tags=tags,
+                               opts=child)
+        igw = aws.ec2.InternetGateway(name, vpc_id=self.vpc.id, tags=tags, opts=child)
+        base = cidr.split("/")[0].rsplit(".", 2)[0]  # e.g. 10.0
+        self.public_subnets, self.private_subnets = [], []
+        cluster_tag = f"kubernetes.io/cluster/{cluster_name}"
+        for i, az in enumerate(azs):
+            self.public_subnets.append(aws.ec2.Subnet(
+                f"{name}-public-{i}", vpc_id=self.vpc.id, availability_zone=az, cidr_block=f"{base}.{i * 16}.0/20",
+                map_public_ip_on_launch=True,
+                tags={"Name": f"{name}-public-{az}", "kubernetes.io/role/elb": "1", cluster_tag: "shared"},
+                opts=child))
+            self.private_subnets.append(aws.ec2.Subnet(
+                f"{name}-private-{i}", vpc_id=self.vpc.id, availability_zone=az,
+                cidr_block=f"{base}.{128 + i * 32}.0/19",
+                tags={"Name": f"{name}-private-{az}", "kubernetes.io/role/internal-elb": "1", cluster_tag: "shared"},
+                opts=child))
+        eip = aws.ec2.Eip(f"{name}-nat", domain="vpc", tags=tags, opts=child)
+        nat = aws.ec2.NatGateway(name, allocation_id=eip.id, subnet_id=self.public_subnets[0].id, tags=tags,
+                                 opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]))
+        public_rt = aws.ec2.RouteTable(f"{name}-public", vpc_id=self.vpc.id,
+                                       routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}], opts=child)
+        private_rt = aws.ec2.RouteTable(f"{name}-private", vpc_id=self.vpc.id,
+                                        routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat.id}], opts=child)
+        for i, (pub, priv) in enumerate(zip(self.public_subnets, self.private_subnets)):
+            aws.ec2.RouteTableAssociation(f"{name}-public-{i}", subnet_id=pub.id, route_table_id=public_rt.id,
+                                          opts=child)
+            aws.ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=priv.id, route_table_id=private_rt.id,
+                                          opts=child)
+        self.register_outputs({"vpc_id": self.vpc.id})
+
+
+def _assume_role(service: str) -> str:
+    return json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]})
+
+
+class Cluster(pulumi.ComponentResource):
+    """EKS control plane, its IAM role, the node role and the OIDC provider for IRSA; kubeconfig as a secret."""
+
+    def __init__(self, name: str, network: Network, version: str, region: str, opts=None):
+        super().__init__("modelsvc:aws:Cluster", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        role = aws.iam.Role(f"{name}-cluster", assume_role_policy=_assume_role("eks.amazonaws.com"), opts=child)
+        attach = aws.iam.RolePolicyAttachment(f"{name}-cluster", role=role.name,
+                                              policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy", opts=child)
+        self.cluster = aws.eks.Cluster(
+            name, name=name, version=version, role_arn=role.arn,
+            vpc_config={"subnet_ids": [s.id for s in network.private_subnets + network.public_subnets],
+                        "endpoint_public_access": True, "endpoint_private_access": True},
+            access_config={"authentication_mode": "API_AND_CONFIG_MAP",
+                           "bootstrap_cluster_creator_admin_permissions": True},
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[attach]))
+        self.node_role = aws.iam.Role(f"{name}-node", assume_role_policy=_assume_role("ec2.amazonaws.com"),
+                                      opts=child)
+        self.node_policies = [
+            aws.iam.RolePolicyAttachment(f"{name}-node-{p}", role=self.node_role.name,
+                                         policy_arn=f"arn:aws:iam::aws:policy/{p}", opts=child)
+            for p in ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")]
+        self.issuer = self.cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
+        self.oidc = aws.iam.OpenIdConnectProvider(f"{name}-oidc", url=self.issuer, client_id_lists=["sts.amazonaws.com"],
+                                                  thumbprint_lists=[EKS_OIDC_THUMBPRINT], opts=child)
+        self.kubeconfig = pulumi.Output.secret(pulumi.Output.all(
+            self.cluster.name, self.cluster.endpoint, self.cluster.certificate_authority.apply(lambda ca: ca.data),
+        ).apply(lambda a: kubeconfig(a[0], a[1], a[2], region)))
+        self.register_outputs({"name": self.cluster.name})
+
+
+def kubeconfig(name: str, endpoint: str, ca_data: str, region: str) -> str:
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Config", "current-context": name,
+        "clusters": [{"name": name, "cluster": {"server": endpoint, "certificate-authority-data": ca_data}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+        "users": [{"name": name, "user": {"exec": {
+            "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws",
+            "args": ["eks", "get-token", "--cluster-name", name, "--region", region]}}}],
+    })
+
+
+class NodeGroups(pulumi.ComponentResource):
+    """A small system node group plus one GPU managed node group per pool, sized from the catalog's demand."""
+
+    def __init__(self, name: str, catalog: "Catalog", cluster: Cluster, network: Network, system_instance_type: str,
+                 opts=None):
+        super().__init__("modelsvc:aws:NodeGroups", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self, depends_on=cluster.node_policies)
+        subnets = [s.id for s in network.private_subnets]
+        self.system = aws.eks.NodeGroup(
+            f"{name}-system", cluster_name=cluster.cluster.name, node_group_name="system",
+            node_role_arn=cluster.node_role.arn, subnet_ids=subnets, ami_type=SYSTEM_AMI,
+            instance_types=[system_instance_type], scaling_config={"min_size": 2, "desired_size": 2, "max_size": 4},
+            labels={"modelsvc.io/role": "system"}, opts=child)
+        self.sizes = node_group_sizes(catalog)
+        self.pools: dict[str, aws.eks.NodeGroup] = {}
+        for pool_name, pool in catalog.pools.items():
+            size = self.sizes[pool_name]
+            self.pools[pool_name] = aws.eks.NodeGroup(
+                f"{name}-{pool_name}", cluster_name=cluster.cluster.name, node_group_name=f"gpu-{pool_name}",
+                node_role_arn=cluster.node_role.arn, subnet_ids=subnets, ami_type=GPU_AMI,
+                instance_types=[pool.instance_type], disk_size=500,
+                scaling_config={"min_size": size.min, "desired_size": size.desired, "max_size": size.max},
+                labels={POOL: pool_name, "nvidia.com/gpu.present": "true"},
+                taints=[{"key": GPU_TAINT_KEY, "value": GPU_TAINT_VALUE, "effect": "NO_SCHEDULE"}],
+                update_config={"max_unavailable": 1}, opts=child)
+        self.register_outputs({})
+
+
+def _s3_buckets(catalog: "Catalog") -> list[str]:
+    return sorted({m.source[5:].split("/", 1)[0] for m in catalog.models.values()
+                   if m.source and m.source.startswith("s3://")})
+
+
+class ModelStore(pulumi.ComponentResource):
+    """S3 bucket for checkpoints and engines, and the IRSA role the engine service account assumes."""
+
+    def __init__(self, name: str, bucket_name: str, catalog: "Catalog", cluster: Cluster, namespaces: list[str],
+                 opts=None):
+        super().__init__("modelsvc:aws:ModelStore", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        # A fixed name (from the stack settings) so manifests can carry the cache URI as a plain string.
+        self.bucket = aws.s3.Bucket(name, bucket=bucket_name, force_destroy=False, opts=child)
+        aws.s3.BucketPublicAccessBlock(name, bucket=self.bucket.id, block_public_acls=True, block_public_policy=True,
+                                       ignore_public_acls=True, restrict_public_buckets=True, opts=child)
+        subjects = [f"system:serviceaccount:{ns}:{ENGINE_SERVICE_ACCOUNT}" for ns in namespaces]
+        trust = pulumi.Output.all(cluster.oidc.arn, cluster.issuer).apply(lambda a: json.dumps({
+            "Version": "2012-10-17", "Statement": [{
+                "Effect": "Allow", "Principal": {"Federated": a[0]}, "Action": "sts:AssumeRoleWithWebIdentity",
+                "Condition": {"StringEquals": {f"{a[1].removeprefix('https://')}:sub": subjects,
+                                               f"{a[1].removeprefix('https://')}:aud": "sts.amazonaws.com"}}}]}))
+        self.role = aws.iam.Role(f"{name}-irsa", assume_role_policy=trust, opts=child)
+        sources = _s3_buckets(catalog)
+        policy = self.bucket.arn.apply(lambda arn: json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [arn]},
+            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": [f"{arn}/*"]},
+        ] + ([
+            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{b}" for b in sources]},
+            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{b}/*" for b in sources]},
+        ] if sources else [])}))
+        aws.iam.RolePolicy(f"{name}-irsa", role=self.role.id, policy=policy, opts=child)
+        self.uri = self.bucket.bucket.apply(lambda b: f"s3://{b}")
+        self.register_outputs({"bucket": self.bucket.bucket, "role_arn": self.role.arn})

@@ -1,0 +1,1 @@
+"""Pure manifest builders: catalog + settings in, plain Kubernetes dicts out (no Pulumi here)."""

@@ -1,0 +1,124 @@
+"""The gateway: catalog ConfigMap, Deployment (rolled when the catalog changes), Service, PDB, optional Ingress."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import yaml
+
+from .. import labels as L
+from ..names import ENV_CLUSTER_DOMAIN, ENV_NAMESPACE, ENV_NAMESPACE_MODE
+from ..settings import Settings
+from .common import meta, sha256
+from .system import GATEWAY_APP
+
+if TYPE_CHECKING:
+    from modelsvc.catalog import Catalog
+
+CATALOG_CONFIGMAP = "modelsvc-catalog"
+CATALOG_FILE = "services.yaml"
+CATALOG_DIR = "/etc/modelsvc"
+SERVICE_PORT = 80
+
+
+def catalog_text(catalog: "Catalog") -> str:
+    """The file as written (comments kept); a catalog built in code is dumped from its data."""
+    return catalog.text or yaml.safe_dump(catalog.to_data(), sort_keys=False)
+
+
+def catalog_hash(catalog: "Catalog") -> str:
+    return sha256(catalog_text(catalog))
+
+
+def _labels() -> dict:
+    return L.labels(GATEWAY_APP, L.GATEWAY, GATEWAY_APP)
+
+
+def gateway_selector() -> dict:
+    return L.selector(GATEWAY_APP, L.GATEWAY, GATEWAY_APP)
+
+
+def catalog_configmap(catalog: "Catalog", settings: Settings) -> dict:
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": meta(CATALOG_CONFIGMAP, _labels(), settings.namespace),
+            "data": {CATALOG_FILE: catalog_text(catalog)}}
+
+
+def deployment(catalog: "Catalog", settings: Settings) -> dict:
+    http = {"port": "http"}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": meta(GATEWAY_APP, _labels(), settings.namespace),
+        "spec": {
+            "replicas": catalog.gateway.replicas,
+            "selector": {"matchLabels": gateway_selector()},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                # The content hash rolls the pods on a catalog change, even though the gateway also reloads it.
+                "metadata": {"labels": _labels(), "annotations": {L.CATALOG_HASH: catalog_hash(catalog)}},
+                "spec": {
+                    "serviceAccountName": GATEWAY_APP,
+                    "automountServiceAccountToken": False,
+                    "topologySpreadConstraints": [{
+                        "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
+                        "labelSelector": {"matchLabels": gateway_selector()}}],
+                    "containers": [{
+                        "name": "gateway",
+                        "image": settings.gateway_image,
+                        "env": [
+                            {"name": "MODELSVC_CATALOG", "value": f"{CATALOG_DIR}/{CATALOG_FILE}"},
+                            {"name": "MODELSVC_PORT", "value": str(settings.gateway_port)},
+                            {"name": ENV_NAMESPACE, "value": settings.namespace},
+                            {"name": ENV_NAMESPACE_MODE, "value": settings.namespace_mode},
+                            {"name": ENV_CLUSTER_DOMAIN, "value": settings.cluster_domain},
+                        ],
+                        "ports": [{"name": "http", "containerPort": settings.gateway_port, "protocol": "TCP"}],
+                        "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
+                        "readinessProbe": {"httpGet": {"path": "/readyz", **http}, "periodSeconds": 5,
+                                           "failureThreshold": 3},
+                        "livenessProbe": {"httpGet": {"path": "/healthz", **http}, "periodSeconds": 10,
+                                          "failureThreshold": 6},
+                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                        "volumeMounts": [{"name": "catalog", "mountPath": CATALOG_DIR, "readOnly": True}],
+                    }],
+                    "volumes": [{"name": "catalog", "configMap": {"name": CATALOG_CONFIGMAP}}],
+                },
+            },
+        },
+    }
+
+
+def service_account(settings: Settings) -> dict:
+    return {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta(GATEWAY_APP, _labels(), settings.namespace),
+            "automountServiceAccountToken": False}
+
+
+def service(settings: Settings) -> dict:
+    return {"apiVersion": "v1", "kind": "Service", "metadata": meta(GATEWAY_APP, _labels(), settings.namespace),
+            "spec": {"type": "ClusterIP", "selector": gateway_selector(),
+                     "ports": [{"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}]}}
+
+
+def pod_disruption_budget(catalog: "Catalog", settings: Settings) -> dict:
+    return {"apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+            "metadata": meta(GATEWAY_APP, _labels(), settings.namespace),
+            "spec": {"maxUnavailable": 1, "selector": {"matchLabels": gateway_selector()}}}
+
+
+def ingress(settings: Settings) -> dict | None:
+    if not settings.ingress_host:
+        return None
+    spec: dict = {"rules": [{"host": settings.ingress_host, "http": {"paths": [{
+        "path": "/", "pathType": "Prefix",
+        "backend": {"service": {"name": GATEWAY_APP, "port": {"name": "http"}}}}]}}]}
+    if settings.ingress_class:
+        spec = {"ingressClassName": settings.ingress_class, **spec}
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": meta(GATEWAY_APP, _labels(), settings.namespace), "spec": spec}
+
+
+def gateway_objects(catalog: "Catalog", settings: Settings) -> list[dict]:
+    objs = [service_account(settings), catalog_configmap(catalog, settings), deployment(catalog, settings),
+            service(settings), pod_disruption_budget(catalog, settings)]
+    ing = ingress(settings)
+    return objs + ([ing] if ing else [])

@@ -1,0 +1,119 @@
+"""Kubernetes names derived from the catalog: the ONE place that maps access names to object names.
+
+Rules (tested in tests/infra/test_names.py):
+
+* ``k8s_name("<owner>/<name>")`` is ``<owner>--<name>`` when that is unambiguous and short enough, e.g.
+  ``u-8105f7322477/test`` → ``u-8105f7322477--test``. It is a DNS-1035 label (what a Service name must be; stricter
+  than DNS-1123: starts with a letter), at most ``MAX_NAME`` characters so that suffixes (``-build-<key>``) still fit
+  the 63-character label limit.
+* Otherwise (a part contains ``--``, the name would be too long, or it would start with a digit) the name is a
+  readable prefix plus ``---`` and 8 hex digits of the access name's SHA-256. Plain names never contain ``---``
+  (the parts of an access name cannot start or end with ``-`` and plain ones contain no ``--``), and the single
+  ``--`` in a plain name marks the one place where ``/`` was, so the mapping is injective without looking at the
+  rest of the catalog.
+* Stable: a name depends only on its own access name, so adding or removing other services never renames one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from typing import TYPE_CHECKING, Mapping
+
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from modelsvc.catalog import Catalog, Service
+
+MAX_NAME = 47  # 63 (label limit) - len("-build-") - 8 (cache key prefix) - 1 spare
+DNS1035_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+TRITON_HTTP_PORT, TRITON_GRPC_PORT, TRITON_METRICS_PORT = 8000, 8001, 8002
+
+
+def _digest(text: str, n: int = 8) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+def _hashed(readable: str, key: str, limit: int) -> str:
+    prefix = "" if readable[:1].isalpha() else "x-"
+    room = limit - len(prefix) - 3 - 8
+    head = readable[:room].rstrip("-")
+    return f"{prefix}{head}---{_digest(key)}"
+
+
+def k8s_name(access_name: str) -> str:
+    """Base Kubernetes name of a service (Deployment, headless Service, PDB; the Job adds a suffix)."""
+    owner, sep, name = access_name.partition("/")
+    if not sep or not DNS1123_LABEL_RE.match(owner) or not DNS1123_LABEL_RE.match(name):
+        raise ValueError(f"not an access name '<owner>/<name>': {access_name!r}")
+    plain = f"{owner}--{name}"
+    if "--" in owner or "--" in name or len(plain) > MAX_NAME or not plain[0].isalpha():
+        return _hashed(plain, access_name, MAX_NAME)
+    return plain
+
+
+def service_names(catalog: "Catalog") -> dict[str, str]:
+    """access name → k8s name for every service; raises if two map to the same name (a SHA-256 prefix clash)."""
+    out = {s.access_name: k8s_name(s.access_name) for s in catalog.services}
+    seen: dict[str, str] = {}
+    for access, name in out.items():
+        if name in seen:
+            raise ValueError(f"access names {seen[name]!r} and {access!r} both map to Kubernetes name {name!r}")
+        seen[name] = access
+    return out
+
+
+def owner_namespace(owner: str, base: str = "modelsvc") -> str:
+    """Namespace of an owner in per-owner mode: ``<base>-<owner>`` (hashed like k8s_name when ambiguous/long)."""
+    plain = f"{base}-{owner}"
+    if "--" in owner or len(plain) > 63:
+        return _hashed(plain, f"{base}/{owner}", 63)
+    return plain
+
+
+def namespace_of(service: "Service | str", settings: Settings | None = None) -> str:
+    """Namespace a service's objects live in."""
+    settings = settings or Settings()
+    access = service if isinstance(service, str) else service.access_name
+    if settings.namespace_mode == "per-owner":
+        return owner_namespace(access.split("/", 1)[0], settings.namespace)
+    return settings.namespace
+
+
+def headless_service_host(service: "Service | str", settings: Settings | None = None) -> str:
+    """DNS name of a service's headless Service: resolves to the IPs of all its ready Triton pods.
+
+    ``<k8s_name>.<namespace>.svc.<cluster_domain>``, e.g. ``u-8105f7322477--test.modelsvc.svc.cluster.local``.
+    Triton gRPC listens on TRITON_GRPC_PORT (8001) of each pod. Accepts a Service or an access name.
+    """
+    settings = settings or Settings()
+    access = service if isinstance(service, str) else service.access_name
+    return f"{k8s_name(access)}.{namespace_of(access, settings)}.svc.{settings.cluster_domain}"
+
+
+def triton_grpc_target(service: "Service | str", settings: Settings | None = None) -> str:
+    """host:port the gateway resolves (all A records) and dials per pod."""
+    return f"{headless_service_host(service, settings)}:{TRITON_GRPC_PORT}"
+
+
+# The gateway pod gets these variables so it can call headless_service_host with the deployed settings.
+ENV_NAMESPACE, ENV_NAMESPACE_MODE, ENV_CLUSTER_DOMAIN = (
+    "MODELSVC_NAMESPACE", "MODELSVC_NAMESPACE_MODE", "MODELSVC_CLUSTER_DOMAIN")
+
+
+def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
+    """Settings that matter for service DNS, read from the gateway pod's environment (defaults otherwise)."""
+    env = os.environ if environ is None else environ
+    d = Settings()
+    return Settings(
+        namespace=env.get(ENV_NAMESPACE, d.namespace),
+        namespace_mode=env.get(ENV_NAMESPACE_MODE, d.namespace_mode),  # type: ignore[arg-type]
+        cluster_domain=env.get(ENV_CLUSTER_DOMAIN, d.cluster_domain),
+    )
+
+
+def engine_job_name(service_name: str, cache_key: str) -> str:
+    """Engine-build Job: a new cache key is a new name, hence a new Job (rebuild); the same key reuses it."""
+    return f"{service_name}-build-{cache_key[:8]}"

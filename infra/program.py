@@ -1,0 +1,142 @@
+"""The Pulumi program: stack config + catalog → AWS (eks target) and Kubernetes resources, plus stack outputs."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from . import k8s as k8s_res
+from .capacity import triton_services
+from .manifests import gateway, system, triton
+from .names import headless_service_host, k8s_name, namespace_of, service_names
+from .settings import Settings
+
+if TYPE_CHECKING:
+    from modelsvc.catalog import Catalog
+
+
+def settings_from_config(config: pulumi.Config | None = None) -> Settings:
+    """Stack config (namespace `modelsvc`) → Settings. See Pulumi.dev.yaml for every key."""
+    c = config or pulumi.Config("modelsvc")
+    aws_region = pulumi.Config("aws").get("region")
+    d = Settings()
+    target = c.get("target") or "eks"
+    region = c.get("region") or aws_region or d.region
+    cluster_name = c.get("clusterName") or f"modelsvc-{pulumi.get_stack()}"
+    default_cache = f"s3://{cluster_name}-engines-{region}" if target == "eks" else d.engine_cache_uri
+    return Settings(
+        target=target,  # type: ignore[arg-type]
+        namespace_mode=c.get("namespaceMode") or d.namespace_mode,  # type: ignore[arg-type]
+        namespace=c.get("namespace") or d.namespace,
+        triton_version=c.get("tritonVersion") or d.triton_version,
+        gateway_image=c.get("gatewayImage") or d.gateway_image,
+        ingress_host=c.get("ingressHost") or None,
+        ingress_class=c.get("ingressClass") or None,
+        engine_cache_uri=c.get("engineCache") or default_cache,
+        irsa_role_arn=c.get("engineRoleArn") or None,
+        device_plugin=c.get_bool("devicePlugin") if c.get("devicePlugin") is not None else target == "eks",
+        kubernetes_version=c.get("kubernetesVersion") or d.kubernetes_version,
+        region=region,
+        cluster_name=cluster_name,
+    )
+
+
+def build(catalog: "Catalog", settings: Settings, kubeconfig: pulumi.Input[str] | None = None) -> dict:
+    """Create every resource; returns the stack outputs (also exported by __main__)."""
+    service_names(catalog)
+    outputs: dict = {}
+    k8s_depends: list[pulumi.Resource] = []
+    if settings.target == "eks":
+        from .aws import Cluster, ModelStore, Network, NodeGroups
+
+        cfg = pulumi.Config("modelsvc")
+        azs = cfg.get_object("availabilityZones") or [f"{settings.region}a", f"{settings.region}b"]
+        network = Network(settings.cluster_name, cfg.get("vpcCidr") or "10.0.0.0/16", azs, settings.cluster_name)
+        cluster = Cluster(settings.cluster_name, network, settings.kubernetes_version, settings.region)
+        nodes = NodeGroups(settings.cluster_name, catalog, cluster, network,
+                           cfg.get("systemInstanceType") or "m6i.large")
+        store = ModelStore(f"{settings.cluster_name}-models", settings.engine_bucket, catalog, cluster,
+                           system.triton_namespaces(catalog, settings))
+        settings = dataclasses.replace(settings, irsa_role_arn=store.role.arn)
+        kubeconfig = cluster.kubeconfig
+        k8s_depends = [nodes.system]
+        outputs.update(
+            clusterName=cluster.cluster.name,
+            nodeGroups={p: {"min": s.min, "desired": s.desired, "max": s.max} for p, s in nodes.sizes.items()},
+            engineRoleArn=store.role.arn,
+        )
+    else:
+        outputs["clusterName"] = settings.cluster_name
+    if kubeconfig is None:
+        raise ValueError("the kubeconfig target needs `modelsvc:kubeconfig` (secret) in the stack config")
+    provider = k8s.Provider("k8s", kubeconfig=kubeconfig, enable_server_side_apply=True)
+    opts = pulumi.ResourceOptions(provider=provider, depends_on=k8s_depends)
+    outputs["kubeconfig"] = pulumi.Output.secret(kubeconfig)
+    outputs["engineCache"] = settings.engine_cache_uri
+
+    namespaces = {ns: k8s_res.create(system.namespace(ns), opts) for ns in system.all_namespaces(catalog, settings)}
+
+    def in_ns(ns: str, extra: list | None = None) -> pulumi.ResourceOptions:
+        return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[namespaces[ns], *(extra or [])]))
+
+    accounts = {}
+    for ns in system.triton_namespaces(catalog, settings):
+        accounts[ns] = k8s_res.create(system.engine_service_account(ns, settings), in_ns(ns))
+        k8s_res.create(system.triton_network_policy(ns, settings), in_ns(ns))
+    if settings.device_plugin:
+        k8s_res.create(system.device_plugin(settings), opts)
+
+    gw = GatewayComponent(catalog, settings, in_ns(settings.namespace))
+    services = {}
+    for s in triton_services(catalog):
+        ns = namespace_of(s, settings)
+        ModelService(catalog, s, settings, in_ns(ns, [accounts[ns]]))
+        services[s.access_name] = {"id": s.id, "namespace": ns, "deployment": k8s_name(s.access_name),
+                                   "host": headless_service_host(s, settings), "instances": s.instances}
+    outputs["gatewayUrl"] = (f"https://{settings.ingress_host}/v1" if settings.ingress_host
+                             else catalog.gateway.public_url)
+    outputs["gatewayDeployment"] = {"namespace": settings.namespace, "name": system.GATEWAY_APP}
+    outputs["services"] = services
+    outputs["_gateway"] = gw
+    return outputs
+
+
+class ModelService(pulumi.ComponentResource):
+    """One catalog service: engine-build Job → Triton Deployment, headless Service, PDB."""
+
+    def __init__(self, catalog: "Catalog", service, settings: Settings, opts: pulumi.ResourceOptions):
+        super().__init__("modelsvc:k8s:ModelService", service.access_name.replace("/", "--"), None,
+                         pulumi.ResourceOptions(provider=opts.provider))
+        child = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(parent=self))
+        self.job = k8s_res.create(triton.engine_job(catalog, service, settings), child)
+        # The Deployment waits for the build (Pulumi awaits the Job), so a failed build fails the update.
+        after_job = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.job]))
+        self.deployment = k8s_res.create(triton.deployment(catalog, service, settings), after_job)
+        self.service = k8s_res.create(triton.headless_service(catalog, service, settings), child)
+        self.pdb = k8s_res.create(triton.pod_disruption_budget(catalog, service, settings), child)
+        self.register_outputs({"deployment": self.deployment.metadata.name})
+
+
+class GatewayComponent(pulumi.ComponentResource):
+    def __init__(self, catalog: "Catalog", settings: Settings, opts: pulumi.ResourceOptions):
+        super().__init__("modelsvc:k8s:Gateway", "gateway", None, pulumi.ResourceOptions(provider=opts.provider))
+        child = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(parent=self))
+        self.resources = [k8s_res.create(o, child) for o in gateway.gateway_objects(catalog, settings)]
+        self.register_outputs({})
+
+
+def main() -> None:
+    """Entry point for `pulumi up`: read config and the catalog, build, export outputs."""
+    from modelsvc.catalog import load
+
+    c = pulumi.Config("modelsvc")
+    settings = settings_from_config(c)
+    catalog = load(c.get("catalog") or "services.yaml")
+    kubeconfig = c.get_secret("kubeconfig") if settings.target == "kubeconfig" else None
+    outputs = build(catalog, settings, kubeconfig)
+    outputs.pop("_gateway", None)
+    for key, value in outputs.items():
+        pulumi.export(key, value)

@@ -1,0 +1,59 @@
+"""Everything the Kubernetes part deploys, as plain dicts, and a YAML writer (for `modelsvc render`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from .capacity import triton_services
+from .manifests import gateway, system, triton
+from .names import service_names
+from .settings import TARGETS, Settings
+
+if TYPE_CHECKING:
+    from modelsvc.catalog import Catalog
+
+
+def render(catalog: "Catalog", target: str = "kubeconfig", settings: Settings | None = None) -> list[dict]:
+    """All Kubernetes objects for the catalog, in apply order (namespaces first).
+
+    target "eks" adds the NVIDIA device plugin (EKS GPU AMIs lack it); "kubeconfig" assumes the cluster has one
+    (GPU operator), unless settings.device_plugin is set. AWS resources are not Kubernetes objects: only the Pulumi
+    program creates them.
+    """
+    if target not in TARGETS:
+        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
+    settings = dataclasses.replace(settings or Settings(), target=target)
+    service_names(catalog)  # raises on a name clash before anything is produced
+    objs: list[dict] = [system.namespace(ns) for ns in system.all_namespaces(catalog, settings)]
+    for ns in system.triton_namespaces(catalog, settings):
+        objs += [system.engine_service_account(ns, settings), system.triton_network_policy(ns, settings)]
+    if settings.device_plugin or target == "eks":
+        objs.append(system.device_plugin(settings))
+    objs += gateway.gateway_objects(catalog, settings)
+    for s in triton_services(catalog):
+        objs += triton.service_objects(catalog, s, settings)
+    return objs
+
+
+def _file_name(index: int, obj: dict) -> str:
+    md = obj["metadata"]
+    parts = [f"{index:03d}", obj["kind"].lower(), md.get("namespace", ""), md["name"]]
+    return re.sub(r"[^a-z0-9.-]+", "-", "-".join(p for p in parts if p)) + ".yaml"
+
+
+def write_yaml(objs: list[dict], outdir: str | os.PathLike) -> list[Path]:
+    """One file per object, numbered in apply order (`kubectl apply -f OUTDIR` keeps it). Returns the paths."""
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, obj in enumerate(objs):
+        p = out / _file_name(i, obj)
+        p.write_text(yaml.safe_dump(obj, sort_keys=False, width=120), encoding="utf-8")
+        paths.append(p)
+    return paths

@@ -1,0 +1,56 @@
+"""Deployment settings: what the stack config decides (everything else comes from the catalog)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Target = Literal["eks", "kubeconfig"]
+NamespaceMode = Literal["shared", "per-owner"]
+
+TARGETS = ("eks", "kubeconfig")
+NAMESPACE_MODES = ("shared", "per-owner")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Stack settings. Defaults give a working `render` without any config.
+
+    irsa_role_arn may be a plain string (render) or a Pulumi Output (the program passes the IRSA role's ARN); the
+    manifest functions only place it in a dict, so both work.
+    """
+
+    target: Target = "kubeconfig"
+    namespace_mode: NamespaceMode = "shared"
+    namespace: str = "modelsvc"  # shared mode: everything; per-owner mode: the gateway and shared objects
+    triton_version: str = "25.10"  # NGC release of tritonserver:<v>-trtllm-python-py3 (pins TensorRT-LLM)
+    gateway_image: str = "ghcr.io/example/modelsvc-gateway:latest"
+    gateway_port: int = 8000
+    ingress_host: str | None = None
+    ingress_class: str | None = None
+    engine_cache_uri: str = "s3://modelsvc-engines"  # s3://bucket[/prefix]; engines live under <uri>/engines/<key>/
+    irsa_role_arn: Any = None  # IAM role for the engine/Triton service account (IRSA); None: node credentials
+    aws_cli_image: str = "public.ecr.aws/aws-cli/aws-cli:2.27.50"
+    device_plugin: bool = False  # deploy the NVIDIA device plugin DaemonSet (on by default for eks)
+    device_plugin_image: str = "nvcr.io/nvidia/k8s-device-plugin:v0.17.1"
+    kubernetes_version: str = "1.33"
+    cluster_domain: str = "cluster.local"
+    region: str = "us-west-2"
+    cluster_name: str = "modelsvc"
+    extra_labels: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGETS:
+            raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
+        if self.namespace_mode not in NAMESPACE_MODES:
+            raise ValueError(f"namespace mode must be one of {NAMESPACE_MODES}, got {self.namespace_mode!r}")
+        if not self.engine_cache_uri.startswith("s3://"):
+            raise ValueError(f"engine cache must be an s3:// URI, got {self.engine_cache_uri!r}")
+
+    @property
+    def triton_image(self) -> str:
+        return f"nvcr.io/nvidia/tritonserver:{self.triton_version}-trtllm-python-py3"
+
+    @property
+    def engine_bucket(self) -> str:
+        return self.engine_cache_uri[len("s3://"):].split("/", 1)[0]

@@ -1,0 +1,32 @@
+from infra.manifests import gateway, system
+from infra.settings import Settings
+
+S = Settings(gateway_image="example/gw:1")
+
+
+def test_gateway_deployment(small):
+    dep = gateway.deployment(small, S)
+    assert dep["spec"]["replicas"] == 3
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    assert c["image"] == "example/gw:1"
+    assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["MODELSVC_NAMESPACE"] == "modelsvc" and env["MODELSVC_CATALOG"] == "/etc/modelsvc/services.yaml"
+
+
+def test_catalog_change_rolls_the_gateway(small, make_catalog, small_text):
+    before = gateway.deployment(small, S)["spec"]["template"]["metadata"]["annotations"]
+    changed = make_catalog(small_text.replace("instances: 3", "instances: 4"))
+    after = gateway.deployment(changed, S)["spec"]["template"]["metadata"]["annotations"]
+    assert before != after
+    assert gateway.catalog_configmap(small, S)["data"]["services.yaml"] == small.text
+
+
+def test_network_policy_admits_only_gateway_pods(small):
+    pol = system.triton_network_policy("modelsvc", S)
+    gw_labels = gateway.deployment(small, S)["spec"]["template"]["metadata"]["labels"]
+    peer = pol["spec"]["ingress"][0]["from"][0]
+    assert peer["podSelector"]["matchLabels"].items() <= gw_labels.items()
+    assert {p["port"] for p in pol["spec"]["ingress"][0]["ports"]} == {8000, 8001, 8002}
+    assert pol["spec"]["policyTypes"] == ["Ingress"]

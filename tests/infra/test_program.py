@@ -1,0 +1,180 @@
+"""The Pulumi program under pulumi.runtime mocks, for both targets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pulumi
+import pytest
+
+from infra.capacity import node_group_sizes
+from infra.names import headless_service_host, k8s_name
+from infra.settings import Settings
+
+
+class Mocks(pulumi.runtime.Mocks):
+    def __init__(self):
+        self.resources: list[pulumi.runtime.MockResourceArgs] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        self.resources.append(args)
+        state = dict(args.inputs)
+        name = args.name
+        if args.typ == "aws:eks/cluster:Cluster":
+            state.update(endpoint="https://eks.example", certificateAuthority={"data": "Q0E="},
+                         identities=[{"oidcs": [{"issuer": "https://oidc.eks.us-west-2.amazonaws.com/id/ABC"}]}])
+        if args.typ.startswith("aws:"):
+            state.setdefault("arn", f"arn:aws:mock:::{name}")
+        if args.typ == "aws:s3/bucket:Bucket":
+            state.setdefault("bucket", name)
+        return f"{name}-id", state
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}, None
+
+    def of(self, typ: str) -> list:
+        return [r for r in self.resources if r.typ == typ]
+
+
+@pytest.fixture
+def mocks():
+    m = Mocks()
+    pulumi.runtime.set_mocks(m, project="modelsvc", stack="test", preview=False)
+    return m
+
+
+def _build(catalog, settings, kubeconfig=None) -> dict:
+    """Run the program to completion under the mocks; return its outputs as plain values."""
+    from infra.program import build
+
+    resolved: dict = {}
+
+    @pulumi.runtime.test
+    def program():
+        outputs = build(catalog, settings, kubeconfig)
+        outputs.pop("_gateway")
+        for key, value in outputs.items():
+            pulumi.Output.from_input(value).apply(lambda v, key=key: resolved.__setitem__(key, v))
+
+    program()
+    return resolved
+
+
+def test_eks_target(mocks, example):
+    settings = Settings(target="eks", cluster_name="modelsvc-test", engine_cache_uri="s3://modelsvc-test-engines",
+                        device_plugin=True)
+    outputs = _build(example, settings)
+
+    def check(args):
+        cluster_name, kubeconfig, role_arn = args
+        groups = mocks.of("aws:eks/nodeGroup:NodeGroup")
+        by_name = {g.inputs["nodeGroupName"]: g.inputs for g in groups}
+        assert set(by_name) == {"system", "gpu-h100", "gpu-l4"}
+        sizes = node_group_sizes(example)
+        for pool in ("h100", "l4"):
+            ng = by_name[f"gpu-{pool}"]
+            sc = ng["scalingConfig"]
+            assert (sc["minSize"], sc["desiredSize"], sc["maxSize"]) == (
+                sizes[pool].min, sizes[pool].desired, sizes[pool].max)
+            assert ng["amiType"] == "AL2023_x86_64_NVIDIA"
+            assert ng["instanceTypes"] == [example.pools[pool].instance_type]
+            assert ng["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
+            assert ng["labels"]["modelsvc.io/pool"] == pool
+        assert "taints" not in by_name["system"]
+        assert len(mocks.of("aws:ec2/subnet:Subnet")) == 4
+        assert len(mocks.of("aws:ec2/natGateway:NatGateway")) == 1
+        assert len(mocks.of("aws:eks/cluster:Cluster")) == 1
+        assert len(mocks.of("aws:iam/openIdConnectProvider:OpenIdConnectProvider")) == 1
+        assert mocks.of("aws:s3/bucket:Bucket")[0].inputs["bucket"] == "modelsvc-test-engines"
+        # IRSA: the role trusts exactly the engine service account, which carries the role ARN.
+        irsa = next(r for r in mocks.of("aws:iam/role:Role") if r.name.endswith("-irsa"))
+        trust = json.loads(irsa.inputs["assumeRolePolicy"])
+        cond = trust["Statement"][0]["Condition"]["StringEquals"]
+        assert cond["oidc.eks.us-west-2.amazonaws.com/id/ABC:sub"] == ["system:serviceaccount:modelsvc:modelsvc-engine"]
+        sa = next(r for r in mocks.of("kubernetes:core/v1:ServiceAccount") if r.inputs["metadata"]["name"] ==
+                  "modelsvc-engine")
+        assert sa.inputs["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == role_arn
+        assert len(mocks.of("kubernetes:apps/v1:DaemonSet")) == 1  # device plugin
+        assert cluster_name == "modelsvc-test"
+        assert json.loads(kubeconfig)["clusters"][0]["cluster"]["server"] == "https://eks.example"
+        _check_k8s(mocks, example)
+
+    check((outputs["clusterName"], outputs["kubeconfig"], outputs["engineRoleArn"]))
+
+
+def _check_k8s(mocks, catalog):
+    triton = [s for s in catalog.services if catalog.model_of(s).backend.value == "triton"]
+    deps = {r.inputs["metadata"]["name"]: r.inputs for r in mocks.of("kubernetes:apps/v1:Deployment")}
+    assert set(deps) == {k8s_name(s.access_name) for s in triton} | {"modelsvc-gateway"}
+    for s in triton:
+        dep = deps[k8s_name(s.access_name)]
+        assert dep["spec"]["replicas"] == s.instances
+        limits = dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
+        assert limits["nvidia.com/gpu"] == str(catalog.model_of(s).gpus)
+    assert deps["modelsvc-gateway"]["spec"]["replicas"] == catalog.gateway.replicas
+    assert len(mocks.of("kubernetes:batch/v1:Job")) == len(triton)
+    assert len(mocks.of("kubernetes:policy/v1:PodDisruptionBudget")) == len(triton) + 1
+    services = [r.inputs for r in mocks.of("kubernetes:core/v1:Service")]
+    assert sum(1 for s in services if s["spec"].get("clusterIP") == "None") == len(triton)
+    assert len(mocks.of("kubernetes:core/v1:ConfigMap")) == 1
+    assert len(mocks.of("kubernetes:networking.k8s.io/v1:NetworkPolicy")) >= 1
+    assert len(mocks.of("pulumi:providers:kubernetes")) == 1
+
+
+def test_kubeconfig_target(mocks, example):
+    settings = Settings(target="kubeconfig", cluster_name="prod-gpu", ingress_host="models.example.com")
+    outputs = _build(example, settings, pulumi.Output.secret("apiVersion: v1\nkind: Config\n"))
+
+    def check(args):
+        cluster_name, gateway_url, services = args
+        assert not [r for r in mocks.resources if r.typ.startswith("aws:")]
+        assert not mocks.of("kubernetes:apps/v1:DaemonSet")
+        assert len(mocks.of("kubernetes:networking.k8s.io/v1:Ingress")) == 1
+        assert cluster_name == "prod-gpu"
+        assert gateway_url == "https://models.example.com/v1"
+        assert set(services) == {"u-8105f7322477/test", "u-8105f7322477/support-bot", "u-3f9a2c7e51d0/receipts",
+                                 "u-3f9a2c7e51d0/product-images"}
+        svc = services["u-8105f7322477/test"]
+        assert svc == {"id": "ms-1d033c426254", "namespace": "modelsvc", "deployment": "u-8105f7322477--test",
+                       "host": headless_service_host("u-8105f7322477/test", settings), "instances": 1}
+        provider = mocks.of("pulumi:providers:kubernetes")[0]
+        assert "kubeconfig" in provider.inputs
+        _check_k8s(mocks, example)
+
+    check((outputs["clusterName"], outputs["gatewayUrl"], outputs["services"]))
+
+
+def test_per_owner_namespaces(mocks, example):
+    settings = Settings(target="kubeconfig", namespace_mode="per-owner")
+    outputs = _build(example, settings, "kubeconfig-text")
+
+    def check(services):
+        names = sorted(r.inputs["metadata"]["name"] for r in mocks.of("kubernetes:core/v1:Namespace"))
+        assert names == ["modelsvc", "modelsvc-u-3f9a2c7e51d0", "modelsvc-u-8105f7322477"]
+        assert services["u-3f9a2c7e51d0/receipts"]["namespace"] == "modelsvc-u-3f9a2c7e51d0"
+        assert len(mocks.of("kubernetes:networking.k8s.io/v1:NetworkPolicy")) == 2
+
+    check(outputs["services"])
+
+
+def test_kubeconfig_target_requires_a_kubeconfig(mocks, example):
+    with pytest.raises(ValueError, match="kubeconfig"):
+        _build(example, Settings(target="kubeconfig"))
+
+
+def test_main_reads_stack_config(mocks, monkeypatch):
+    """infra/__main__ path: config → settings → load(catalog) → resources + exports."""
+    from infra.program import main
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    pulumi.runtime.set_all_config({"modelsvc:target": "kubeconfig", "modelsvc:kubeconfig": "kubeconfig-text",
+                                   "modelsvc:catalog": "services.yaml", "modelsvc:gatewayImage": "example/gw:2"},
+                                  secret_keys=["modelsvc:kubeconfig"])
+    try:
+        pulumi.runtime.test(main)()
+    finally:
+        pulumi.runtime.set_all_config({})
+    gw = next(r for r in mocks.of("kubernetes:apps/v1:Deployment") if r.inputs["metadata"]["name"] == "modelsvc-gateway")
+    assert gw.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == "example/gw:2"
+    assert len(mocks.of("kubernetes:batch/v1:Job")) == 4

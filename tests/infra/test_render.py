@@ -1,0 +1,98 @@
+import copy
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from infra import labels as L
+from infra.names import k8s_name
+from infra.render import render, write_yaml
+from infra.settings import Settings
+
+K8S_VERSION = "1.33"  # EKS's current default; kubernetes-validate 1.37 ships its strict schemas
+SETTINGS = [
+    ("kubeconfig", Settings()),
+    ("eks", Settings(irsa_role_arn="arn:aws:iam::123456789012:role/x")),
+    ("kubeconfig", Settings(namespace_mode="per-owner", ingress_host="models.example.com", ingress_class="nginx",
+                            device_plugin=True)),
+]
+
+
+def all_objects(catalog):
+    for target, settings in SETTINGS:
+        yield from render(catalog, target, settings)
+
+
+def test_every_manifest_validates_strictly(example, small):
+    n = 0
+    for catalog in (example, small):
+        for obj in all_objects(catalog):
+            kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+            n += 1
+    assert n > 50
+
+
+def test_strict_validation_catches_a_typo(example):
+    dep = next(o for o in render(example) if o["kind"] == "Deployment")
+    bad = copy.deepcopy(dep)
+    bad["spec"]["template"]["spec"]["containers"][0]["imagePullPolicyy"] = "Always"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
+
+
+def test_every_object_is_labelled(example):
+    for obj in all_objects(example):
+        lab = obj["metadata"]["labels"]
+        for key in ("name", "instance", "component", "part-of", "managed-by"):
+            assert f"app.kubernetes.io/{key}" in lab, (obj["kind"], obj["metadata"]["name"])
+
+
+def test_per_service_objects_carry_the_service_id(example):
+    ids = {s.id for s in example.services}
+    per_service = [o for o in render(example) if o["kind"] in ("Job", "PodDisruptionBudget", "Deployment", "Service")
+                   and o["metadata"]["name"] != "modelsvc-gateway"]
+    assert len(per_service) == 4 * 4  # 4 triton services (the openai-backed one gets nothing)
+    assert {o["metadata"]["labels"][L.SERVICE_ID] for o in per_service} == ids - {"ms-f058dd7a36b5"}
+
+
+def test_unique_kind_namespace_name(example):
+    for target, settings in SETTINGS:
+        keys = [(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])
+                for o in render(example, target, settings)]
+        assert len(keys) == len(set(keys))
+
+
+def test_namespaces_come_first_and_per_owner_mode_splits(example):
+    objs = render(example, "kubeconfig", Settings(namespace_mode="per-owner"))
+    ns = [o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"]
+    assert ns == ["modelsvc", "modelsvc-u-8105f7322477", "modelsvc-u-3f9a2c7e51d0"]
+    assert all(o["kind"] == "Namespace" for o in objs[:3])
+    dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "u-3f9a2c7e51d0--receipts")
+    assert dep["metadata"]["namespace"] == "modelsvc-u-3f9a2c7e51d0"
+
+
+def test_device_plugin_only_where_wanted(example):
+    kinds = lambda objs: [o["kind"] for o in objs]  # noqa: E731
+    assert "DaemonSet" in kinds(render(example, "eks"))
+    assert "DaemonSet" not in kinds(render(example, "kubeconfig"))
+
+
+def test_ingress_optional(example):
+    assert not [o for o in render(example) if o["kind"] == "Ingress"]
+    ing = [o for o in render(example, "kubeconfig", Settings(ingress_host="m.example.com")) if o["kind"] == "Ingress"]
+    assert ing[0]["spec"]["rules"][0]["host"] == "m.example.com"
+
+
+def test_bad_target(example):
+    with pytest.raises(ValueError):
+        render(example, "gke")
+
+
+def test_write_yaml_round_trips(example, tmp_path):
+    objs = render(example, "kubeconfig")
+    paths = write_yaml(objs, tmp_path / "out")
+    assert len(paths) == len(objs)
+    assert sorted(paths) == paths  # file order = apply order
+    assert [yaml.safe_load(p.read_text()) for p in paths] == objs
+    assert paths[0].name.startswith("000-namespace")
+    assert any(p.name.endswith(f"{k8s_name('u-8105f7322477/test')}.yaml") for p in paths)
