@@ -74,7 +74,8 @@ def cmd_dev(args) -> int:
             cmd = [sys.executable, "-m", "modelsvc.standin", "--port", str(spec.port), "--profile", spec.profile,
                    "--token-delay", str(spec.token_delay)]
             if spec.profile == "openai":
-                cmd = [sys.executable, "-m", "modelsvc.standin.openai_upstream", "--port", str(spec.port)]
+                cmd = [sys.executable, "-m", "modelsvc.standin.openai_upstream", "--port", str(spec.port),
+                       "--token-delay", str(spec.token_delay)]
             elif not spec.decoupled:
                 cmd.append("--no-decoupled")
             procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True))

@@ -1,6 +1,7 @@
 import pytest
 
 from modelsvc.standin.testing import StandInThread
+from modelsvc.standin.testing_openai import OpenAIUpstreamThread
 
 from .harness import Gateway
 
@@ -8,7 +9,8 @@ from .harness import Gateway
 @pytest.fixture(scope="module")
 def engines():
     threads = {"chat": StandInThread("chat").start(), "chat2": StandInThread("chat").start(),
-               "vision": StandInThread("vision").start(), "image": StandInThread("image").start()}
+               "vision": StandInThread("vision").start(), "image": StandInThread("image").start(),
+               "upstream": OpenAIUpstreamThread().start()}
     yield threads
     for t in threads.values():
         t.stop()
@@ -16,14 +18,15 @@ def engines():
 
 @pytest.fixture(scope="module")
 def gw(engines, tmp_path_factory):
-    """The example catalog served over stand-ins; the search team's openai-backed service has no upstream here."""
-    e = {k: f"127.0.0.1:{t.server.port}" for k, t in engines.items()}
+    """The example catalog served over stand-ins (the search team's openai-backed service over the stand-in
+    OpenAI-compatible upstream)."""
+    e = {k: f"127.0.0.1:{t.server.port}" for k, t in engines.items() if k != "upstream"}
     g = Gateway(tmp_path_factory.mktemp("gw"), {
         "u-8105f7322477/test": [e["chat"]],
         "u-8105f7322477/support-bot": [e["chat"], e["chat2"]],
         "u-3f9a2c7e51d0/receipts": [e["vision"]],
         "u-3f9a2c7e51d0/product-images": [e["image"]],
-        "team-search/query-rewriter": ["127.0.0.1:9"],  # nothing listens: backend down
+        "team-search/query-rewriter": [engines["upstream"].url],
     }, args=("--deadline", "2")).start()
     yield g
     g.stop()

@@ -18,8 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 MODELSVC = str(Path(sys.executable).parent / "modelsvc")
 DEMO_KEY = "sk-ms-local-demo-8105f7322477"
 OTHER_KEY = "sk-ms-local-demo-3f9a2c7e51d0"
+SEARCH_KEY = "sk-ms-local-demo-team-search"
 DEMO_KEYS = [{"id": "k-local-demo", "owner": "u-8105f7322477", "key": DEMO_KEY},
-             {"id": "k-local-demo-2", "owner": "u-3f9a2c7e51d0", "key": OTHER_KEY}]
+             {"id": "k-local-demo-2", "owner": "u-3f9a2c7e51d0", "key": OTHER_KEY},
+             {"id": "k-local-demo-3", "owner": "team-search", "key": SEARCH_KEY}]
 
 
 def free_port() -> int:

@@ -123,3 +123,20 @@ def test_node_sdk(gw):
     assert out["streamText"] and out["streamUsage"]["completion_tokens"] == 6
     assert out["badKey"] == {"isAPIError": True, "isAuthError": True, "status": 401, "code": "invalid_api_key",
                              "type": "invalid_request_error"}
+
+
+def test_openai_backend_forwards_to_the_upstream(gw):
+    from .harness import SEARCH_KEY
+
+    client = OpenAI(base_url=gw.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+    r = client.chat.completions.create(model="team-search/query-rewriter", max_tokens=5,
+                                       messages=[{"role": "user", "content": "rewrite: cheap flights"}])
+    assert r.model == "team-search/query-rewriter"  # the access name, not the upstream's model name
+    assert r.usage.completion_tokens == 5 and r.choices[0].finish_reason == "length"
+    chunks = list(client.chat.completions.create(
+        model="team-search/query-rewriter", max_tokens=5, stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": "rewrite: cheap flights"}]))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == r.choices[0].message.content
+    assert chunks[-1].usage.completion_tokens == 5
+    c = client.completions.create(model="team-search/query-rewriter", prompt="abc", max_tokens=3)
+    assert c.usage.completion_tokens == 3
