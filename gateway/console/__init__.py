@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import unquote
 
 from jinja2 import Environment, FileSystemLoader
 from sanic import Blueprint, HTTPResponse, Request
@@ -102,7 +102,7 @@ async def list_page(request: Request):
 
 @bp.get("/console/services/<access_name:path>")
 async def detail_page(request: Request, access_name: str):
-    return render_page("detail.html", page="detail", access_name=access_name)
+    return render_page("detail.html", page="detail", access_name=unquote(access_name))
 
 
 @bp.get("/console/static/<name>")
@@ -114,6 +114,12 @@ async def static(request: Request, name: str):
     return _secure(HTTPResponse(asset.body, content_type=asset.content_type, headers={
         "cache-control": "public, max-age=31536000, immutable" if immutable else "no-cache",
         "etag": f'"{asset.version}"'}))
+
+
+@bp.route("/console/<rest:path>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+async def console_unknown(request: Request, rest: str):
+    """Anything else under /console: the usual 404 body, with the console's security headers."""
+    raise NotFound(f"unknown endpoint {request.method} /console/{rest}")
 
 
 # -- JSON API (Bearer auth, the key owner's services only) -------------------------------------------------------
@@ -174,6 +180,7 @@ async def api_services(request: Request):
 async def api_service(request: Request, access_name: str):
     owner = _owner(request)
     rt = _rt(request)
+    access_name = unquote(access_name)
     svc = rt.catalog.service(access_name)
     if svc is None or svc.owner != owner:  # another owner's service looks exactly like an unknown one
         raise NotFound(f"the service '{access_name}' does not exist or you do not have access to it")

@@ -18,7 +18,7 @@ import pytest
 from ..harness import DEMO_KEY, ROOT
 from .conftest import CHAT, EVIL, FOREIGN, HOSTILE, PAINTER, VISION
 
-sync_api = pytest.importorskip("playwright.sync_api")
+from playwright import sync_api  # noqa: E402  (a missing install fails the run; it is never skipped)
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -27,8 +27,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 # 1x1 PNG
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
 
-if not shutil.which(CHROMIUM):
-    pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
+assert shutil.which(CHROMIUM), f"no Chromium at {CHROMIUM}: apt-get install -y chromium (.ci/run does)"
 
 
 @pytest.fixture(scope="module")
