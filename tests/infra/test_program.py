@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -39,6 +40,8 @@ class Mocks(pulumi.runtime.Mocks):
 
 @pytest.fixture
 def mocks():
+    # Pulumi's runtime uses the thread's current event loop; async tests that ran before may have closed theirs.
+    asyncio.set_event_loop(asyncio.new_event_loop())
     m = Mocks()
     pulumi.runtime.set_mocks(m, project="modelsvc", stack="test", preview=False)
     return m
