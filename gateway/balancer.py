@@ -175,23 +175,26 @@ class InstancePool:
     def counts(self) -> tuple[int, int]:
         return sum(i.healthy for i in self.instances), len(self.instances)
 
-    async def run(self, call: Callable[[Instance], Awaitable], *, retryable) -> object:
-        """Run call on an instance; on a retryable failure, once more on another instance."""
+    async def run(self, call: Callable[[Instance], Awaitable], *, retryable, hold: bool = False) -> object:
+        """Run call on an instance; on a retryable failure, once more on another instance. With hold, the instance
+        stays counted as busy after success (a stream still open on it): the caller decrements `outstanding`."""
         tried: tuple[Instance, ...] = ()
         while True:
             inst = self.pick(exclude=tried)
             inst.outstanding += 1
             try:
                 result = await call(inst)
-                inst.served += 1
-                return result
-            except Exception as e:
-                if not retryable(e):
+            except BaseException as e:
+                inst.outstanding -= 1
+                if not isinstance(e, Exception) or not retryable(e):
                     raise
                 self.failed(inst)
                 tried += (inst,)
                 if len(tried) >= 2 or not any(i.healthy and i not in tried for i in self.instances):
                     raise  # retried once already, or no healthy instance left to retry on
                 log.info("%s: retrying on another instance after %s", self.name, type(e).__name__)
-            finally:
-                inst.outstanding -= 1
+            else:
+                if not hold:
+                    inst.outstanding -= 1
+                inst.served += 1
+                return result

@@ -21,6 +21,7 @@ from .auth import authorize
 from .backends.triton import Delta, GenRequest, GenResult
 from .balancer import Instance, InstancePool
 from .errors import BackendError, BackendTimeout, BackendUnavailable, GatewayError, InvalidRequest
+from .limits import Admission
 from .prompt import render_chat
 from .runtime import Runtime
 from .usage import UsageRecord
@@ -47,6 +48,7 @@ class Call:
     created: int = field(default_factory=lambda: int(time.time()))
     backend_s: float = 0.0
     instance: str = ""
+    admission: Admission = field(default_factory=Admission)
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.t0) * 1000
@@ -55,6 +57,7 @@ class Call:
         return max(0.0, self.elapsed_ms() - self.backend_s * 1000)
 
     def record(self, status: str, prompt_tokens: int = 0, completion_tokens: int = 0, error: str = "") -> None:
+        self.runtime.limiter.spend(self.admission, self.key, self.service, prompt_tokens, completion_tokens)
         self.runtime.usage.record(UsageRecord(
             request_id=self.request_id, service_id=self.service.id, access_name=self.service.access_name,
             key_id=self.key.id, endpoint=self.endpoint, stream=self.stream, status=status,
@@ -66,6 +69,11 @@ def begin(rt: Runtime, key: Key, body, endpoint: str) -> Call:
     name = P.model_name(body)
     service = authorize(key, rt.catalog.service(name), name)
     return Call(rt, key, service, rt.catalog.model_of(service), rt.pools[service.access_name], endpoint)
+
+
+async def admit(call: Call, stream: bool) -> None:
+    """Rate limits of the key and the service (429 with Retry-After when over)."""
+    call.admission = await call.runtime.limiter.admit(call.key, call.service, stream)
 
 
 def _gen_request(call: Call, prompt: str, s: P.Sampling, images=(), messages=None) -> GenRequest:
@@ -147,33 +155,31 @@ async def open_stream(call: Call, req: GenRequest, include_usage: bool) -> Strea
     can still be retried elsewhere or answered with a plain JSON error."""
     call.stream = True
     _check(call, req)
-    tried: tuple[Instance, ...] = ()
-    while True:
-        inst = call.pool.pick(exclude=tried)
-        inst.outstanding += 1
+
+    async def first_piece(inst: Instance):
         gen = inst.backend.stream(req)
-        t = time.perf_counter()
         try:
             first = await gen.__anext__()
-            call.backend_s += time.perf_counter() - t
-            call.instance = inst.endpoint
-            return Stream(call, inst, first, gen, include_usage)
         except BaseException as e:
-            call.backend_s += time.perf_counter() - t
-            inst.outstanding -= 1
             with contextlib.suppress(Exception):
                 await gen.aclose()
             if isinstance(e, StopAsyncIteration):
-                e = BackendError("the engine closed the stream without output")
-            if not _retryable(e):
-                if isinstance(e, GatewayError):
-                    call.record("error", error=e.code or type(e).__name__)
-                raise e
-            call.pool.failed(inst)
-            tried += (inst,)
-            if len(tried) >= 2 or not any(i.healthy and i not in tried for i in call.pool.instances):
-                call.record("error", error=e.code or type(e).__name__)
-                raise e
+                raise BackendError("the engine closed the stream without output") from None
+            raise
+        call.instance = inst.endpoint
+        return inst, first, gen
+
+    t = time.perf_counter()
+    try:
+        inst, first, gen = await call.pool.run(first_piece, retryable=_retryable, hold=True)
+    except BaseException as e:
+        call.backend_s += time.perf_counter() - t
+        await call.runtime.limiter.release(call.admission)
+        if isinstance(e, GatewayError):
+            call.record("error", error=e.code or type(e).__name__)
+        raise
+    call.backend_s += time.perf_counter() - t
+    return Stream(call, inst, first, gen, include_usage)
 
 
 def _sse(obj) -> bytes:
@@ -239,6 +245,8 @@ async def sse_events(s: Stream) -> AsyncIterator[bytes]:
         s.instance.outstanding -= 1
         with contextlib.suppress(Exception):
             await asyncio.shield(s.rest.aclose())  # cancels the gRPC stream: the GPU stops for nobody
+        with contextlib.suppress(Exception):
+            await asyncio.shield(call.runtime.limiter.release(call.admission))
         if result is not None:
             call.record(status, result.prompt_tokens, result.completion_tokens, error)
         else:

@@ -14,7 +14,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
-from modelsvc.catalog import Catalog, Key
+from modelsvc.catalog import Catalog, Key, Limits
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,7 @@ class Settings:
     refresh_interval_s: float = 10.0
     health_interval_s: float = 5.0  # readiness check of healthy instances (0: only on failures)
     reload_poll_s: float = 1.0  # how often the catalog file's mtime is checked (0: only SIGHUP)
+    redis_url: str | None = None  # shared limits and usage totals across replicas (in memory when unset)
 
 
 class _Strict(BaseModel):
@@ -46,6 +47,7 @@ class DemoKey(_Strict):
     id: StrictStr
     owner: StrictStr
     key: StrictStr = Field(min_length=16)
+    limits: Limits | None = None
 
 
 class LocalOverlay(_Strict):
@@ -54,7 +56,7 @@ class LocalOverlay(_Strict):
     demo_keys: list[DemoKey] = []
 
     def keys(self) -> list[Key]:
-        return [Key(id=k.id, owner=k.owner, sha256=hashlib.sha256(k.key.encode()).hexdigest())
+        return [Key(id=k.id, owner=k.owner, sha256=hashlib.sha256(k.key.encode()).hexdigest(), limits=k.limits)
                 for k in self.demo_keys]
 
 

@@ -15,6 +15,7 @@ from modelsvc.catalog import Backend, Catalog, Model, Service
 from .auth import KeyRing
 from .balancer import DnsEndpoints, InstancePool, StaticEndpoints
 from .config import LocalOverlay, Settings
+from .limits import Limiter, make_store
 from .usage import Metrics, UsageLog
 
 log = logging.getLogger("gateway.runtime")
@@ -33,6 +34,7 @@ class Runtime:
                  usage: UsageLog | None = None):
         self.settings = settings
         self.usage = usage or UsageLog(None, Metrics())
+        self.limiter = Limiter(make_store(settings.redis_url))
         self.overlay = overlay or LocalOverlay()
         self.catalog = catalog
         self.keyring = KeyRing(list(catalog.keys) + self.overlay.keys())
@@ -97,6 +99,7 @@ class Runtime:
 
     async def close(self) -> None:
         await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)
+        await self.limiter.close()
 
     def status(self, service: Service) -> str:
         ready, total = self.pools[service.access_name].counts()

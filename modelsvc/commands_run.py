@@ -14,7 +14,8 @@ def _settings(args):
 
     return Settings(deadline_s=args.deadline, usage_log=args.usage_log or None, discovery=args.discovery,
                     probe_interval_s=args.probe_interval,
-                    health_interval_s=args.health_interval, reload_poll_s=args.reload_poll)
+                    health_interval_s=args.health_interval, reload_poll_s=args.reload_poll,
+                    redis_url=args.redis_url or None)
 
 
 def cmd_serve(args) -> int:
@@ -122,6 +123,8 @@ def register(sub) -> None:
         p.add_argument("--usage-log", default=os.environ.get("MODELSVC_USAGE_LOG", "var/usage.jsonl"))
         p.add_argument("--discovery", choices=["static", "dns"], default=os.environ.get("MODELSVC_DISCOVERY", "static"),
                        help="dns: find each service's pods through its headless Service (in Kubernetes)")
+        p.add_argument("--redis-url", default=os.environ.get("REDIS_URL"),
+                       help="share rate limits and usage totals across gateway replicas (default: in memory)")
         p.add_argument("--probe-interval", type=float, default=1.0,
                        help="seconds between readiness probes of a failed instance")
         p.add_argument("--health-interval", type=float, default=5.0,

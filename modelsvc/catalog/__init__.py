@@ -12,10 +12,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from .errors import CatalogError, Problem
-from .model import Backend, Document, Gateway, Key, Model, Pool, Service, Task
+from .model import Backend, Document, Gateway, Key, Limits, Model, Pool, Service, Task
 
 __all__ = [
-    "Backend", "Catalog", "CatalogError", "Document", "Gateway", "Key", "Model", "Pool", "Problem", "Service", "Task",
+    "Backend", "Catalog", "CatalogError", "Document", "Gateway", "Key", "Limits", "Model", "Pool", "Problem", "Service",
+    "Task",
     "load", "loads",
 ]
 

@@ -9,11 +9,12 @@ from pydantic import BaseModel, ValidationError
 
 from . import rules
 from .errors import CatalogError, Problem
-from .model import Document, Gateway, Key, Model, Pool, Service
+from .model import Document, Gateway, Key, Limits, Model, Pool, Service
 from .yamlpos import Positions, parse_yaml
 
 # Which class validates the mapping found at a path, to list the allowed fields for "did you mean".
 _SECTION_CLASS = {"gateway": Gateway, "pools": Pool, "models": Model, "keys": Key, "services": Service}
+_NESTED_CLASS = {"limits": Limits}
 
 # Field names that mean someone pasted a secret into the file.
 _SECRET_FIELDS = re.compile(r"^(api[_-]?key|key|secret|token|password|passwd|bearer|access[_-]?key)$", re.I)
@@ -112,6 +113,8 @@ def _class_for(loc: tuple) -> type[BaseModel] | None:
     """The model class that validates the mapping at loc (e.g. ('services', 0) → Service)."""
     if not loc:
         return Document
+    if isinstance(loc[-1], str) and loc[-1] in _NESTED_CLASS:
+        return _NESTED_CLASS[loc[-1]]
     return _SECTION_CLASS.get(loc[0])
 
 

@@ -89,11 +89,22 @@ class Model(_Frozen):
         return "stable_diffusion" if self.task is Task.image_generation else "ensemble"
 
 
+class Limits(_Frozen):
+    """Enforced by the gateway across all its replicas (shared through Redis when configured)."""
+
+    requests_per_minute: Optional[StrictInt] = Field(None, ge=1, le=10_000_000)
+    tokens_per_minute: Optional[StrictInt] = Field(
+        None, ge=1, le=10_000_000_000, description="Prompt + completion tokens per minute."
+    )
+    max_concurrent_streams: Optional[StrictInt] = Field(None, ge=1, le=1_000_000)
+
+
 class Key(_Frozen):
     id: Label
     owner: Label
     sha256: StrictStr = Field(pattern=SHA256_RE, description="SHA-256 hex digest of the key; never the key itself.")
     description: Optional[StrictStr] = Field(None, max_length=200)
+    limits: Optional[Limits] = Field(None, description="Limits for this key, over all services it calls.")
 
 
 class Service(_Frozen):
@@ -106,6 +117,7 @@ class Service(_Frozen):
     instances: StrictInt = Field(1, ge=0, le=256)
     pool: Optional[StrictStr] = Field(None, description="GPU pool (required for triton-backed models).")
     description: Optional[StrictStr] = Field(None, max_length=500)
+    limits: Optional[Limits] = Field(None, description="Limits for this service, over all keys calling it.")
 
     @property
     def owner(self) -> str:

@@ -96,6 +96,10 @@ CASES = [
     ("openai model without upstream", "    source: s3://models/chat-70b\n", "    backend: openai\n",
      "services.yaml:18:5: model 'chat-70b' uses backend openai but has no 'upstream' — add 'upstream: "
      "http://host:port/v1' (the OpenAI-compatible server to forward to)"),
+    ("limits: unknown field", "    pool: h100\n  - name: Big", "    pool: h100\n    limits:\n      request_per_minute: 5\n"
+     "  - name: Big", "services.yaml:35:7: unknown field 'request_per_minute' — did you mean 'requests_per_minute'?"),
+    ("limits: out of range", "    pool: h100\n  - name: Big", "    pool: h100\n    limits: {max_concurrent_streams: 0}\n"
+     "  - name: Big", "services.yaml:34:38: 'max_concurrent_streams' is 0, must be >= 1 — use a value >= 1"),
     ("wrong version", "version: 1\n", "version: 2\n",
      "services.yaml:1:10: 'version' is 2, must be one of 1 — use one of: 1"),
 ]

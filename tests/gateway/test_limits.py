@@ -1,0 +1,135 @@
+"""Rate limits shared by two gateway processes through a real Redis, and usage totals that survive a restart."""
+
+import threading
+import time
+
+import httpx
+import pytest
+import redis
+
+from modelsvc.standin.testing import StandInThread
+
+from ..redis_server import RedisServer
+from .harness import DEMO_KEY, DEMO_KEYS, Gateway, example_catalog
+
+SVC = "u-8105f7322477/test"
+MSG = [{"role": "user", "content": "limit me"}]
+
+
+def catalog_with_service_limits(limits: str) -> str:
+    return example_catalog().replace("    model: llama-3.1-8b-instruct\n    instances: 1\n    pool: h100\n",
+                                     "    model: llama-3.1-8b-instruct\n    instances: 1\n    pool: h100\n"
+                                     f"    limits: {limits}\n", 1)
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    r = RedisServer(tmp_path)
+    yield r
+    r.stop()
+
+
+@pytest.fixture
+def engine():
+    t = StandInThread("chat").start()
+    yield t
+    t.stop()
+
+
+def _not_near_a_minute_boundary():
+    if time.time() % 60 > 45:  # fixed one-minute windows: don't straddle one
+        time.sleep(61 - time.time() % 60)
+
+
+def test_requests_per_minute_shared_by_two_replicas(tmp_path, redis_server, engine):
+    cat = catalog_with_service_limits("{requests_per_minute: 10}")
+    eps = {SVC: [f"127.0.0.1:{engine.server.port}"]}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a = Gateway(tmp_path / "a", eps, catalog_text=cat, args=("--redis-url", redis_server.url)).start()
+    b = Gateway(tmp_path / "b", eps, catalog_text=cat, args=("--redis-url", redis_server.url)).start()
+    try:
+        _not_near_a_minute_boundary()
+        results = [(a if i % 2 else b).post("/v1/chat/completions", {"model": SVC, "messages": MSG, "max_tokens": 2})
+                   for i in range(16)]
+        codes = [r.status_code for r in results]
+        assert codes.count(200) == 10 and codes.count(429) == 6, codes
+        refused = next(r for r in results if r.status_code == 429)
+        err = refused.json()["error"]
+        assert (err["type"], err["code"]) == ("requests", "rate_limit_exceeded")
+        assert 1 <= int(refused.headers["retry-after"]) <= 60
+        assert refused.headers["x-ratelimit-limit-requests"] == "10"
+        assert refused.headers["x-ratelimit-remaining-requests"] == "0"
+        ok = results[0]
+        assert ok.headers["x-ratelimit-limit-requests"] == "10" and ok.headers["x-ratelimit-reset-requests"].endswith("s")
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_usage_totals_survive_a_restart(tmp_path, redis_server, engine):
+    eps = {SVC: [f"127.0.0.1:{engine.server.port}"]}
+    g = Gateway(tmp_path, eps, args=("--redis-url", redis_server.url)).start()
+    for _ in range(3):
+        assert g.post("/v1/chat/completions", {"model": SVC, "messages": MSG, "max_tokens": 3}).status_code == 200
+    g.stop()
+    g.start()  # same Redis, new process
+    assert g.post("/v1/chat/completions", {"model": SVC, "messages": MSG, "max_tokens": 3}).status_code == 200
+    g.stop()
+    r = redis.Redis.from_url(redis_server.url)
+    prefix = "modelsvc:usage:ms-1d033c426254:k-local-demo"
+    records = [u for u in g.usage() if u["status"] == "ok"]
+    assert int(r.get(f"{prefix}:requests")) == len(records) == 4
+    assert int(r.get(f"{prefix}:completion_tokens")) == sum(u["completion_tokens"] for u in records) == 12
+    assert int(r.get(f"{prefix}:prompt_tokens")) == sum(u["prompt_tokens"] for u in records)
+
+
+def test_tokens_per_minute_per_key_in_memory(tmp_path, engine):
+    keys = [dict(DEMO_KEYS[0], limits={"tokens_per_minute": 40}), *DEMO_KEYS[1:]]
+    g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{engine.server.port}"]}, demo_keys=keys).start()
+    try:
+        _not_near_a_minute_boundary()
+        codes = []
+        for _ in range(6):
+            r = g.post("/v1/chat/completions", {"model": SVC, "messages": MSG, "max_tokens": 10})
+            codes.append(r.status_code)
+            time.sleep(0.05)  # token spend is recorded just after the response
+        # each request uses ~17 tokens (prompt + 10): the third one still fits under 40, the fourth does not
+        assert codes[:2] == [200, 200] and 429 in codes, codes
+        refused = [c for c in codes if c == 429]
+        assert len(refused) >= 2
+        r = g.post("/v1/chat/completions", {"model": SVC, "messages": MSG, "max_tokens": 1})
+        assert r.status_code == 429 and r.headers["x-ratelimit-remaining-tokens"] == "0"
+        assert "40 tokens per minute" in r.json()["error"]["message"]
+    finally:
+        g.stop()
+
+
+def test_max_concurrent_streams(tmp_path, engine):
+    cat = catalog_with_service_limits("{max_concurrent_streams: 2}")
+    g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{engine.server.port}"]}, catalog_text=cat).start()
+    engine.server.token_delay = 0.05
+    try:
+        done = []
+
+        def stream():
+            with httpx.stream("POST", g.url + "/v1/chat/completions", headers=g.headers(), timeout=30, json={
+                    "model": SVC, "stream": True, "max_tokens": 20, "messages": MSG}) as r:
+                done.append((r.status_code, r.read()))
+
+        threads = [threading.Thread(target=stream) for _ in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(0.4)
+        third = g.post("/v1/chat/completions", {"model": SVC, "stream": True, "messages": MSG, "max_tokens": 2})
+        assert third.status_code == 429 and "concurrent streams" in third.json()["error"]["message"]
+        plain = g.post("/v1/chat/completions", {"model": SVC, "messages": MSG, "max_tokens": 2})
+        assert plain.status_code == 200  # only streams are bounded
+        for t in threads:
+            t.join(30)
+        assert [c for c, _ in done] == [200, 200]
+        again = g.post("/v1/chat/completions", {"model": SVC, "stream": True, "messages": MSG, "max_tokens": 2})
+        assert again.status_code == 200  # slots were given back
+    finally:
+        engine.server.token_delay = 0.0
+        g.stop()
