@@ -32,10 +32,10 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
     app = Sanic(name or f"modelsvc_gateway_{os.getpid()}_{next(_names)}", configure_logging=False)
     app.config.REQUEST_MAX_SIZE = catalog.gateway.max_body_bytes
     app.config.REQUEST_MAX_HEADER_SIZE = 16 * 1024
-    app.config.REQUEST_TIMEOUT = 30  # slow clients cannot hold a connection forever
+    app.config.REQUEST_TIMEOUT = settings.request_timeout_s  # slow clients cannot hold a connection forever
     app.config.RESPONSE_TIMEOUT = max(60, settings.deadline_s * 4)
     app.config.KEEP_ALIVE_TIMEOUT = 75
-    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = 30
+    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = settings.grace_s
     app.config.NOISY_EXCEPTIONS = False
     app.config.ACCESS_LOG = False
     app.ctx.draining = False
@@ -59,6 +59,18 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
         except (NotImplementedError, RuntimeError, ValueError) as e:
             log.warning("SIGHUP reload unavailable in this process (%s); file changes are still picked up", e)
 
+    @app.after_server_start
+    async def install_shutdown(app):
+        # Replaces Sanic's own SIGTERM/SIGINT handlers (installed just before this runs): readiness turns false
+        # first and the gateway keeps serving for drain_s, so Kubernetes takes it out of the Service before it
+        # stops accepting; then Sanic's graceful stop lets in-flight requests and streams finish within grace_s.
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                loop.add_signal_handler(sig, lambda: begin_shutdown(app))
+            except (NotImplementedError, RuntimeError, ValueError):
+                pass
+
     @app.before_server_stop
     async def drain(app):
         app.ctx.draining = True
@@ -66,8 +78,9 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
     @app.after_server_stop
     async def stop_runtime(app):
         app.ctx.watcher.cancel()
-        await app.ctx.runtime.close()
-        app.ctx.runtime.usage.close()
+        await app.ctx.runtime.close()  # waits for pending usage totals
+        app.ctx.runtime.usage.close()  # fsync the usage log
+        log.info("gateway stopped")
 
     @app.exception(Exception)
     async def on_error(request, exc):
@@ -79,6 +92,20 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
         return json_response(body, status=status, headers=headers)
 
     return app
+
+
+def begin_shutdown(app: Sanic) -> None:
+    if app.ctx.draining:
+        return
+    app.ctx.draining = True
+    drain_s = app.ctx.settings.drain_s
+    log.info("shutting down: not ready; draining for %.1fs, then finishing in-flight requests", drain_s)
+
+    async def stop_later():
+        await asyncio.sleep(drain_s)
+        app.stop(terminate=False)
+
+    asyncio.ensure_future(stop_later())
 
 
 def _from_sanic(exc: SanicException) -> GatewayError:

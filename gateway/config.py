@@ -28,6 +28,9 @@ class Settings:
     refresh_interval_s: float = 10.0
     health_interval_s: float = 5.0  # readiness check of healthy instances (0: only on failures)
     reload_poll_s: float = 1.0  # how often the catalog file's mtime is checked (0: only SIGHUP)
+    drain_s: float = 0.0  # after SIGTERM: keep serving with /readyz false this long, so load balancers drain us
+    grace_s: float = 30.0  # then: stop accepting and give in-flight requests and streams this long to finish
+    request_timeout_s: float = 15.0  # a client must send its whole request within this (slowloris)
     redis_url: str | None = None  # shared limits and usage totals across replicas (in memory when unset)
 
 

@@ -9,6 +9,10 @@ from modelsvc.catalog import Model, Task
 from .errors import InvalidRequest, UnsupportedParameter
 
 ROLES = {"system", "developer", "user", "assistant", "tool"}
+MAX_MESSAGES = 4096
+# No tokenizer in the gateway: a prompt longer than this many characters per allowed input token cannot fit any
+# real tokenizer's budget, so it is refused here instead of being shipped to the engine.
+MAX_CHARS_PER_TOKEN = 16
 
 # OpenAI parameters we know and cannot honour: refused unless left at their neutral value, never silently dropped.
 _UNSUPPORTED = {
@@ -187,6 +191,9 @@ def _messages(body: dict, model: Model) -> tuple[tuple[dict, ...], tuple[str, ..
                              code="missing_required_parameter")
     if not isinstance(messages, list) or not messages:
         raise InvalidRequest("'messages' must be a non-empty array", param="messages", code="invalid_value")
+    if len(messages) > MAX_MESSAGES:
+        raise InvalidRequest(f"'messages' has {len(messages)} entries; at most {MAX_MESSAGES} are accepted",
+                             param="messages", code="invalid_value")
     out, images = [], []
     for i, m in enumerate(messages):
         where = f"messages[{i}]"
@@ -228,12 +235,20 @@ def _messages(body: dict, model: Model) -> tuple[tuple[dict, ...], tuple[str, ..
     return tuple(out), tuple(images)
 
 
+def check_prompt_size(chars: int, model: Model, param: str) -> None:
+    if chars > model.max_input_tokens * MAX_CHARS_PER_TOKEN:
+        raise InvalidRequest(f"the input is {chars} characters, far more than this model's context of "
+                             f"{model.max_input_tokens} tokens; shorten it", param=param,
+                             code="context_length_exceeded")
+
+
 def chat_params(body: dict, model: Model) -> ChatParams:
     if model.task is Task.image_generation:
         raise InvalidRequest("this model generates images: use POST /v1/images/generations", param="model",
                              code="wrong_endpoint")
     _check_unsupported(body)
     messages, images = _messages(body, model)
+    check_prompt_size(sum(len(m["content"]) for m in messages), model, "messages")
     stream = _bool(body, "stream")
     return ChatParams(model=body["model"], messages=messages, images=images, raw_messages=tuple(body["messages"]),
                       sampling=_sampling(body, model, default_max=model.max_output_tokens),
@@ -251,6 +266,7 @@ def completion_params(body: dict, model: Model) -> CompletionParams:
     if not isinstance(prompt, str):
         raise InvalidRequest("'prompt' must be a string (a batch of prompts is not supported)", param="prompt",
                              code="invalid_type" if prompt is not None else "missing_required_parameter")
+    check_prompt_size(len(prompt), model, "prompt")
     stream = _bool(body, "stream")
     return CompletionParams(model=body["model"], prompt=prompt, sampling=_sampling(body, model, default_max=16,
                                                                                     max_names=("max_tokens",)),

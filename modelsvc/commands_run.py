@@ -15,7 +15,8 @@ def _settings(args):
     return Settings(deadline_s=args.deadline, usage_log=args.usage_log or None, discovery=args.discovery,
                     probe_interval_s=args.probe_interval,
                     health_interval_s=args.health_interval, reload_poll_s=args.reload_poll,
-                    redis_url=args.redis_url or None)
+                    redis_url=args.redis_url or None, drain_s=args.drain, grace_s=args.grace,
+                    request_timeout_s=args.request_timeout)
 
 
 def cmd_serve(args) -> int:
@@ -123,6 +124,12 @@ def register(sub) -> None:
         p.add_argument("--usage-log", default=os.environ.get("MODELSVC_USAGE_LOG", "var/usage.jsonl"))
         p.add_argument("--discovery", choices=["static", "dns"], default=os.environ.get("MODELSVC_DISCOVERY", "static"),
                        help="dns: find each service's pods through its headless Service (in Kubernetes)")
+        p.add_argument("--drain", type=float, default=float(os.environ.get("MODELSVC_DRAIN_SECONDS", "0")),
+                       help="after SIGTERM, seconds to keep serving with /readyz false (set ~5 in Kubernetes)")
+        p.add_argument("--grace", type=float, default=30.0,
+                       help="then, seconds in-flight requests and streams get to finish")
+        p.add_argument("--request-timeout", type=float, default=15.0,
+                       help="seconds a client has to send its whole request")
         p.add_argument("--redis-url", default=os.environ.get("REDIS_URL"),
                        help="share rate limits and usage totals across gateway replicas (default: in memory)")
         p.add_argument("--probe-interval", type=float, default=1.0,

@@ -1,0 +1,66 @@
+"""Bounded inputs, slow clients, keys only in the Authorization header, and what never reaches the logs."""
+
+import socket
+import time
+
+import httpx
+import pytest
+
+from modelsvc.standin.testing import StandInThread
+
+from .harness import DEMO_KEY, Gateway
+
+SVC = "u-8105f7322477/test"
+
+
+@pytest.fixture(scope="module")
+def hard(tmp_path_factory):
+    t = StandInThread("chat").start()
+    g = Gateway(tmp_path_factory.mktemp("hard"), {SVC: [f"127.0.0.1:{t.server.port}"]},
+                args=("--request-timeout", "1")).start()
+    yield g
+    g.stop()
+    t.stop()
+
+
+def test_prompt_longer_than_the_model_context_is_refused(hard):
+    # llama-3.1-8b-instruct: max_input_tokens 8192 → at most 131072 characters
+    r = hard.post("/v1/chat/completions", {"model": SVC, "messages": [{"role": "user", "content": "a" * 140_000}]})
+    assert r.status_code == 400 and r.json()["error"]["code"] == "context_length_exceeded"
+    r = hard.post("/v1/completions", {"model": SVC, "prompt": "a" * 140_000})
+    assert r.status_code == 400 and r.json()["error"]["param"] == "prompt"
+    r = hard.post("/v1/chat/completions", {"model": SVC, "messages": [{"role": "user", "content": "a"}] * 5000})
+    assert r.status_code == 400 and "at most 4096" in r.json()["error"]["message"]
+
+
+def test_oversized_headers_are_refused(hard):
+    r = httpx.post(hard.url + "/v1/chat/completions", headers={"authorization": f"Bearer {DEMO_KEY}",
+                                                               "x-junk": "j" * 20_000}, json={})
+    assert r.status_code in (413, 431)
+
+
+def test_slow_client_is_disconnected(hard):
+    s = socket.create_connection(("127.0.0.1", hard.port))
+    s.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n")  # ... and never finishes the headers
+    s.settimeout(5)
+    start = time.time()
+    data = b""
+    try:
+        while chunk := s.recv(4096):
+            data += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    assert time.time() - start < 4  # --request-timeout 1
+    assert data == b"" or data.startswith(b"HTTP/1.1 408")
+    s.close()
+
+
+def test_keys_in_the_url_are_refused_and_not_logged(hard):
+    r = httpx.get(hard.url + f"/v1/models?api_key={DEMO_KEY}")
+    assert r.status_code == 401 and "never in the URL" in r.json()["error"]["message"]
+    assert DEMO_KEY not in r.text
+    r = httpx.get(hard.url + f"/v1/models?api_key={DEMO_KEY}", headers={"authorization": f"Bearer {DEMO_KEY}"})
+    assert r.status_code == 401  # even with a header: the URL copy has leaked
+    hard.post("/v1/chat/completions", {"model": SVC, "messages": [{"role": "user", "content": "x"}]})
+    time.sleep(0.3)
+    assert DEMO_KEY not in hard.logs() and DEMO_KEY not in hard.usage_log.read_text()
