@@ -5,6 +5,7 @@ from __future__ import annotations
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sanic import Blueprint, HTTPResponse, Request
 
+from ..openapi import document
 from .common import json_response
 
 bp = Blueprint("health")
@@ -22,6 +23,11 @@ async def readyz(request: Request):
     services = {s.access_name: rt.status(s) for s in rt.catalog.services}
     ready = not request.app.ctx.draining
     return json_response({"ready": ready, "services": services}, status=200 if ready else 503)
+
+
+@bp.get("/openapi.json")
+async def openapi(request: Request):
+    return json_response(document())
 
 
 @bp.get("/metrics")

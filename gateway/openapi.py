@@ -1,0 +1,119 @@
+"""The OpenAPI 3.1 document of the gateway's API, served at /openapi.json (and fuzzed by schemathesis in CI)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+_ERROR = {"$ref": "#/components/schemas/Error"}
+_ERRORS = {str(code): {"description": what, "content": {"application/json": {"schema": _ERROR}}}
+           for code, what in [(400, "Invalid request"), (401, "Missing or invalid API key"),
+                              (404, "Unknown model (or one the key may not use)"), (405, "Method not allowed"),
+                              (413, "Request body too large"), (429, "Rate limit reached"),
+                              (502, "The engine failed"), (503, "No instance available"),
+                              (504, "The engine did not answer in time")]}
+_NUM = {"type": ["number", "null"]}
+_SAMPLING = {
+    "temperature": {**_NUM, "minimum": 0, "maximum": 2},
+    "top_p": {**_NUM, "minimum": 0, "maximum": 1},
+    "presence_penalty": {**_NUM, "minimum": -2, "maximum": 2},
+    "frequency_penalty": {**_NUM, "minimum": -2, "maximum": 2},
+    "seed": {"type": ["integer", "null"]},
+    "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4},
+                       {"type": "null"}]},
+    "n": {"type": ["integer", "null"], "const": 1, "description": "Only 1 is supported."},
+    "stream": {"type": ["boolean", "null"]},
+    "stream_options": {"type": ["object", "null"], "properties": {"include_usage": {"type": "boolean"}}},
+    "user": {"type": ["string", "null"]},
+}
+_MODEL = {"type": "string", "description": "The service's access name, <owner>/<name>.",
+          "examples": ["u-8105f7322477/test"]}
+_USAGE = {"type": "object", "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
+          "properties": {k: {"type": "integer"} for k in ("prompt_tokens", "completion_tokens", "total_tokens")}}
+
+
+def _post(summary: str, request: str, response: str, streams: bool) -> dict:
+    ok = {"application/json": {"schema": {"$ref": f"#/components/schemas/{response}"}}}
+    if streams:
+        ok["text/event-stream"] = {"schema": {"type": "string", "description": "data: <chunk JSON> events, then "
+                                                                             "data: [DONE]"}}
+    return {"post": {"summary": summary, "security": [{"bearer": []}],
+                     "requestBody": {"required": True, "content": {"application/json": {
+                         "schema": {"$ref": f"#/components/schemas/{request}"}}}},
+                     "responses": {"200": {"description": "OK", "content": ok}, **_ERRORS}}}
+
+
+@lru_cache(maxsize=1)
+def document() -> dict:
+    message = {"type": "object", "required": ["role"], "properties": {
+        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
+        "content": {"oneOf": [{"type": "string"}, {"type": "null"}, {"type": "array", "items": {
+            "type": "object", "required": ["type"], "properties": {
+                "type": {"type": "string", "enum": ["text", "image_url"]}, "text": {"type": "string"},
+                "image_url": {"type": "object", "properties": {"url": {"type": "string"}}}}}}]}}}
+    max_tokens = {"type": ["integer", "null"], "minimum": 1}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "modelsvc gateway", "version": "1",
+                 "description": "OpenAI-compatible API over self-hosted model services. Errors are OpenAI error "
+                                "bodies: {\"error\": {\"message\", \"type\", \"param\", \"code\"}}."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+                    "type": "object", "required": ["message", "type", "param", "code"], "properties": {
+                        "message": {"type": "string"}, "type": {"type": "string"},
+                        "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}},
+                "ChatCompletionRequest": {"type": "object", "required": ["model", "messages"], "properties": {
+                    "model": _MODEL, "messages": {"type": "array", "minItems": 1, "items": message},
+                    "max_tokens": max_tokens, "max_completion_tokens": max_tokens, **_SAMPLING}},
+                "CompletionRequest": {"type": "object", "required": ["model", "prompt"], "properties": {
+                    "model": _MODEL, "prompt": {"type": "string"}, "max_tokens": max_tokens, **_SAMPLING}},
+                "ImageRequest": {"type": "object", "required": ["model", "prompt"], "properties": {
+                    "model": _MODEL, "prompt": {"type": "string", "minLength": 1},
+                    "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 10},
+                    "size": {"type": ["string", "null"], "examples": ["64x64"]},
+                    "response_format": {"type": ["string", "null"], "enum": ["b64_json", None]},
+                    "negative_prompt": {"type": ["string", "null"]}}},
+                "ChatCompletion": {"type": "object", "required": ["id", "object", "created", "model", "choices",
+                                                                  "usage"], "properties": {
+                    "id": {"type": "string"}, "object": {"const": "chat.completion"},
+                    "created": {"type": "integer"}, "model": {"type": "string"},
+                    "choices": {"type": "array", "items": {"type": "object", "properties": {
+                        "index": {"type": "integer"}, "finish_reason": {"enum": ["stop", "length"]},
+                        "message": {"type": "object", "properties": {"role": {"const": "assistant"},
+                                                                     "content": {"type": "string"}}}}}},
+                    "usage": _USAGE}},
+                "Completion": {"type": "object", "required": ["id", "object", "choices", "usage"], "properties": {
+                    "id": {"type": "string"}, "object": {"const": "text_completion"}, "usage": _USAGE,
+                    "choices": {"type": "array", "items": {"type": "object", "properties": {
+                        "text": {"type": "string"}, "finish_reason": {"enum": ["stop", "length"]}}}}}},
+                "Images": {"type": "object", "required": ["created", "data"], "properties": {
+                    "created": {"type": "integer"}, "data": {"type": "array", "items": {
+                        "type": "object", "properties": {"b64_json": {"type": "string"}}}}}},
+                "Model": {"type": "object", "required": ["id", "object", "owned_by"], "properties": {
+                    "id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
+                    "owned_by": {"type": "string"}}},
+                "ModelList": {"type": "object", "required": ["object", "data"], "properties": {
+                    "object": {"const": "list"}, "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}}}},
+            },
+        },
+        "paths": {
+            "/v1/chat/completions": _post("Chat completion (streams with stream: true)", "ChatCompletionRequest",
+                                          "ChatCompletion", True),
+            "/v1/completions": _post("Text completion", "CompletionRequest", "Completion", True),
+            "/v1/images/generations": _post("Generate images (image-generation models)", "ImageRequest", "Images",
+                                            False),
+            "/v1/models": {"get": {"summary": "The services the key may use", "security": [{"bearer": []}],
+                                   "responses": {"200": {"description": "OK", "content": {"application/json": {
+                                       "schema": {"$ref": "#/components/schemas/ModelList"}}}}, **_ERRORS}}},
+            "/v1/models/{model}": {"get": {
+                "summary": "One service", "security": [{"bearer": []}],
+                "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"},
+                                "description": "Access name; its '/' may be percent-encoded."}],
+                "responses": {"200": {"description": "OK", "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Model"}}}}, **_ERRORS}}},
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
+            "/readyz": {"get": {"summary": "Readiness and per-service status",
+                                "responses": {"200": {"description": "ready"}, "503": {"description": "draining"}}}},
+        },
+    }
