@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import contextlib
 import time
 import uuid
@@ -26,10 +27,19 @@ from .prompt import render_chat
 from .runtime import Runtime
 from .usage import UsageRecord
 
+log = logging.getLogger("gateway.completions")
+
 
 def _retryable(e: BaseException) -> bool:
     """Failures that say nothing reached the caller and the instance itself is at fault."""
     return isinstance(e, (BackendUnavailable, BackendTimeout)) and not getattr(e, "partial", False)
+
+
+def _retryable_unary(e: BaseException) -> bool:
+    """For a non-streaming request the caller has seen nothing yet, so an engine that died mid-generation
+    (partial output, then the connection dropped) is retried elsewhere too. Errors before any output that are
+    not about reachability (a refused input) are the request's fault: not retried."""
+    return _retryable(e) or (isinstance(e, BackendError) and getattr(e, "partial", False))
 
 
 @dataclass
@@ -55,6 +65,11 @@ class Call:
 
     def overhead_ms(self) -> float:
         return max(0.0, self.elapsed_ms() - self.backend_s * 1000)
+
+    def failed(self, e: GatewayError) -> None:
+        log.warning("%s %s (%s) on %s failed: %s", self.endpoint, self.request_id, self.service.access_name,
+                    self.instance or "-", e.message)
+        self.record("error", error=e.code or type(e).__name__)
 
     def record(self, status: str, prompt_tokens: int = 0, completion_tokens: int = 0, error: str = "") -> None:
         self.runtime.limiter.spend(self.admission, self.key, self.service, prompt_tokens, completion_tokens)
@@ -130,10 +145,10 @@ async def complete(call: Call, req: GenRequest) -> dict:
         return await inst.backend.generate(req)
 
     try:
-        result: GenResult = await call.pool.run(run, retryable=_retryable)
+        result: GenResult = await call.pool.run(run, retryable=_retryable_unary)
     except GatewayError as e:
         call.backend_s = time.perf_counter() - t
-        call.record("error", error=e.code or type(e).__name__)
+        call.failed(e)
         raise
     call.backend_s = time.perf_counter() - t
     call.record("ok", result.prompt_tokens, result.completion_tokens)
@@ -176,7 +191,7 @@ async def open_stream(call: Call, req: GenRequest, include_usage: bool) -> Strea
         call.backend_s += time.perf_counter() - t
         await call.runtime.limiter.release(call.admission)
         if isinstance(e, GatewayError):
-            call.record("error", error=e.code or type(e).__name__)
+            call.failed(e)
         raise
     call.backend_s += time.perf_counter() - t
     return Stream(call, inst, first, gen, include_usage)
@@ -237,6 +252,8 @@ async def sse_events(s: Stream) -> AsyncIterator[bytes]:
         status = "ok"
     except GatewayError as e:
         status, error = "error", e.code or type(e).__name__
+        log.warning("stream %s (%s) on %s failed after output: %s", call.request_id, call.service.access_name,
+                    call.instance, e.message)
         if isinstance(e, (BackendUnavailable, BackendTimeout)) or getattr(e, "partial", False):
             call.pool.failed(s.instance)
         yield _sse(e.body())
@@ -269,11 +286,11 @@ async def generate_images(call: Call, body: dict) -> dict:
         return await backend.generate_images(p.prompt, p.n, p.negative_prompt)
 
     try:
-        pngs = await call.pool.run(run, retryable=_retryable)
+        pngs = await call.pool.run(run, retryable=_retryable_unary)
     except GatewayError as e:
         call.backend_s = time.perf_counter() - t
         if not isinstance(e, InvalidRequest):
-            call.record("error", error=e.code or type(e).__name__)
+            call.failed(e)
         raise
     call.backend_s = time.perf_counter() - t
     call.record("ok", 0, 0)

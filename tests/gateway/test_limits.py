@@ -9,7 +9,7 @@ import redis
 
 from modelsvc.standin.testing import StandInThread
 
-from ..redis_server import RedisServer
+from tools.redis_server import RedisServer
 from .harness import DEMO_KEY, DEMO_KEYS, Gateway, example_catalog
 
 SVC = "u-8105f7322477/test"

@@ -1,4 +1,4 @@
-"""A real redis-server on a free loopback port, for tests (installed by .ci/run from Debian's packages)."""
+"""A real redis-server on a free loopback port, for tests and the soak (installed by .ci/run from Debian's packages)."""
 
 from __future__ import annotations
 
