@@ -33,6 +33,7 @@ def settings_from_config(config: pulumi.Config | None = None) -> Settings:
         namespace=c.get("namespace") or d.namespace,
         triton_version=c.get("tritonVersion") or d.triton_version,
         gateway_image=c.get("gatewayImage") or d.gateway_image,
+        gateway_redis_secret=c.get("gatewayRedisSecret") or None,
         ingress_host=c.get("ingressHost") or None,
         ingress_class=c.get("ingressClass") or None,
         engine_cache_uri=c.get("engineCache") or default_cache,

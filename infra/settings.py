@@ -26,6 +26,9 @@ class Settings:
     triton_version: str = "25.10"  # NGC release of tritonserver:<v>-trtllm-python-py3 (pins TensorRT-LLM)
     gateway_image: str = "ghcr.io/example/modelsvc-gateway:latest"
     gateway_port: int = 8000
+    gateway_redis_secret: str | None = None  # Secret (key "url") holding REDIS_URL: limits shared by all replicas
+    gateway_drain_s: int = 5  # after SIGTERM: seconds of /readyz=false before the gateway stops accepting
+    gateway_grace_s: int = 30  # then: seconds in-flight requests and streams get to finish
     ingress_host: str | None = None
     ingress_class: str | None = None
     engine_cache_uri: str = "s3://modelsvc-engines"  # s3://bucket[/prefix]; engines live under <uri>/engines/<key>/

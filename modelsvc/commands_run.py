@@ -126,7 +126,7 @@ def register(sub) -> None:
                        help="dns: find each service's pods through its headless Service (in Kubernetes)")
         p.add_argument("--drain", type=float, default=float(os.environ.get("MODELSVC_DRAIN_SECONDS", "0")),
                        help="after SIGTERM, seconds to keep serving with /readyz false (set ~5 in Kubernetes)")
-        p.add_argument("--grace", type=float, default=30.0,
+        p.add_argument("--grace", type=float, default=float(os.environ.get("MODELSVC_GRACE_SECONDS", "30")),
                        help="then, seconds in-flight requests and streams get to finish")
         p.add_argument("--request-timeout", type=float, default=15.0,
                        help="seconds a client has to send its whole request")

@@ -59,6 +59,8 @@ def deployment(catalog: "Catalog", settings: Settings) -> dict:
                 "spec": {
                     "serviceAccountName": GATEWAY_APP,
                     "automountServiceAccountToken": False,
+                    # drain, then grace for in-flight streams, then a margin before the kubelet's SIGKILL
+                    "terminationGracePeriodSeconds": settings.gateway_drain_s + settings.gateway_grace_s + 10,
                     "topologySpreadConstraints": [{
                         "maxSkew": 1, "topologyKey": "kubernetes.io/hostname", "whenUnsatisfiable": "ScheduleAnyway",
                         "labelSelector": {"matchLabels": gateway_selector()}}],
@@ -71,6 +73,11 @@ def deployment(catalog: "Catalog", settings: Settings) -> dict:
                             {"name": ENV_NAMESPACE, "value": settings.namespace},
                             {"name": ENV_NAMESPACE_MODE, "value": settings.namespace_mode},
                             {"name": ENV_CLUSTER_DOMAIN, "value": settings.cluster_domain},
+                            {"name": "MODELSVC_DRAIN_SECONDS", "value": str(settings.gateway_drain_s)},
+                            {"name": "MODELSVC_GRACE_SECONDS", "value": str(settings.gateway_grace_s)},
+                            *([{"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {
+                                "name": settings.gateway_redis_secret, "key": "url"}}}]
+                              if settings.gateway_redis_secret else []),
                         ],
                         "ports": [{"name": "http", "containerPort": settings.gateway_port, "protocol": "TCP"}],
                         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},

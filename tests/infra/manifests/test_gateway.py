@@ -30,3 +30,17 @@ def test_network_policy_admits_only_gateway_pods(small):
     assert peer["podSelector"]["matchLabels"].items() <= gw_labels.items()
     assert {p["port"] for p in pol["spec"]["ingress"][0]["ports"]} == {8000, 8001, 8002}
     assert pol["spec"]["policyTypes"] == ["Ingress"]
+
+
+def test_gateway_drains_and_can_share_limits_through_redis(example):
+    from infra.manifests.gateway import deployment
+    from infra.settings import Settings
+
+    spec = deployment(example, Settings())["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    assert env["MODELSVC_DRAIN_SECONDS"]["value"] == "5" and env["MODELSVC_GRACE_SECONDS"]["value"] == "30"
+    assert spec["terminationGracePeriodSeconds"] == 45
+    assert "REDIS_URL" not in env
+    spec = deployment(example, Settings(gateway_redis_secret="gateway-redis"))["spec"]["template"]["spec"]
+    env = {e["name"]: e for e in spec["containers"][0]["env"]}
+    assert env["REDIS_URL"]["valueFrom"] == {"secretKeyRef": {"name": "gateway-redis", "key": "url"}}
