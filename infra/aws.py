@@ -15,8 +15,6 @@ from .manifests.common import ENGINE_SERVICE_ACCOUNT, GPU_TAINT_KEY, GPU_TAINT_V
 if TYPE_CHECKING:
     from modelsvc.catalog import Catalog
 
-    from .settings import Settings
-
 GPU_AMI = "AL2023_x86_64_NVIDIA"
 SYSTEM_AMI = "AL2023_x86_64_STANDARD"
 EKS_OIDC_THUMBPRINT = "9e99a48a9960b14926bb7f3b02e22da2b0ab7280"

@@ -10,7 +10,7 @@ import redis
 from modelsvc.standin.testing import StandInThread
 
 from tools.redis_server import RedisServer
-from .harness import DEMO_KEY, DEMO_KEYS, Gateway, example_catalog
+from .harness import DEMO_KEYS, Gateway, example_catalog
 
 SVC = "u-8105f7322477/test"
 MSG = [{"role": "user", "content": "limit me"}]

@@ -1,0 +1,198 @@
+"""A lean keep-alive HTTP/1.1 client on asyncio streams, for forwarding to OpenAI-compatible upstreams.
+
+httpx cost two thirds of the gateway's CPU per forwarded request (docs/benchmarks.md); this does what the hot path
+needs and no more: keep-alive connection reuse, chunked bodies, connect and read deadlines, TLS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from typing import AsyncIterator
+from urllib.parse import urlsplit
+
+
+class HttpFailure(Exception):
+    """A failure talking to the upstream. kind: 'timeout' (connect or read), 'connect' (refused), 'io' (anything
+    else: reset, malformed response); name is what happened, for the error message."""
+
+    def __init__(self, kind: str, name: str):
+        super().__init__(name)
+        self.kind, self.name = kind, name
+
+
+class _Response:
+    __slots__ = ("status", "_client", "_conn", "_length", "_chunked", "_keep", "_done")
+
+    def __init__(self, client: "Http1", conn, status: int, headers: dict[bytes, bytes]):
+        self.status, self._client, self._conn = status, client, conn
+        length = headers.get(b"content-length")
+        self._length = int(length) if length is not None else None
+        self._chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+        self._keep = (self._chunked or self._length is not None) and \
+            headers.get(b"connection", b"").lower() != b"close"
+        self._done = False
+
+    async def _io(self, aw):
+        try:
+            async with asyncio.timeout(self._client.read_timeout):
+                return await aw
+        except TimeoutError:
+            self.aclose()
+            raise HttpFailure("timeout", "ReadTimeout") from None
+        except (OSError, EOFError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as e:
+            self.aclose()
+            raise HttpFailure("io", type(e).__name__) from None
+
+    async def pieces(self) -> AsyncIterator[bytes]:
+        """The body as it arrives (one piece per HTTP chunk); the connection goes back to the pool at the end."""
+        reader = self._conn[0]
+        if self._chunked:
+            while True:
+                line = await self._io(reader.readline())
+                if not line:
+                    raise HttpFailure("io", "RemoteProtocolError")
+                size = int(line.split(b";", 1)[0], 16)
+                if size == 0:
+                    while (await self._io(reader.readline())) not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    break
+                data = await self._io(reader.readexactly(size + 2))
+                yield data[:-2]
+        elif self._length is not None:
+            left = self._length
+            while left > 0:
+                data = await self._io(reader.read(min(left, 65536)))
+                if not data:
+                    raise HttpFailure("io", "RemoteProtocolError")
+                left -= len(data)
+                yield data
+        else:
+            while data := await self._io(reader.read(65536)):
+                yield data
+        self._done = True
+        self._release()
+
+    async def read(self) -> bytes:
+        if self._length is not None and not self._chunked:
+            data = await self._io(self._conn[0].readexactly(self._length)) if self._length else b""
+            self._done = True
+            self._release()
+            return data
+        return b"".join([p async for p in self.pieces()])
+
+    async def lines(self) -> AsyncIterator[str]:
+        buf = b""
+        async for piece in self.pieces():
+            buf += piece
+            if b"\n" not in buf:
+                continue
+            *complete, buf = buf.split(b"\n")
+            for line in complete:
+                yield line.rstrip(b"\r").decode()
+        if buf:
+            yield buf.rstrip(b"\r").decode()
+
+    def finish_if_buffered(self) -> None:
+        """After the last event: if the body's end (the zero-size chunk) has already arrived, consume it so the
+        connection can be kept alive; otherwise aclose() will close it."""
+        buf = getattr(self._conn[0], "_buffer", None) if self._conn else None
+        if self._chunked and buf is not None and bytes(buf[:5]) == b"0\r\n\r\n" and len(buf) == 5:
+            del buf[:5]
+            self._done = True
+            self._release()
+
+    def _release(self) -> None:
+        if self._conn is None:
+            return
+        conn, self._conn = self._conn, None
+        if self._keep and len(self._client.idle) < self._client.max_idle:
+            self._client.idle.append(conn)
+        else:
+            conn[1].close()
+
+    def aclose(self) -> None:
+        """An unfinished response cannot leave its connection reusable: close it."""
+        if self._conn is not None and not self._done:
+            self._conn[1].close()
+            self._conn = None
+
+
+class Http1:
+    """A lean keep-alive HTTP/1.1 client on asyncio streams: what the forwarding hot path needs and no more.
+    (httpx cost two thirds of the gateway's CPU per forwarded request; see docs/benchmarks.md.)"""
+
+    def __init__(self, base_url: str, headers: dict[str, str], *, read_timeout: float, connect_timeout: float,
+                 max_idle: int = 200):
+        u = urlsplit(base_url)
+        https = u.scheme == "https"
+        self.host, self.port = u.hostname, u.port or (443 if https else 80)
+        self.prefix = u.path.rstrip("/")
+        self.ssl = None
+        if https:
+            try:
+                import certifi
+
+                self.ssl = ssl.create_default_context(cafile=certifi.where())
+            except ImportError:
+                self.ssl = ssl.create_default_context()
+        self.read_timeout, self.connect_timeout, self.max_idle = read_timeout, connect_timeout, max_idle
+        self._head = f"host: {u.netloc}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def _connect(self, timeout: float):
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.open_connection(self.host, self.port, ssl=self.ssl)
+        except TimeoutError:
+            raise HttpFailure("timeout", "ConnectTimeout") from None
+        except OSError:
+            raise HttpFailure("connect", "ConnectError") from None
+
+    async def request(self, method: str, path: str, body: bytes | None = None, *,
+                      timeout: float | None = None) -> _Response:
+        head = f"{method} {self.prefix}{path} HTTP/1.1\r\n{self._head}"
+        if body is not None:
+            head += f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
+        data = (head + "\r\n").encode() + (body or b"")
+        read_timeout = timeout or self.read_timeout
+        for attempt in (0, 1):
+            conn = None
+            while self.idle and conn is None:
+                conn = self.idle.pop()
+                if conn[0].at_eof() or conn[1].is_closing():
+                    conn[1].close()
+                    conn = None
+            reused = conn is not None
+            if conn is None:
+                conn = await self._connect(min(timeout or self.connect_timeout, self.connect_timeout))
+            reader, writer = conn
+            try:
+                writer.write(data)
+                async with asyncio.timeout(read_timeout):
+                    raw = await reader.readuntil(b"\r\n\r\n")
+            except TimeoutError:
+                writer.close()
+                raise HttpFailure("timeout", "ReadTimeout") from None
+            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as e:
+                writer.close()
+                if reused and attempt == 0:
+                    continue  # a kept-alive connection the server had closed meanwhile: once more on a new one
+                raise HttpFailure("io", type(e).__name__) from None
+            lines = raw.split(b"\r\n")
+            try:
+                status = int(lines[0].split(b" ", 2)[1])
+            except (IndexError, ValueError):
+                writer.close()
+                raise HttpFailure("io", "RemoteProtocolError") from None
+            headers = {}
+            for line in lines[1:]:
+                name, _, value = line.partition(b":")
+                if name:
+                    headers[name.strip().lower()] = value.strip()
+            return _Response(self, conn, status, headers)
+        raise HttpFailure("io", "RemoteProtocolError")  # unreachable: the loop returns or raises
+
+    async def close(self) -> None:
+        while self.idle:
+            self.idle.pop()[1].close()
