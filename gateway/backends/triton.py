@@ -1,7 +1,12 @@
 """The gateway's client for one Triton (TensorRT-LLM / diffusion) endpoint and one model.
 
-One ``TritonInstance`` = one Triton server (pod) + one model name, with one long-lived
-``tritonclient.grpc.aio.InferenceServerClient`` (one HTTP/2 channel multiplexing every concurrent call).
+One ``TritonInstance`` = one Triton server (pod) + one model name, with one long-lived ``grpc.aio`` channel (one
+HTTP/2 connection multiplexing every concurrent call) and tritonclient's own ``GRPCInferenceServiceStub`` and
+protobufs on it. The hot path does not go through ``tritonclient.grpc.aio.InferenceServerClient``: its per-call
+machinery (InferInput + numpy per tensor, a dict-validating request iterator, InferResult + numpy per response) cost
+more CPU than everything else in the gateway. Requests are built and responses read by ``triton_wire``, which writes
+and reads exactly the bytes tritonclient does (proved against InferInput / InferResult in the tests) and hands
+anything unusual to tritonclient's own code.
 
 How the Triton / TensorRT-LLM contract (docs DESIGN.md) is honoured:
 
@@ -11,8 +16,8 @@ How the Triton / TensorRT-LLM contract (docs DESIGN.md) is honoured:
 * Always ``exclude_input_in_output=True`` and ``return_num_input_tokens`` / ``return_num_output_tokens`` when
   declared. Without the counts: completion tokens = responses received when streaming, words otherwise; prompt
   tokens = words in the prompt (approximations, used only when the model cannot tell).
-* Streaming = ``stream_infer`` with ONE request per stream; the server closing the stream is the end signal. It works
-  on decoupled models (``stream=True``: one response per token) and non-decoupled ones (``stream=False``: one
+* Streaming = ``ModelStreamInfer`` with ONE request per stream; the server closing the stream is the end signal. It
+  works on decoupled models (``stream=True``: one response per token) and non-decoupled ones (``stream=False``: one
   response). ``generate`` uses the same path on decoupled models (unary ``ModelInfer`` is UNIMPLEMENTED there) and
   unary ``ModelInfer`` otherwise. ``num_output_tokens`` is per response: summed; ``num_input_tokens``: the last
   value seen.
@@ -42,19 +47,20 @@ from typing import AsyncIterator
 
 import grpc
 import numpy as np
-import tritonclient.grpc.aio as triton_aio
-from tritonclient.grpc import InferInput, model_config_pb2
-from tritonclient.utils import InferenceServerException, triton_to_np_dtype
+from tritonclient.grpc import InferResult, model_config_pb2, service_pb2, service_pb2_grpc
+from tritonclient.utils import InferenceServerException
 
+from gateway.backends import triton_wire as wire
 from gateway.backends.images import encode_png
 from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest, UnsupportedParameter
 
 log = logging.getLogger("gateway.backends.triton")
 
 MAX_MESSAGE_BYTES = 2**31 - 1
-# channel_args replaces ALL of tritonclient's defaults, so the message limits are set again here. Keepalive: no more
-# often than Triton allows by default (grpc-http2-min-recv-ping-interval-without-data = 5 min, 2 strikes), and not
-# without calls; otherwise the server drops the connection with "too_many_pings".
+# The channel's options (like tritonclient's channel_args, they replace ALL of grpc's and tritonclient's defaults), so
+# the message limits are set here too. Keepalive: no more often than Triton allows by default
+# (grpc-http2-min-recv-ping-interval-without-data = 5 min, 2 strikes), and not without calls; otherwise the server
+# drops the connection with "too_many_pings".
 CHANNEL_ARGS = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -131,6 +137,71 @@ def _holdback(text: str, stops: list[str]) -> int:
     return best
 
 
+class _ReadDeadline:
+    """The deadline of the read in progress on one stream: ``asyncio.timeout`` around each read, but with one timer
+    per stream that is moved lazily (a per-read ``asyncio.timeout`` cost as much CPU as decoding the response).
+
+    ``start(timeout)`` before the read, ``stop()`` right after it (no await in between). The timer may fire early
+    (then it re-arms for the current deadline); when it fires while a read is past its deadline it cancels the task
+    doing the read, like ``asyncio.timeout``: ``expired()`` then says whether that CancelledError is ours (a timeout)
+    or the caller's as well."""
+
+    __slots__ = ("_loop", "_task", "_cancelling", "_deadline", "_armed", "_handle", "_fired")
+
+    _SLACK = 0.001  # a timer that fires this close to the deadline counts as on time
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._task: asyncio.Task | None = None
+        self._cancelling = 0
+        self._deadline: float | None = None  # None: no read in progress
+        self._armed = 0.0  # when the timer fires
+        self._handle: asyncio.TimerHandle | None = None
+        self._fired = False
+
+    def start(self, timeout: float) -> None:
+        self._task = task = asyncio.current_task(self._loop)
+        self._cancelling = task.cancelling() if task is not None else 0
+        self._deadline = deadline = self._loop.time() + timeout
+        if self._handle is None or self._armed > deadline:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._arm(deadline)
+
+    def stop(self) -> None:
+        self._deadline = None
+
+    def close(self) -> None:
+        self._deadline = None
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def expired(self) -> bool:
+        """After a CancelledError in the read: True when our timer caused it and nobody else cancelled the task."""
+        if not self._fired:
+            return False
+        self._fired = False
+        return self._task is not None and self._task.uncancel() <= self._cancelling
+
+    def _arm(self, when: float) -> None:
+        self._armed = when
+        self._handle = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        deadline = self._deadline
+        if deadline is None:  # between reads: the next start() arms the timer again
+            return
+        if self._loop.time() + self._SLACK < deadline:  # the deadline moved on since the timer was set
+            self._arm(deadline)
+            return
+        self._deadline = None
+        if self._task is not None and not self._task.done():
+            self._fired = True
+            self._task.cancel()
+
+
 class TritonInstance:
     def __init__(
         self,
@@ -150,7 +221,8 @@ class TritonInstance:
         self.idle_timeout_s = idle_timeout_s if idle_timeout_s is not None else deadline_s
         self.max_stream_s = max_stream_s
         self._cumulative_override = cumulative
-        self._client: triton_aio.InferenceServerClient | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: service_pb2_grpc.GRPCInferenceServiceStub | None = None
         self._started = False
         # filled by start()
         self.inputs: dict[str, _Declared] = {}
@@ -167,18 +239,22 @@ class TritonInstance:
         return f"TritonInstance({self.url!r}, {self.model_name!r})"
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
-    def _ensure_client(self) -> triton_aio.InferenceServerClient:
-        if self._client is None:
-            self._client = triton_aio.InferenceServerClient(self.url, channel_args=CHANNEL_ARGS)
-        return self._client
+    def _ensure_stub(self) -> service_pb2_grpc.GRPCInferenceServiceStub:
+        if self._stub is None:
+            # what tritonclient.grpc.aio.InferenceServerClient(url, channel_args=CHANNEL_ARGS) opens
+            self._channel = grpc.aio.insecure_channel(self.url, options=CHANNEL_ARGS)
+            self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
+        return self._stub
 
     async def start(self) -> None:
-        client = self._ensure_client()
+        stub = self._ensure_stub()
         try:
             async with asyncio.timeout(self.connect_timeout_s + 1):
-                resp = await client.get_model_config(self.model_name, client_timeout=self.connect_timeout_s)
-        except InferenceServerException as e:
-            raise self._fail(BackendUnavailable, f"cannot read the model config: {e.message()}") from None
+                resp = await stub.ModelConfig(
+                    service_pb2.ModelConfigRequest(name=self.model_name, version=""), timeout=self.connect_timeout_s
+                )
+        except grpc.RpcError as e:
+            raise self._fail(BackendUnavailable, f"cannot read the model config: {e.details()}") from None
         except TimeoutError:
             raise self._fail(BackendUnavailable, "cannot read the model config: timed out") from None
         self._load_config(resp.config)
@@ -210,21 +286,21 @@ class TritonInstance:
     async def ready(self) -> bool:
         """ServerReady and ModelReady within connect_timeout_s. Never raises."""
         try:
-            client = self._ensure_client()
+            stub = self._ensure_stub()
             t = self.connect_timeout_s
             async with asyncio.timeout(2 * t + 1):
                 return bool(
-                    await client.is_server_ready(client_timeout=t)
-                    and await client.is_model_ready(self.model_name, client_timeout=t)
+                    (await stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=t)).ready
+                    and (await stub.ModelReady(service_pb2.ModelReadyRequest(name=self.model_name), timeout=t)).ready
                 )
         except Exception:  # noqa: BLE001 - readiness is a yes/no question
             return False
 
     async def close(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
+        if self._channel is not None:
+            channel, self._channel, self._stub = self._channel, None, None
             with contextlib.suppress(Exception):
-                await client.close()
+                await channel.close()
 
     # -- errors --------------------------------------------------------------------------------------------------------
     def _fail(self, cls: type[BackendError], message: str, *, partial: bool = False) -> BackendError:
@@ -267,15 +343,11 @@ class TritonInstance:
                     raise InvalidRequest("image URLs must be http(s):// or data: URLs", param="messages")
         # stop strings are always honoured: sent as stop_words when declared, and applied here in any case.
 
-    def _tensor(self, name: str, values: list) -> InferInput:
-        decl = self.inputs[name]
-        np_dtype = np.object_ if decl.wire_type == "BYTES" else triton_to_np_dtype(decl.wire_type)
-        arr = np.array([values], dtype=np_dtype)  # batched: [1, n]
-        t = InferInput(name, list(arr.shape), decl.wire_type)
-        t.set_data_from_numpy(arr)
-        return t
+    def _tensor(self, name: str, values: list) -> tuple[wire.InputTensor, bytes]:
+        """One batched [1, n] input of n values, as tritonclient's InferInput would send it."""
+        return wire.encode_input(name, self.inputs[name].wire_type, values)
 
-    def _llm_inputs(self, req: GenRequest, *, stream: bool) -> list[InferInput]:
+    def _llm_request(self, req: GenRequest, *, stream: bool) -> service_pb2.ModelInferRequest:
         values: dict[str, list] = {
             "text_input": [req.prompt.encode("utf-8")],
             "max_tokens": [req.max_tokens],
@@ -294,10 +366,12 @@ class TritonInstance:
             values["stop_words"] = [s.encode("utf-8") for s in stops]
         if req.image_urls:
             values["image_url_input"] = [u.encode("utf-8") for u in req.image_urls]
+        declared = self.inputs
         try:
-            return [self._tensor(k, v) for k, v in values.items() if k in self.inputs]
+            tensors = [self._tensor(k, v) for k, v in values.items() if k in declared]
         except (ValueError, OverflowError, InferenceServerException) as e:
             raise InvalidRequest(f"cannot encode the request for the model: {e}") from None
+        return wire.infer_request(self.model_name, req.request_id, tensors)
 
     # -- text generation -------------------------------------------------------------------------------------------
     async def generate(self, req: GenRequest) -> GenResult:
@@ -312,13 +386,13 @@ class TritonInstance:
             finally:
                 await gen.aclose()
             raise self._fail(BackendError, "stream ended without a result")
-        inputs = self._llm_inputs(req, stream=False)
+        request = self._llm_request(req, stream=False)
         self.outstanding += 1
         try:
-            result = await self._infer(inputs, req.request_id)
+            response = await self._infer(request)
         finally:
             self.outstanding -= 1
-        text, n_in, n_out = self._decode(result)
+        text, n_in, n_out = self._decode(response)
         stops = [s for s in req.stop if s]
         cut = _stop_cut(text, stops)
         if cut is not None:
@@ -333,31 +407,24 @@ class TritonInstance:
             return "stop"
         return "length" if completion_tokens >= max_tokens else "stop"
 
-    def _decode(self, result) -> tuple[str, int | None, int | None]:
-        out = result.as_numpy("text_output")
-        if out is None:
+    def _decode(self, response: service_pb2.ModelInferResponse) -> tuple[str, int | None, int | None]:
+        decoded = wire.decode_llm(response)
+        if decoded is None:  # out of the ordinary: tritonclient's InferResult reads it
+            decoded = wire.decode_llm_numpy(response)
+        raw, n_in, n_out = decoded
+        if raw is None:
             raise self._fail(BackendError, "response has no text_output")
-        flat = out.reshape(-1)
-        raw = flat[0] if flat.size else b""
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
-        n_in = result.as_numpy("num_input_tokens")
-        n_out = result.as_numpy("num_output_tokens")
-        return (
-            text,
-            int(n_in.reshape(-1)[0]) if n_in is not None and n_in.size else None,
-            int(n_out.reshape(-1)[0]) if n_out is not None and n_out.size else None,
-        )
+        return text, n_in, n_out
 
-    async def _infer(self, inputs: list[InferInput], request_id: str):
+    async def _infer(self, request: service_pb2.ModelInferRequest) -> service_pb2.ModelInferResponse:
         """Unary ModelInfer with the deadline."""
-        client = self._ensure_client()
+        stub = self._ensure_stub()
         try:
             async with asyncio.timeout(self.deadline_s + 1):  # belt and braces over the gRPC deadline
-                return await client.infer(
-                    self.model_name, inputs, request_id=request_id, client_timeout=self.deadline_s
-                )
-        except InferenceServerException as e:
-            raise self._from_status(e.status(), e.message(), partial=False) from None
+                return await stub.ModelInfer(request, timeout=self.deadline_s)
+        except grpc.RpcError as e:
+            raise self._from_status(e.code(), e.details(), partial=False) from None
         except TimeoutError:
             raise self._fail(BackendTimeout, f"no answer within {self.deadline_s}s") from None
 
@@ -365,7 +432,7 @@ class TritonInstance:
         """Deltas, then exactly one GenResult whose text is the whole (stop-stripped) output."""
         self._require(image=False)
         self.check(req)
-        inputs = self._llm_inputs(req, stream=self.decoupled)  # built (and validated) before the stream opens
+        request = self._llm_request(req, stream=self.decoupled)  # built (and validated) before the stream opens
         stops = [s for s in req.stop if s]
         emitted = ""  # text handed to the caller
         pending = ""  # text received but not yet handed over (could start a stop string)
@@ -374,12 +441,15 @@ class TritonInstance:
         stopped = False
         yielded = False
         self.outstanding += 1
-        call = self._open_stream(inputs, req.request_id)
-        results = self._responses(call, partial=lambda: yielded)
+        call = self._open_stream(request)
+        deadline = _ReadDeadline()
         try:
-            async for result in results:
+            while True:
+                response = await self._next(call, deadline, responses == 0, yielded)
+                if response is None:  # the server closed the stream: done
+                    break
                 responses += 1
-                text, ni, no = self._decode(result)
+                text, ni, no = self._decode(response)
                 if ni is not None:
                     n_in = ni
                 if no is not None:
@@ -394,13 +464,16 @@ class TritonInstance:
                     cumulative = text
                 else:
                     piece = text
-                pending += piece
-                cut = _stop_cut(pending, stops)  # a match cannot start in `emitted` (its start was held back)
-                if cut is not None:
-                    safe, pending, stopped = pending[:cut], "", True
+                if stops:
+                    pending += piece
+                    cut = _stop_cut(pending, stops)  # a match cannot start in `emitted` (its start was held back)
+                    if cut is not None:
+                        safe, pending, stopped = pending[:cut], "", True
+                    else:
+                        keep = _holdback(pending, stops)
+                        safe, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
                 else:
-                    keep = _holdback(pending, stops)
-                    safe, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
+                    safe = piece
                 if safe:
                     emitted += safe
                     yielded = True
@@ -413,45 +486,58 @@ class TritonInstance:
                 yield Delta(pending)
         finally:
             self.outstanding -= 1
+            deadline.close()
             call.cancel()  # no-op when the server already closed the stream; stops the engine otherwise
-            await results.aclose()
         completion = n_out_sum if n_out_seen else (responses if self.decoupled else len(emitted.split()))
         prompt_tokens = n_in if n_in is not None else len(req.prompt.split())
         yield GenResult(emitted, prompt_tokens, completion, self._finish(stopped, completion, req.max_tokens))
 
-    def _open_stream(self, inputs: list[InferInput], request_id: str):
-        request = {"model_name": self.model_name, "inputs": inputs, "request_id": request_id}
+    def _open_stream(self, request: service_pb2.ModelInferRequest):
+        """A ModelStreamInfer call carrying this one request: grpc sends it and half-closes (the iterator ends); the
+        server closes the stream when the request is done."""
+        return self._ensure_stub().ModelStreamInfer(iter((request,)), timeout=self.max_stream_s)
 
-        async def one_request():
-            yield request  # then the iterator ends: the client half-closes, the server closes when done
-
-        return self._ensure_client().stream_infer(one_request(), stream_timeout=self.max_stream_s)
+    async def _next(
+        self, call, deadline: _ReadDeadline, first: bool, partial: bool
+    ) -> service_pb2.ModelInferResponse | None:
+        """The next response of a one-request stream, None once the server closed it; every failure mapped to our
+        errors (partial: whether output was already handed to the caller)."""
+        timeout = self.deadline_s if first else self.idle_timeout_s
+        deadline.start(timeout)
+        try:
+            message = await call.read()
+        except grpc.aio.AioRpcError as e:
+            raise self._from_status(e.code(), e.details() or "", partial=partial) from None
+        except asyncio.CancelledError:
+            if deadline.expired():  # grpc cancelled the call as the read was cancelled: the engine is told
+                what = "first response" if first else "next response (stream went silent)"
+                raise self._fail(BackendTimeout, f"no {what} within {timeout}s", partial=partial) from None
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being cancelled (caller went away): propagate
+            # grpc cancelled the call itself (its task sending the request failed) and reports a cancellation
+            raise self._fail(BackendError, "the request could not be sent", partial=partial) from None
+        finally:
+            deadline.stop()
+        if message is grpc.aio.EOF:
+            return None
+        if message.error_message != "":
+            raise self._fail(BackendError, f"engine error: {message.error_message}", partial=partial)
+        return message.infer_response
 
     async def _responses(self, call, *, partial):
-        """InferResults of a one-request stream until the server closes it; every failure mapped to our errors."""
+        """The responses of a one-request stream until the server closes it; every failure mapped to our errors."""
         first = True
-        while True:
-            timeout = self.deadline_s if first else self.idle_timeout_s
-            try:
-                async with asyncio.timeout(timeout):
-                    result, error = await call.__anext__()
-            except StopAsyncIteration:
-                return
-            except TimeoutError:
-                what = "first response" if first else "next response (stream went silent)"
-                raise self._fail(BackendTimeout, f"no {what} within {timeout}s", partial=partial()) from None
-            except grpc.aio.AioRpcError as e:  # stream_infer does not wrap these
-                raise self._from_status(e.code(), e.details() or "", partial=partial()) from None
-            except asyncio.CancelledError:
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    raise  # we are being cancelled (caller went away): propagate
-                # tritonclient failed while building/sending the request; grpc reports it as a cancellation
-                raise self._fail(BackendError, "the request could not be sent", partial=partial()) from None
-            if error is not None:
-                raise self._fail(BackendError, f"engine error: {error.message()}", partial=partial())
-            first = False
-            yield result
+        deadline = _ReadDeadline()
+        try:
+            while True:
+                response = await self._next(call, deadline, first, partial())
+                if response is None:
+                    return
+                first = False
+                yield response
+        finally:
+            deadline.close()
 
     # -- images ------------------------------------------------------------------------------------------------------
     async def generate_images(self, prompt: str, n: int, negative_prompt: str | None = None) -> list[bytes]:
@@ -464,14 +550,15 @@ class TritonInstance:
         values = {"prompt": [prompt.encode("utf-8")]}
         if negative_prompt:
             values["negative_prompt"] = [negative_prompt.encode("utf-8")]
-        inputs = [self._tensor(k, v) for k, v in values.items()]
+        request = wire.infer_request(self.model_name, "", [self._tensor(k, v) for k, v in values.items()])
 
         async def one(i: int) -> bytes:
             if self.decoupled:
-                call = self._open_stream(inputs, "")
+                call = self._open_stream(request)
                 result = None
                 try:
                     async for r in self._responses(call, partial=lambda: False):
+                        r = InferResult(r)
                         if r.as_numpy("generated_image") is not None:
                             result = r
                 finally:
@@ -479,7 +566,7 @@ class TritonInstance:
                 if result is None:
                     raise self._fail(BackendError, "no generated_image in the response")
             else:
-                result = await self._infer(inputs, "")
+                result = InferResult(await self._infer(request))
             arr = result.as_numpy("generated_image")
             if arr is None:
                 raise self._fail(BackendError, "no generated_image in the response")

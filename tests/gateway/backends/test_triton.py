@@ -436,9 +436,21 @@ async def test_concurrent_streams_share_one_channel(make, chat):
 
 @pytest.mark.asyncio
 async def test_request_build_failure_is_backend_error_not_cancellation(make, chat):
-    # tritonclient builds the request inside grpc's sending task; a failure there surfaces as CancelledError
+    # the request is built (and validated) before the stream opens: a value the model's type cannot hold is a 400
     inst = await make(chat)
-    call = inst._open_stream([object()], "")
+    with pytest.raises(InvalidRequest, match="cannot encode"):
+        await inst.generate(GenRequest("x", 2**40))  # max_tokens is INT32
+    with pytest.raises(InvalidRequest, match="cannot encode"):
+        async for _ in inst.stream(GenRequest("x", 2**40)):
+            pass
+    assert inst.outstanding == 0
+
+    # a request iterator that fails inside grpc's sending task surfaces as CancelledError: mapped, not propagated
+    def failing():
+        raise ValueError("cannot build")
+        yield
+
+    call = inst._ensure_stub().ModelStreamInfer(failing())
     with pytest.raises(BackendError, match="could not be sent") as ei:
         async for _ in inst._responses(call, partial=lambda: False):
             pass

@@ -1,0 +1,164 @@
+"""Triton's KServe-v2 tensors on the wire, without tritonclient's per-call numpy machinery.
+
+The hot path of ``TritonInstance`` builds ``ModelInferRequest`` messages (tritonclient's own protobufs) directly and
+reads ``ModelInferResponse.raw_output_contents`` itself. The bytes are exactly what ``tritonclient.grpc.InferInput``
+/ ``InferResult`` produce and read (proved in tests/gateway/backends/test_triton_wire.py):
+
+* a tensor of n values goes as shape ``[1, n]`` (every tensor is batched), its data in ``raw_input_contents``;
+* numbers little-endian in their declared type (BOOL one byte); BYTES as a 4-byte little-endian length + the bytes,
+  per element.
+
+Anything out of the ordinary (a value of an unexpected Python type, a number out of range, a datatype without a fast
+path, an irregular response) goes through tritonclient's own ``InferInput`` / ``InferResult``, so that behaviour,
+errors included, is the same as tritonclient's.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+from tritonclient.grpc import InferInput, InferResult, service_pb2
+from tritonclient.utils import triton_to_np_dtype
+
+InputTensor = service_pb2.ModelInferRequest.InferInputTensor
+
+# datatype -> (struct format, accepted Python types, (min, max) for integers)
+_INT_RANGES = {
+    "INT8": ("<b", -(2**7), 2**7 - 1),
+    "INT16": ("<h", -(2**15), 2**15 - 1),
+    "INT32": ("<i", -(2**31), 2**31 - 1),
+    "INT64": ("<q", -(2**63), 2**63 - 1),
+    "UINT8": ("<B", 0, 2**8 - 1),
+    "UINT16": ("<H", 0, 2**16 - 1),
+    "UINT32": ("<I", 0, 2**32 - 1),
+    "UINT64": ("<Q", 0, 2**64 - 1),
+}
+_FLOATS = {"FP32": "<f", "FP64": "<d"}
+_LEN = struct.Struct("<I")
+_OUT_INTS = {"INT32": struct.Struct("<i"), "INT64": struct.Struct("<q"), "UINT32": struct.Struct("<I"),
+             "UINT64": struct.Struct("<Q")}
+
+
+def _pack_fast(datatype: str, values: list) -> bytes | None:
+    """The raw bytes of a [1, n] tensor, or None where only numpy can say (then the numpy path decides)."""
+    if datatype == "BYTES":
+        parts = []
+        for v in values:
+            if type(v) is not bytes:
+                return None
+            parts.append(_LEN.pack(len(v)))
+            parts.append(v)
+        return b"".join(parts)
+    if datatype == "BOOL":
+        if all(type(v) is bool for v in values):
+            return bytes(values)  # numpy's bool is one byte, 0 or 1
+        return None
+    spec = _INT_RANGES.get(datatype)
+    if spec is not None:
+        fmt, lo, hi = spec
+        if all(type(v) is int and lo <= v <= hi for v in values):
+            return struct.pack(fmt[0] + fmt[1] * len(values), *values)
+        return None
+    fmt = _FLOATS.get(datatype)
+    if fmt is not None:
+        if all(type(v) is float or type(v) is int for v in values):
+            try:
+                return struct.pack(fmt[0] + fmt[1] * len(values), *values)
+            except (OverflowError, struct.error):  # e.g. out of FP32 range: numpy makes it inf
+                return None
+        return None
+    return None
+
+
+def encode_input(name: str, datatype: str, values: list) -> tuple[InputTensor, bytes]:
+    """The tensor header and raw contents that ``InferInput(name, [1, n], datatype).set_data_from_numpy(
+    np.array([values], dtype))`` would put in a request. Raises what that raises (ValueError, OverflowError,
+    InferenceServerException) on values it cannot encode."""
+    raw = _pack_fast(datatype, values)
+    if raw is None:
+        return encode_input_numpy(name, datatype, values)
+    return InputTensor(name=name, datatype=datatype, shape=(1, len(values))), raw
+
+
+def encode_input_numpy(name: str, datatype: str, values: list) -> tuple[InputTensor, bytes]:
+    """tritonclient's own encoding (the reference, and the path for anything unusual)."""
+    np_dtype = np.object_ if datatype == "BYTES" else triton_to_np_dtype(datatype)
+    arr = np.array([values], dtype=np_dtype)  # batched: [1, n]
+    t = InferInput(name, list(arr.shape), datatype)
+    t.set_data_from_numpy(arr)
+    return t._get_tensor(), t._get_content()
+
+
+def infer_request(model_name: str, request_id: str, tensors: list[tuple[InputTensor, bytes]]):
+    """A ModelInferRequest as tritonclient's ``_get_inference_request`` builds it (no outputs: all of them)."""
+    req = service_pb2.ModelInferRequest(model_name=model_name, model_version="")
+    if request_id != "":
+        req.id = request_id
+    req.inputs.extend([t for t, _ in tensors])
+    req.raw_input_contents.extend([raw for _, raw in tensors])
+    return req
+
+
+_MISSING = object()
+
+
+def _first(out, raw: bytes):
+    """The only element of a one-element BYTES (-> bytes) or integer (-> int) tensor; _MISSING otherwise."""
+    n = 1
+    for d in out.shape:
+        n *= d
+    if n != 1:
+        return _MISSING
+    dt = out.datatype
+    if dt == "BYTES":
+        if len(raw) < 4 or _LEN.unpack_from(raw)[0] != len(raw) - 4:
+            return _MISSING
+        return raw[4:]
+    s = _OUT_INTS.get(dt)
+    if s is None or len(raw) != s.size:
+        return _MISSING
+    return s.unpack(raw)[0]
+
+
+_LLM_OUTPUTS = {"text_output": 0, "num_input_tokens": 1, "num_output_tokens": 2}
+
+
+def decode_llm(response) -> tuple[bytes | None, int | None, int | None] | None:
+    """(text_output bytes or None when absent, num_input_tokens, num_output_tokens) of a ModelInferResponse, as
+    ``InferResult(response).as_numpy(name).reshape(-1)[0]`` gives them (None for an absent output), for the common
+    case: one-element BYTES / integer tensors in raw_output_contents. None when something is out of the ordinary
+    (then decode with tritonclient's InferResult: decode_llm_numpy)."""
+    found = [None, None, None]
+    seen = 0
+    raw_all = response.raw_output_contents
+    for index, out in enumerate(response.outputs):
+        slot = _LLM_OUTPUTS.get(out.name)
+        if slot is None or (seen >> slot) & 1:  # as_numpy takes the first output of a name
+            continue
+        seen |= 1 << slot
+        if index >= len(raw_all):
+            return None
+        value = _first(out, raw_all[index])
+        if value is _MISSING:
+            return None
+        found[slot] = value
+    return found[0], found[1], found[2]
+
+
+def decode_llm_numpy(response) -> tuple[bytes | str | None, int | None, int | None]:
+    """The same through tritonclient's InferResult.as_numpy (the reference, and the path for anything unusual).
+    text is None when the output is absent; b"" when it is empty."""
+    result = InferResult(response)
+    out = result.as_numpy("text_output")
+    text = None
+    if out is not None:
+        flat = out.reshape(-1)
+        text = flat[0] if flat.size else b""
+    n_in = result.as_numpy("num_input_tokens")
+    n_out = result.as_numpy("num_output_tokens")
+    return (
+        text,
+        int(n_in.reshape(-1)[0]) if n_in is not None and n_in.size else None,
+        int(n_out.reshape(-1)[0]) if n_out is not None and n_out.size else None,
+    )

@@ -1,0 +1,327 @@
+"""triton_wire: the bytes are tritonclient's own (InferInput / _get_inference_request / InferResult), and the
+per-stream read deadline behaves like asyncio.timeout around each read."""
+
+import asyncio
+import math
+import struct
+import time
+
+import numpy as np
+import pytest
+from tritonclient.grpc import InferInput, InferResult, service_pb2
+from tritonclient.grpc._utils import _get_inference_request
+from tritonclient.utils import serialize_byte_tensor, triton_to_np_dtype
+
+from gateway.backends import triton_wire as wire
+from gateway.backends.triton import GenRequest, TritonInstance, _Declared, _ReadDeadline
+from gateway.errors import BackendTimeout, InvalidRequest
+
+
+def reference_input(name, datatype, values):
+    """What the gateway sent before: numpy + tritonclient's InferInput."""
+    np_dtype = np.object_ if datatype == "BYTES" else triton_to_np_dtype(datatype)
+    arr = np.array([values], dtype=np_dtype)
+    t = InferInput(name, list(arr.shape), datatype)
+    t.set_data_from_numpy(arr)
+    return t
+
+
+CASES = [
+    ("BYTES", [b"hello"]),
+    ("BYTES", [b""]),
+    ("BYTES", ["héllo wörld ✓".encode()]),
+    ("BYTES", [b"stop one", b"", b"\x00\xff" * 300]),
+    ("BYTES", [b"x" * 70_000]),
+    ("BOOL", [True]),
+    ("BOOL", [False]),
+    ("BOOL", [True, False, True]),
+    ("INT32", [24]),
+    ("INT32", [0]),
+    ("INT32", [-(2**31)]),
+    ("INT32", [2**31 - 1]),
+    ("INT32", [1, 2, 3]),
+    ("INT64", [2**40]),
+    ("UINT64", [2**64 - 1]),
+    ("UINT64", [(-7) % 2**64]),
+    ("UINT32", [7]),
+    ("INT8", [-5]),
+    ("UINT8", [200]),
+    ("INT16", [-300]),
+    ("UINT16", [60000]),
+    ("FP32", [0.7]),
+    ("FP32", [0.1]),
+    ("FP32", [1]),
+    ("FP32", [1e-50]),
+    ("FP32", [3.4028235e38]),
+    ("FP32", [-0.0]),
+    ("FP32", [math.inf]),
+    ("FP32", [1e300]),  # out of FP32 range: numpy makes it inf, and so does the fast path (via numpy)
+    ("FP64", [0.1]),
+    ("FP16", [0.5]),  # no fast path: numpy
+    ("INT32", [True]),  # a bool where an int is declared: numpy decides
+    ("INT32", [3.7]),  # a float where an int is declared: numpy decides (truncates)
+    ("FP32", [np.float32(0.25)]),
+]
+
+
+@pytest.mark.parametrize("datatype,values", CASES)
+def test_encode_input_is_tritonclients(datatype, values):
+    with np.errstate(over="ignore"):
+        ref = reference_input("x", datatype, values)
+        tensor, raw = wire.encode_input("x", datatype, values)
+    assert tensor.SerializeToString(deterministic=True) == ref._get_tensor().SerializeToString(deterministic=True)
+    assert raw == ref._get_content()
+    assert list(tensor.shape) == [1, len(values)]
+
+
+@pytest.mark.parametrize("datatype,value", [("INT32", 2**31), ("INT32", -(2**31) - 1), ("UINT64", -1),
+                                            ("UINT64", 2**64), ("INT8", 128)])
+def test_encode_input_out_of_range_raises_like_numpy(datatype, value):
+    with pytest.raises(Exception) as ref:
+        reference_input("x", datatype, [value])
+    with pytest.raises(type(ref.value)):
+        wire.encode_input("x", datatype, [value])
+
+
+def test_bytes_encoding_is_length_prefixed():
+    _, raw = wire.encode_input("s", "BYTES", [b"ab", b"cde"])
+    assert raw == struct.pack("<I", 2) + b"ab" + struct.pack("<I", 3) + b"cde"
+    assert raw == serialize_byte_tensor(np.array([b"ab", b"cde"], dtype=np.object_)).item()
+
+
+@pytest.mark.parametrize("request_id", ["", "req-1"])
+def test_infer_request_is_tritonclients(request_id):
+    values = [("text_input", "BYTES", [b"prompt"]), ("max_tokens", "INT32", [24]), ("stream", "BOOL", [True]),
+              ("temperature", "FP32", [0.5]), ("stop_words", "BYTES", [b"a", b"bc"])]
+    ours = wire.infer_request("ensemble", request_id, [wire.encode_input(*v) for v in values])
+    ref = _get_inference_request(
+        model_name="ensemble", inputs=[reference_input(*v) for v in values], model_version="",
+        request_id=request_id, outputs=None, sequence_id=0, sequence_start=False, sequence_end=False, priority=0,
+        timeout=None, parameters=None,
+    )
+    assert ours.SerializeToString(deterministic=True) == ref.SerializeToString(deterministic=True)
+
+
+def _instance(declared: dict[str, tuple[str, tuple[int, ...]]]) -> TritonInstance:
+    inst = TritonInstance("127.0.0.1:1", "ensemble")
+    inst.inputs = {k: _Declared(t, dims, False) for k, (t, dims) in declared.items()}
+    inst.outputs = {"text_output", "num_input_tokens", "num_output_tokens"}
+    inst.seed_input = "seed" if "seed" in declared else None
+    inst.vision = "image_url_input" in declared
+    inst._started = True
+    return inst
+
+
+ENSEMBLE = {
+    "text_input": ("BYTES", (1,)), "max_tokens": ("INT32", (1,)), "exclude_input_in_output": ("BOOL", (1,)),
+    "return_num_input_tokens": ("BOOL", (1,)), "return_num_output_tokens": ("BOOL", (1,)), "stream": ("BOOL", (1,)),
+    "temperature": ("FP32", (1,)), "top_p": ("FP32", (1,)), "presence_penalty": ("FP32", (1,)),
+    "frequency_penalty": ("FP32", (1,)), "seed": ("UINT64", (1,)), "stop_words": ("BYTES", (-1,)),
+    "image_url_input": ("BYTES", (-1,)), "bad_words": ("BYTES", (-1,)),
+}
+
+
+@pytest.mark.parametrize("stream", [True, False])
+@pytest.mark.parametrize("req", [
+    GenRequest("hello", 24),
+    GenRequest("héllo <image>", 7, temperature=0.3, top_p=0.95, presence_penalty=-0.5, frequency_penalty=1.25,
+               seed=-3, stop=["\n\n", "", "END"], image_urls=["data:image/png;base64,AAAA"], request_id="r-9"),
+    GenRequest("x", 1, seed=2**70),
+])
+def test_llm_request_is_what_tritonclient_sent(req, stream):
+    """The whole request equals the one the gateway built with InferInput + numpy before (same order too)."""
+    inst = _instance(ENSEMBLE)
+    ours = inst._llm_request(req, stream=stream)
+    values = {
+        "text_input": [req.prompt.encode()], "max_tokens": [req.max_tokens], "exclude_input_in_output": [True],
+        "return_num_input_tokens": [True], "return_num_output_tokens": [True], "stream": [stream],
+    }
+    for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
+        if getattr(req, name) is not None:
+            values[name] = [getattr(req, name)]
+    if req.seed is not None:
+        values["seed"] = [req.seed % 2**64]
+    if [s for s in req.stop if s]:
+        values["stop_words"] = [s.encode() for s in req.stop if s]
+    if req.image_urls:
+        values["image_url_input"] = [u.encode() for u in req.image_urls]
+    ref = _get_inference_request(
+        model_name="ensemble", inputs=[reference_input(k, ENSEMBLE[k][0], v) for k, v in values.items()],
+        model_version="", request_id=req.request_id, outputs=None, sequence_id=0, sequence_start=False,
+        sequence_end=False, priority=0, timeout=None, parameters=None,
+    )
+    assert ours.SerializeToString(deterministic=True) == ref.SerializeToString(deterministic=True)
+
+
+def test_llm_request_sends_only_declared_inputs_and_refuses_unencodable():
+    inst = _instance({k: ENSEMBLE[k] for k in ("text_input", "max_tokens", "stream")})
+    r = inst._llm_request(GenRequest("p", 3, stop=["s"]), stream=False)
+    assert [t.name for t in r.inputs] == ["text_input", "max_tokens", "stream"] and len(r.raw_input_contents) == 3
+    with pytest.raises(InvalidRequest, match="cannot encode"):
+        inst._llm_request(GenRequest("p", 2**31), stream=False)
+
+
+# -- responses -------------------------------------------------------------------------------------------------------
+def response(*outputs, raw=None, **kw):
+    """outputs: (name, datatype, shape, raw bytes or None for no raw entry)."""
+    r = service_pb2.ModelInferResponse(model_name="ensemble", **kw)
+    for name, dt, shape, data in outputs:
+        r.outputs.add(name=name, datatype=dt, shape=shape)
+        if data is not None:
+            r.raw_output_contents.append(data)
+    return r
+
+
+def text(s: bytes) -> bytes:
+    return struct.pack("<I", len(s)) + s
+
+
+def i32(v):
+    return struct.pack("<i", v)
+
+
+def reference_decode(r):
+    """What the gateway read before: InferResult.as_numpy."""
+    res = InferResult(r)
+    out = res.as_numpy("text_output")
+    t = None
+    if out is not None:
+        flat = out.reshape(-1)
+        t = flat[0] if flat.size else b""
+    ni, no = res.as_numpy("num_input_tokens"), res.as_numpy("num_output_tokens")
+    return (t, int(ni.reshape(-1)[0]) if ni is not None and ni.size else None,
+            int(no.reshape(-1)[0]) if no is not None and no.size else None)
+
+
+FAST = [
+    response(("text_output", "BYTES", [1, 1], text(b" river")), ("num_input_tokens", "INT32", [1, 1], i32(5)),
+             ("num_output_tokens", "INT32", [1, 1], i32(1))),
+    response(("text_output", "BYTES", [1, 1], text(b""))),
+    response(("text_output", "BYTES", [1, 1], text("é ✓".encode())), ("num_output_tokens", "INT32", [1, 1], i32(-2))),
+    response(("num_output_tokens", "INT64", [1, 1], struct.pack("<q", 2**40)),
+             ("text_output", "BYTES", [1], text(b"x"))),
+    response(("other", "FP32", [1, 3], b"\0" * 12), ("text_output", "BYTES", [1, 1], text(b"after another"))),
+    response(("text_output", "BYTES", [1, 1], text(b"first")), ("text_output", "BYTES", [1, 1], text(b"second"))),
+    response(("num_input_tokens", "UINT32", [1, 1], struct.pack("<I", 9)),
+             ("text_output", "BYTES", [1, 1], text(b"t"))),
+    response(("text_output", "BYTES", [], text(b"scalar"))),  # a scalar is a one-element tensor too
+    response(),  # no text_output at all
+]
+SLOW = [  # out of the ordinary: decode_llm declines, tritonclient decides
+    response(("text_output", "BYTES", [1, 2], text(b"a") + text(b"b"))),
+    response(("text_output", "BYTES", [1, 0], b"")),
+    response(("text_output", "BYTES", [1, 1], None)),  # no raw entry: contents (empty) are used
+    response(("num_output_tokens", "INT32", [1, 1], i32(3)), ("text_output", "BYTES", [1, 1], None)),
+    response(("text_output", "BYTES", [1, 1], text(b"t")), ("num_output_tokens", "INT8", [1, 1], b"\x03")),
+    response(("text_output", "BYTES", [1, 1], text(b"t")),
+             ("num_output_tokens", "FP32", [1, 1], struct.pack("<f", 4))),
+    response(("text_output", "BYTES", [1, 1], text(b"t")), ("num_output_tokens", "INT32", [1, 2], i32(1) + i32(2))),
+]
+
+
+@pytest.mark.parametrize("r", FAST)
+def test_decode_llm_is_infer_results(r):
+    assert wire.decode_llm(r) is not None
+    assert wire.decode_llm(r) == reference_decode(r) == wire.decode_llm_numpy(r)
+
+
+@pytest.mark.parametrize("r", SLOW)
+def test_decode_llm_declines_the_unusual_and_numpy_agrees(r):
+    assert wire.decode_llm(r) is None
+    try:
+        ref = reference_decode(r)
+    except Exception as e:  # noqa: BLE001 - then the fallback must raise the same
+        with pytest.raises(type(e)):
+            wire.decode_llm_numpy(r)
+    else:
+        assert wire.decode_llm_numpy(r) == ref
+
+
+def test_instance_decode_uses_either_path_alike():
+    inst = _instance(ENSEMBLE)
+    r = FAST[0]
+    assert inst._decode(r) == (" river", 5, 1)
+    bytes_contents = service_pb2.ModelInferResponse()
+    out = bytes_contents.outputs.add(name="text_output", datatype="BYTES", shape=[1, 1])
+    out.contents.bytes_contents.append(b"from contents")
+    assert wire.decode_llm(bytes_contents) is None  # tritonclient decides (with numpy 2 it fails: so do we)
+    try:
+        ref = reference_decode(bytes_contents)
+    except Exception as e:  # noqa: BLE001
+        with pytest.raises(type(e)):
+            inst._decode(bytes_contents)
+    else:
+        assert inst._decode(bytes_contents) == (ref[0].decode(), None, None)
+    with pytest.raises(Exception, match="no text_output"):
+        inst._decode(FAST[-1])
+
+
+# -- the per-stream read deadline ----------------------------------------------------------------------------------
+class FakeCall:
+    """call.read() answers after the given delays (None: never)."""
+
+    def __init__(self, delays):
+        self.delays = list(delays)
+        self.reads = 0
+
+    async def read(self):
+        d = self.delays[self.reads]
+        self.reads += 1
+        if d is None:
+            await asyncio.Event().wait()
+        await asyncio.sleep(d)
+        return service_pb2.ModelStreamInferResponse()
+
+
+async def test_read_deadline_first_and_idle():
+    inst = TritonInstance("127.0.0.1:1", "m", deadline_s=0.3, idle_timeout_s=0.1)
+    dl = _ReadDeadline()
+    call = FakeCall([0.2, 0.05, 0.05, 0.2])  # first within 0.3, then 0.05 twice within 0.1, then too slow
+    t0 = time.monotonic()
+    assert await inst._next(call, dl, True, False) is not None
+    assert await inst._next(call, dl, False, True) is not None
+    await asyncio.sleep(0.3)  # time spent between reads (by the consumer) does not count
+    assert await inst._next(call, dl, False, True) is not None
+    with pytest.raises(BackendTimeout, match="stream went silent") as ei:
+        await inst._next(call, dl, False, True)
+    assert ei.value.partial is True and 0.65 < time.monotonic() - t0 < 1.0
+    assert asyncio.current_task().cancelling() == 0  # our cancellation was taken back
+    dl.close()
+    await asyncio.sleep(0.2)  # nothing fires after close
+
+
+async def test_read_deadline_timeout_then_more_reads_and_outer_timeouts():
+    inst = TritonInstance("127.0.0.1:1", "m", deadline_s=0.1)
+    dl = _ReadDeadline()
+    with pytest.raises(BackendTimeout, match="first response"):
+        await inst._next(FakeCall([None]), dl, True, False)
+    # an enclosing asyncio.timeout still works, and ours does not eat it
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(0.05):
+            await inst._next(FakeCall([None]), dl, True, False)
+    assert await inst._next(FakeCall([0.01]), dl, True, False) is not None
+    dl.close()
+
+
+async def test_read_deadline_caller_cancellation_propagates():
+    inst = TritonInstance("127.0.0.1:1", "m", deadline_s=0.2)
+
+    async def reader():
+        dl = _ReadDeadline()
+        try:
+            await inst._next(FakeCall([None]), dl, True, False)
+        finally:
+            dl.close()
+
+    task = asyncio.create_task(reader())
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    # cancelled by the caller exactly when the deadline expires: a cancellation, not a timeout
+    task = asyncio.create_task(reader())
+    loop = asyncio.get_running_loop()
+    loop.call_at(loop.time() + 0.2, task.cancel)
+    with pytest.raises(asyncio.CancelledError):
+        await task
