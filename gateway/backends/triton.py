@@ -377,7 +377,7 @@ class TritonInstance:
     async def generate(self, req: GenRequest) -> GenResult:
         self._require(image=False)
         self.check(req)
-        if self.decoupled:  # unary ModelInfer is UNIMPLEMENTED on decoupled models
+        if self.decoupled and "stream" not in self.inputs:  # cannot ask for one response: collect the token stream
             gen = self.stream(req)
             try:
                 async for item in gen:
@@ -389,10 +389,21 @@ class TritonInstance:
         request = self._llm_request(req, stream=False)
         self.outstanding += 1
         try:
-            response = await self._infer(request)
+            if self.decoupled:
+                # Unary ModelInfer is UNIMPLEMENTED on decoupled models; with stream=False the engine still answers
+                # in one response (as Triton's own OpenAI frontend asks), instead of one per token: a fraction of
+                # the gRPC work. The whole generation must then finish within deadline_s.
+                responses = await self._all_responses(request)
+            else:
+                responses = [await self._infer(request)]
         finally:
             self.outstanding -= 1
-        text, n_in, n_out = self._decode(response)
+        text, n_in, n_out = "", None, None
+        for response in responses:  # normally one; summed like a stream if the engine split it anyway
+            piece, ni, no = self._decode(response)
+            text += piece
+            n_in = ni if ni is not None else n_in
+            n_out = (n_out or 0) + no if no is not None else n_out
         stops = [s for s in req.stop if s]
         cut = _stop_cut(text, stops)
         if cut is not None:
@@ -491,6 +502,22 @@ class TritonInstance:
         completion = n_out_sum if n_out_seen else (responses if self.decoupled else len(emitted.split()))
         prompt_tokens = n_in if n_in is not None else len(req.prompt.split())
         yield GenResult(emitted, prompt_tokens, completion, self._finish(stopped, completion, req.max_tokens))
+
+    async def _all_responses(self, request: service_pb2.ModelInferRequest) -> list[service_pb2.ModelInferResponse]:
+        """Every response of a one-request stream (with stream=False: one), each within deadline_s."""
+        call = self._open_stream(request)
+        deadline = _ReadDeadline()
+        responses = []
+        try:
+            while (response := await self._next(call, deadline, True, False)) is not None:
+                if response.raw_output_contents:  # not the empty final flag some releases send
+                    responses.append(response)
+        finally:
+            deadline.close()
+            call.cancel()
+        if not responses:
+            raise self._fail(BackendError, "the engine closed the stream without output")
+        return responses
 
     def _open_stream(self, request: service_pb2.ModelInferRequest):
         """A ModelStreamInfer call carrying this one request: grpc sends it and half-closes (the iterator ends); the
