@@ -28,7 +28,8 @@ How the Triton / TensorRT-LLM contract (docs DESIGN.md) is honoured:
   on token boundaries): the output is cut before the first match, and while streaming, text that could be the start
   of a stop string is held back until it is known not to be one. Once a stop string matched, the stream is cancelled.
 * ``finish_reason``: "stop" when a stop string matched; "length" when ``completion_tokens >= max_tokens``; else "stop".
-* Deadlines: unary calls get ``deadline_s``; a stream must deliver its first response within ``deadline_s`` and
+* Deadlines: unary calls get ``deadline_s``; a non-streamed request on a decoupled model (``stream=False``: one
+  response when generation is done) gets ``deadline_s + max_tokens / MIN_TOKENS_PER_S``; a stream must deliver its first response within ``deadline_s`` and
   every further one within ``idle_timeout_s`` (default ``deadline_s``); the whole stream is capped at
   ``max_stream_s``. Errors: ``BackendTimeout`` (deadline / silent stream), ``BackendUnavailable`` (connection refused
   or UNAVAILABLE before any output; safe to retry elsewhere), ``BackendError`` otherwise. Every exception raised here
@@ -70,6 +71,9 @@ CHANNEL_ARGS = [
     ("grpc.http2.max_pings_without_data", 2),
 ]
 _TRUE = {"true", "1", "yes", "on"}
+# The slowest generation a non-streamed request on a decoupled model waits for (tokens per second) on top of
+# deadline_s, since its answer only arrives when generation is done.
+MIN_TOKENS_PER_S = 5.0
 
 
 @dataclass
@@ -393,7 +397,7 @@ class TritonInstance:
                 # Unary ModelInfer is UNIMPLEMENTED on decoupled models; with stream=False the engine still answers
                 # in one response (as Triton's own OpenAI frontend asks), instead of one per token: a fraction of
                 # the gRPC work. The whole generation must then finish within deadline_s.
-                responses = await self._all_responses(request)
+                responses = await self._all_responses(request, req.max_tokens)
             else:
                 responses = [await self._infer(request)]
         finally:
@@ -503,13 +507,16 @@ class TritonInstance:
         prompt_tokens = n_in if n_in is not None else len(req.prompt.split())
         yield GenResult(emitted, prompt_tokens, completion, self._finish(stopped, completion, req.max_tokens))
 
-    async def _all_responses(self, request: service_pb2.ModelInferRequest) -> list[service_pb2.ModelInferResponse]:
-        """Every response of a one-request stream (with stream=False: one), each within deadline_s."""
+    async def _all_responses(self, request: service_pb2.ModelInferRequest,
+                             max_tokens: int) -> list[service_pb2.ModelInferResponse]:
+        """Every response of a one-request stream (with stream=False: one). The whole generation arrives at once, so
+        the wait grows with the work asked: deadline_s plus a floor of MIN_TOKENS_PER_S for max_tokens."""
         call = self._open_stream(request)
         deadline = _ReadDeadline()
+        timeout = self.deadline_s + max_tokens / MIN_TOKENS_PER_S
         responses = []
         try:
-            while (response := await self._next(call, deadline, True, False)) is not None:
+            while (response := await self._next(call, deadline, True, False, timeout)) is not None:
                 if response.raw_output_contents:  # not the empty final flag some releases send
                     responses.append(response)
         finally:
@@ -525,11 +532,12 @@ class TritonInstance:
         return self._ensure_stub().ModelStreamInfer(iter((request,)), timeout=self.max_stream_s)
 
     async def _next(
-        self, call, deadline: _ReadDeadline, first: bool, partial: bool
+        self, call, deadline: _ReadDeadline, first: bool, partial: bool, timeout: float | None = None
     ) -> service_pb2.ModelInferResponse | None:
         """The next response of a one-request stream, None once the server closed it; every failure mapped to our
         errors (partial: whether output was already handed to the caller)."""
-        timeout = self.deadline_s if first else self.idle_timeout_s
+        if timeout is None:
+            timeout = self.deadline_s if first else self.idle_timeout_s
         deadline.start(timeout)
         try:
             message = await call.read()
