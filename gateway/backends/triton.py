@@ -28,8 +28,8 @@ How the Triton / TensorRT-LLM contract (docs DESIGN.md) is honoured:
   on token boundaries): the output is cut before the first match, and while streaming, text that could be the start
   of a stop string is held back until it is known not to be one. Once a stop string matched, the stream is cancelled.
 * ``finish_reason``: "stop" when a stop string matched; "length" when ``completion_tokens >= max_tokens``; else "stop".
-* Deadlines: unary calls get ``deadline_s``; a non-streamed request on a decoupled model (``stream=False``: one
-  response when generation is done) gets ``deadline_s + max_tokens / MIN_TOKENS_PER_S``; a stream must deliver its first response within ``deadline_s`` and
+* Deadlines: a non-streamed generation (unary, or ``stream=False`` on a decoupled model: one response when it is
+  done) gets ``deadline_s + max_tokens / MIN_TOKENS_PER_S``; other unary calls ``deadline_s``; a stream must deliver its first response within ``deadline_s`` and
   every further one within ``idle_timeout_s`` (default ``deadline_s``); the whole stream is capped at
   ``max_stream_s``. Errors: ``BackendTimeout`` (deadline / silent stream), ``BackendUnavailable`` (connection refused
   or UNAVAILABLE before any output; safe to retry elsewhere), ``BackendError`` otherwise. Every exception raised here
@@ -399,7 +399,7 @@ class TritonInstance:
                 # the gRPC work. The whole generation must then finish within deadline_s.
                 responses = await self._all_responses(request, req.max_tokens)
             else:
-                responses = [await self._infer(request)]
+                responses = [await self._infer(request, self._whole_answer_timeout(req.max_tokens))]
         finally:
             self.outstanding -= 1
         text, n_in, n_out = "", None, None
@@ -432,16 +432,18 @@ class TritonInstance:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         return text, n_in, n_out
 
-    async def _infer(self, request: service_pb2.ModelInferRequest) -> service_pb2.ModelInferResponse:
-        """Unary ModelInfer with the deadline."""
+    async def _infer(self, request: service_pb2.ModelInferRequest,
+                     timeout: float | None = None) -> service_pb2.ModelInferResponse:
+        """Unary ModelInfer with the deadline (deadline_s unless given)."""
         stub = self._ensure_stub()
+        timeout = self.deadline_s if timeout is None else timeout
         try:
-            async with asyncio.timeout(self.deadline_s + 1):  # belt and braces over the gRPC deadline
-                return await stub.ModelInfer(request, timeout=self.deadline_s)
+            async with asyncio.timeout(timeout + 1):  # belt and braces over the gRPC deadline
+                return await stub.ModelInfer(request, timeout=timeout)
         except grpc.RpcError as e:
             raise self._from_status(e.code(), e.details(), partial=False) from None
         except TimeoutError:
-            raise self._fail(BackendTimeout, f"no answer within {self.deadline_s}s") from None
+            raise self._fail(BackendTimeout, f"no answer within {timeout}s") from None
 
     async def stream(self, req: GenRequest) -> AsyncIterator[Delta | GenResult]:
         """Deltas, then exactly one GenResult whose text is the whole (stop-stripped) output."""
@@ -507,13 +509,16 @@ class TritonInstance:
         prompt_tokens = n_in if n_in is not None else len(req.prompt.split())
         yield GenResult(emitted, prompt_tokens, completion, self._finish(stopped, completion, req.max_tokens))
 
+    def _whole_answer_timeout(self, max_tokens: int) -> float:
+        return self.deadline_s + max_tokens / MIN_TOKENS_PER_S
+
     async def _all_responses(self, request: service_pb2.ModelInferRequest,
                              max_tokens: int) -> list[service_pb2.ModelInferResponse]:
         """Every response of a one-request stream (with stream=False: one). The whole generation arrives at once, so
         the wait grows with the work asked: deadline_s plus a floor of MIN_TOKENS_PER_S for max_tokens."""
         call = self._open_stream(request)
         deadline = _ReadDeadline()
-        timeout = self.deadline_s + max_tokens / MIN_TOKENS_PER_S
+        timeout = self._whole_answer_timeout(max_tokens)
         responses = []
         try:
             while (response := await self._next(call, deadline, True, False, timeout)) is not None:
