@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import threading
+
 import httpx
 import yaml
 
@@ -102,6 +104,10 @@ class Gateway:
             return httpx.post(self.url + path, content=body, headers=headers, timeout=kw.pop("timeout", 30), **kw)
         return httpx.post(self.url + path, json=body, headers=headers, timeout=kw.pop("timeout", 30), **kw)
 
+    def stream_in_background(self, body: dict) -> "BackgroundStream":
+        """POST a streaming chat completion from a thread; join() it for (status, whole SSE body)."""
+        return BackgroundStream(self, body)
+
     def wait_until(self, predicate, timeout: float = 10.0, interval: float = 0.1) -> bool:
         deadline = time.time() + timeout
         while time.time() < deadline:
@@ -109,3 +115,21 @@ class Gateway:
                 return True
             time.sleep(interval)
         return False
+
+
+class BackgroundStream:
+    def __init__(self, gateway: Gateway, body: dict):
+        self.status: int | None = None
+        self.text = ""
+
+        def run():
+            with httpx.stream("POST", gateway.url + "/v1/chat/completions", headers=gateway.headers(), timeout=30,
+                              json={**body, "stream": True}) as r:
+                self.status, self.text = r.status_code, r.read().decode()
+
+        self._thread = threading.Thread(target=run)
+        self._thread.start()
+
+    def join(self, timeout: float = 30) -> tuple[int | None, str]:
+        self._thread.join(timeout)
+        return self.status, self.text

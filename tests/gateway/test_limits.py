@@ -1,9 +1,7 @@
 """Rate limits shared by two gateway processes through a real Redis, and usage totals that survive a restart."""
 
-import threading
 import time
 
-import httpx
 import pytest
 import redis
 
@@ -110,24 +108,13 @@ def test_max_concurrent_streams(tmp_path, engine):
     g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{engine.server.port}"]}, catalog_text=cat).start()
     engine.server.token_delay = 0.05
     try:
-        done = []
-
-        def stream():
-            with httpx.stream("POST", g.url + "/v1/chat/completions", headers=g.headers(), timeout=30, json={
-                    "model": SVC, "stream": True, "max_tokens": 20, "messages": MSG}) as r:
-                done.append((r.status_code, r.read()))
-
-        threads = [threading.Thread(target=stream) for _ in range(2)]
-        for t in threads:
-            t.start()
+        streams = [g.stream_in_background({"model": SVC, "max_tokens": 20, "messages": MSG}) for _ in range(2)]
         time.sleep(0.4)
         third = g.post("/v1/chat/completions", {"model": SVC, "stream": True, "messages": MSG, "max_tokens": 2})
         assert third.status_code == 429 and "concurrent streams" in third.json()["error"]["message"]
         plain = g.post("/v1/chat/completions", {"model": SVC, "messages": MSG, "max_tokens": 2})
         assert plain.status_code == 200  # only streams are bounded
-        for t in threads:
-            t.join(30)
-        assert [c for c, _ in done] == [200, 200]
+        assert [s.join(30)[0] for s in streams] == [200, 200]
         again = g.post("/v1/chat/completions", {"model": SVC, "stream": True, "messages": MSG, "max_tokens": 2})
         assert again.status_code == 200  # slots were given back
     finally:

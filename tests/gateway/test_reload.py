@@ -2,7 +2,6 @@
 
 import os
 import signal
-import threading
 
 import httpx
 import pytest
@@ -32,22 +31,14 @@ def test_file_change_is_picked_up_and_invalid_file_refused(gw1):
     assert _names(g) == [SVC, "u-8105f7322477/support-bot"]
     # an in-flight stream survives the reload
     t.server.token_delay = 0.02
-    result = {}
-
-    def stream():
-        with httpx.stream("POST", g.url + "/v1/chat/completions", headers=g.headers(), timeout=30, json={
-                "model": SVC, "stream": True, "max_tokens": 40,
-                "messages": [{"role": "user", "content": "a long answer please"}]}) as r:
-            result["text"] = r.read().decode()
-
-    th = threading.Thread(target=stream)
-    th.start()
+    stream = g.stream_in_background({"model": SVC, "max_tokens": 40,
+                                     "messages": [{"role": "user", "content": "a long answer please"}]})
     text = example_catalog().replace("access_name: u-8105f7322477/support-bot", "access_name: u-8105f7322477/helper")
     g.config.write_text(text)
     assert g.wait_until(lambda: "u-8105f7322477/helper" in _names(g), 10)
-    th.join(20)
+    status, body = stream.join(20)
     t.server.token_delay = 0.0
-    assert result["text"].rstrip().endswith("data: [DONE]") and '"error"' not in result["text"]
+    assert status == 200 and body.rstrip().endswith("data: [DONE]") and '"error"' not in body
 
     g.config.write_text(text.replace("  replicas: 2\n", "  replicas: 0\n"))
     assert g.wait_until(lambda: "catalog reload refused" in g.logs(), 10)

@@ -26,25 +26,17 @@ def engine():
 def test_sigterm_drains_then_finishes_the_stream(tmp_path, engine):
     g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{engine.server.port}"]}, args=("--drain", "0.6", "--grace", "10")).start()
     engine.server.token_delay = 0.05
-    got = {}
-
-    def stream():
-        with httpx.stream("POST", g.url + "/v1/chat/completions", headers=g.headers(), timeout=30, json={
-                "model": SVC, "stream": True, "max_tokens": 30,
-                "messages": [{"role": "user", "content": "a long story please"}]}) as r:
-            got["body"] = r.read().decode()
-
-    th = threading.Thread(target=stream)
-    th.start()
+    stream = g.stream_in_background({"model": SVC, "max_tokens": 30,
+                                     "messages": [{"role": "user", "content": "a long story please"}]})
     time.sleep(0.3)
     g.proc.send_signal(signal.SIGTERM)
     time.sleep(0.2)
     ready = httpx.get(g.url + "/readyz", timeout=2)
     assert ready.status_code == 503 and ready.json()["ready"] is False  # still serving, but not ready
-    th.join(20)
+    status, body = stream.join(20)
     assert g.proc.wait(15) == 0
     engine.server.token_delay = 0.0
-    body = got["body"]
+    assert status == 200
     assert body.rstrip().endswith("data: [DONE]") and '"error"' not in body
     assert body.count('"content"') >= 30  # every token arrived
     rec = [u for u in g.usage() if u["stream"]]
