@@ -127,19 +127,27 @@ def cmd_delete(args) -> int:
     return rc
 
 
+def _service(path: str, access_name: str):
+    """(catalog, service), or None after printing why not."""
+    try:
+        c = load(path)
+    except CatalogError as e:
+        _print_problems(e, "text")
+        return None
+    svc = c.service(access_name)
+    if svc is None:
+        print(f"modelsvc: no service with access name '{access_name}' in {path}", file=sys.stderr)
+        return None
+    return c, svc
+
+
 def cmd_examples(args) -> int:
     from .examples import render_text
 
-    try:
-        c = load(args.file)
-    except CatalogError as e:
-        _print_problems(e, "text")
+    found = _service(args.file, args.access_name)
+    if found is None:
         return 1
-    svc = c.service(args.access_name)
-    if svc is None:
-        print(f"modelsvc: no service with access name '{args.access_name}' in {args.file}", file=sys.stderr)
-        return 1
-    print(render_text(c, svc))
+    print(render_text(*found))
     return 0
 
 
@@ -148,15 +156,10 @@ def cmd_model_repo(args) -> int:
 
     from infra.modelrepo import RepoError, build_repository, has_recipe, spec_for
 
-    try:
-        c = load(args.config)
-    except CatalogError as e:
-        _print_problems(e, "text")
+    found = _service(args.config, args.access_name)
+    if found is None:
         return 1
-    svc = c.service(args.access_name)
-    if svc is None:
-        print(f"modelsvc: no service with access name '{args.access_name}' in {args.config}", file=sys.stderr)
-        return 1
+    c, svc = found
     model = c.model_of(svc)
     why = has_recipe(model)
     if why is not None:
