@@ -90,6 +90,9 @@ def has_recipe(model: "Model") -> str | None:
     if model.triton_model_name not in SERVED[task]:
         return (f"triton_model {model.triton_model_name!r} is not served by the {task} recipe "
                 f"(it serves {', '.join(SERVED[task])})")
+    if task == "vision-chat" and vision.is_encoder_decoder(model.source):
+        return ("mllama (Llama 3.2 Vision) is an encoder-decoder model: the vision-chat recipe fills the "
+                "decoder-only multimodal path (LLaVA, VILA, Qwen2-VL, ...); serve it elsewhere with backend: openai")
     if task == "image-generation" and diffusion.variant_of(model.source) is None:
         return ("the image-generation recipe (Triton tutorials' Stable Diffusion) serves Stable Diffusion 1.5 and "
                 f"XL only; source {model.source!r} names neither (e.g. .../stable-diffusion-v1-5 or "

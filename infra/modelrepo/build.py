@@ -10,7 +10,9 @@ import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
+from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
 
 from .config import check_ensemble, parameters_block, parse
@@ -28,7 +30,7 @@ class ModelFill:
     if_present: dict[str, object] = field(default_factory=dict)  # keys only some releases' templates have
     unset: tuple[str, ...] = ()  # optional keys left to the backend's default: filled with "" where present
     parameters: dict[str, str] = field(default_factory=dict)  # parameters we add (e.g. the chat template)
-    edit: object = None  # callable(ModelConfig) for concrete (placeholder-free) configs, e.g. diffusion
+    edit: Callable[[mc.ModelConfig], None] | None = None  # for concrete (placeholder-free) configs: diffusion
 
 
 def _fill_one(m: ModelFill, templates: Path) -> tuple[str, mc.ModelConfig]:
@@ -54,7 +56,7 @@ def _fill_one(m: ModelFill, templates: Path) -> tuple[str, mc.ModelConfig]:
     cfg = parse(filled, where)
     if m.edit is not None:
         m.edit(cfg)
-        filled = _header(text) + _to_text(cfg)
+        filled = _header(text) + text_format.MessageToString(cfg)
         cfg = parse(filled, where)
     if cfg.name and cfg.name != m.name:
         raise RepoError(where, f"config names model '{cfg.name}' but is written as model '{m.name}'")
@@ -69,12 +71,6 @@ def _header(text: str) -> str:
             break
         lines.append(line)
     return "".join(lines) + ("\n" if lines else "")
-
-
-def _to_text(cfg: mc.ModelConfig) -> str:
-    from google.protobuf import text_format
-
-    return text_format.MessageToString(cfg)
 
 
 def build(models: list[ModelFill], templates: Path, out: Path) -> list[Path]:

@@ -15,6 +15,12 @@ from .build import ModelFill
 SERVED = ("ensemble", "tensorrt_llm_bls")
 
 
+def is_encoder_decoder(source: str | None) -> bool:
+    """mllama (Llama 3.2 Vision) needs cross-attention KV cache and BF16 encoder features: not this recipe."""
+    s = (source or "").lower()
+    return "mllama" in s or ("llama-3.2" in s and "vision" in s)
+
+
 def encoders(spec) -> ModelFill:
     return ModelFill(
         "multimodal_encoders", "multimodal/multimodal_encoders",

@@ -224,3 +224,27 @@ def test_cli_refuses_an_unknown_spec_key(tpl, tmp_path):
                              "max_batch": 3}))
     r = _cli("--spec", s, "--templates", tpl("chat"), "--out", tmp_path / "repo")
     assert r.returncode == 1 and f"{s}: unknown key(s) max_batch" in r.stderr
+
+
+# -- which models have a recipe ---------------------------------------------------------------------------------------
+def _model(**kw):
+    from modelsvc.catalog.model import Model
+
+    return Model(**kw)
+
+
+def test_has_recipe_and_spec_for():
+    from infra.modelrepo import has_recipe, spec_for
+
+    chat = _model(task="chat", source="s3://m/llama-3.1-8b-instruct", max_input_tokens=8192)
+    assert has_recipe(chat) is None
+    s = spec_for(chat)
+    assert (s.task, s.max_input_tokens, s.served_name, s.max_batch_size) == ("chat", 8192, "ensemble", 64)
+    assert has_recipe(_model(task="vision-chat", source="s3://m/qwen2-vl-7b-instruct")) is None
+    assert "encoder-decoder" in has_recipe(_model(task="vision-chat", source="s3://m/Llama-3.2-11B-Vision-Instruct"))
+    sdxl = _model(task="image-generation", source="s3://m/stable-diffusion-xl-base-1.0")
+    assert has_recipe(sdxl) is None and spec_for(sdxl).diffusion_variant == "sdxl"
+    assert spec_for(sdxl).served_name == "stable_diffusion"
+    assert "1.5 and XL only" in has_recipe(_model(task="image-generation", source="s3://m/flux-1-dev"))
+    assert "not served" in has_recipe(_model(task="chat", source="s3://m/x", triton_model="tensorrt_llm"))
+    assert "no model repository" in has_recipe(_model(task="chat", backend="openai", upstream="http://u:1/v1"))
