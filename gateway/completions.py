@@ -103,18 +103,25 @@ def prepare(call: Call, body: dict) -> tuple[GenRequest, bool, bool]:
         p = P.chat_params(body, call.model)
         if call.model.backend is Backend.openai:  # the upstream applies its own chat template
             return _gen_request(call, "", p.sampling, p.images, list(p.raw_messages)), p.stream, p.include_usage
-        prompt = render_chat(p.messages, call.model.chat_template)
+        served = _served(call)
+        prompt = render_chat(p.messages, call.model.chat_template or getattr(served, "chat_template", None),
+                             bos_token=getattr(served, "bos_token", None), eos_token=getattr(served, "eos_token", None),
+                             model=call.service.model if served is not None else "")
         return _gen_request(call, prompt, p.sampling, p.images), p.stream, p.include_usage
     p = P.completion_params(body, call.model)
     return _gen_request(call, p.prompt, p.sampling), p.stream, p.include_usage
 
 
+def _served(call: Call):
+    """The backend of a started instance (it has read the model's config), or None."""
+    return next((inst.backend for inst in call.pool.instances if inst.started), None)
+
+
 def _check(call: Call, req: GenRequest) -> None:
     """Refuse parameters the model cannot honour before anything is sent (any healthy instance knows the config)."""
-    for inst in call.pool.instances:
-        if inst.started:
-            inst.backend.check(req)
-            return
+    backend = _served(call)
+    if backend is not None:
+        backend.check(req)
 
 
 def _usage(r: GenResult) -> dict:

@@ -21,9 +21,32 @@ def _print_problems(err: CatalogError, fmt: str) -> None:
             print(p, file=sys.stderr)
 
 
+def _recipe_problems(c) -> list:
+    """Triton-backed models no model-repository recipe can build: refused here rather than deployed to fail."""
+    from infra.modelrepo import has_recipe
+
+    from .catalog.errors import Problem
+    from .catalog.yamlpos import parse_yaml
+
+    problems = []
+    positions = None
+    for name, model in c.models.items():
+        if model.backend.value != "triton" or (why := has_recipe(model)) is None:
+            continue
+        if positions is None:
+            positions = parse_yaml(c.text, c.path)[1]
+        line, col = positions.of(("models", name), key=True)
+        problems.append(Problem(c.path, line, col, f"model '{name}' cannot be deployed: {why}",
+                                "change its task/source/triton_model, or serve it elsewhere with backend: openai"))
+    return problems
+
+
 def cmd_validate(args) -> int:
     try:
         c = load(args.file)
+        problems = _recipe_problems(c)
+        if problems:
+            raise CatalogError(problems)
     except CatalogError as e:
         _print_problems(e, args.format)
         print(f"{args.file}: {len(e.problems)} problem(s)", file=sys.stderr)
@@ -104,19 +127,52 @@ def cmd_delete(args) -> int:
     return rc
 
 
+def _service(path: str, access_name: str):
+    """(catalog, service), or None after printing why not."""
+    try:
+        c = load(path)
+    except CatalogError as e:
+        _print_problems(e, "text")
+        return None
+    svc = c.service(access_name)
+    if svc is None:
+        print(f"modelsvc: no service with access name '{access_name}' in {path}", file=sys.stderr)
+        return None
+    return c, svc
+
+
 def cmd_examples(args) -> int:
     from .examples import render_text
 
+    found = _service(args.file, args.access_name)
+    if found is None:
+        return 1
+    print(render_text(*found))
+    return 0
+
+
+def cmd_model_repo(args) -> int:
+    from pathlib import Path
+
+    from infra.modelrepo import RepoError, build_repository, has_recipe, spec_for
+
+    found = _service(args.config, args.access_name)
+    if found is None:
+        return 1
+    c, svc = found
+    model = c.model_of(svc)
+    why = has_recipe(model)
+    if why is not None:
+        print(f"modelsvc: {args.config}: model '{svc.model}': {why}", file=sys.stderr)
+        return 1
     try:
-        c = load(args.file)
-    except CatalogError as e:
-        _print_problems(e, "text")
+        written = build_repository(spec_for(model), Path(args.templates), Path(args.out),
+                                   tokenizer_config=Path(args.tokenizer_config) if args.tokenizer_config else None)
+    except RepoError as e:
+        print(f"modelsvc: model repository not built: {e}", file=sys.stderr)
         return 1
-    svc = c.service(args.access_name)
-    if svc is None:
-        print(f"modelsvc: no service with access name '{args.access_name}' in {args.file}", file=sys.stderr)
-        return 1
-    print(render_text(c, svc))
+    for path in written:
+        print(path)
     return 0
 
 
@@ -184,6 +240,17 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("access_name")
     e.add_argument("--file", default=DEFAULT_FILE)
     e.set_defaults(func=cmd_examples)
+
+    mr = sub.add_parser("model-repo", help="write the Triton model repository the engine-build Job writes for a "
+                                           "service (from a TensorRT-LLM release's all_models templates)")
+    mr.add_argument("access_name")
+    mr.add_argument("--templates", required=True,
+                    help="a release's all_models (the Triton image's /app/all_models); for image-generation the "
+                         "Triton tutorials' StableDiffusion/diffusion-models")
+    mr.add_argument("--out", required=True, help="new or empty directory to write the repository into")
+    mr.add_argument("--config", default=DEFAULT_FILE, help="services.yaml (default: %(default)s)")
+    mr.add_argument("--tokenizer-config", help="the checkpoint's tokenizer_config.json (its chat template)")
+    mr.set_defaults(func=cmd_model_repo)
 
     sc = sub.add_parser("schema", help="print the JSON Schema of services.yaml")
     sc.add_argument("--write", action="store_true", help="update schema/services.schema.json")

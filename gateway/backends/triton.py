@@ -10,9 +10,12 @@ anything unusual to tritonclient's own code.
 
 How the Triton / TensorRT-LLM contract (docs DESIGN.md) is honoured:
 
-* ``start()`` reads ``ModelConfig`` once: the declared inputs (only those are ever sent), decoupled or not, the seed
-  input's name (``seed``, or ``random_seed`` in older releases), ``image_url_input`` (vision), the image size
-  (parameters ``image_width`` / ``image_height``) and BLS accumulation (see below).
+* ``start()`` reads ``ModelConfig`` once: the declared inputs (only those are ever sent) and outputs (only
+  ``text_output`` and the token counts are asked for: the real ensemble declares about twenty), decoupled or not
+  (an ensemble is decoupled when one of its steps is: their configs are read too), the seed input's name (``seed``,
+  or ``random_seed`` in older releases), ``image_url_input`` (vision; dims ``[1]``: one image per request), the
+  image size (parameters ``image_width`` / ``image_height``), BLS accumulation (see below), and the chat template
+  the model-repository builder put in the parameters (``chat_template``, ``bos_token``, ``eos_token``).
 * Always ``exclude_input_in_output=True`` and ``return_num_input_tokens`` / ``return_num_output_tokens`` when
   declared. Without the counts: completion tokens = responses received when streaming, words otherwise; prompt
   tokens = words in the prompt (approximations, used only when the model cannot tell).
@@ -237,6 +240,11 @@ class TritonInstance:
         self.vision = False
         self.is_image_model = False
         self.image_size: tuple[int, int] | None = None  # (width, height)
+        self.max_images: int | None = None  # images per request (None: any number)
+        self.chat_template: str | None = None  # from the model config's parameters (the checkpoint's template)
+        self.bos_token: str | None = None
+        self.eos_token: str | None = None
+        self._outputs: tuple[str, ...] = ()  # outputs asked for
         self.outstanding = 0  # requests in flight through this instance (for least-outstanding balancing)
 
     def __repr__(self) -> str:
@@ -262,7 +270,23 @@ class TritonInstance:
         except TimeoutError:
             raise self._fail(BackendUnavailable, "cannot read the model config: timed out") from None
         self._load_config(resp.config)
+        if resp.config.platform == "ensemble" and not self.decoupled:
+            self.decoupled = await self._ensemble_decoupled(stub, resp.config)
         self._started = True
+
+    async def _ensemble_decoupled(self, stub, cfg) -> bool:
+        """Whether a step of the ensemble is decoupled (then the ensemble streams, and Triton refuses unary calls
+        to it), for servers that report the ensemble's own config unchanged."""
+        for step in cfg.ensemble_scheduling.step:
+            try:
+                async with asyncio.timeout(self.connect_timeout_s + 1):
+                    r = await stub.ModelConfig(service_pb2.ModelConfigRequest(name=step.model_name, version=""),
+                                               timeout=self.connect_timeout_s)
+            except (grpc.RpcError, TimeoutError):
+                raise self._fail(BackendUnavailable, f"cannot read the config of step '{step.model_name}'") from None
+            if r.config.model_transaction_policy.decoupled:
+                return True
+        return False
 
     def _load_config(self, cfg) -> None:
         self.inputs = {
@@ -277,6 +301,11 @@ class TritonInstance:
         else:
             self.cumulative = params.get("accumulate_tokens", "").strip().lower() in _TRUE
         self.vision = "image_url_input" in self.inputs
+        self.max_images = 1 if self.vision and self.inputs["image_url_input"].dims == (1,) else None
+        self.chat_template = params.get("chat_template") or None
+        self.bos_token = params.get("bos_token") or None
+        self.eos_token = params.get("eos_token") or None
+        self._outputs = tuple(n for n in ("text_output", "num_input_tokens", "num_output_tokens") if n in self.outputs)
         self.is_image_model = "generated_image" in self.outputs and "prompt" in self.inputs
         self.image_size = None
         if self.is_image_model:
@@ -342,6 +371,9 @@ class TritonInstance:
         if req.image_urls:
             if not self.vision:
                 raise UnsupportedParameter("this model does not accept images", param="messages")
+            if self.max_images is not None and len(req.image_urls) > self.max_images:
+                raise InvalidRequest(f"this model takes at most {self.max_images} image(s) per request, got "
+                                     f"{len(req.image_urls)}", param="messages")
             for u in req.image_urls:
                 if not u.startswith(("http://", "https://", "data:")):
                     raise InvalidRequest("image URLs must be http(s):// or data: URLs", param="messages")
@@ -375,7 +407,7 @@ class TritonInstance:
             tensors = [self._tensor(k, v) for k, v in values.items() if k in declared]
         except (ValueError, OverflowError, InferenceServerException) as e:
             raise InvalidRequest(f"cannot encode the request for the model: {e}") from None
-        return wire.infer_request(self.model_name, req.request_id, tensors)
+        return wire.infer_request(self.model_name, req.request_id, tensors, self._outputs)
 
     # -- text generation -------------------------------------------------------------------------------------------
     async def generate(self, req: GenRequest) -> GenResult:
@@ -590,7 +622,8 @@ class TritonInstance:
         values = {"prompt": [prompt.encode("utf-8")]}
         if negative_prompt:
             values["negative_prompt"] = [negative_prompt.encode("utf-8")]
-        request = wire.infer_request(self.model_name, "", [self._tensor(k, v) for k, v in values.items()])
+        request = wire.infer_request(self.model_name, "", [self._tensor(k, v) for k, v in values.items()],
+                                     ("generated_image",))
 
         async def one(i: int) -> bytes:
             if self.decoupled:

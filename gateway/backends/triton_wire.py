@@ -90,12 +90,15 @@ def encode_input_numpy(name: str, datatype: str, values: list) -> tuple[InputTen
     return t._get_tensor(), t._get_content()
 
 
-def infer_request(model_name: str, request_id: str, tensors: list[tuple[InputTensor, bytes]]):
-    """A ModelInferRequest as tritonclient's ``_get_inference_request`` builds it (no outputs: all of them)."""
+def infer_request(model_name: str, request_id: str, tensors: list[tuple[InputTensor, bytes]],
+                  outputs: tuple[str, ...] = ()):
+    """A ModelInferRequest as tritonclient's ``_get_inference_request`` builds it (with ``InferRequestedOutput``
+    per name in ``outputs``; none: the server returns all of them)."""
     req = service_pb2.ModelInferRequest(model_name=model_name, model_version="")
     if request_id != "":
         req.id = request_id
     req.inputs.extend([t for t, _ in tensors])
+    req.outputs.extend([service_pb2.ModelInferRequest.InferRequestedOutputTensor(name=n) for n in outputs])
     req.raw_input_contents.extend([raw for _, raw in tensors])
     return req
 

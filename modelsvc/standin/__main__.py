@@ -1,4 +1,5 @@
-"""CLI: ``python -m modelsvc.standin --port 8001 --profile chat [--host H] [--token-delay S] [--no-decoupled]``.
+"""CLI: ``python -m modelsvc.standin --port 8001 --profile chat [--host H] [--token-delay S] [--no-decoupled]
+[--model-repo DIR]``. The models are NVIDIA's real configs as ``infra.modelrepo`` builds them.
 
 Prints one line ("stand-in Triton engine ready ...") once it accepts connections, then serves until SIGINT/SIGTERM.
 """
@@ -10,6 +11,8 @@ import asyncio
 import logging
 import signal
 import sys
+
+from infra.modelrepo import RepoError
 
 from .models import PROFILES
 from .server import MODES, StandInServer
@@ -39,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="name of the seed input (random_seed: older TensorRT-LLM releases; none: not declared)")
     p.add_argument("--image-size", type=_size, default=(64, 64), metavar="WxH", help="image profile: output size")
     p.add_argument("--steps", type=int, default=4, help="image profile: diffusion steps")
+    p.add_argument("--model-repo", metavar="DIR",
+                   help="serve this model repository (written by `modelsvc model-repo`) instead of building the "
+                        "profile's from the pinned release's templates (MODELSVC_TRITON_TEMPLATES)")
     p.add_argument("--mode", choices=[m for m in MODES if m], default=None, help="failure injection from the start")
     p.add_argument("--log-level", default="INFO")
     return p
@@ -54,6 +60,7 @@ async def _serve(args) -> None:
         image_height=args.image_size[1],
         steps=args.steps,
         mode=args.mode,
+        model_repo=args.model_repo,
     )
     port = await server.start(args.host, args.port)
     print(
@@ -79,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_serve(args))
     except KeyboardInterrupt:
         pass
-    except OSError as e:
+    except (OSError, RepoError) as e:
         print(f"stand-in: {e}", file=sys.stderr)
         return 1
     return 0

@@ -1,60 +1,78 @@
-"""Model definitions per profile: the same names, types and shapes as the real Triton / TensorRT-LLM models.
+"""The stand-in's models: NVIDIA's real model configs, as ``infra.modelrepo`` builds them from the pinned release's
+templates (``MODELSVC_TRITON_TEMPLATES``), so the gateway is tested against the real tensor contract.
 
-Profiles (one stand-in process serves one profile, like one Triton pod serves one model):
+Profiles (one stand-in process serves one profile, like one Triton pod serves one model repository):
 
-* ``chat``:   ``ensemble`` (TensorRT-LLM ensemble) and ``tensorrt_llm_bls`` (BLS with ``accumulate_tokens``:
-  sends the cumulative text in every streamed response; its config has parameter ``accumulate_tokens: "true"``).
-* ``vision``: ``ensemble`` with the chat tensors plus ``image_url_input`` BYTES [-1].
-* ``image``:  ``stable_diffusion``: ``prompt`` BYTES [1], optional ``negative_prompt`` BYTES [1] ->
-  ``generated_image`` UINT8 [-1,-1,3]; config parameters ``image_width``, ``image_height``, ``steps``
-  (string values, like every Triton model-config parameter).
+* ``chat``:   the ``chat`` recipe: ``ensemble`` and ``tensorrt_llm_bls`` run (the BLS model is built with
+  ``accumulate_tokens: True``, so it sends the cumulative text in every streamed response), plus the composing
+  models ``preprocessing``, ``tensorrt_llm``, ``postprocessing`` (config and metadata only).
+* ``vision``: the ``vision-chat`` recipe: the multimodal ``ensemble`` (``image_url_input`` BYTES [1]: one image
+  per request in this release; no ``exclude_input_in_output`` / ``return_num_*`` inputs) and the BLS model.
+* ``image``:  the ``image-generation`` recipe (Triton tutorials' Stable Diffusion 1.5) served as ``stable_diffusion``:
+  ``prompt`` BYTES [1], optional ``negative_prompt`` -> ``generated_image`` UINT8 [-1,-1,-1]; parameters
+  ``image_width``, ``image_height``, ``steps``.
+
+What Triton itself does at load time is done here too: an ensemble with a decoupled step is decoupled
+(``model_transaction_policy.decoupled`` is reported true; unary ModelInfer is refused on it).
+
+Variants of the contract for tests (emulating other releases, applied to the served LLM models' inputs only):
+``seed_name="random_seed"`` renames the ``seed`` input (older releases), ``seed_name=None`` removes it,
+``omit_inputs`` removes optional inputs.
 """
 
 from __future__ import annotations
 
+import functools
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tritonclient.grpc import model_config_pb2 as mc
 
-MAX_BATCH_SIZE = 8
-PROFILES = ("chat", "vision", "image")
+from infra import modelrepo
+from infra.modelrepo import templates
 
-# config data type -> wire data type
-WIRE_TYPE = {
-    "TYPE_STRING": "BYTES",
-    "TYPE_INT32": "INT32",
-    "TYPE_INT64": "INT64",
-    "TYPE_FP32": "FP32",
-    "TYPE_UINT64": "UINT64",
-    "TYPE_UINT8": "UINT8",
-    "TYPE_BOOL": "BOOL",
-}
+PROFILES = ("chat", "vision", "image")
+TASK_OF = {"chat": "chat", "vision": "vision-chat", "image": "image-generation"}
+MAX_BATCH_SIZE = 8
+_TRUE = {"true", "1", "yes", "on"}
+
+
+def wire_type(config_type: int) -> str:
+    name = mc.DataType.Name(config_type)[len("TYPE_"):]
+    return "BYTES" if name == "STRING" else name
 
 
 @dataclass(frozen=True)
 class Tensor:
     name: str
-    dtype: str  # config type, e.g. TYPE_STRING
+    wire_type: str  # BYTES, INT32, ...
     dims: tuple[int, ...]
     optional: bool = False
-
-    @property
-    def wire_type(self) -> str:
-        return WIRE_TYPE[self.dtype]
 
 
 @dataclass
 class ModelDef:
+    """One served model: its config (what ModelConfig returns) and what the stand-in derives from it."""
+
     name: str
-    kind: str  # "llm" | "diffusion"
-    inputs: list[Tensor]
-    outputs: list[Tensor]
-    decoupled: bool
-    platform: str = ""
-    backend: str = ""
+    kind: str  # "llm" | "diffusion" | "step" (a composing model: config and metadata only)
+    cfg: mc.ModelConfig
+    decoupled: bool  # can stream (its own policy, or a decoupled step of an ensemble)
+    inputs: list[Tensor] = field(default_factory=list)
+    outputs: list[Tensor] = field(default_factory=list)
     parameters: dict[str, str] = field(default_factory=dict)
     cumulative: bool = False  # BLS accumulate_tokens
     vision: bool = False
+    exclude_input_default: bool = False  # tensorrt_llm's exclude_input_in_output parameter
+
+    @property
+    def platform(self) -> str:
+        return self.cfg.platform or self.cfg.backend
+
+    @property
+    def max_batch_size(self) -> int:
+        return self.cfg.max_batch_size
 
     def input(self, name: str) -> Tensor | None:
         return next((t for t in self.inputs if t.name == name), None)
@@ -63,56 +81,85 @@ class ModelDef:
         return next((t for t in self.outputs if t.name == name), None)
 
     def config(self) -> mc.ModelConfig:
-        cfg = mc.ModelConfig(
-            name=self.name,
-            platform=self.platform,
-            backend=self.backend,
-            max_batch_size=MAX_BATCH_SIZE,
-            model_transaction_policy=mc.ModelTransactionPolicy(decoupled=self.decoupled),
+        return self.cfg
+
+
+@functools.lru_cache(maxsize=32)
+def _built(spec: modelrepo.RepoSpec) -> dict[str, bytes]:
+    """The builder's output for a spec on the fixture templates (serialized configs, cached per spec)."""
+    with tempfile.TemporaryDirectory(prefix="standin-repo-") as tmp:
+        modelrepo.build_repository(spec, templates.for_task(spec.task), Path(tmp) / "repo")
+        return {name: cfg.SerializeToString() for name, cfg in modelrepo.load(Path(tmp) / "repo").items()}
+
+
+def repo_spec(profile: str, *, decoupled: bool = True, image_width: int = 64, image_height: int = 64,
+              steps: int = 4) -> modelrepo.RepoSpec:
+    task = TASK_OF[profile]
+    if task == "image-generation":
+        return modelrepo.RepoSpec(task=task, max_batch_size=1, max_input_tokens=77, max_output_tokens=1,
+                                  image_width=image_width, image_height=image_height, steps=steps)
+    return modelrepo.RepoSpec(task=task, max_batch_size=MAX_BATCH_SIZE, max_input_tokens=4096,
+                              max_output_tokens=1024, decoupled=decoupled, accumulate_tokens=True)
+
+
+def _tensors(items) -> list[Tensor]:
+    return [Tensor(t.name, wire_type(t.data_type), tuple(t.dims), bool(getattr(t, "optional", False))) for t in items]
+
+
+def _variant(cfg: mc.ModelConfig, seed_name: str | None, omit: tuple[str, ...]) -> None:
+    keep = []
+    for t in cfg.input:
+        if t.name in ("text_input", "max_tokens"):
+            keep.append(t)
+        elif t.name == "seed" and seed_name != "seed":
+            if seed_name:
+                renamed = mc.ModelInput()
+                renamed.CopyFrom(t)
+                renamed.name = seed_name
+                keep.append(renamed)
+        elif t.name not in omit:
+            keep.append(t)
+    del cfg.input[:]
+    cfg.input.extend(keep)
+
+
+def models_from_configs(configs: dict[str, mc.ModelConfig], *, seed_name: str | None = "seed",
+                        omit_inputs: tuple[str, ...] = ()) -> dict[str, ModelDef]:
+    trtllm = configs.get("tensorrt_llm")
+    exclude = bool(trtllm) and trtllm.parameters["exclude_input_in_output"].string_value.lower() in _TRUE
+    out: dict[str, ModelDef] = {}
+    for name, cfg in configs.items():
+        ins, outs = {t.name for t in cfg.input}, {t.name for t in cfg.output}
+        if "text_input" in ins and "text_output" in outs:
+            kind = "llm"
+            cfg = _copy(cfg)
+            _variant(cfg, seed_name, tuple(omit_inputs))
+        elif "prompt" in ins and "generated_image" in outs:
+            kind = "diffusion"
+        else:
+            kind = "step"
+        decoupled = cfg.model_transaction_policy.decoupled
+        if cfg.platform == "ensemble":
+            steps = [configs.get(s.model_name) for s in cfg.ensemble_scheduling.step]
+            decoupled = any(s is not None and s.model_transaction_policy.decoupled for s in steps)
+            if decoupled != cfg.model_transaction_policy.decoupled:  # Triton marks it so when it loads the ensemble
+                cfg = _copy(cfg)
+                cfg.model_transaction_policy.decoupled = decoupled
+        params = {k: v.string_value for k, v in cfg.parameters.items()}
+        out[name] = ModelDef(
+            name=name, kind=kind, cfg=cfg, decoupled=decoupled, inputs=_tensors(cfg.input),
+            outputs=_tensors(cfg.output), parameters=params,
+            cumulative=params.get("accumulate_tokens", "").lower() in _TRUE,
+            vision="image_url_input" in {t.name for t in cfg.input}, exclude_input_default=exclude,
         )
-        for t in self.inputs:
-            cfg.input.append(
-                mc.ModelInput(name=t.name, data_type=mc.DataType.Value(t.dtype), dims=list(t.dims), optional=t.optional)
-            )
-        for t in self.outputs:
-            cfg.output.append(mc.ModelOutput(name=t.name, data_type=mc.DataType.Value(t.dtype), dims=list(t.dims)))
-        for k, v in self.parameters.items():
-            cfg.parameters[k].string_value = v
-        return cfg
+    # served models first (the ones a client calls), then the composing ones
+    return dict(sorted(out.items(), key=lambda kv: (kv[1].kind == "step", list(configs).index(kv[0]))))
 
 
-def _llm_inputs(seed_name: str | None, omit: tuple[str, ...], vision: bool) -> list[Tensor]:
-    ins = [
-        Tensor("text_input", "TYPE_STRING", (1,)),
-        Tensor("max_tokens", "TYPE_INT32", (1,)),
-        Tensor("bad_words", "TYPE_STRING", (-1,), True),
-        Tensor("stop_words", "TYPE_STRING", (-1,), True),
-        Tensor("temperature", "TYPE_FP32", (1,), True),
-        Tensor("top_k", "TYPE_INT32", (1,), True),
-        Tensor("top_p", "TYPE_FP32", (1,), True),
-        Tensor("presence_penalty", "TYPE_FP32", (1,), True),
-        Tensor("frequency_penalty", "TYPE_FP32", (1,), True),
-    ]
-    if seed_name:
-        ins.append(Tensor(seed_name, "TYPE_UINT64", (1,), True))
-    ins += [
-        Tensor("stream", "TYPE_BOOL", (1,), True),
-        Tensor("exclude_input_in_output", "TYPE_BOOL", (1,), True),
-        Tensor("return_num_input_tokens", "TYPE_BOOL", (1,), True),
-        Tensor("return_num_output_tokens", "TYPE_BOOL", (1,), True),
-    ]
-    if vision:
-        ins.append(Tensor("image_url_input", "TYPE_STRING", (-1,), True))
-    return [t for t in ins if t.name not in omit or t.name in ("text_input", "max_tokens")]
-
-
-def _llm_outputs(omit: tuple[str, ...]) -> list[Tensor]:
-    outs = [
-        Tensor("text_output", "TYPE_STRING", (-1,)),
-        Tensor("num_input_tokens", "TYPE_INT32", (1,)),
-        Tensor("num_output_tokens", "TYPE_INT32", (1,)),
-    ]
-    return [t for t in outs if t.name not in omit or t.name == "text_output"]
+def _copy(cfg: mc.ModelConfig) -> mc.ModelConfig:
+    c = mc.ModelConfig()
+    c.CopyFrom(cfg)
+    return c
 
 
 def build_models(
@@ -124,43 +171,19 @@ def build_models(
     image_width: int = 64,
     image_height: int = 64,
     steps: int = 4,
+    model_repo: str | Path | None = None,
 ) -> dict[str, ModelDef]:
+    """The models of a profile, from the builder's output on the pinned release (or from ``model_repo``, a
+    repository written by ``modelsvc model-repo``). RepoError when the templates are missing or do not build."""
     if profile not in PROFILES:
         raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-    omit = tuple(omit_inputs)
-    if profile in ("chat", "vision"):
-        vision = profile == "vision"
-        models = {
-            "ensemble": ModelDef(
-                name="ensemble",
-                kind="llm",
-                platform="ensemble",
-                inputs=_llm_inputs(seed_name, omit, vision),
-                outputs=_llm_outputs(omit),
-                decoupled=decoupled,
-                vision=vision,
-            )
-        }
-        if profile == "chat":
-            models["tensorrt_llm_bls"] = ModelDef(
-                name="tensorrt_llm_bls",
-                kind="llm",
-                backend="python",
-                inputs=_llm_inputs(seed_name, omit, False),
-                outputs=_llm_outputs(omit),
-                decoupled=decoupled,
-                parameters={"accumulate_tokens": "true"},
-                cumulative=True,
-            )
-        return models
-    return {
-        "stable_diffusion": ModelDef(
-            name="stable_diffusion",
-            kind="diffusion",
-            backend="python",
-            inputs=[Tensor("prompt", "TYPE_STRING", (1,)), Tensor("negative_prompt", "TYPE_STRING", (1,), True)],
-            outputs=[Tensor("generated_image", "TYPE_UINT8", (-1, -1, 3))],
-            decoupled=False,
-            parameters={"image_width": str(image_width), "image_height": str(image_height), "steps": str(steps)},
-        )
-    }
+    if model_repo is not None:
+        configs = modelrepo.load(Path(model_repo))
+    else:
+        spec = repo_spec(profile, decoupled=decoupled, image_width=image_width, image_height=image_height,
+                         steps=steps)
+        configs = {n: mc.ModelConfig.FromString(b) for n, b in _built(spec).items()}
+    return models_from_configs(configs, seed_name=seed_name, omit_inputs=tuple(omit_inputs))
+
+
+__all__ = ["PROFILES", "ModelDef", "Tensor", "build_models", "models_from_configs", "repo_spec"]

@@ -44,7 +44,7 @@ from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
 from . import engine
-from .models import MAX_BATCH_SIZE, ModelDef, build_models
+from .models import ModelDef, build_models
 
 log = logging.getLogger("modelsvc.standin")
 
@@ -62,6 +62,9 @@ _NP = {
     "UINT8": "u1",
     "BOOL": "?",
 }
+# bytes per element of outputs the stand-in fills with zeros (declared outputs it does not compute)
+_ITEMSIZE = {"BOOL": 1, "UINT8": 1, "INT8": 1, "FP16": 2, "BF16": 2, "INT16": 2, "INT32": 4, "FP32": 4, "UINT32": 4,
+             "INT64": 8, "UINT64": 8, "FP64": 8}
 
 
 class StandInError(Exception):
@@ -147,7 +150,7 @@ def decode_inputs(model: ModelDef, req: pb.ModelInferRequest) -> dict[str, np.nd
                 f"'{model.name}' expects '{spec.wire_type}'",
             )
         shape = list(t.shape)
-        ok = len(shape) == len(spec.dims) + 1 and 1 <= shape[0] <= MAX_BATCH_SIZE
+        ok = len(shape) == len(spec.dims) + 1 and 1 <= shape[0] <= max(model.max_batch_size, 1)
         ok = ok and all(d == e or (e == -1 and d >= 0) for d, e in zip(shape[1:], spec.dims))
         if not ok:
             raise StandInError(
@@ -208,6 +211,22 @@ def _text(v: bytes, what: str, rid: str) -> str:
         raise StandInError(grpc.StatusCode.INVALID_ARGUMENT, f"[request id: {rid}] {what} is not valid UTF-8") from None
 
 
+def _fillers(model: ModelDef, produced: set[str]) -> list[tuple[str, str, list[int], bytes]]:
+    """Zeros for the declared outputs the stand-in does not compute (log probs, logits, timings, ...), one element
+    per variable dimension. The token counts are only sent when asked for, as TensorRT-LLM does."""
+    out = []
+    for t in model.outputs:
+        if t.name in produced or t.name in ("num_input_tokens", "num_output_tokens"):
+            continue
+        shape = [1, *(d if d > 0 else 1 for d in t.dims)]
+        n = 1
+        for d in shape:
+            n *= d
+        raw = b"\0\0\0\0" * n if t.wire_type == "BYTES" else bytes(n * _ITEMSIZE.get(t.wire_type, 4))
+        out.append((t.name, t.wire_type, shape, raw))
+    return out
+
+
 Sink = Callable[[pb.ModelInferResponse], Awaitable[None]]
 
 
@@ -243,7 +262,7 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def ModelMetadata(self, request, context):
         model = await self._model_or_abort(request.name, request.version, context)
-        resp = pb.ModelMetadataResponse(name=model.name, versions=["1"], platform=model.platform or model.backend)
+        resp = pb.ModelMetadataResponse(name=model.name, versions=["1"], platform=model.platform)
         for t in model.inputs:
             resp.inputs.append(pb.ModelMetadataResponse.TensorMetadata(name=t.name, datatype=t.wire_type, shape=[-1, *t.dims]))
         for t in model.outputs:
@@ -257,7 +276,7 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
     # inference
     async def ModelInfer(self, request, context):
         model = self.s.models.get(request.model_name)
-        if model is not None and model.decoupled:
+        if model is not None and model.cfg.model_transaction_policy.decoupled:
             # Triton refuses unary inference on decoupled models before looking at the request.
             await context.abort(
                 grpc.StatusCode.UNIMPLEMENTED,
@@ -334,7 +353,8 @@ for _name in (
 
 # -- the server object -------------------------------------------------------------------------------------------------
 class StandInServer:
-    """One stand-in "Triton pod" serving one profile (chat | vision | image).
+    """One stand-in "Triton pod" serving one profile (chat | vision | image): the model repository that
+    ``infra.modelrepo`` builds for it on the pinned release's templates, or ``model_repo`` (a built repository).
 
     Runtime-settable attributes: ``mode`` (None | refuse | hang | die | not_ready), ``token_delay`` (seconds per
     generated token; per diffusion step for images), ``die_after`` (responses before ``die`` fails the stream).
@@ -353,6 +373,7 @@ class StandInServer:
         steps: int = 4,
         mode: str | None = None,
         die_after: int = 2,
+        model_repo: str | None = None,
     ):
         self.profile = profile
         self.decoupled = decoupled
@@ -364,6 +385,7 @@ class StandInServer:
             image_width=image_width,
             image_height=image_height,
             steps=steps,
+            model_repo=model_repo,
         )
         self.token_delay = float(token_delay)
         self.image_width, self.image_height, self.steps = image_width, image_height, steps
@@ -475,6 +497,12 @@ class StandInServer:
             raise StandInError(
                 grpc.StatusCode.UNAVAILABLE, "stand-in: refusing requests (failure injection: refuse)", in_stream=False
             )
+        if model.kind == "step":
+            raise StandInError(
+                grpc.StatusCode.UNIMPLEMENTED,
+                f"stand-in engine: '{model.name}' is a composing model (config and metadata only); "
+                f"call {', '.join(n for n, m in self.models.items() if m.kind != 'step')}",
+            )
         inputs = decode_inputs(model, req)
         text_name = "prompt" if model.kind == "diffusion" else "text_input"
         prompt = _text(_scalar(inputs, text_name, b""), text_name, rid)
@@ -504,6 +532,8 @@ class StandInServer:
 
         def response(outputs: list[tuple[str, str, list[int], bytes]], final: bool) -> pb.ModelInferResponse:
             r = pb.ModelInferResponse(model_name=model.name, model_version="1", id=req.id)
+            if outputs and not req.outputs:  # none asked for: Triton returns every output the model produced
+                outputs = outputs + _fillers(model, {o[0] for o in outputs})
             for name, dtype, shape, raw in outputs:
                 if want(name):
                     r.outputs.append(pb.ModelInferResponse.InferOutputTensor(name=name, datatype=dtype, shape=shape))
@@ -532,7 +562,8 @@ class StandInServer:
         seed = int(seed) if seed is not None else None
         stops = [_text(s, "stop_words", rid) for s in inputs["stop_words"].reshape(-1)] if "stop_words" in inputs else []
         stream = bool(_scalar(inputs, "stream", False))
-        exclude = bool(_scalar(inputs, "exclude_input_in_output", False))
+        # absent input: tensorrt_llm's exclude_input_in_output parameter decides (the recipe fills it True)
+        exclude = bool(_scalar(inputs, "exclude_input_in_output", model.exclude_input_default))
         ret_in = bool(_scalar(inputs, "return_num_input_tokens", False))
         ret_out = bool(_scalar(inputs, "return_num_output_tokens", False))
         hashes: list[str] = []

@@ -1,22 +1,57 @@
+import logging
+
 import pytest
 
 from gateway.errors import InvalidRequest
 from gateway.prompt import render_chat
 
-LLAMA3 = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
-          "{{ m['content'] }}<|eot_id|>{% endfor %}{% if add_generation_prompt %}"
-          "<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
+# The start of Llama 3.1's template as its checkpoint ships it (tokenizer_config.json "chat_template").
+LLAMA31 = (
+    "{{- bos_token }}\n"
+    "{%- if not date_string is defined %}\n    {%- set date_string = \"26 Jul 2024\" %}\n{%- endif %}\n"
+    "{%- if messages[0]['role'] == 'system' %}\n"
+    "    {%- set system_message = messages[0]['content']|trim %}\n    {%- set messages = messages[1:] %}\n"
+    "{%- else %}\n    {%- set system_message = \"\" %}\n{%- endif %}\n"
+    "{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}\n"
+    "{{- \"Cutting Knowledge Date: December 2023\\n\" }}\n"
+    "{{- \"Today Date: \" + date_string + \"\\n\\n\" }}\n"
+    "{{- system_message }}\n{{- \"<|eot_id|>\" }}\n"
+    "{%- for message in messages %}\n"
+    "    {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ message['content'] | trim"
+    " + '<|eot_id|>' }}\n"
+    "{%- endfor %}\n"
+    "{%- if add_generation_prompt %}\n    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}\n{%- endif %}\n"
+)
+LLAMA31_HI = ("<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+              "Today Date: 26 Jul 2024\n\nbe brief<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nhi<|eot_id|>"
+              "<|start_header_id|>assistant<|end_header_id|>\n\n")
+MESSAGES = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]
 
 
 def test_default_template_is_chatml_with_generation_prompt():
-    out = render_chat([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}], None)
+    out = render_chat(MESSAGES, None)
     assert out == "<|im_start|>system\nbe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
 
 
-def test_model_template_without_double_bos():
-    out = render_chat([{"role": "user", "content": "hi"}], LLAMA3)
-    assert out.startswith("<|start_header_id|>user")  # Triton's preprocessing adds BOS itself
-    assert out.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
+def test_llama31_template_without_double_bos():
+    out = render_chat(MESSAGES, LLAMA31, bos_token="<|begin_of_text|>", eos_token="<|eot_id|>")
+    assert out == LLAMA31_HI  # Triton's preprocessing adds <|begin_of_text|> itself (add_special_tokens)
+
+
+def test_only_the_leading_bos_is_stripped():
+    llama2 = "{% for m in messages %}{{ bos_token }}[INST] {{ m['content'] }} [/INST]{% endfor %}"
+    out = render_chat([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}], llama2, bos_token="<s>")
+    assert out == "[INST] a [/INST]<s>[INST] b [/INST]"
+
+
+def test_chatml_fallback_warns_once_per_model(caplog):
+    caplog.set_level(logging.WARNING, logger="gateway.prompt")
+    for _ in range(3):
+        render_chat(MESSAGES, None, model="no-template-model")
+    warnings = [r for r in caplog.records if "no-template-model" in r.getMessage()]
+    assert len(warnings) == 1 and "ChatML" in warnings[0].getMessage()
+    render_chat(MESSAGES, LLAMA31, model="templated-model")
+    assert not any("templated-model" in r.getMessage() for r in caplog.records)
 
 
 def test_template_errors_are_the_callers_400():

@@ -300,6 +300,47 @@ async def test_vision_image_reaches_engine(make, vision):
 
 
 @pytest.mark.asyncio
+async def test_vision_takes_one_image_per_request_in_this_release(make, vision):
+    inst = await make(vision)
+    assert inst.max_images == 1  # the pinned multimodal ensemble: image_url_input dims [1]
+    two = GenRequest("<image><image>", 5, image_urls=["https://e.x/a.png", "https://e.x/b.png"])
+    with pytest.raises(InvalidRequest, match="at most 1 image") as ei:
+        inst.check(two)
+    assert ei.value.param == "messages"
+    # no exclude_input_in_output / token-count inputs in the multimodal ensemble: the gateway sends none of them
+    request = inst._llm_request(GenRequest("<image> hi", 5, image_urls=["https://e.x/a.png"]), stream=True)
+    assert {t.name for t in request.inputs} == {"text_input", "max_tokens", "stream", "image_url_input"}
+    assert [o.name for o in request.outputs] == ["text_output"]
+    r = await inst.generate(GenRequest("<image> hi", 5, image_urls=["https://e.x/a.png"]))
+    assert r.completion_tokens == 5 and r.prompt_tokens == 2  # counted here: the model cannot tell
+
+
+@pytest.mark.asyncio
+async def test_asks_only_for_the_outputs_it_reads(make, chat):
+    inst = await make(chat)
+    request = inst._llm_request(GenRequest("x", 3), stream=True)
+    assert [o.name for o in request.outputs] == ["text_output", "num_input_tokens", "num_output_tokens"]
+    assert len(inst.outputs) > 10  # the real ensemble declares log probs, logits, timings, kv-cache stats...
+    r = await inst.generate(GenRequest("only what we read", 4))
+    assert r.text == "".join(complete("only what we read", 4)) and r.completion_tokens == 4
+
+
+@pytest.mark.asyncio
+async def test_ensemble_decoupled_through_its_steps(make):
+    """A server that reports the ensemble's own config unchanged (no transaction policy): the gateway reads the
+    steps' configs and streams, since the decoupled tensorrt_llm step makes the ensemble decoupled."""
+    t = StandInThread("chat").start()
+    try:
+        t.server.models["ensemble"].cfg.model_transaction_policy.decoupled = False
+        inst = await make(t)
+        assert inst.decoupled
+        pieces, result = await collect(inst, GenRequest("steps", 6))
+        assert pieces == complete("steps", 6) and result.completion_tokens == 6
+    finally:
+        t.stop()
+
+
+@pytest.mark.asyncio
 async def test_generate_images_png(make, image, chat):
     inst = await make(image, "stable_diffusion")
     pngs = await inst.generate_images("a lighthouse", 3)

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from tritonclient.grpc import InferInput, InferResult, service_pb2
+from tritonclient.grpc import InferInput, InferRequestedOutput, InferResult, service_pb2
 from tritonclient.grpc._utils import _get_inference_request
 from tritonclient.utils import serialize_byte_tensor, triton_to_np_dtype
 
@@ -90,14 +90,15 @@ def test_bytes_encoding_is_length_prefixed():
 
 
 @pytest.mark.parametrize("request_id", ["", "req-1"])
-def test_infer_request_is_tritonclients(request_id):
+@pytest.mark.parametrize("outputs", [(), ("text_output", "num_input_tokens", "num_output_tokens")])
+def test_infer_request_is_tritonclients(request_id, outputs):
     values = [("text_input", "BYTES", [b"prompt"]), ("max_tokens", "INT32", [24]), ("stream", "BOOL", [True]),
               ("temperature", "FP32", [0.5]), ("stop_words", "BYTES", [b"a", b"bc"])]
-    ours = wire.infer_request("ensemble", request_id, [wire.encode_input(*v) for v in values])
+    ours = wire.infer_request("ensemble", request_id, [wire.encode_input(*v) for v in values], outputs)
     ref = _get_inference_request(
         model_name="ensemble", inputs=[reference_input(*v) for v in values], model_version="",
-        request_id=request_id, outputs=None, sequence_id=0, sequence_start=False, sequence_end=False, priority=0,
-        timeout=None, parameters=None,
+        request_id=request_id, outputs=[InferRequestedOutput(n) for n in outputs] or None, sequence_id=0,
+        sequence_start=False, sequence_end=False, priority=0, timeout=None, parameters=None,
     )
     assert ours.SerializeToString(deterministic=True) == ref.SerializeToString(deterministic=True)
 

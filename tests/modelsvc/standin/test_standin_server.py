@@ -16,7 +16,9 @@ import tritonclient.grpc as tg
 import tritonclient.grpc.aio as tga
 from tritonclient.utils import InferenceServerException
 
+from infra.modelrepo import build_repository, load as load_repo, templates
 from modelsvc.standin import StandInServer, complete, count_input_tokens, generate_image, generate_tokens
+from modelsvc.standin.models import repo_spec
 from modelsvc.standin.testing import StandInThread, running_standin
 
 
@@ -92,12 +94,48 @@ def test_model_config_shapes(chat, chat_nd):
     assert ins["stop_words"].optional and list(ins["stop_words"].dims) == [-1]
     assert ins["seed"].data_type == tg.model_config_pb2.TYPE_UINT64
     assert ins["exclude_input_in_output"].data_type == tg.model_config_pb2.TYPE_BOOL
-    assert {o.name for o in cfg.output} == {"text_output", "num_input_tokens", "num_output_tokens"}
+    assert {"text_output", "num_input_tokens", "num_output_tokens"} <= {o.name for o in cfg.output}
     assert "image_url_input" not in ins
     bls = c.get_model_config("tensorrt_llm_bls").config
-    assert bls.parameters["accumulate_tokens"].string_value == "true"
+    assert bls.parameters["accumulate_tokens"].string_value.lower() == "true"
     nd = tg.InferenceServerClient(chat_nd.url).get_model_config("ensemble").config
     assert not nd.model_transaction_policy.decoupled
+
+
+@pytest.mark.parametrize("profile", ["chat", "vision", "image"])
+def test_configs_are_the_builders_output(tmp_path, profile):
+    """What the stand-in serves is what infra.modelrepo writes for the pinned release (NVIDIA's templates), except
+    that a loaded ensemble with a decoupled step reports itself decoupled, as Triton does."""
+    spec = repo_spec(profile)
+    build_repository(spec, templates.for_task(spec.task), tmp_path / "repo")
+    built = load_repo(tmp_path / "repo")
+    with StandInThread(profile) as t:
+        c = tg.InferenceServerClient(t.url)
+        assert set(t.server.models) == set(built)
+        for name, cfg in built.items():
+            served = c.get_model_config(name).config
+            if cfg.platform == "ensemble":
+                assert served.model_transaction_policy.decoupled and not cfg.model_transaction_policy.decoupled
+                cfg.model_transaction_policy.decoupled = True
+            assert served == cfg, name
+
+
+def test_composing_models_serve_config_but_not_inference(chat):
+    c = tg.InferenceServerClient(chat.url)
+    assert c.get_model_config("tensorrt_llm").config.backend == "tensorrtllm"
+    assert c.is_model_ready("preprocessing")
+    with pytest.raises(InferenceServerException) as ei:
+        c.infer("preprocessing", [tensor("QUERY", ["x"], "BYTES")])
+    assert "composing model" in ei.value.message()
+
+
+def test_serves_a_built_repository(tmp_path):
+    spec = repo_spec("chat", decoupled=False)
+    build_repository(spec, templates.for_task("chat"), tmp_path / "repo")
+    with StandInThread("chat", model_repo=str(tmp_path / "repo")) as t:
+        c = tg.InferenceServerClient(t.url)
+        assert not c.get_model_config("ensemble").config.model_transaction_policy.decoupled
+        assert text_of(c.infer("ensemble", llm_inputs("from disk", 3))) == "".join(complete("from disk", 3))
 
 
 def test_legacy_seed_name():
@@ -118,8 +156,10 @@ def test_unary_echo_and_token_counts(chat_nd):
     c = tg.InferenceServerClient(chat_nd.url)
     prompt = "tell me a story"
     expected = "".join(complete(prompt, 100))
-    echoed = c.infer("ensemble", llm_inputs(prompt, 100))
+    echoed = c.infer("ensemble", llm_inputs(prompt, 100, exclude=False))
     assert text_of(echoed) == prompt + " " + expected
+    # without the input, tensorrt_llm's exclude_input_in_output parameter decides (the recipe fills it True)
+    assert text_of(c.infer("ensemble", llm_inputs(prompt, 100))) == expected
     assert echoed.as_numpy("num_output_tokens") is None and echoed.as_numpy("num_input_tokens") is None
     r = c.infer("ensemble", llm_inputs(prompt, 100, exclude=True, counts=True))
     assert text_of(r) == expected
@@ -155,7 +195,8 @@ def test_stop_string_kept_and_max_tokens(chat_nd):
 
 def test_raw_output_contents_wire_format(chat_nd):
     c = tg.InferenceServerClient(chat_nd.url)
-    r = c.infer("ensemble", llm_inputs("wire", 5, exclude=True, counts=True))
+    wanted = [tg.InferRequestedOutput(n) for n in ("text_output", "num_input_tokens", "num_output_tokens")]
+    r = c.infer("ensemble", llm_inputs("wire", 5, exclude=True, counts=True), outputs=wanted)
     resp = r.get_response()
     assert len(resp.raw_output_contents) == len(resp.outputs) == 3
     for out, raw in zip(resp.outputs, resp.raw_output_contents):
@@ -166,6 +207,15 @@ def test_raw_output_contents_wire_format(chat_nd):
             assert raw[4:] == "".join(complete("wire", 5)).encode() and n == len(raw) - 4
         else:
             assert len(raw) == 4
+
+
+def test_no_requested_outputs_returns_every_declared_output(chat_nd):
+    c = tg.InferenceServerClient(chat_nd.url)
+    r = c.infer("ensemble", llm_inputs("all", 3))
+    declared = {o.name for o in c.get_model_config("ensemble").config.output}
+    got = {o.name for o in r.get_response().outputs}
+    assert got == declared - {"num_input_tokens", "num_output_tokens"}  # counts only when asked for
+    assert r.as_numpy("cum_log_probs").shape == (1, 1) and r.as_numpy("generation_logits").shape == (1, 1, 1, 1)
 
 
 def test_request_errors(chat_nd):
@@ -229,7 +279,10 @@ def test_vision_output_depends_on_image(vision):
     url = "data:image/png;base64," + base64.b64encode(pix).decode()
     other = "https://example.com/cat.png"
     prompt = "<image> what is this?"
-    vision_in = lambda u: llm_inputs(prompt, 50, exclude=True, images=[u])  # noqa: E731
+    ins = {i.name: i for i in c.get_model_config("ensemble").config.input}
+    assert list(ins["image_url_input"].dims) == [1]  # one image per request in this release
+    assert "exclude_input_in_output" not in ins and "return_num_input_tokens" not in ins
+    vision_in = lambda u: llm_inputs(prompt, 50, images=[u])  # noqa: E731
     with pytest.raises(InferenceServerException):  # the vision ensemble is decoupled too: streams only
         c.infer("ensemble", vision_in(url))
     out1 = asyncio.run(stream_all(vision.url, "ensemble", vision_in(url)))
@@ -239,13 +292,16 @@ def test_vision_output_depends_on_image(vision):
     assert t2.startswith("image-" + hashlib.sha256(other.encode()).hexdigest()[:8])
     bad = asyncio.run(stream_all(vision.url, "ensemble", llm_inputs("no placeholder", 5, images=[other])))
     assert bad[0][0] is None and "placeholder" in bad[0][1].message()
+    two = asyncio.run(stream_all(vision.url, "ensemble", llm_inputs("<image><image>", 5, images=[other, url])))
+    assert two[0][0] is None and "unexpected shape for input 'image_url_input'" in two[0][1].message()
 
 
 def test_image_model(image):
     c = tg.InferenceServerClient(image.url)
     cfg = c.get_model_config("stable_diffusion").config
     assert cfg.parameters["image_width"].string_value == "48" and cfg.parameters["image_height"].string_value == "32"
-    assert {o.name: list(o.dims) for o in cfg.output} == {"generated_image": [-1, -1, 3]}
+    assert {o.name: list(o.dims) for o in cfg.output} == {"generated_image": [-1, -1, -1]}
+    assert cfg.backend == "diffusion" and cfg.parameters["version"].string_value == "1.5"  # the tutorial's config
     r = c.infer("stable_diffusion", [tensor("prompt", ["a red fox"], "BYTES")])
     img = r.as_numpy("generated_image")
     assert img.dtype == np.uint8 and img.shape == (1, 32, 48, 3)
