@@ -31,11 +31,13 @@ def render(catalog: "Catalog", target: str = "kubeconfig", settings: Settings | 
     settings = dataclasses.replace(settings or Settings(), target=target)
     service_names(catalog)  # raises on a name clash before anything is produced
     objs: list[dict] = [system.namespace(ns) for ns in system.all_namespaces(catalog, settings)]
+    objs.append(system.build_service_account(settings))
     for ns in system.triton_namespaces(catalog, settings):
-        objs += [system.engine_service_account(ns, settings), system.triton_network_policy(ns, settings)]
+        objs += [system.triton_service_account(ns, settings), system.triton_network_policy(ns, settings)]
     if settings.device_plugin or target == "eks":
         objs.append(system.device_plugin(settings))
     objs += gateway.gateway_objects(catalog, settings)
+    objs += triton.engine_jobs(catalog, settings)
     for s in triton_services(catalog):
         objs += triton.service_objects(catalog, s, settings)
     return objs

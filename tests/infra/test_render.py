@@ -12,7 +12,8 @@ from infra.settings import Settings
 K8S_VERSION = "1.33"  # EKS's current default; kubernetes-validate 1.37 ships its strict schemas
 SETTINGS = [
     ("kubeconfig", Settings()),
-    ("eks", Settings(irsa_role_arn="arn:aws:iam::123456789012:role/x")),
+    ("eks", Settings(build_role_arn="arn:aws:iam::123456789012:role/b",
+                     triton_role_arn="arn:aws:iam::123456789012:role/t")),
     ("kubeconfig", Settings(namespace_mode="per-owner", ingress_host="models.example.com", ingress_class="nginx",
                             device_plugin=True)),
 ]
@@ -49,9 +50,9 @@ def test_every_object_is_labelled(example):
 
 def test_per_service_objects_carry_the_service_id(example):
     ids = {s.id for s in example.services}
-    per_service = [o for o in render(example) if o["kind"] in ("Job", "PodDisruptionBudget", "Deployment", "Service")
+    per_service = [o for o in render(example) if o["kind"] in ("PodDisruptionBudget", "Deployment", "Service")
                    and o["metadata"]["name"] != "modelsvc-gateway"]
-    assert len(per_service) == 4 * 4  # 4 triton services (the openai-backed one gets nothing)
+    assert len(per_service) == 4 * 3  # 4 triton services (the openai-backed one gets nothing)
     assert {o["metadata"]["labels"][L.SERVICE_ID] for o in per_service} == ids - {"ms-f058dd7a36b5"}
 
 
