@@ -49,13 +49,27 @@ def _file_name(index: int, obj: dict) -> str:
     return re.sub(r"[^a-z0-9.-]+", "-", "-".join(p for p in parts if p)) + ".yaml"
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the scripts a Job carries) as literal blocks, so a rendered manifest reads like the file."""
+
+
+def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def write_yaml(objs: list[dict], outdir: str | os.PathLike) -> list[Path]:
-    """One file per object, numbered in apply order (`kubectl apply -f OUTDIR` keeps it). Returns the paths."""
+    """One file per object, numbered in apply order (`kubectl apply -f OUTDIR` keeps it). Returns the paths.
+    Files of an earlier render (`NNN-*.yaml`) are removed first: a service deleted since must not be applied again."""
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("[0-9][0-9][0-9]-*.yaml"):
+        old.unlink()
     paths = []
     for i, obj in enumerate(objs):
         p = out / _file_name(i, obj)
-        p.write_text(yaml.safe_dump(obj, sort_keys=False, width=120), encoding="utf-8")
+        p.write_text(yaml.dump(obj, Dumper=_Dumper, sort_keys=False, width=120), encoding="utf-8")
         paths.append(p)
     return paths

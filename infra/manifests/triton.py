@@ -22,6 +22,9 @@ BUILD_APP = "engine-build"
 BUILD_BUDGET_S = 4 * 3600  # Job deadline and Pulumi's wait for it
 TRTLLM_TEMPLATES = "/app/all_models"  # NVIDIA's Triton TensorRT-LLM image: triton_backend/all_models of its release
 DIFFUSION_TEMPLATES = "/workspace/diffusion-models"  # the tutorials' diffusion image: its model configs
+# multimodal.md sizes GPU 0's CUDA memory pool for the prompt tables passed between models: fp16 (2 bytes) × image
+# features (324 for Qwen2-VL at 504x504) × hidden size (8192 covers the 72B model) × max batch size.
+MULTIMODAL_POOL_BYTES = 2 * 324 * 8192 * MAX_BATCH_SIZE
 STARTUP_BUDGET_S = 15 * 60  # engine load of a large model; the startup probe allows this much
 SHM_SIZE = "8Gi"
 PORTS = [("http", TRITON_HTTP_PORT), ("grpc", TRITON_GRPC_PORT), ("metrics", TRITON_METRICS_PORT)]
@@ -153,9 +156,13 @@ def triton_command(model: "Model") -> tuple[list[str], list[dict]]:
              f"--metrics-port={TRITON_METRICS_PORT}", "--disable-auto-complete-config"]
 
     def rank_args(rank: int) -> list[str]:
-        only_engines = (["--model-control-mode=explicit", *(f"--load-model={m}" for m in _engine_models(model))]
-                        if rank else [])
-        return ["tritonserver", "--model-repository=/models/repo", *only_engines, *ports,
+        if rank:
+            only = ["--model-control-mode=explicit", *(f"--load-model={m}" for m in _engine_models(model))]
+        elif model.task.value == "vision-chat":  # multimodal.md: GPU 0's CUDA pool carries the prompt tables
+            only = [f"--cuda-memory-pool-byte-size=0:{MULTIMODAL_POOL_BYTES}"]
+        else:
+            only = []
+        return ["tritonserver", "--model-repository=/models/repo", *only, *ports,
                 f"--backend-config=python,shm-region-prefix-name=prefix{rank}_"]
 
     if model.gpus == 1 or model.task.value == "image-generation":

@@ -188,3 +188,4 @@ def test_leader_mode(make_catalog, small_text):
     vision = make_catalog(small_text.replace("    gpus: 4\n", "    gpus: 4\n    task: vision-chat\n"))
     cmd = " ".join(pod(triton.deployment(vision, vision.service("alice/big"), S))["containers"][0]["command"])
     assert cmd.count("--load-model=multimodal_encoders") == 3
+    assert cmd.count("--cuda-memory-pool-byte-size=0:") == 1  # rank 0 only, as launch_triton_server.py does
