@@ -52,7 +52,7 @@ def spec_json(model: "Model") -> dict:
     return {"task": model.task.value, "max_batch_size": MAX_BATCH_SIZE, "max_input_tokens": model.max_input_tokens,
             "max_output_tokens": model.max_output_tokens, "engine_dir": "/models/engine",
             "tokenizer_dir": "/models/tokenizer", "visual_engine_dir": "/models/visual_engine",
-            "chat_template": model.chat_template}
+            "chat_template": model.chat_template, "served_name": model.triton_model_name}
 
 
 def engine_cache_key(model: "Model", gpu: str, trtllm_version: str) -> str:

@@ -4,7 +4,8 @@ Chat and vision-chat run in nvcr.io/nvidia/tritonserver:<release>-trtllm-python-
 image-generation runs in the Triton tutorials' Stable Diffusion image. Inputs: /work/checkpoint (or /work/hf-id),
 /work/out/repo (the model repository the model-repo step wrote). Outputs under /work/out, then build.json.
 Env: TASK, ENGINE_KEY, TP_SIZE, DTYPE, MAX_INPUT_TOKENS, MAX_OUTPUT_TOKENS, MAX_BATCH_SIZE, MAX_NUM_TOKENS,
-TRITON_MODEL; WORK (default /work). Recipes and their NVIDIA sources: docs/infra.md "Build recipes".
+TRITON_MODEL; WORK (default /work); BUILD_HTTP_PORT, BUILD_POLL_SECONDS (the image-generation build's local server).
+Recipes and their NVIDIA sources: docs/infra.md "Build recipes".
 """
 
 import glob
@@ -98,31 +99,39 @@ def build_vision_chat(src: str, lim: dict) -> None:
     VisionEngineBuilder(args).build()
 
 
+def diffusion_version(config: str) -> str:
+    """The `version` parameter of a diffusion model config (the tutorial's `value: {` or protobuf's `value {`)."""
+    found = re.search(r'key:\s*"version"\s*value:?\s*\{\s*string_value:\s*"([^"]+)"', config)
+    if not found:
+        sys.exit("the diffusion model config has no `version` parameter")
+    return found.group(1)
+
+
 def build_image_generation(src: str) -> None:
     """Triton tutorials' Stable Diffusion: loading the model once in the diffusion image exports ONNX and builds the
     TensorRT engines into the model's version directory (what the tutorial's scripts/build_models.py does)."""
     name = os.environ["TRITON_MODEL"]
     model_dir = f"{OUT}/repo/{name}"
-    config = open(f"{model_dir}/config.pbtxt").read()
-    version = re.search(r'key:\s*"version"\s*value:\s*{\s*string_value:\s*"([^"]+)"', config).group(1)
+    version = diffusion_version(open(f"{model_dir}/config.pbtxt").read())
     os.makedirs(f"{model_dir}/1", exist_ok=True)
     if os.path.isdir(src):  # the TensorRT demo reads the diffusers checkpoint from <version>-pytorch_model
         shutil.move(src, f"{model_dir}/1/{version}-pytorch_model")
+    port = int(os.environ.get("BUILD_HTTP_PORT", "18000"))
     server = subprocess.Popen(["tritonserver", f"--model-repository={OUT}/repo", "--model-control-mode=explicit",
-                               f"--load-model={name}", "--http-port=18000", "--grpc-port=18001",
-                               "--metrics-port=18002"])
+                               f"--load-model={name}", f"--http-port={port}", f"--grpc-port={port + 1}",
+                               f"--metrics-port={port + 2}"])
     deadline = time.time() + 3 * 3600
     try:
         while time.time() < deadline:
             if server.poll() is not None:
                 sys.exit(f"tritonserver exited with {server.returncode} while building {name}")
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:18000/v2/models/{name}/ready", timeout=5) as r:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/models/{name}/ready", timeout=5) as r:
                     if r.status == 200:
                         return
             except OSError:
                 pass
-            time.sleep(10)
+            time.sleep(float(os.environ.get("BUILD_POLL_SECONDS", "10")))
         sys.exit(f"{name} did not become ready within 3 hours")
     finally:
         server.terminate()

@@ -132,7 +132,8 @@ def test_job_steps_and_identities(small):
     spec_json = json.loads(next(e["value"] for e in repo["env"] if e["name"] == "MODEL_REPO_SPEC"))
     assert spec_json == {"task": "chat", "max_batch_size": 64, "max_input_tokens": 4096, "max_output_tokens": 1024,
                          "engine_dir": "/models/engine", "tokenizer_dir": "/models/tokenizer",
-                         "visual_engine_dir": "/models/visual_engine", "chat_template": None}
+                         "visual_engine_dir": "/models/visual_engine", "chat_template": None,
+                         "served_name": "ensemble"}
 
 
 def test_job_requests_ephemeral_storage(small):
