@@ -10,7 +10,7 @@ import pulumi_aws as aws
 
 from .capacity import node_group_sizes
 from .labels import POOL
-from .manifests.common import ENGINE_SERVICE_ACCOUNT, GPU_TAINT_KEY, GPU_TAINT_VALUE
+from .manifests.common import BUILD_SERVICE_ACCOUNT, GPU_TAINT_KEY, GPU_TAINT_VALUE, TRITON_SERVICE_ACCOUNT
 
 if TYPE_CHECKING:
     from modelsvc.catalog import Catalog
@@ -86,6 +86,11 @@ class Cluster(pulumi.ComponentResource):
             aws.iam.RolePolicyAttachment(f"{name}-node-{p}", role=self.node_role.name,
                                          policy_arn=f"arn:aws:iam::aws:policy/{p}", opts=child)
             for p in ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")]
+        # The VPC CNI enforces NetworkPolicy only with its network policy agent switched on.
+        self.vpc_cni = aws.eks.Addon(f"{name}-vpc-cni", cluster_name=self.cluster.name, addon_name="vpc-cni",
+                                     configuration_values=json.dumps({"enableNetworkPolicy": "true"}),
+                                     resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
+                                     opts=child)
         self.issuer = self.cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
         self.oidc = aws.iam.OpenIdConnectProvider(f"{name}-oidc", url=self.issuer, client_id_lists=["sts.amazonaws.com"],
                                                   thumbprint_lists=[EKS_OIDC_THUMBPRINT], opts=child)
@@ -140,31 +145,52 @@ def _s3_buckets(catalog: "Catalog") -> list[str]:
 
 
 class ModelStore(pulumi.ComponentResource):
-    """S3 bucket for checkpoints and engines, and the IRSA role the engine service account assumes."""
+    """S3 bucket for engines, and two IRSA roles: the build Jobs' (read checkpoints, write engines) and Triton
+    pods' (read engines only)."""
 
-    def __init__(self, name: str, bucket_name: str, catalog: "Catalog", cluster: Cluster, namespaces: list[str],
-                 opts=None):
+    def __init__(self, name: str, bucket_name: str, catalog: "Catalog", cluster: Cluster, build_namespace: str,
+                 triton_namespaces: list[str], opts=None):
         super().__init__("modelsvc:aws:ModelStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         # A fixed name (from the stack settings) so manifests can carry the cache URI as a plain string.
         self.bucket = aws.s3.Bucket(name, bucket=bucket_name, force_destroy=False, opts=child)
         aws.s3.BucketPublicAccessBlock(name, bucket=self.bucket.id, block_public_acls=True, block_public_policy=True,
                                        ignore_public_acls=True, restrict_public_buckets=True, opts=child)
-        subjects = [f"system:serviceaccount:{ns}:{ENGINE_SERVICE_ACCOUNT}" for ns in namespaces]
+        sources = _s3_buckets(catalog)
+
+        def build_policy(arn: str) -> str:
+            return json.dumps({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [arn]},
+                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                 "Resource": [f"{arn}/*"]},
+            ] + ([
+                {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{b}" for b in sources]},
+                {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{b}/*" for b in sources]},
+            ] if sources else [])})
+
+        def read_policy(arn: str) -> str:
+            return json.dumps({"Version": "2012-10-17", "Statement": [
+                {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [arn]},
+                {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{arn}/*"]}]})
+
+        self.build_role = self._irsa_role(f"{name}-build", cluster, [(build_namespace, BUILD_SERVICE_ACCOUNT)],
+                                          self.bucket.arn.apply(build_policy))
+        self.triton_role = self._irsa_role(f"{name}-triton", cluster,
+                                           [(ns, TRITON_SERVICE_ACCOUNT) for ns in triton_namespaces],
+                                           self.bucket.arn.apply(read_policy))
+        self.uri = self.bucket.bucket.apply(lambda b: f"s3://{b}")
+        self.register_outputs({"bucket": self.bucket.bucket, "build_role_arn": self.build_role.arn,
+                               "triton_role_arn": self.triton_role.arn})
+
+    def _irsa_role(self, name: str, cluster: Cluster, accounts: list[tuple[str, str]], policy) -> aws.iam.Role:
+        """A role only the given service accounts (namespace, name) can assume through the cluster's OIDC issuer."""
+        child = pulumi.ResourceOptions(parent=self)
+        subjects = [f"system:serviceaccount:{ns}:{sa}" for ns, sa in accounts]
         trust = pulumi.Output.all(cluster.oidc.arn, cluster.issuer).apply(lambda a: json.dumps({
             "Version": "2012-10-17", "Statement": [{
                 "Effect": "Allow", "Principal": {"Federated": a[0]}, "Action": "sts:AssumeRoleWithWebIdentity",
                 "Condition": {"StringEquals": {f"{a[1].removeprefix('https://')}:sub": subjects,
                                                f"{a[1].removeprefix('https://')}:aud": "sts.amazonaws.com"}}}]}))
-        self.role = aws.iam.Role(f"{name}-irsa", assume_role_policy=trust, opts=child)
-        sources = _s3_buckets(catalog)
-        policy = self.bucket.arn.apply(lambda arn: json.dumps({"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [arn]},
-            {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"], "Resource": [f"{arn}/*"]},
-        ] + ([
-            {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{b}" for b in sources]},
-            {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{b}/*" for b in sources]},
-        ] if sources else [])}))
-        aws.iam.RolePolicy(f"{name}-irsa", role=self.role.id, policy=policy, opts=child)
-        self.uri = self.bucket.bucket.apply(lambda b: f"s3://{b}")
-        self.register_outputs({"bucket": self.bucket.bucket, "role_arn": self.role.arn})
+        role = aws.iam.Role(f"{name}-irsa", assume_role_policy=trust, opts=child)
+        aws.iam.RolePolicy(f"{name}-irsa", role=role.id, policy=policy, opts=child)
+        return role

@@ -2,9 +2,9 @@
 
 The key covers everything the engine binary depends on: the checkpoint (model source), the TensorRT-LLM release (the
 Triton container version pins it), the GPU type (engines are built for one SM architecture), the tensor-parallel size
-(model gpus), the dtype, the token limits the engine is built for, the task our build recipe and the model repository settings (batch size, decoupled mode), because the
-filled model repository is cached next to the engine. It does NOT cover
-instances, pool sizes, service names or anything else: those reuse the engine.
+(model gpus), the dtype, the token limits the engine is built for, the task, our build recipe, and what the model repository cached next to the engine depends on (batch size, decoupled
+mode, the catalog's chat_template). It does NOT cover instances, pool sizes, service names or anything else: those
+reuse the engine. Services whose keys are equal share one build Job and one cache entry (`engine_builds`).
 """
 
 from __future__ import annotations
@@ -13,16 +13,18 @@ import hashlib
 import json
 from typing import TYPE_CHECKING
 
-from .capacity import gpu_type
+from .capacity import gpu_type, triton_services
 from .settings import Settings
 
 if TYPE_CHECKING:
     from modelsvc.catalog import Catalog, Model, Service
 
-BUILD_RECIPE = "1"  # bump when the build script changes in a way that changes the engine
+BUILD_RECIPE = "2"  # bump when the build recipe changes what it writes (2: per-task recipes, infra.modelrepo)
 MAX_BATCH_SIZE = 64  # engine max batch size and Triton max_batch_size
 DECOUPLED = True  # the cached model repository is decoupled (streaming); the gateway uses stream_infer
 COMPLETE_MARKER = "_COMPLETE"
+DEFAULT_MAX_NUM_TOKENS = 8192  # TensorRT-LLM's default token budget per engine step
+TOKENS_PER_BLOCK = 64  # TensorRT-LLM's default KV-cache block size; max_num_tokens is kept a multiple of it
 
 
 def engine_key_fields(model: "Model", gpu: str, trtllm_version: str) -> dict:
@@ -31,7 +33,26 @@ def engine_key_fields(model: "Model", gpu: str, trtllm_version: str) -> dict:
         "max_input_tokens": model.max_input_tokens, "max_output_tokens": model.max_output_tokens,
         "task": model.task.value, "recipe": BUILD_RECIPE,
         "max_batch_size": MAX_BATCH_SIZE, "decoupled": DECOUPLED,
+        "chat_template": hashlib.sha256(model.chat_template.encode()).hexdigest() if model.chat_template else None,
     }
+
+
+def max_num_tokens(model: "Model") -> int:
+    """Tokens one engine step may schedule: at least the longest prompt, so every prompt the catalog admits fits one
+    context step without relying on chunked context (which the engine also supports: paged context FMHA is built
+    in). Never below TensorRT-LLM's default of 8192, rounded up to whole KV-cache blocks."""
+    wanted = max(DEFAULT_MAX_NUM_TOKENS, model.max_input_tokens)
+    return -(-wanted // TOKENS_PER_BLOCK) * TOKENS_PER_BLOCK
+
+
+def spec_json(model: "Model") -> dict:
+    """What infra.modelrepo needs to write this model's repository (the fields of infra.modelrepo.RepoSpec).
+    Paths are where the Triton pod finds the cache entry (synced to /models)."""
+    # TODO(merge): use dataclasses.asdict(infra.modelrepo.spec_for(model, max_batch_size=MAX_BATCH_SIZE))
+    return {"task": model.task.value, "max_batch_size": MAX_BATCH_SIZE, "max_input_tokens": model.max_input_tokens,
+            "max_output_tokens": model.max_output_tokens, "engine_dir": "/models/engine",
+            "tokenizer_dir": "/models/tokenizer", "visual_engine_dir": "/models/visual_engine",
+            "chat_template": model.chat_template, "served_name": model.triton_model_name}
 
 
 def engine_cache_key(model: "Model", gpu: str, trtllm_version: str) -> str:
@@ -41,7 +62,18 @@ def engine_cache_key(model: "Model", gpu: str, trtllm_version: str) -> str:
 
 
 def service_cache_key(catalog: "Catalog", service: "Service", settings: Settings) -> str:
-    return engine_cache_key(catalog.model_of(service), gpu_type(catalog, service.pool), settings.triton_version)
+    model = catalog.model_of(service)
+    # the serving image pins the engine format: the Triton release for TensorRT-LLM, the diffusion image for images
+    release = settings.diffusion_image if model.task.value == "image-generation" else settings.triton_version
+    return engine_cache_key(model, gpu_type(catalog, service.pool), release)
+
+
+def engine_builds(catalog: "Catalog", settings: Settings) -> dict[str, list["Service"]]:
+    """cache key → the deployed services using it (catalog order): one build Job per key."""
+    out: dict[str, list["Service"]] = {}
+    for s in triton_services(catalog):
+        out.setdefault(service_cache_key(catalog, s, settings), []).append(s)
+    return out
 
 
 def engine_uri(settings: Settings, key: str) -> str:

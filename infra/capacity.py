@@ -1,8 +1,10 @@
 """Node-group sizes from the services' demand.
 
 Demand of a pool = every instance (instances × one per replica) of every triton-backed service on it, each needing
-its model's `gpus` on ONE node. The same first-fit-decreasing packing the catalog validator uses
-(modelsvc.catalog.rules.nodes_needed) gives the nodes needed, so a catalog that validates always fits its node groups.
+its model's `gpus` on ONE node, plus build headroom: room for the pool's largest engine build beside them, so a
+rebuild (a changed cache key) never waits for GPUs that the old pods hold. The same first-fit-decreasing packing the
+catalog validator uses (modelsvc.catalog.rules.nodes_needed) gives the nodes needed, so a catalog that validates
+always fits its node groups.
 """
 
 from __future__ import annotations
@@ -40,13 +42,20 @@ def gpu_demand(catalog: "Catalog") -> dict[str, list[int]]:
     return out
 
 
+def build_gpus(catalog: "Catalog", pool_name: str) -> int:
+    """GPUs of the largest engine build on the pool (0 when nothing builds there)."""
+    return max((catalog.model_of(s).gpus for s in triton_services(catalog) if s.pool == pool_name), default=0)
+
+
 def node_group_size(catalog: "Catalog", pool_name: str) -> NodeGroupSize:
-    """min = desired = nodes the instances need (the catalog is the source of truth; no autoscaler is assumed, and
-    GPU nodes take minutes to join, so they are kept); max = the pool's max_nodes (never below desired, and at least
-    1 as EKS requires)."""
+    """min = nodes the instances need; desired = that plus build headroom (no autoscaler is assumed, and GPU nodes
+    take minutes to join, so the headroom is kept running; it is often free GPUs on the instances' nodes and costs no
+    extra node); max = the pool's max_nodes (never below desired, and at least 1 as EKS requires)."""
     pool = catalog.pools[pool_name]
-    needed = nodes_needed(gpu_demand(catalog)[pool_name], pool.gpus_per_node)
-    return NodeGroupSize(min=needed, desired=needed, max=max(pool.max_nodes, needed, 1))
+    demand = gpu_demand(catalog)[pool_name]
+    running = nodes_needed(demand, pool.gpus_per_node)
+    with_build = nodes_needed(demand, pool.gpus_per_node, build_gpus(catalog, pool_name))
+    return NodeGroupSize(min=running, desired=with_build, max=max(pool.max_nodes, with_build, 1))
 
 
 def node_group_sizes(catalog: "Catalog") -> dict[str, NodeGroupSize]:

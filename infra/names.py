@@ -4,8 +4,8 @@ Rules (tested in tests/infra/test_names.py):
 
 * ``k8s_name("<owner>/<name>")`` is ``<owner>--<name>`` when that is unambiguous and short enough, e.g.
   ``u-8105f7322477/test`` → ``u-8105f7322477--test``. It is a DNS-1035 label (what a Service name must be; stricter
-  than DNS-1123: starts with a letter), at most ``MAX_NAME`` characters so that suffixes (``-build-<key>``) still fit
-  the 63-character label limit.
+  than DNS-1123: starts with a letter), at most ``MAX_NAME`` characters so that suffixes still fit the
+  63-character label limit.
 * Otherwise (a part contains ``--``, the name would be too long, or it would start with a digit) the name is a
   readable prefix plus ``---`` and 8 hex digits of the access name's SHA-256. Plain names never contain ``---``
   (the parts of an access name cannot start or end with ``-`` and plain ones contain no ``--``), and the single
@@ -26,7 +26,7 @@ from .settings import Settings
 if TYPE_CHECKING:
     from modelsvc.catalog import Catalog, Service
 
-MAX_NAME = 47  # 63 (label limit) - len("-build-") - 8 (cache key prefix) - 1 spare
+MAX_NAME = 47  # room for suffixes within the 63-character label limit (kept: changing it would rename services)
 DNS1035_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 DNS1123_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 TRITON_HTTP_PORT, TRITON_GRPC_PORT, TRITON_METRICS_PORT = 8000, 8001, 8002
@@ -114,6 +114,7 @@ def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     )
 
 
-def engine_job_name(service_name: str, cache_key: str) -> str:
-    """Engine-build Job: a new cache key is a new name, hence a new Job (rebuild); the same key reuses it."""
-    return f"{service_name}-build-{cache_key[:8]}"
+def engine_job_name(cache_key: str) -> str:
+    """Engine-build Job, one per cache key: a new key is a new name, hence a new Job (rebuild); the same key reuses
+    it, whichever services share it."""
+    return f"engine-build-{cache_key}"

@@ -9,6 +9,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from . import k8s as k8s_res
+from .cache import engine_builds, service_cache_key
 from .capacity import triton_services
 from .manifests import gateway, system, triton
 from .names import headless_service_host, k8s_name, namespace_of, service_names
@@ -37,7 +38,11 @@ def settings_from_config(config: pulumi.Config | None = None) -> Settings:
         ingress_host=c.get("ingressHost") or None,
         ingress_class=c.get("ingressClass") or None,
         engine_cache_uri=c.get("engineCache") or default_cache,
-        irsa_role_arn=c.get("engineRoleArn") or None,
+        build_role_arn=c.get("engineRoleArn") or None,
+        triton_role_arn=c.get("tritonRoleArn") or None,
+        diffusion_image=c.get("diffusionImage") or d.diffusion_image,
+        build_disk=c.get("buildDisk") or d.build_disk,
+        metrics_namespace=c.get("metricsNamespace") or d.metrics_namespace,
         device_plugin=c.get_bool("devicePlugin") if c.get("devicePlugin") is not None else target == "eks",
         kubernetes_version=c.get("kubernetesVersion") or d.kubernetes_version,
         region=region,
@@ -60,14 +65,16 @@ def build(catalog: "Catalog", settings: Settings, kubeconfig: pulumi.Input[str] 
         nodes = NodeGroups(settings.cluster_name, catalog, cluster, network,
                            cfg.get("systemInstanceType") or "m6i.large")
         store = ModelStore(f"{settings.cluster_name}-models", settings.engine_bucket, catalog, cluster,
-                           system.triton_namespaces(catalog, settings))
-        settings = dataclasses.replace(settings, irsa_role_arn=store.role.arn)
+                           settings.namespace, system.triton_namespaces(catalog, settings))
+        settings = dataclasses.replace(settings, build_role_arn=store.build_role.arn,
+                                       triton_role_arn=store.triton_role.arn)
         kubeconfig = cluster.kubeconfig
         k8s_depends = [nodes.system]
         outputs.update(
             clusterName=cluster.cluster.name,
             nodeGroups={p: {"min": s.min, "desired": s.desired, "max": s.max} for p, s in nodes.sizes.items()},
-            engineRoleArn=store.role.arn,
+            engineRoleArn=store.build_role.arn,
+            tritonRoleArn=store.triton_role.arn,
         )
     else:
         outputs["clusterName"] = settings.cluster_name
@@ -83,18 +90,24 @@ def build(catalog: "Catalog", settings: Settings, kubeconfig: pulumi.Input[str] 
     def in_ns(ns: str, extra: list | None = None) -> pulumi.ResourceOptions:
         return pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[namespaces[ns], *(extra or [])]))
 
+    build_account = k8s_res.create(system.build_service_account(settings), in_ns(settings.namespace))
     accounts = {}
     for ns in system.triton_namespaces(catalog, settings):
-        accounts[ns] = k8s_res.create(system.engine_service_account(ns, settings), in_ns(ns))
+        accounts[ns] = k8s_res.create(system.triton_service_account(ns, settings), in_ns(ns))
         k8s_res.create(system.triton_network_policy(ns, settings), in_ns(ns))
     if settings.device_plugin:
         k8s_res.create(system.device_plugin(settings), opts)
 
     gw = GatewayComponent(catalog, settings, in_ns(settings.namespace))
+    # One build Job per engine cache key; every service using the key waits for it (Pulumi awaits the Job).
+    jobs = {}
+    for key, users in engine_builds(catalog, settings).items():
+        jobs[key] = k8s_res.create(triton.engine_job(catalog, key, users, settings),
+                                   in_ns(settings.namespace, [build_account]))
     services = {}
     for s in triton_services(catalog):
         ns = namespace_of(s, settings)
-        ModelService(catalog, s, settings, in_ns(ns, [accounts[ns]]))
+        ModelService(catalog, s, settings, jobs[service_cache_key(catalog, s, settings)], in_ns(ns, [accounts[ns]]))
         services[s.access_name] = {"id": s.id, "namespace": ns, "deployment": k8s_name(s.access_name),
                                    "host": headless_service_host(s, settings), "instances": s.instances}
     outputs["gatewayUrl"] = (f"https://{settings.ingress_host}/v1" if settings.ingress_host
@@ -106,15 +119,15 @@ def build(catalog: "Catalog", settings: Settings, kubeconfig: pulumi.Input[str] 
 
 
 class ModelService(pulumi.ComponentResource):
-    """One catalog service: engine-build Job → Triton Deployment, headless Service, PDB."""
+    """One catalog service: Triton Deployment (after its engine's build Job), headless Service, PDB."""
 
-    def __init__(self, catalog: "Catalog", service, settings: Settings, opts: pulumi.ResourceOptions):
+    def __init__(self, catalog: "Catalog", service, settings: Settings, job: pulumi.Resource,
+                 opts: pulumi.ResourceOptions):
         super().__init__("modelsvc:k8s:ModelService", service.access_name.replace("/", "--"), None,
                          pulumi.ResourceOptions(provider=opts.provider))
         child = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(parent=self))
-        self.job = k8s_res.create(triton.engine_job(catalog, service, settings), child)
-        # The Deployment waits for the build (Pulumi awaits the Job), so a failed build fails the update.
-        after_job = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[self.job]))
+        # The Deployment waits for the build (Pulumi awaits the Job): a failed build leaves the old pods serving.
+        after_job = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[job]))
         self.deployment = k8s_res.create(triton.deployment(catalog, service, settings), after_job)
         self.service = k8s_res.create(triton.headless_service(catalog, service, settings), child)
         self.pdb = k8s_res.create(triton.pod_disruption_budget(catalog, service, settings), child)

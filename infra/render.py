@@ -31,11 +31,13 @@ def render(catalog: "Catalog", target: str = "kubeconfig", settings: Settings | 
     settings = dataclasses.replace(settings or Settings(), target=target)
     service_names(catalog)  # raises on a name clash before anything is produced
     objs: list[dict] = [system.namespace(ns) for ns in system.all_namespaces(catalog, settings)]
+    objs.append(system.build_service_account(settings))
     for ns in system.triton_namespaces(catalog, settings):
-        objs += [system.engine_service_account(ns, settings), system.triton_network_policy(ns, settings)]
+        objs += [system.triton_service_account(ns, settings), system.triton_network_policy(ns, settings)]
     if settings.device_plugin or target == "eks":
         objs.append(system.device_plugin(settings))
     objs += gateway.gateway_objects(catalog, settings)
+    objs += triton.engine_jobs(catalog, settings)
     for s in triton_services(catalog):
         objs += triton.service_objects(catalog, s, settings)
     return objs
@@ -47,13 +49,27 @@ def _file_name(index: int, obj: dict) -> str:
     return re.sub(r"[^a-z0-9.-]+", "-", "-".join(p for p in parts if p)) + ".yaml"
 
 
+class _Dumper(yaml.SafeDumper):
+    """Multi-line strings (the scripts a Job carries) as literal blocks, so a rendered manifest reads like the file."""
+
+
+def _str(dumper: yaml.SafeDumper, data: str) -> yaml.Node:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style="|" if "\n" in data else None)
+
+
+_Dumper.add_representer(str, _str)
+
+
 def write_yaml(objs: list[dict], outdir: str | os.PathLike) -> list[Path]:
-    """One file per object, numbered in apply order (`kubectl apply -f OUTDIR` keeps it). Returns the paths."""
+    """One file per object, numbered in apply order (`kubectl apply -f OUTDIR` keeps it). Returns the paths.
+    Files of an earlier render (`NNN-*.yaml`) are removed first: a service deleted since must not be applied again."""
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("[0-9][0-9][0-9]-*.yaml"):
+        old.unlink()
     paths = []
     for i, obj in enumerate(objs):
         p = out / _file_name(i, obj)
-        p.write_text(yaml.safe_dump(obj, sort_keys=False, width=120), encoding="utf-8")
+        p.write_text(yaml.dump(obj, Dumper=_Dumper, sort_keys=False, width=120), encoding="utf-8")
         paths.append(p)
     return paths

@@ -16,8 +16,8 @@ NAMESPACE_MODES = ("shared", "per-owner")
 class Settings:
     """Stack settings. Defaults give a working `render` without any config.
 
-    irsa_role_arn may be a plain string (render) or a Pulumi Output (the program passes the IRSA role's ARN); the
-    manifest functions only place it in a dict, so both work.
+    The role ARNs may be plain strings (render) or Pulumi Outputs (the program passes the IRSA roles' ARNs); the
+    manifest functions only place them in a dict, so both work.
     """
 
     target: Target = "kubeconfig"
@@ -32,8 +32,15 @@ class Settings:
     ingress_host: str | None = None
     ingress_class: str | None = None
     engine_cache_uri: str = "s3://modelsvc-engines"  # s3://bucket[/prefix]; engines live under <uri>/engines/<key>/
-    irsa_role_arn: Any = None  # IAM role for the engine/Triton service account (IRSA); None: node credentials
+    build_role_arn: Any = None  # IAM role (IRSA) of the build Jobs: read checkpoints, write engines; None: node's
+    triton_role_arn: Any = None  # IAM role (IRSA) of Triton pods: read engines only; None: node credentials
     aws_cli_image: str = "public.ecr.aws/aws-cli/aws-cli:2.27.50"
+    # image-generation serving image: the Triton tutorials' Stable Diffusion image (their build.sh; NVIDIA does not
+    # publish it), which has the diffusion backend and its model configs in /workspace/diffusion-models
+    diffusion_image: str = "ghcr.io/example/tritonserver-diffusion:24.08"
+    build_disk: str = "400Gi"  # ephemeral storage of a build Job: checkpoint + engine (GPU nodes have 500 GiB)
+    metrics_namespace: str = "monitoring"  # where Prometheus runs: admitted to Triton's and the gateway's metrics
+    gateway_metrics_port: int = 9091  # the gateway's internal port for /metrics and per-service readiness
     device_plugin: bool = False  # deploy the NVIDIA device plugin DaemonSet (on by default for eks)
     device_plugin_image: str = "nvcr.io/nvidia/k8s-device-plugin:v0.17.1"
     kubernetes_version: str = "1.33"

@@ -42,12 +42,14 @@ class Review:
 
 
 def _pool_usage(c: Catalog) -> dict[str, tuple[int, int, int]]:
-    """pool → (instances, GPUs, nodes needed)."""
+    """pool → (instances, GPUs, nodes needed, with room for the pool's largest engine build beside them)."""
     per_pool: dict[str, list[int]] = {}
+    build: dict[str, int] = {}
     for s in c.services:
         if s.pool:
             per_pool.setdefault(s.pool, []).extend([c.model_of(s).gpus] * s.instances)
-    return {p: (len(g), sum(g), nodes_needed(g, c.pools[p].gpus_per_node)) for p, g in per_pool.items()}
+            build[s.pool] = max(build.get(s.pool, 0), c.model_of(s).gpus)
+    return {p: (len(g), sum(g), nodes_needed(g, c.pools[p].gpus_per_node, build[p])) for p, g in per_pool.items()}
 
 
 def _engine_key(c: Catalog, model_name: str) -> tuple:
@@ -119,7 +121,7 @@ def review(base: Catalog, head: Catalog, confirmed: set[str] = frozenset()) -> R
             continue
         rows.append(f"| `{pool}` | {b[0]} → {h[0]} | {b[1]} → {h[1]} ({h[1] - b[1]:+d}) | {b[2]} → {h[2]} | "
                     f"{max_nodes if pool in head.pools else 'removed'} |")
-    lines += ["### Capacity", *(["| pool | instances | GPUs | nodes needed | max nodes |",
+    lines += ["### Capacity", *(["| pool | instances | GPUs | nodes needed (with build room) | max nodes |",
                                  "|---|---|---|---|---|", *rows] if rows else ["- no change"]), ""]
 
     # Keys.

@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 
 GPU_TAINT_KEY, GPU_TAINT_VALUE = "nvidia.com/gpu", "true"
-ENGINE_SERVICE_ACCOUNT = "modelsvc-engine"  # reads/writes the engine cache (IRSA role on eks)
+BUILD_SERVICE_ACCOUNT = "modelsvc-engine-build"  # build Jobs: read checkpoints, write the engine cache (IRSA)
+TRITON_SERVICE_ACCOUNT = "modelsvc-triton"  # Triton pods: read the engine cache only (IRSA)
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
 # pulumi-kubernetes await: GPU nodes join, images are large (~20 GB) and engines load slowly.
 PULUMI_TIMEOUT = "pulumi.com/timeoutSeconds"
@@ -22,7 +23,9 @@ def meta(name: str, labels: dict, namespace: str | None = None, annotations: dic
 
 
 def gpu_toleration() -> dict:
-    return {"key": GPU_TAINT_KEY, "operator": "Equal", "value": GPU_TAINT_VALUE, "effect": "NoSchedule"}
+    """Any value of the nvidia.com/gpu taint: our node groups set "true", most clusters (and NVIDIA's own manifests)
+    taint with no value."""
+    return {"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}
 
 
 def sha256(text: str) -> str:

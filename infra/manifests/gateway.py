@@ -10,7 +10,7 @@ from .. import labels as L
 from ..names import ENV_CLUSTER_DOMAIN, ENV_NAMESPACE, ENV_NAMESPACE_MODE
 from ..settings import Settings
 from .common import meta, sha256
-from .system import GATEWAY_APP
+from .system import GATEWAY_APP, gateway_network_policy
 
 if TYPE_CHECKING:
     from modelsvc.catalog import Catalog
@@ -70,6 +70,8 @@ def deployment(catalog: "Catalog", settings: Settings) -> dict:
                         "env": [
                             {"name": "MODELSVC_CATALOG", "value": f"{CATALOG_DIR}/{CATALOG_FILE}"},
                             {"name": "MODELSVC_PORT", "value": str(settings.gateway_port)},
+                            # `modelsvc serve --metrics-port`: /metrics and per-service readiness, off the API port
+                            {"name": "MODELSVC_METRICS_PORT", "value": str(settings.gateway_metrics_port)},
                             {"name": ENV_NAMESPACE, "value": settings.namespace},
                             {"name": ENV_NAMESPACE_MODE, "value": settings.namespace_mode},
                             {"name": ENV_CLUSTER_DOMAIN, "value": settings.cluster_domain},
@@ -79,7 +81,9 @@ def deployment(catalog: "Catalog", settings: Settings) -> dict:
                                 "name": settings.gateway_redis_secret, "key": "url"}}}]
                               if settings.gateway_redis_secret else []),
                         ],
-                        "ports": [{"name": "http", "containerPort": settings.gateway_port, "protocol": "TCP"}],
+                        "ports": [{"name": "http", "containerPort": settings.gateway_port, "protocol": "TCP"},
+                                  {"name": "metrics", "containerPort": settings.gateway_metrics_port,
+                                   "protocol": "TCP"}],
                         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
                         "readinessProbe": {"httpGet": {"path": "/readyz", **http}, "periodSeconds": 5,
                                            "failureThreshold": 3},
@@ -126,6 +130,6 @@ def ingress(settings: Settings) -> dict | None:
 
 def gateway_objects(catalog: "Catalog", settings: Settings) -> list[dict]:
     objs = [service_account(settings), catalog_configmap(catalog, settings), deployment(catalog, settings),
-            service(settings), pod_disruption_budget(catalog, settings)]
+            service(settings), pod_disruption_budget(catalog, settings), gateway_network_policy(settings)]
     ing = ingress(settings)
     return objs + ([ing] if ing else [])

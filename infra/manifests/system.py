@@ -8,7 +8,7 @@ from .. import labels as L
 from ..capacity import triton_services
 from ..names import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT, namespace_of
 from ..settings import Settings
-from .common import ENGINE_SERVICE_ACCOUNT, IRSA_ANNOTATION, meta
+from .common import BUILD_SERVICE_ACCOUNT, IRSA_ANNOTATION, TRITON_SERVICE_ACCOUNT, meta
 
 if TYPE_CHECKING:
     from modelsvc.catalog import Catalog
@@ -34,15 +34,29 @@ def namespace(name: str) -> dict:
             "metadata": meta(name, L.labels(SYSTEM_APP, L.SYSTEM, name))}
 
 
-def engine_service_account(ns: str, settings: Settings) -> dict:
-    """Used by the build Jobs (write) and Triton pods (read) for the engine cache; on eks it carries the IRSA role."""
-    annotations = {IRSA_ANNOTATION: settings.irsa_role_arn} if settings.irsa_role_arn else None
+def _service_account(name: str, component: str, ns: str, role_arn) -> dict:
+    annotations = {IRSA_ANNOTATION: role_arn} if role_arn else None
     return {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": meta(ENGINE_SERVICE_ACCOUNT, L.labels(SYSTEM_APP, L.ENGINE_BUILD, ns), ns, annotations)}
+            "metadata": meta(name, L.labels(SYSTEM_APP, component, ns), ns, annotations)}
+
+
+def build_service_account(settings: Settings) -> dict:
+    """The build Jobs' identity (they all run in the system namespace): reads checkpoints, writes the engine cache."""
+    return _service_account(BUILD_SERVICE_ACCOUNT, L.ENGINE_BUILD, settings.namespace, settings.build_role_arn)
+
+
+def triton_service_account(ns: str, settings: Settings) -> dict:
+    """Triton pods' identity in their namespace: reads the engine cache, writes nothing."""
+    return _service_account(TRITON_SERVICE_ACCOUNT, L.TRITON, ns, settings.triton_role_arn)
+
+
+def _metrics_scrapers(settings: Settings) -> dict:
+    return {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": settings.metrics_namespace}}}
 
 
 def triton_network_policy(ns: str, settings: Settings) -> dict:
-    """Only gateway pods reach Triton's ports; everything else is denied ingress to Triton pods in this namespace."""
+    """Only gateway pods reach Triton's ports, and the metrics namespace (Prometheus) its metrics port; everything
+    else is denied ingress to Triton pods in this namespace (enforced on EKS by the VPC CNI's network policy agent)."""
     gateway_pods = {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": settings.namespace}},
         "podSelector": {"matchLabels": L.selector(GATEWAY_APP, L.GATEWAY, GATEWAY_APP)},
@@ -54,9 +68,28 @@ def triton_network_policy(ns: str, settings: Settings) -> dict:
             "podSelector": {"matchLabels": {"app.kubernetes.io/name": "tritonserver",
                                             "app.kubernetes.io/component": L.TRITON}},
             "policyTypes": ["Ingress"],
-            "ingress": [{"from": [gateway_pods],
-                         "ports": [{"protocol": "TCP", "port": p}
-                                   for p in (TRITON_HTTP_PORT, TRITON_GRPC_PORT, TRITON_METRICS_PORT)]}],
+            "ingress": [
+                {"from": [gateway_pods], "ports": [{"protocol": "TCP", "port": p}
+                                                   for p in (TRITON_HTTP_PORT, TRITON_GRPC_PORT, TRITON_METRICS_PORT)]},
+                {"from": [_metrics_scrapers(settings)], "ports": [{"protocol": "TCP", "port": TRITON_METRICS_PORT}]},
+            ],
+        },
+    }
+
+
+def gateway_network_policy(settings: Settings) -> dict:
+    """The gateway's API port stays open to every client (ingress controllers, in-cluster callers); its internal
+    metrics/readiness port only to the metrics namespace."""
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": meta("modelsvc-gateway-metrics", L.labels(GATEWAY_APP, L.GATEWAY, GATEWAY_APP), settings.namespace),
+        "spec": {
+            "podSelector": {"matchLabels": L.selector(GATEWAY_APP, L.GATEWAY, GATEWAY_APP)},
+            "policyTypes": ["Ingress"],
+            "ingress": [
+                {"ports": [{"protocol": "TCP", "port": "http"}]},
+                {"from": [_metrics_scrapers(settings)], "ports": [{"protocol": "TCP", "port": "metrics"}]},
+            ],
         },
     }
 

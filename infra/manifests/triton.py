@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 from .. import labels as L
-from ..cache import MAX_BATCH_SIZE, engine_uri, service_cache_key
-from ..capacity import gpu_type, resources
+from ..cache import MAX_BATCH_SIZE, engine_builds, engine_uri, max_num_tokens, service_cache_key, spec_json
+from ..capacity import resources
 from ..names import (TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT, engine_job_name, k8s_name,
                      namespace_of)
 from ..settings import Settings
 from . import scripts
-from .common import ENGINE_SERVICE_ACCOUNT, PULUMI_TIMEOUT, gpu_toleration, meta
+from .common import BUILD_SERVICE_ACCOUNT, PULUMI_TIMEOUT, TRITON_SERVICE_ACCOUNT, gpu_toleration, meta
 
 if TYPE_CHECKING:
-    from modelsvc.catalog import Catalog, Service
+    from modelsvc.catalog import Catalog, Model, Service
 
 TRITON_APP = "tritonserver"
+BUILD_APP = "engine-build"
+BUILD_BUDGET_S = 4 * 3600  # Job deadline and Pulumi's wait for it
+TRTLLM_TEMPLATES = "/app/all_models"  # NVIDIA's Triton TensorRT-LLM image: triton_backend/all_models of its release
+DIFFUSION_TEMPLATES = "/workspace/diffusion-models"  # the tutorials' diffusion image: its model configs
+# multimodal.md sizes GPU 0's CUDA memory pool for the prompt tables passed between models: fp16 (2 bytes) × image
+# features (324 for Qwen2-VL at 504x504) × hidden size (8192 covers the 72B model) × max batch size.
+MULTIMODAL_POOL_BYTES = 2 * 324 * 8192 * MAX_BATCH_SIZE
 STARTUP_BUDGET_S = 15 * 60  # engine load of a large model; the startup probe allows this much
 SHM_SIZE = "8Gi"
 PORTS = [("http", TRITON_HTTP_PORT), ("grpc", TRITON_GRPC_PORT), ("metrics", TRITON_METRICS_PORT)]
@@ -34,8 +42,7 @@ def _placement(service: "Service") -> dict:
     return {"nodeSelector": {L.POOL: service.pool}, "tolerations": [gpu_toleration()]}
 
 
-def _engine_env(catalog: "Catalog", service: "Service", settings: Settings) -> list[dict]:
-    key = service_cache_key(catalog, service, settings)
+def _engine_env(key: str, settings: Settings) -> list[dict]:
     return [{"name": "ENGINE_KEY", "value": key}, {"name": "ENGINE_URI", "value": engine_uri(settings, key)}]
 
 
@@ -53,51 +60,78 @@ def probes() -> dict:
     }
 
 
-def engine_job(catalog: "Catalog", service: "Service", settings: Settings) -> dict:
-    """Builds the service's engine into the cache unless it is there already.
+def serving_image(model: "Model", settings: Settings) -> str:
+    return settings.diffusion_image if model.task.value == "image-generation" else settings.triton_image
 
-    The name carries the cache key: a changed key is a new Job (rebuild), an unchanged one is left alone. Services
-    sharing a key share the cached engine: the first build writes it, the others find the marker and stop at once.
+
+def _templates_dir(model: "Model") -> str:
+    """Where the serving image keeps NVIDIA's model-repository templates of its own release."""
+    return DIFFUSION_TEMPLATES if model.task.value == "image-generation" else TRTLLM_TEMPLATES
+
+
+def engine_job(catalog: "Catalog", key: str, services: list["Service"], settings: Settings) -> dict:
+    """Builds one engine cache entry (all `services` share its key) unless it is there already.
+
+    The name carries the key: a changed key is a new Job (rebuild), an unchanged one is left alone, and services
+    sharing a key share one Job. Steps: fetch the checkpoint (aws-cli) → copy the serving image's own templates →
+    write the model repository with infra.modelrepo (gateway image; fails in seconds on a template problem, before
+    any GPU time) → build the engine (serving image, GPU) → upload, marker last (aws-cli).
     """
-    model = catalog.model_of(service)
-    key = service_cache_key(catalog, service, settings)
-    name = engine_job_name(k8s_name(service.access_name), key)
-    lab = _labels(service, L.ENGINE_BUILD, {L.CACHE_KEY: key})
-    env = _engine_env(catalog, service, settings) + [
+    first = services[0]
+    model = catalog.model_of(first)
+    lab = L.labels(BUILD_APP, L.ENGINE_BUILD, engine_job_name(key), extra={L.CACHE_KEY: key})
+    env = _engine_env(key, settings) + [
         {"name": "MODEL_SOURCE", "value": model.source or ""},
+        {"name": "TASK", "value": model.task.value},
         {"name": "TP_SIZE", "value": str(model.gpus)},
         {"name": "DTYPE", "value": model.dtype},
         {"name": "MAX_INPUT_TOKENS", "value": str(model.max_input_tokens)},
         {"name": "MAX_OUTPUT_TOKENS", "value": str(model.max_output_tokens)},
         {"name": "MAX_BATCH_SIZE", "value": str(MAX_BATCH_SIZE)},
-        {"name": "TASK", "value": model.task.value},
-        {"name": "GPU_TYPE", "value": gpu_type(catalog, service.pool)},
+        {"name": "MAX_NUM_TOKENS", "value": str(max_num_tokens(model))},
+        {"name": "TRITON_MODEL", "value": model.triton_model_name},
     ]
+    disk = {"ephemeral-storage": settings.build_disk}
+    small = {"requests": {"cpu": "1", "memory": "2Gi", **disk}, "limits": {"memory": "4Gi", **disk}}
+    gpu = resources(model)
+    gpu = {"requests": {**gpu["requests"], **disk}, "limits": {**gpu["limits"], **disk}}
     work = [{"name": "work", "mountPath": "/work"}]
+    image = serving_image(model, settings)
+    annotations = {PULUMI_TIMEOUT: str(BUILD_BUDGET_S),
+                   # a failed build is replaced (retried) by the next `pulumi up` instead of blocking it forever
+                   "pulumi.com/replaceUnready": "true",
+                   "modelsvc.io/model": first.model}
     return {
         "apiVersion": "batch/v1", "kind": "Job",
-        "metadata": meta(name, lab, namespace_of(service, settings), {PULUMI_TIMEOUT: str(4 * 3600)}),
+        "metadata": meta(engine_job_name(key), lab, settings.namespace, annotations),
         "spec": {
-            "backoffLimit": 2,
-            "activeDeadlineSeconds": 4 * 3600,
+            "backoffLimit": 1,  # one retry (a lost node); a deterministic failure should not burn GPU hours
+            "activeDeadlineSeconds": BUILD_BUDGET_S,
             "template": {
                 "metadata": {"labels": lab},
                 "spec": {
                     "restartPolicy": "Never",
-                    "serviceAccountName": ENGINE_SERVICE_ACCOUNT,
-                    **_placement(service),
+                    "serviceAccountName": BUILD_SERVICE_ACCOUNT,
+                    **_placement(first),
                     "initContainers": [
                         {"name": "fetch-checkpoint", "image": settings.aws_cli_image, "command": ["sh", "-c"],
-                         "args": [scripts.FETCH_CHECKPOINT], "env": env, "volumeMounts": work},
-                        {"name": "build-engine", "image": settings.triton_image, "command": ["python3", "-c"],
-                         "args": [scripts.BUILD_ENGINE], "env": env, "resources": resources(model),
+                         "args": [scripts.FETCH_CHECKPOINT], "env": env, "resources": small, "volumeMounts": work},
+                        {"name": "templates", "image": image, "command": ["sh", "-c"],
+                         "args": [scripts.copy_templates(_templates_dir(model))], "resources": small,
+                         "volumeMounts": work},
+                        {"name": "model-repo", "image": settings.gateway_image, "command": ["sh", "-c"],
+                         "args": [scripts.MODEL_REPO],
+                         "env": [{"name": "MODEL_REPO_SPEC", "value": json.dumps(spec_json(model), sort_keys=True)}],
+                         "resources": small, "volumeMounts": work},
+                        {"name": "build-engine", "image": image, "command": ["python3", "-c"],
+                         "args": [scripts.BUILD_ENGINE], "env": env, "resources": gpu,
                          "volumeMounts": work + [{"name": "shm", "mountPath": "/dev/shm"}]},
                     ],
                     "containers": [
                         {"name": "upload-engine", "image": settings.aws_cli_image, "command": ["sh", "-c"],
-                         "args": [scripts.UPLOAD_ENGINE], "env": env, "volumeMounts": work},
+                         "args": [scripts.UPLOAD_ENGINE], "env": env, "resources": small, "volumeMounts": work},
                     ],
-                    "volumes": [{"name": "work", "emptyDir": {}},
+                    "volumes": [{"name": "work", "emptyDir": {"sizeLimit": settings.build_disk}},
                                 {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}}],
                 },
             },
@@ -105,14 +139,38 @@ def engine_job(catalog: "Catalog", service: "Service", settings: Settings) -> di
     }
 
 
-def triton_command(gpus: int) -> tuple[list[str], list[dict]]:
-    """tritonserver arguments and extra env. With several GPUs the TensorRT-LLM backend runs in orchestrator mode
-    (one Triton process spawns a worker per GPU), so the pod stays one process listening on the three ports."""
-    cmd = ["tritonserver", "--model-repository=/models/repo", f"--http-port={TRITON_HTTP_PORT}",
-           f"--grpc-port={TRITON_GRPC_PORT}", f"--metrics-port={TRITON_METRICS_PORT}", "--disable-auto-complete-config",
-           "--backend-config=python,shm-region-prefix-name=prefix0_"]
-    env = [{"name": "TRTLLM_ORCHESTRATOR", "value": "1"}] if gpus > 1 else []
-    return cmd, env
+def engine_jobs(catalog: "Catalog", settings: Settings) -> list[dict]:
+    return [engine_job(catalog, key, services, settings) for key, services in engine_builds(catalog, settings).items()]
+
+
+def _engine_models(model: "Model") -> list[str]:
+    """The models that hold a TensorRT engine: the ones every MPI rank loads in leader mode."""
+    return ["tensorrt_llm", "multimodal_encoders"] if model.task.value == "vision-chat" else ["tensorrt_llm"]
+
+
+def triton_command(model: "Model") -> tuple[list[str], list[dict]]:
+    """tritonserver command and extra env. With several GPUs: NVIDIA's leader mode, as its
+    scripts/launch_triton_server.py does: one `mpirun` with a tritonserver per rank (`-n 1 tritonserver … : …`);
+    rank 0 loads the whole repository and serves, the other ranks load only the engine models."""
+    ports = [f"--grpc-port={TRITON_GRPC_PORT}", f"--http-port={TRITON_HTTP_PORT}",
+             f"--metrics-port={TRITON_METRICS_PORT}", "--disable-auto-complete-config"]
+
+    def rank_args(rank: int) -> list[str]:
+        if rank:
+            only = ["--model-control-mode=explicit", *(f"--load-model={m}" for m in _engine_models(model))]
+        elif model.task.value == "vision-chat":  # multimodal.md: GPU 0's CUDA pool carries the prompt tables
+            only = [f"--cuda-memory-pool-byte-size=0:{MULTIMODAL_POOL_BYTES}"]
+        else:
+            only = []
+        return ["tritonserver", "--model-repository=/models/repo", *only, *ports,
+                f"--backend-config=python,shm-region-prefix-name=prefix{rank}_"]
+
+    if model.gpus == 1 or model.task.value == "image-generation":
+        return rank_args(0), []
+    cmd = ["mpirun", "--allow-run-as-root"]
+    for rank in range(model.gpus):
+        cmd += [*([":"] if rank else []), "-n", "1", *rank_args(rank)]
+    return cmd, [{"name": "PMIX_MCA_gds", "value": "hash"}]  # NVIDIA's multimodal.md note for MPI_Init_thread
 
 
 def deployment(catalog: "Catalog", service: "Service", settings: Settings) -> dict:
@@ -120,7 +178,7 @@ def deployment(catalog: "Catalog", service: "Service", settings: Settings) -> di
     name = k8s_name(service.access_name)
     key = service_cache_key(catalog, service, settings)
     lab = _labels(service, L.TRITON, {L.CACHE_KEY: key})
-    cmd, extra_env = triton_command(model.gpus)
+    cmd, extra_env = triton_command(model)
     models_mount = {"name": "models", "mountPath": "/models"}
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
@@ -133,17 +191,17 @@ def deployment(catalog: "Catalog", service: "Service", settings: Settings) -> di
             "template": {
                 "metadata": {"labels": lab},
                 "spec": {
-                    "serviceAccountName": ENGINE_SERVICE_ACCOUNT,
+                    "serviceAccountName": TRITON_SERVICE_ACCOUNT,
                     **_placement(service),
                     "terminationGracePeriodSeconds": 60,
                     "initContainers": [
                         {"name": "fetch-engine", "image": settings.aws_cli_image, "command": ["sh", "-c"],
-                         "args": [scripts.FETCH_ENGINE], "env": _engine_env(catalog, service, settings),
+                         "args": [scripts.FETCH_ENGINE], "env": _engine_env(key, settings),
                          "volumeMounts": [models_mount]},
                     ],
                     "containers": [{
                         "name": "triton",
-                        "image": settings.triton_image,
+                        "image": serving_image(model, settings),
                         "command": cmd,
                         "env": extra_env,
                         "ports": [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in PORTS],
@@ -183,5 +241,5 @@ def pod_disruption_budget(catalog: "Catalog", service: "Service", settings: Sett
 
 
 def service_objects(catalog: "Catalog", service: "Service", settings: Settings) -> list[dict]:
-    return [engine_job(catalog, service, settings), deployment(catalog, service, settings),
-            headless_service(catalog, service, settings), pod_disruption_budget(catalog, service, settings)]
+    return [deployment(catalog, service, settings), headless_service(catalog, service, settings),
+            pod_disruption_budget(catalog, service, settings)]

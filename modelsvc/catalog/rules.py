@@ -151,8 +151,10 @@ def _unique(items, field, what, section, report, hint, pos: Positions) -> None:
 
 
 def _capacity(pools, models, services, report) -> None:
-    """Each pool must hold its services' instances: one instance on one node, all on max_nodes nodes."""
+    """Each pool must hold its services' instances (one instance on one node, all on max_nodes nodes) plus room to
+    build its largest engine beside them: a rebuild must never wait for GPUs that the running pods hold."""
     demand: dict[str, list[tuple[int, int]]] = {}  # pool → [(gpus per instance, service index)]
+    build: dict[str, int] = {}  # pool → GPUs of its largest engine build (services with 0 instances build too)
     for i, s in services:
         pool, model = pools.get(_str(s, "pool") or ""), models.get(_str(s, "model") or "")
         if not isinstance(pool, dict) or not isinstance(model, dict):
@@ -166,24 +168,28 @@ def _capacity(pools, models, services, report) -> None:
                    f"{per_node}", "choose a pool with bigger nodes or a model with fewer GPUs")
             continue
         demand.setdefault(s["pool"], []).extend([(gpus, i)] * instances)
+        if model.get("backend", "triton") == "triton":
+            build[s["pool"]] = max(build.get(s["pool"], 0), gpus)
     for name, wanted in demand.items():
         pool = pools[name]
         per_node, max_nodes = _int(pool, "gpus_per_node"), _int(pool, "max_nodes")
         if max_nodes is None:
             continue
-        needed = nodes_needed([g for g, _ in wanted], per_node)
+        needed = nodes_needed([g for g, _ in wanted], per_node, build.get(name, 0))
         if needed > max_nodes:
             total = sum(g for g, _ in wanted)
             report(("pools", name, "max_nodes"),
-                   f"pool '{name}' needs {needed} nodes for {len(wanted)} instances ({total} GPUs) but max_nodes is "
-                   f"{max_nodes}", f"raise max_nodes to {needed} or lower the instances of the services using it")
+                   f"pool '{name}' needs {needed} nodes for {len(wanted)} instances ({total} GPUs) and room to build "
+                   f"a {build.get(name, 0)}-GPU engine beside them, but max_nodes is {max_nodes}",
+                   f"raise max_nodes to {needed} or lower the instances of the services using it")
     return []
 
 
-def nodes_needed(gpus_per_instance: list[int], gpus_per_node: int) -> int:
-    """First-fit decreasing: how many nodes the instances occupy (no instance spans nodes)."""
+def nodes_needed(gpus_per_instance: list[int], gpus_per_node: int, build_gpus: int = 0) -> int:
+    """First-fit decreasing: how many nodes the instances occupy (no instance spans nodes), plus, with build_gpus,
+    room for one engine build of that many GPUs beside them."""
     free: list[int] = []
-    for g in sorted(gpus_per_instance, reverse=True):
+    for g in sorted(list(gpus_per_instance) + ([build_gpus] if build_gpus else []), reverse=True):
         for n, left in enumerate(free):
             if left >= g:
                 free[n] -= g

@@ -1,4 +1,4 @@
-from infra.capacity import gpu_demand, node_group_size, node_group_sizes, resources, triton_services
+from infra.capacity import build_gpus, gpu_demand, node_group_size, node_group_sizes, resources, triton_services
 
 
 def test_openai_backed_services_are_not_deployed(small):
@@ -29,3 +29,11 @@ def test_example_catalog(example):
 def test_gpu_request_equals_model_gpus(small):
     r = resources(small.models["big"])
     assert r["limits"]["nvidia.com/gpu"] == "4" == r["requests"]["nvidia.com/gpu"]
+
+
+def test_build_headroom_beside_the_running_instances(make_catalog, small_text):
+    # h100 (8 GPUs/node): alice/big 2×4 fills one node; rebuilding its 4-GPU engine needs room beside them.
+    catalog = make_catalog(small_text.replace("instances: 3\n", "instances: 0\n", 1))
+    assert build_gpus(catalog, "h100") == 4 and build_gpus(catalog, "idle") == 0
+    size = node_group_size(catalog, "h100")
+    assert (size.min, size.desired, size.max) == (1, 2, 4)  # min: what runs; desired: + room for one build

@@ -9,8 +9,9 @@ from pathlib import Path
 import pulumi
 import pytest
 
+from infra.cache import service_cache_key
 from infra.capacity import node_group_sizes
-from infra.names import headless_service_host, k8s_name
+from infra.names import engine_job_name, headless_service_host, k8s_name
 from infra.settings import Settings
 
 
@@ -80,6 +81,7 @@ def test_eks_target(mocks, example):
             sc = ng["scalingConfig"]
             assert (sc["minSize"], sc["desiredSize"], sc["maxSize"]) == (
                 sizes[pool].min, sizes[pool].desired, sizes[pool].max)
+            assert sc["minSize"] <= sc["desiredSize"] <= sc["maxSize"]
             assert ng["amiType"] == "AL2023_x86_64_NVIDIA"
             assert ng["instanceTypes"] == [example.pools[pool].instance_type]
             assert ng["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
@@ -90,14 +92,22 @@ def test_eks_target(mocks, example):
         assert len(mocks.of("aws:eks/cluster:Cluster")) == 1
         assert len(mocks.of("aws:iam/openIdConnectProvider:OpenIdConnectProvider")) == 1
         assert mocks.of("aws:s3/bucket:Bucket")[0].inputs["bucket"] == "modelsvc-test-engines"
-        # IRSA: the role trusts exactly the engine service account, which carries the role ARN.
-        irsa = next(r for r in mocks.of("aws:iam/role:Role") if r.name.endswith("-irsa"))
-        trust = json.loads(irsa.inputs["assumeRolePolicy"])
-        cond = trust["Statement"][0]["Condition"]["StringEquals"]
-        assert cond["oidc.eks.us-west-2.amazonaws.com/id/ABC:sub"] == ["system:serviceaccount:modelsvc:modelsvc-engine"]
-        sa = next(r for r in mocks.of("kubernetes:core/v1:ServiceAccount") if r.inputs["metadata"]["name"] ==
-                  "modelsvc-engine")
-        assert sa.inputs["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == role_arn
+        # IRSA: each role trusts exactly its service account, which carries the role ARN; only the build's writes.
+        roles = {r.name: r for r in mocks.of("aws:iam/role:Role") if r.name.endswith("-irsa")}
+        policies = {r.name: json.loads(r.inputs["policy"]) for r in mocks.of("aws:iam/rolePolicy:RolePolicy")}
+        accounts = {r.inputs["metadata"]["name"]: r.inputs["metadata"] for r in
+                    mocks.of("kubernetes:core/v1:ServiceAccount")}
+        for part, sa, writes in (("build", "modelsvc-engine-build", True), ("triton", "modelsvc-triton", False)):
+            name = f"modelsvc-test-models-{part}-irsa"
+            cond = json.loads(roles[name].inputs["assumeRolePolicy"])["Statement"][0]["Condition"]["StringEquals"]
+            assert cond["oidc.eks.us-west-2.amazonaws.com/id/ABC:sub"] == [f"system:serviceaccount:modelsvc:{sa}"]
+            actions = {a for s in policies[name]["Statement"] for a in s["Action"]}
+            assert ("s3:PutObject" in actions) is writes
+            assert accounts[sa]["annotations"]["eks.amazonaws.com/role-arn"] == f"arn:aws:mock:::{name}"
+        assert accounts["modelsvc-engine-build"]["annotations"]["eks.amazonaws.com/role-arn"] == role_arn
+        addon = mocks.of("aws:eks/addon:Addon")[0].inputs
+        assert addon["addonName"] == "vpc-cni"
+        assert json.loads(addon["configurationValues"]) == {"enableNetworkPolicy": "true"}
         assert len(mocks.of("kubernetes:apps/v1:DaemonSet")) == 1  # device plugin
         assert cluster_name == "modelsvc-test"
         assert json.loads(kubeconfig)["clusters"][0]["cluster"]["server"] == "https://eks.example"
@@ -116,7 +126,15 @@ def _check_k8s(mocks, catalog):
         limits = dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
         assert limits["nvidia.com/gpu"] == str(catalog.model_of(s).gpus)
     assert deps["modelsvc-gateway"]["spec"]["replicas"] == catalog.gateway.replicas
-    assert len(mocks.of("kubernetes:batch/v1:Job")) == len(triton)
+    # one build Job per engine cache key, and each Deployment waits for its key's Job
+    jobs = {r.inputs["metadata"]["name"]: r for r in mocks.of("kubernetes:batch/v1:Job")}
+    assert len(jobs) == len({service_cache_key(catalog, s, Settings()) for s in triton})
+    for job in jobs.values():
+        assert job.inputs["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"
+        assert job.inputs["metadata"]["namespace"] == "modelsvc"
+    for dep in mocks.of("kubernetes:apps/v1:Deployment"):
+        if dep.inputs["metadata"]["name"] != "modelsvc-gateway":
+            assert engine_job_name(dep.inputs["metadata"]["labels"]["modelsvc.io/engine-key"]) in jobs
     assert len(mocks.of("kubernetes:policy/v1:PodDisruptionBudget")) == len(triton) + 1
     services = [r.inputs for r in mocks.of("kubernetes:core/v1:Service")]
     assert sum(1 for s in services if s["spec"].get("clusterIP") == "None") == len(triton)
@@ -156,9 +174,36 @@ def test_per_owner_namespaces(mocks, example):
         names = sorted(r.inputs["metadata"]["name"] for r in mocks.of("kubernetes:core/v1:Namespace"))
         assert names == ["modelsvc", "modelsvc-u-3f9a2c7e51d0", "modelsvc-u-8105f7322477"]
         assert services["u-3f9a2c7e51d0/receipts"]["namespace"] == "modelsvc-u-3f9a2c7e51d0"
-        assert len(mocks.of("kubernetes:networking.k8s.io/v1:NetworkPolicy")) == 2
+        # one per Triton namespace, one for the gateway
+        assert len(mocks.of("kubernetes:networking.k8s.io/v1:NetworkPolicy")) == 3
 
     check(outputs["services"])
+
+
+def test_deployments_wait_for_the_build_job_of_their_key(mocks, make_catalog, small_text, monkeypatch):
+    """Two services with one cache key: one Job, and both Deployments depend on it."""
+    import infra.program
+
+    catalog = make_catalog(small_text.replace("gpu_type: l4", "gpu_type: h100"))  # bob/chat now shares alice/chat's key
+    created: dict[int, str] = {}
+    waits: dict[str, list[str]] = {}
+    real = infra.program.k8s_res.create
+
+    def spy(obj, opts=None):
+        res = real(obj, opts)
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        created[id(res)] = name
+        waits[name] = [created.get(id(d), "?") for d in (opts.depends_on if opts and opts.depends_on else [])]
+        return res
+
+    monkeypatch.setattr(infra.program.k8s_res, "create", spy)
+    _build(catalog, Settings(target="kubeconfig"), "kubeconfig-text")
+    key = service_cache_key(catalog, catalog.service("alice/chat"), Settings())
+    assert service_cache_key(catalog, catalog.service("bob/chat"), Settings()) == key
+    jobs = [n for n in waits if n.startswith("Job/")]
+    assert len(jobs) == 2  # small + big; bob/chat builds nothing of its own
+    for svc in ("alice/chat", "bob/chat"):
+        assert f"Job/{engine_job_name(key)}" in waits[f"Deployment/{k8s_name(svc)}"]
 
 
 def test_kubeconfig_target_requires_a_kubeconfig(mocks, example):

@@ -9,10 +9,13 @@ from infra.names import k8s_name
 from infra.render import render, write_yaml
 from infra.settings import Settings
 
+from .conftest import ROOT
+
 K8S_VERSION = "1.33"  # EKS's current default; kubernetes-validate 1.37 ships its strict schemas
 SETTINGS = [
     ("kubeconfig", Settings()),
-    ("eks", Settings(irsa_role_arn="arn:aws:iam::123456789012:role/x")),
+    ("eks", Settings(build_role_arn="arn:aws:iam::123456789012:role/b",
+                     triton_role_arn="arn:aws:iam::123456789012:role/t")),
     ("kubeconfig", Settings(namespace_mode="per-owner", ingress_host="models.example.com", ingress_class="nginx",
                             device_plugin=True)),
 ]
@@ -49,9 +52,9 @@ def test_every_object_is_labelled(example):
 
 def test_per_service_objects_carry_the_service_id(example):
     ids = {s.id for s in example.services}
-    per_service = [o for o in render(example) if o["kind"] in ("Job", "PodDisruptionBudget", "Deployment", "Service")
+    per_service = [o for o in render(example) if o["kind"] in ("PodDisruptionBudget", "Deployment", "Service")
                    and o["metadata"]["name"] != "modelsvc-gateway"]
-    assert len(per_service) == 4 * 4  # 4 triton services (the openai-backed one gets nothing)
+    assert len(per_service) == 4 * 3  # 4 triton services (the openai-backed one gets nothing)
     assert {o["metadata"]["labels"][L.SERVICE_ID] for o in per_service} == ids - {"ms-f058dd7a36b5"}
 
 
@@ -96,3 +99,21 @@ def test_write_yaml_round_trips(example, tmp_path):
     assert [yaml.safe_load(p.read_text()) for p in paths] == objs
     assert paths[0].name.startswith("000-namespace")
     assert any(p.name.endswith(f"{k8s_name('u-8105f7322477/test')}.yaml") for p in paths)
+
+
+def test_write_yaml_removes_an_earlier_render(example, small, tmp_path):
+    write_yaml(render(example), tmp_path)
+    (tmp_path / "notes.txt").write_text("kept")
+    paths = write_yaml(render(small), tmp_path)
+    assert sorted(tmp_path.glob("*.yaml")) == paths
+    assert (tmp_path / "notes.txt").read_text() == "kept"
+
+
+def test_docs_examples_are_the_current_render(example, tmp_path):
+    """docs/examples/kubernetes is `modelsvc render docs/examples/kubernetes` of services.yaml, kept current."""
+    docs = ROOT / "docs" / "examples" / "kubernetes"
+    fresh = write_yaml(render(example), tmp_path)
+    hint = "regenerate: modelsvc render docs/examples/kubernetes --config services.yaml"
+    assert sorted(p.name for p in docs.glob("*.yaml")) == [p.name for p in fresh], hint
+    for p in fresh:
+        assert (docs / p.name).read_text() == p.read_text(), f"{p.name}: {hint}"

@@ -44,3 +44,21 @@ def test_gateway_drains_and_can_share_limits_through_redis(example):
     spec = deployment(example, Settings(gateway_redis_secret="gateway-redis"))["spec"]["template"]["spec"]
     env = {e["name"]: e for e in spec["containers"][0]["env"]}
     assert env["REDIS_URL"]["valueFrom"] == {"secretKeyRef": {"name": "gateway-redis", "key": "url"}}
+
+
+def test_metrics_namespace_reaches_only_the_metrics_ports(small):
+    settings = Settings(metrics_namespace="observability")
+    pol = system.triton_network_policy("modelsvc", settings)
+    scrape = pol["spec"]["ingress"][1]
+    assert scrape["from"] == [{"namespaceSelector": {"matchLabels": {
+        "kubernetes.io/metadata.name": "observability"}}}]
+    assert scrape["ports"] == [{"protocol": "TCP", "port": 8002}]  # Triton's metrics, not its inference ports
+    gw = system.gateway_network_policy(settings)
+    c = gateway.deployment(small, settings)["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "metrics", "containerPort": 9091, "protocol": "TCP"} in c["ports"]
+    assert {"name": "MODELSVC_METRICS_PORT", "value": "9091"} in c["env"]
+    http, metrics = gw["spec"]["ingress"]
+    assert "from" not in http and http["ports"] == [{"protocol": "TCP", "port": "http"}]  # the API stays public
+    assert metrics["from"] == scrape["from"] and metrics["ports"] == [{"protocol": "TCP", "port": "metrics"}]
+    assert gw["spec"]["podSelector"]["matchLabels"].items() <= \
+        gateway.deployment(small, settings)["spec"]["template"]["metadata"]["labels"].items()

@@ -1,6 +1,10 @@
+import json
+
+import pytest
+
 from infra import labels as L
-from infra.cache import service_cache_key
-from infra.manifests import triton
+from infra.cache import engine_builds, service_cache_key
+from infra.manifests import scripts, triton
 from infra.manifests.common import GPU_TAINT_KEY
 from infra.names import TRITON_GRPC_PORT, engine_job_name, k8s_name
 from infra.settings import Settings
@@ -21,12 +25,16 @@ def test_deployment_replicas_gpus_placement(small):
     assert c["image"] == "nvcr.io/nvidia/tritonserver:25.10-trtllm-python-py3"
     assert c["resources"]["limits"]["nvidia.com/gpu"] == "4"
     assert spec["nodeSelector"] == {L.POOL: "h100"}
-    assert spec["tolerations"][0]["key"] == GPU_TAINT_KEY and spec["tolerations"][0]["effect"] == "NoSchedule"
+    # any value of the taint: clusters usually taint nvidia.com/gpu:NoSchedule without one
+    assert spec["tolerations"] == [{"key": GPU_TAINT_KEY, "operator": "Exists", "effect": "NoSchedule"}]
+    assert spec["serviceAccountName"] == "modelsvc-triton"
     assert {p["containerPort"] for p in c["ports"]} == {8000, 8001, 8002}
     shm = next(v for v in spec["volumes"] if v["name"] == "shm")
     assert shm["emptyDir"]["medium"] == "Memory"
-    assert {"name": "TRTLLM_ORCHESTRATOR", "value": "1"} in c["env"]  # multi-GPU → orchestrator mode
-    assert pod(triton.deployment(small, small.service("alice/chat"), S))["containers"][0]["env"] == []
+    assert c["command"][0] == "mpirun"  # multi-GPU → leader mode (test_leader_mode)
+    assert "TRTLLM_ORCHESTRATOR" not in str(c["env"])
+    single = pod(triton.deployment(small, small.service("alice/chat"), S))["containers"][0]
+    assert single["command"][0] == "tritonserver" and single["env"] == []
 
 
 def test_probes(small):
@@ -44,7 +52,7 @@ def test_init_container_pulls_the_cached_repository(small):
     env = {e["name"]: e["value"] for e in init["env"]}
     key = service_cache_key(small, svc, S)
     assert env["ENGINE_URI"] == f"s3://modelsvc-engines/engines/{key}"
-    assert "/models/" in init["args"][0]
+    assert init["args"] == [scripts.FETCH_ENGINE]
 
 
 def test_headless_service_selects_the_pods(small):
@@ -67,18 +75,118 @@ def test_pdb(small):
     assert pdb["spec"]["maxUnavailable"] == 1
 
 
+def job_of(catalog, access, settings=S):
+    key = service_cache_key(catalog, catalog.service(access), settings)
+    return triton.engine_job(catalog, key, [catalog.service(access)], settings)
+
+
 def test_job_name_follows_the_cache_key(small, make_catalog, small_text):
-    svc = small.service("alice/chat")
-    job = triton.engine_job(small, svc, S)
-    key = service_cache_key(small, svc, S)
-    assert job["metadata"]["name"] == engine_job_name(k8s_name("alice/chat"), key)
+    job = job_of(small, "alice/chat")
+    key = service_cache_key(small, small.service("alice/chat"), S)
+    assert job["metadata"]["name"] == engine_job_name(key) == f"engine-build-{key}"
     assert job["metadata"]["labels"][L.CACHE_KEY] == key
     # instances change: same Job (reused); model change: new Job (rebuild)
     more = make_catalog(small_text.replace("instances: 3", "instances: 5"))
-    assert triton.engine_job(more, more.service("alice/chat"), S)["metadata"]["name"] == job["metadata"]["name"]
+    assert job_of(more, "alice/chat")["metadata"]["name"] == job["metadata"]["name"]
     changed = make_catalog(small_text.replace("s3://example-models/small", "s3://example-models/small-v2"))
-    assert triton.engine_job(changed, changed.service("alice/chat"), S)["metadata"]["name"] != job["metadata"]["name"]
+    assert job_of(changed, "alice/chat")["metadata"]["name"] != job["metadata"]["name"]
     assert pod(job)["restartPolicy"] == "Never"
-    build = pod(job)["initContainers"][1]
-    assert build["resources"]["limits"]["nvidia.com/gpu"] == "1"
-    assert "decoupled_mode:true" in build["args"][0]
+
+
+def test_services_sharing_a_key_build_once(make_catalog, small_text):
+    shared = make_catalog(small_text.replace("gpu_type: l4", "gpu_type: h100"))
+    jobs = triton.engine_jobs(shared, S)
+    assert len(jobs) == 2  # small (alice/chat + bob/chat) and big
+    assert len(triton.engine_jobs(make_catalog(small_text), S)) == 3
+
+
+def test_a_failed_build_does_not_block_later_updates(small):
+    md = job_of(small, "alice/chat")["metadata"]
+    assert md["annotations"]["pulumi.com/replaceUnready"] == "true"
+    assert int(md["annotations"]["pulumi.com/timeoutSeconds"]) >= 3600
+    assert md["namespace"] == S.namespace
+
+
+def test_job_steps_and_identities(small):
+    spec = pod(job_of(small, "alice/big"))
+    assert spec["serviceAccountName"] == "modelsvc-engine-build"
+    assert [c["name"] for c in spec["initContainers"]] == ["fetch-checkpoint", "templates", "model-repo",
+                                                           "build-engine"]
+    assert [c["name"] for c in spec["containers"]] == ["upload-engine"]
+    steps = {c["name"]: c for c in spec["initContainers"] + spec["containers"]}
+    assert steps["fetch-checkpoint"]["args"] == [scripts.FETCH_CHECKPOINT]
+    assert steps["upload-engine"]["args"] == [scripts.UPLOAD_ENGINE]
+    assert steps["build-engine"]["args"] == [scripts.BUILD_ENGINE]
+    assert steps["build-engine"]["resources"]["limits"]["nvidia.com/gpu"] == "4"
+    # NVIDIA's templates come from the serving image itself: nothing is downloaded at build time
+    assert steps["templates"]["image"] == S.triton_image
+    assert 'cp -R "/app/all_models/." /work/templates/' in steps["templates"]["args"][0]
+    for text in (str(spec), scripts.BUILD_ENGINE):
+        assert "github" not in text.lower() and "codeload" not in text
+    # the model repository is written by infra.modelrepo in the gateway image (which has our package)
+    repo = steps["model-repo"]
+    assert repo["image"] == S.gateway_image
+    assert "exec python -m infra.modelrepo" in repo["args"][0]
+    assert "--templates /work/templates --out /work/out/repo" in repo["args"][0]
+    assert "--tokenizer-config /work/checkpoint/tokenizer_config.json" in repo["args"][0]
+    spec_json = json.loads(next(e["value"] for e in repo["env"] if e["name"] == "MODEL_REPO_SPEC"))
+    assert spec_json == {"task": "chat", "max_batch_size": 64, "max_input_tokens": 4096, "max_output_tokens": 1024,
+                         "engine_dir": "/models/engine", "tokenizer_dir": "/models/tokenizer",
+                         "visual_engine_dir": "/models/visual_engine", "chat_template": None,
+                         "served_name": "ensemble"}
+
+
+def test_job_requests_ephemeral_storage(small):
+    spec = pod(job_of(small, "alice/chat", Settings(build_disk="300Gi")))
+    for c in spec["initContainers"] + spec["containers"]:
+        assert c["resources"]["requests"]["ephemeral-storage"] == "300Gi", c["name"]
+        assert c["resources"]["limits"]["ephemeral-storage"] == "300Gi", c["name"]
+    work = next(v for v in spec["volumes"] if v["name"] == "work")
+    assert work["emptyDir"]["sizeLimit"] == "300Gi"
+
+
+@pytest.mark.parametrize("max_input, expected", [(4096, 8192), (8192, 8192), (10000, 10048), (16384, 16384)])
+def test_max_num_tokens_covers_the_longest_prompt(make_catalog, small_text, max_input, expected):
+    limit = f"    gpus: 1\n    max_input_tokens: {max_input}\n"
+    catalog = make_catalog(small_text.replace("    gpus: 1\n", limit, 1))
+    env = {e["name"]: e["value"] for e in pod(job_of(catalog, "alice/chat"))["initContainers"][3]["env"]}
+    assert int(env["MAX_NUM_TOKENS"]) == expected >= max_input and expected % 64 == 0
+    assert env["MAX_INPUT_TOKENS"] == str(max_input)
+
+
+def test_task_recipes_pick_their_serving_image(example):
+    by_task = {}
+    for key, services in engine_builds(example, S).items():
+        job = triton.engine_job(example, key, services, S)
+        by_task[example.model_of(services[0]).task.value] = (job, triton.deployment(example, services[0], S))
+    assert set(by_task) == {"chat", "vision-chat", "image-generation"}
+    job, dep = by_task["image-generation"]
+    steps = {c["name"]: c for c in pod(job)["initContainers"]}
+    assert steps["build-engine"]["image"] == steps["templates"]["image"] == S.diffusion_image
+    assert '"/workspace/diffusion-models/."' in steps["templates"]["args"][0]
+    assert pod(dep)["containers"][0]["image"] == S.diffusion_image
+    env = {e["name"]: e["value"] for e in steps["build-engine"]["env"]}
+    assert (env["TASK"], env["TRITON_MODEL"]) == ("image-generation", "stable_diffusion")
+    job, dep = by_task["vision-chat"]
+    env = {e["name"]: e["value"] for e in pod(job)["initContainers"][3]["env"]}
+    assert env["TASK"] == "vision-chat" and pod(dep)["containers"][0]["image"] == S.triton_image
+
+
+def test_leader_mode(make_catalog, small_text):
+    """tp > 1: one mpirun, a tritonserver per rank, as NVIDIA's launch_triton_server.py starts them."""
+    cmd = pod(triton.deployment(make_catalog(small_text), make_catalog(small_text).service("alice/big"), S))[
+        "containers"][0]["command"]
+    assert cmd[:2] == ["mpirun", "--allow-run-as-root"]
+    ranks = " ".join(cmd[2:]).split(" : ")
+    assert len(ranks) == 4
+    for i, rank in enumerate(ranks):
+        args = rank.split()
+        assert args[:3] == ["-n", "1", "tritonserver"]
+        assert "--model-repository=/models/repo" in args and "--disable-auto-complete-config" in args
+        assert f"--backend-config=python,shm-region-prefix-name=prefix{i}_" in args
+        assert ("--model-control-mode=explicit" in args) is (i > 0)  # other ranks load only the engine model
+        assert ("--load-model=tensorrt_llm" in args) is (i > 0)
+    vision = make_catalog(small_text.replace("    gpus: 4\n", "    gpus: 4\n    task: vision-chat\n"))
+    cmd = " ".join(pod(triton.deployment(vision, vision.service("alice/big"), S))["containers"][0]["command"])
+    assert cmd.count("--load-model=multimodal_encoders") == 3
+    assert cmd.count("--cuda-memory-pool-byte-size=0:") == 1  # rank 0 only, as launch_triton_server.py does

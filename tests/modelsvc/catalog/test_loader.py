@@ -76,8 +76,8 @@ CASES = [
      "services.yaml:35:18: owner 'u-c' has no API key, so nobody could call this service — add one: "
      "`modelsvc keys new --owner u-c`"),
     ("capacity overrun", "    instances: 2\n", "    instances: 4\n",
-     "services.yaml:9:16: pool 'h100' needs 3 nodes for 5 instances (17 GPUs) but max_nodes is 2 — raise max_nodes "
-     "to 3 or lower the instances of the services using it"),
+     "services.yaml:9:16: pool 'h100' needs 3 nodes for 5 instances (17 GPUs) and room to build a 4-GPU engine "
+     "beside them, but max_nodes is 2 — raise max_nodes to 3 or lower the instances of the services using it"),
     ("instance bigger than a node", "    gpus: 4\n", "    gpus: 16\n",
      "services.yaml:39:11: one instance of model 'chat-70b' needs 16 GPUs but nodes in pool 'h100' have 8 — choose "
      "a pool with bigger nodes or a model with fewer GPUs"),
