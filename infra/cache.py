@@ -9,11 +9,13 @@ reuse the engine. Services whose keys are equal share one build Job and one cach
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import TYPE_CHECKING
 
 from .capacity import gpu_type, triton_services
+from .modelrepo import spec_for
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -46,13 +48,8 @@ def max_num_tokens(model: "Model") -> int:
 
 
 def spec_json(model: "Model") -> dict:
-    """What infra.modelrepo needs to write this model's repository (the fields of infra.modelrepo.RepoSpec).
-    Paths are where the Triton pod finds the cache entry (synced to /models)."""
-    # TODO(merge): use dataclasses.asdict(infra.modelrepo.spec_for(model, max_batch_size=MAX_BATCH_SIZE))
-    return {"task": model.task.value, "max_batch_size": MAX_BATCH_SIZE, "max_input_tokens": model.max_input_tokens,
-            "max_output_tokens": model.max_output_tokens, "engine_dir": "/models/engine",
-            "tokenizer_dir": "/models/tokenizer", "visual_engine_dir": "/models/visual_engine",
-            "chat_template": model.chat_template, "served_name": model.triton_model_name}
+    """What infra.modelrepo needs to write this model's repository (infra.modelrepo.RepoSpec as a dict)."""
+    return dataclasses.asdict(spec_for(model, max_batch_size=MAX_BATCH_SIZE))
 
 
 def engine_cache_key(model: "Model", gpu: str, trtllm_version: str) -> str:

@@ -17,10 +17,9 @@ from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
 from infra.manifests import scripts
+from infra.modelrepo import templates
+from infra.modelrepo.errors import RepoError
 
-ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES_ENV = "MODELSVC_TRITON_TEMPLATES"
-SD = "tutorials-r25.10/Popular_Models_Guide/StableDiffusion/diffusion-models"
 
 # A stand-in for tritonserver: records its arguments, "builds" an engine file into the model's version directory,
 # answers /v2/models/<name>/ready with 200 once that is done (or exits 1 when FAKE_FAIL is set).
@@ -43,13 +42,10 @@ http.server.HTTPServer(("127.0.0.1", int(args["http-port"])), H).serve_forever()
 
 
 def _templates() -> Path:
-    # TODO(merge): use infra.modelrepo.templates.for_task("image-generation") (the same setting and default)
-    base = Path(os.environ.get(TEMPLATES_ENV) or ROOT.parent / "shared" / "fixtures" / "triton-templates")
-    path = base / SD
-    if not path.is_dir():
-        pytest.fail(f"NVIDIA's Triton templates are not at {base}: set {TEMPLATES_ENV} to the fixture tree "
-                    "(shared/fixtures/triton-templates, see its PROVENANCE.md)")
-    return path
+    try:
+        return templates.for_task("image-generation")
+    except RepoError as e:
+        pytest.fail(str(e))
 
 
 def _load_script():

@@ -6,6 +6,7 @@ from infra import labels as L
 from infra.cache import engine_builds, service_cache_key
 from infra.manifests import scripts, triton
 from infra.manifests.common import GPU_TAINT_KEY
+from infra.modelrepo import RepoSpec
 from infra.names import TRITON_GRPC_PORT, engine_job_name, k8s_name
 from infra.settings import Settings
 
@@ -130,10 +131,9 @@ def test_job_steps_and_identities(small):
     assert "--templates /work/templates --out /work/out/repo" in repo["args"][0]
     assert "--tokenizer-config /work/checkpoint/tokenizer_config.json" in repo["args"][0]
     spec_json = json.loads(next(e["value"] for e in repo["env"] if e["name"] == "MODEL_REPO_SPEC"))
-    assert spec_json == {"task": "chat", "max_batch_size": 64, "max_input_tokens": 4096, "max_output_tokens": 1024,
-                         "engine_dir": "/models/engine", "tokenizer_dir": "/models/tokenizer",
-                         "visual_engine_dir": "/models/visual_engine", "chat_template": None,
-                         "served_name": "ensemble"}
+    spec = RepoSpec.from_dict(spec_json)  # exactly the builder's spec: no unknown or missing field
+    assert (spec.task, spec.max_batch_size, spec.max_input_tokens, spec.max_output_tokens) == ("chat", 64, 4096, 1024)
+    assert (spec.engine_dir, spec.tokenizer_dir, spec.served_name) == ("/models/engine", "/models/tokenizer", "ensemble")
 
 
 def test_job_requests_ephemeral_storage(small):
