@@ -97,6 +97,9 @@ def has_recipe(model: "Model") -> str | None:
         return ("the image-generation recipe (Triton tutorials' Stable Diffusion) serves Stable Diffusion 1.5 and "
                 f"XL only; source {model.source!r} names neither (e.g. .../stable-diffusion-v1-5 or "
                 ".../stable-diffusion-xl-base-1.0)")
+    if task == "image-generation" and model.gpus != 1:
+        return ("the Triton tutorials' diffusion backend runs one pipeline on one GPU: set gpus: 1 "
+                "(scale with instances instead)")
     return None
 
 

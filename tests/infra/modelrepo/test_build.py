@@ -246,5 +246,6 @@ def test_has_recipe_and_spec_for():
     assert has_recipe(sdxl) is None and spec_for(sdxl).diffusion_variant == "sdxl"
     assert spec_for(sdxl).served_name == "stable_diffusion"
     assert "1.5 and XL only" in has_recipe(_model(task="image-generation", source="s3://m/flux-1-dev"))
+    assert "one GPU" in has_recipe(_model(task="image-generation", source="s3://m/stable-diffusion-xl-base-1.0", gpus=2))
     assert "not served" in has_recipe(_model(task="chat", source="s3://m/x", triton_model="tensorrt_llm"))
     assert "no model repository" in has_recipe(_model(task="chat", backend="openai", upstream="http://u:1/v1"))
