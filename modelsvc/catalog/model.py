@@ -8,6 +8,7 @@ Cross-object rules (references, uniqueness, capacity) live in rules.py, which se
 from __future__ import annotations
 
 import re
+import unicodedata
 from enum import Enum
 from typing import Annotated, Literal, Optional
 
@@ -27,7 +28,17 @@ def _http_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _display_text(value: str) -> str:
+    # Names and descriptions are shown in PR reviews (Markdown), workflow logs and the console (HTML): no control or
+    # invisible formatting characters (newlines, bidi overrides) and no '<' '>' that could open HTML.
+    if any(c in "<>" or unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+        raise ValueError("must not contain control characters, invisible formatting characters, '<' or '>' "
+                         "(it is shown in reviews, logs and the console)")
+    return value
+
+
 HttpUrl = Annotated[StrictStr, AfterValidator(_http_url)]
+DisplayText = Annotated[StrictStr, AfterValidator(_display_text)]
 Label = Annotated[StrictStr, Field(pattern=LABEL_RE, max_length=63)]
 
 
@@ -103,12 +114,12 @@ class Key(_Frozen):
     id: Label
     owner: Label
     sha256: StrictStr = Field(pattern=SHA256_RE, description="SHA-256 hex digest of the key; never the key itself.")
-    description: Optional[StrictStr] = Field(None, max_length=200)
+    description: Optional[DisplayText] = Field(None, max_length=200)
     limits: Optional[Limits] = Field(None, description="Limits for this key, over all services it calls.")
 
 
 class Service(_Frozen):
-    name: StrictStr = Field(min_length=1, max_length=64, description="Display name.")
+    name: DisplayText = Field(min_length=1, max_length=64, description="Display name.")
     access_name: StrictStr = Field(
         pattern=ACCESS_NAME_RE, max_length=127, description='"<owner>/<name>": what callers put in "model".'
     )
@@ -116,7 +127,7 @@ class Service(_Frozen):
     model: StrictStr
     instances: StrictInt = Field(1, ge=0, le=256)
     pool: Optional[StrictStr] = Field(None, description="GPU pool (required for triton-backed models).")
-    description: Optional[StrictStr] = Field(None, max_length=500)
+    description: Optional[DisplayText] = Field(None, max_length=500)
     limits: Optional[Limits] = Field(None, description="Limits for this service, over all keys calling it.")
 
     @property
