@@ -31,6 +31,16 @@ _PATTERN_HINTS = {
 
 
 def parse_document(text: str, path: str) -> Document:
+    doc, problems = parse_document_and_problems(text, path)
+    if problems:
+        raise CatalogError(problems)
+    assert doc is not None
+    return doc
+
+
+def parse_document_and_problems(text: str, path: str) -> tuple[Document | None, list[Problem]]:
+    """(typed document or None, every problem). The document is there whenever the shape is right, even when
+    whole-file rules (capacity, references, secrets) fail: the review still shows the diff next to the problems."""
     data, positions, problems = parse_yaml(text, path)
     problems += rules.plaintext_secrets(text, path)
     if data is None and not problems:
@@ -39,7 +49,7 @@ def parse_document(text: str, path: str) -> Document:
         problems.append(Problem(path, 1, 1, "the top level must be a mapping",
                                 "start the file with 'version: 1' followed by gateway, pools, models, keys, services"))
     if problems and not isinstance(data, dict):
-        raise CatalogError(_redacted(problems, data))
+        return None, _redacted(problems, data)
 
     doc = None
     try:
@@ -47,10 +57,7 @@ def parse_document(text: str, path: str) -> Document:
     except ValidationError as e:
         problems += [_located(err, data, positions, path) for err in e.errors(include_url=False)]
     problems += rules.check(data, positions, path)
-    if problems:
-        raise CatalogError(_redacted(problems, data))
-    assert doc is not None
-    return doc
+    return doc, _redacted(problems, data)
 
 
 def _redacted(problems: list[Problem], data) -> list[Problem]:
