@@ -28,17 +28,25 @@ def _http_url(value: str) -> str:
     return value.rstrip("/")
 
 
-def _display_text(value: str) -> str:
-    # Names and descriptions are shown in PR reviews (Markdown), workflow logs and the console (HTML): no control or
-    # invisible formatting characters (newlines, bidi overrides) and no '<' '>' that could open HTML.
-    if any(c in "<>" or unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
-        raise ValueError("must not contain control characters, invisible formatting characters, '<' or '>' "
-                         "(it is shown in reviews, logs and the console)")
+def _no_control(value: str) -> str:
+    # Shown in PR reviews (Markdown), workflow logs and the console: no control or invisible formatting characters
+    # (newlines, escape sequences, bidi overrides) that could start a line, a workflow command or hide text.
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+        raise ValueError("must not contain control characters or invisible formatting characters (it is shown in "
+                         "reviews, logs and the console)")
     return value
 
 
+def _display_name(value: str) -> str:
+    if any(c in "<>" for c in value):
+        raise ValueError("must not contain control characters, invisible formatting characters, '<' or '>' "
+                         "(it is shown in reviews, logs and the console)")
+    return _no_control(value)
+
+
 HttpUrl = Annotated[StrictStr, AfterValidator(_http_url)]
-DisplayText = Annotated[StrictStr, AfterValidator(_display_text)]
+DisplayName = Annotated[StrictStr, AfterValidator(_display_name)]
+DisplayText = Annotated[StrictStr, AfterValidator(_no_control)]  # descriptions: '<' '>' are escaped where shown
 Label = Annotated[StrictStr, Field(pattern=LABEL_RE, max_length=63)]
 
 
@@ -119,7 +127,7 @@ class Key(_Frozen):
 
 
 class Service(_Frozen):
-    name: DisplayText = Field(min_length=1, max_length=64, description="Display name.")
+    name: DisplayName = Field(min_length=1, max_length=64, description="Display name.")
     access_name: StrictStr = Field(
         pattern=ACCESS_NAME_RE, max_length=127, description='"<owner>/<name>": what callers put in "model".'
     )
