@@ -171,13 +171,17 @@ def _services(base: Catalog, head: Catalog, confirmable: list[_Confirmable]) -> 
                                                 + ", ".join(visible)))
             if _field_changes(bm, hm, ENGINE_FIELDS):
                 lines.append(f"- {name}: model {code(new.model)} definition changed (engine rebuild, rolling restart)")
+        old_gpus, new_gpus = old.instances * _gpus(base, old), new.instances * _gpus(head, new)
         if old.instances != new.instances:
             delta = new.instances - old.instances
             lines.append(f"- {name}: instances {old.instances} → {new.instances} ({delta:+d} instance(s), "
-                         f"{delta * _gpus(head, new):+d} GPU(s))")
+                         f"{new_gpus - old_gpus:+d} GPU(s))")
             if new.instances == 0:
                 confirmable.append(_Confirmable("Change", subject, f"{name}: instances {old.instances} → 0: the "
                                                 "service answers 503 until it is scaled up again"))
+        elif old_gpus != new_gpus:
+            lines.append(f"- {name}: GPUs {old_gpus} → {new_gpus} ({new_gpus - old_gpus:+d}; "
+                         f"{_gpus(base, old)} → {_gpus(head, new)} per instance)")
         if old.pool != new.pool:
             bt = base.pools[old.pool].gpu_type or old.pool if old.pool in base.pools else old.pool
             ht = head.pools[new.pool].gpu_type or new.pool if new.pool in head.pools else new.pool
@@ -312,7 +316,7 @@ def review(base: Catalog, head: Catalog, confirmed: set[str] = frozenset(),
     if head_problems:
         lines += [f"**Result: ❌ the new services.yaml is invalid** ({len(head_problems)} problem(s), listed above)"]
     elif unconfirmed:
-        lines += [f"**Result: ❌ blocked** — {len(unconfirmed)} unconfirmed change(s) callers will notice: "
+        lines += [f"**Result: ❌ blocked** — {len(unconfirmed)} unconfirmed change(s) callers will notice, on "
                   + ", ".join(code(n) for n in dict.fromkeys(unconfirmed))]
     elif breaking:
         lines += ["**Result: ⚠️ passes with confirmed changes callers will notice** — tell them before merging."]

@@ -39,7 +39,11 @@ NEW_SERVICE = ("  - name: Test\n", "  - name: Fresh\n    access_name: u-a/fresh\
 # (case, head, lines the review shows, subjects that need a confirmation, how they are confirmed)
 CASES = [
     ("model swap", edits(("    model: chat-8b\n", "    model: chat-70b\n")),
-     ["❌ `u-a/test`: model `chat-8b` → `chat-70b`: every caller gets answers from another model"], {"u-a/test"}),
+     ["❌ `u-a/test`: model `chat-8b` → `chat-70b`: every caller gets answers from another model",
+      "- `u-a/test`: GPUs 1 → 4 (+3; 1 → 4 per instance)"], {"u-a/test"}),
+    ("model swap and scale to 0", edits(("    model: chat-70b\n    instances: 2\n", "    model: chat-8b\n    instances: 0\n")),
+     ["`u-b/big`: instances 2 → 0 (-2 instance(s), -8 GPU(s))", "`u-b/big`: model `chat-70b` → `chat-8b`",
+      "`u-b/big`: instances 2 → 0: the service answers 503"], {"u-b/big"}),
     ("max_input_tokens", edits(("max_input_tokens: 2048", "max_input_tokens: 1024")),
      ["`u-a/test`: model `chat-8b` `max_input_tokens` `2048` → `1024`", "- model `chat-8b`: `max_input_tokens`"],
      {"u-a/test"}),

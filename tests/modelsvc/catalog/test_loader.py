@@ -198,3 +198,11 @@ def test_display_names_may_hold_markdown_and_backticks():
     """Harmless in text, escaped wherever shown (reviews use code spans)."""
     c = loads(replace(VALID, "  - name: Test\n", "  - name: 'Docs `x` **bold** | [a](b) ::warning::'\n"))
     assert c.services[0].name == "Docs `x` **bold** | [a](b) ::warning::"
+
+
+def test_descriptions_refuse_control_characters_but_keep_angle_brackets():
+    """Descriptions are escaped wherever shown; only characters that could start a line or hide text are refused."""
+    ok = loads(replace(VALID, "    pool: h100\n", "    pool: h100\n    description: 'a <b> & c'\n", ))
+    assert ok.services[0].description == "a <b> & c"
+    found = problems(replace(VALID, "    pool: h100\n", '    pool: h100\n    description: "a\\nb"\n'))
+    assert len(found) == 1 and "'description' must not contain control characters" in found[0]
