@@ -11,12 +11,18 @@ from .catalog import CatalogError, load
 DEFAULT_FILE = "services.yaml"
 
 
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
 def _print_problems(err: CatalogError, fmt: str) -> None:
     for p in err.problems:
         if fmt == "github":
             # GitHub workflow command: an annotation on the line of the file in the PR's diff.
-            msg = f"{p.message} — {p.hint}".replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-            print(f"::error file={p.path},line={p.line},col={p.col},title=services.yaml::{msg}")
+            # Escaped as the runner expects: a value can neither end the command nor start a new line.
+            msg = _escape_data(f"{p.message} — {p.hint}")
+            path = _escape_data(p.path).replace(":", "%3A").replace(",", "%2C")
+            print(f"::error file={path},line={p.line},col={p.col},title=services.yaml::{msg}")
         else:
             print(p, file=sys.stderr)
 
@@ -62,14 +68,15 @@ def cmd_review(args) -> int:
     from .review import SourceError, review_sources
 
     try:
-        r = review_sources(args.base, args.head, set(args.confirm_delete or []))
+        r = review_sources(args.base, args.head, set(args.confirm_delete or []), set(args.confirm_change or []))
     except SourceError as e:
         print(f"modelsvc review: {e}", file=sys.stderr)
         return 2
     if args.output:
         with open(args.output, "w", encoding="utf-8") as f:
             f.write(r.markdown)
-    print(r.markdown, end="")
+    if not args.quiet:
+        print(r.markdown, end="")
     return 0 if r.ok else 1
 
 
@@ -92,13 +99,13 @@ def cmd_new_id(args) -> int:
     return 0
 
 
-def _write_edit(args, do) -> int:
+def _write_edit(args, do, *, show_review: bool = False) -> int:
     from .edit import EditError
 
     with open(args.file, encoding="utf-8") as f:
         text = f.read()
     try:
-        new_text, _ = do(text)
+        new_text, new = do(text)
     except EditError as e:
         print(f"modelsvc: {e}", file=sys.stderr)
         return 1
@@ -106,7 +113,23 @@ def _write_edit(args, do) -> int:
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(new_text)
     os.replace(tmp, args.file)  # atomic: a crash never leaves half a file
+    if show_review:  # what the pull request's review will show for this edit
+        from .catalog import loads
+        from .review import review
+
+        print(review(loads(text, args.file), new).markdown, end="")
     return 0
+
+
+def cmd_create(args) -> int:
+    from .edit import create
+
+    rc = _write_edit(args, lambda t: create(t, args.file, name=args.name, owner=args.owner, model=args.model,
+                                            instances=args.instances, pool=args.pool, access_name=args.access_name),
+                     show_review=True)
+    if rc == 0:
+        print(f"\nadded to {args.file}; commit it and open a pull request", file=sys.stderr)
+    return rc
 
 
 def cmd_scale(args) -> int:
@@ -209,7 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("head")
     r.add_argument("--confirm-delete", action="append", metavar="ACCESS_NAME",
                    help="confirm the removal of this service (repeatable)")
+    r.add_argument("--confirm-change", action="append", metavar="ACCESS_NAME_OR_KEY_ID",
+                   help="confirm the changes callers will notice on this access name or key (repeatable)")
     r.add_argument("--output", help="also write the Markdown to this file")
+    r.add_argument("--quiet", action="store_true", help="write only --output, print nothing (CI logs)")
     r.set_defaults(func=cmd_review)
 
     k = sub.add_parser("keys", help="API keys")
@@ -221,6 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     n = sub.add_parser("new-id", help="print a fresh service id")
     n.set_defaults(func=cmd_new_id)
+
+    cr = sub.add_parser("create", help="append a new service (fresh id) in place; print what the review will show")
+    cr.add_argument("--name", required=True, help="display name")
+    cr.add_argument("--owner", required=True, help="owner (needs a key under keys:)")
+    cr.add_argument("--model", required=True)
+    cr.add_argument("--instances", type=int, default=1, metavar="K")
+    cr.add_argument("--pool", metavar="P", help="GPU pool (default: the only pool, if there is one)")
+    cr.add_argument("--access-name", metavar="OWNER/NAME", help="default: <owner>/<name as a slug>")
+    cr.add_argument("--file", default=DEFAULT_FILE)
+    cr.set_defaults(func=cmd_create)
 
     s = sub.add_parser("scale", help="change a service's instance count in place")
     s.add_argument("access_name")

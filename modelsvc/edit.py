@@ -1,12 +1,16 @@
-"""In-place edits of services.yaml (scale, delete) that keep comments and layout, and never write an invalid file."""
+"""In-place edits of services.yaml (create, scale, delete) that keep comments and layout, and never write an invalid
+file."""
 
 from __future__ import annotations
 
 import io
+import re
 
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from .catalog import Catalog, CatalogError, loads
+from .keys import new_service_id
 
 
 class EditError(Exception):
@@ -71,5 +75,44 @@ def delete(text: str, path: str, access_name: str, confirm: str):
 
     def change(data):
         del data["services"][_find(data, access_name)]
+
+    return _edit(text, path, change)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-") or "service"
+
+
+def create(text: str, path: str, *, name: str, owner: str, model: str, instances: int = 1, pool: str | None = None,
+           access_name: str | None = None):
+    """Append a new service with a fresh id. The access name defaults to `<owner>/<name as a slug>`; the pool, for a
+    model deployed on GPUs, to the only pool when there is one. Refused (nothing written) if the file would be invalid:
+    over capacity, an owner without a key, a duplicate access name, a bad name."""
+    access_name = access_name or f"{owner}/{_slug(name)}"
+    if access_name.split("/", 1)[0] != owner:
+        raise EditError(f"the access name must start with the owner: {owner}/…")
+    if instances < 0:
+        raise EditError("--instances must be 0 or more")
+
+    def change(data):
+        models, pools = data.get("models") or {}, data.get("pools") or {}
+        spec = models.get(model)
+        on_gpus = isinstance(spec, dict) and spec.get("backend", "triton") == "triton"
+        chosen = pool
+        if chosen is None and on_gpus:
+            if len(pools) != 1:
+                raise EditError(f"model '{model}' runs on GPUs: choose --pool from: {', '.join(pools) or '(none)'}")
+            chosen = next(iter(pools))
+        used = {s.get("id") for s in data.get("services") or []}
+        sid = new_service_id()
+        while sid in used:
+            sid = new_service_id()
+        entry = CommentedMap([("name", name), ("access_name", access_name), ("id", sid), ("model", model),
+                              ("instances", instances)])
+        if chosen is not None:
+            entry["pool"] = chosen
+        if data.get("services") is None:
+            data["services"] = CommentedSeq()
+        data["services"].append(entry)
 
     return _edit(text, path, change)

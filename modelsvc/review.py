@@ -1,20 +1,33 @@
 """A pull request's review of services.yaml: what changes for callers, for capacity and for billing.
 
-`review(base, head, confirmed)` compares two catalogs and returns a Markdown comment plus whether the change may
-merge. Removing a service fails the review unless its access name is confirmed, the GitOps form of "type the service
-name to confirm deletion".
+`review(base, head, confirmed, confirmed_changes)` compares two catalogs and returns a Markdown comment plus whether
+the change may merge. Every change a caller can notice (a removed or renamed access name, another model behind an
+access name, token limits, chat template, task, `instances: 0`, a key revoked, rotated or given to another owner)
+fails the review until it is confirmed, the GitOps form of "type the service name to confirm":
+`Confirm-Delete: <access name>` for a removal, `Confirm-Change: <access name or key id>` for the rest.
+
+Every value from services.yaml is printed through `code()`: a code span whose fence is longer than any backtick run
+inside, with non-printable characters spelled out, so no value can end the span, start a line, or inject Markdown,
+HTML or a `::` workflow command into the comment, the job summary or the log.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 
-from .catalog import Catalog, CatalogError, loads
+from .catalog import Catalog, CatalogError, Problem, loads
+from .catalog.loader import parse_document_and_problems
 from .catalog.rules import nodes_needed
 
 MARKER = "<!-- modelsvc-review -->"
+# Model fields a caller sees in its answers or limits (everything else of a model changes only the engine).
+CALLER_VISIBLE_MODEL_FIELDS = ("task", "max_input_tokens", "max_output_tokens", "chat_template")
+ENGINE_FIELDS = ("backend", "source", "upstream", "upstream_model", "triton_model", "gpus", "dtype")
 
 
 class SourceError(Exception):
@@ -22,7 +35,7 @@ class SourceError(Exception):
 
 
 def read_source(spec: str) -> tuple[str, str]:
-    """(text, display name) of a path, or of a git revision such as `origin/main:services.yaml`."""
+    """(text, display name) of a path, or of a git revision such as `HEAD^1:services.yaml`."""
     if os.path.exists(spec):
         with open(spec, encoding="utf-8") as f:
             return f.read(), spec
@@ -34,11 +47,41 @@ def read_source(spec: str) -> tuple[str, str]:
     raise SourceError(f"{spec}: no such file (use a path or a git revision like origin/main:services.yaml)")
 
 
+def code(value, *, cell: bool = False) -> str:
+    """`value` as a Markdown code span that nothing inside can break out of (cell=True: inside a table row)."""
+    text = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in str(value))
+    if cell:
+        text = text.replace("|", "\\|")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text[:1] in ("`", " ") or text[-1:] in ("`", " ") or not text else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _digest(text: str | None) -> str:
+    return "none" if text is None else "sha256:" + hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 @dataclass
 class Review:
     ok: bool
     markdown: str
     breaking: list[str] = field(default_factory=list)
+    unconfirmed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Confirmable:
+    """A change callers notice: passes only when `subject` is confirmed with the line `kind`."""
+
+    kind: str  # "Delete" or "Change"
+    subject: str  # access name (services) or key id (keys)
+    what: str  # Markdown, values already escaped
+
+
+def _gpus(c: Catalog, s) -> int:
+    m = c.models.get(s.model)
+    return m.gpus if m and s.pool else 0  # a service on an openai upstream holds no GPU
 
 
 def _pool_usage(c: Catalog) -> dict[str, tuple[int, int, int]]:
@@ -46,123 +89,270 @@ def _pool_usage(c: Catalog) -> dict[str, tuple[int, int, int]]:
     per_pool: dict[str, list[int]] = {}
     build: dict[str, int] = {}
     for s in c.services:
-        if s.pool:
-            per_pool.setdefault(s.pool, []).extend([c.model_of(s).gpus] * s.instances)
-            build[s.pool] = max(build.get(s.pool, 0), c.model_of(s).gpus)
-    return {p: (len(g), sum(g), nodes_needed(g, c.pools[p].gpus_per_node, build[p])) for p, g in per_pool.items()}
+        if s.pool and s.model in c.models:
+            per_pool.setdefault(s.pool, []).extend([c.models[s.model].gpus] * s.instances)
+            build[s.pool] = max(build.get(s.pool, 0), c.models[s.model].gpus)
+    return {p: (len(g), sum(g), nodes_needed(g, c.pools[p].gpus_per_node, build[p]) if p in c.pools else 0)
+            for p, g in per_pool.items()}
 
 
-def _engine_key(c: Catalog, model_name: str) -> tuple:
-    m = c.models[model_name]
-    return (m.backend, m.source, m.upstream, m.upstream_model, m.gpus, m.dtype, m.triton_model_name)
+def _field_changes(old, new, fields) -> list[str]:
+    out = []
+    for f in fields:
+        a, b = getattr(old, f), getattr(new, f)
+        if a != b:
+            if f == "chat_template":
+                a, b = _digest(a), _digest(b)
+            a, b = (x.value if hasattr(x, "value") else x for x in (a, b))
+            out.append(f"`{f}` {code(a)} → {code(b)}")
+    return out
 
 
-def review(base: Catalog, head: Catalog, confirmed: set[str] = frozenset()) -> Review:
-    lines: list[str] = [MARKER, "## services.yaml review", ""]
-    failures: list[str] = []
-    breaking: list[str] = []
+def _limits(limits) -> str:
+    if limits is None:
+        return "none"
+    return ", ".join(f"{k}={v}" for k, v in limits.model_dump(exclude_none=True).items()) or "none"
+
+
+def _services(base: Catalog, head: Catalog, confirmable: list[_Confirmable]) -> list[str]:
     base_by_id = {s.id: s for s in base.services}
     head_by_id = {s.id: s for s in head.services}
+    base_by_name = {s.access_name: s for s in base.services}
+    lines: list[str] = []
 
-    added = [s for s in head.services if s.id not in base_by_id]
-    removed = [s for s in base.services if s.id not in head_by_id]
-    renamed = [(base_by_id[s.id], s) for s in head.services
-               if s.id in base_by_id and base_by_id[s.id].access_name != s.access_name]
-    reused = [s for s in added if s.access_name in {b.access_name for b in removed}]
+    for s in head.services:
+        if s.id in base_by_id:
+            continue
+        gpus = s.instances * _gpus(head, s)
+        where = f"on {code(s.pool)}" if s.pool else "(no GPUs: forwarded upstream)"
+        lines.append(f"- ➕ new service {code(s.access_name)} ({code(s.name)}, {code(s.id)}): {code(s.model)}, "
+                     f"{s.instances} instance(s) {where}, {gpus:+d} GPU(s)")
+        old = base_by_name.get(s.access_name)
+        if old is not None and old.id not in head_by_id:
+            confirmable.append(_Confirmable("Change", s.access_name,
+                                            f"{code(s.access_name)} is now served by a new service id {code(s.id)} "
+                                            f"(was {code(old.id)}): its usage is billed separately"))
 
-    section: list[str] = []
-    for s in added:
-        section.append(f"- ➕ added `{s.access_name}` ({s.name}, {s.id}): {s.model}, {s.instances} instance(s)")
-    for old, new in renamed:
-        msg = f"`{old.access_name}` → `{new.access_name}` ({new.id})"
-        breaking.append(msg)
-        section.append(f"- ⚠️ **renamed** {msg}: **breaking** — callers using `{old.access_name}` will get 404")
-    for s in removed:
-        if s.access_name in confirmed:
-            section.append(f"- 🗑️ removed `{s.access_name}` ({s.id}): confirmed")
-        else:
-            failures.append(s.access_name)
-            section.append(f"- ❌ removed `{s.access_name}` ({s.id}): **not confirmed** — add the label "
-                           f"`confirm-delete:{s.access_name}` or the line `Confirm-Delete: {s.access_name}` to the "
-                           "pull request to confirm the deletion")
-        breaking.append(f"`{s.access_name}` removed")
-    for s in reused:
-        section.append(f"- ⚠️ `{s.access_name}` now points at a new service id {s.id}: usage is billed separately")
-    lines += ["### Access names", *(section or ["- no change"]), ""]
+    for s in base.services:
+        if s.id not in head_by_id:
+            confirmable.append(_Confirmable("Delete", s.access_name,
+                                            f"removed {code(s.access_name)} ({code(s.id)}): callers get 404"))
 
-    # Changes to existing services (same id).
-    changes: list[str] = []
+    renamed = {sid: (base_by_id[sid], new) for sid, new in head_by_id.items()
+               if sid in base_by_id and base_by_id[sid].access_name != new.access_name}
+    new_names = {new.access_name: sid for sid, (_, new) in renamed.items()}
+    for sid, (old, new) in renamed.items():
+        what = f"renamed {code(old.access_name)} → {code(new.access_name)} ({code(sid)}): callers of the old name " \
+               "get 404"
+        if old.owner != new.owner:
+            what += f"; **ownership transfer** {code(old.owner)} → {code(new.owner)}: the keys of " \
+                    f"{code(new.owner)} call it now, those of {code(old.owner)} no longer can"
+        other = new_names.get(old.access_name)
+        if other is not None and renamed[other][0].access_name == new.access_name:
+            what += f"; **access names swapped** with {code(other)}: traffic and billing of both names move to " \
+                    "the other service id"
+        elif old.access_name in {s.access_name for s in head.services}:
+            taker = next(s for s in head.services if s.access_name == old.access_name)
+            what += f"; {code(old.access_name)} now reaches {code(taker.id)}: its callers move there"
+        confirmable.append(_Confirmable("Change", old.access_name, what))
+
     for sid, new in head_by_id.items():
         old = base_by_id.get(sid)
         if old is None:
             continue
+        name = code(new.access_name)
+        subject = old.access_name
         if old.model != new.model:
-            changes.append(f"- `{new.access_name}`: model `{old.model}` → `{new.model}` (engine rebuild, rolling restart)")
-        elif _engine_key(base, old.model) != _engine_key(head, new.model):
-            changes.append(f"- `{new.access_name}`: model `{new.model}` definition changed (engine rebuild)")
+            confirmable.append(_Confirmable("Change", subject, f"{name}: model {code(old.model)} → {code(new.model)}: "
+                                            "every caller gets answers from another model (engine rebuild)"))
+        elif old.model in base.models and new.model in head.models:
+            bm, hm = base.models[old.model], head.models[new.model]
+            visible = _field_changes(bm, hm, CALLER_VISIBLE_MODEL_FIELDS)
+            if visible:
+                confirmable.append(_Confirmable("Change", subject, f"{name}: model {code(new.model)} "
+                                                + ", ".join(visible)))
+            if _field_changes(bm, hm, ENGINE_FIELDS):
+                lines.append(f"- {name}: model {code(new.model)} definition changed (engine rebuild, rolling restart)")
+        old_gpus, new_gpus = old.instances * _gpus(base, old), new.instances * _gpus(head, new)
         if old.instances != new.instances:
-            gpus = head.model_of(new).gpus
             delta = new.instances - old.instances
-            changes.append(f"- `{new.access_name}`: instances {old.instances} → {new.instances} "
-                           f"({delta:+d} instance(s), {delta * gpus:+d} GPU(s))")
+            lines.append(f"- {name}: instances {old.instances} → {new.instances} ({delta:+d} instance(s), "
+                         f"{new_gpus - old_gpus:+d} GPU(s))")
+            if new.instances == 0:
+                confirmable.append(_Confirmable("Change", subject, f"{name}: instances {old.instances} → 0: the "
+                                                "service answers 503 until it is scaled up again"))
+        elif old_gpus != new_gpus:
+            lines.append(f"- {name}: GPUs {old_gpus} → {new_gpus} ({new_gpus - old_gpus:+d}; "
+                         f"{_gpus(base, old)} → {_gpus(head, new)} per instance)")
         if old.pool != new.pool:
-            changes.append(f"- `{new.access_name}`: pool `{old.pool}` → `{new.pool}` (pods move)")
+            bt = base.pools[old.pool].gpu_type or old.pool if old.pool in base.pools else old.pool
+            ht = head.pools[new.pool].gpu_type or new.pool if new.pool in head.pools else new.pool
+            lines.append(f"- {name}: pool {code(old.pool)} → {code(new.pool)} (GPU type {code(bt)} → {code(ht)}; "
+                         "pods move, engine rebuild)")
         if old.name != new.name:
-            changes.append(f"- `{new.access_name}`: display name {old.name!r} → {new.name!r}")
-    lines += ["### Service changes", *(changes or ["- no change"]), ""]
+            lines.append(f"- {name}: display name {code(old.name)} → {code(new.name)}")
+        if old.description != new.description:
+            lines.append(f"- {name}: description {code(old.description or '')} → {code(new.description or '')}")
+        if old.limits != new.limits:
+            lines.append(f"- {name}: limits {code(_limits(old.limits))} → {code(_limits(new.limits))}")
+    return lines
 
-    # Capacity per pool.
+
+def _models(base: Catalog, head: Catalog) -> list[str]:
+    lines = [f"- ➕ model {code(m)} ({code(head.models[m].task.value)}, {head.models[m].gpus} GPU(s) per instance)"
+             for m in head.models if m not in base.models]
+    lines += [f"- ➖ model {code(m)} removed" for m in base.models if m not in head.models]
+    for m in head.models:
+        if m in base.models and base.models[m] != head.models[m]:
+            changes = _field_changes(base.models[m], head.models[m], CALLER_VISIBLE_MODEL_FIELDS + ENGINE_FIELDS)
+            lines.append(f"- model {code(m)}: " + ", ".join(changes))
+    return lines
+
+
+def _gateway(base: Catalog, head: Catalog) -> list[str]:
+    bg, hg = base.gateway, head.gateway
+    lines = []
+    if bg.public_url != hg.public_url:
+        lines.append(f"- ⚠️ `public_url` {code(bg.public_url)} → {code(hg.public_url)}: callers must change their "
+                     "base URL; every API example changes")
+    if bg.replicas != hg.replicas:
+        lines.append(f"- `replicas` {bg.replicas} → {hg.replicas}")
+    if bg.max_body_bytes != hg.max_body_bytes:
+        warn = "⚠️ " if hg.max_body_bytes < bg.max_body_bytes else ""
+        lines.append(f"- {warn}`max_body_bytes` {bg.max_body_bytes} → {hg.max_body_bytes}"
+                     + (": larger requests get 413" if warn else ""))
+    return lines
+
+
+def _capacity(base: Catalog, head: Catalog) -> list[str]:
+    lines = []
+    for p in head.pools:
+        if p not in base.pools:
+            hp = head.pools[p]
+            lines.append(f"- ➕ pool {code(p)}: {code(hp.instance_type)}, {hp.gpus_per_node} GPU(s) per node, "
+                         f"max {hp.max_nodes} node(s)")
+        elif base.pools[p] != head.pools[p]:
+            changes = _field_changes(base.pools[p], head.pools[p],
+                                     ("instance_type", "gpus_per_node", "max_nodes", "gpu_type"))
+            lines.append(f"- pool {code(p)}: " + ", ".join(changes))
+    lines += [f"- ➖ pool {code(p)} removed" for p in base.pools if p not in head.pools]
+
     bu, hu = _pool_usage(base), _pool_usage(head)
     rows = []
     for pool in sorted(set(bu) | set(hu) | set(base.pools) | set(head.pools)):
         b, h = bu.get(pool, (0, 0, 0)), hu.get(pool, (0, 0, 0))
-        max_nodes = head.pools[pool].max_nodes if pool in head.pools else 0
         if b == h and pool in base.pools and pool in head.pools and base.pools[pool] == head.pools[pool]:
             continue
-        rows.append(f"| `{pool}` | {b[0]} → {h[0]} | {b[1]} → {h[1]} ({h[1] - b[1]:+d}) | {b[2]} → {h[2]} | "
-                    f"{max_nodes if pool in head.pools else 'removed'} |")
-    lines += ["### Capacity", *(["| pool | instances | GPUs | nodes needed (with build room) | max nodes |",
-                                 "|---|---|---|---|---|", *rows] if rows else ["- no change"]), ""]
+        max_nodes = head.pools[pool].max_nodes if pool in head.pools else "removed"
+        rows.append(f"| {code(pool, cell=True)} | {b[0]} → {h[0]} | {b[1]} → {h[1]} ({h[1] - b[1]:+d}) | "
+                    f"{b[2]} → {h[2]} | {max_nodes} |")
+    if rows:
+        lines += [""] * bool(lines) + ["| pool | instances | GPUs | nodes needed (with build room) | max nodes |",
+                                       "|---|---|---|---|---|", *rows]
+    return lines
 
-    # Keys.
-    base_keys = {k.id: k for k in base.keys}
-    head_keys = {k.id: k for k in head.keys}
-    key_lines = [f"- ➕ key `{k}` for `{head_keys[k].owner}`" for k in head_keys if k not in base_keys]
-    key_lines += [f"- ➖ key `{k}` of `{base_keys[k].owner}` revoked: callers using it get 401"
-                  for k in base_keys if k not in head_keys]
-    key_lines += [f"- 🔁 key `{k}` rotated (new digest)" for k in head_keys
-                  if k in base_keys and base_keys[k].sha256 != head_keys[k].sha256]
-    lines += ["### API keys", *(key_lines or ["- no change"]), ""]
 
-    if failures:
-        lines += [f"**Result: ❌ blocked** — {len(failures)} unconfirmed deletion(s): "
-                  + ", ".join(f"`{n}`" for n in failures)]
+def _keys(base: Catalog, head: Catalog, confirmable: list[_Confirmable]) -> list[str]:
+    bk, hk = {k.id: k for k in base.keys}, {k.id: k for k in head.keys}
+    lines = [f"- ➕ key {code(k)} for {code(hk[k].owner)}" for k in hk if k not in bk]
+    for k in bk:
+        if k not in hk:
+            confirmable.append(_Confirmable("Change", k, f"key {code(k)} of {code(bk[k].owner)} revoked: callers "
+                                            "using it get 401"))
+            continue
+        old, new = bk[k], hk[k]
+        if old.owner != new.owner:
+            confirmable.append(_Confirmable("Change", k, f"key {code(k)} changes owner {code(old.owner)} → "
+                                            f"{code(new.owner)}: it calls the services of {code(new.owner)} now, "
+                                            f"no longer those of {code(old.owner)}"))
+        if old.sha256 != new.sha256:
+            confirmable.append(_Confirmable("Change", k, f"key {code(k)} rotated (new digest): callers using the "
+                                            "old key get 401"))
+        if old.limits != new.limits:
+            lines.append(f"- key {code(k)}: limits {code(_limits(old.limits))} → {code(_limits(new.limits))}")
+        if old.description != new.description:
+            lines.append(f"- key {code(k)}: description {code(old.description or '')} → "
+                         f"{code(new.description or '')}")
+    return lines
+
+
+def _confirmations(items: list[_Confirmable], confirmed: set[str], confirmed_changes: set[str]) -> tuple[list, list]:
+    lines, unconfirmed = [], []
+    for item in items:
+        ok = item.subject in (confirmed if item.kind == "Delete" else confirmed_changes)
+        if ok:
+            lines.append(f"- ✅ {item.what} — confirmed")
+        else:
+            unconfirmed.append(item.subject)
+            lines.append(f"- ❌ {item.what} — **not confirmed**: add the line "
+                         f"{code(f'Confirm-{item.kind}: {item.subject}')} to the pull request's description (or "
+                         f"the label {code(f'confirm-{item.kind.lower()}:{item.subject}')})")
+    return lines, unconfirmed
+
+
+def review(base: Catalog, head: Catalog, confirmed: set[str] = frozenset(),
+           confirmed_changes: set[str] = frozenset(), head_problems: list[Problem] = ()) -> Review:
+    """The review of base → head. head_problems: the head's validation problems when it parsed into a typed
+    document but broke a whole-file rule (e.g. capacity): they are listed above the diff, never instead of it."""
+    lines: list[str] = [MARKER, "## services.yaml review", ""]
+    if head_problems:
+        lines += [f"**❌ the new services.yaml is invalid** ({len(head_problems)} problem(s)):", "",
+                  *(f"- {code(p)}" for p in head_problems), ""]
+    if base.canonical_json() == head.canonical_json():
+        lines += ["**No deployed change**: both files parse to the same catalog (comments, order or spelling "
+                  "only); nothing is rolled or rebuilt.", ""]
+
+    confirmable: list[_Confirmable] = []
+    sections = [
+        ("Services", _services(base, head, confirmable)),
+        ("Models", _models(base, head)),
+        ("Gateway", _gateway(base, head)),
+        ("Capacity", _capacity(base, head)),
+        ("API keys", _keys(base, head, confirmable)),
+    ]
+    confirm_lines, unconfirmed = _confirmations(confirmable, set(confirmed), set(confirmed_changes))
+    lines += ["### Changes callers will notice (each needs a confirmation)", *(confirm_lines or ["- none"]), ""]
+    for title, body in sections:
+        lines += [f"### {title}", *(body or ["- no change"]), ""]
+
+    breaking = [item.subject for item in confirmable]
+    if head_problems:
+        lines += [f"**Result: ❌ the new services.yaml is invalid** ({len(head_problems)} problem(s), listed above)"]
+    elif unconfirmed:
+        lines += [f"**Result: ❌ blocked** — {len(unconfirmed)} unconfirmed change(s) callers will notice, on "
+                  + ", ".join(code(n) for n in dict.fromkeys(unconfirmed))]
     elif breaking:
-        lines += ["**Result: ⚠️ passes with breaking changes** — tell the callers before merging."]
+        lines += ["**Result: ⚠️ passes with confirmed changes callers will notice** — tell them before merging."]
     else:
         lines += ["**Result: ✅ passes**"]
-    return Review(ok=not failures, markdown="\n".join(lines) + "\n", breaking=breaking)
+    return Review(ok=not unconfirmed and not head_problems, markdown="\n".join(lines) + "\n", breaking=breaking,
+                  unconfirmed=unconfirmed)
 
 
-def review_invalid(error: CatalogError, which: str) -> Review:
-    problems = "\n".join(f"- `{p}`" for p in error.problems)
-    md = f"{MARKER}\n## services.yaml review\n\n**Result: ❌ {which} is invalid** ({len(error.problems)} problem(s))\n\n{problems}\n"
+def review_invalid(problems: list[Problem], which: str) -> Review:
+    listed = "\n".join(f"- {code(p)}" for p in problems)
+    md = f"{MARKER}\n## services.yaml review\n\n**Result: ❌ {which} is invalid** ({len(problems)} problem(s))\n\n{listed}\n"
     return Review(ok=False, markdown=md)
 
 
-def review_sources(base_spec: str, head_spec: str, confirmed: set[str]) -> Review:
+def review_sources(base_spec: str, head_spec: str, confirmed: set[str],
+                   confirmed_changes: set[str] = frozenset()) -> Review:
     base_text, base_name = read_source(base_spec)
     head_text, head_name = read_source(head_spec)
+    head_problems: list[Problem] = []
     try:
         head = loads(head_text, head_name)
     except CatalogError as e:
-        return review_invalid(e, "the new services.yaml")
+        doc, _ = parse_document_and_problems(head_text, head_name)
+        if doc is None:  # not even the shape is right: nothing to diff
+            return review_invalid(e.problems, "the new services.yaml")
+        head, head_problems = Catalog(doc=doc, path=head_name, text=head_text), e.problems
     try:
         base = loads(base_text, base_name)
     except CatalogError:
         # An invalid base cannot be diffed; review the head against an empty catalog so its content is still shown.
-        base = loads(_EMPTY.format(url=head.gateway.public_url), base_name)
-    return review(base, head, confirmed)
+        base = loads(_EMPTY.format(url=json.dumps(head.gateway.public_url)), base_name)
+    return review(base, head, confirmed, confirmed_changes, head_problems)
 
 
 _EMPTY = "version: 1\ngateway:\n  public_url: {url}\n"

@@ -1,15 +1,20 @@
 #!/usr/bin/env python3
-"""Print the `--confirm-delete=<access name>` arguments of a pull request, one per line.
+"""Print the `--confirm-delete=…` / `--confirm-change=…` arguments of a pull request, one per line.
 
-A pull request confirms the removal of a service in either of two ways:
-  - a label `confirm-delete:<access name>`
-  - a line `Confirm-Delete: <access name>` in its description (case-insensitive key, one name per line; lines
-    inside HTML comments, which the rendered description hides, do not count)
+A pull request confirms a change callers will notice in either of two ways:
+  - a label `confirm-delete:<access name>` / `confirm-change:<access name or key id>`
+  - a line `Confirm-Delete: <access name>` / `Confirm-Change: <access name or key id>` in its description
+    (case-insensitive key, one name per line; lines inside HTML comments, which the rendered description hides,
+    do not count)
+
+Confirm-Delete confirms removing a service; Confirm-Change confirms every other change callers notice (a rename, another
+model, token limits, template, task, instances 0; a key revoked, rotated or given to another owner): see
+docs/changing-a-service.md.
 
 The pull request comes from the event JSON GitHub writes for the run (path in $GITHUB_EVENT_PATH, or the first
 argument), never from `${{ github.event.pull_request.body }}` pasted into a shell script: the body is text anyone
-opening a pull request controls. Each name is checked against the access-name syntax; anything else is reported as
-a warning annotation and ignored, so only well-formed names ever reach `modelsvc review`.
+opening a pull request controls. Each name is checked against the access-name or key-id syntax; anything else is
+reported (without quoting it) as a warning annotation and ignored, so only well-formed names reach `modelsvc review`.
 
 Usage in a workflow step:
     python .github/scripts/confirmations.py > "$RUNNER_TEMP/confirm.args"
@@ -24,32 +29,36 @@ import os
 import re
 import sys
 
-from modelsvc.catalog.model import ACCESS_NAME_RE
+from modelsvc.catalog.model import ACCESS_NAME_RE, LABEL_RE
 
-LABEL_PREFIX = "confirm-delete:"
+KINDS = ("delete", "change")
 HTML_COMMENT = re.compile(r"<!--.*?(-->|$)", re.S)  # invisible in the rendered description: never a confirmation
-BODY_LINE = re.compile(r"^[ \t>*-]*confirm-delete:[ \t]*(\S+)[ \t]*$", re.I | re.M)
-_ACCESS_NAME = re.compile(ACCESS_NAME_RE)
+BODY_LINE = re.compile(r"^[ \t>*-]*confirm-(delete|change):[ \t]*(\S+)[ \t]*$", re.I | re.M)
+_VALID = {"delete": re.compile(ACCESS_NAME_RE), "change": re.compile(f"{ACCESS_NAME_RE}|{LABEL_RE}")}
 
 
-def confirmations(event: dict) -> list[str]:
-    """Access names confirmed for deletion by the pull request of a `pull_request` event, in order, no repeats."""
+def confirmations(event: dict) -> dict[str, list[str]]:
+    """kind → names confirmed by the pull request of a `pull_request` event, in order, no repeats."""
     pr = event.get("pull_request") or {}
-    found: list[str] = []
+    found: list[tuple[str, str]] = []
     for label in pr.get("labels") or []:
         name = (label.get("name") or "").strip()
-        if name.lower().startswith(LABEL_PREFIX):
-            found.append(name[len(LABEL_PREFIX):].strip())
+        for kind in KINDS:
+            prefix = f"confirm-{kind}:"
+            if name.lower().startswith(prefix):
+                found.append((kind, name[len(prefix):].strip()))
     body = HTML_COMMENT.sub("", (pr.get("body") or "").replace("\r\n", "\n"))
-    found += BODY_LINE.findall(body)
-    names: list[str] = []
-    for name in found:
+    found += [(kind.lower(), name) for kind, name in BODY_LINE.findall(body)]
+    names: dict[str, list[str]] = {kind: [] for kind in KINDS}
+    for kind, name in found:
         name = name.strip("`")
-        if not _ACCESS_NAME.match(name):
-            print(f"::warning title=Confirm-Delete::ignored {name[:80]!r}: not an access name (<owner>/<name>)",
+        if not _VALID[kind].match(name):
+            # Never quote it: it is text from the pull request, and this line goes to the log as a workflow command.
+            print(f"::warning title=Confirm-{kind.capitalize()}::ignored a value that is not "
+                  f"{'an access name (<owner>/<name>)' if kind == 'delete' else 'an access name or key id'}",
                   file=sys.stderr)
-        elif name not in names:
-            names.append(name)
+        elif name not in names[kind]:
+            names[kind].append(name)
     return names
 
 
@@ -60,8 +69,9 @@ def main(argv: list[str]) -> int:
         return 2
     with open(path, encoding="utf-8") as f:
         event = json.load(f)
-    for name in confirmations(event):
-        print(f"--confirm-delete={name}")
+    for kind, names in confirmations(event).items():
+        for name in names:
+            print(f"--confirm-{kind}={name}")
     return 0
 
 

@@ -8,7 +8,12 @@ FILE is the Markdown to post; its first line is the marker (`modelsvc review` st
 own identity starts with that marker it is edited in place, otherwise a new comment is created: every push updates
 the same comment instead of adding one.
 
-Environment: GITHUB_TOKEN (needs `pull-requests: write`), GITHUB_REPOSITORY (owner/name), PR_NUMBER,
+A stale run never overwrites a newer one. The script adds a second line `<!-- modelsvc-run head=SHA run=ID -->` and
+writes only when HEAD_SHA is still the pull request's head, and the comment does not already hold the review of that
+head by a later run (run ids grow; a re-run keeps its id, so a re-run of an old run loses to a newer run).
+
+Environment: GITHUB_TOKEN (needs `pull-requests: write`), GITHUB_REPOSITORY (owner/name), PR_NUMBER, HEAD_SHA (the
+head commit reviewed), RUN_ID (github.run_id),
 GITHUB_API_URL (set by the runner; GitHub Enterprise works as is), COMMENT_AUTHOR (default github-actions[bot],
 the login behind GITHUB_TOKEN). Standard library only.
 """
@@ -17,10 +22,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import urllib.request
 
 PER_PAGE = 100
+META = re.compile(r"^<!-- modelsvc-run head=([0-9a-f]{40}) run=([0-9]+) -->$", re.M)
 
 
 def _call(method: str, url: str, token: str, payload: dict | None = None):
@@ -36,13 +43,13 @@ def _call(method: str, url: str, token: str, payload: dict | None = None):
         return json.load(resp)
 
 
-def find_comment(api: str, repo: str, pr: str, token: str, marker: str, author: str) -> int | None:
+def find_comment(api: str, repo: str, pr: str, token: str, marker: str, author: str) -> dict | None:
     page = 1
     while True:
         comments = _call("GET", f"{api}/repos/{repo}/issues/{pr}/comments?per_page={PER_PAGE}&page={page}", token)
         for c in comments:
             if (c.get("user") or {}).get("login") == author and (c.get("body") or "").startswith(marker):
-                return c["id"]
+                return c
         if len(comments) < PER_PAGE:
             return None
         page += 1
@@ -62,14 +69,30 @@ def main(argv: list[str]) -> int:
     api = env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
     repo, pr, token = env["GITHUB_REPOSITORY"], env["PR_NUMBER"], env["GITHUB_TOKEN"]
     author = env.get("COMMENT_AUTHOR") or "github-actions[bot]"
+    head, run = env.get("HEAD_SHA", ""), env.get("RUN_ID", "")
+    if not (re.fullmatch(r"[0-9a-f]{40}", head) and run.isdigit()):
+        print("sticky_comment.py: HEAD_SHA (40 hex) and RUN_ID (digits) are required", file=sys.stderr)
+        return 2
 
+    current = (_call("GET", f"{api}/repos/{repo}/pulls/{pr}", token).get("head") or {}).get("sha")
+    if current != head:
+        print(f"not posting: this run reviewed {head[:12]}, the pull request's head is now {str(current)[:12]} "
+              "(its own run posts that review)")
+        return 0
     existing = find_comment(api, repo, pr, token, marker, author)
+    if existing is not None:
+        m = META.search(existing.get("body") or "")
+        if m and m.group(1) == head and int(m.group(2)) > int(run):
+            print(f"not posting: run {m.group(2)} already posted a later review of {head[:12]}")
+            return 0
+    marker_line, _, rest = body.partition("\n")
+    body = f"{marker_line}\n<!-- modelsvc-run head={head} run={run} -->\n{rest}"
     if existing is None:
         c = _call("POST", f"{api}/repos/{repo}/issues/{pr}/comments", token, {"body": body})
         print(f"created comment {c.get('html_url', c.get('id'))}")
     else:
-        c = _call("PATCH", f"{api}/repos/{repo}/issues/comments/{existing}", token, {"body": body})
-        print(f"updated comment {c.get('html_url', existing)}")
+        c = _call("PATCH", f"{api}/repos/{repo}/issues/comments/{existing['id']}", token, {"body": body})
+        print(f"updated comment {c.get('html_url', existing['id'])}")
     return 0
 
 

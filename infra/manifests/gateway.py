@@ -22,12 +22,13 @@ SERVICE_PORT = 80
 
 
 def catalog_text(catalog: "Catalog") -> str:
-    """The file as written (comments kept); a catalog built in code is dumped from its data."""
-    return catalog.text or yaml.safe_dump(catalog.to_data(), sort_keys=False)
+    """The parsed catalog in canonical form, not the file as written: a comment-only or reordered edit of
+    services.yaml changes neither the ConfigMap nor the hash, so it rolls nothing."""
+    return yaml.safe_dump(catalog.canonical_data(), sort_keys=True, allow_unicode=True)
 
 
 def catalog_hash(catalog: "Catalog") -> str:
-    return sha256(catalog_text(catalog))
+    return sha256(catalog.canonical_json())
 
 
 def _labels() -> dict:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -72,6 +73,18 @@ class Catalog:
     def to_data(self) -> dict:
         """Plain data that loads back to an equal catalog (defaults omitted, file order kept)."""
         return self.doc.model_dump(mode="json", exclude_defaults=True)
+
+    def canonical_data(self) -> dict:
+        """What the catalog means, whatever the spelling: no comments, defaults omitted, keys and services in id
+        order. Two files with equal canonical data deploy the same thing (a comment-only edit rolls nothing)."""
+        data = self.to_data()
+        for section in ("keys", "services"):
+            if section in data:
+                data[section] = sorted(data[section], key=lambda item: item["id"])
+        return data
+
+    def canonical_json(self) -> str:
+        return json.dumps(self.canonical_data(), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def loads(text: str, path: str = "services.yaml") -> Catalog:

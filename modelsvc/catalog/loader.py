@@ -7,9 +7,9 @@ import re
 
 from pydantic import BaseModel, ValidationError
 
-from . import rules
+from . import rules, secrets
 from .errors import CatalogError, Problem
-from .model import Document, Gateway, Key, Limits, Model, Pool, Service
+from .model import SHA256_RE, Document, Gateway, Key, Limits, Model, Pool, Service
 from .yamlpos import Positions, parse_yaml
 
 # Which class validates the mapping found at a path, to list the allowed fields for "did you mean".
@@ -31,6 +31,16 @@ _PATTERN_HINTS = {
 
 
 def parse_document(text: str, path: str) -> Document:
+    doc, problems = parse_document_and_problems(text, path)
+    if problems:
+        raise CatalogError(problems)
+    assert doc is not None
+    return doc
+
+
+def parse_document_and_problems(text: str, path: str) -> tuple[Document | None, list[Problem]]:
+    """(typed document or None, every problem). The document is there whenever the shape is right, even when
+    whole-file rules (capacity, references, secrets) fail: the review still shows the diff next to the problems."""
     data, positions, problems = parse_yaml(text, path)
     problems += rules.plaintext_secrets(text, path)
     if data is None and not problems:
@@ -39,7 +49,7 @@ def parse_document(text: str, path: str) -> Document:
         problems.append(Problem(path, 1, 1, "the top level must be a mapping",
                                 "start the file with 'version: 1' followed by gateway, pools, models, keys, services"))
     if problems and not isinstance(data, dict):
-        raise CatalogError(problems)
+        return None, _redacted(problems, data)
 
     doc = None
     try:
@@ -47,10 +57,17 @@ def parse_document(text: str, path: str) -> Document:
     except ValidationError as e:
         problems += [_located(err, data, positions, path) for err in e.errors(include_url=False)]
     problems += rules.check(data, positions, path)
-    if problems:
-        raise CatalogError(problems)
-    assert doc is not None
-    return doc
+    return doc, _redacted(problems, data)
+
+
+def _redacted(problems: list[Problem], data) -> list[Problem]:
+    """Problems that quote nothing secret-shaped: neither a known token shape nor whatever sits in a sha256 field
+    (a key pasted there instead of its digest). Errors say which line, never what."""
+    pasted = [k.get("sha256") for k in (data.get("keys") if isinstance(data, dict) else None) or []
+              if isinstance(k, dict)]
+    pasted = [str(v) for v in pasted if v is not None and not (isinstance(v, str) and re.match(SHA256_RE, v))]
+    return [Problem(p.path, p.line, p.col, secrets.redact(p.message, pasted), secrets.redact(p.hint, pasted))
+            for p in problems]
 
 
 def _located(err: dict, data, positions: Positions, path: str) -> Problem:
@@ -59,6 +76,11 @@ def _located(err: dict, data, positions: Positions, path: str) -> Problem:
     ctx = err.get("ctx") or {}
     field = str(loc[-1]) if loc else "(top level)"
     value = err.get("input")
+    if field == "sha256" and kind != "missing":  # whatever is there may be the key itself: say where, never what
+        line, col = positions.of(loc)
+        return Problem(path, line, col, "'sha256' must be the 64 lowercase hex digits of a key's SHA-256 digest "
+                       "(the value is not shown: it may be the key itself)",
+                       "if you pasted the key, remove it and rotate it; `modelsvc keys new` prints the digest line")
 
     if kind == "extra_forbidden":
         line, col = positions.of(loc, key=True)

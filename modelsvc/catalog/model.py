@@ -8,6 +8,7 @@ Cross-object rules (references, uniqueness, capacity) live in rules.py, which se
 from __future__ import annotations
 
 import re
+import unicodedata
 from enum import Enum
 from typing import Annotated, Literal, Optional
 
@@ -27,7 +28,25 @@ def _http_url(value: str) -> str:
     return value.rstrip("/")
 
 
+def _no_control(value: str) -> str:
+    # Shown in PR reviews (Markdown), workflow logs and the console: no control or invisible formatting characters
+    # (newlines, escape sequences, bidi overrides) that could start a line, a workflow command or hide text.
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
+        raise ValueError("must not contain control characters or invisible formatting characters (it is shown in "
+                         "reviews, logs and the console)")
+    return value
+
+
+def _display_name(value: str) -> str:
+    if any(c in "<>" for c in value):
+        raise ValueError("must not contain control characters, invisible formatting characters, '<' or '>' "
+                         "(it is shown in reviews, logs and the console)")
+    return _no_control(value)
+
+
 HttpUrl = Annotated[StrictStr, AfterValidator(_http_url)]
+DisplayName = Annotated[StrictStr, AfterValidator(_display_name)]
+DisplayText = Annotated[StrictStr, AfterValidator(_no_control)]  # descriptions: '<' '>' are escaped where shown
 Label = Annotated[StrictStr, Field(pattern=LABEL_RE, max_length=63)]
 
 
@@ -103,12 +122,12 @@ class Key(_Frozen):
     id: Label
     owner: Label
     sha256: StrictStr = Field(pattern=SHA256_RE, description="SHA-256 hex digest of the key; never the key itself.")
-    description: Optional[StrictStr] = Field(None, max_length=200)
+    description: Optional[DisplayText] = Field(None, max_length=200)
     limits: Optional[Limits] = Field(None, description="Limits for this key, over all services it calls.")
 
 
 class Service(_Frozen):
-    name: StrictStr = Field(min_length=1, max_length=64, description="Display name.")
+    name: DisplayName = Field(min_length=1, max_length=64, description="Display name.")
     access_name: StrictStr = Field(
         pattern=ACCESS_NAME_RE, max_length=127, description='"<owner>/<name>": what callers put in "model".'
     )
@@ -116,7 +135,7 @@ class Service(_Frozen):
     model: StrictStr
     instances: StrictInt = Field(1, ge=0, le=256)
     pool: Optional[StrictStr] = Field(None, description="GPU pool (required for triton-backed models).")
-    description: Optional[StrictStr] = Field(None, max_length=500)
+    description: Optional[DisplayText] = Field(None, max_length=500)
     limits: Optional[Limits] = Field(None, description="Limits for this service, over all keys calling it.")
 
     @property

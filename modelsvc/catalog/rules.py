@@ -9,29 +9,21 @@ from __future__ import annotations
 import difflib
 import re
 
+from . import secrets
 from .errors import Problem
 from .model import ACCESS_NAME_RE
 from .yamlpos import Positions
-
-_SECRET_PATTERNS = [
-    (re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"), "an API key"),
-    (re.compile(r"\bAKIA[0-9A-Z]{16}\b"), "an AWS access key id"),
-    (re.compile(r"\bgh[pousr]_[A-Za-z0-9]{30,}"), "a GitHub token"),
-    (re.compile(r"\bhf_[A-Za-z0-9]{30,}"), "a Hugging Face token"),
-    (re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}"), "a Slack token"),
-    (re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"), "a private key"),
-    (re.compile(r"://[^/\s:@]+:[^/\s@]+@"), "a password in a URL"),
-]
 
 
 def plaintext_secrets(text: str, path: str) -> list[Problem]:
     """Scan every line, comments included: a secret in a comment is just as leaked once pushed."""
     found = []
     for lineno, line in enumerate(text.splitlines(), 1):
-        for pattern, what in _SECRET_PATTERNS:
-            m = pattern.search(line)
-            if m:
-                found.append(Problem(path, lineno, m.start() + 1, f"this looks like a plaintext secret ({what})",
+        seen = set()
+        for start, _, what in secrets.find(line):
+            if what not in seen:  # one problem per kind and line, at its first spot (never quoting it)
+                seen.add(what)
+                found.append(Problem(path, lineno, start + 1, f"this looks like a plaintext secret ({what})",
                                      "remove it from the file (and rotate it if it was pushed); keys are stored only "
                                      "as sha256 digests, made by `modelsvc keys new`"))
     return found

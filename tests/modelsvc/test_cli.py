@@ -1,6 +1,7 @@
 """The modelsvc command as a user runs it: subprocess, exit codes, output."""
 
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -128,12 +129,15 @@ def write(tmp_path, name, text):
     return str(p)
 
 
-def test_review_flags_rename_as_breaking(tmp_path):
+def test_review_needs_a_confirmation_for_a_rename(tmp_path):
+    base = write(tmp_path, "base.yaml", VALID)
     head = write(tmp_path, "head.yaml", replace(VALID, "access_name: u-a/test", "access_name: u-a/test2"))
-    r = run("review", write(tmp_path, "base.yaml", VALID), head)
-    assert r.returncode == 0
-    assert "**renamed** `u-a/test` → `u-a/test2` (ms-000000000001): **breaking**" in r.stdout
-    assert "passes with breaking changes" in r.stdout
+    r = run("review", base, head)
+    assert r.returncode == 1
+    assert "renamed `u-a/test` → `u-a/test2` (`ms-000000000001`): callers of the old name get 404" in r.stdout
+    assert "`Confirm-Change: u-a/test`" in r.stdout
+    r = run("review", base, head, "--confirm-change", "u-a/test")
+    assert r.returncode == 0 and "passes with confirmed changes callers will notice" in r.stdout
 
 
 def test_review_blocks_unconfirmed_deletion(tmp_path):
@@ -142,11 +146,11 @@ def test_review_blocks_unconfirmed_deletion(tmp_path):
     head = write(tmp_path, "head.yaml", head_text)
     r = run("review", base, head)
     assert r.returncode == 1
-    assert "removed `u-b/big` (ms-000000000002): **not confirmed**" in r.stdout
+    assert "removed `u-b/big` (`ms-000000000002`): callers get 404 — **not confirmed**" in r.stdout
     assert "Confirm-Delete: u-b/big" in r.stdout
     r = run("review", base, head, "--confirm-delete", "u-b/big")
     assert r.returncode == 0
-    assert "removed `u-b/big` (ms-000000000002): confirmed" in r.stdout
+    assert "removed `u-b/big` (`ms-000000000002`): callers get 404 — confirmed" in r.stdout
     assert "| `h100` | 3 → 1 | 9 → 1 (-8) | 2 → 1 | 2 |" in r.stdout
 
 
@@ -154,12 +158,18 @@ def test_review_shows_gpu_delta_model_change_and_keys(tmp_path):
     head_text = replace(VALID, "    instances: 2\n", "    instances: 1\n")
     head_text = replace(head_text, "    model: chat-8b\n", "    model: chat-70b\n")
     head_text = replace(head_text, "  - id: k-b\n", "  - id: k-b2\n")
-    r = run("review", write(tmp_path, "b.yaml", VALID), write(tmp_path, "h.yaml", head_text))
-    assert r.returncode == 0
-    assert "`u-b/big`: instances 2 → 1 (-1 instance(s), -4 GPU(s))" in r.stdout
-    assert "`u-a/test`: model `chat-8b` → `chat-70b` (engine rebuild, rolling restart)" in r.stdout
-    assert "- ➕ key `k-b2` for `u-b`" in r.stdout and "- ➖ key `k-b` of `u-b` revoked" in r.stdout
-    assert r.stdout.startswith("<!-- modelsvc-review -->")
+    out = str(tmp_path / "review.md")
+    r = run("review", write(tmp_path, "b.yaml", VALID), write(tmp_path, "h.yaml", head_text), "--quiet",
+            "--output", out)
+    assert r.returncode == 1 and r.stdout == "", "--quiet: the review goes to the file only"
+    md = Path(out).read_text()
+    assert "`u-b/big`: instances 2 → 1 (-1 instance(s), -4 GPU(s))" in md
+    assert "`u-a/test`: model `chat-8b` → `chat-70b`: every caller gets answers from another model" in md
+    assert "- ➕ key `k-b2` for `u-b`" in md and "key `k-b` of `u-b` revoked" in md
+    assert md.startswith("<!-- modelsvc-review -->")
+    r = run("review", write(tmp_path, "b.yaml", VALID), write(tmp_path, "h.yaml", head_text),
+            "--confirm-change", "u-a/test", "--confirm-change", "k-b")
+    assert r.returncode == 0, r.stdout
 
 
 def test_review_of_an_invalid_head_fails_with_located_errors(tmp_path):
@@ -195,3 +205,55 @@ def test_render_writes_valid_manifests(tmp_path):
     assert len(files) >= 10 and "kubectl apply -f" in r.stdout
     kinds = {yaml.safe_load(f.read_text())["kind"] for f in files}
     assert {"Deployment", "Service", "ConfigMap", "NetworkPolicy", "PodDisruptionBudget", "Job"} <= kinds
+
+
+# -- create ---------------------------------------------------------------------------------------------------------
+def test_create_appends_a_service_with_a_fresh_id_and_prints_the_review(catalog_file):
+    before = catalog_file.read_text()
+    r = run("create", "--name", "Support `v2`", "--owner", "u-a", "--model", "chat-8b", "--instances", "1",
+            "--file", str(catalog_file))
+    assert r.returncode == 0, r.stderr
+    after = catalog_file.read_text()
+    assert after.startswith(before), "appended; comments and the rest of the file kept"
+    c = loads(after)
+    new = c.service("u-a/support-v2")
+    assert new.name == "Support `v2`" and new.pool == "h100" and new.instances == 1 and new.model == "chat-8b"
+    assert re.fullmatch(r"ms-[0-9a-f]{12}", new.id) and new.id not in {s.id for s in loads(before).services}
+    assert f"- ➕ new service `u-a/support-v2` (`` Support `v2` ``, `{new.id}`): `chat-8b`, 1 instance(s) on " \
+           "`h100`, +1 GPU(s)" in r.stdout
+    # 10 GPUs plus room to build the pool's largest (4-GPU) engine: still 2 nodes of 8
+    assert "| `h100` | 3 → 4 | 9 → 10 (+1) | 2 → 2 | 2 |" in r.stdout and "**Result: ✅ passes**" in r.stdout
+    again = run("create", "--name", "Support v2", "--owner", "u-a", "--model", "chat-8b", "--access-name",
+                "u-a/other", "--file", str(catalog_file))
+    assert again.returncode == 0, again.stderr
+    assert len({s.id for s in loads(catalog_file.read_text()).services}) == 4
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--instances", "3", "--model", "chat-70b"], "pool 'h100' needs 4 nodes"),  # over capacity, with build room
+    (["--owner", "u-nokey"], "owner 'u-nokey' has no API key"),
+    (["--access-name", "u-a/test"], "duplicate access name 'u-a/test'"),
+    (["--access-name", "u-b/x"], "the access name must start with the owner"),
+    (["--name", "a\nb"], "'name' must not contain control characters"),
+    (["--model", "nope"], "model 'nope' is not defined"),
+])
+def test_create_refuses_an_invalid_result_and_writes_nothing(catalog_file, args, message):
+    before = catalog_file.read_text()
+    base = {"--name": "New", "--owner": "u-a", "--model": "chat-8b"}
+    for flag, value in zip(args[::2], args[1::2]):
+        base[flag] = value
+    r = run("create", *[x for kv in base.items() for x in kv], "--file", str(catalog_file))
+    assert r.returncode == 1 and message in r.stderr, r.stderr
+    assert catalog_file.read_text() == before
+    assert not Path(str(catalog_file) + ".tmp").exists()
+
+
+def test_validate_never_echoes_a_pasted_key(tmp_path):
+    from .catalog.samples import DIGEST_A, KEY_A
+
+    bad = tmp_path / "services.yaml"
+    bad.write_text(replace(VALID, DIGEST_A, KEY_A))
+    for fmt in ("text", "github"):
+        r = run("validate", str(bad), "--format", fmt)
+        assert r.returncode == 1 and "sha256" in r.stdout + r.stderr
+        assert KEY_A not in r.stdout + r.stderr and KEY_A[6:20] not in r.stdout + r.stderr

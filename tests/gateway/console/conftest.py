@@ -11,7 +11,9 @@ from modelsvc.standin.testing import StandInThread
 from ..harness import Gateway
 
 OWNER, OTHER = "u-8105f7322477", "u-3f9a2c7e51d0"
-HOSTILE = "<script>alert(1)</script>\"'&<img src=x onerror=alert(2)>"
+# Display names refuse '<' '>' and control characters (modelsvc.catalog.model); what is left must still stay text:
+# quotes that would end an attribute and entities a careless innerHTML would decode.
+HOSTILE = "\"' onmouseover=alert(1) x=&lt;img src=x onerror=alert(2)&gt;"
 CHAT, EVIL, PAINTER, VISION, FOREIGN = (f"{OWNER}/support-bot", f"{OWNER}/evil", f"{OWNER}/painter",
                                         f"{OWNER}/receipts", f"{OTHER}/secret-project")
 

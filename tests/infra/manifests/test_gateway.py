@@ -20,7 +20,22 @@ def test_catalog_change_rolls_the_gateway(small, make_catalog, small_text):
     changed = make_catalog(small_text.replace("instances: 3", "instances: 4"))
     after = gateway.deployment(changed, S)["spec"]["template"]["metadata"]["annotations"]
     assert before != after
-    assert gateway.catalog_configmap(small, S)["data"]["services.yaml"] == small.text
+
+
+def test_comment_only_or_reordered_edit_rolls_nothing(small, make_catalog, small_text):
+    """The ConfigMap and the hash come from the parsed catalog: spelling changes render identical manifests."""
+    from modelsvc.catalog import loads
+
+    respelled = make_catalog("# reviewed by the platform team\n" + small_text.replace("\n", "  # note\n", 3))
+    reordered = make_catalog(small_text.replace("    source: s3://example-models/small\n    gpus: 1\n",
+                                                "    gpus: 1\n    source: s3://example-models/small\n")
+                             .replace("  - id: k-alice\n    owner: alice\n", "  - owner: alice\n    id: k-alice\n"))
+    assert reordered.text != small_text
+    for c in (respelled, reordered):
+        assert gateway.deployment(c, S) == gateway.deployment(small, S)
+        assert gateway.catalog_configmap(c, S) == gateway.catalog_configmap(small, S)
+    data = gateway.catalog_configmap(small, S)["data"]["services.yaml"]
+    assert "#" not in data and loads(data).canonical_json() == small.canonical_json()
 
 
 def test_network_policy_admits_only_gateway_pods(small):

@@ -4,7 +4,7 @@ import pytest
 
 from modelsvc.catalog import CatalogError, Task, loads
 
-from .samples import DIGEST_A, VALID, replace
+from .samples import DIGEST_A, DIGEST_B, KEY_A, VALID, replace
 
 
 def problems(text: str) -> list[str]:
@@ -88,8 +88,9 @@ CASES = [
      "services.yaml:1:23: this looks like a plaintext secret (an API key) — remove it from the file (and rotate it "
      "if it was pushed); keys are stored only as sha256 digests, made by `modelsvc keys new`"),
     ("digest not hex", DIGEST_A, "not-a-digest",
-     "services.yaml:23:13: 'not-a-digest' is not a valid sha256 — paste the 64 lowercase hex digits printed by "
-     "`modelsvc keys new`"),
+     "services.yaml:23:13: 'sha256' must be the 64 lowercase hex digits of a key's SHA-256 digest (the value is not "
+     "shown: it may be the key itself) — if you pasted the key, remove it and rotate it; `modelsvc keys new` prints "
+     "the digest line"),
     ("triton model without source", "    source: s3://models/chat-70b\n", "",
      "services.yaml:18:5: model 'chat-70b' has no 'source' — add 'source: s3://…' (the checkpoint the engine is "
      "built from) or set 'backend: openai'"),
@@ -154,3 +155,54 @@ def test_error_list_is_a_single_exception_message():
     with pytest.raises(CatalogError) as e:
         loads(replace(VALID, "  replicas: 1\n", "  replicas: -1\n"), "deploy/services.yaml")
     assert str(e.value) == "deploy/services.yaml:4:13: 'replicas' is -1, must be >= 1 — use a value >= 1"
+
+
+# A key pasted where its digest belongs, or anywhere else: every message says where, never what.
+PASTED = [
+    ("key in sha256", [(DIGEST_A, KEY_A)], KEY_A),
+    ("key-like text in sha256", [(DIGEST_A, "Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eA")],
+     "Zm9vYmFyYmF6cXV4cXV1eHF1dXhxdXV4cXV1eA"),
+    ("number in sha256", [(DIGEST_A, "12345678901234567890")], "12345678901234567890"),
+    ("same key in both sha256 (duplicate)", [(DIGEST_A, "0" * 40), (DIGEST_B, "0" * 40)], "0" * 40),
+    ("key in a name", [("  - name: Test\n", f"  - name: {KEY_A}\n")], KEY_A),
+    ("key in an access name", [("access_name: u-a/test\n", f"access_name: u-a/{KEY_A}\n")], KEY_A),
+    ("password in an upstream URL", [("    source: s3://models/chat-70b\n",
+                                      "    backend: openai\n    upstream: http://user:hunter2hunter2@vllm:8000/v1\n")],
+     "hunter2hunter2"),
+]
+
+
+@pytest.mark.parametrize("what,edits,secret", PASTED, ids=[c[0] for c in PASTED])
+def test_a_pasted_secret_is_never_quoted(what, edits, secret):
+    text = VALID
+    for old, new in edits:
+        text = replace(text, old, new)
+    found = problems(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if secret in t)
+    assert found and not any(secret in p for p in found), found
+    assert any(p.startswith(f"services.yaml:{line}:") for p in found), found
+
+
+@pytest.mark.parametrize("name", ["Docs)\n\n**Result: ✅ passes**\n<!--", "<img src=x onerror=alert(1)>", "a\x1b[31mred",
+                                  "rtl \u202e txt", "line\u2028sep", "tab\there"])
+def test_display_names_refuse_control_characters_and_angle_brackets(name):
+    import json
+
+    text = replace(VALID, "  - name: Test\n", f"  - name: {json.dumps(name)}\n")
+    found = problems(text)
+    assert len(found) == 1 and found[0].startswith("services.yaml:28:11: 'name' must not contain control characters")
+    assert name not in found[0]
+
+
+def test_display_names_may_hold_markdown_and_backticks():
+    """Harmless in text, escaped wherever shown (reviews use code spans)."""
+    c = loads(replace(VALID, "  - name: Test\n", "  - name: 'Docs `x` **bold** | [a](b) ::warning::'\n"))
+    assert c.services[0].name == "Docs `x` **bold** | [a](b) ::warning::"
+
+
+def test_descriptions_refuse_control_characters_but_keep_angle_brackets():
+    """Descriptions are escaped wherever shown; only characters that could start a line or hide text are refused."""
+    ok = loads(replace(VALID, "    pool: h100\n", "    pool: h100\n    description: 'a <b> & c'\n", ))
+    assert ok.services[0].description == "a <b> & c"
+    found = problems(replace(VALID, "    pool: h100\n", '    pool: h100\n    description: "a\\nb"\n'))
+    assert len(found) == 1 and "'description' must not contain control characters" in found[0]

@@ -10,7 +10,9 @@ from modelsvc.catalog import loads
 from modelsvc.catalog.rules import nodes_needed
 
 label = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?", fullmatch=True)
-text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=30).filter(
+# Display text as the model accepts it: no control or invisible formatting characters, no '<' '>'.
+text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Cf", "Zl", "Zp"), exclude_characters="<>"),
+               min_size=1, max_size=30).filter(
     lambda s: s.strip() == s and "sk-" not in s)
 
 
