@@ -18,7 +18,8 @@ from .api import health, openai
 from . import console
 from .api.common import json_response
 from .config import LocalOverlay, Settings
-from .errors import BodyTooLarge, GatewayError, InvalidRequest, MethodNotAllowed, NotFound, openai_error_body
+from .errors import (BodyTooLarge, GatewayError, HeadersTooLarge, InvalidRequest, MethodNotAllowed, NotFound,
+                     openai_error_body)
 from .runtime import Runtime
 from .usage import Metrics, UsageLog
 
@@ -116,6 +117,8 @@ def _from_sanic(exc: SanicException) -> GatewayError:
     if status == 405:
         return MethodNotAllowed("method not allowed on this endpoint")
     if status == 413:
+        if "header" in str(exc).lower():  # Sanic reports both limits as 413; RFC 6585 gives headers their own code
+            return HeadersTooLarge("request header fields too large")
         return BodyTooLarge("request body too large")
     if 400 <= status < 500:
         err = InvalidRequest(str(exc) or "bad request")
