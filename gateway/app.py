@@ -17,6 +17,7 @@ from . import logs
 from .api import health, openai
 from . import console
 from .api.common import json_response
+from .auth import refuse_key_in_url
 from .config import LocalOverlay, Settings
 from .errors import (BodyTooLarge, GatewayError, HeadersTooLarge, InvalidRequest, MethodNotAllowed, NotFound,
                      openai_error_body)
@@ -82,6 +83,10 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
         await app.ctx.runtime.close()  # waits for pending usage totals
         app.ctx.runtime.usage.close()  # fsync the usage log
         log.info("gateway stopped")
+
+    @app.on_request
+    async def no_keys_in_urls(request):
+        refuse_key_in_url(request.path, request.query_string)
 
     @app.exception(Exception)
     async def on_error(request, exc):
