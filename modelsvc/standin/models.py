@@ -87,9 +87,13 @@ def _llm_inputs(seed_name: str | None, omit: tuple[str, ...], vision: bool) -> l
         Tensor("max_tokens", "TYPE_INT32", (1,)),
         Tensor("bad_words", "TYPE_STRING", (-1,), True),
         Tensor("stop_words", "TYPE_STRING", (-1,), True),
+        Tensor("end_id", "TYPE_INT32", (1,), True),
         Tensor("temperature", "TYPE_FP32", (1,), True),
         Tensor("top_k", "TYPE_INT32", (1,), True),
         Tensor("top_p", "TYPE_FP32", (1,), True),
+        Tensor("length_penalty", "TYPE_FP32", (1,), True),
+        Tensor("repetition_penalty", "TYPE_FP32", (1,), True),
+        Tensor("min_tokens", "TYPE_INT32", (1,), True),
         Tensor("presence_penalty", "TYPE_FP32", (1,), True),
         Tensor("frequency_penalty", "TYPE_FP32", (1,), True),
     ]
@@ -100,6 +104,8 @@ def _llm_inputs(seed_name: str | None, omit: tuple[str, ...], vision: bool) -> l
         Tensor("exclude_input_in_output", "TYPE_BOOL", (1,), True),
         Tensor("return_num_input_tokens", "TYPE_BOOL", (1,), True),
         Tensor("return_num_output_tokens", "TYPE_BOOL", (1,), True),
+        Tensor("return_log_probs", "TYPE_BOOL", (1,), True),
+        Tensor("beam_width", "TYPE_INT32", (1,), True),
     ]
     if vision:
         ins.append(Tensor("image_url_input", "TYPE_STRING", (-1,), True))
@@ -109,6 +115,8 @@ def _llm_inputs(seed_name: str | None, omit: tuple[str, ...], vision: bool) -> l
 def _llm_outputs(omit: tuple[str, ...]) -> list[Tensor]:
     outs = [
         Tensor("text_output", "TYPE_STRING", (-1,)),
+        Tensor("cum_log_probs", "TYPE_FP32", (-1,)),
+        Tensor("output_log_probs", "TYPE_FP32", (-1, -1)),
         Tensor("num_input_tokens", "TYPE_INT32", (1,)),
         Tensor("num_output_tokens", "TYPE_INT32", (1,)),
     ]
