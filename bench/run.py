@@ -182,7 +182,8 @@ class Bench:
         port = free_port()
         proc = self._spawn(f"gateway-w{workers}", [MODELSVC, "serve", "--config", str(d / "services.yaml"),
                                                    "--local", str(d / "local.yaml"), "--port", str(port),
-                                                   "--usage-log", str(d / "usage.jsonl"), "--workers", str(workers)],
+                                                   "--usage-log", str(d / "usage.jsonl"), "--workers", str(workers),
+                                                   "--metrics-port", "0"],
                            cpus=cpus)
         proc.wait_http(f"http://127.0.0.1:{port}/readyz", 60)
         return proc, port

@@ -21,6 +21,7 @@ from .auth import refuse_key_in_url
 from .config import LocalOverlay, Settings
 from .errors import (BodyTooLarge, GatewayError, HeadersTooLarge, InvalidRequest, MethodNotAllowed, NotFound,
                      openai_error_body)
+from .internal import InternalServer, serves_internal_port
 from .runtime import Runtime
 from .usage import Metrics, UsageLog
 
@@ -54,6 +55,15 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
         rt = Runtime(catalog, settings, overlay, UsageLog(settings.usage_log, Metrics()))
         await rt.start()
         app.ctx.runtime = rt
+        app.ctx.internal = None
+        if settings.metrics_port and serves_internal_port():
+            app.ctx.internal = InternalServer(lambda: app.ctx.runtime, lambda: app.ctx.draining)
+            try:
+                await app.ctx.internal.start(settings.metrics_host, settings.metrics_port)
+            except OSError as e:
+                log.error("cannot listen on the internal port %s:%d (%s): choose another with --metrics-port, or 0 "
+                          "to turn it off", settings.metrics_host, settings.metrics_port, e.strerror)
+                raise
         app.ctx.watcher = asyncio.create_task(_watch_catalog(app))
         loop = asyncio.get_running_loop()
         try:
@@ -80,6 +90,8 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
     @app.after_server_stop
     async def stop_runtime(app):
         app.ctx.watcher.cancel()
+        if app.ctx.internal is not None:
+            await app.ctx.internal.close()
         await app.ctx.runtime.close()  # waits for pending usage totals
         app.ctx.runtime.usage.close()  # fsync the usage log
         log.info("gateway stopped")

@@ -32,6 +32,8 @@ class Settings:
     grace_s: float = 30.0  # then: stop accepting and give in-flight requests and streams this long to finish
     request_timeout_s: float = 15.0  # a client must send its whole request within this (slowloris)
     redis_url: str | None = None  # shared limits and usage totals across replicas (in memory when unset)
+    metrics_port: int = 9091  # internal port: /metrics and per-service /readyz (0: off)
+    metrics_host: str = "127.0.0.1"  # bound like the API host
 
 
 class _Strict(BaseModel):

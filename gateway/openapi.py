@@ -113,7 +113,7 @@ def document() -> dict:
                 "responses": {"200": {"description": "OK", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Model"}}}}, **_ERRORS}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
-            "/readyz": {"get": {"summary": "Readiness and per-service status",
+            "/readyz": {"get": {"summary": "Readiness (ready or not; per-service detail is on the internal port)",
                                 "responses": {"200": {"description": "ready"}, "503": {"description": "draining"}}}},
         },
     }

@@ -16,7 +16,7 @@ def _settings(args):
                     probe_interval_s=args.probe_interval,
                     health_interval_s=args.health_interval, reload_poll_s=args.reload_poll,
                     redis_url=args.redis_url or None, drain_s=args.drain, grace_s=args.grace,
-                    request_timeout_s=args.request_timeout)
+                    request_timeout_s=args.request_timeout, metrics_port=args.metrics_port, metrics_host=args.host)
 
 
 def cmd_serve(args) -> int:
@@ -119,6 +119,9 @@ def register(sub) -> None:
                        help="local overlay: endpoints, stand-ins, demo keys (never deployed)")
         p.add_argument("--host", default=os.environ.get("MODELSVC_HOST", "127.0.0.1"))
         p.add_argument("--port", type=int, default=int(os.environ.get("MODELSVC_PORT", "8080")))
+        p.add_argument("--metrics-port", type=int, default=int(os.environ.get("MODELSVC_METRICS_PORT", "9091")),
+                       help="internal port for /metrics and per-service /readyz, on the same host (0: off); keep "
+                            "it off the public load balancer")
         p.add_argument("--workers", type=int, default=int(os.environ.get("MODELSVC_WORKERS", "1")))
         p.add_argument("--deadline", type=float, default=60.0, help="seconds per backend call")
         p.add_argument("--usage-log", default=os.environ.get("MODELSVC_USAGE_LOG", "var/usage.jsonl"))

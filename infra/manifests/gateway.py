@@ -19,6 +19,9 @@ CATALOG_CONFIGMAP = "modelsvc-catalog"
 CATALOG_FILE = "services.yaml"
 CATALOG_DIR = "/etc/modelsvc"
 SERVICE_PORT = 80
+# The gateway's internal port: /metrics and per-service /readyz. Only Prometheus scrapes it (pod annotations); the
+# Service and the Ingress expose the API port alone.
+METRICS_PORT = 9091
 
 
 def catalog_text(catalog: "Catalog") -> str:
@@ -55,7 +58,10 @@ def deployment(catalog: "Catalog", settings: Settings) -> dict:
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
                 # The content hash rolls the pods on a catalog change, even though the gateway also reloads it.
-                "metadata": {"labels": _labels(), "annotations": {L.CATALOG_HASH: catalog_hash(catalog)}},
+                "metadata": {"labels": _labels(), "annotations": {
+                    L.CATALOG_HASH: catalog_hash(catalog),
+                    "prometheus.io/scrape": "true", "prometheus.io/port": str(METRICS_PORT),
+                    "prometheus.io/path": "/metrics"}},
                 "spec": {
                     "serviceAccountName": GATEWAY_APP,
                     "automountServiceAccountToken": False,
@@ -70,6 +76,7 @@ def deployment(catalog: "Catalog", settings: Settings) -> dict:
                         "env": [
                             {"name": "MODELSVC_CATALOG", "value": f"{CATALOG_DIR}/{CATALOG_FILE}"},
                             {"name": "MODELSVC_PORT", "value": str(settings.gateway_port)},
+                            {"name": "MODELSVC_METRICS_PORT", "value": str(METRICS_PORT)},
                             {"name": ENV_NAMESPACE, "value": settings.namespace},
                             {"name": ENV_NAMESPACE_MODE, "value": settings.namespace_mode},
                             {"name": ENV_CLUSTER_DOMAIN, "value": settings.cluster_domain},
@@ -79,7 +86,8 @@ def deployment(catalog: "Catalog", settings: Settings) -> dict:
                                 "name": settings.gateway_redis_secret, "key": "url"}}}]
                               if settings.gateway_redis_secret else []),
                         ],
-                        "ports": [{"name": "http", "containerPort": settings.gateway_port, "protocol": "TCP"}],
+                        "ports": [{"name": "http", "containerPort": settings.gateway_port, "protocol": "TCP"},
+                                  {"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
                         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}, "limits": {"memory": "1Gi"}},
                         "readinessProbe": {"httpGet": {"path": "/readyz", **http}, "periodSeconds": 5,
                                            "failureThreshold": 3},
