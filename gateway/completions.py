@@ -17,6 +17,7 @@ import orjson
 
 from modelsvc.catalog import Backend, Key, Model, Service
 
+from . import image_fetch
 from . import params as P
 from .auth import authorize
 from .backends.triton import Delta, GenRequest, GenResult
@@ -110,6 +111,13 @@ def prepare(call: Call, body: dict) -> tuple[GenRequest, bool, bool]:
     p = P.completion_params(body, call.model)
     call.echo = p.prompt if p.echo else ""
     return _gen_request(call, p.prompt, p.sampling), p.stream, p.include_usage
+
+
+async def inline_images(call: Call, req: GenRequest) -> None:
+    """Triton engines get image bytes, never a URL to fetch (gateway/image_fetch.py); openai upstreams get the
+    caller's messages as they are."""
+    if req.image_urls and call.model.backend is Backend.triton:
+        req.image_urls = await image_fetch.inline_images(req.image_urls, call.runtime.settings.images)
 
 
 def _check(call: Call, req: GenRequest) -> None:

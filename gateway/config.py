@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from modelsvc.catalog import Catalog, Key, Limits
 
+from .image_fetch import ImagePolicy
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -34,6 +36,7 @@ class Settings:
     redis_url: str | None = None  # shared limits and usage totals across replicas (in memory when unset)
     metrics_port: int = 9091  # internal port: /metrics and per-service /readyz (0: off)
     metrics_host: str = "127.0.0.1"  # bound like the API host
+    images: ImagePolicy = ImagePolicy()  # how image URLs in vision requests are fetched
 
 
 class _Strict(BaseModel):

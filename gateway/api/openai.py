@@ -47,6 +47,7 @@ async def _text(request: Request, endpoint: str):
     body = json_body(request)
     call = C.begin(_rt(request), key, body, endpoint)
     req, stream, include_usage = C.prepare(call, body)
+    await C.inline_images(call, req)
     await C.admit(call, stream)
     if not stream:
         result = await C.complete(call, req)
