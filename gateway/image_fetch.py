@@ -109,6 +109,7 @@ async def _fetch(url: str, policy: ImagePolicy, index: int) -> str:
                     raise _refuse(index, f"the image host answered HTTP {r.status_code}"
                                   + (" (redirects are not followed)" if 300 <= r.status_code < 400 else ""))
                 ctype = r.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+                # a plain image/<subtype> only: it becomes the data: URL's header, so no ';' or ',' may slip in
                 if not ctype.startswith("image/") or not ctype[6:].replace("+", "").replace("-", "").replace(
                         ".", "").isalnum():
                     raise _refuse(index, "the URL is not an image (content-type must be image/*)")

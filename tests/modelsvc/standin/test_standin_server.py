@@ -384,3 +384,31 @@ def test_cli_prints_ready_line():
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def _real_tensors(model: str) -> dict[str, tuple[str, list[int]]]:
+    """name → (data_type, dims) of the inputs and outputs in NVIDIA's real config template (MODELSVC_TRITON_TEMPLATES,
+    default ../shared/fixtures/triton-templates beside the checkout)."""
+    import os
+    import re
+    from pathlib import Path
+
+    root = Path(os.environ.get("MODELSVC_TRITON_TEMPLATES",
+                               Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "triton-templates"))
+    path = root / "trtllm-1.0.0" / "triton_backend" / "all_models" / "inflight_batcher_llm" / model / "config.pbtxt"
+    assert path.exists(), f"NVIDIA's templates are missing at {path}: set MODELSVC_TRITON_TEMPLATES"
+    return {m[0]: (m[1], [int(d) for d in m[2].split(",")]) for m in re.findall(
+        r'name:\s*"(\w+)"\s*data_type:\s*(\w+)\s*dims:\s*\[\s*([-\d,\s]+)\]', path.read_text())}
+
+
+@pytest.mark.parametrize("model", ["ensemble", "tensorrt_llm_bls"])
+def test_extension_and_log_prob_tensors_match_the_real_config(model):
+    """The tensors the gateway's extensions and logprobs rely on, as TensorRT-LLM's own config declares them."""
+    from modelsvc.standin.models import build_models
+
+    real = _real_tensors(model)
+    ours = build_models("chat")[model]
+    for name in ("end_id", "top_k", "length_penalty", "repetition_penalty", "min_tokens", "beam_width",
+                 "return_log_probs", "bad_words", "output_log_probs", "cum_log_probs"):
+        t = ours.input(name) or ours.output(name)
+        assert t is not None and (t.dtype, list(t.dims)) == real[name], (name, real.get(name))
