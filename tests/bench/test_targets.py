@@ -36,3 +36,10 @@ def test_short_and_quick_are_exclusive(capsys):
         main(["--quick", "--short"])
     assert e.value.code == 2
     assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_peers_too_slow_for_the_latency_rates_still_get_throughput_ratios():
+    r = _result(["litellm", "portkey"])
+    r["overhead"] = [o for o in r["overhead"] if o["path"].startswith("gateway/")]  # peers skipped: over capacity
+    t = targets_status(r)
+    assert t["throughput_vs_portkey"]["ratio"] == 20.0 and "added_p50_vs_portkey" not in t
