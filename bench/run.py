@@ -1,8 +1,10 @@
-"""`python -m bench [--quick] [--out PATH] [--no-litellm] [--workers-scaling]`: the whole benchmark on loopback.
+"""`python -m bench [--quick | --short] [--out PATH] [--no-litellm] [--no-portkey] [--workers-scaling]`: the whole
+benchmark on loopback.
 
 Starts the stand-in upstreams (Triton gRPC with 0 / fixed / slow per-token delay; the OpenAI-compatible one likewise),
-our gateway over a bench catalog, LiteLLM proxy over the same OpenAI-compatible upstream (full run only), and the load
-generator in its own process on its own core; measures every path in the same run; prints a table; writes JSON.
+our gateway over a bench catalog, the peers over the same OpenAI-compatible upstream (LiteLLM proxy and Portkey's AI
+Gateway; full and short runs), and the load generator in its own process on its own core; measures every path in the
+same run; prints a table; writes JSON.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from . import litellm as L
+from . import portkey as PK
 from .procs import BENCH_KEY, MODELSVC, PY, ROOT, Proc, bench_catalog, free_port
 
 TOKENS = 24  # max_tokens of every request; the prompt is chosen so that every upstream generates exactly this many
@@ -42,6 +45,8 @@ class Profile:
 
 QUICK = Profile(rates=(100,), duration=2.0, warmup=0.5, concurrency=16, tp_duration=2.0, stream_rate=50,
                 stream_delay=0.002, hold=100, slow_delay=0.05)
+SHORT = Profile(rates=(5, 50), duration=4.0, warmup=0.5, concurrency=16, tp_duration=2.0, stream_rate=20,
+                stream_delay=0.002, hold=100, slow_delay=0.05)  # quick loads that the peers can take on a busy box
 FULL = Profile(rates=(50, 100, 500, 1000), duration=5.0, warmup=1.0, concurrency=64, tp_duration=5.0, stream_rate=25,
                stream_delay=0.002, hold=1000, slow_delay=0.25)
 
@@ -134,7 +139,7 @@ def _machine() -> dict:
 class Bench:
     def __init__(self, args):
         self.args = args
-        self.prof = QUICK if args.quick else FULL
+        self.prof = QUICK if args.quick else SHORT if args.short else FULL
         self.tmp = Path(tempfile.mkdtemp(prefix="modelsvc-bench-"))
         self.procs: list[Proc] = []
         self.failures: list[str] = []
@@ -182,7 +187,8 @@ class Bench:
         port = free_port()
         proc = self._spawn(f"gateway-w{workers}", [MODELSVC, "serve", "--config", str(d / "services.yaml"),
                                                    "--local", str(d / "local.yaml"), "--port", str(port),
-                                                   "--usage-log", str(d / "usage.jsonl"), "--workers", str(workers)],
+                                                   "--usage-log", str(d / "usage.jsonl"), "--workers", str(workers),
+                                                   "--metrics-port", "0"],
                            cpus=cpus)
         proc.wait_http(f"http://127.0.0.1:{port}/readyz", 60)
         return proc, port
@@ -202,6 +208,20 @@ class Bench:
                               "import importlib.metadata as m; print(m.version('litellm'))"],
                              capture_output=True, text=True).stdout.strip()
         self.result["litellm"] = {"status": "ok", "version": ver, "workers": workers}
+        return proc, port
+
+    def start_portkey(self) -> tuple[Proc, int] | None:
+        port = free_port()
+        try:
+            proc = PK.start(port, self.gw_cpus, self.tmp)
+        except Exception as e:  # noqa: BLE001 - reported in the results, our numbers still come out
+            self.result["portkey"] = {"status": "failed", "error": str(e)[-3000:]}
+            print(f"Portkey could not run: {e}", file=sys.stderr)
+            return None
+        self.procs.append(proc)
+        self.result["portkey"] = {"status": "ok", "version": PK.installed_version(), "workers": 1,
+                                  "note": "Node, one process; bench/portkey_shim.mjs works around Portkey-AI/gateway"
+                                          "#1389 (streams fail on Node otherwise)"}
         return proc, port
 
     def stop_all(self) -> None:
@@ -237,6 +257,11 @@ class Bench:
                                       "headers": {"authorization": f"Bearer {L.MASTER_KEY}"},
                                       "body": {**gw_body, "model": f"bench-openai-{variant}"}},
                                      self.llm, "direct/openai")
+        if self.pk:
+            out["portkey/openai"] = ({"kind": "http", "host": "127.0.0.1", "port": self.pk_port,
+                                      "path": "/v1/chat/completions", "headers": PK.headers(oep),
+                                      "body": {**gw_body, "model": "standin"}},
+                                     self.pk, "direct/openai")
         return out
 
     def _note(self, path: str, res: dict) -> None:
@@ -343,7 +368,7 @@ class Bench:
     def measure_rss(self, targets) -> None:
         n = self.prof.hold
         for path, (target, proc, _) in targets.items():
-            if not path.startswith(("gateway/", "litellm/")):
+            if not path.startswith(("gateway/", "litellm/", "portkey/")):
                 continue
 
             def one():
@@ -364,15 +389,22 @@ class Bench:
         t0 = time.time()
         self.messages, self.rendered = _prompt()
         try:
-            print(f"bench ({'quick' if self.args.quick else 'full'}): starting upstreams, gateway"
-                  f"{'' if self.args.quick or self.args.no_litellm else ', LiteLLM'} (logs: {self.tmp})", flush=True)
+            kind = "quick" if self.args.quick else "short" if self.args.short else "full"
+            peers = [name for name, off in (("LiteLLM", self.args.no_litellm), ("Portkey", self.args.no_portkey))
+                     if not (self.args.quick or off)]
+            print(f"bench ({kind}): starting upstreams, gateway{''.join(', ' + p for p in peers)} "
+                  f"(logs: {self.tmp})", flush=True)
             self.start_upstreams()
             self.gw, self.gw_port = self.start_gateway(1, self.gw_cpus)
-            self.llm = self.llm_port = None
-            if not (self.args.quick or self.args.no_litellm):
+            self.llm = self.llm_port = self.pk = self.pk_port = None
+            if "LiteLLM" in peers:
                 got = self.start_litellm(1)
                 if got:
                     self.llm, self.llm_port = got
+            if "Portkey" in peers:
+                got = self.start_portkey()
+                if got:
+                    self.pk, self.pk_port = got
             self.lg = LoadGen(self.lg_cpu, self.tmp)
             # The Triton floor is called with the gateway's own gRPC client, from the core the gateway runs on: the
             # gRPC client's cost is where it would be through the gateway, and only what the gateway adds shows.
@@ -390,10 +422,11 @@ class Bench:
             if self.args.workers_scaling and not self.args.quick:
                 self.gw.stop()
                 self.procs.remove(self.gw)
-                if self.llm:
-                    self.llm.stop()
-                    self.procs.remove(self.llm)
-                    self.llm = None
+                for peer in (self.llm, self.pk):
+                    if peer:
+                        peer.stop()
+                        self.procs.remove(peer)
+                self.llm = self.pk = None
                 print("multi-worker (gateway --workers 2, unpinned; shares the 2 cores with load generator and "
                       "upstreams):", flush=True)
                 self.gw, self.gw_port = self.start_gateway(2, None)
@@ -419,28 +452,47 @@ class Bench:
         return 0
 
 
+PEERS = ("litellm", "portkey")  # every target is a ratio against each peer that ran
+
+
 def targets_status(r: dict) -> dict:
     """Where we stand against the bar in DESIGN.md (None: not measured in this run)."""
     ov = {(o["path"], o["offered_rps"]): o for o in r["overhead"]}
     tp = {t["path"]: t["throughput_rps"] for t in r["throughput"] if t.get("workers", 1) == 1}
+    so = {s["path"]: s for s in r["stream_overhead"]}
     out = {}
-    both = sorted(k[1] for k in ov if k[0] == "litellm/openai" and ("gateway/openai", k[1]) in ov)
-    ours = ov.get(("gateway/openai", both[-1] if both else 100)) or ov.get(
-        ("gateway/openai", min((k[1] for k in ov), default=0)))
-    theirs = ov.get(("litellm/openai", ours["offered_rps"])) if ours else None
-    if ours:
-        out["added_p50_below_1ms"] = {"gateway/triton": (ov.get(("gateway/triton", ours["offered_rps"])) or {}).get(
+    measured = {x["path"] for x in r["throughput"] + r["stream_overhead"] + r["overhead"]}
+    peers = [p for p in PEERS if f"{p}/openai" in measured]
+    rates = sorted(k[1] for k in ov if k[0] == "gateway/openai")
+    if rates:
+        ours = ov[("gateway/openai", rates[-1])]
+        out["added_p50_below_1ms"] = {"gateway/triton": (ov.get(("gateway/triton", rates[-1])) or {}).get(
             "added_p50_ms"), "gateway/openai": ours["added_p50_ms"]}
-    if ours and theirs:
-        out["added_p50_vs_litellm"] = {"ours_ms": ours["added_p50_ms"], "litellm_ms": theirs["added_p50_ms"],
-                                       "ratio": round(theirs["added_p50_ms"] / max(ours["added_p50_ms"], 1e-3), 1)}
+    for peer in peers:
+        # the highest rate both were measured at (open loop past a path's capacity is skipped)
+        both = [q for q in rates if (f"{peer}/openai", q) in ov]
+        ours = ov[("gateway/openai", both[-1])] if both else None
+        theirs = ov[(f"{peer}/openai", both[-1])] if both else None
+        if ours and theirs:
+            out[f"added_p50_vs_{peer}"] = {"offered_rps": ours["offered_rps"], "ours_ms": ours["added_p50_ms"],
+                                           f"{peer}_ms": theirs["added_p50_ms"],
+                                           "ratio": round(theirs["added_p50_ms"] / max(ours["added_p50_ms"], 1e-3),
+                                                          1)}
+            out[f"added_p99_vs_{peer}"] = {"offered_rps": ours["offered_rps"], "ours_ms": ours["added_p99_ms"],
+                                           f"{peer}_ms": theirs["added_p99_ms"],
+                                           "ratio": round(theirs["added_p99_ms"] / max(ours["added_p99_ms"], 1e-3),
+                                                          1)}
+        if "gateway/openai" in tp and f"{peer}/openai" in tp:
+            out[f"throughput_vs_{peer}"] = {"ours_rps": round(tp["gateway/openai"]),
+                                            f"{peer}_rps": round(tp[f"{peer}/openai"]),
+                                            "ratio": round(tp["gateway/openai"] / max(tp[f"{peer}/openai"], 1e-9), 1)}
+        if "gateway/openai" in so and f"{peer}/openai" in so:
+            ours_t, theirs_t = so["gateway/openai"]["added_ttft_p50_ms"], so[f"{peer}/openai"]["added_ttft_p50_ms"]
+            out[f"added_ttft_p50_vs_{peer}"] = {"ours_ms": ours_t, f"{peer}_ms": theirs_t,
+                                                "ratio": round(theirs_t / max(ours_t, 1e-3), 1)}
     p99 = {k[0]: v["added_p99_ms"] for k, v in ov.items() if k[1] == 500}
     if p99:
         out["added_p99_at_500rps_ms"] = p99
-    if "gateway/openai" in tp and "litellm/openai" in tp:
-        out["throughput_vs_litellm"] = {"ours_rps": round(tp["gateway/openai"]),
-                                        "litellm_rps": round(tp["litellm/openai"]),
-                                        "ratio": round(tp["gateway/openai"] / max(tp["litellm/openai"], 1e-9), 1)}
     return out
 
 
@@ -484,9 +536,10 @@ def table(r: dict) -> str:
     if gen:
         lines.append(f"load generator: send lag p99 max {max(x['lag_p99_ms'] for x in gen):.3f} ms, "
                      f"max {max(x['lag_max_ms'] for x in gen):.3f} ms (how late it sent vs schedule)")
-    if r.get("litellm"):
-        lines.append(f"litellm: {r['litellm'].get('status')} {r['litellm'].get('version', '')}"
-                     f"{'' if r['litellm'].get('status') == 'ok' else ' — ' + r['litellm'].get('error', '')[:300]}")
+    for peer in PEERS:
+        if r.get(peer):
+            lines.append(f"{peer}: {r[peer].get('status')} {r[peer].get('version', '')}"
+                         f"{'' if r[peer].get('status') == 'ok' else ' — ' + r[peer].get('error', '')[:300]}")
     for k, v in r.get("targets", {}).items():
         lines.append(f"target {k}: {v}")
     return "\n".join(lines)
@@ -494,9 +547,12 @@ def table(r: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="our paths only, small loads (< 1 min; CI)")
+    mode = ap.add_mutually_exclusive_group()
+    mode.add_argument("--quick", action="store_true", help="our paths only, small loads (< 1 min; CI)")
+    mode.add_argument("--short", action="store_true", help="the quick loads, with the peers (LiteLLM, Portkey)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
-    ap.add_argument("--no-litellm", action="store_true", help="skip LiteLLM in a full run")
+    ap.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
+    ap.add_argument("--no-portkey", action="store_true", help="skip Portkey's AI Gateway")
     ap.add_argument("--workers-scaling", action="store_true", help="full run: also measure --workers 2")
     args = ap.parse_args(argv)
     return Bench(args).run()

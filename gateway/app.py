@@ -17,8 +17,11 @@ from . import logs
 from .api import health, openai
 from . import console
 from .api.common import json_response
+from .auth import refuse_key_in_url
 from .config import LocalOverlay, Settings
-from .errors import BodyTooLarge, GatewayError, InvalidRequest, MethodNotAllowed, NotFound, openai_error_body
+from .errors import (BodyTooLarge, GatewayError, HeadersTooLarge, InvalidRequest, MethodNotAllowed, NotFound,
+                     openai_error_body)
+from .internal import InternalServer, serves_internal_port
 from .runtime import Runtime
 from .usage import Metrics, UsageLog
 
@@ -52,6 +55,15 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
         rt = Runtime(catalog, settings, overlay, UsageLog(settings.usage_log, Metrics()))
         await rt.start()
         app.ctx.runtime = rt
+        app.ctx.internal = None
+        if settings.metrics_port and serves_internal_port():
+            app.ctx.internal = InternalServer(lambda: app.ctx.runtime, lambda: app.ctx.draining)
+            try:
+                await app.ctx.internal.start(settings.metrics_host, settings.metrics_port)
+            except OSError as e:
+                log.error("cannot listen on the internal port %s:%d (%s): choose another with --metrics-port, or 0 "
+                          "to turn it off", settings.metrics_host, settings.metrics_port, e.strerror)
+                raise
         app.ctx.watcher = asyncio.create_task(_watch_catalog(app))
         loop = asyncio.get_running_loop()
         try:
@@ -78,9 +90,15 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
     @app.after_server_stop
     async def stop_runtime(app):
         app.ctx.watcher.cancel()
+        if app.ctx.internal is not None:
+            await app.ctx.internal.close()
         await app.ctx.runtime.close()  # waits for pending usage totals
         app.ctx.runtime.usage.close()  # fsync the usage log
         log.info("gateway stopped")
+
+    @app.on_request
+    async def no_keys_in_urls(request):
+        refuse_key_in_url(request.path, request.query_string)
 
     @app.exception(Exception)
     async def on_error(request, exc):
@@ -116,6 +134,8 @@ def _from_sanic(exc: SanicException) -> GatewayError:
     if status == 405:
         return MethodNotAllowed("method not allowed on this endpoint")
     if status == 413:
+        if "header" in str(exc).lower():  # Sanic reports both limits as 413; RFC 6585 gives headers their own code
+            return HeadersTooLarge("request header fields too large")
         return BodyTooLarge("request body too large")
     if 400 <= status < 500:
         err = InvalidRequest(str(exc) or "bad request")

@@ -17,6 +17,7 @@ import orjson
 
 from modelsvc.catalog import Backend, Key, Model, Service
 
+from . import image_fetch
 from . import params as P
 from .auth import authorize
 from .backends.triton import Delta, GenRequest, GenResult
@@ -59,6 +60,7 @@ class Call:
     backend_s: float = 0.0
     instance: str = ""
     admission: Admission = field(default_factory=Admission)
+    echo: str = ""  # completions with echo: the prompt, put before the answer
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.t0) * 1000
@@ -94,7 +96,8 @@ async def admit(call: Call, stream: bool) -> None:
 def _gen_request(call: Call, prompt: str, s: P.Sampling, images=(), messages=None) -> GenRequest:
     return GenRequest(prompt=prompt, max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p,
                       presence_penalty=s.presence_penalty, frequency_penalty=s.frequency_penalty, seed=s.seed,
-                      stop=list(s.stop), image_urls=list(images), request_id=call.request_id, messages=messages)
+                      stop=list(s.stop), image_urls=list(images), request_id=call.request_id, messages=messages,
+                      extensions=dict(s.extensions), logprobs=s.logprobs)
 
 
 def prepare(call: Call, body: dict) -> tuple[GenRequest, bool, bool]:
@@ -109,12 +112,20 @@ def prepare(call: Call, body: dict) -> tuple[GenRequest, bool, bool]:
                              model=call.service.model if served is not None else "")
         return _gen_request(call, prompt, p.sampling, p.images), p.stream, p.include_usage
     p = P.completion_params(body, call.model)
+    call.echo = p.prompt if p.echo else ""
     return _gen_request(call, p.prompt, p.sampling), p.stream, p.include_usage
 
 
 def _served(call: Call):
     """The backend of a started instance (it has read the model's config), or None."""
     return next((inst.backend for inst in call.pool.instances if inst.started), None)
+
+
+async def inline_images(call: Call, req: GenRequest) -> None:
+    """Triton engines get image bytes, never a URL to fetch (gateway/image_fetch.py); openai upstreams get the
+    caller's messages as they are."""
+    if req.image_urls and call.model.backend is Backend.triton:
+        req.image_urls = await image_fetch.inline_images(req.image_urls, call.runtime.settings.images)
 
 
 def _check(call: Call, req: GenRequest) -> None:
@@ -129,13 +140,29 @@ def _usage(r: GenResult) -> dict:
             "total_tokens": r.prompt_tokens + r.completion_tokens}
 
 
+def _logprobs(chat: bool, tokens: list[tuple[str, float]] | None, offset: int = 0) -> dict | None:
+    """OpenAI's logprobs object for the chosen tokens (no alternatives: the engine returns none)."""
+    if tokens is None:
+        return None
+    if chat:
+        return {"content": [{"token": t, "logprob": lp, "bytes": list(t.encode()), "top_logprobs": []}
+                            for t, lp in tokens], "refusal": None}
+    offsets = []
+    for t, _ in tokens:
+        offsets.append(offset)
+        offset += len(t)
+    return {"tokens": [t for t, _ in tokens], "token_logprobs": [lp for _, lp in tokens], "top_logprobs": None,
+            "text_offset": offsets}
+
+
 def _response_body(call: Call, r: GenResult) -> dict:
     if call.endpoint == "chat.completions":
         choice = {"index": 0, "message": {"role": "assistant", "content": r.text, "refusal": None},
-                  "logprobs": None, "finish_reason": r.finish_reason}
+                  "logprobs": _logprobs(True, r.logprobs), "finish_reason": r.finish_reason}
         obj, prefix = "chat.completion", "chatcmpl-"
     else:
-        choice = {"index": 0, "text": r.text, "logprobs": None, "finish_reason": r.finish_reason}
+        choice = {"index": 0, "text": call.echo + r.text, "logprobs": _logprobs(False, r.logprobs, len(call.echo)),
+                  "finish_reason": r.finish_reason}
         obj, prefix = "text_completion", "cmpl-"
     return {"id": prefix + call.request_id, "object": obj, "created": call.created,
             "model": call.service.access_name, "choices": [choice], "usage": _usage(r),
@@ -219,12 +246,15 @@ async def sse_events(s: Stream) -> AsyncIterator[bytes]:
     if chat:
         base["system_fingerprint"] = None
 
-    def chunk(text: str | None, finish: str | None = None) -> dict:
+    offset = len(call.echo)
+
+    def chunk(text: str | None, finish: str | None = None, tokens=None) -> dict:
         if chat:
             delta = {} if text is None else {"content": text}
-            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}
+            choice = {"index": 0, "delta": delta, "logprobs": _logprobs(True, tokens), "finish_reason": finish}
         else:
-            choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish}
+            choice = {"index": 0, "text": text or "", "logprobs": _logprobs(False, tokens, offset),
+                      "finish_reason": finish}
         out = {**base, "choices": [choice]}
         if s.include_usage:
             out["usage"] = None
@@ -237,6 +267,8 @@ async def sse_events(s: Stream) -> AsyncIterator[bytes]:
             first = chunk("")
             first["choices"][0]["delta"] = {"role": "assistant", "content": ""}
             yield _sse(first)
+        elif call.echo:
+            yield _sse(chunk(call.echo))
         item = s.first
         while True:
             if isinstance(item, GenResult):
@@ -244,7 +276,8 @@ async def sse_events(s: Stream) -> AsyncIterator[bytes]:
                 break
             pieces += 1
             if item.text:
-                yield _sse(chunk(item.text))
+                yield _sse(chunk(item.text, tokens=item.logprobs))
+                offset += len(item.text)
             t = time.perf_counter()
             try:
                 item = await s.rest.__anext__()

@@ -16,6 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, Validat
 
 from modelsvc.catalog import Catalog, Key, Limits
 
+from .image_fetch import ImagePolicy
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -32,6 +34,9 @@ class Settings:
     grace_s: float = 30.0  # then: stop accepting and give in-flight requests and streams this long to finish
     request_timeout_s: float = 15.0  # a client must send its whole request within this (slowloris)
     redis_url: str | None = None  # shared limits and usage totals across replicas (in memory when unset)
+    metrics_port: int = 9091  # internal port: /metrics and per-service /readyz (0: off)
+    metrics_host: str = "127.0.0.1"  # bound like the API host
+    images: ImagePolicy = ImagePolicy()  # how image URLs in vision requests are fetched
 
 
 class _Strict(BaseModel):

@@ -2,6 +2,24 @@
 
 from __future__ import annotations
 
+import re
+
+# Internal addresses (an engine's "10.0.3.7:8001", "ipv4:127.0.0.1:18602", "[fd00::1]:8001", "http://vllm:8000/v1")
+# belong in the logs, never in what a caller reads: the server-side errors' messages are scrubbed on the way out.
+_ADDRESS = re.compile(
+    r"(?:[a-z][a-z0-9+.-]*://[^\s'\"]*[^\s'\":,.;)])"  # any URL (not its trailing punctuation)
+    r"|(?:\bipv[46]:(?:\d{1,3}(?:\.\d{1,3}){3}|\[[0-9a-f:.]+\])(?::\d+)?)"  # gRPC's "ipv4:1.2.3.4:5" targets
+    r"|(?:\bunix:[^\s'\",;:]+)"
+    r"|(?:\[[0-9a-f:.]+\](?::\d+)?)"  # [IPv6]:port
+    r"|(?:\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b)"  # IPv4[:port]
+    r"|(?:\b(?=[0-9a-f:]*:[0-9a-f:]*:)[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}\b)"  # bare IPv6
+    r"|(?:\b[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?:\d{2,5}\b)",  # host:port
+    re.IGNORECASE)
+
+
+def redact_addresses(message: str) -> str:
+    return _ADDRESS.sub("<internal>", message)
+
 
 class GatewayError(Exception):
     status = 500
@@ -17,7 +35,8 @@ class GatewayError(Exception):
         self.headers = headers or {}
 
     def body(self) -> dict:
-        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+        message = self.message if self.status < 500 else redact_addresses(self.message)
+        return {"error": {"message": message, "type": self.type, "param": self.param, "code": self.code}}
 
 
 # -- the caller's fault (4xx) ------------------------------------------------------------------------------------------
@@ -37,6 +56,11 @@ class UnsupportedParameter(InvalidRequest):
 class BodyTooLarge(InvalidRequest):
     status = 413
     code = "request_too_large"
+
+
+class HeadersTooLarge(InvalidRequest):
+    status = 431
+    code = "request_header_fields_too_large"
 
 
 class AuthenticationError(GatewayError):

@@ -9,6 +9,7 @@ _ERRORS = {str(code): {"description": what, "content": {"application/json": {"sc
            for code, what in [(400, "Invalid request"), (401, "Missing or invalid API key"),
                               (404, "Unknown model (or one the key may not use)"), (405, "Method not allowed"),
                               (413, "Request body too large"), (429, "Rate limit reached"),
+                              (431, "Request header fields too large"),
                               (502, "The engine failed"), (503, "No instance available"),
                               (504, "The engine did not answer in time")]}
 _NUM = {"type": ["number", "null"]}
@@ -24,6 +25,15 @@ _SAMPLING = {
     "stream": {"type": ["boolean", "null"]},
     "stream_options": {"type": ["object", "null"], "properties": {"include_usage": {"type": "boolean"}}},
     "user": {"type": ["string", "null"]},
+    # engine extensions (vLLM's names): 400 where the model's config has no matching input
+    "top_k": {"type": ["integer", "null"], "minimum": -1},
+    "min_p": {**_NUM, "minimum": 0, "maximum": 1},
+    "min_tokens": {"type": ["integer", "null"], "minimum": 0},
+    "repetition_penalty": {**_NUM, "exclusiveMinimum": 0, "maximum": 2},
+    "length_penalty": {**_NUM, "minimum": -10, "maximum": 10},
+    "ignore_eos": {"type": ["boolean", "null"]},
+    "beam_width": {"type": ["integer", "null"], "minimum": 1, "maximum": 64},
+    "bad_words": {"type": ["array", "null"], "maxItems": 64, "items": {"type": "string", "minLength": 1}},
 }
 _MODEL = {"type": "string", "description": "The service's access name, <owner>/<name>.",
           "examples": ["u-8105f7322477/test"]}
@@ -65,15 +75,24 @@ def document() -> dict:
                         "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}},
                 "ChatCompletionRequest": {"type": "object", "required": ["model", "messages"], "properties": {
                     "model": _MODEL, "messages": {"type": "array", "minItems": 1, "items": message},
-                    "max_tokens": max_tokens, "max_completion_tokens": max_tokens, **_SAMPLING}},
+                    "max_tokens": max_tokens, "max_completion_tokens": max_tokens, **_SAMPLING,
+                    "logprobs": {"type": ["boolean", "null"]},
+                    "top_logprobs": {"type": ["integer", "null"], "const": 0,
+                                     "description": "Only the chosen tokens' log probabilities are available."}},
+                    "additionalProperties": False},
                 "CompletionRequest": {"type": "object", "required": ["model", "prompt"], "properties": {
-                    "model": _MODEL, "prompt": {"type": "string"}, "max_tokens": max_tokens, **_SAMPLING}},
+                    "model": _MODEL, "prompt": {"type": "string"}, "max_tokens": max_tokens, **_SAMPLING,
+                    "echo": {"type": ["boolean", "null"]},
+                    "logprobs": {"type": ["integer", "null"], "const": 0,
+                                 "description": "0: the chosen tokens' log probabilities (no alternatives)."}},
+                    "additionalProperties": False},
                 "ImageRequest": {"type": "object", "required": ["model", "prompt"], "properties": {
                     "model": _MODEL, "prompt": {"type": "string", "minLength": 1},
                     "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 10},
                     "size": {"type": ["string", "null"], "examples": ["64x64"]},
                     "response_format": {"type": ["string", "null"], "enum": ["b64_json", None]},
-                    "negative_prompt": {"type": ["string", "null"]}}},
+                    "negative_prompt": {"type": ["string", "null"]}, "user": {"type": ["string", "null"]}},
+                    "additionalProperties": False},
                 "ChatCompletion": {"type": "object", "required": ["id", "object", "created", "model", "choices",
                                                                   "usage"], "properties": {
                     "id": {"type": "string"}, "object": {"const": "chat.completion"},
@@ -113,7 +132,7 @@ def document() -> dict:
                 "responses": {"200": {"description": "OK", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Model"}}}}, **_ERRORS}}},
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
-            "/readyz": {"get": {"summary": "Readiness and per-service status",
+            "/readyz": {"get": {"summary": "Readiness (ready or not; per-service detail is on the internal port)",
                                 "responses": {"200": {"description": "ready"}, "503": {"description": "draining"}}}},
         },
     }

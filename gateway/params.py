@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from modelsvc.catalog import Model, Task
@@ -17,9 +18,38 @@ MAX_CHARS_PER_TOKEN = 16
 # OpenAI parameters we know and cannot honour: refused unless left at their neutral value, never silently dropped.
 _UNSUPPORTED = {
     "tools": (None, []), "tool_choice": (None, "none"), "functions": (None, []), "function_call": (None, "none"),
-    "logprobs": (None, False), "top_logprobs": (None, 0), "logit_bias": (None, {}), "audio": (None,),
-    "prediction": (None,), "best_of": (None, 1), "echo": (None, False), "suffix": (None, ""),
+    "logit_bias": (None, {}), "audio": (None,), "prediction": (None,), "best_of": (None, 1), "suffix": (None, ""),
+    "store": (None, False), "modalities": (None, ["text"]), "reasoning_effort": (None,), "web_search_options": (None,),
+    "service_tier": (None, "auto", "default"),
 }
+# Accepted and ignored: labels that change nothing in the answer (like `user`, recorded nowhere but accepted).
+_IGNORED = {"metadata", "parallel_tool_calls", "prompt_cache_key", "safety_identifier"}
+# Engine extensions that vLLM and TensorRT-LLM users send (vLLM's names). Each reaches the engine only through an
+# input the model's config declares (the backend's check() refuses it otherwise, naming it).
+EXTENSIONS = ("top_k", "min_p", "min_tokens", "repetition_penalty", "length_penalty", "ignore_eos", "beam_width",
+              "bad_words")
+_COMMON = {"model", "max_tokens", "temperature", "top_p", "n", "stream", "stream_options", "stop", "presence_penalty",
+           "frequency_penalty", "seed", "user", "logprobs", "logit_bias", *EXTENSIONS}
+KNOWN_FIELDS = {  # what OpenAI's API reference lists per endpoint, plus the extensions
+    "chat.completions": {*_COMMON, *_IGNORED, *(set(_UNSUPPORTED) - {"best_of", "suffix"}), "messages",
+                         "max_completion_tokens", "top_logprobs", "response_format"},
+    "completions": {*_COMMON, "prompt", "echo", "best_of", "suffix"},
+    "images.generations": {"model", "prompt", "n", "size", "response_format", "user", "negative_prompt"},
+}
+
+
+def refuse_unknown_fields(body: dict, endpoint: str) -> None:
+    """OpenAI's answer to a field it does not know: 400, "Unrecognized request argument supplied: X"."""
+    known = KNOWN_FIELDS[endpoint]
+    unknown = [k for k in body if k not in known]
+    if not unknown:
+        return
+    names = [k if len(k) <= 64 else k[:64] + "…" for k in unknown[:5]] + (["…"] if len(unknown) > 5 else [])
+    if len(unknown) == 1:
+        message = f"Unrecognized request argument supplied: {names[0]}"
+    else:
+        message = f"Unrecognized request arguments supplied: {', '.join(names)}"
+    raise InvalidRequest(message, param=names[0])
 
 
 @dataclass(frozen=True)
@@ -31,6 +61,8 @@ class Sampling:
     frequency_penalty: float | None = None
     seed: int | None = None
     stop: tuple[str, ...] = ()
+    extensions: dict = field(default_factory=dict)  # EXTENSIONS given, validated (ignore_eos only when true)
+    logprobs: bool = False  # the chosen tokens' log probabilities
 
 
 @dataclass(frozen=True)
@@ -50,6 +82,7 @@ class CompletionParams:
     model: str
     prompt: str
     sampling: Sampling
+    echo: bool = False
     stream: bool = False
     include_usage: bool = False
     user: str | None = None
@@ -70,15 +103,15 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _number(body: dict, name: str, lo: float, hi: float) -> float | None:
+def _number(body: dict, name: str, lo: float, hi: float, *, open_lo: bool = False) -> float | None:
     v = body.get(name)
     if v is None:
         return None
     if not _is_number(v):
         raise InvalidRequest(f"'{name}' must be a number, got {type(v).__name__}", param=name, code="invalid_type")
-    if not lo <= v <= hi:
-        raise InvalidRequest(f"'{name}' must be between {lo:g} and {hi:g}, got {v}", param=name,
-                             code="invalid_value")
+    if not (lo < v if open_lo else lo <= v) or not v <= hi or not math.isfinite(v):
+        where = f"in ({lo:g}, {hi:g}]" if open_lo else f"between {lo:g} and {hi:g}"
+        raise InvalidRequest(f"'{name}' must be {where}, got {v}", param=name, code="invalid_value")
     return float(v)
 
 
@@ -135,7 +168,9 @@ def _check_unsupported(body: dict) -> None:
                                    param="response_format")
 
 
-def _sampling(body: dict, model: Model, *, default_max: int, max_names=("max_completion_tokens", "max_tokens")) -> Sampling:
+def _sampling(body: dict, model: Model, *, default_max: int, chat: bool) -> Sampling:
+    max_names = ("max_completion_tokens", "max_tokens") if chat else ("max_tokens",)
+    logprobs = _logprobs(body, chat)
     max_tokens = None
     for name in max_names:
         value = _int(body, name, 1)
@@ -161,15 +196,67 @@ def _sampling(body: dict, model: Model, *, default_max: int, max_names=("max_com
     seed = _int(body, "seed", -(2**63), 2**64 - 1)
     if seed is not None and seed < 0:
         seed %= 2**64  # OpenAI accepts signed seeds; Triton's seed is UINT64
+    max_tokens = max_tokens or min(default_max, model.max_output_tokens)
     return Sampling(
-        max_tokens=max_tokens or min(default_max, model.max_output_tokens),
+        max_tokens=max_tokens,
         temperature=_number(body, "temperature", 0, 2),
         top_p=_number(body, "top_p", 0, 1),
         presence_penalty=_number(body, "presence_penalty", -2, 2),
         frequency_penalty=_number(body, "frequency_penalty", -2, 2),
         seed=seed,
         stop=stops,
+        extensions=_extensions(body, max_tokens),
+        logprobs=logprobs,
     )
+
+
+def _extensions(body: dict, max_tokens: int) -> dict:
+    """vLLM's extension parameters, with vLLM's documented types and ranges."""
+    out: dict = {}
+    top_k = _int(body, "top_k", -1, 2**31 - 1)
+    if top_k is not None:
+        out["top_k"] = max(top_k, 0)  # vLLM: -1 and 0 both mean "all tokens"; TensorRT-LLM spells that 0
+    for name, lo, hi, open_lo in (("min_p", 0, 1, False), ("repetition_penalty", 0, 2, True),
+                                  ("length_penalty", -10, 10, False)):
+        value = _number(body, name, lo, hi, open_lo=open_lo)
+        if value is not None:
+            out[name] = value
+    min_tokens = _int(body, "min_tokens", 0, max_tokens)
+    if min_tokens is not None:
+        out["min_tokens"] = min_tokens
+    if _bool(body, "ignore_eos"):
+        out["ignore_eos"] = True
+    beam_width = _int(body, "beam_width", 1, 64)
+    if beam_width is not None:
+        out["beam_width"] = beam_width
+    bad = body.get("bad_words")
+    if bad is not None:
+        if not isinstance(bad, list) or len(bad) > 64 or not all(isinstance(w, str) and w for w in bad):
+            raise InvalidRequest("'bad_words' must be a list of up to 64 non-empty strings", param="bad_words",
+                                 code="invalid_value")
+        if bad:
+            out["bad_words"] = tuple(bad)
+    return out
+
+
+def _logprobs(body: dict, chat: bool) -> bool:
+    """The engine returns the chosen tokens' log probabilities (TensorRT-LLM's output_log_probs), no alternatives:
+    chat `logprobs: true` with `top_logprobs` 0, completions `logprobs: 0`."""
+    if chat:
+        wanted = _bool(body, "logprobs")
+        top = _int(body, "top_logprobs", 0, 20)
+        if top is not None and not wanted:
+            raise InvalidRequest("'top_logprobs' requires 'logprobs' to be true", param="top_logprobs",
+                                 code="invalid_value")
+        if top:
+            raise UnsupportedParameter("'top_logprobs' above 0 is not supported: the engine returns the log "
+                                       "probability of each chosen token, not of alternatives", param="top_logprobs")
+        return wanted
+    top = _int(body, "logprobs", 0, 5)
+    if top:
+        raise UnsupportedParameter("'logprobs' above 0 is not supported: the engine returns the log probability of "
+                                   "each chosen token, not of alternatives (send 0)", param="logprobs")
+    return top is not None
 
 
 def _stream_options(body: dict, stream: bool) -> bool:
@@ -181,6 +268,11 @@ def _stream_options(body: dict, stream: bool) -> bool:
                              code="invalid_value")
     if not isinstance(opts, dict):
         raise InvalidRequest("'stream_options' must be an object", param="stream_options", code="invalid_type")
+    for name in opts:
+        if name not in ("include_usage", "include_obfuscation"):
+            raise InvalidRequest(f"Unrecognized request argument supplied: stream_options.{name}",
+                                 param=f"stream_options.{name}")
+    _bool(opts, "include_obfuscation")  # padding against length side channels: no use on a self-hosted gateway
     return _bool(opts, "include_usage")
 
 
@@ -217,7 +309,10 @@ def _messages(body: dict, model: Model) -> tuple[tuple[dict, ...], tuple[str, ..
             pwhere = f"{where}.content[{j}]"
             kind = part.get("type") if isinstance(part, dict) else None
             if kind == "text" and isinstance(part.get("text"), str):
-                texts.append(part["text"])
+                text = part["text"]
+                if model.task is Task.vision_chat:  # only the gateway places image placeholders
+                    text = text.replace("<image>", "<\u200bimage>")
+                texts.append(text)
             elif kind == "image_url":
                 if model.task is not Task.vision_chat:
                     raise InvalidRequest(f"'{pwhere}': this model does not accept images (task {model.task.value}); "
@@ -246,12 +341,13 @@ def chat_params(body: dict, model: Model) -> ChatParams:
     if model.task is Task.image_generation:
         raise InvalidRequest("this model generates images: use POST /v1/images/generations", param="model",
                              code="wrong_endpoint")
+    refuse_unknown_fields(body, "chat.completions")
     _check_unsupported(body)
     messages, images = _messages(body, model)
     check_prompt_size(sum(len(m["content"]) for m in messages), model, "messages")
     stream = _bool(body, "stream")
     return ChatParams(model=body["model"], messages=messages, images=images, raw_messages=tuple(body["messages"]),
-                      sampling=_sampling(body, model, default_max=model.max_output_tokens),
+                      sampling=_sampling(body, model, default_max=model.max_output_tokens, chat=True),
                       stream=stream, include_usage=_stream_options(body, stream), user=_str(body, "user"))
 
 
@@ -259,6 +355,7 @@ def completion_params(body: dict, model: Model) -> CompletionParams:
     if model.task is not Task.chat:
         raise InvalidRequest(f"this model's task is {model.task.value}: use the matching endpoint", param="model",
                              code="wrong_endpoint")
+    refuse_unknown_fields(body, "completions")
     _check_unsupported(body)
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str):
@@ -268,15 +365,20 @@ def completion_params(body: dict, model: Model) -> CompletionParams:
                              code="invalid_type" if prompt is not None else "missing_required_parameter")
     check_prompt_size(len(prompt), model, "prompt")
     stream = _bool(body, "stream")
-    return CompletionParams(model=body["model"], prompt=prompt, sampling=_sampling(body, model, default_max=16,
-                                                                                    max_names=("max_tokens",)),
-                            stream=stream, include_usage=_stream_options(body, stream), user=_str(body, "user"))
+    sampling = _sampling(body, model, default_max=16, chat=False)
+    echo = _bool(body, "echo")
+    if echo and sampling.logprobs:
+        raise UnsupportedParameter("'echo' with 'logprobs' is not supported: the engine returns no log probabilities "
+                                   "for the prompt", param="echo")
+    return CompletionParams(model=body["model"], prompt=prompt, sampling=sampling, echo=echo, stream=stream,
+                            include_usage=_stream_options(body, stream), user=_str(body, "user"))
 
 
 def image_params(body: dict, model: Model) -> ImageParams:
     if model.task is not Task.image_generation:
         raise InvalidRequest("this model does not generate images: use POST /v1/chat/completions", param="model",
                              code="wrong_endpoint")
+    refuse_unknown_fields(body, "images.generations")
     prompt = _str(body, "prompt", required=True)
     if not prompt.strip():
         raise InvalidRequest("'prompt' must not be empty", param="prompt", code="invalid_value")
@@ -284,5 +386,6 @@ def image_params(body: dict, model: Model) -> ImageParams:
     if fmt != "b64_json":
         raise UnsupportedParameter("only response_format 'b64_json' is supported (images are not stored)",
                                    param="response_format")
+    _str(body, "user")
     return ImageParams(model=body["model"], prompt=prompt, n=_int(body, "n", 1, 10) or 1, size=_str(body, "size"),
                        negative_prompt=_str(body, "negative_prompt"), response_format=fmt)

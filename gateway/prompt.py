@@ -12,6 +12,7 @@ added by the tokenizer. A BOS the template puts anywhere else (Llama-2 style, on
 from __future__ import annotations
 
 import logging
+import re
 from functools import lru_cache
 
 from jinja2 import TemplateError
@@ -29,6 +30,43 @@ DEFAULT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
+# Control strings of the known model families. A caller who types one into a message must not be able to close
+# their turn and open a system turn of their own ("prompt injection by role marker"): the tokenizer would read the
+# string as the special token itself. The model's own list (tokenizer_config.json) can be passed instead.
+DEFAULT_SPECIAL_TOKENS = (
+    # ChatML (Qwen, many fine-tunes), GPT-style end of text
+    "<|im_start|>", "<|im_end|>", "<|im_sep|>", "<|endoftext|>",
+    # Llama 3.x
+    "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>",
+    "<|python_tag|>", "<|finetune_right_pad_id|>",
+    # Llama 2 / Mistral
+    "[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "<s>", "</s>", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]",
+    "[TOOL_CALLS]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]",
+    # Gemma
+    "<start_of_turn>", "<end_of_turn>", "<bos>", "<eos>",
+    # Phi-3
+    "<|system|>", "<|user|>", "<|assistant|>", "<|end|>",
+)
+# Any "<|name|>" is reserved in the families above (Llama 3's <|reserved_special_token_N|>, Phi's <|placeholderN|>).
+_RESERVED = re.compile(r"<\|[A-Za-z0-9_]{1,64}\|>")
+# U+200B ZERO WIDTH SPACE after the first character: the text reads the same to the model and to a person, but no
+# longer spells the special token, so the tokenizer encodes it as ordinary characters.
+ZWSP = "\u200b"
+
+
+@lru_cache(maxsize=64)
+def _special_pattern(tokens: tuple[str, ...]) -> re.Pattern:
+    alternatives = sorted({t for t in tokens if t}, key=len, reverse=True)
+    return re.compile("|".join([_RESERVED.pattern] + [re.escape(t) for t in alternatives]))
+
+
+def neutralise(text: str, special_tokens: tuple[str, ...] = DEFAULT_SPECIAL_TOKENS) -> str:
+    """Caller text with every special-token spelling broken by a zero-width space (see ZWSP)."""
+    if "<" not in text and "[" not in text and not any(t and t[0] in text for t in special_tokens):
+        return text  # the common case: nothing that could start a token
+    return _special_pattern(tuple(special_tokens)).sub(lambda m: m[0][0] + ZWSP + m[0][1:], text)
+
+
 # transformers renders chat templates in this environment; templates come from files users edit and checkpoints.
 _env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
 _warned: set[str] = set()
@@ -44,7 +82,12 @@ def _compile(source: str):
 
 
 def render_chat(messages, template: str | None, *, bos_token: str | None = None, eos_token: str | None = None,
-                model: str = "") -> str:
+                model: str = "", special_tokens: tuple[str, ...] = DEFAULT_SPECIAL_TOKENS) -> str:
+    """Message contents are the caller's text: special tokens in them (the family defaults plus the model's own
+    bos/eos) are neutralised, so only the template writes role markers."""
+    tokens = tuple(special_tokens) + tuple(t for t in (bos_token, eos_token) if t)
+    safe = [{**m, "content": neutralise(m["content"], tokens)} if isinstance(m.get("content"), str) else m
+            for m in messages]
     if template is None:
         if model and model not in _warned:
             _warned.add(model)
@@ -53,7 +96,7 @@ def render_chat(messages, template: str | None, *, bos_token: str | None = None,
         template = DEFAULT_TEMPLATE
     try:
         text = _compile(template).render(
-            messages=list(messages), add_generation_prompt=True, bos_token=bos_token or "",
+            messages=safe, add_generation_prompt=True, bos_token=bos_token or "",
             eos_token=eos_token or "", raise_exception=_raise_exception)
     except TemplateError as e:
         # A template's own raise_exception (e.g. "roles must alternate") is the caller's error to fix.

@@ -11,12 +11,17 @@ import time
 
 def _settings(args):
     from gateway.config import Settings
+    from gateway.image_fetch import ImagePolicy
 
+    images = ImagePolicy(max_bytes=args.image_max_bytes, timeout_s=args.image_timeout,
+                         allow_hosts=tuple(h.strip().lower() for h in args.image_hosts.split(",") if h.strip()),
+                         allow_networks=tuple(n.strip() for n in args.image_allow_networks.split(",") if n.strip()))
     return Settings(deadline_s=args.deadline, usage_log=args.usage_log or None, discovery=args.discovery,
                     probe_interval_s=args.probe_interval,
                     health_interval_s=args.health_interval, reload_poll_s=args.reload_poll,
                     redis_url=args.redis_url or None, drain_s=args.drain, grace_s=args.grace,
-                    request_timeout_s=args.request_timeout)
+                    request_timeout_s=args.request_timeout, metrics_port=args.metrics_port, metrics_host=args.host,
+                    images=images)
 
 
 def cmd_serve(args) -> int:
@@ -119,6 +124,9 @@ def register(sub) -> None:
                        help="local overlay: endpoints, stand-ins, demo keys (never deployed)")
         p.add_argument("--host", default=os.environ.get("MODELSVC_HOST", "127.0.0.1"))
         p.add_argument("--port", type=int, default=int(os.environ.get("MODELSVC_PORT", "8080")))
+        p.add_argument("--metrics-port", type=int, default=int(os.environ.get("MODELSVC_METRICS_PORT", "9091")),
+                       help="internal port for /metrics and per-service /readyz, on the same host (0: off); keep "
+                            "it off the public load balancer")
         p.add_argument("--workers", type=int, default=int(os.environ.get("MODELSVC_WORKERS", "1")))
         p.add_argument("--deadline", type=float, default=60.0, help="seconds per backend call")
         p.add_argument("--usage-log", default=os.environ.get("MODELSVC_USAGE_LOG", "var/usage.jsonl"))
@@ -130,6 +138,13 @@ def register(sub) -> None:
                        help="then, seconds in-flight requests and streams get to finish")
         p.add_argument("--request-timeout", type=float, default=15.0,
                        help="seconds a client has to send its whole request")
+        p.add_argument("--image-hosts", default=os.environ.get("MODELSVC_IMAGE_HOSTS", ""),
+                       help="comma-separated host names image URLs may point at (default: any public host)")
+        p.add_argument("--image-allow-networks", default=os.environ.get("MODELSVC_IMAGE_ALLOW_NETWORKS", ""),
+                       help="comma-separated non-public networks image URLs may reach anyway, e.g. 127.0.0.0/8 for "
+                            "local tests (default: none)")
+        p.add_argument("--image-max-bytes", type=int, default=20 * 1024 * 1024, help="largest image accepted")
+        p.add_argument("--image-timeout", type=float, default=10.0, help="seconds to fetch one image URL")
         p.add_argument("--redis-url", default=os.environ.get("REDIS_URL"),
                        help="share rate limits and usage totals across gateway replicas (default: in memory)")
         p.add_argument("--probe-interval", type=float, default=1.0,

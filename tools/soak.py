@@ -83,7 +83,7 @@ class Replica:
             [sys.executable, "-m", "modelsvc.cli", "serve", "--config", str(self.workdir / "services.yaml"),
              "--local", str(self.workdir / "local.yaml"), "--port", str(self.port), "--usage-log",
              str(self.usage_log), "--redis-url", self.redis_url, "--probe-interval", "0.2", "--health-interval",
-             "0.5", "--deadline", "5", "--reload-poll", "0"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+             "0.5", "--deadline", "5", "--reload-poll", "0", "--metrics-port", "0"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         wait_http(self.url + "/healthz")
 
     def stop(self, sig=signal.SIGTERM) -> None:

@@ -1,9 +1,8 @@
-"""Liveness, readiness and Prometheus metrics."""
+"""Liveness and readiness on the API port (metrics and per-service readiness: gateway/internal.py)."""
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sanic import Blueprint, HTTPResponse, Request
+from sanic import Blueprint, Request
 
 from ..openapi import document
 from .common import json_response
@@ -18,19 +17,12 @@ async def healthz(request: Request):
 
 @bp.get("/readyz")
 async def readyz(request: Request):
-    """False while draining (SIGTERM): Kubernetes stops sending traffic before the process stops."""
-    rt = request.app.ctx.runtime
-    services = {s.access_name: rt.status(s) for s in rt.catalog.services}
+    """False while draining (SIGTERM): Kubernetes stops sending traffic before the process stops. Ready or not, nothing
+    more: which services exist is not the public's business (the internal port has the detail)."""
     ready = not request.app.ctx.draining
-    return json_response({"ready": ready, "services": services}, status=200 if ready else 503)
+    return json_response({"ready": ready}, status=200 if ready else 503)
 
 
 @bp.get("/openapi.json")
 async def openapi(request: Request):
     return json_response(document())
-
-
-@bp.get("/metrics")
-async def metrics(request: Request):
-    return HTTPResponse(generate_latest(request.app.ctx.runtime.usage.metrics.registry),
-                        content_type=CONTENT_TYPE_LATEST)

@@ -11,7 +11,7 @@ from typing import AsyncIterator
 
 import orjson
 
-from ..errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest
+from ..errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest, UnsupportedParameter
 from .http1 import Http1, HttpFailure
 from .triton import Delta, GenRequest, GenResult
 
@@ -45,6 +45,9 @@ class OpenAIUpstream:
     def check(self, req: GenRequest) -> None:
         if req.image_urls and not req.messages:
             raise InvalidRequest("images need the chat endpoint", param="messages")
+        if req.logprobs:
+            raise UnsupportedParameter("log probabilities are not forwarded to this service's upstream",
+                                       param="logprobs")
 
     def _body(self, req: GenRequest, stream: bool) -> tuple[str, dict]:
         body: dict = {"model": self.upstream_model or "default", "max_tokens": req.max_tokens, "stream": stream}
@@ -54,6 +57,9 @@ class OpenAIUpstream:
                 body[name] = value
         if req.stop:
             body["stop"] = req.stop
+        body.update(req.extensions)  # vLLM's own names: the upstream validates and honours them
+        if "bad_words" in body:
+            body["bad_words"] = list(body["bad_words"])
         if stream:
             body["stream_options"] = {"include_usage": True}
         if req.messages is not None:

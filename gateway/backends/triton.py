@@ -94,13 +94,16 @@ class GenRequest:
     image_urls: list[str] = field(default_factory=list)  # vision models only
     request_id: str = ""
     messages: list[dict] | None = None  # chat messages, for backends that template them themselves (openai)
+    extensions: dict = field(default_factory=dict)  # gateway.params.EXTENSIONS given (top_k, min_tokens, ...)
+    logprobs: bool = False  # return each chosen token's log probability
 
 
 @dataclass
 class Delta:
-    """One streamed piece of text."""
+    """One streamed piece of text (and, when asked, the tokens received since the previous piece)."""
 
     text: str
+    logprobs: list[tuple[str, float]] | None = None
 
 
 @dataclass
@@ -109,6 +112,21 @@ class GenResult:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # "stop" | "length"
+    logprobs: list[tuple[str, float]] | None = None  # (token text, log probability) per generated token
+
+
+# API extension → the engine inputs that carry it, first declared wins (names from TensorRT-LLM's ensemble and BLS
+# configs; older releases' spellings after). ignore_eos is TensorRT-LLM's own rule: end_id -1 means no end token.
+EXTENSION_INPUTS = {
+    "top_k": ("top_k",),
+    "min_p": ("min_p",),
+    "min_tokens": ("min_tokens", "min_length"),
+    "repetition_penalty": ("repetition_penalty",),
+    "length_penalty": ("length_penalty", "len_penalty"),
+    "ignore_eos": ("end_id",),
+    "beam_width": ("beam_width",),
+    "bad_words": ("bad_words",),
+}
 
 
 @dataclass(frozen=True)
@@ -368,6 +386,15 @@ class TritonInstance:
                 raise UnsupportedParameter(f"this model does not support '{name}'", param=name)
         if req.seed is not None and self.seed_input is None:
             raise UnsupportedParameter("this model does not support 'seed'", param="seed")
+        for name in req.extensions:
+            if self._extension_input(name) is None:
+                raise UnsupportedParameter(f"this model does not support '{name}' (its config has no "
+                                           f"{' / '.join(EXTENSION_INPUTS[name])} input)", param=name)
+        if req.logprobs:
+            if "return_log_probs" not in self.inputs or "output_log_probs" not in self.outputs:
+                raise UnsupportedParameter("this model does not return log probabilities", param="logprobs")
+            if not self.decoupled:  # one response for the whole answer: no token boundaries in the text
+                raise UnsupportedParameter("log probabilities need a streaming (decoupled) model", param="logprobs")
         if req.image_urls:
             if not self.vision:
                 raise UnsupportedParameter("this model does not accept images", param="messages")
@@ -378,6 +405,9 @@ class TritonInstance:
                 if not u.startswith(("http://", "https://", "data:")):
                     raise InvalidRequest("image URLs must be http(s):// or data: URLs", param="messages")
         # stop strings are always honoured: sent as stop_words when declared, and applied here in any case.
+
+    def _extension_input(self, name: str) -> str | None:
+        return next((i for i in EXTENSION_INPUTS.get(name, ()) if i in self.inputs), None)
 
     def _tensor(self, name: str, values: list) -> tuple[wire.InputTensor, bytes]:
         """One batched [1, n] input of n values, as tritonclient's InferInput would send it."""
@@ -402,18 +432,29 @@ class TritonInstance:
             values["stop_words"] = [s.encode("utf-8") for s in stops]
         if req.image_urls:
             values["image_url_input"] = [u.encode("utf-8") for u in req.image_urls]
+        for name, value in req.extensions.items():
+            if name == "ignore_eos":
+                value = -1
+            elif name == "bad_words":
+                values["bad_words"] = [w.encode("utf-8") for w in value]
+                continue
+            values[self._extension_input(name)] = [value]
+        if req.logprobs:
+            values["return_log_probs"] = [True]
         declared = self.inputs
         try:
             tensors = [self._tensor(k, v) for k, v in values.items() if k in declared]
         except (ValueError, OverflowError, InferenceServerException) as e:
             raise InvalidRequest(f"cannot encode the request for the model: {e}") from None
-        return wire.infer_request(self.model_name, req.request_id, tensors, self._outputs)
+        outputs = self._outputs + ("output_log_probs",) if req.logprobs else self._outputs
+        return wire.infer_request(self.model_name, req.request_id, tensors, outputs)
 
     # -- text generation -------------------------------------------------------------------------------------------
     async def generate(self, req: GenRequest) -> GenResult:
         self._require(image=False)
         self.check(req)
-        if self.decoupled and "stream" not in self.inputs:  # cannot ask for one response: collect the token stream
+        # Collect the token stream when the model cannot answer in one response, or when token boundaries are needed
+        if self.decoupled and ("stream" not in self.inputs or req.logprobs):
             gen = self.stream(req)
             try:
                 async for item in gen:
@@ -489,6 +530,8 @@ class TritonInstance:
         n_out_sum, n_out_seen, n_in, responses = 0, False, None, 0
         stopped = False
         yielded = False
+        tokens: list[tuple[str, float]] | None = [] if req.logprobs else None  # every token's log probability
+        unsent = 0  # tokens not yet attached to a Delta
         self.outstanding += 1
         call = self._open_stream(request)
         deadline = _ReadDeadline()
@@ -513,6 +556,9 @@ class TritonInstance:
                     cumulative = text
                 else:
                     piece = text
+                if tokens is not None:
+                    # One response per token when streaming; if the engine sent several, the text goes with the first
+                    tokens.extend((piece if i == 0 else "", lp) for i, lp in enumerate(self._log_probs(response)))
                 if stops:
                     pending += piece
                     cut = _stop_cut(pending, stops)  # a match cannot start in `emitted` (its start was held back)
@@ -526,20 +572,29 @@ class TritonInstance:
                 if safe:
                     emitted += safe
                     yielded = True
-                    yield Delta(safe)
+                    yield Delta(safe, tokens[unsent:] if tokens is not None else None)
+                    unsent = len(tokens) if tokens is not None else 0
                 if stopped:
                     break
             if pending:  # the stream ended: held-back text was not a stop string after all
                 emitted += pending
                 yielded = True
-                yield Delta(pending)
+                yield Delta(pending, tokens[unsent:] if tokens is not None else None)
         finally:
             self.outstanding -= 1
             deadline.close()
             call.cancel()  # no-op when the server already closed the stream; stops the engine otherwise
         completion = n_out_sum if n_out_seen else (responses if self.decoupled else len(emitted.split()))
         prompt_tokens = n_in if n_in is not None else len(req.prompt.split())
-        yield GenResult(emitted, prompt_tokens, completion, self._finish(stopped, completion, req.max_tokens))
+        yield GenResult(emitted, prompt_tokens, completion, self._finish(stopped, completion, req.max_tokens), tokens)
+
+    def _log_probs(self, response: service_pb2.ModelInferResponse) -> list[float]:
+        """output_log_probs of one response: FP32 [batch, beam, tokens]; the first beam's values."""
+        arr = InferResult(response).as_numpy("output_log_probs")
+        if arr is None:
+            raise self._fail(BackendError, "the engine returned no output_log_probs")
+        arr = arr.reshape(-1, arr.shape[-1]) if arr.ndim else arr.reshape(1, 1)
+        return [float(v) for v in arr[0]]
 
     def _whole_answer_timeout(self, max_tokens: int) -> float:
         return self.deadline_s + max_tokens / MIN_TOKENS_PER_S

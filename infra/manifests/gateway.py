@@ -19,6 +19,8 @@ CATALOG_CONFIGMAP = "modelsvc-catalog"
 CATALOG_FILE = "services.yaml"
 CATALOG_DIR = "/etc/modelsvc"
 SERVICE_PORT = 80
+# The gateway's internal port: /metrics and per-service /readyz. Only Prometheus scrapes it (pod annotations); the
+# Service and the Ingress expose the API port alone.
 
 
 def catalog_text(catalog: "Catalog") -> str:
@@ -56,7 +58,10 @@ def deployment(catalog: "Catalog", settings: Settings) -> dict:
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
             "template": {
                 # The content hash rolls the pods on a catalog change, even though the gateway also reloads it.
-                "metadata": {"labels": _labels(), "annotations": {L.CATALOG_HASH: catalog_hash(catalog)}},
+                "metadata": {"labels": _labels(), "annotations": {
+                    L.CATALOG_HASH: catalog_hash(catalog),
+                    "prometheus.io/scrape": "true", "prometheus.io/port": str(settings.gateway_metrics_port),
+                    "prometheus.io/path": "/metrics"}},
                 "spec": {
                     "serviceAccountName": GATEWAY_APP,
                     "automountServiceAccountToken": False,

@@ -11,9 +11,12 @@ Text generation rule (what tests may rely on):
 * Vision: the first token for each image is ``image-<hash8>`` where ``hash8`` is the first 8 hex digits of the
   SHA-256 of the decoded bytes of a ``data:`` URL, or of the URL string itself for ``http(s)://`` (the stand-in
   never fetches anything).
+* ``min_tokens`` postpones the end token: the completion is at least that long (words continue the same sequence);
+  ``end_id`` -1 (TensorRT-LLM's "no end token", what ``ignore_eos`` sends) generates until ``max_tokens``.
+* Token ``i``'s log probability (``output_log_probs``) is ``-(sha256(f"{material}|lp{i}")[0] + 1) / 64``.
 * ``num_input_tokens`` is the number of whitespace-separated words in the prompt (``len(prompt.split())``).
-* temperature, top_p, top_k, penalties and bad_words are accepted and ignored: the output depends only on the
-  prompt, the seed and the images.
+* temperature, top_p, top_k, penalties, beam_width and bad_words are accepted and ignored: the output depends only
+  on the prompt, the seed, min_tokens / end_id and the images.
 
 Images: ``generated_image`` is a deterministic colour pattern derived from sha256(prompt, negative_prompt).
 """
@@ -49,10 +52,14 @@ def material(prompt: str, seed: int | None = None, image_hashes: tuple[str, ...]
     return m
 
 
-def generate_tokens(prompt: str, seed: int | None = None, image_hashes: tuple[str, ...] | list[str] = ()) -> list[str]:
-    """The full natural completion as a list of tokens (before max_tokens / stop strings cut it)."""
+def generate_tokens(prompt: str, seed: int | None = None, image_hashes: tuple[str, ...] | list[str] = (),
+                    length: int | None = None) -> list[str]:
+    """The full natural completion as a list of tokens (before max_tokens / stop strings cut it); `length` overrides
+    where the end token comes (min_tokens, ignore_eos)."""
     mat = material(prompt, seed, image_hashes)
     n = MIN_TOKENS + _digest(mat)[0] % (MAX_TOKENS - MIN_TOKENS + 1)
+    if length is not None:
+        n = length
     words = [f"image-{h[:8]}" for h in image_hashes]
     i = 0
     while len(words) < n:
@@ -67,13 +74,17 @@ def complete(
     seed: int | None = None,
     stop: list[str] | tuple[str, ...] = (),
     image_hashes: tuple[str, ...] | list[str] = (),
+    min_tokens: int = 0,
+    ignore_eos: bool = False,
 ) -> list[str]:
     """Tokens the engine actually emits: cut at max_tokens, or right after the token that completes a stop string
     (the stop string stays in the output, as with TensorRT-LLM)."""
     out: list[str] = []
     text = ""
     stops = [s for s in stop if s]
-    for tok in generate_tokens(prompt, seed, image_hashes):
+    natural = len(generate_tokens(prompt, seed, image_hashes))
+    length = max_tokens if ignore_eos else max(natural, min(min_tokens, max_tokens))
+    for tok in generate_tokens(prompt, seed, image_hashes, length):
         if len(out) >= max_tokens:
             break
         out.append(tok)
@@ -81,6 +92,10 @@ def complete(
         if any(s in text for s in stops):
             break
     return out
+
+
+def token_logprob(prompt: str, seed: int | None, image_hashes, i: int) -> float:
+    return -(_digest(f"{material(prompt, seed, image_hashes)}|lp{i}")[0] + 1) / 64
 
 
 def count_input_tokens(prompt: str) -> int:

@@ -586,10 +586,17 @@ class StandInServer:
                 f"[request id: {rid}] Streaming is only supported if model is deployed using decoupled mode.",
             )
         n_in = engine.count_input_tokens(prompt)
-        tokens = engine.complete(prompt, max_tokens, seed, stops, hashes)
+        min_tokens = int(_scalar(inputs, "min_tokens", 0))
+        ignore_eos = int(_scalar(inputs, "end_id", 0)) == -1  # TensorRT-LLM: end_id -1 = never stop at an end token
+        tokens = engine.complete(prompt, max_tokens, seed, stops, hashes, min_tokens, ignore_eos)
+        want_lp = bool(_scalar(inputs, "return_log_probs", False)) and model.output("output_log_probs") is not None
 
-        def outputs(text: str, n_out: int):
+        def outputs(text: str, n_out: int, first: int = 0):
             outs = [("text_output", "BYTES", [1, 1], encode_bytes([text.encode()]))]
+            if want_lp:  # [batch, beam, tokens] of this response's tokens; cum_log_probs [batch, beam]
+                lps = [engine.token_logprob(prompt, seed, hashes, first + k) for k in range(n_out)]
+                outs.append(("output_log_probs", "FP32", [1, 1, n_out], struct.pack(f"<{n_out}f", *lps)))
+                outs.append(("cum_log_probs", "FP32", [1, 1], struct.pack("<f", sum(lps))))
             if ret_in and model.output("num_input_tokens"):
                 outs.append(("num_input_tokens", "INT32", [1, 1], struct.pack("<i", n_in)))
             if ret_out and model.output("num_output_tokens"):
@@ -608,7 +615,7 @@ class StandInServer:
                     raise died()
                 acc += tok
                 last = i == len(tokens) - 1
-                await sink(response(outputs(acc if model.cumulative else tok, 1), last and not empty_final))
+                await sink(response(outputs(acc if model.cumulative else tok, 1, i), last and not empty_final))
             if empty_final:
                 await sink(response([], True))
             return

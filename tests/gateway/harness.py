@@ -53,13 +53,15 @@ class Gateway:
         self.log = tmp_path / "gateway.log"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.metrics_port = free_port()
+        self.internal_url = f"http://127.0.0.1:{self.metrics_port}"  # /metrics and per-service /readyz
         self.args = args
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> "Gateway":
         cmd = [MODELSVC, "serve", "--config", str(self.config), "--local", str(self.overlay), "--port", str(self.port),
                "--usage-log", str(self.usage_log), "--probe-interval", "0.2", "--health-interval", "0.5",
-               "--reload-poll", "0.2", *self.args]
+               "--reload-poll", "0.2", "--metrics-port", str(self.metrics_port), *self.args]
         self._logf = open(self.log, "ab")
         self.proc = subprocess.Popen(cmd, stdout=self._logf, stderr=subprocess.STDOUT, cwd=self.dir,
                                      env={**os.environ, "PYTHONUNBUFFERED": "1"})

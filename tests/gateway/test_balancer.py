@@ -49,12 +49,12 @@ def test_failover_when_an_instance_is_killed_and_recovery(three):
     statuses = _send(g, 60) + _send(g, 30, stream=True)
     assert statuses.count(200) == 90, statuses  # every request retried onto a live instance
     assert g.wait_until(lambda: "instance 127.0.0.1:%d failed" % port in g.logs(), 5)
-    ready = httpx.get(g.url + "/readyz").json()["services"][SVC]
+    ready = httpx.get(g.internal_url + "/readyz").json()["services"][SVC]
     assert ready == "degraded"
 
     revived = StandInThread("chat", port=port).start()
     try:
-        assert g.wait_until(lambda: httpx.get(g.url + "/readyz").json()["services"][SVC] == "running", 10)
+        assert g.wait_until(lambda: httpx.get(g.internal_url + "/readyz").json()["services"][SVC] == "running", 10)
         assert _send(g, 60).count(200) == 60
         assert revived.server.requests_completed >= 10  # back in rotation
     finally:

@@ -150,3 +150,28 @@ def test_backend_dying_mid_stream_ends_with_an_error_event(gw, engines):
     assert last["error"]["code"] == "backend_error" and last["error"]["type"] == "server_error"
     contents = [json.loads(e)["choices"][0]["delta"].get("content") for e in events[:-2]]
     assert len([c for c in contents if c]) >= 1  # the caller got the first tokens before the failure
+
+
+def test_errors_never_show_internal_addresses_to_callers(gw, engines):
+    """Engine addresses stay in the logs (operators need them), never in an error a caller reads."""
+    port = str(engines["chat"].server.port)
+    r = gw.post(CHAT, {"model": "u-8105f7322477/test", "messages": [{"role": "user", "content": "[standin:refuse]"}]})
+    e = error(r, 503)
+    assert "127.0.0.1" not in r.text and port not in r.text and "<internal>" in e["message"]
+    with httpx.stream("POST", gw.url + CHAT, headers=gw.headers(), timeout=10, json={
+            "model": "u-8105f7322477/test", "stream": True,
+            "messages": [{"role": "user", "content": "tell me [standin:die:3]"}]}) as r:
+        text = r.read().decode()
+    assert '"error"' in text and "127.0.0.1" not in text and port not in text
+    assert gw.wait_until(lambda: f"127.0.0.1:{port}" in gw.logs())
+
+
+def test_address_redaction_covers_the_usual_spellings():
+    from gateway.errors import BackendError, redact_addresses
+
+    for address in ["10.0.3.7:8001", "ipv4:127.0.0.1:18602", "[fd00::1]:8001", "fd00::1", "http://vllm.internal:8000/v1",
+                    "triton-0.svc.cluster.local:8001", "192.168.1.20"]:
+        out = redact_addresses(f"ensemble at {address}: connection refused")
+        assert address not in out and out.endswith(": connection refused"), out
+    assert redact_addresses("model 'u-1/x' has no seed input") == "model 'u-1/x' has no seed input"
+    assert "10.1.2.3" not in BackendError("engine at 10.1.2.3:8001 died").body()["error"]["message"]

@@ -44,7 +44,7 @@ def test_neutral_values_of_unsupported_parameters_pass():
     chat_params({"model": "a/b", "messages": MSG, "tools": [], "logprobs": False, "response_format": {"type": "text"}},
                 CHAT)
     with pytest.raises(UnsupportedParameter):
-        chat_params({"model": "a/b", "messages": MSG, "logprobs": True}, CHAT)
+        chat_params({"model": "a/b", "messages": MSG, "logprobs": True, "top_logprobs": 3}, CHAT)
 
 
 def test_assistant_null_content_and_images_endpoint():
@@ -57,3 +57,67 @@ def test_assistant_null_content_and_images_endpoint():
         with pytest.raises(InvalidRequest) as e:
             image_params(body, IMAGES)
         assert e.value.param == param
+
+
+@pytest.mark.parametrize("parse,body,field", [
+    (chat_params, {"model": "a/b", "messages": MSG, "foo_bar": 1}, "foo_bar"),
+    (chat_params, {"model": "a/b", "messages": MSG, "prompt": "x"}, "prompt"),  # a completions field on chat
+    (completion_params, {"model": "a/b", "prompt": "x", "foo_bar": 1}, "foo_bar"),
+    (completion_params, {"model": "a/b", "prompt": "x", "messages": MSG}, "messages"),
+    (image_params, {"model": "a/b", "prompt": "x", "foo_bar": 1}, "foo_bar"),
+])
+def test_unknown_fields_are_refused_like_openai(parse, body, field):
+    model = IMAGES if parse is image_params else CHAT
+    with pytest.raises(InvalidRequest) as e:
+        parse(body, model)
+    assert e.value.message == f"Unrecognized request argument supplied: {field}"
+    assert (e.value.status, e.value.type, e.value.param) == (400, "invalid_request_error", field)
+
+
+def test_several_unknown_fields_are_named_together():
+    with pytest.raises(InvalidRequest) as e:
+        chat_params({"model": "a/b", "messages": MSG, "a": 1, "b": 2}, CHAT)
+    assert e.value.message == "Unrecognized request arguments supplied: a, b"
+    with pytest.raises(InvalidRequest) as e:
+        chat_params({"model": "a/b", "messages": MSG, "stream": True, "stream_options": {"x": 1}}, CHAT)
+    assert e.value.param == "stream_options.x"
+
+
+@pytest.mark.parametrize("name,value,ok", [
+    ("top_k", -1, 0), ("top_k", 0, 0), ("top_k", 40, 40), ("top_k", -2, None), ("top_k", 1.5, None),
+    ("min_p", 0.05, 0.05), ("min_p", 1.5, None), ("min_p", "x", None),
+    ("repetition_penalty", 1.1, 1.1), ("repetition_penalty", 0, None), ("repetition_penalty", 2.5, None),
+    ("min_tokens", 5, 5), ("min_tokens", -1, None), ("min_tokens", 101, None),  # above max_tokens (100)
+    ("length_penalty", -0.5, -0.5), ("length_penalty", float("nan"), None),
+    ("ignore_eos", True, True), ("ignore_eos", 123, None),
+    ("beam_width", 2, 2), ("beam_width", 0, None),
+    ("bad_words", ["x", "y"], ("x", "y")), ("bad_words", "x", None), ("bad_words", [""], None),
+])
+def test_extensions_are_validated_with_vllms_ranges(name, value, ok):
+    body = {"model": "a/b", "messages": MSG, name: value}
+    if ok is None:
+        with pytest.raises(InvalidRequest) as e:
+            chat_params(body, CHAT)
+        assert e.value.param == name
+    else:
+        assert chat_params(body, CHAT).sampling.extensions == {name: ok}
+    assert chat_params({"model": "a/b", "messages": MSG, "ignore_eos": False}, CHAT).sampling.extensions == {}
+
+
+def test_logprobs_and_echo_forms():
+    assert chat_params({"model": "a/b", "messages": MSG, "logprobs": True, "top_logprobs": 0}, CHAT).sampling.logprobs
+    assert completion_params({"model": "a/b", "prompt": "x", "logprobs": 0}, CHAT).sampling.logprobs
+    assert not completion_params({"model": "a/b", "prompt": "x"}, CHAT).sampling.logprobs
+    for parse, body, param in [
+            (chat_params, {"model": "a/b", "messages": MSG, "top_logprobs": 0}, "top_logprobs"),
+            (completion_params, {"model": "a/b", "prompt": "x", "logprobs": 2}, "logprobs"),
+            (completion_params, {"model": "a/b", "prompt": "x", "logprobs": 0, "echo": True}, "echo")]:
+        with pytest.raises(InvalidRequest) as e:
+            parse(body, CHAT)
+        assert e.value.param == param
+    assert completion_params({"model": "a/b", "prompt": "x", "echo": True}, CHAT).echo
+
+
+def test_image_placeholders_come_only_from_image_parts():
+    body = {"model": "a/b", "messages": [{"role": "user", "content": [{"type": "text", "text": "<image> twice"}]}]}
+    assert "<image>" not in chat_params(body, VISION).messages[0]["content"]

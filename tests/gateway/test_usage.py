@@ -67,7 +67,8 @@ def test_client_disconnect_cancels_the_backend_stream(gw, engines):
 
 def test_metrics_per_service_id(gw):
     gw.post("/v1/chat/completions", {"model": SVC, "messages": [{"role": "user", "content": "count"}]})
-    text = httpx.get(gw.url + "/metrics").text
+    assert httpx.get(gw.url + "/metrics").status_code == 404  # not on the public port
+    text = httpx.get(gw.internal_url + "/metrics").text
     assert 'modelsvc_requests_total{access_name="u-8105f7322477/test",service_id="ms-1d033c426254",status="ok"}' in text
     assert "modelsvc_completion_tokens_total" in text
     assert "modelsvc_gateway_overhead_seconds_bucket" in text

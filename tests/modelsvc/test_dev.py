@@ -27,9 +27,10 @@ def test_dev_serves_the_example_catalog_over_stand_ins(tmp_path):
     overlay["endpoints"] = {name: [re.sub(r":(\d+)", lambda m: f":{remap.get(int(m.group(1)), m.group(1))}", ep)
                                    for ep in eps] for name, eps in overlay["endpoints"].items()}
     (tmp_path / "local.yaml").write_text(yaml.safe_dump(overlay))
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     proc = subprocess.Popen([MODELSVC, "dev", "--config", str(ROOT / "services.yaml"), "--local",
-                             str(tmp_path / "local.yaml"), "--port", str(port), "--usage-log",
+                             str(tmp_path / "local.yaml"), "--port", str(port), "--metrics-port", str(metrics_port),
+                             "--usage-log",
                              str(tmp_path / "usage.jsonl")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, cwd=tmp_path)
     try:
@@ -61,7 +62,8 @@ def test_dev_serves_the_example_catalog_over_stand_ins(tmp_path):
                        json={"model": "team-search/query-rewriter", "messages": [{"role": "user", "content": "x"}]},
                        timeout=30)
         assert r.status_code == 200, r.text
-        assert httpx.get(url + "/readyz").json()["services"] == {
+        assert httpx.get(url + "/readyz").json() == {"ready": True}  # the public port names no services
+        assert httpx.get(f"http://127.0.0.1:{metrics_port}/readyz").json()["services"] == {
             "u-8105f7322477/test": "running", "u-8105f7322477/support-bot": "running",
             "u-3f9a2c7e51d0/receipts": "running", "u-3f9a2c7e51d0/product-images": "running",
             "team-search/query-rewriter": "running"}

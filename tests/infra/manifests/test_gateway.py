@@ -15,6 +15,19 @@ def test_gateway_deployment(small):
     assert env["MODELSVC_NAMESPACE"] == "modelsvc" and env["MODELSVC_CATALOG"] == "/etc/modelsvc/services.yaml"
 
 
+def test_metrics_are_scraped_on_the_internal_port_only(small):
+    dep = gateway.deployment(small, S)
+    c = dep["spec"]["template"]["spec"]["containers"][0]
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    env = {e["name"]: e.get("value") for e in c["env"]}
+    assert ports["metrics"] == int(env["MODELSVC_METRICS_PORT"]) != ports["http"]
+    ann = dep["spec"]["template"]["metadata"]["annotations"]
+    assert (ann["prometheus.io/scrape"], ann["prometheus.io/port"], ann["prometheus.io/path"]) == (
+        "true", str(ports["metrics"]), "/metrics")
+    svc_ports = gateway.service(S)["spec"]["ports"]
+    assert [p["targetPort"] for p in svc_ports] == ["http"]  # the Service (and so the Ingress) never exposes metrics
+
+
 def test_catalog_change_rolls_the_gateway(small, make_catalog, small_text):
     before = gateway.deployment(small, S)["spec"]["template"]["metadata"]["annotations"]
     changed = make_catalog(small_text.replace("instances: 3", "instances: 4"))

@@ -94,7 +94,8 @@ def test_model_config_shapes(chat, chat_nd):
     assert ins["stop_words"].optional and list(ins["stop_words"].dims) == [-1]
     assert ins["seed"].data_type == tg.model_config_pb2.TYPE_UINT64
     assert ins["exclude_input_in_output"].data_type == tg.model_config_pb2.TYPE_BOOL
-    assert {"text_output", "num_input_tokens", "num_output_tokens"} <= {o.name for o in cfg.output}
+    assert {"text_output", "num_input_tokens", "num_output_tokens", "cum_log_probs", "output_log_probs"} <= \
+        {o.name for o in cfg.output}
     assert "image_url_input" not in ins
     bls = c.get_model_config("tensorrt_llm_bls").config
     assert bls.parameters["accumulate_tokens"].string_value.lower() == "true"
@@ -191,6 +192,27 @@ def test_stop_string_kept_and_max_tokens(chat_nd):
     assert r.as_numpy("num_output_tokens")[0, 0] == first + 1
     r = c.infer("ensemble", llm_inputs(prompt, 2, exclude=True, counts=True))
     assert text_of(r) == "".join(toks[:2]) and r.as_numpy("num_output_tokens")[0, 0] == 2
+
+
+def test_min_tokens_end_id_and_log_probs(chat_nd):
+    """TensorRT-LLM's extension inputs: min_tokens postpones the end token, end_id -1 never ends before max_tokens,
+    return_log_probs adds output_log_probs [batch, beam, tokens] and cum_log_probs [batch, beam]."""
+    c = tg.InferenceServerClient(chat_nd.url)
+    prompt = "extensions"
+    natural = len(generate_tokens(prompt))
+    base = llm_inputs(prompt, 100, exclude=True, counts=True)
+    r = c.infer("ensemble", base + [tensor("min_tokens", [natural + 5], "INT32")])
+    assert r.as_numpy("num_output_tokens")[0, 0] == natural + 5
+    assert text_of(r).startswith("".join(generate_tokens(prompt)))  # the same words, continued
+    r = c.infer("ensemble", base + [tensor("end_id", [-1], "INT32")])
+    assert r.as_numpy("num_output_tokens")[0, 0] == 100
+    r = c.infer("ensemble", base + [tensor("return_log_probs", [True], "BOOL")])
+    lps = r.as_numpy("output_log_probs")
+    assert lps.shape == (1, 1, natural) and (lps < 0).all()
+    assert r.as_numpy("cum_log_probs").shape == (1, 1)
+    assert abs(float(r.as_numpy("cum_log_probs")[0, 0]) - float(lps.sum())) < 1e-3
+    unasked = c.infer("ensemble", base).as_numpy("output_log_probs")  # every declared output comes back: a placeholder
+    assert unasked is None or not unasked.any()
 
 
 def test_raw_output_contents_wire_format(chat_nd):
