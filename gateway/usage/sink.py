@@ -63,6 +63,11 @@ class UsageLog:
     async def start(self) -> None:
         if self.spool is not None:
             self.spool.adopt_orphans()
+            try:  # connect and migrate the schema now; a database that is down only delays delivery
+                await asyncio.wait_for(self.store.pool(), self.store.connect_timeout_s + 1)
+            except Exception as e:  # noqa: BLE001
+                log.error("usage store not reachable at start (%s: %s); serving, records wait in the spool %s",
+                          type(e).__name__, e, self.spool.dir)
             self._task = asyncio.create_task(self._deliver_loop())
         elif self.file is not None:
             self._task = asyncio.create_task(self._retry_loop())
