@@ -109,7 +109,7 @@ class UsageLog:
             return 0
         return await spool.deliver(self.store)
 
-    async def close(self, timeout_s: float = 10.0) -> None:
+    async def close(self, timeout_s: float = 5.0) -> None:
         """At shutdown: deliver what is spooled (bounded), then close. What is left stays in the spool for the
         next process on the same volume."""
         if self._task is not None:
