@@ -29,7 +29,10 @@ class UsageQuery:
     api_key_ids: tuple[str, ...] = ()
 
 
-def _int(args, name: str, required: bool = False, minimum: int = 0) -> int | None:
+MAX_TIME = 1 << 36  # unix seconds, year ~4147: anything later is a mistake, not a query
+
+
+def _int(args, name: str, required: bool = False, minimum: int = 0, maximum: int = MAX_TIME) -> int | None:
     raw = args.get(name)
     if raw in (None, ""):
         if required:
@@ -40,8 +43,8 @@ def _int(args, name: str, required: bool = False, minimum: int = 0) -> int | Non
         value = int(raw)
     except ValueError:
         raise InvalidRequest(f"'{name}' must be an integer", param=name, code="invalid_value") from None
-    if value < minimum:
-        raise InvalidRequest(f"'{name}' must be at least {minimum}", param=name, code="invalid_value")
+    if not minimum <= value <= maximum:
+        raise InvalidRequest(f"'{name}' must be between {minimum} and {maximum}", param=name, code="invalid_value")
     return value
 
 
@@ -78,7 +81,7 @@ def parse(kind: str, args, now: float | None = None) -> UsageQuery:
     page = args.get("page")
     if page:  # the opaque cursor we hand out: the start of the next bucket
         try:
-            start = int(page, 16)
+            start = int(page[:16], 16)
         except ValueError:
             raise InvalidRequest("'page' is not a cursor this API returned", param="page",
                                  code="invalid_value") from None
