@@ -7,7 +7,7 @@ import logging
 
 from sanic import Blueprint, Request
 
-from ..errors import UsageUnavailable
+from ..errors import NotFound, UsageUnavailable
 from ..usage import owner_of, query
 from .common import json_response
 from .openai import _key
@@ -25,20 +25,14 @@ async def rows_or_503(usage, owner: str | None, since: int, until: int) -> list[
                                "retry later") from None
 
 
-async def _answer(request: Request, kind: str):
+@bp.get("/<kind>")
+async def usage(request: Request, kind: str):
+    """/completions (chat.completions and completions) or /images (images.generations)."""
+    if kind not in query.KINDS:
+        raise NotFound(f"unknown endpoint GET /v1/organization/usage/{kind[:40]}")
     key = _key(request)
     q = query.parse(kind, request.args)
     since, until, _ = query.window(q)
     rows = await rows_or_503(request.app.ctx.runtime.usage, key.owner, since, until)
     rows = [r for r in rows if owner_of(r[2]) == key.owner]  # the store scoped it already; belt and braces
     return json_response(query.page(q, rows), headers={"cache-control": "no-store"})
-
-
-@bp.get("/completions")
-async def completions(request: Request):
-    return await _answer(request, "completions")
-
-
-@bp.get("/images")
-async def images(request: Request):
-    return await _answer(request, "images")

@@ -11,6 +11,7 @@ so a restarted container (same volume) loses nothing. Several workers share one 
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import fcntl
 import glob
@@ -116,8 +117,8 @@ class Spool:
                 return 0  # another worker is delivering (ours included)
             delivered = 0
             for path in self.sealed():
-                try:
-                    records = list(read_lines(path, self.metrics))
+                try:  # up to SEGMENT_MAX_BYTES of JSON: parsed off the event loop
+                    records = await asyncio.to_thread(lambda p=path: list(read_lines(p, self.metrics)))
                 except FileNotFoundError:
                     continue
                 if records:
