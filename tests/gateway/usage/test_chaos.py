@@ -24,7 +24,7 @@ from modelsvc.standin.testing import StandInThread
 from ..harness import DEMO_KEY, Gateway
 
 SVC = "u-8105f7322477/test"
-PHASE_S = float(os.environ.get("MODELSVC_CHAOS_PHASE_S", "1.5"))
+PHASE_S = float(os.environ.get("MODELSVC_CHAOS_PHASE_S", "1.0"))
 DB_DOWN_S = float(os.environ.get("MODELSVC_CHAOS_DB_DOWN_S", "5"))
 CLIENTS = int(os.environ.get("MODELSVC_CHAOS_CLIENTS", "4"))
 
