@@ -33,7 +33,7 @@ class Runtime:
     def __init__(self, catalog: Catalog, settings: Settings, overlay: LocalOverlay | None = None,
                  usage: UsageLog | None = None):
         self.settings = settings
-        self.usage = usage or UsageLog(None, Metrics())  # tests build a Runtime without a store
+        self.usage = usage or UsageLog(None, Metrics())
         self.limiter = Limiter(make_store(settings.redis_url))
         self.overlay = overlay or LocalOverlay()
         self.catalog = catalog

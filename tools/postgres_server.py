@@ -10,7 +10,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 
 
 def _bindir() -> str:
@@ -63,13 +62,3 @@ class PostgresServer:
                              check=True, capture_output=True, text=True)
         return out.stdout
 
-
-def wait_port(port: int, timeout: float = 10) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")

@@ -109,10 +109,6 @@ class PostgresStore:
             rows = await conn.fetch(sql.format("" if owner is None else "AND owner = $3"), *args)
         return [(int(r[0]), r[1], r[2], r[3], r[4], *(int(v) for v in tuple(r)[5:])) for r in rows]
 
-    async def request_ids(self) -> list[str]:
-        async with (await self.pool()).acquire() as conn:
-            return [r[0] for r in await conn.fetch("SELECT request_id FROM usage_records")]
-
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
