@@ -75,10 +75,14 @@ class Load:
             t.join(15)
 
 
-def _during(load: Load, seconds: float) -> None:
-    n = len(load.answered)
+def _during(load: Load, seconds: float, answers: int = 5, deadline_s: float = 90) -> None:
+    """Keep the current state for at least `seconds`, and until `answers` more requests got through: each phase
+    really happens under load, however slow the machine (a deadline, never a bare sleep, decides)."""
+    n, start = len(load.answered), time.time()
     time.sleep(seconds)
-    assert len(load.answered) > n, "no request was answered in this phase: the load did not reach the gateway"
+    while len(load.answered) < n + answers:
+        assert time.time() - start < deadline_s, "no request was answered in this phase: the load stalled"
+        time.sleep(0.05)
 
 
 def test_sigkill_pod_deletion_and_database_outage_lose_and_double_nothing(tmp_path, postgres):
@@ -112,7 +116,7 @@ def test_sigkill_pod_deletion_and_database_outage_lose_and_double_nothing(tmp_pa
             _during(load, DB_DOWN_S / 2)
             b.stop(signal.SIGKILL)  # and a gateway dies while its records wait in the spool
             load.url = gateway("b2", "pod-b").url
-            _during(load, max(0.5, DB_DOWN_S - (time.time() - down)))
+            _during(load, max(0.0, DB_DOWN_S - (time.time() - down)))
             spooled = sum(p.stat().st_size for p in (tmp_path / "pod-b").glob("*.jsonl"))
             postgres.start()
             _during(load, PHASE_S)
