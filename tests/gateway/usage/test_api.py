@@ -81,6 +81,11 @@ def test_sums_equal_the_records_and_owners_see_only_their_own(store_gw):
     for b in page.data:
         assert b.object == "bucket" and b.end_time - b.start_time <= 60 and b.start_time % 60 == 0
 
+    only = client.admin.organization.usage.completions(start_time=t0 - 60, models=[CHAT], api_key_ids=["k-local-demo"])
+    assert sum(r.num_model_requests for b in only.data for r in b.results) == len(mine)
+    none = client.admin.organization.usage.completions(start_time=t0 - 60, api_key_ids=["k-someone-else"])
+    assert all(b.results == [] for b in none.data)
+
     # Another owner's key sees none of it, and its own image request under /images.
     theirs = other.admin.organization.usage.completions(start_time=t0 - 60, group_by=["model"])
     assert all(res.model != CHAT for b in theirs.data for res in b.results)
