@@ -7,8 +7,11 @@ RUN pip install --no-cache-dir -r requirements.lock
 COPY modelsvc/ modelsvc/
 COPY gateway/ gateway/
 COPY infra/ infra/
-RUN pip install --no-cache-dir --no-deps . && useradd --uid 10001 gateway
+RUN pip install --no-cache-dir --no-deps . && useradd --uid 10001 gateway \
+    && mkdir -p /var/lib/modelsvc/usage && chown 10001 /var/lib/modelsvc/usage
 USER 10001
-ENV MODELSVC_HOST=0.0.0.0 MODELSVC_PORT=8000 MODELSVC_DISCOVERY=dns MODELSVC_USAGE_LOG=/tmp/usage.jsonl
+# Usage records: infra mounts a volume here (the spool in front of PostgreSQL, or the local log without one).
+ENV MODELSVC_HOST=0.0.0.0 MODELSVC_PORT=8000 MODELSVC_DISCOVERY=dns \
+    MODELSVC_USAGE_LOG=/var/lib/modelsvc/usage/usage.jsonl MODELSVC_USAGE_SPOOL=/var/lib/modelsvc/usage/spool
 EXPOSE 8000
 CMD ["modelsvc", "serve"]

@@ -14,13 +14,13 @@ from sanic.exceptions import SanicException
 from modelsvc.catalog import Catalog, CatalogError, load
 
 from . import logs
-from .api import health, openai
+from .api import health, openai, usage as usage_api
 from . import console
 from .api.common import json_response
 from .auth import refuse_key_in_url
 from .config import LocalOverlay, Settings
 from .errors import (BodyTooLarge, GatewayError, HeadersTooLarge, InvalidRequest, MethodNotAllowed, NotFound,
-                     openai_error_body)
+                     UsageUnavailable, openai_error_body)
 from .internal import InternalServer, serves_internal_port
 from .runtime import Runtime
 from .usage import Metrics, UsageLog
@@ -45,6 +45,7 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
     app.ctx.settings = settings
     app.ctx.catalog_path = catalog.path
 
+    app.blueprint(usage_api.bp)
     app.blueprint(openai.bp)
     app.blueprint(health.bp)
     app.blueprint(console.bp)
@@ -52,7 +53,10 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
     @app.before_server_start
     async def start_runtime(app):
         logs.setup()
-        rt = Runtime(catalog, settings, overlay, UsageLog(settings.usage_log, Metrics()))
+        usage = UsageLog(settings.usage_log, Metrics(), store_url=settings.usage_store,
+                         spool_dir=settings.usage_spool, max_buffered=settings.usage_buffer_max)
+        await usage.start()
+        rt = Runtime(catalog, settings, overlay, usage)
         await rt.start()
         app.ctx.runtime = rt
         app.ctx.internal = None
@@ -93,12 +97,19 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
         if app.ctx.internal is not None:
             await app.ctx.internal.close()
         await app.ctx.runtime.close()  # waits for pending usage totals
-        app.ctx.runtime.usage.close()  # fsync the usage log
+        await app.ctx.runtime.usage.close()  # deliver the spool (bounded), fsync the log
         log.info("gateway stopped")
 
     @app.on_request
     async def no_keys_in_urls(request):
         refuse_key_in_url(request.path, request.query_string)
+
+    @app.on_request
+    async def refuse_when_usage_cannot_be_recorded(request):
+        # Fail closed (docs/reliability.md): work that cannot be billed is not started.
+        if request.method == "POST" and request.path.startswith("/v1/") and app.ctx.runtime.usage.full:
+            app.ctx.runtime.usage.metrics.refused.inc()
+            raise UsageUnavailable("the gateway cannot record usage right now (its disk is full); retry later")
 
     @app.exception(Exception)
     async def on_error(request, exc):

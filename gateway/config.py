@@ -23,7 +23,10 @@ from .image_fetch import ImagePolicy
 class Settings:
     deadline_s: float = 60.0  # any single backend call, and the longest silence inside a stream
     connect_timeout_s: float = 5.0
-    usage_log: str | None = "var/usage.jsonl"
+    usage_log: str | None = "var/usage.jsonl"  # the local store (no database server); unused with usage_store
+    usage_store: str | None = None  # postgresql://… : the production store, fed through the spool below
+    usage_spool: str = "var/usage-spool"  # a volume in Kubernetes: records wait here until the database commits
+    usage_buffer_max: int = 100_000  # records kept in memory while the disk refuses them; beyond: 503 (fail closed)
     discovery: Literal["static", "dns"] = "static"
     dns_port: int = 8001  # Triton's gRPC port on each pod
     probe_interval_s: float = 1.0

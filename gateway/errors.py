@@ -118,6 +118,15 @@ class BackendTimeout(BackendError):
     code = "backend_timeout"
 
 
+class UsageUnavailable(GatewayError):
+    """Usage cannot be recorded (the disk refuses records and the memory buffer is full) or read (the usage
+    database is down). Retry later; nothing was charged."""
+
+    status = 503
+    type = "server_error"
+    code = "usage_unavailable"
+
+
 def openai_error_body(exc: BaseException) -> tuple[int, dict, dict]:
     """(status, body, headers) for any exception; unknown ones become a bare 500 without internals."""
     if isinstance(exc, GatewayError):

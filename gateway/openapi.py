@@ -53,6 +53,31 @@ def _post(summary: str, request: str, response: str, streams: bool) -> dict:
 
 
 @lru_cache(maxsize=1)
+def _usage(summary: str, kind: str) -> dict:
+    """OpenAI's usage API (GET /v1/organization/usage/*): buckets of results, paged."""
+    q = lambda name, schema, **kw: {"name": name, "in": "query", "schema": schema, **kw}  # noqa: E731
+    array = {"type": "array", "items": {"type": "string", "enum": ["model", "api_key_id"]}}
+    return {"get": {
+        "summary": summary, "security": [{"bearer": []}],
+        "parameters": [q("start_time", {"type": "integer", "minimum": 0}, required=True),
+                       q("end_time", {"type": "integer", "minimum": 0}),
+                       q("bucket_width", {"type": "string", "enum": ["1m", "1h", "1d"]}),
+                       q("group_by", array, style="form", explode=True),
+                       q("limit", {"type": "integer", "minimum": 1, "maximum": 1440}),
+                       q("page", {"type": "string"})],
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
+            "type": "object", "required": ["object", "data", "has_more", "next_page"], "properties": {
+                "object": {"const": "page"}, "has_more": {"type": "boolean"},
+                "next_page": {"type": ["string", "null"]},
+                "data": {"type": "array", "items": {"type": "object", "required": ["object", "start_time",
+                                                                                   "end_time", "results"],
+                    "properties": {"object": {"const": "bucket"}, "start_time": {"type": "integer"},
+                                   "end_time": {"type": "integer"}, "results": {"type": "array", "items": {
+                                       "type": "object", "properties": {
+                                           "object": {"const": f"organization.usage.{kind}.result"},
+                                           "num_model_requests": {"type": "integer"}}}}}}}}}}}}, **_ERRORS}}}
+
+
 def document() -> dict:
     message = {"type": "object", "required": ["role"], "properties": {
         "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
@@ -131,6 +156,9 @@ def document() -> dict:
                                 "description": "Access name; its '/' may be percent-encoded."}],
                 "responses": {"200": {"description": "OK", "content": {"application/json": {
                     "schema": {"$ref": "#/components/schemas/Model"}}}}, **_ERRORS}}},
+            "/v1/organization/usage/completions": _usage("Token usage of the key owner's services, in buckets",
+                                                         "completions"),
+            "/v1/organization/usage/images": _usage("Image usage of the key owner's services, in buckets", "images"),
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
             "/readyz": {"get": {"summary": "Readiness (ready or not; per-service detail is on the internal port)",
                                 "responses": {"200": {"description": "ready"}, "503": {"description": "draining"}}}},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 from typing import TYPE_CHECKING
 
 import pulumi
@@ -194,3 +195,33 @@ class ModelStore(pulumi.ComponentResource):
         role = aws.iam.Role(f"{name}-irsa", assume_role_policy=trust, opts=child)
         aws.iam.RolePolicy(f"{name}-irsa", role=role.id, policy=policy, opts=child)
         return role
+
+
+class UsageDatabase(pulumi.ComponentResource):
+    """RDS for PostgreSQL in the private subnets, reachable only from inside the VPC: the usage store.
+
+    Billing data: encrypted, Multi-AZ by default (a failover is a short outage the gateways' spools ride out),
+    two weeks of point-in-time recovery, deletion protection and a final snapshot."""
+
+    PORT = 5432
+
+    def __init__(self, name: str, network: Network, password: pulumi.Input[str], *, instance_class: str,
+                 multi_az: bool, opts=None):
+        super().__init__("modelsvc:aws:UsageDatabase", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        subnets = aws.rds.SubnetGroup(name, subnet_ids=[s.id for s in network.private_subnets], opts=child)
+        sg = aws.ec2.SecurityGroup(
+            name, vpc_id=network.vpc.id, description="PostgreSQL from inside the VPC (the gateway pods)",
+            ingress=[{"protocol": "tcp", "from_port": self.PORT, "to_port": self.PORT,
+                      "cidr_blocks": [network.vpc.cidr_block]}],
+            egress=[], opts=child)
+        self.instance = aws.rds.Instance(
+            name, engine="postgres", engine_version="16", instance_class=instance_class, allocated_storage=50,
+            max_allocated_storage=500, storage_type="gp3", storage_encrypted=True, multi_az=multi_az,
+            db_name="modelsvc", username="modelsvc", password=password, port=self.PORT,
+            db_subnet_group_name=subnets.name, vpc_security_group_ids=[sg.id], publicly_accessible=False,
+            backup_retention_period=14, deletion_protection=True, skip_final_snapshot=False,
+            final_snapshot_identifier=f"{name}-final", auto_minor_version_upgrade=True, opts=child)
+        self.url = pulumi.Output.secret(pulumi.Output.all(self.instance.address, password).apply(
+            lambda a: f"postgresql://modelsvc:{quote(a[1], safe='')}@{a[0]}:{self.PORT}/modelsvc?sslmode=require"))
+        self.register_outputs({"endpoint": self.instance.endpoint})

@@ -35,6 +35,7 @@ def settings_from_config(config: pulumi.Config | None = None) -> Settings:
         triton_version=c.get("tritonVersion") or d.triton_version,
         gateway_image=c.get("gatewayImage") or d.gateway_image,
         gateway_redis_secret=c.get("gatewayRedisSecret") or None,
+        gateway_usage_secret=c.get("gatewayUsageSecret") or None,
         ingress_host=c.get("ingressHost") or None,
         ingress_class=c.get("ingressClass") or None,
         engine_cache_uri=c.get("engineCache") or default_cache,
@@ -55,6 +56,7 @@ def build(catalog: "Catalog", settings: Settings, kubeconfig: pulumi.Input[str] 
     service_names(catalog)
     outputs: dict = {}
     k8s_depends: list[pulumi.Resource] = []
+    usage_db = None
     if settings.target == "eks":
         from .aws import Cluster, ModelStore, Network, NodeGroups
 
@@ -68,6 +70,10 @@ def build(catalog: "Catalog", settings: Settings, kubeconfig: pulumi.Input[str] 
                            settings.namespace, system.triton_namespaces(catalog, settings))
         settings = dataclasses.replace(settings, build_role_arn=store.build_role.arn,
                                        triton_role_arn=store.triton_role.arn)
+        usage_db = _usage_database(cfg, settings, network)
+        if usage_db is not None:
+            settings = dataclasses.replace(settings, gateway_usage_secret=gateway.USAGE_SECRET)
+            outputs["usageDatabase"] = usage_db.instance.endpoint
         kubeconfig = cluster.kubeconfig
         k8s_depends = [nodes.system]
         outputs.update(
@@ -98,7 +104,15 @@ def build(catalog: "Catalog", settings: Settings, kubeconfig: pulumi.Input[str] 
     if settings.device_plugin:
         k8s_res.create(system.device_plugin(settings), opts)
 
-    gw = GatewayComponent(catalog, settings, in_ns(settings.namespace))
+    if usage_db is not None:  # the DSN reaches the gateway only through this Secret
+        secret = k8s_res.create(gateway.usage_store_secret(usage_db.url, settings), in_ns(settings.namespace))
+        gw_opts = in_ns(settings.namespace, [secret])
+    else:
+        gw_opts = in_ns(settings.namespace)
+        if not settings.gateway_usage_secret:
+            pulumi.log.warn("no usage database: usage records live on each gateway pod's emptyDir and are lost with "
+                            "the pod; set modelsvc:gatewayUsageSecret (or, on eks, modelsvc:usageDbPassword)")
+    gw = GatewayComponent(catalog, settings, gw_opts)
     # One build Job per engine cache key; every service using the key waits for it (Pulumi awaits the Job).
     jobs = {}
     for key, users in engine_builds(catalog, settings).items():
@@ -116,6 +130,18 @@ def build(catalog: "Catalog", settings: Settings, kubeconfig: pulumi.Input[str] 
     outputs["services"] = services
     outputs["_gateway"] = gw
     return outputs
+
+
+def _usage_database(cfg: pulumi.Config, settings: Settings, network):
+    """RDS for PostgreSQL for the usage records, when the stack has a password for it and no existing database."""
+    password = cfg.get_secret("usageDbPassword")
+    if settings.gateway_usage_secret or password is None:
+        return None
+    from .aws import UsageDatabase
+
+    return UsageDatabase(f"{settings.cluster_name}-usage", network, password,
+                         instance_class=cfg.get("usageDbInstanceClass") or "db.t4g.medium",
+                         multi_az=cfg.get_bool("usageDbMultiAz") if cfg.get("usageDbMultiAz") is not None else True)
 
 
 class ModelService(pulumi.ComponentResource):

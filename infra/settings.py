@@ -27,6 +27,7 @@ class Settings:
     gateway_image: str = "ghcr.io/example/modelsvc-gateway:latest"
     gateway_port: int = 8000
     gateway_redis_secret: str | None = None  # Secret (key "url") holding REDIS_URL: limits shared by all replicas
+    gateway_usage_secret: str | None = None  # Secret (key "url"): postgresql:// DSN of the usage store
     gateway_drain_s: int = 5  # after SIGTERM: seconds of /readyz=false before the gateway stops accepting
     gateway_grace_s: int = 30  # then: seconds in-flight requests and streams get to finish
     ingress_host: str | None = None

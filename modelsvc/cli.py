@@ -304,7 +304,13 @@ def _register_run(sub):
     register(sub)
 
 
-_EXTRA_COMMANDS: list = [_register_run]
+def _register_usage(sub):
+    from .commands_usage import register
+
+    register(sub)
+
+
+_EXTRA_COMMANDS: list = [_register_run, _register_usage]
 
 
 def main(argv: list[str] | None = None) -> int:

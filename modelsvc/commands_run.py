@@ -16,7 +16,8 @@ def _settings(args):
     images = ImagePolicy(max_bytes=args.image_max_bytes, timeout_s=args.image_timeout,
                          allow_hosts=tuple(h.strip().lower() for h in args.image_hosts.split(",") if h.strip()),
                          allow_networks=tuple(n.strip() for n in args.image_allow_networks.split(",") if n.strip()))
-    return Settings(deadline_s=args.deadline, usage_log=args.usage_log or None, discovery=args.discovery,
+    return Settings(deadline_s=args.deadline, usage_log=args.usage_log or None, usage_store=args.usage_store or None,
+                    usage_spool=args.usage_spool, usage_buffer_max=args.usage_buffer_max, discovery=args.discovery,
                     probe_interval_s=args.probe_interval,
                     health_interval_s=args.health_interval, reload_poll_s=args.reload_poll,
                     redis_url=args.redis_url or None, drain_s=args.drain, grace_s=args.grace,
@@ -129,7 +130,14 @@ def register(sub) -> None:
                             "it off the public load balancer")
         p.add_argument("--workers", type=int, default=int(os.environ.get("MODELSVC_WORKERS", "1")))
         p.add_argument("--deadline", type=float, default=60.0, help="seconds per backend call")
-        p.add_argument("--usage-log", default=os.environ.get("MODELSVC_USAGE_LOG", "var/usage.jsonl"))
+        p.add_argument("--usage-log", default=os.environ.get("MODELSVC_USAGE_LOG", "var/usage.jsonl"),
+                       help="the local usage store: a JSON-lines file (used when --usage-store is not set)")
+        p.add_argument("--usage-store", default=os.environ.get("MODELSVC_USAGE_STORE"),
+                       help="postgresql://… : the production usage store (records pass through --usage-spool)")
+        p.add_argument("--usage-spool", default=os.environ.get("MODELSVC_USAGE_SPOOL", "var/usage-spool"),
+                       help="directory where records wait until the database has them (a volume in Kubernetes)")
+        p.add_argument("--usage-buffer-max", type=int, default=100_000,
+                       help="records kept in memory while the disk refuses them; beyond that, 503 (fail closed)")
         p.add_argument("--discovery", choices=["static", "dns"], default=os.environ.get("MODELSVC_DISCOVERY", "static"),
                        help="dns: find each service's pods through its headless Service (in Kubernetes)")
         p.add_argument("--drain", type=float, default=float(os.environ.get("MODELSVC_DRAIN_SECONDS", "0")),

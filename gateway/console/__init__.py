@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote
@@ -28,6 +29,7 @@ from modelsvc.examples import KEY_ENV, examples
 
 from ..api.common import json_response
 from ..errors import NotFound
+from . import usage as usage_view
 
 bp = Blueprint("console")
 
@@ -105,6 +107,11 @@ async def detail_page(request: Request, access_name: str):
     return render_page("detail.html", page="detail", access_name=unquote(access_name))
 
 
+@bp.get("/console/usage/<access_name:path>")
+async def usage_page(request: Request, access_name: str):
+    return render_page("usage.html", page="usage", access_name=unquote(access_name))
+
+
 @bp.get("/console/static/<name>")
 async def static(request: Request, name: str):
     asset = _ASSETS.get(name)
@@ -176,14 +183,19 @@ async def api_services(request: Request):
                                     "data": [_summary(rt, s) for s in rt.catalog.services_of(owner)]}))
 
 
-@bp.get("/console/api/services/<access_name:path>")
-async def api_service(request: Request, access_name: str):
+def _own_service(request: Request, access_name: str) -> Service:
     owner = _owner(request)
-    rt = _rt(request)
     access_name = unquote(access_name)
-    svc = rt.catalog.service(access_name)
+    svc = _rt(request).catalog.service(access_name)
     if svc is None or svc.owner != owner:  # another owner's service looks exactly like an unknown one
         raise NotFound(f"the service '{access_name}' does not exist or you do not have access to it")
+    return svc
+
+
+@bp.get("/console/api/services/<access_name:path>")
+async def api_service(request: Request, access_name: str):
+    svc = _own_service(request, access_name)
+    rt = _rt(request)
     catalog = rt.catalog
     model = catalog.model_of(svc)
     pool = catalog.pools.get(svc.pool) if svc.pool else None
@@ -202,3 +214,29 @@ async def api_service(request: Request, access_name: str):
         "example_response": json.dumps(example_response(catalog, svc), indent=2),
         "poll_ms": POLL_MS,
     }))
+
+
+# -- usage page (same auth; the charts are SVG documents the page shows as images) --------------------------------
+async def _usage_summary(request: Request, access_name: str) -> tuple[Service, dict]:
+    from ..api.usage import rows_or_503
+
+    svc = _own_service(request, access_name)
+    now = time.time()
+    start, end = usage_view.window(now)
+    rows = await rows_or_503(_rt(request).usage, svc.owner, start, end)
+    return svc, usage_view.summarize(svc.id, rows, now)
+
+
+@bp.get("/console/api/usage/<access_name:path>")
+async def api_usage(request: Request, access_name: str):
+    svc, summary = await _usage_summary(request, access_name)
+    return _no_store(json_response({"name": svc.name, "access_name": svc.access_name, **summary,
+                                    "charts": list(usage_view.CHARTS)}))
+
+
+@bp.get("/console/api/usage-chart/<chart>/<access_name:path>")
+async def api_usage_chart(request: Request, chart: str, access_name: str):
+    if chart not in usage_view.CHARTS:
+        raise NotFound("unknown chart")
+    _, summary = await _usage_summary(request, access_name)
+    return _no_store(HTTPResponse(usage_view.chart(summary, chart), content_type="image/svg+xml; charset=utf-8"))

@@ -21,6 +21,8 @@ CATALOG_DIR = "/etc/modelsvc"
 SERVICE_PORT = 80
 # The gateway's internal port: /metrics and per-service /readyz. Only Prometheus scrapes it (pod annotations); the
 # Service and the Ingress expose the API port alone.
+USAGE_DIR = "/var/lib/modelsvc/usage"  # an emptyDir: records survive a container restart (SIGKILL, OOM)
+USAGE_SECRET = "gateway-usage-store"  # the Secret the eks target creates for its RDS database
 
 
 def catalog_text(catalog: "Catalog") -> str:
@@ -86,6 +88,13 @@ def deployment(catalog: "Catalog", settings: Settings) -> dict:
                             *([{"name": "REDIS_URL", "valueFrom": {"secretKeyRef": {
                                 "name": settings.gateway_redis_secret, "key": "url"}}}]
                               if settings.gateway_redis_secret else []),
+                            # Usage: the spool in front of the database (or, without one, the local log) lives on
+                            # the pod's volume, never in the container's own filesystem.
+                            {"name": "MODELSVC_USAGE_SPOOL", "value": f"{USAGE_DIR}/spool"},
+                            {"name": "MODELSVC_USAGE_LOG", "value": f"{USAGE_DIR}/usage.jsonl"},
+                            *([{"name": "MODELSVC_USAGE_STORE", "valueFrom": {"secretKeyRef": {
+                                "name": settings.gateway_usage_secret, "key": "url"}}}]
+                              if settings.gateway_usage_secret else []),
                         ],
                         "ports": [{"name": "http", "containerPort": settings.gateway_port, "protocol": "TCP"},
                                   {"name": "metrics", "containerPort": settings.gateway_metrics_port,
@@ -96,13 +105,21 @@ def deployment(catalog: "Catalog", settings: Settings) -> dict:
                         "livenessProbe": {"httpGet": {"path": "/healthz", **http}, "periodSeconds": 10,
                                           "failureThreshold": 6},
                         "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-                        "volumeMounts": [{"name": "catalog", "mountPath": CATALOG_DIR, "readOnly": True}],
+                        "volumeMounts": [{"name": "catalog", "mountPath": CATALOG_DIR, "readOnly": True},
+                                         {"name": "usage", "mountPath": USAGE_DIR}],
                     }],
-                    "volumes": [{"name": "catalog", "configMap": {"name": CATALOG_CONFIGMAP}}],
+                    "volumes": [{"name": "catalog", "configMap": {"name": CATALOG_CONFIGMAP}},
+                                {"name": "usage", "emptyDir": {"sizeLimit": "2Gi"}}],
                 },
             },
         },
     }
+
+
+def usage_store_secret(url, settings: Settings) -> dict:
+    """The Secret holding the usage database's DSN (`url` may be a Pulumi Output: the RDS endpoint)."""
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta(USAGE_SECRET, _labels(), settings.namespace),
+            "type": "Opaque", "stringData": {"url": url}}
 
 
 def service_account(settings: Settings) -> dict:

@@ -13,7 +13,8 @@ from modelsvc.standin.testing import StandInThread
 from .harness import DEMO_KEY, Gateway
 
 OPERATIONS = ["POST /v1/chat/completions", "POST /v1/completions", "POST /v1/images/generations", "GET /v1/models",
-              "GET /v1/models/{model}", "GET /healthz", "GET /readyz"]
+              "GET /v1/models/{model}", "GET /v1/organization/usage/completions",
+              "GET /v1/organization/usage/images", "GET /healthz", "GET /readyz"]
 
 
 @pytest.fixture(scope="module")

@@ -26,6 +26,8 @@ class Mocks(pulumi.runtime.Mocks):
         if args.typ == "aws:eks/cluster:Cluster":
             state.update(endpoint="https://eks.example", certificateAuthority={"data": "Q0E="},
                          identities=[{"oidcs": [{"issuer": "https://oidc.eks.us-west-2.amazonaws.com/id/ABC"}]}])
+        if args.typ == "aws:rds/instance:Instance":
+            state.update(address=f"{name}.db.example", endpoint=f"{name}.db.example:5432")
         if args.typ.startswith("aws:"):
             state.setdefault("arn", f"arn:aws:mock:::{name}")
         if args.typ == "aws:s3/bucket:Bucket":
@@ -226,3 +228,41 @@ def test_main_reads_stack_config(mocks, monkeypatch):
     gw = next(r for r in mocks.of("kubernetes:apps/v1:Deployment") if r.inputs["metadata"]["name"] == "modelsvc-gateway")
     assert gw.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == "example/gw:2"
     assert len(mocks.of("kubernetes:batch/v1:Job")) == 4
+
+
+def test_eks_target_creates_the_usage_database(mocks, example):
+    """With a password in the stack config: RDS for PostgreSQL in the private subnets, not public, and its DSN only
+    in a Secret that the gateway reads."""
+    pulumi.runtime.set_all_config({"modelsvc:usageDbPassword": "s3cr3t/+pw"}, secret_keys=["modelsvc:usageDbPassword"])
+    try:
+        outputs = _build(example, Settings(target="eks", cluster_name="modelsvc-test",
+                                           engine_cache_uri="s3://modelsvc-test-engines"))
+    finally:
+        pulumi.runtime.set_all_config({})
+
+    assert outputs["usageDatabase"] == "modelsvc-test-usage.db.example:5432"
+    (db,) = mocks.of("aws:rds/instance:Instance")
+    i = db.inputs
+    assert i["engine"] == "postgres" and i["publiclyAccessible"] is False and i["storageEncrypted"] is True
+    assert i["deletionProtection"] is True and i["backupRetentionPeriod"] >= 7
+    (group,) = mocks.of("aws:rds/subnetGroup:SubnetGroup")
+    private = {f"{r.name}-id" for r in mocks.of("aws:ec2/subnet:Subnet") if "private" in r.name}
+    assert set(group.inputs["subnetIds"]) == private and len(private) == 2
+    sg = next(r for r in mocks.of("aws:ec2/securityGroup:SecurityGroup") if r.name == "modelsvc-test-usage")
+    assert [(x["fromPort"], x["cidrBlocks"]) for x in sg.inputs["ingress"]] == [(5432, ["10.0.0.0/16"])]
+    (secret,) = mocks.of("kubernetes:core/v1:Secret")
+    assert secret.inputs["metadata"]["name"] == "gateway-usage-store"
+    data = secret.inputs["stringData"]  # wrapped as a Pulumi secret: encrypted in the state, masked in previews
+    assert data[pulumi.runtime.rpc._special_sig_key] == pulumi.runtime.rpc._special_secret_sig
+    assert data["value"]["url"] == ("postgresql://modelsvc:s3cr3t%2F%2Bpw@"
+                                                "modelsvc-test-usage.db.example:5432/modelsvc?sslmode=require")
+    gw = next(r for r in mocks.of("kubernetes:apps/v1:Deployment")
+              if r.inputs["metadata"]["name"] == "modelsvc-gateway")
+    env = {e["name"]: e for e in gw.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["MODELSVC_USAGE_STORE"]["valueFrom"]["secretKeyRef"]["name"] == "gateway-usage-store"
+
+
+
+def test_without_a_database_the_stack_warns_and_creates_none(mocks, example):
+    _build(example, Settings(target="kubeconfig"), "kubeconfig-text")
+    assert not mocks.of("kubernetes:core/v1:Secret") and not mocks.of("aws:rds/instance:Instance")

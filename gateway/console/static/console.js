@@ -445,6 +445,53 @@
     });
   }
 
+  // -- usage page: totals as text, charts as server-rendered SVG shown through blob: URLs (the key stays in a header)
+  var chartUrls = {};
+
+  function loadChart(img, path) {
+    return fetch(path, { headers: { "Authorization": "Bearer " + (getKey() || "") }, cache: "no-store",
+                         credentials: "omit" })
+      .then(function (r) {
+        if (!r.ok) throw new ApiError("HTTP " + r.status, r.status);
+        return r.blob();
+      })
+      .then(function (blob) {
+        var name = img.getAttribute("data-chart");
+        if (chartUrls[name]) URL.revokeObjectURL(chartUrls[name]);
+        chartUrls[name] = URL.createObjectURL(blob);
+        img.src = chartUrls[name];
+      });
+  }
+
+  function refreshUsage(first) {
+    var name = $("main").getAttribute("data-access-name");
+    var enc = name.split("/").map(encodeURIComponent).join("/");
+    return api("/console/api/usage/" + enc).then(function (u) {
+      var inv = u.invoice;
+      var fmt = function (n) { return Number(n).toLocaleString("en-US"); };
+      var values = { service_id: u.service_id, month: inv.month, requests: fmt(inv.requests),
+                     prompt_tokens: fmt(inv.prompt_tokens), completion_tokens: fmt(inv.completion_tokens),
+                     total_tokens: fmt(inv.total_tokens), images: fmt(inv.images), period: inv.from + " – " + inv.to };
+      document.querySelectorAll("[data-field]").forEach(function (node) {
+        var k = node.getAttribute("data-field");
+        if (Object.prototype.hasOwnProperty.call(values, k)) node.textContent = values[k];
+      });
+      if (first) {
+        document.title = "Usage · " + u.name + " · modelsvc console";
+        $("usage-title").textContent = "Usage of " + u.name;
+        $("crumb-service").textContent = u.name;
+        $("usage").hidden = false;
+      }
+      $("usage-error").textContent = "";
+      return Promise.all(Array.prototype.map.call(document.querySelectorAll("img[data-chart]"), function (img) {
+        return loadChart(img, "/console/api/usage-chart/" + img.getAttribute("data-chart") + "/" + enc);
+      })).then(function () { $("usage").setAttribute("data-loaded", "true"); });
+    }).catch(function (err) {
+      if (onAuthError(err)) return;
+      $("usage-error").textContent = (first ? "" : "Could not refresh: ") + err.message;
+    });
+  }
+
   // -- start ---------------------------------------------------------------------------------------------------
   function start(listData) {
     if (started) return;
@@ -452,6 +499,9 @@
     if (body.getAttribute("data-page") === "list") {
       if (listData) renderList(listData); else refreshList();
       poller(refreshList);
+    } else if (body.getAttribute("data-page") === "usage") {
+      refreshUsage(true);
+      window.setInterval(function () { if (!document.hidden && getKey()) refreshUsage(false); }, 30000);
     } else {
       refreshDetail(true);
       poller(function () { refreshDetail(false); });
@@ -469,7 +519,7 @@
     if (!onAuthError(err)) {
       signedIn("");
       $("main").hidden = false;
-      var box = $("list-error") || $("detail-error");
+      var box = $("list-error") || $("detail-error") || $("usage-error");
       box.textContent = "Could not reach the gateway: " + err.message;
     }
   });

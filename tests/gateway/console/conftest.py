@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import time
 
 import pytest
 
@@ -80,13 +82,31 @@ def console_engines():
         t.stop(grace=0.2)
 
 
+def seed_history(path, now: float) -> None:
+    """Thirty days of earlier traffic of the Support Bot in the gateway's usage log, so the usage page has history
+    to draw (deterministic; the same schema the gateway writes)."""
+    lines = []
+    for h in range(1, 30 * 24):
+        n = (3 + (h * 7) % 11) if h < 24 else (h * 13) % 5
+        for i in range(n):
+            lines.append(json.dumps({
+                "request_id": f"seed-{h}-{i}", "service_id": "ms-a2547eda8901", "access_name": CHAT,
+                "key_id": "k-owner", "endpoint": "chat.completions", "stream": bool(i % 2), "status": "ok",
+                "prompt_tokens": 40 + (h * 31 + i) % 90, "completion_tokens": 60 + (h * 17 + i) % 200,
+                "latency_ms": 300.0, "overhead_ms": 0.4, "instance": "", "error": "", "ts": now - h * 3600 - i,
+                "images": 0}))
+    path.write_text("\n".join(lines) + "\n")
+
+
 @pytest.fixture(scope="module")
 def console_gw(console_engines, tmp_path_factory):
     e = {k: t.url for k, t in console_engines.items()}
     g = Gateway(tmp_path_factory.mktemp("console-gw"), {
         CHAT: [e["chat"], e["chat2"]], EVIL: [e["chat"]], PAINTER: [e["image"]], VISION: [e["vision"]],
         FOREIGN: [e["chat"]],
-    }, catalog_text=CATALOG).start()
+    }, catalog_text=CATALOG)
+    seed_history(g.usage_log, time.time())
+    g.start()
     yield g
     g.stop()
 

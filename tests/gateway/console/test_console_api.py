@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import pytest
 from jinja2 import Environment
 from markupsafe import escape
 
 from gateway import console
+from gateway.console.usage import month_start
 
 from ..harness import DEMO_KEY, OTHER_KEY
 from .conftest import CHAT, EVIL, FOREIGN, HOSTILE, PAINTER, VISION
 
-PAGES = ["/console/", f"/console/services/{CHAT}", f"/console/services/{EVIL}", f"/console/services/{FOREIGN}"]
+PAGES = ["/console/", f"/console/services/{CHAT}", f"/console/services/{EVIL}", f"/console/services/{FOREIGN}",
+         f"/console/usage/{CHAT}", f"/console/usage/{FOREIGN}"]
 
 
 def get(gw, path, key=DEMO_KEY, **kw):
@@ -31,7 +35,9 @@ def assert_security_headers(r: httpx.Response) -> None:
 
 
 @pytest.mark.parametrize("path", PAGES + ["/console/static/console.js", "/console/static/console.css",
-                                          "/console/api/services", f"/console/api/services/{CHAT}"])
+                                          "/console/api/services", f"/console/api/services/{CHAT}",
+                                          f"/console/usage/{CHAT}", f"/console/api/usage/{CHAT}",
+                                          f"/console/api/usage-chart/daily-tokens/{CHAT}"])
 def test_security_headers_on_every_console_response(console_gw, path):
     r = get(console_gw, path)
     assert r.status_code == 200
@@ -40,6 +46,10 @@ def test_security_headers_on_every_console_response(console_gw, path):
 
 @pytest.mark.parametrize("path,key", [("/console/api/services", None), ("/console/api/services", "sk-wrong-key-123"),
                                       (f"/console/api/services/{FOREIGN}", DEMO_KEY),
+                                      (f"/console/api/usage/{FOREIGN}", DEMO_KEY),
+                                      (f"/console/api/usage-chart/hourly-tokens/{FOREIGN}", DEMO_KEY),
+                                      (f"/console/api/usage-chart/nope/{CHAT}", DEMO_KEY),
+                                      (f"/console/api/usage/{CHAT}", None),
                                       ("/console/static/nope.js", None), ("/console/api/nope", DEMO_KEY),
                                       ("/console/services", None)])
 def test_error_responses_are_openai_shaped_and_secured(console_gw, path, key):
@@ -146,3 +156,30 @@ def test_static_assets_are_versioned_and_cacheable(console_gw):
     assert r.headers["content-type"].startswith("text/javascript")
     assert "immutable" in r.headers["cache-control"]
     assert "innerHTML" not in r.text.replace("never innerHTML", "")  # data goes in with textContent only
+
+
+def test_usage_api_and_charts_count_the_services_records(console_gw):
+    body = {"model": CHAT, "max_tokens": 5, "messages": [{"role": "user", "content": "count me"}]}
+    for _ in range(3):
+        assert console_gw.post("/v1/chat/completions", body).status_code == 200
+    now = time.time()
+    u = get(console_gw, f"/console/api/usage/{CHAT}").json()
+    records = [r for r in console_gw.usage() if r["service_id"] == "ms-a2547eda8901"]
+    assert u["service_id"] == "ms-a2547eda8901" and len(u["hourly"]) == 24 and len(u["daily"]) == 30
+    for series, width in (("hourly", 3600), ("daily", 86400)):
+        first = u[series][0]["start"]
+        assert first % width == 0 and u[series][-1]["start"] in (int(now) // width * width,
+                                                                  int(time.time()) // width * width)
+        inside = [r for r in records if r["ts"] >= first]
+        assert sum(p["requests"] for p in u[series]) == len(inside)
+        assert sum(p["tokens"] for p in u[series]) == sum(r["prompt_tokens"] + r["completion_tokens"] for r in inside)
+    month = [r for r in records if r["ts"] >= month_start(now)]
+    assert u["invoice"]["requests"] == len(month) and u["invoice"]["images"] == 0
+    assert u["invoice"]["total_tokens"] == sum(r["prompt_tokens"] + r["completion_tokens"] for r in month)
+    this_hour = sum(1 for r in records if r["ts"] >= u["hourly"][-1]["start"])
+    svg = get(console_gw, f"/console/api/usage-chart/hourly-requests/{CHAT}")
+    assert svg.headers["content-type"].startswith("image/svg+xml") and svg.headers["cache-control"] == "no-store"
+    assert svg.text.startswith("<svg") and "<script" not in svg.text and "http://www.w3.org/2000/svg" in svg.text
+    assert svg.text.count("<rect x=") == 24 and f": {this_hour}</title></rect>" in svg.text
+    # another owner's key cannot read this service's usage
+    assert get(console_gw, f"/console/api/usage/{CHAT}", key=OTHER_KEY).status_code == 404

@@ -10,10 +10,13 @@ from __future__ import annotations
 import base64
 import os
 import shutil
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+
+from gateway.console.usage import month_start
 
 from ..harness import DEMO_KEY, ROOT
 from .conftest import CHAT, EVIL, FOREIGN, HOSTILE, PAINTER, VISION
@@ -149,6 +152,27 @@ def test_console_end_to_end(page, console_gw, console_engines):
     expect(chat_row.locator('[data-cell="status"]')).to_have_text("Degraded")
     expect(chat_row.locator('[data-cell="instances"]')).to_have_text("1 of 2 ready")
     shot(page, "console-list-degraded.png")
+
+    # usage: from the detail page to the service's usage page; the totals match the stored records and the
+    # server-rendered SVG charts load (through blob: URLs, the key never in a URL)
+    page.goto(console_gw.url + f"/console/services/{CHAT}")
+    page.get_by_role("link", name="Usage and invoice totals").click()
+    expect(page.locator("#usage-title")).to_have_text("Usage of Support Bot")
+    expect(page.locator("#usage")).to_have_attribute("data-loaded", "true", timeout=15_000)
+    month = month_start(time.time())
+    records = [r for r in console_gw.usage() if r["service_id"] == "ms-a2547eda8901" and r["ts"] >= month]
+    assert any(not r["request_id"].startswith("seed-") for r in records)  # the trial's own request is billed
+    expect(page.locator('#invoice [data-field="requests"]')).to_have_text(f"{len(records):,}")
+    tokens = sum(r["prompt_tokens"] + r["completion_tokens"] for r in records)
+    expect(page.locator('#invoice [data-field="total_tokens"]')).to_have_text(f"{tokens:,}")
+    charts = page.locator("img[data-chart]")
+    expect(charts).to_have_count(4)
+    for i in range(4):
+        assert charts.nth(i).get_attribute("src").startswith("blob:")
+        assert page.evaluate("(i) => document.querySelectorAll('img[data-chart]')[i].naturalWidth", i) == 720
+    shot(page, "console-usage.png")
+    if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":
+        page.screenshot(path=str(ROOT / "docs" / "console-usage.png"), full_page=True)
     assert page.problems == []
 
 

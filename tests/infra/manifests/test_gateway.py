@@ -90,3 +90,29 @@ def test_metrics_namespace_reaches_only_the_metrics_ports(small):
     assert metrics["from"] == scrape["from"] and metrics["ports"] == [{"protocol": "TCP", "port": "metrics"}]
     assert gw["spec"]["podSelector"]["matchLabels"].items() <= \
         gateway.deployment(small, settings)["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_usage_store_dsn_comes_from_a_secret_and_records_live_on_a_volume(example):
+    import kubernetes_validate
+
+    from infra.manifests.gateway import USAGE_DIR, deployment, usage_store_secret
+
+    for settings in (Settings(), Settings(gateway_usage_secret="usage-db")):
+        dep = deployment(example, settings)
+        kubernetes_validate.validate(dep, "1.33", strict=True)
+        spec = dep["spec"]["template"]["spec"]
+        c = spec["containers"][0]
+        env = {e["name"]: e for e in c["env"]}
+        # Spool and local log on the pod's emptyDir volume, never in the container's filesystem.
+        assert env["MODELSVC_USAGE_SPOOL"]["value"].startswith(USAGE_DIR + "/")
+        assert env["MODELSVC_USAGE_LOG"]["value"].startswith(USAGE_DIR + "/")
+        mount = next(m for m in c["volumeMounts"] if m["mountPath"] == USAGE_DIR)
+        assert next(v for v in spec["volumes"] if v["name"] == mount["name"])["emptyDir"]
+        if settings.gateway_usage_secret:
+            assert env["MODELSVC_USAGE_STORE"]["valueFrom"] == {"secretKeyRef": {"name": "usage-db", "key": "url"}}
+            assert "value" not in env["MODELSVC_USAGE_STORE"]  # the DSN is never in the manifest
+        else:
+            assert "MODELSVC_USAGE_STORE" not in env
+    secret = usage_store_secret("postgresql://u:p@db:5432/modelsvc", Settings())
+    kubernetes_validate.validate(secret, "1.33", strict=True)
+    assert secret["metadata"]["name"] == "gateway-usage-store"

@@ -1,0 +1,14 @@
+"""A real PostgreSQL server for the usage store tests (Debian's `postgresql`, started in a temporary cluster)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tools.postgres_server import PostgresServer
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    pg = PostgresServer()
+    yield pg
+    pg.close()

@@ -1,0 +1,43 @@
+"""The spool's hand-over between processes, with real processes and real flocks: a live worker's segment is never
+taken, a dead one's (SIGKILL) is sealed for delivery with every record it holds."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+from gateway.usage.appendfile import read_lines
+from gateway.usage.record import Metrics
+from gateway.usage.spool import Spool
+
+WRITER = textwrap.dedent("""
+    import sys
+    from gateway.usage.record import Metrics
+    from gateway.usage.spool import Spool
+    s = Spool(sys.argv[1], Metrics())
+    for i in range(50):
+        s.append(b'{"request_id": "w%d"}\\n' % i)
+    print("written", flush=True)
+    sys.stdin.read()  # stay alive (holding the segment's flock) until told to go
+""")
+
+
+def test_live_segments_stay_and_dead_ones_are_adopted(tmp_path):
+    spool_dir = str(tmp_path / "spool")
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, spool_dir], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "written"
+        mine = Spool(spool_dir, Metrics())
+        assert mine.adopt_orphans() == 0 and mine.sealed() == []  # the writer is alive: its segment is its own
+        writer.send_signal(signal.SIGKILL)
+        writer.wait(10)
+        assert mine.adopt_orphans() == 1
+        (segment,) = mine.sealed()
+        assert [r["request_id"] for r in read_lines(segment)] == [f"w{i}" for i in range(50)]
+        mine.close()
+    finally:
+        if writer.poll() is None:
+            writer.kill()
