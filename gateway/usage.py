@@ -33,6 +33,8 @@ class UsageRecord:
     overhead_ms: float
     instance: str = ""
     error: str = ""
+    prompt_tokens_estimated: bool = False  # the engine's count never arrived: the gateway's own estimate
+    images: int = 0  # images.generations: images the engine generated
     ts: float = field(default_factory=time.time)
 
 

@@ -120,3 +120,19 @@ def test_max_concurrent_streams(tmp_path, engine):
     finally:
         engine.server.token_delay = 0.0
         g.stop()
+
+
+def test_refused_streams_give_their_slot_back(tmp_path):
+    """A stream refused after admission (seed on a model without a seed input: 400) frees its slot at once."""
+    t = StandInThread("chat", seed_name=None).start()
+    cat = catalog_with_service_limits("{max_concurrent_streams: 2}")
+    g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{t.server.port}"]}, catalog_text=cat).start()
+    try:
+        for _ in range(2):
+            r = g.post("/v1/chat/completions", {"model": SVC, "stream": True, "seed": 1, "messages": MSG})
+            assert r.status_code == 400 and r.json()["error"]["param"] == "seed"
+        r = g.post("/v1/chat/completions", {"model": SVC, "stream": True, "messages": MSG, "max_tokens": 2})
+        assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]")
+    finally:
+        g.stop()
+        t.stop()
