@@ -14,6 +14,7 @@ from modelsvc.catalog import load
 
 from .app import create_app
 from .config import Settings, load_overlay
+from .protocol import GatewayProtocol
 
 
 def build(config: str, overlay_path: str | None, settings: Settings) -> Sanic:
@@ -35,7 +36,8 @@ def serve(config: str, overlay_path: str | None, settings: Settings, *, host: st
     # Each Sanic worker process builds its own app (and its own gRPC channels) from the same factory.
     loader = AppLoader(factory=partial(build, config, overlay_path, settings))
     app = loader.load()
-    app.prepare(host=host, port=port, workers=workers, single_process=workers == 1, motd=False, access_log=False)
+    app.prepare(host=host, port=port, workers=workers, single_process=workers == 1, motd=False, access_log=False,
+                protocol=GatewayProtocol)
     if workers == 1:
         Sanic.serve_single(primary=app)  # this process is the server: signals reach it directly
     else:

@@ -13,7 +13,7 @@ import orjson
 
 from ..errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest
 from .http1 import Http1, HttpFailure
-from .triton import Delta, GenRequest, GenResult, Work
+from .triton import MIN_TOKENS_PER_S, Delta, GenRequest, GenResult, Work
 
 class OpenAIUpstream:
     def __init__(self, base_url: str, upstream_model: str | None, *, deadline_s: float = 60.0,
@@ -89,8 +89,9 @@ class OpenAIUpstream:
 
     async def generate(self, req: GenRequest) -> GenResult:
         path, body = self._body(req, False)
-        try:
-            r = await self._client.request("POST", path, orjson.dumps(body))
+        try:  # a non-streamed answer arrives when generation is done: the wait grows with the work asked
+            r = await self._client.request("POST", path, orjson.dumps(body),
+                                           timeout=self.deadline_s + req.max_tokens / MIN_TOKENS_PER_S)
             content = await r.read()
         except HttpFailure as e:
             raise self._error(e, False) from None
