@@ -159,6 +159,9 @@ async def reload_catalog(app: Sanic) -> bool:
     except CatalogError as e:
         log.error("catalog reload refused, still serving the previous version:\n%s", e)
         return False
+    except Exception:  # noqa: BLE001 - whatever the file holds, the gateway keeps serving and watching
+        log.exception("catalog reload failed, still serving the previous version")
+        return False
     await app.ctx.runtime.apply(catalog)
     app.config.RESPONSE_TIMEOUT = response_timeout(app.ctx.settings, catalog)
     log.info("catalog reloaded from %s", path)
@@ -184,4 +187,7 @@ async def _watch_catalog(app: Sanic) -> None:
         now = stamp()
         if now is not None and now != last:
             last = now
-            await reload_catalog(app)
+            try:
+                await reload_catalog(app)
+            except Exception:  # noqa: BLE001 - a watcher that dies leaves later edits unseen until a restart
+                log.exception("catalog reload failed; still watching %s", path)

@@ -6,6 +6,8 @@ import time
 
 import httpx
 
+from modelsvc.standin.engine import generate_tokens
+
 from .harness import DEMO_KEY, OTHER_KEY
 
 SVC = "u-8105f7322477/test"
@@ -166,3 +168,22 @@ def test_images_are_metered_by_count(gw):
     assert r.status_code == 200 and len(r.json()["data"]) == 10
     rec = _new_records(gw, before)[0]
     assert rec["endpoint"] == "images.generations" and rec["status"] == "ok" and rec["images"] == 10
+
+
+def test_a_long_non_streamed_answer_outlasts_the_server_timeouts(gw, engines):
+    """A non-streamed answer is only sent when generation is done: a slow one (~72 s here, past the 60 s response
+    timeout the server once had) must still arrive whole, within the backend's own wait of
+    deadline + max_tokens / 5 tokens/s, and be metered."""
+    prompt = next(p for p in (f"tell me a long tale {i}" for i in range(500)) if len(generate_tokens(p)) >= 36)
+    n = len(generate_tokens(prompt))
+    server = engines["chat"].server
+    server.token_delay = 72 / n
+    before = len(gw.usage())
+    try:
+        r = gw.post("/v1/completions", {"model": SVC, "prompt": prompt, "max_tokens": 1000}, timeout=150)
+    finally:
+        server.token_delay = 0.0
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"]["completion_tokens"] == n
+    rec = _new_records(gw, before)[0]
+    assert rec["status"] == "ok" and rec["completion_tokens"] == n and rec["latency_ms"] > 70_000
