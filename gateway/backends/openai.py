@@ -115,8 +115,8 @@ class OpenAIUpstream:
         path, body = self._body(req, True)
         parts: list[str] = []
         usage: dict = {}
-        finish = "stop"
-        yielded = False
+        finish = None
+        yielded = done = False
         r = None
         try:
             r = await self._client.request("POST", path, orjson.dumps(body))
@@ -128,6 +128,7 @@ class OpenAIUpstream:
                 payload = line[5:].strip()
                 if payload == "[DONE]":
                     r.finish_if_buffered()  # the terminating chunk is usually here already: keep the connection
+                    done = True
                     break
                 try:
                     texts, finish, usage = self._event(payload, finish, usage, req.work)
@@ -138,17 +139,20 @@ class OpenAIUpstream:
                     req.work.completion_tokens = max(req.work.completion_tokens, len(parts))
                     yielded = True
                     yield Delta(text)
+            if not done and finish is None:  # a body that was no SSE at all, or cut before its end
+                raise self._garbled("stream: it ended without a finish_reason or [DONE]", yielded)
         except HttpFailure as e:
             raise self._error(e, yielded) from None
         finally:
             if r is not None:
                 r.aclose()  # cut short (caller gone, error event): the upstream request is dropped with it
+        finish = finish or "stop"
         completion = int(usage.get("completion_tokens") or len(parts))
         req.work.completion_tokens = completion
         yield GenResult("".join(parts), req.work.prompt_tokens or 0, completion, finish)
 
     @staticmethod
-    def _event(payload: str, finish: str, usage: dict, work: Work) -> tuple[list[str], str, dict]:
+    def _event(payload: str, finish: str | None, usage: dict, work: Work) -> tuple[list[str], str | None, dict]:
         """(texts, finish reason, usage) after one SSE event; anything not the OpenAI shape raises."""
         event = orjson.loads(payload)
         if event.get("usage"):
