@@ -32,6 +32,7 @@ class Settings:
     grace_s: float = 30.0  # then: stop accepting and give in-flight requests and streams this long to finish
     request_timeout_s: float = 15.0  # a client must send its whole request within this (slowloris)
     redis_url: str | None = None  # shared limits and usage totals across replicas (in memory when unset)
+    stream_lease_s: float = 45.0  # a stream lease not renewed this long (its replica died) stops counting
 
 
 class _Strict(BaseModel):

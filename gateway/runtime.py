@@ -34,7 +34,7 @@ class Runtime:
                  usage: UsageLog | None = None):
         self.settings = settings
         self.usage = usage or UsageLog(None, Metrics())
-        self.limiter = Limiter(make_store(settings.redis_url))
+        self.limiter = Limiter(make_store(settings.redis_url), lease_ttl=settings.stream_lease_s)
         self.overlay = overlay or LocalOverlay()
         self.catalog = catalog
         self.keyring = KeyRing(list(catalog.keys) + self.overlay.keys())

@@ -16,7 +16,7 @@ def _settings(args):
                     probe_interval_s=args.probe_interval,
                     health_interval_s=args.health_interval, reload_poll_s=args.reload_poll,
                     redis_url=args.redis_url or None, drain_s=args.drain, grace_s=args.grace,
-                    request_timeout_s=args.request_timeout)
+                    request_timeout_s=args.request_timeout, stream_lease_s=args.stream_lease)
 
 
 def cmd_serve(args) -> int:
@@ -132,6 +132,8 @@ def register(sub) -> None:
                        help="seconds a client has to send its whole request")
         p.add_argument("--redis-url", default=os.environ.get("REDIS_URL"),
                        help="share rate limits and usage totals across gateway replicas (default: in memory)")
+        p.add_argument("--stream-lease", type=float, default=45.0,
+                       help="seconds a dead replica's open streams keep counting against max_concurrent_streams")
         p.add_argument("--probe-interval", type=float, default=1.0,
                        help="seconds between readiness probes of a failed instance")
         p.add_argument("--health-interval", type=float, default=5.0,

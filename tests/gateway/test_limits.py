@@ -1,5 +1,6 @@
 """Rate limits shared by two gateway processes through a real Redis, and usage totals that survive a restart."""
 
+import signal
 import time
 
 import pytest
@@ -136,3 +137,51 @@ def test_refused_streams_give_their_slot_back(tmp_path):
     finally:
         g.stop()
         t.stop()
+
+
+def test_a_killed_replicas_streams_stop_counting_on_their_own(tmp_path, redis_server, engine):
+    """Stream slots are leases renewed by the replica holding them: SIGKILL it mid-stream and its slot frees itself
+    (after --stream-lease), instead of locking the service."""
+    cat = catalog_with_service_limits("{max_concurrent_streams: 1}")
+    eps = {SVC: [f"127.0.0.1:{engine.server.port}"]}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    args = ("--redis-url", redis_server.url, "--stream-lease", "2")
+    a = Gateway(tmp_path / "a", eps, catalog_text=cat, args=args).start()
+    b = Gateway(tmp_path / "b", eps, catalog_text=cat, args=args).start()
+    engine.server.token_delay = 0.25  # the held stream lasts several lease periods (it is renewed meanwhile)
+    try:
+        held = a.stream_in_background({"model": SVC, "max_tokens": 40, "messages": MSG})
+        assert engine.wait_for(lambda s: s.requests_started >= 1, 5)
+        time.sleep(2.5)  # past one lease period: still counted, because a renews it
+        r = b.post("/v1/chat/completions", {"model": SVC, "stream": True, "messages": MSG, "max_tokens": 2})
+        assert r.status_code == 429 and "concurrent streams" in r.json()["error"]["message"]
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait(5)
+        held.join(10)
+        engine.server.token_delay = 0.0
+        assert b.wait_until(lambda: b.post("/v1/chat/completions", {
+            "model": SVC, "stream": True, "messages": MSG, "max_tokens": 2}).status_code == 200, timeout=10, interval=0.5)
+    finally:
+        engine.server.token_delay = 0.0
+        a.stop()
+        b.stop()
+
+
+def test_redis_down_fails_open_for_windows_and_closed_for_streams(tmp_path, redis_server, engine):
+    cat = catalog_with_service_limits("{requests_per_minute: 100, max_concurrent_streams: 2}")
+    g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{engine.server.port}"]}, catalog_text=cat,
+                args=("--redis-url", redis_server.url)).start()
+    try:
+        assert g.post("/v1/chat/completions", {"model": SVC, "messages": MSG, "max_tokens": 2}).status_code == 200
+        redis_server.stop()
+        r = g.post("/v1/chat/completions", {"model": SVC, "messages": MSG, "max_tokens": 2})
+        assert r.status_code == 200  # per-minute windows fail open
+        r = g.post("/v1/chat/completions", {"model": SVC, "stream": True, "messages": MSG, "max_tokens": 2})
+        assert r.status_code == 503, r.text  # stream leases fail closed, with a clear message
+        err = r.json()["error"]
+        assert err["code"] == "limit_store_unavailable" and "limit store" in err["message"]
+        assert r.headers["retry-after"]
+        assert "limit store unreachable" in g.logs()
+    finally:
+        g.stop()
