@@ -21,7 +21,7 @@ def _settings(args):
 
 def cmd_serve(args) -> int:
     from gateway.config import OverlayError
-    from gateway.server import serve
+    from gateway.server import WorkersNeedRedis, serve
 
     from .catalog import CatalogError
 
@@ -30,7 +30,7 @@ def cmd_serve(args) -> int:
     except CatalogError as e:
         print(e, file=sys.stderr)
         return 1
-    except OverlayError as e:
+    except (OverlayError, WorkersNeedRedis) as e:
         print(e, file=sys.stderr)
         return 1
     return 0

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 from sanic import Blueprint, HTTPResponse, Request
 
+from ..metrics import exposition
 from ..openapi import document
 from .common import json_response
 
@@ -32,5 +33,5 @@ async def openapi(request: Request):
 
 @bp.get("/metrics")
 async def metrics(request: Request):
-    return HTTPResponse(generate_latest(request.app.ctx.runtime.usage.metrics.registry),
+    return HTTPResponse(exposition(request.app.ctx.runtime.usage.metrics.registry),
                         content_type=CONTENT_TYPE_LATEST)

@@ -3,6 +3,7 @@
 import signal
 import time
 
+import httpx
 import pytest
 import redis
 
@@ -183,5 +184,30 @@ def test_redis_down_fails_open_for_windows_and_closed_for_streams(tmp_path, redi
         assert err["code"] == "limit_store_unavailable" and "limit store" in err["message"]
         assert r.headers["retry-after"]
         assert "limit store unreachable" in g.logs()
+    finally:
+        g.stop()
+
+
+def test_several_workers_share_limits_and_metrics(tmp_path, redis_server, engine):
+    cat = catalog_with_service_limits("{requests_per_minute: 5}")
+    eps = {SVC: [f"127.0.0.1:{engine.server.port}"], "u-8105f7322477/support-bot": [f"127.0.0.1:{engine.server.port}"]}
+    alone = Gateway(tmp_path, eps, catalog_text=cat, args=("--workers", "2"))
+    with pytest.raises(RuntimeError, match="needs --redis-url"):
+        alone.start()  # in-memory limits would be per worker: refused, not pretended
+    g = Gateway(tmp_path, eps, catalog_text=cat, args=("--workers", "2", "--redis-url", redis_server.url)).start()
+    try:
+        _not_near_a_minute_boundary()
+        codes = [g.post("/v1/chat/completions", {"model": SVC, "messages": MSG, "max_tokens": 2}).status_code
+                 for _ in range(14)]
+        assert codes.count(200) == 5 and codes.count(429) == 9, codes
+        # other services are unlimited: enough requests that both workers serve some
+        for _ in range(30):
+            assert g.post("/v1/chat/completions", {"model": "u-8105f7322477/support-bot", "messages": MSG,
+                                                   "max_tokens": 2}).status_code == 200
+        for _ in range(4):  # whichever worker answers the scrape reports every worker's requests
+            text = httpx.get(g.url + "/metrics", timeout=10).text
+            ok = [line for line in text.splitlines() if line.startswith("modelsvc_requests_total{")
+                  and 'status="ok"' in line]
+            assert sum(float(line.rsplit(" ", 1)[1]) for line in ok) == 35, ok
     finally:
         g.stop()
