@@ -276,9 +276,9 @@ async def test_unsupported_parameters_are_400(make, bare, chat):
         with pytest.raises(UnsupportedParameter):
             await inst.generate(req)
     inst.check(GenRequest("x", 5, top_p=0.9, stop=["a"]))  # declared / handled client-side: fine
-    # token counts not declared: approximations, still sane
+    # token counts not declared: the gateway's estimate (max of words and characters / 4: 3 words, 13 characters)
     r = await inst.generate(GenRequest("one two three", 5))
-    assert r.prompt_tokens == 3 and r.completion_tokens == 5 and r.finish_reason == "length"
+    assert r.prompt_tokens == 4 and r.completion_tokens == 5 and r.finish_reason == "length"
     with pytest.raises(InvalidRequest):
         (await make(chat)).check(GenRequest("x", 0))
 
