@@ -14,10 +14,11 @@ _LOGGERS = ("gateway", "modelsvc", "sanic.root", "sanic.error", "sanic.access", 
 # A query string (everything from '?' to the next blank or quote), and bearer-key-shaped tokens anywhere.
 _QUERY = re.compile(r"\?[^\s'\"]*=[^\s'\"]*")
 _KEYLIKE = re.compile(r"\b(sk|ak|key|tok)[-_][A-Za-z0-9_\-]{8,}")
+_USERINFO = re.compile(r"://[^/\s@'\"]+@")  # credentials in an upstream URL
 
 
 def redact(text: str) -> str:
-    return _KEYLIKE.sub("[redacted]", _QUERY.sub("?[redacted]", text))
+    return _KEYLIKE.sub("[redacted]", _QUERY.sub("?[redacted]", _USERINFO.sub("://[redacted]@", text)))
 
 
 class RedactingFormatter(logging.Formatter):
