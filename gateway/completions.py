@@ -96,10 +96,9 @@ class Call:
         self.recorded = True
         w = self.work
         prompt, estimated = w.prompt_tokens, False
-        if prompt is None:
-            prompt, estimated = 0, False
-            if reached and self.req is not None:
-                prompt, estimated = self.req.estimated_prompt_tokens(), True
+        if prompt is None:  # reached: the engine got the prompt, whatever happened next
+            reached = reached and self.req is not None
+            prompt, estimated = (self.req.estimated_prompt_tokens(), True) if reached else (0, False)
         self.runtime.limiter.spend(self.admission, self.key, self.service, prompt, w.completion_tokens)
         self.runtime.usage.record(UsageRecord(
             request_id=self.request_id, service_id=self.service.id, access_name=self.service.access_name,
@@ -134,10 +133,11 @@ async def admitted(call: Call, stream: bool):
 
 
 def _gen_request(call: Call, prompt: str, s: P.Sampling, images=(), messages=None) -> GenRequest:
-    return GenRequest(prompt=prompt, max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p,
-                      presence_penalty=s.presence_penalty, frequency_penalty=s.frequency_penalty, seed=s.seed,
-                      stop=list(s.stop), image_urls=list(images), request_id=call.request_id, messages=messages,
-                      work=call.work)
+    call.req = GenRequest(prompt=prompt, max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p,
+                          presence_penalty=s.presence_penalty, frequency_penalty=s.frequency_penalty, seed=s.seed,
+                          stop=list(s.stop), image_urls=list(images), request_id=call.request_id,
+                          messages=messages, work=call.work)
+    return call.req
 
 
 def prepare(call: Call, body: dict) -> tuple[GenRequest, bool, bool]:
@@ -145,14 +145,11 @@ def prepare(call: Call, body: dict) -> tuple[GenRequest, bool, bool]:
     if call.endpoint == "chat.completions":
         p = P.chat_params(body, call.model)
         if call.model.backend is Backend.openai:  # the upstream applies its own chat template
-            req = _gen_request(call, "", p.sampling, p.images, list(p.raw_messages))
-        else:
-            req = _gen_request(call, render_chat(p.messages, call.model.chat_template), p.sampling, p.images)
-    else:
-        p = P.completion_params(body, call.model)
-        req = _gen_request(call, p.prompt, p.sampling)
-    call.req = req
-    return req, p.stream, p.include_usage
+            return _gen_request(call, "", p.sampling, p.images, list(p.raw_messages)), p.stream, p.include_usage
+        prompt = render_chat(p.messages, call.model.chat_template)
+        return _gen_request(call, prompt, p.sampling, p.images), p.stream, p.include_usage
+    p = P.completion_params(body, call.model)
+    return _gen_request(call, p.prompt, p.sampling), p.stream, p.include_usage
 
 
 def _check(call: Call, req: GenRequest) -> None:
