@@ -184,12 +184,19 @@ class Bench:
         (d / "services.yaml").write_text(bench_catalog(services))
         (d / "local.yaml").write_text(yaml.safe_dump({"endpoints": {f"bench/{n}": [ep] for n, (_, ep) in
                                                                     self.up.items()}}))
+        shared = []
+        if workers > 1:  # workers share limits through Redis (`modelsvc serve` refuses several workers without it)
+            rport = free_port()
+            redis = self._spawn(f"redis-w{workers}", ["redis-server", "--port", str(rport), "--bind", "127.0.0.1",
+                                                      "--save", "", "--appendonly", "no", "--dir", str(d)],
+                                cpus=self.side_cpus)
+            redis.wait_log("Ready to accept", 30)
+            shared = ["--redis-url", f"redis://127.0.0.1:{rport}/0"]
         port = free_port()
         proc = self._spawn(f"gateway-w{workers}", [MODELSVC, "serve", "--config", str(d / "services.yaml"),
                                                    "--local", str(d / "local.yaml"), "--port", str(port),
                                                    "--usage-log", str(d / "usage.jsonl"), "--workers", str(workers),
-                                                   "--metrics-port", "0"],
-                           cpus=cpus)
+                                                   "--metrics-port", "0", *shared], cpus=cpus)
         proc.wait_http(f"http://127.0.0.1:{port}/readyz", 60)
         return proc, port
 

@@ -22,6 +22,7 @@ from .config import LocalOverlay, Settings
 from .errors import (BodyTooLarge, GatewayError, HeadersTooLarge, InvalidRequest, MethodNotAllowed, NotFound,
                      UsageUnavailable, openai_error_body)
 from .internal import InternalServer, serves_internal_port
+from .protocol import close_idle
 from .runtime import Runtime
 from .usage import Metrics, UsageLog
 
@@ -35,10 +36,11 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
     app = Sanic(name or f"modelsvc_gateway_{os.getpid()}_{next(_names)}", configure_logging=False)
     app.config.REQUEST_MAX_SIZE = catalog.gateway.max_body_bytes
     app.config.REQUEST_MAX_HEADER_SIZE = 16 * 1024
-    app.config.REQUEST_TIMEOUT = settings.request_timeout_s  # slow clients cannot hold a connection forever
-    app.config.RESPONSE_TIMEOUT = max(60, settings.deadline_s * 4)
+    app.config.REQUEST_TIMEOUT = settings.request_timeout_s  # the whole request (protocol.GatewayProtocol)
+    app.config.RESPONSE_TIMEOUT = response_timeout(settings, catalog)
     app.config.KEEP_ALIVE_TIMEOUT = 75
-    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = settings.grace_s
+    # grace_s for in-flight requests, then Runtime.cut stops the rest; this margin lets them answer and be metered
+    app.config.GRACEFUL_SHUTDOWN_TIMEOUT = settings.grace_s + CUT_MARGIN_S
     app.config.NOISY_EXCEPTIONS = False
     app.config.ACCESS_LOG = False
     app.ctx.draining = False
@@ -90,12 +92,16 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
     @app.before_server_stop
     async def drain(app):
         app.ctx.draining = True
+        loop = asyncio.get_running_loop()
+        loop.call_later(settings.grace_s, app.ctx.runtime.cut)
+        app.ctx.closer = asyncio.create_task(_close_idle_connections(app))
 
     @app.after_server_stop
     async def stop_runtime(app):
         app.ctx.watcher.cancel()
         if app.ctx.internal is not None:
             await app.ctx.internal.close()
+        app.ctx.closer.cancel()
         await app.ctx.runtime.close()  # waits for pending usage totals
         await app.ctx.runtime.usage.close()  # deliver the spool (bounded), fsync the log
         log.info("gateway stopped")
@@ -123,6 +129,25 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
     return app
 
 
+CUT_MARGIN_S = 3.0
+
+
+def response_timeout(settings: Settings, catalog: Catalog) -> float:
+    """Sanic's response timeout, above the longest legitimate wait for a non-streamed answer: the backend's
+    deadline + max_tokens at the slowest rate it waits for, on the first instance and on one retry."""
+    from .backends.triton import MIN_TOKENS_PER_S
+
+    longest = max((m.max_output_tokens for m in catalog.models.values()), default=0)
+    return 2 * (settings.deadline_s + longest / MIN_TOKENS_PER_S) + 10
+
+
+async def _close_idle_connections(app: Sanic) -> None:
+    """While stopping: idle keep-alive connections are closed as soon as they are idle."""
+    while True:
+        close_idle(getattr(app.ctx, "connections", ()))
+        await asyncio.sleep(0.1)
+
+
 def begin_shutdown(app: Sanic) -> None:
     if app.ctx.draining:
         return
@@ -148,6 +173,8 @@ def _from_sanic(exc: SanicException) -> GatewayError:
         if "header" in str(exc).lower():  # Sanic reports both limits as 413; RFC 6585 gives headers their own code
             return HeadersTooLarge("request header fields too large")
         return BodyTooLarge("request body too large")
+    if str(exc).startswith("Bad URL"):  # Sanic quotes the URL, query string and any key in it included
+        return InvalidRequest("malformed URL")
     if 400 <= status < 500:
         err = InvalidRequest(str(exc) or "bad request")
         err.status = status
@@ -163,7 +190,11 @@ async def reload_catalog(app: Sanic) -> bool:
     except CatalogError as e:
         log.error("catalog reload refused, still serving the previous version:\n%s", e)
         return False
+    except Exception:  # noqa: BLE001 - whatever the file holds, the gateway keeps serving and watching
+        log.exception("catalog reload failed, still serving the previous version")
+        return False
     await app.ctx.runtime.apply(catalog)
+    app.config.RESPONSE_TIMEOUT = response_timeout(app.ctx.settings, catalog)
     log.info("catalog reloaded from %s", path)
     return True
 
@@ -187,4 +218,7 @@ async def _watch_catalog(app: Sanic) -> None:
         now = stamp()
         if now is not None and now != last:
             last = now
-            await reload_catalog(app)
+            try:
+                await reload_catalog(app)
+            except Exception:  # noqa: BLE001 - a watcher that dies leaves later edits unseen until a restart
+                log.exception("catalog reload failed; still watching %s", path)

@@ -20,9 +20,10 @@ from modelsvc.catalog import Backend, Key, Model, Service
 from . import image_fetch
 from . import params as P
 from .auth import authorize
-from .backends.triton import Delta, GenRequest, GenResult
+from .backends.triton import Delta, GenRequest, GenResult, Work
 from .balancer import Instance, InstancePool
-from .errors import BackendError, BackendTimeout, BackendUnavailable, GatewayError, InvalidRequest
+from .errors import (BackendError, BackendTimeout, BackendUnavailable, GatewayError, InvalidRequest,
+                     ShuttingDown)
 from .limits import Admission
 from .prompt import render_chat
 from .runtime import Runtime
@@ -45,7 +46,7 @@ def _retryable_unary(e: BaseException) -> bool:
 
 @dataclass
 class Call:
-    """One request's bookkeeping, from authentication to the usage record."""
+    """One request's bookkeeping, from authentication to its one usage record."""
 
     runtime: Runtime
     key: Key
@@ -61,6 +62,9 @@ class Call:
     instance: str = ""
     admission: Admission = field(default_factory=Admission)
     echo: str = ""  # completions with echo: the prompt, put before the answer
+    work: Work = field(default_factory=Work)  # what the engine did so far (backends update it)
+    req: GenRequest | None = None
+    recorded: bool = False
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.t0) * 1000
@@ -71,15 +75,39 @@ class Call:
     def failed(self, e: GatewayError) -> None:
         log.warning("%s %s (%s) on %s failed: %s", self.endpoint, self.request_id, self.service.access_name,
                     self.instance or "-", e.message)
-        self.record("error", error=e.code or type(e).__name__)
+        # No instance could be reached: nothing was sent, nothing to meter but the attempt.
+        reached = not (isinstance(e, BackendUnavailable) and not getattr(e, "partial", False))
+        self.record("error", error=e.code or type(e).__name__, reached=reached)
 
-    def record(self, status: str, prompt_tokens: int = 0, completion_tokens: int = 0, error: str = "") -> None:
-        self.runtime.limiter.spend(self.admission, self.key, self.service, prompt_tokens, completion_tokens)
+    def interrupted(self) -> GatewayError | None:
+        """The request's task was cancelled: the caller went away (None: re-raise the cancellation), or the shutdown
+        grace ended (the error to answer instead; the cancellation is withdrawn)."""
+        if not self.runtime.cutting:
+            self.record("cancelled")
+            return None
+        asyncio.current_task().uncancel()
+        err = ShuttingDown("the gateway is shutting down and stopped this request; retry it")
+        self.record("error", error=err.code)
+        return err
+
+    def record(self, status: str, error: str = "", reached: bool = True) -> None:
+        """The request's one usage record (later calls are no-ops): the engine's counts so far, or for the prompt
+        the gateway's estimate, marked as such, when the engine's count never arrived."""
+        if self.recorded:
+            return
+        self.recorded = True
+        w = self.work
+        prompt, estimated = w.prompt_tokens, False
+        if prompt is None:  # reached: the engine got the prompt, whatever happened next
+            reached = reached and self.req is not None
+            prompt, estimated = (self.req.estimated_prompt_tokens(), True) if reached else (0, False)
+        self.runtime.limiter.spend(self.admission, self.key, self.service, prompt, w.completion_tokens)
         self.runtime.usage.record(UsageRecord(
             request_id=self.request_id, service_id=self.service.id, access_name=self.service.access_name,
             key_id=self.key.id, endpoint=self.endpoint, stream=self.stream, status=status,
-            prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, latency_ms=round(self.elapsed_ms(), 3),
-            overhead_ms=round(self.overhead_ms(), 3), instance=self.instance, error=error))
+            prompt_tokens=prompt, completion_tokens=w.completion_tokens, latency_ms=round(self.elapsed_ms(), 3),
+            overhead_ms=round(self.overhead_ms(), 3), instance=self.instance, error=error,
+            prompt_tokens_estimated=estimated, images=w.images))
 
 
 def begin(rt: Runtime, key: Key, body, endpoint: str) -> Call:
@@ -88,16 +116,30 @@ def begin(rt: Runtime, key: Key, body, endpoint: str) -> Call:
     return Call(rt, key, service, rt.catalog.model_of(service), rt.pools[service.access_name], endpoint)
 
 
-async def admit(call: Call, stream: bool) -> None:
-    """Rate limits of the key and the service (429 with Retry-After when over)."""
-    call.admission = await call.runtime.limiter.admit(call.key, call.service, stream)
+@contextlib.asynccontextmanager
+async def admitted(call: Call, stream: bool):
+    """The request's time inside the limits (429 with Retry-After when over): whatever way it ends (refused
+    parameter, backend error, caller gone, success), its stream slots are given back. While inside, the request
+    can be stopped at the end of the shutdown grace."""
+    rt = call.runtime
+    call.admission = await rt.limiter.admit(call.key, call.service, stream)
+    task = asyncio.current_task()
+    rt.requests.add(task)
+    try:
+        yield
+    finally:
+        rt.requests.discard(task)
+        if call.admission.stream_keys:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(rt.limiter.release(call.admission))
 
 
 def _gen_request(call: Call, prompt: str, s: P.Sampling, images=(), messages=None) -> GenRequest:
-    return GenRequest(prompt=prompt, max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p,
-                      presence_penalty=s.presence_penalty, frequency_penalty=s.frequency_penalty, seed=s.seed,
-                      stop=list(s.stop), image_urls=list(images), request_id=call.request_id, messages=messages,
-                      extensions=dict(s.extensions), logprobs=s.logprobs)
+    call.req = GenRequest(prompt=prompt, max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p,
+                          presence_penalty=s.presence_penalty, frequency_penalty=s.frequency_penalty, seed=s.seed,
+                          stop=list(s.stop), image_urls=list(images), request_id=call.request_id,
+                          messages=messages, work=call.work, extensions=dict(s.extensions), logprobs=s.logprobs)
+    return call.req
 
 
 def prepare(call: Call, body: dict) -> tuple[GenRequest, bool, bool]:
@@ -169,23 +211,33 @@ def _response_body(call: Call, r: GenResult) -> dict:
             "system_fingerprint": None}
 
 
+async def _on_instance(call: Call, run, *, record_invalid: bool = True):
+    """pool.run for a one-answer request, metering every way it can end but success (the caller records that)."""
+    t = time.perf_counter()
+    try:
+        return await call.pool.run(run, retryable=_retryable_unary)
+    except GatewayError as e:
+        if record_invalid or not isinstance(e, InvalidRequest):
+            call.failed(e)
+        raise
+    except asyncio.CancelledError:
+        if (err := call.interrupted()) is None:
+            raise
+        raise err from None
+    finally:
+        call.backend_s += time.perf_counter() - t
+
+
 async def complete(call: Call, req: GenRequest) -> dict:
     """Non-streaming chat.completions / completions."""
     _check(call, req)
-    t = time.perf_counter()
 
     async def run(inst: Instance):
         call.instance = inst.endpoint
         return await inst.backend.generate(req)
 
-    try:
-        result: GenResult = await call.pool.run(run, retryable=_retryable_unary)
-    except GatewayError as e:
-        call.backend_s = time.perf_counter() - t
-        call.failed(e)
-        raise
-    call.backend_s = time.perf_counter() - t
-    call.record("ok", result.prompt_tokens, result.completion_tokens)
+    result: GenResult = await _on_instance(call, run)
+    call.record("ok")
     return _response_body(call, result)
 
 
@@ -197,6 +249,9 @@ class Stream:
     first: Delta | GenResult
     rest: AsyncIterator
     include_usage: bool
+    status: str = "cancelled"  # until the stream ends one way or another
+    error: str = ""
+    closed: bool = False
 
 
 async def open_stream(call: Call, req: GenRequest, include_usage: bool) -> Stream:
@@ -221,14 +276,51 @@ async def open_stream(call: Call, req: GenRequest, include_usage: bool) -> Strea
     t = time.perf_counter()
     try:
         inst, first, gen = await call.pool.run(first_piece, retryable=_retryable, hold=True)
-    except BaseException as e:
-        call.backend_s += time.perf_counter() - t
-        await call.runtime.limiter.release(call.admission)
-        if isinstance(e, GatewayError):
-            call.failed(e)
+    except GatewayError as e:
+        call.failed(e)
         raise
-    call.backend_s += time.perf_counter() - t
+    except asyncio.CancelledError:  # the caller left (or shutdown) before the first token: the prompt was sent
+        if (err := call.interrupted()) is None:
+            raise
+        raise err from None
+    finally:
+        call.backend_s += time.perf_counter() - t
     return Stream(call, inst, first, gen, include_usage)
+
+
+async def relay(s: Stream, respond) -> None:
+    """Send the stream to the caller (`respond()` starts the HTTP response). Whatever happens — caller gone,
+    backend error, shutdown grace over — the backend stream is closed and the request metered once; a stream the
+    gateway itself has to stop ends with an error event and [DONE], never a silent truncation."""
+    response = None
+    try:
+        response = await respond()
+        async with contextlib.aclosing(sse_events(s)) as events:
+            async for event in events:
+                await response.send(event)
+        await response.eof()
+    except asyncio.CancelledError:
+        if not s.call.runtime.cutting or response is None:
+            raise
+        asyncio.current_task().uncancel()
+        err = ShuttingDown("the gateway is shutting down and stopped this stream; retry the request")
+        s.status, s.error = "error", err.code
+        with contextlib.suppress(Exception):
+            await response.send(_sse(err.body()) + b"data: [DONE]\n\n")
+            await response.eof()
+    finally:
+        close_stream(s)
+
+
+def close_stream(s: Stream) -> None:
+    """Free the instance, meter the request and cancel the backend stream (the GPU stops for nobody)."""
+    if s.closed:
+        return
+    s.closed = True
+    s.instance.outstanding -= 1
+    s.call.record(s.status, s.error)
+    task = asyncio.ensure_future(s.rest.aclose())
+    task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
 def _sse(obj) -> bytes:
@@ -236,8 +328,8 @@ def _sse(obj) -> bytes:
 
 
 async def sse_events(s: Stream) -> AsyncIterator[bytes]:
-    """The OpenAI SSE stream. Errors after the first byte become an error event (the status is already sent);
-    the usage record is written whatever happens, including when the caller goes away (task cancelled)."""
+    """The OpenAI SSE stream. Errors after the first byte become an error event and [DONE] (the status is
+    already sent); `s.status` says how it ended."""
     call = s.call
     chat = call.endpoint == "chat.completions"
     base = {"id": ("chatcmpl-" if chat else "cmpl-") + call.request_id,
@@ -260,8 +352,6 @@ async def sse_events(s: Stream) -> AsyncIterator[bytes]:
             out["usage"] = None
         return out
 
-    pieces = 0
-    status, error, result = "cancelled", "", None
     try:
         if chat:
             first = chunk("")
@@ -274,7 +364,6 @@ async def sse_events(s: Stream) -> AsyncIterator[bytes]:
             if isinstance(item, GenResult):
                 result = item
                 break
-            pieces += 1
             if item.text:
                 yield _sse(chunk(item.text, tokens=item.logprobs))
                 offset += len(item.text)
@@ -288,33 +377,26 @@ async def sse_events(s: Stream) -> AsyncIterator[bytes]:
         yield _sse(chunk(None, result.finish_reason))
         if s.include_usage:
             yield _sse({**base, "choices": [], "usage": _usage(result)})
+        s.status = "ok"
+        call.record(s.status)  # before the caller can see the end: an answered stream is always billed
         yield b"data: [DONE]\n\n"
-        status = "ok"
-    except GatewayError as e:
-        status, error = "error", e.code or type(e).__name__
+    except Exception as e:  # noqa: BLE001 - whatever broke, the caller gets an error event, not a cut stream
+        if not isinstance(e, GatewayError):
+            log.exception("stream %s (%s) broke", call.request_id, call.service.access_name)
+            e = GatewayError("internal error")
+        s.status, s.error = "error", e.code or type(e).__name__
         log.warning("stream %s (%s) on %s failed after output: %s", call.request_id, call.service.access_name,
                     call.instance, e.message)
         if isinstance(e, (BackendUnavailable, BackendTimeout)) or getattr(e, "partial", False):
             call.pool.failed(s.instance)
+        call.record(s.status, s.error)
         yield _sse(e.body())
         yield b"data: [DONE]\n\n"
-    finally:
-        s.instance.outstanding -= 1
-        with contextlib.suppress(Exception):
-            await asyncio.shield(s.rest.aclose())  # cancels the gRPC stream: the GPU stops for nobody
-        with contextlib.suppress(Exception):
-            await asyncio.shield(call.runtime.limiter.release(call.admission))
-        if result is not None:
-            call.record(status, result.prompt_tokens, result.completion_tokens, error)
-        else:
-            # Cut short: the tokens generated so far (one streamed piece per token) are what was used.
-            call.record(status, 0, pieces, error)
 
 
 # -- images -------------------------------------------------------------------------------------------------------------
 async def generate_images(call: Call, body: dict) -> dict:
     p = P.image_params(body, call.model)
-    t = time.perf_counter()
 
     async def run(inst: Instance):
         call.instance = inst.endpoint
@@ -323,15 +405,8 @@ async def generate_images(call: Call, body: dict) -> dict:
         if p.size not in (None, "auto") and size and p.size != f"{size[0]}x{size[1]}":
             raise InvalidRequest(f"'size' must be {size[0]}x{size[1]}, the size this model is deployed with",
                                  param="size", code="invalid_value")
-        return await backend.generate_images(p.prompt, p.n, p.negative_prompt)
+        return await backend.generate_images(p.prompt, p.n, p.negative_prompt, work=call.work)
 
-    try:
-        pngs = await call.pool.run(run, retryable=_retryable_unary)
-    except GatewayError as e:
-        call.backend_s = time.perf_counter() - t
-        if not isinstance(e, InvalidRequest):
-            call.failed(e)
-        raise
-    call.backend_s = time.perf_counter() - t
-    call.record("ok", 0, 0)
+    pngs = await _on_instance(call, run, record_invalid=False)
+    call.record("ok")
     return {"created": call.created, "data": [{"b64_json": base64.b64encode(png).decode()} for png in pngs]}

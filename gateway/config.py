@@ -40,6 +40,7 @@ class Settings:
     metrics_port: int = 9091  # internal port: /metrics and per-service /readyz (0: off)
     metrics_host: str = "127.0.0.1"  # bound like the API host
     images: ImagePolicy = ImagePolicy()  # how image URLs in vision requests are fetched
+    stream_lease_s: float = 45.0  # a stream lease not renewed this long (its replica died) stops counting
 
 
 class _Strict(BaseModel):

@@ -127,6 +127,21 @@ class UsageUnavailable(GatewayError):
     code = "usage_unavailable"
 
 
+# -- the gateway's own state (5xx) -------------------------------------------------------------------------------------
+class ShuttingDown(GatewayError):
+    """The gateway stopped at the end of its shutdown grace with this request still running."""
+
+    status = 503
+    code = "gateway_shutting_down"
+
+
+class LimitStoreUnavailable(GatewayError):
+    """The shared limit store (Redis) cannot be reached and the limit fails closed."""
+
+    status = 503
+    code = "limit_store_unavailable"
+
+
 def openai_error_body(exc: BaseException) -> tuple[int, dict, dict]:
     """(status, body, headers) for any exception; unknown ones become a bare 500 without internals."""
     if isinstance(exc, GatewayError):

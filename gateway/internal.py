@@ -15,7 +15,9 @@ import os
 from typing import Callable
 
 import orjson
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from .metrics import exposition
 
 log = logging.getLogger("gateway.internal")
 
@@ -57,7 +59,7 @@ class InternalServer:
             return 405, "application/json", b'{"error": "method not allowed"}'
         path = path.split("?", 1)[0]
         if path == "/metrics":
-            return 200, CONTENT_TYPE_LATEST, generate_latest(self._runtime().usage.metrics.registry)
+            return 200, CONTENT_TYPE_LATEST, exposition(self._runtime().usage.metrics.registry)
         if path == "/readyz":
             ready, services = readiness(self._runtime(), self._draining())
             return (200 if ready else 503), "application/json", orjson.dumps({"ready": ready, "services": services})

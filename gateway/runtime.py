@@ -34,12 +34,23 @@ class Runtime:
                  usage: UsageLog | None = None):
         self.settings = settings
         self.usage = usage or UsageLog(None, Metrics())
-        self.limiter = Limiter(make_store(settings.redis_url))
+        self.limiter = Limiter(make_store(settings.redis_url), lease_ttl=settings.stream_lease_s)
         self.overlay = overlay or LocalOverlay()
         self.catalog = catalog
         self.keyring = KeyRing(list(catalog.keys) + self.overlay.keys())
         self.pools: dict[str, InstancePool] = {}
         self._pool_keys: dict[str, tuple] = {}
+        self.requests: set[asyncio.Task] = set()  # admitted requests in flight (completions.admitted)
+        self.cutting = False  # the shutdown grace is over: in-flight requests are being stopped
+
+    def cut(self) -> None:
+        """End of the shutdown grace: stop every request still running; each answers 503 (or ends its stream with
+        an error event) and is metered for what its engine did."""
+        self.cutting = True
+        if self.requests:
+            log.warning("shutdown grace over: stopping %d requests still in flight", len(self.requests))
+        for task in list(self.requests):
+            task.cancel()
 
     def _endpoints(self, catalog: Catalog, service: Service, model: Model):
         listed = self.overlay.endpoints.get(service.access_name)

@@ -14,6 +14,8 @@ from modelsvc.catalog import load
 
 from .app import create_app
 from .config import Settings, load_overlay
+from .metrics import prepare_workers
+from .protocol import GatewayProtocol
 
 
 def build(config: str, overlay_path: str | None, settings: Settings) -> Sanic:
@@ -31,11 +33,23 @@ def _forward_sighup(signum, frame) -> None:
             pass
 
 
+class WorkersNeedRedis(Exception):
+    pass
+
+
 def serve(config: str, overlay_path: str | None, settings: Settings, *, host: str, port: int, workers: int) -> None:
+    if workers > 1 and not settings.redis_url:
+        # In-memory limits would be per worker (a 5/min limit letting 5 per worker through): refuse, don't pretend.
+        raise WorkersNeedRedis(
+            f"--workers {workers} needs --redis-url (or REDIS_URL): rate limits and stream slots must be shared by "
+            "the workers; a redis-server on this host is enough. Or run --workers 1 and add replicas instead.")
+    if workers > 1:
+        prepare_workers()  # /metrics merges every worker's samples
     # Each Sanic worker process builds its own app (and its own gRPC channels) from the same factory.
     loader = AppLoader(factory=partial(build, config, overlay_path, settings))
     app = loader.load()
-    app.prepare(host=host, port=port, workers=workers, single_process=workers == 1, motd=False, access_log=False)
+    app.prepare(host=host, port=port, workers=workers, single_process=workers == 1, motd=False, access_log=False,
+                protocol=GatewayProtocol)
     if workers == 1:
         Sanic.serve_single(primary=app)  # this process is the server: signals reach it directly
     else:

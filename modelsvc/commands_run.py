@@ -22,12 +22,12 @@ def _settings(args):
                     health_interval_s=args.health_interval, reload_poll_s=args.reload_poll,
                     redis_url=args.redis_url or None, drain_s=args.drain, grace_s=args.grace,
                     request_timeout_s=args.request_timeout, metrics_port=args.metrics_port, metrics_host=args.host,
-                    images=images)
+                    images=images, stream_lease_s=args.stream_lease)
 
 
 def cmd_serve(args) -> int:
     from gateway.config import OverlayError
-    from gateway.server import serve
+    from gateway.server import WorkersNeedRedis, serve
 
     from .catalog import CatalogError
 
@@ -36,7 +36,7 @@ def cmd_serve(args) -> int:
     except CatalogError as e:
         print(e, file=sys.stderr)
         return 1
-    except OverlayError as e:
+    except (OverlayError, WorkersNeedRedis) as e:
         print(e, file=sys.stderr)
         return 1
     return 0
@@ -155,6 +155,8 @@ def register(sub) -> None:
         p.add_argument("--image-timeout", type=float, default=10.0, help="seconds to fetch one image URL")
         p.add_argument("--redis-url", default=os.environ.get("REDIS_URL"),
                        help="share rate limits and usage totals across gateway replicas (default: in memory)")
+        p.add_argument("--stream-lease", type=float, default=45.0,
+                       help="seconds a dead replica's open streams keep counting against max_concurrent_streams")
         p.add_argument("--probe-interval", type=float, default=1.0,
                        help="seconds between readiness probes of a failed instance")
         p.add_argument("--health-interval", type=float, default=5.0,

@@ -13,7 +13,7 @@ import orjson
 
 from ..errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest, UnsupportedParameter
 from .http1 import Http1, HttpFailure
-from .triton import Delta, GenRequest, GenResult
+from .triton import MIN_TOKENS_PER_S, Delta, GenRequest, GenResult, Work
 
 class OpenAIUpstream:
     def __init__(self, base_url: str, upstream_model: str | None, *, deadline_s: float = 60.0,
@@ -79,6 +79,14 @@ class OpenAIUpstream:
         return err
 
     @staticmethod
+    def _garbled(what: str, partial: bool) -> BackendError:
+        """A 200 whose body or event is not the OpenAI shape: the upstream misbehaved (not retried: it may have
+        done the work)."""
+        err = BackendError(f"upstream sent an invalid {what}")
+        err.partial = partial
+        return err
+
+    @staticmethod
     def _status_error(status: int, text: str) -> BackendError:
         cls = BackendUnavailable if status in (502, 503) else BackendError
         err = cls(f"upstream answered {status}: {text[:200]}")
@@ -87,26 +95,34 @@ class OpenAIUpstream:
 
     async def generate(self, req: GenRequest) -> GenResult:
         path, body = self._body(req, False)
-        try:
-            r = await self._client.request("POST", path, orjson.dumps(body))
+        try:  # a non-streamed answer arrives when generation is done: the wait grows with the work asked
+            r = await self._client.request("POST", path, orjson.dumps(body),
+                                           timeout=self.deadline_s + req.max_tokens / MIN_TOKENS_PER_S)
             content = await r.read()
         except HttpFailure as e:
             raise self._error(e, False) from None
         if r.status != 200:
             raise self._status_error(r.status, content.decode(errors="replace"))
-        data = orjson.loads(content)
-        choice = data["choices"][0]
-        text = choice["message"]["content"] if "message" in choice else choice.get("text", "")
-        usage = data.get("usage") or {}
-        return GenResult(text or "", usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0),
-                         choice.get("finish_reason") or "stop")
+        try:
+            data = orjson.loads(content)
+            choice = data["choices"][0]
+            text = choice["message"]["content"] if "message" in choice else choice.get("text", "")
+            usage = data.get("usage") or {}
+            result = GenResult(str(text or ""), int(usage.get("prompt_tokens") or 0),
+                               int(usage.get("completion_tokens") or 0), str(choice.get("finish_reason") or "stop"))
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise self._garbled("response body", False) from None
+        if usage.get("prompt_tokens") is not None:
+            req.work.prompt_tokens = result.prompt_tokens
+        req.work.completion_tokens = result.completion_tokens
+        return result
 
     async def stream(self, req: GenRequest) -> AsyncIterator[Delta | GenResult]:
         path, body = self._body(req, True)
         parts: list[str] = []
         usage: dict = {}
-        finish = "stop"
-        yielded = False
+        finish = None
+        yielded = done = False
         r = None
         try:
             r = await self._client.request("POST", path, orjson.dumps(body))
@@ -118,28 +134,49 @@ class OpenAIUpstream:
                 payload = line[5:].strip()
                 if payload == "[DONE]":
                     r.finish_if_buffered()  # the terminating chunk is usually here already: keep the connection
+                    done = True
                     break
-                event = orjson.loads(payload)
-                if event.get("usage"):
-                    usage = event["usage"]
-                for choice in event.get("choices") or ():
-                    delta = choice.get("delta") or {}
-                    text = delta.get("content") if "delta" in choice else choice.get("text")
-                    if text:
-                        parts.append(text)
-                        yielded = True
-                        yield Delta(text)
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
+                try:
+                    texts, finish, usage = self._event(payload, finish, usage, req.work)
+                except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+                    raise self._garbled("stream event", yielded) from None
+                for text in texts:
+                    parts.append(text)
+                    req.work.completion_tokens = max(req.work.completion_tokens, len(parts))
+                    yielded = True
+                    yield Delta(text)
+            if not done and finish is None:  # a body that was no SSE at all, or cut before its end
+                raise self._garbled("stream: it ended without a finish_reason or [DONE]", yielded)
         except HttpFailure as e:
             raise self._error(e, yielded) from None
         finally:
             if r is not None:
                 r.aclose()  # cut short (caller gone, error event): the upstream request is dropped with it
-        yield GenResult("".join(parts), usage.get("prompt_tokens", 0), usage.get("completion_tokens", len(parts)),
-                        finish)
+        finish = finish or "stop"
+        completion = int(usage.get("completion_tokens") or len(parts))
+        req.work.completion_tokens = completion
+        yield GenResult("".join(parts), req.work.prompt_tokens or 0, completion, finish)
 
-    async def generate_images(self, prompt: str, n: int, negative_prompt: str | None = None) -> list[bytes]:
+    @staticmethod
+    def _event(payload: str, finish: str | None, usage: dict, work: Work) -> tuple[list[str], str | None, dict]:
+        """(texts, finish reason, usage) after one SSE event; anything not the OpenAI shape raises."""
+        event = orjson.loads(payload)
+        if event.get("usage"):
+            usage = event["usage"]
+            if usage.get("prompt_tokens") is not None:
+                work.prompt_tokens = int(usage["prompt_tokens"])
+        texts = []
+        for choice in event.get("choices") or ():
+            delta = choice.get("delta") or {}
+            text = delta.get("content") if "delta" in choice else choice.get("text")
+            if text:
+                texts.append(str(text))
+            if choice.get("finish_reason"):
+                finish = str(choice["finish_reason"])
+        return texts, finish, usage
+
+    async def generate_images(self, prompt: str, n: int, negative_prompt: str | None = None,
+                              work: Work | None = None) -> list[bytes]:
         body = {"model": self.upstream_model or "default", "prompt": prompt, "n": n, "response_format": "b64_json"}
         try:
             r = await self._client.request("POST", "/images/generations", orjson.dumps(body))
@@ -148,4 +185,10 @@ class OpenAIUpstream:
             raise self._error(e, False) from None
         if r.status != 200:
             raise self._status_error(r.status, content.decode(errors="replace"))
-        return [base64.b64decode(d["b64_json"]) for d in orjson.loads(content)["data"]]
+        try:
+            images = [base64.b64decode(d["b64_json"], validate=True) for d in orjson.loads(content)["data"]]
+        except (ValueError, KeyError, TypeError):
+            raise self._garbled("response body", False) from None
+        if work is not None:
+            work.images = len(images)
+        return images

@@ -80,6 +80,22 @@ MIN_TOKENS_PER_S = 5.0
 
 
 @dataclass
+class Work:
+    """What the engine has done for one request so far, updated as its responses arrive, so that a request cut short
+    (caller gone, error, shutdown) is still metered with what was used."""
+
+    prompt_tokens: int | None = None  # the engine's count, once a response carried it
+    completion_tokens: int = 0
+    images: int = 0
+
+
+def estimate_tokens(text: str) -> int:
+    """The gateway's own prompt-token estimate when the engine's count never arrived (whitespace words, at least a
+    token per 4 characters): only ever recorded marked as an estimate."""
+    return max(len(text.split()), -(-len(text) // 4))
+
+
+@dataclass
 class GenRequest:
     """Plain, already-validated parameters."""
 
@@ -96,6 +112,12 @@ class GenRequest:
     messages: list[dict] | None = None  # chat messages, for backends that template them themselves (openai)
     extensions: dict = field(default_factory=dict)  # gateway.params.EXTENSIONS given (top_k, min_tokens, ...)
     logprobs: bool = False  # return each chosen token's log probability
+    work: Work = field(default_factory=Work)
+
+    def estimated_prompt_tokens(self) -> int:
+        if self.messages is None:
+            return estimate_tokens(self.prompt)
+        return estimate_tokens("\n".join(str(m.get("content") or "") for m in self.messages if isinstance(m, dict)))
 
 
 @dataclass
@@ -486,7 +508,8 @@ class TritonInstance:
         if cut is not None:
             text = text[:cut]
         completion = n_out if n_out is not None else len(text.split())
-        prompt_tokens = n_in if n_in is not None else len(req.prompt.split())
+        prompt_tokens = n_in if n_in is not None else req.estimated_prompt_tokens()
+        req.work.prompt_tokens, req.work.completion_tokens = prompt_tokens, completion
         return GenResult(text, prompt_tokens, completion, self._finish(cut is not None, completion, req.max_tokens))
 
     @staticmethod
@@ -543,10 +566,11 @@ class TritonInstance:
                 responses += 1
                 text, ni, no = self._decode(response)
                 if ni is not None:
-                    n_in = ni
+                    n_in = req.work.prompt_tokens = ni
                 if no is not None:
                     n_out_sum += no
                     n_out_seen = True
+                req.work.completion_tokens = n_out_sum if n_out_seen else responses
                 if self.cumulative:
                     if text.startswith(cumulative):
                         piece = text[len(cumulative) :]
@@ -585,7 +609,8 @@ class TritonInstance:
             deadline.close()
             call.cancel()  # no-op when the server already closed the stream; stops the engine otherwise
         completion = n_out_sum if n_out_seen else (responses if self.decoupled else len(emitted.split()))
-        prompt_tokens = n_in if n_in is not None else len(req.prompt.split())
+        prompt_tokens = n_in if n_in is not None else req.estimated_prompt_tokens()
+        req.work.prompt_tokens, req.work.completion_tokens = prompt_tokens, completion
         yield GenResult(emitted, prompt_tokens, completion, self._finish(stopped, completion, req.max_tokens), tokens)
 
     def _log_probs(self, response: service_pb2.ModelInferResponse) -> list[float]:
@@ -667,8 +692,10 @@ class TritonInstance:
             deadline.close()
 
     # -- images ------------------------------------------------------------------------------------------------------
-    async def generate_images(self, prompt: str, n: int, negative_prompt: str | None = None) -> list[bytes]:
-        """n images (n requests, concurrently) as PNG bytes."""
+    async def generate_images(self, prompt: str, n: int, negative_prompt: str | None = None,
+                              work: Work | None = None) -> list[bytes]:
+        """n images (n requests, concurrently) as PNG bytes; `work.images` counts those the engine finished."""
+        work = work if work is not None else Work()
         self._require(image=True)
         if n < 1:
             raise InvalidRequest("n must be at least 1", param="n")
@@ -702,6 +729,7 @@ class TritonInstance:
                 arr = arr[0]
             if arr.ndim != 3 or arr.dtype != np.uint8:
                 raise self._fail(BackendError, f"unexpected image tensor {arr.dtype} {arr.shape}")
+            work.images += 1
             return encode_png(arr)
 
         self.outstanding += 1

@@ -33,7 +33,8 @@ CREATE TABLE usage_records (
     latency_ms        double precision NOT NULL,
     overhead_ms       double precision NOT NULL,
     instance          text NOT NULL DEFAULT '',
-    error             text NOT NULL DEFAULT ''
+    error             text NOT NULL DEFAULT '',
+    prompt_tokens_estimated boolean NOT NULL DEFAULT false
 );
 CREATE INDEX usage_records_owner_ts ON usage_records (owner, ts_s);
 CREATE INDEX usage_records_service_ts ON usage_records (service_id, ts_s);
@@ -41,7 +42,8 @@ CREATE INDEX usage_records_service_ts ON usage_records (service_id, ts_s);
 }
 
 COLUMNS = ("request_id", "ts", "ts_s", "owner", "service_id", "access_name", "key_id", "endpoint", "stream",
-           "status", "prompt_tokens", "completion_tokens", "images", "latency_ms", "overhead_ms", "instance", "error")
+           "status", "prompt_tokens", "completion_tokens", "images", "latency_ms", "overhead_ms", "instance", "error",
+           "prompt_tokens_estimated")
 _INSERT = (f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES "
            f"({', '.join(f'${i + 1}' for i in range(len(COLUMNS)))}) ON CONFLICT (request_id) DO NOTHING")
 
@@ -53,7 +55,8 @@ def row(rec: dict) -> tuple:
     return (str(rec["request_id"]), ts, int(ts), owner_of(rec["access_name"]), rec["service_id"],
             rec["access_name"], rec["key_id"], rec["endpoint"], bool(rec["stream"]), rec["status"],
             int(rec["prompt_tokens"]), int(rec["completion_tokens"]), int(rec.get("images") or 0),
-            float(rec["latency_ms"]), float(rec["overhead_ms"]), rec.get("instance") or "", rec.get("error") or "")
+            float(rec["latency_ms"]), float(rec["overhead_ms"]), rec.get("instance") or "", rec.get("error") or "",
+            bool(rec.get("prompt_tokens_estimated")))
 
 
 async def migrate(conn: asyncpg.Connection) -> int:

@@ -31,6 +31,7 @@ class UsageRecord:
     error: str = ""
     ts: float = field(default_factory=time.time)
     images: int = 0  # images generated (images.generations)
+    prompt_tokens_estimated: bool = False  # the engine's count never arrived: the gateway's own estimate
 
 
 def owner_of(access_name: str) -> str:

@@ -94,9 +94,11 @@ def loads(text: str, path: str = "services.yaml") -> Catalog:
 
 
 def load(path: str) -> Catalog:
+    from .loader import decode
+
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
         raise CatalogError([Problem(path, 1, 1, f"cannot read the file: {e.strerror}", "check the path")]) from e
-    return loads(text, path)
+    return loads(decode(data, path), path)

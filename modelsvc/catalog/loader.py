@@ -30,6 +30,18 @@ _PATTERN_HINTS = {
 }
 
 
+def decode(data: bytes, path: str) -> str:
+    """services.yaml bytes → text; anything but UTF-8 is a located problem, not a UnicodeDecodeError."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line_start = data.rfind(b"\n", 0, e.start) + 1
+        line = data.count(b"\n", 0, e.start) + 1
+        col = len(data[line_start:e.start].decode("utf-8", "replace")) + 1
+        raise CatalogError([Problem(path, line, col, f"not UTF-8 (byte 0x{data[e.start]:02x})",
+                                    "save the file as UTF-8 text")]) from None
+
+
 def parse_document(text: str, path: str) -> Document:
     doc, problems = parse_document_and_problems(text, path)
     if problems:

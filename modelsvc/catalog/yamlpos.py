@@ -81,6 +81,10 @@ def parse_yaml(text: str, filename: str) -> tuple[object, Positions, list[Proble
         what = e.problem or e.context or "invalid YAML"
         return None, positions, [Problem(filename, line, col, f"YAML syntax error: {what}",
                                          "check indentation, colons and quoting around this spot")]
+    except RecursionError:  # PyYAML composes (and we build) nested nodes recursively: where the reader got to
+        line, col = _pos(loader.get_mark())
+        return None, positions, [Problem(filename, line, col, "YAML nested too deeply",
+                                         "services.yaml needs a few levels of nesting; remove the extra brackets")]
     except yaml.YAMLError as e:  # reader errors (bad bytes) carry no mark
         return None, positions, [Problem(filename, 1, 1, f"YAML error: {e}", "save the file as UTF-8 text")]
     finally:

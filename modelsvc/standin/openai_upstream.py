@@ -6,18 +6,27 @@ Deliberately minimal and fast (a raw asyncio HTTP/1.1 protocol, keep-alive, chun
 the upstream's own cost is small next to the gateway's.
 
     python -m modelsvc.standin.openai_upstream --port 18005 [--token-delay 0.0]
+
+Failure injection, by a marker in the prompt (or in a chat message), for the gateway's tests of a misbehaving
+upstream: ``[standin:garbage]`` answers 200 with a body that is not JSON (streamed or not);
+``[standin:bad-event:K]`` streams K good events, then one whose data is not JSON, then carries on.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import signal
 import time
 
 import orjson
 
 from .engine import complete, count_input_tokens
+
+
+_BAD_EVENT = re.compile(r"\[standin:bad-event:(\d+)\]")
+GARBAGE = b"<html><body>502 upstream exploded</body></html>"
 
 
 def _render(messages) -> str:
@@ -99,6 +108,12 @@ class _Http(asyncio.Protocol):
                  "total_tokens": count_input_tokens(prompt) + len(tokens)}
         rid, created = f"standin-{id(req):x}", int(time.time())
         obj = "chat.completion" if chat else "text_completion"
+        if "[standin:garbage]" in prompt:
+            self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                                 b"content-length: %d\r\n\r\n" % len(GARBAGE) + GARBAGE)
+            return
+        bad = _BAD_EVENT.search(prompt)
+        bad_after = int(bad.group(1)) if bad else None
         if not req.get("stream"):
             choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
                       if chat else {"index": 0, "text": text, "finish_reason": finish})
@@ -114,7 +129,10 @@ class _Http(asyncio.Protocol):
 
         chunk_obj = obj + ".chunk" if chat else obj
         emitted = ""
-        for tok in tokens:
+        for i, tok in enumerate(tokens):
+            if i == bad_after:
+                data = b"data: {\"choices\": [{\"delta\": not json\n\n"
+                t.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             if self.app.token_delay:
                 await asyncio.sleep(self.app.token_delay)
             if self.transport is None:

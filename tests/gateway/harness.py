@@ -124,10 +124,16 @@ class BackgroundStream:
         self.status: int | None = None
         self.text = ""
 
+        self.error: httpx.HTTPError | None = None
+
         def run():
-            with httpx.stream("POST", gateway.url + "/v1/chat/completions", headers=gateway.headers(), timeout=30,
-                              json={**body, "stream": True}) as r:
-                self.status, self.text = r.status_code, r.read().decode()
+            try:
+                with httpx.stream("POST", gateway.url + "/v1/chat/completions", headers=gateway.headers(),
+                                  timeout=30, json={**body, "stream": True}) as r:
+                    self.status = r.status_code
+                    self.text = r.read().decode()
+            except httpx.HTTPError as e:  # the gateway went away mid-stream (tests that kill it)
+                self.error = e
 
         self._thread = threading.Thread(target=run)
         self._thread.start()

@@ -1,11 +1,12 @@
 """Every error path answers with the right status and an OpenAI-shaped error body, and never hangs."""
 
+import json
 import time
 
 import httpx
 import pytest
 
-from .harness import DEMO_KEY, OTHER_KEY
+from .harness import DEMO_KEY, OTHER_KEY, SEARCH_KEY
 
 CHAT = "/v1/chat/completions"
 MSG = [{"role": "user", "content": "hi"}]
@@ -175,3 +176,34 @@ def test_address_redaction_covers_the_usual_spellings():
         assert address not in out and out.endswith(": connection refused"), out
     assert redact_addresses("model 'u-1/x' has no seed input") == "model 'u-1/x' has no seed input"
     assert "10.1.2.3" not in BackendError("engine at 10.1.2.3:8001 died").body()["error"]["message"]
+UPSTREAM_SVC = "team-search/query-rewriter"
+
+
+def _search(gw, content: str, **body):
+    return gw.post("/v1/chat/completions", {"model": UPSTREAM_SVC, "messages": [{"role": "user", "content": content}],
+                                            **body}, key=SEARCH_KEY)
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_upstream_answering_200_with_a_body_that_is_not_json_is_a_clean_502(gw, stream):
+    before = len(gw.usage())
+    r = _search(gw, "[standin:garbage] rewrite this", stream=stream)
+    assert r.status_code == 502, r.text
+    err = r.json()["error"]
+    assert err["code"] == "backend_error" and "invalid" in err["message"] and "<html>" not in err["message"]
+    assert gw.wait_until(lambda: len(gw.usage()) > before)
+    rec = gw.usage()[-1]
+    assert rec["status"] == "error" and rec["access_name"] == UPSTREAM_SVC and rec["prompt_tokens"] > 0
+
+
+def test_a_bad_upstream_event_mid_stream_ends_with_an_error_event(gw):
+    before = len(gw.usage())
+    r = _search(gw, "[standin:bad-event:3] rewrite this long query", stream=True, max_tokens=20)
+    assert r.status_code == 200
+    events = [line[6:] for line in r.text.splitlines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]", events
+    assert json.loads(events[-2])["error"]["code"] == "backend_error"
+    assert sum('"content"' in e for e in events) >= 3  # what came before the bad event was delivered
+    assert gw.wait_until(lambda: len(gw.usage()) > before)
+    rec = gw.usage()[-1]
+    assert rec["status"] == "error" and rec["completion_tokens"] >= 3

@@ -84,3 +84,61 @@ def test_key_ish_query_parameters_and_key_values_are_refused_on_every_path(hard,
 def test_ordinary_query_parameters_still_pass(hard):
     r = httpx.get(hard.url + "/v1/models?limit=5&monkey=1&keyboard=x", headers={"authorization": f"Bearer {DEMO_KEY}"})
     assert r.status_code == 200
+def _read_all(s: socket.socket, limit: float) -> tuple[bytes, float]:
+    """Everything the server sends until it closes (or `limit` seconds pass), and when it closed."""
+    s.settimeout(limit)
+    start, data = time.time(), b""
+    try:
+        while chunk := s.recv(4096):
+            data += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return data, time.time() - start
+
+
+@pytest.mark.parametrize("part", ["headers", "body"])
+def test_a_trickling_request_is_cut_at_the_whole_request_deadline(hard, part):
+    """A header line (or a body byte) every 0.4 s keeps Sanic's idle timer happy forever; the request as a whole
+    must still arrive within --request-timeout (1 s here)."""
+    s = socket.create_connection(("127.0.0.1", hard.port))
+    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + DEMO_KEY.encode() + b"\r\n")
+    if part == "body":
+        head += b"Content-Length: 1000\r\n\r\n"
+    s.sendall(head)
+    s.settimeout(0.4)
+    start, data, closed = time.time(), b"", False
+    while time.time() - start < 6 and not closed:
+        try:
+            chunk = s.recv(4096)
+            data += chunk
+            closed = not chunk
+        except TimeoutError:
+            pass
+        except ConnectionResetError:
+            closed = True
+        if not closed:
+            try:
+                s.sendall(b"X-Slow: 1\r\n" if part == "headers" else b" ")
+            except OSError:
+                closed = True
+    s.close()
+    assert closed and time.time() - start < 4, "the trickling request was never cut off"
+    assert data == b"" or data.startswith(b"HTTP/1.1 408"), data[:200]
+
+
+def test_a_nul_byte_in_the_url_leaves_no_key_in_the_logs(hard):
+    secret = "sk-ms-nul-byte-secret-1234567890"
+    for line in (f"GET /v1/models?api_key={secret}\x00x HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+                 f"GET /v1/models?api_key={secret}\xff HTTP/1.1\r\nHost: x\r\n\r\n".encode("latin-1"),
+                 f"GET /v1/models?api_key={secret} HTTP/1.1\r\nHost: x\x00\r\n\r\n".encode()):
+        s = socket.create_connection(("127.0.0.1", hard.port))
+        s.sendall(line)
+        data, _ = _read_all(s, 5)
+        s.close()
+        assert data.startswith((b"HTTP/1.1 400", b"HTTP/1.1 401")), data[:200]
+        assert secret.encode() not in data
+    hard.post("/v1/chat/completions", {"model": SVC, "messages": [{"role": "user", "content": "flush"}]})
+    time.sleep(0.3)
+    logs = hard.logs()
+    assert secret not in logs and "Traceback" not in logs, logs[-3000:]

@@ -1,7 +1,9 @@
 """Rate limits shared by two gateway processes through a real Redis, and usage totals that survive a restart."""
 
+import signal
 import time
 
+import httpx
 import pytest
 import redis
 
@@ -119,4 +121,93 @@ def test_max_concurrent_streams(tmp_path, engine):
         assert again.status_code == 200  # slots were given back
     finally:
         engine.server.token_delay = 0.0
+        g.stop()
+
+
+def test_refused_streams_give_their_slot_back(tmp_path):
+    """A stream refused after admission (seed on a model without a seed input: 400) frees its slot at once."""
+    t = StandInThread("chat", seed_name=None).start()
+    cat = catalog_with_service_limits("{max_concurrent_streams: 2}")
+    g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{t.server.port}"]}, catalog_text=cat).start()
+    try:
+        for _ in range(2):
+            r = g.post("/v1/chat/completions", {"model": SVC, "stream": True, "seed": 1, "messages": MSG})
+            assert r.status_code == 400 and r.json()["error"]["param"] == "seed"
+        r = g.post("/v1/chat/completions", {"model": SVC, "stream": True, "messages": MSG, "max_tokens": 2})
+        assert r.status_code == 200 and r.text.rstrip().endswith("data: [DONE]")
+    finally:
+        g.stop()
+        t.stop()
+
+
+def test_a_killed_replicas_streams_stop_counting_on_their_own(tmp_path, redis_server, engine):
+    """Stream slots are leases renewed by the replica holding them: SIGKILL it mid-stream and its slot frees itself
+    (after --stream-lease), instead of locking the service."""
+    cat = catalog_with_service_limits("{max_concurrent_streams: 1}")
+    eps = {SVC: [f"127.0.0.1:{engine.server.port}"]}
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    args = ("--redis-url", redis_server.url, "--stream-lease", "2")
+    a = Gateway(tmp_path / "a", eps, catalog_text=cat, args=args).start()
+    b = Gateway(tmp_path / "b", eps, catalog_text=cat, args=args).start()
+    engine.server.token_delay = 0.25  # the held stream lasts several lease periods (it is renewed meanwhile)
+    try:
+        held = a.stream_in_background({"model": SVC, "max_tokens": 40, "messages": MSG})
+        assert engine.wait_for(lambda s: s.requests_started >= 1, 5)
+        time.sleep(2.5)  # past one lease period: still counted, because a renews it
+        r = b.post("/v1/chat/completions", {"model": SVC, "stream": True, "messages": MSG, "max_tokens": 2})
+        assert r.status_code == 429 and "concurrent streams" in r.json()["error"]["message"]
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait(5)
+        held.join(10)
+        engine.server.token_delay = 0.0
+        assert b.wait_until(lambda: b.post("/v1/chat/completions", {
+            "model": SVC, "stream": True, "messages": MSG, "max_tokens": 2}).status_code == 200, timeout=10, interval=0.5)
+    finally:
+        engine.server.token_delay = 0.0
+        a.stop()
+        b.stop()
+
+
+def test_redis_down_fails_open_for_windows_and_closed_for_streams(tmp_path, redis_server, engine):
+    cat = catalog_with_service_limits("{requests_per_minute: 100, max_concurrent_streams: 2}")
+    g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{engine.server.port}"]}, catalog_text=cat,
+                args=("--redis-url", redis_server.url)).start()
+    try:
+        assert g.post("/v1/chat/completions", {"model": SVC, "messages": MSG, "max_tokens": 2}).status_code == 200
+        redis_server.stop()
+        r = g.post("/v1/chat/completions", {"model": SVC, "messages": MSG, "max_tokens": 2})
+        assert r.status_code == 200  # per-minute windows fail open
+        r = g.post("/v1/chat/completions", {"model": SVC, "stream": True, "messages": MSG, "max_tokens": 2})
+        assert r.status_code == 503, r.text  # stream leases fail closed, with a clear message
+        err = r.json()["error"]
+        assert err["code"] == "limit_store_unavailable" and "limit store" in err["message"]
+        assert r.headers["retry-after"]
+        assert "limit store unreachable" in g.logs()
+    finally:
+        g.stop()
+
+
+def test_several_workers_share_limits_and_metrics(tmp_path, redis_server, engine):
+    cat = catalog_with_service_limits("{requests_per_minute: 5}")
+    eps = {SVC: [f"127.0.0.1:{engine.server.port}"], "u-8105f7322477/support-bot": [f"127.0.0.1:{engine.server.port}"]}
+    alone = Gateway(tmp_path, eps, catalog_text=cat, args=("--workers", "2"))
+    with pytest.raises(RuntimeError, match="needs --redis-url"):
+        alone.start()  # in-memory limits would be per worker: refused, not pretended
+    g = Gateway(tmp_path, eps, catalog_text=cat, args=("--workers", "2", "--redis-url", redis_server.url)).start()
+    try:
+        _not_near_a_minute_boundary()
+        codes = [g.post("/v1/chat/completions", {"model": SVC, "messages": MSG, "max_tokens": 2}).status_code
+                 for _ in range(14)]
+        assert codes.count(200) == 5 and codes.count(429) == 9, codes
+        # other services are unlimited: enough requests that both workers serve some
+        for _ in range(30):
+            assert g.post("/v1/chat/completions", {"model": "u-8105f7322477/support-bot", "messages": MSG,
+                                                   "max_tokens": 2}).status_code == 200
+        for _ in range(4):  # the worker serving the internal port reports every worker's requests
+            text = httpx.get(g.internal_url + "/metrics", timeout=10).text
+            ok = [line for line in text.splitlines() if line.startswith("modelsvc_requests_total{")
+                  and 'status="ok"' in line]
+            assert sum(float(line.rsplit(" ", 1)[1]) for line in ok) == 35, ok
+    finally:
         g.stop()

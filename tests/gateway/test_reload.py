@@ -60,3 +60,16 @@ def test_sighup_reloads(tmp_path):
     finally:
         g.stop()
         t.stop()
+
+
+def test_the_watcher_survives_undecodable_and_deeply_nested_files(gw1):
+    g, _ = gw1
+    text = example_catalog()
+    g.config.write_bytes(text.replace("  replicas: 2\n", "  replicas: 2  # caf\xe9\n").encode("latin-1"))
+    assert g.wait_until(lambda: "not UTF-8" in g.logs(), 10), g.logs()[-2000:]
+    assert "services.yaml:9:21: not UTF-8 (byte 0xe9)" in g.logs()
+    g.config.write_text(text + "extra: " + "[" * 5000 + "]" * 5000 + "\n")
+    assert g.wait_until(lambda: "nested too deeply" in g.logs(), 10), g.logs()[-2000:]
+    assert SVC in _names(g)  # still the last valid version
+    g.config.write_text(text.replace("access_name: u-8105f7322477/support-bot", "access_name: u-8105f7322477/later"))
+    assert g.wait_until(lambda: "u-8105f7322477/later" in _names(g), 10), "the watcher stopped watching"

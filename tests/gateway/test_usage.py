@@ -1,11 +1,14 @@
 """Usage metering: a record per request that reached a backend, streams included, cancellations included."""
 
+import json
 import socket
 import time
 
 import httpx
 
-from .harness import DEMO_KEY
+from modelsvc.standin.engine import generate_tokens
+
+from .harness import DEMO_KEY, OTHER_KEY
 
 SVC = "u-8105f7322477/test"
 
@@ -81,3 +84,107 @@ def test_keys_never_reach_the_logs(gw):
     time.sleep(0.2)
     log = gw.logs() + gw.usage_log.read_text()
     assert DEMO_KEY not in log and "sk-ms-bad-key-123456789" not in log
+
+
+def _send_raw(gw, body: dict) -> socket.socket:
+    """A POST on a raw socket, so the test can drop the connection whenever it likes."""
+    data = json.dumps(body).encode()
+    sock = socket.create_connection(("127.0.0.1", gw.port))
+    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                 b"Authorization: Bearer " + DEMO_KEY.encode() + b"\r\nContent-Length: "
+                 + str(len(data)).encode() + b"\r\n\r\n" + data)
+    return sock
+
+
+def _new_records(gw, before: int, n: int = 1) -> list[dict]:
+    assert gw.wait_until(lambda: len(gw.usage()) >= before + n), "no usage record"
+    time.sleep(0.3)  # nothing more may follow: exactly one record per request
+    new = gw.usage()[before:]
+    assert len(new) == n, new
+    return new
+
+
+LONG_PROMPT = " ".join(f"word{i}" for i in range(6000))
+
+
+def _engine_prompt_tokens(gw, content: str) -> int:
+    before = len(gw.usage())
+    r = gw.post("/v1/chat/completions", {"model": SVC, "max_tokens": 1, "messages": [{"role": "user", "content": content}]})
+    assert r.status_code == 200
+    return _new_records(gw, before)[0]["prompt_tokens"]
+
+
+def test_non_streamed_request_whose_caller_leaves_is_metered(gw, engines):
+    server = engines["chat"].server
+    server.token_delay = 0.05
+    cancelled, started = server.requests_cancelled, server.requests_started
+    before = len(gw.usage())
+    try:
+        sock = _send_raw(gw, {"model": SVC, "max_tokens": 200, "messages": [{"role": "user", "content": LONG_PROMPT}]})
+        assert engines["chat"].wait_for(lambda s: s.requests_started > started, 5)
+        sock.close()
+        assert engines["chat"].wait_for(lambda s: s.requests_cancelled > cancelled, 5), "engine kept generating"
+    finally:
+        server.token_delay = 0.0
+    rec = _new_records(gw, before)[0]
+    assert rec["status"] == "cancelled" and rec["stream"] is False
+    # a one-answer request: the engine's count never arrived, so the gateway's estimate, marked as one
+    assert rec["prompt_tokens"] >= 6000 and rec["prompt_tokens_estimated"] is True
+
+
+def test_stream_dropped_before_its_first_token_is_metered(gw, engines):
+    before, started = len(gw.usage()), engines["chat"].server.requests_started
+    sock = _send_raw(gw, {"model": SVC, "stream": True, "max_tokens": 5,
+                          "messages": [{"role": "user", "content": "[standin:hang] " + LONG_PROMPT}]})
+    assert engines["chat"].wait_for(lambda s: s.requests_started > started, 5)
+    sock.close()
+    rec = _new_records(gw, before)[0]
+    assert rec["status"] == "cancelled" and rec["stream"] is True and rec["completion_tokens"] == 0
+    assert rec["prompt_tokens"] >= 6000 and rec["prompt_tokens_estimated"] is True
+
+
+def test_stream_dropped_near_the_end_has_the_engines_prompt_count(gw, engines):
+    expected = _engine_prompt_tokens(gw, LONG_PROMPT)
+    server = engines["chat"].server
+    server.token_delay = 0.05
+    before = len(gw.usage())
+    try:
+        sock = _send_raw(gw, {"model": SVC, "stream": True, "max_tokens": 12,
+                              "messages": [{"role": "user", "content": LONG_PROMPT}]})
+        got = b""
+        while got.count(b'"content"') < 10:
+            got += sock.recv(65536)
+        sock.close()
+        rec = _new_records(gw, before)[0]
+    finally:
+        server.token_delay = 0.0
+    assert rec["status"] == "cancelled" and 9 <= rec["completion_tokens"] < 12
+    assert (rec["prompt_tokens"], rec["prompt_tokens_estimated"]) == (expected, False)
+
+
+def test_images_are_metered_by_count(gw):
+    before = len(gw.usage())
+    r = gw.post("/v1/images/generations", {"model": "u-3f9a2c7e51d0/product-images", "prompt": "a red mug", "n": 10},
+                key=OTHER_KEY, timeout=60)
+    assert r.status_code == 200 and len(r.json()["data"]) == 10
+    rec = _new_records(gw, before)[0]
+    assert rec["endpoint"] == "images.generations" and rec["status"] == "ok" and rec["images"] == 10
+
+
+def test_a_long_non_streamed_answer_outlasts_the_server_timeouts(gw, engines):
+    """A non-streamed answer is only sent when generation is done: a slow one (~72 s here, past the 60 s response
+    timeout the server once had) must still arrive whole, within the backend's own wait of
+    deadline + max_tokens / 5 tokens/s, and be metered."""
+    prompt = next(p for p in (f"tell me a long tale {i}" for i in range(500)) if len(generate_tokens(p)) >= 36)
+    n = len(generate_tokens(prompt))
+    server = engines["chat"].server
+    server.token_delay = 72 / n
+    before = len(gw.usage())
+    try:
+        r = gw.post("/v1/completions", {"model": SVC, "prompt": prompt, "max_tokens": 1000}, timeout=150)
+    finally:
+        server.token_delay = 0.0
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"]["completion_tokens"] == n
+    rec = _new_records(gw, before)[0]
+    assert rec["status"] == "ok" and rec["completion_tokens"] == n and rec["latency_ms"] > 70_000

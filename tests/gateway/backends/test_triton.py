@@ -276,9 +276,9 @@ async def test_unsupported_parameters_are_400(make, bare, chat):
         with pytest.raises(UnsupportedParameter):
             await inst.generate(req)
     inst.check(GenRequest("x", 5, top_p=0.9, stop=["a"]))  # declared / handled client-side: fine
-    # token counts not declared: approximations, still sane
+    # token counts not declared: the gateway's estimate (max of words and characters / 4: 3 words, 13 characters)
     r = await inst.generate(GenRequest("one two three", 5))
-    assert r.prompt_tokens == 3 and r.completion_tokens == 5 and r.finish_reason == "length"
+    assert r.prompt_tokens == 4 and r.completion_tokens == 5 and r.finish_reason == "length"
     with pytest.raises(InvalidRequest):
         (await make(chat)).check(GenRequest("x", 0))
 
@@ -312,7 +312,7 @@ async def test_vision_takes_one_image_per_request_in_this_release(make, vision):
     assert {t.name for t in request.inputs} == {"text_input", "max_tokens", "stream", "image_url_input"}
     assert [o.name for o in request.outputs] == ["text_output"]
     r = await inst.generate(GenRequest("<image> hi", 5, image_urls=["https://e.x/a.png"]))
-    assert r.completion_tokens == 5 and r.prompt_tokens == 2  # counted here: the model cannot tell
+    assert r.completion_tokens == 5 and r.prompt_tokens == 3  # estimated here (10 chars / 4): the model cannot tell
 
 
 @pytest.mark.asyncio

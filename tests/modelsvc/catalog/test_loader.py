@@ -2,7 +2,7 @@
 
 import pytest
 
-from modelsvc.catalog import CatalogError, Task, loads
+from modelsvc.catalog import CatalogError, Task, load, loads
 
 from .samples import DIGEST_A, DIGEST_B, KEY_A, VALID, replace
 
@@ -206,3 +206,17 @@ def test_descriptions_refuse_control_characters_but_keep_angle_brackets():
     assert ok.services[0].description == "a <b> & c"
     found = problems(replace(VALID, "    pool: h100\n", '    pool: h100\n    description: "a\\nb"\n'))
     assert len(found) == 1 and "'description' must not contain control characters" in found[0]
+def test_bytes_that_are_not_utf8_are_a_located_problem(tmp_path):
+    f = tmp_path / "services.yaml"
+    f.write_bytes(VALID.replace("  replicas: 1\n", "  replicas: 1  # caf\xe9\n").encode("latin-1"))
+    with pytest.raises(CatalogError) as e:
+        load(str(f))
+    (p,) = e.value.problems
+    line = VALID.splitlines().index("  replicas: 1") + 1
+    assert str(p).startswith(f"{f}:{line}:21: not UTF-8 (byte 0xe9)") and "UTF-8" in p.hint
+
+
+def test_deeply_nested_yaml_is_a_located_problem():
+    text = VALID + "extra: " + "[" * 5000 + "]" * 5000 + "\n"
+    (p,) = problems(text)
+    assert "nested too deeply" in p and p.startswith(f"services.yaml:{VALID.count(chr(10)) + 1}:")

@@ -1,0 +1,92 @@
+"""The gateway's HTTP/1.1 connections: Sanic's protocol with three changes.
+
+* A whole-request deadline. Sanic's request timeout is an idle timer, reset by every byte, so a client sending a
+  header line or a body byte every few seconds holds a connection forever. Here a request (request line, headers
+  and body; for a new connection, counted from the connection) must arrive whole within REQUEST_TIMEOUT: 408.
+* The response timeout is read from the app's config at every check, so a catalog reload that allows longer
+  answers applies to open keep-alive connections too.
+* A request line Sanic cannot parse (a NUL byte in the URL) made Sanic's own error path fail and log a traceback
+  carrying the whole URL, query string and any key in it: the unusable URL is dropped instead.
+"""
+
+from __future__ import annotations
+
+from sanic.exceptions import BadRequest, RequestTimeout
+from sanic.http import Http, Stage
+from sanic.server.protocols.http_protocol import HttpProtocol
+
+
+class _Http(Http):
+    async def http1_request_header(self):
+        self.protocol.request_begins()
+        await Http.http1_request_header(self)
+
+    def create_empty_request(self) -> None:
+        try:
+            Http.create_empty_request(self)
+        except BadRequest:  # the URL itself is unusable: answer 400 without it (and never log it)
+            self.url = "/"
+            Http.create_empty_request(self)
+
+
+class GatewayProtocol(HttpProtocol):
+    HTTP_CLASS = _Http
+    __slots__ = ("_seq", "_first", "_deadline")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._seq = 0
+        self._first = True
+        self._deadline = None
+        self.app.ctx.connections = self.connections  # the server's set of open connections (drain closes them)
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self._arm()  # the first request counts from the connection: connecting and sending nothing is slow too
+
+    def request_begins(self) -> None:
+        if self._first:
+            self._first = False
+            return
+        self._arm()
+
+    def _arm(self) -> None:
+        self._seq += 1
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self._deadline = self.loop.call_later(self.app.config.REQUEST_TIMEOUT, self._too_slow, self._seq)
+
+    def _too_slow(self, seq: int) -> None:
+        http = self._http if hasattr(self, "_http") else None
+        if seq != self._seq or http is None or not self._task:
+            return
+        stage = http.stage
+        waiting = (stage is Stage.IDLE and self._first) or stage is Stage.REQUEST or (
+            stage is Stage.HANDLER and http.request_body)
+        if waiting:
+            http.request_body = None  # and Sanic must not go on reading the rest of it after the 408
+            http.keep_alive = False
+            http.exception = RequestTimeout(
+                f"the whole request must arrive within {self.app.config.REQUEST_TIMEOUT:g}s")
+            self._task.cancel("request deadline")
+
+    def check_timeouts(self):
+        self.response_timeout = self.app.config.RESPONSE_TIMEOUT
+        return super().check_timeouts()
+
+    def close(self, timeout: float | None = None):
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        return super().close(timeout=timeout)
+
+
+def close_idle(connections) -> None:
+    """At drain: close every idle keep-alive connection, and make busy ones close once their response is done
+    (instead of holding the shutdown until the grace ends)."""
+    for conn in list(connections):
+        http = conn.http
+        if http is None or http.stage is Stage.IDLE:
+            conn.close()
+        else:
+            http.keep_alive = False
