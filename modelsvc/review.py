@@ -21,7 +21,7 @@ import subprocess
 from dataclasses import dataclass, field
 
 from .catalog import Catalog, CatalogError, Problem, loads
-from .catalog.loader import parse_document_and_problems
+from .catalog.loader import decode, parse_document_and_problems
 from .catalog.rules import nodes_needed
 
 MARKER = "<!-- modelsvc-review -->"
@@ -37,13 +37,14 @@ class SourceError(Exception):
 def read_source(spec: str) -> tuple[str, str]:
     """(text, display name) of a path, or of a git revision such as `HEAD^1:services.yaml`."""
     if os.path.exists(spec):
-        with open(spec, encoding="utf-8") as f:
-            return f.read(), spec
+        with open(spec, "rb") as f:
+            return decode(f.read(), spec), spec
     if ":" in spec:
-        proc = subprocess.run(["git", "show", spec], capture_output=True, text=True)
+        proc = subprocess.run(["git", "show", spec], capture_output=True)
         if proc.returncode == 0:
-            return proc.stdout, spec.split(":", 1)[1] or spec
-        raise SourceError(f"cannot read {spec} from git: {proc.stderr.strip()}")
+            name = spec.split(":", 1)[1] or spec
+            return decode(proc.stdout, name), name
+        raise SourceError(f"cannot read {spec} from git: {proc.stderr.decode('utf-8', 'replace').strip()}")
     raise SourceError(f"{spec}: no such file (use a path or a git revision like origin/main:services.yaml)")
 
 
@@ -337,8 +338,14 @@ def review_invalid(problems: list[Problem], which: str) -> Review:
 
 def review_sources(base_spec: str, head_spec: str, confirmed: set[str],
                    confirmed_changes: set[str] = frozenset()) -> Review:
-    base_text, base_name = read_source(base_spec)
-    head_text, head_name = read_source(head_spec)
+    try:
+        head_text, head_name = read_source(head_spec)
+    except CatalogError as e:  # not UTF-8: nothing to diff
+        return review_invalid(e.problems, "the new services.yaml")
+    try:
+        base_text, base_name = read_source(base_spec)
+    except CatalogError:
+        base_text, base_name = "", base_spec  # an unreadable base is reviewed like an invalid one
     head_problems: list[Problem] = []
     try:
         head = loads(head_text, head_name)

@@ -222,3 +222,11 @@ def test_invalid_hostile_head_leaks_nothing(tmp_path):
     assert not r.ok and KEY_A not in r.markdown and "<!--" not in r.markdown.replace(MARKER, "")
     outside = _outside_code(r.markdown)
     assert outside.count("<strong>Result") == 1 and "✅" not in outside
+
+
+def test_a_head_that_is_not_utf8_is_a_located_problem_not_a_crash(tmp_path):
+    (tmp_path / "b.yaml").write_text(BASE)
+    (tmp_path / "h.yaml").write_bytes(BASE.replace("  - name: Big\n", "  - name: Caf\xe9\n").encode("latin-1"))
+    r = review_sources(str(tmp_path / "b.yaml"), str(tmp_path / "h.yaml"), set())
+    assert not r.ok
+    assert "not UTF-8 (byte 0xe9)" in r.markdown and "h.yaml:" in r.markdown
