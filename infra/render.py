@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from .capacity import triton_services
-from .manifests import gateway, system, triton
+from .manifests import autoscaling, gateway, monitoring, system, triton
 from .names import service_names
 from .settings import TARGETS, Settings
 
@@ -40,7 +40,7 @@ def render(catalog: "Catalog", target: str = "kubeconfig", settings: Settings | 
     objs += triton.engine_jobs(catalog, settings)
     for s in triton_services(catalog):
         objs += triton.service_objects(catalog, s, settings)
-    return objs
+    return objs + autoscaling.autoscaling_objects(catalog, settings) + monitoring.monitoring_objects(catalog, settings)
 
 
 def _file_name(index: int, obj: dict) -> str:

@@ -150,6 +150,9 @@ def _autoscale(i: int, s: dict, report) -> None:
     if low is not None and high is not None and 1 <= high < low:  # below 1: the schema reports it
         report(loc + ("max_instances",), f"max_instances is {high}, below the service's instances ({low})",
                f"raise max_instances to at least {low}: instances is the minimum the autoscaler keeps")
+    if low == 0:
+        report(("services", i, "instances"), "an autoscaled service needs instances >= 1 (the HPA's minimum)",
+               "set instances to 1 or more, or remove 'autoscale' to stop the service with instances: 0")
     try:
         metric = ScaleMetric(auto.get("metric", ScaleMetric.queue_ratio.value))
     except ValueError:
