@@ -112,6 +112,15 @@ def kubeconfig(name: str, endpoint: str, ca_data: str, region: str) -> str:
     })
 
 
+def irsa_trust(cluster: Cluster, subjects) -> pulumi.Output:
+    """IAM trust policy: the cluster's OIDC provider may assume the role for these service account(s) (IRSA)."""
+    return pulumi.Output.all(cluster.oidc.arn, cluster.issuer).apply(lambda a: json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Federated": a[0]}, "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {f"{a[1].removeprefix('https://')}:sub": subjects,
+                                           f"{a[1].removeprefix('https://')}:aud": "sts.amazonaws.com"}}}]}))
+
+
 class NodeGroups(pulumi.ComponentResource):
     """A small system node group plus one GPU managed node group per pool, sized from the catalog's demand."""
 
@@ -196,12 +205,8 @@ class ClusterAutoscaler(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.name, self.region, self.kubernetes_version = name, region, kubernetes_version
         subject = f"system:serviceaccount:kube-system:{CLUSTER_AUTOSCALER_SA}"
-        trust = pulumi.Output.all(cluster.oidc.arn, cluster.issuer).apply(lambda a: json.dumps({
-            "Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Principal": {"Federated": a[0]}, "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": {"StringEquals": {f"{a[1].removeprefix('https://')}:sub": subject,
-                                               f"{a[1].removeprefix('https://')}:aud": "sts.amazonaws.com"}}}]}))
-        self.role = aws.iam.Role(f"{name}-cluster-autoscaler", assume_role_policy=trust, opts=child)
+        self.role = aws.iam.Role(f"{name}-cluster-autoscaler", assume_role_policy=irsa_trust(cluster, subject),
+                                 opts=child)
         aws.iam.RolePolicy(f"{name}-cluster-autoscaler", role=self.role.id,
                            policy=json.dumps(cluster_autoscaler_policy(name)), opts=child)
         self.register_outputs({"role_arn": self.role.arn})
@@ -264,12 +269,7 @@ class ModelStore(pulumi.ComponentResource):
         """A role only the given service accounts (namespace, name) can assume through the cluster's OIDC issuer."""
         child = pulumi.ResourceOptions(parent=self)
         subjects = [f"system:serviceaccount:{ns}:{sa}" for ns, sa in accounts]
-        trust = pulumi.Output.all(cluster.oidc.arn, cluster.issuer).apply(lambda a: json.dumps({
-            "Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Principal": {"Federated": a[0]}, "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": {"StringEquals": {f"{a[1].removeprefix('https://')}:sub": subjects,
-                                               f"{a[1].removeprefix('https://')}:aud": "sts.amazonaws.com"}}}]}))
-        role = aws.iam.Role(f"{name}-irsa", assume_role_policy=trust, opts=child)
+        role = aws.iam.Role(f"{name}-irsa", assume_role_policy=irsa_trust(cluster, subjects), opts=child)
         aws.iam.RolePolicy(f"{name}-irsa", role=role.id, policy=policy, opts=child)
         return role
 

@@ -47,8 +47,12 @@ def autoscaling_section(base: Catalog, head: Catalog) -> list[tuple[str, list[st
     rows = []
     for pool in sorted(set(b) | set(h)):
         (b_lo, b_hi), (h_lo, h_hi) = b.get(pool, (0, 0)), h.get(pool, (0, 0))
+        if (b_lo, b_hi) == (h_lo, h_hi):
+            continue  # like the capacity table: unchanged pools stay out
         pool_gpus = head.pools[pool].gpus_per_node * head.pools[pool].max_nodes if pool in head.pools else 0
         rows.append(f"| {code(pool, cell=True)} | {b_lo} → {b_hi} | {h_lo} → {h_hi} | {h_hi - b_hi:+d} | {pool_gpus} |")
+    if not rows:
+        return [("Autoscaling", lines + ["- GPUs per pool: no change"])]
     lines += [""] * bool(lines) + ["GPUs per pool, min → max (every autoscaled service at max_instances):", "",
                                    "| pool | before | after | worst-case change | pool GPUs at max_nodes |",
                                    "|---|---|---|---|---|", *rows]

@@ -21,7 +21,7 @@ def test_turning_autoscale_up_shows_min_max_and_worst_case():
     assert "### Autoscaling" in md
     assert "- `u-8105f7322477/support-bot`: instances 2–2 → 2–4 (+8 GPU(s) at peak)" in md
     assert "| `h100` | 9 → 9 | 9 → 17 | +8 | 32 |" in md
-    assert "| `l4` | 3 → 3 | 3 → 3 | +0 | 24 |" in md
+    assert "`l4`" not in md  # unchanged pools stay out
 
 
 def test_target_change_is_listed_without_gpu_change():
@@ -29,6 +29,7 @@ def test_target_change_is_listed_without_gpu_change():
     md = review(loads(HEAD), loads(head)).markdown
     assert ("- `u-8105f7322477/support-bot`: instances 2–4; queue_ratio target 1 → queue_ratio target 0.5, "
             "scale down after 10m → 10m (+0 GPU(s) at peak)") in md
+    assert "- GPUs per pool: no change" in md
 
 
 def test_no_section_without_autoscaling():
