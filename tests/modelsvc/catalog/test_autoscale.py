@@ -85,6 +85,14 @@ def test_max_below_instances():
         "3: instances is the minimum the autoscaler keeps"]
 
 
+def test_autoscale_needs_a_running_minimum():
+    text = with_autoscale("max_instances: 2").replace("    instances: 1\n    pool: h100\n    autoscale",
+                                                      "    instances: 0\n    pool: h100\n    autoscale")
+    assert problems(text) == [
+        "services.yaml:32:16: an autoscaled service needs instances >= 1 (the HPA's minimum) — set instances to 1 or "
+        "more, or remove 'autoscale' to stop the service with instances: 0"]
+
+
 def test_capacity_fits_exactly_at_max():
     # 4×1 + 2×4 + a 4-GPU build beside them = 16 GPUs = 2 nodes of 8
     assert loads(with_autoscale("max_instances: 4")).service("u-a/test").peak_instances == 4
