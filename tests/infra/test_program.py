@@ -292,3 +292,17 @@ def test_eks_target_creates_the_usage_database(mocks, example):
 def test_without_a_database_the_stack_warns_and_creates_none(mocks, example):
     _build(example, Settings(target="kubeconfig"), "kubeconfig-text")
     assert not mocks.of("kubernetes:core/v1:Secret") and not mocks.of("aws:rds/instance:Instance")
+
+
+def test_monitoring_settings_from_stack_config(mocks):
+    from infra.program import settings_from_config
+
+    pulumi.runtime.set_all_config({"modelsvc:target": "kubeconfig", "modelsvc:monitoringNamespace": "observability",
+                                   "modelsvc:prometheusRelease": "kps", "modelsvc:prometheusOperator": "false"})
+    try:
+        s = settings_from_config(pulumi.Config("modelsvc"))
+    finally:
+        pulumi.runtime.set_all_config({})
+    assert (s.monitoring_namespace, s.prometheus_release, s.prometheus_operator) == ("observability", "kps", False)
+    d = settings_from_config(pulumi.Config("modelsvc"))
+    assert (d.monitoring_namespace, d.prometheus_release, d.prometheus_operator) == ("monitoring", "prometheus", True)
