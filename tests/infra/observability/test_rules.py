@@ -17,31 +17,45 @@ from tests.gateway.harness import Gateway
 
 def metric_names(expr: str) -> set[str]:
     """Every series name an expression selects, from the parser's syntax tree."""
-    names: set[str] = set()
+    return set(label_uses(expr))
 
-    def walk(node):
+
+def label_uses(expr: str) -> dict[str, set[str]]:
+    """metric name → label names the expression needs on it: its matchers, and the `by (…)` labels of every
+    aggregation around it."""
+    uses: dict[str, set[str]] = {}
+
+    def walk(node, grouping=frozenset()):
         if isinstance(node, promql_parser.VectorSelector):
-            names.add(node.name)
+            labels = {m.name for m in node.matchers.matchers if m.name != "__name__"}
+            uses.setdefault(node.name, set()).update(labels | grouping)
         elif isinstance(node, promql_parser.MatrixSelector):
-            walk(node.vector_selector)
+            walk(node.vector_selector, grouping)
         elif isinstance(node, promql_parser.BinaryExpr):
-            walk(node.lhs), walk(node.rhs)
+            walk(node.lhs, grouping), walk(node.rhs, grouping)
         elif isinstance(node, promql_parser.AggregateExpr):
-            walk(node.expr)
+            by = node.modifier is not None and str(node.modifier.type).lower().endswith("by")
+            walk(node.expr, grouping | set(node.modifier.labels) if by else grouping)
             if node.param is not None:
-                walk(node.param)
+                walk(node.param, grouping)
         elif isinstance(node, promql_parser.Call):
             for arg in node.args:
-                walk(arg)
+                walk(arg, grouping)
         elif isinstance(node, (promql_parser.ParenExpr, promql_parser.UnaryExpr, promql_parser.SubqueryExpr)):
-            walk(node.expr)
+            walk(node.expr, grouping)
 
     walk(promql_parser.parse(expr))
-    return names
+    return uses
 
 
 def all_rules(catalog):
     return [r for g in rule_groups(catalog, Settings()) for r in g["rules"]]
+
+
+def test_label_uses():
+    assert label_uses('histogram_quantile(0.99, sum by (le, access_name) (rate(x_bucket{code="5"}[5m]))) > 1') == {
+        "x_bucket": {"le", "access_name", "code"}}
+    assert label_uses("sum(rate(a[5m])) / count(b)") == {"a": set(), "b": set()}
 
 
 def test_the_parser_is_real():
@@ -94,6 +108,13 @@ def test_triton_metrics_are_documented_ones():
     assert metrics.TRITON <= TRITON_DOCUMENTED
 
 
+def gw_catalog():
+    from modelsvc.catalog import loads
+    from tests.gateway.harness import example_catalog
+
+    return loads(example_catalog())
+
+
 @pytest.fixture(scope="module")
 def live_gateway(tmp_path_factory):
     engine = StandInThread("chat").start()
@@ -115,5 +136,20 @@ def test_gateway_metric_names_exist_in_a_live_gateway(live_gateway):
     text = httpx.get(base + "/metrics", timeout=10).text
     served = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
     assert metrics.GATEWAY <= served, metrics.GATEWAY - served
+    # and every label a rule or panel selects or groups by on a gateway metric is on the served series
+    from prometheus_client.parser import text_string_to_metric_families
+
+    labels: dict[str, set[str]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels.setdefault(sample.name, set()).update(sample.labels)
+    exprs = [r["expr"] for g in rule_groups(gw_catalog(), Settings()) for r in g["rules"]] + dashboard_expressions()
+    checked = 0
+    for expr in exprs:
+        for name, needed in label_uses(expr).items():
+            if name in metrics.GATEWAY:
+                assert needed <= labels[name], (expr, name, needed - labels[name])
+                checked += 1
+    assert checked >= 15
     assert 'modelsvc_instances{access_name="u-8105f7322477/test",service_id="ms-1d033c426254",state="ready"} 1.0' in text
     assert 'modelsvc_http_responses_total{code="200"}' in text
