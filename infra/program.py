@@ -48,7 +48,6 @@ def settings_from_config(config: pulumi.Config | None = None) -> Settings:
         kubernetes_version=c.get("kubernetesVersion") or d.kubernetes_version,
         region=region,
         cluster_name=cluster_name,
-        monitoring_namespace=c.get("monitoringNamespace") or d.monitoring_namespace,
         prometheus_release=c.get("prometheusRelease") or d.prometheus_release,
         prometheus_operator=(c.get_bool("prometheusOperator") if c.get("prometheusOperator") is not None
                              else d.prometheus_operator),

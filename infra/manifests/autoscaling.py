@@ -82,7 +82,7 @@ def adapter_rules() -> dict:
 def adapter_configmap(settings: Settings) -> dict:
     return {"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": meta(ADAPTER_CONFIGMAP, L.labels(SYSTEM_APP, "autoscaler", ADAPTER_CONFIGMAP),
-                             settings.monitoring_namespace),
+                             settings.metrics_namespace),
             "data": {"config.yaml": yaml.safe_dump(adapter_rules(), sort_keys=False)}}
 
 

@@ -71,7 +71,7 @@ def prometheus_rule(catalog: "Catalog", settings: Settings) -> dict:
 def dashboard_configmap(settings: Settings) -> dict:
     lab = {**_labels(settings, "modelsvc-dashboard"), DASHBOARD_LABEL: "1"}
     return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": meta("modelsvc-dashboard", lab, settings.monitoring_namespace),
+            "metadata": meta("modelsvc-dashboard", lab, settings.metrics_namespace),
             "data": {"modelsvc.json": json.dumps(dashboard(), indent=2)}}
 
 

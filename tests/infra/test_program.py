@@ -297,12 +297,12 @@ def test_without_a_database_the_stack_warns_and_creates_none(mocks, example):
 def test_monitoring_settings_from_stack_config(mocks):
     from infra.program import settings_from_config
 
-    pulumi.runtime.set_all_config({"modelsvc:target": "kubeconfig", "modelsvc:monitoringNamespace": "observability",
+    pulumi.runtime.set_all_config({"modelsvc:target": "kubeconfig", "modelsvc:metricsNamespace": "observability",
                                    "modelsvc:prometheusRelease": "kps", "modelsvc:prometheusOperator": "false"})
     try:
         s = settings_from_config(pulumi.Config("modelsvc"))
     finally:
         pulumi.runtime.set_all_config({})
-    assert (s.monitoring_namespace, s.prometheus_release, s.prometheus_operator) == ("observability", "kps", False)
+    assert (s.metrics_namespace, s.prometheus_release, s.prometheus_operator) == ("observability", "kps", False)
     d = settings_from_config(pulumi.Config("modelsvc"))
-    assert (d.monitoring_namespace, d.prometheus_release, d.prometheus_operator) == ("monitoring", "prometheus", True)
+    assert (d.metrics_namespace, d.prometheus_release, d.prometheus_operator) == ("monitoring", "prometheus", True)
