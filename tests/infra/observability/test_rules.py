@@ -132,7 +132,7 @@ def test_gateway_metric_names_exist_in_a_live_gateway(live_gateway):
                                          "messages": [{"role": "user", "content": "metrics"}]})
     assert r.status_code == 200
     assert gw.post("/v1/chat/completions", {"model": "nobody/nothing", "messages": []}).status_code in (400, 404)
-    base = getattr(gw, "metrics_url", gw.url)  # the internal metrics port where the gateway has one
+    base = gw.internal_url  # the internal port (--metrics-port): the one the PodMonitor scrapes
     text = httpx.get(base + "/metrics", timeout=10).text
     served = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
     assert metrics.GATEWAY <= served, metrics.GATEWAY - served
