@@ -15,7 +15,8 @@ GATEWAY = {
     "modelsvc_request_latency_seconds_bucket",
     "modelsvc_gateway_overhead_seconds_bucket",  # added latency: total minus waiting on the backend
     "modelsvc_http_responses_total",  # label code
-    "modelsvc_usage_log_write_failures_total",
+    "modelsvc_usage_write_errors_total",  # label reason (gateway/usage/record.py)
+    "modelsvc_usage_refused_requests_total",
     "modelsvc_instances",  # labels service_id, access_name, state (ready | discovered)
 }
 

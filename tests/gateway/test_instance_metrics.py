@@ -1,14 +1,11 @@
-"""What the gateway knows about scaling: discovery events per service, instance gauges, and the alerting counters."""
+"""What the gateway knows about scaling: discovery events per service and instance gauges."""
 
 from __future__ import annotations
 
-import os
-
-import pytest
 from prometheus_client import generate_latest
 
 from gateway.instance_metrics import InstanceCollector
-from gateway.usage import Metrics, UsageLog, UsageRecord
+from gateway.usage import Metrics
 from modelsvc.catalog import loads
 
 from .harness import example_catalog
@@ -57,15 +54,3 @@ async def test_instance_gauges_per_service():
     assert f'modelsvc_instances{{{sb},state="discovered"}} 2.0' in text
     assert 'modelsvc_instances{access_name="u-8105f7322477/test",service_id="ms-1d033c426254",state="ready"} 0.0' in text
     await pool.close()
-
-
-def test_usage_log_write_failure_is_counted_and_raised():
-    """A full disk (Linux's /dev/full answers every write with ENOSPC): the counter the alert watches goes up."""
-    metrics = Metrics()
-    log = UsageLog("/dev/full", metrics)
-    rec = UsageRecord("r1", "ms-1d033c426254", "u-8105f7322477/test", "k", "chat.completions", False, "ok", 1, 1,
-                      1.0, 0.1)
-    with pytest.raises(OSError):
-        log.record(rec)
-    assert "modelsvc_usage_log_write_failures_total 1.0" in generate_latest(metrics.registry).decode()
-    os.close(log._fd)  # not log.close(): a character device cannot be fsynced

@@ -108,7 +108,8 @@ def test_rules_behave_on_synthetic_series(example, tmp_path):
         {   # a usage record that failed to write pages at once; a failed build Job too
             "interval": "1m",
             "input_series": [
-                {"series": 'modelsvc_usage_log_write_failures_total{pod="gw-1"}', "values": "0 0 1 1 1"},
+                {"series": 'modelsvc_usage_write_errors_total{pod="gw-1", reason="ENOSPC"}', "values": "0 0 1 1 1"},
+                {"series": 'modelsvc_usage_refused_requests_total{pod="gw-1"}', "values": "0 0 0 0 0"},
                 {"series": 'kube_job_status_failed{namespace="modelsvc", job_name="u-8105f7322477--test-build-bf4ede3b"}',
                  "values": "0 1 1"},
             ],
@@ -116,8 +117,9 @@ def test_rules_behave_on_synthetic_series(example, tmp_path):
                 {"eval_time": "3m", "alertname": "ModelsvcUsageLogWriteFailures", "exp_alerts": [
                     {"exp_labels": {"severity": "critical", "pod": "gw-1"},
                      "exp_annotations": {
-                         "summary": "Usage records cannot be written: requests are not billed",
-                         "description": "gw-1: 1 usage record(s) failed to write in 5 minutes (disk full?)."}}]},
+                         "summary": "Usage records cannot be written to the gateway's disk (held in memory, retried)",
+                         "description": "gw-1: 1 failed usage write(s) in 5 minutes (disk full?)."}}]},
+                {"eval_time": "3m", "alertname": "ModelsvcUsageRefusingRequests", "exp_alerts": []},
                 {"eval_time": "2m", "alertname": "ModelsvcEngineBuildFailed", "exp_alerts": [
                     {"exp_labels": {"severity": "critical", "namespace": "modelsvc",
                                     "job_name": "u-8105f7322477--test-build-bf4ede3b"},
