@@ -117,6 +117,12 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
             app.ctx.runtime.usage.metrics.refused.inc()
             raise UsageUnavailable("the gateway cannot record usage right now (its disk is full); retry later")
 
+    @app.on_response
+    async def count_response(request, response):
+        runtime = getattr(app.ctx, "runtime", None)
+        if runtime is not None and response is not None:
+            runtime.usage.metrics.responses.labels(str(response.status)).inc()
+
     @app.exception(Exception)
     async def on_error(request, exc):
         if isinstance(exc, SanicException) and not isinstance(exc, GatewayError):

@@ -8,9 +8,11 @@ Service's DNS name resolved to every pod IP and re-resolved periodically.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import socket
+import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Protocol
 
@@ -70,6 +72,9 @@ class InstancePool:
         self._rr = itertools.count()
         self._refresher: asyncio.Task | None = None
         self._closed = False
+        # Changes in the discovered instance count (pods added or removed by scaling, rollouts, failures), newest
+        # last: what the console shows as recent scaling events. Only what this gateway replica saw since it started.
+        self.events: collections.deque[dict] = collections.deque(maxlen=20)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -89,6 +94,9 @@ class InstancePool:
         added = [Instance(ep, self.make_backend(ep)) for ep in endpoints if ep not in current]
         gone = [i for ep, i in current.items() if ep not in endpoints]
         self.instances = [i for i in self.instances if i.endpoint in endpoints] + added
+        if added or gone:
+            self.events.append({"at": time.time(), "from": len(current), "to": len(self.instances),
+                                "added": len(added), "removed": len(gone)})
         await asyncio.gather(*(self._start_instance(i) for i in added))
         for i in gone:
             asyncio.create_task(self._retire(i))

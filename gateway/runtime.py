@@ -15,6 +15,7 @@ from modelsvc.catalog import Backend, Catalog, Model, Service
 from .auth import KeyRing
 from .balancer import DnsEndpoints, InstancePool, StaticEndpoints
 from .config import LocalOverlay, Settings
+from .instance_metrics import InstanceCollector
 from .limits import Limiter, make_store
 from .usage import Metrics, UsageLog
 
@@ -34,6 +35,7 @@ class Runtime:
                  usage: UsageLog | None = None):
         self.settings = settings
         self.usage = usage or UsageLog(None, Metrics())
+        self.usage.metrics.registry.register(InstanceCollector(self))
         self.limiter = Limiter(make_store(settings.redis_url), lease_ttl=settings.stream_lease_s)
         self.overlay = overlay or LocalOverlay()
         self.catalog = catalog

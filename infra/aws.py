@@ -112,6 +112,15 @@ def kubeconfig(name: str, endpoint: str, ca_data: str, region: str) -> str:
     })
 
 
+def irsa_trust(cluster: Cluster, subjects) -> pulumi.Output:
+    """IAM trust policy: the cluster's OIDC provider may assume the role for these service account(s) (IRSA)."""
+    return pulumi.Output.all(cluster.oidc.arn, cluster.issuer).apply(lambda a: json.dumps({
+        "Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"Federated": a[0]}, "Action": "sts:AssumeRoleWithWebIdentity",
+            "Condition": {"StringEquals": {f"{a[1].removeprefix('https://')}:sub": subjects,
+                                           f"{a[1].removeprefix('https://')}:aud": "sts.amazonaws.com"}}}]}))
+
+
 class NodeGroups(pulumi.ComponentResource):
     """A small system node group plus one GPU managed node group per pool, sized from the catalog's demand."""
 
@@ -127,6 +136,10 @@ class NodeGroups(pulumi.ComponentResource):
             labels={"modelsvc.io/role": "system"}, opts=child)
         self.sizes = node_group_sizes(catalog)
         self.pools: dict[str, aws.eks.NodeGroup] = {}
+        # The cluster autoscaler owns desired_size once the group exists (it adds nodes for pending GPU pods):
+        # Pulumi sets min/max and leaves desired alone.
+        autoscaled = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
+            ignore_changes=["scalingConfig.desiredSize"]))
         for pool_name, pool in catalog.pools.items():
             size = self.sizes[pool_name]
             self.pools[pool_name] = aws.eks.NodeGroup(
@@ -136,8 +149,77 @@ class NodeGroups(pulumi.ComponentResource):
                 scaling_config={"min_size": size.min, "desired_size": size.desired, "max_size": size.max},
                 labels={POOL: pool_name, "nvidia.com/gpu.present": "true"},
                 taints=[{"key": GPU_TAINT_KEY, "value": GPU_TAINT_VALUE, "effect": "NO_SCHEDULE"}],
-                update_config={"max_unavailable": 1}, opts=child)
+                tags=autoscaler_tags(name, pool_name), update_config={"max_unavailable": 1}, opts=autoscaled)
         self.register_outputs({})
+
+
+CLUSTER_AUTOSCALER_SA = "cluster-autoscaler"  # in kube-system
+CLUSTER_AUTOSCALER_CHART = ("cluster-autoscaler", "9.38.0", "https://kubernetes.github.io/autoscaler")
+
+
+def autoscaler_tags(cluster_name: str, pool_name: str) -> dict[str, str]:
+    """The cluster autoscaler's auto-discovery tags (EKS managed node groups also put them on their ASG), plus the
+    pool label as a node-template hint so it can scale a pool up from zero nodes."""
+    return {"k8s.io/cluster-autoscaler/enabled": "true", f"k8s.io/cluster-autoscaler/{cluster_name}": "owned",
+            f"k8s.io/cluster-autoscaler/node-template/label/{POOL}": pool_name}
+
+
+def cluster_autoscaler_policy(cluster_name: str) -> dict:
+    """What the autoscaler needs (its AWS docs): read ASGs, instance types and node groups; change only this cluster's
+    groups (matched by the ownership tag)."""
+    return {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Resource": "*", "Action": [
+            "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
+            "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities",
+            "autoscaling:DescribeTags", "ec2:DescribeImages", "ec2:DescribeInstanceTypes",
+            "ec2:DescribeLaunchTemplateVersions", "ec2:GetInstanceTypesFromInstanceRequirements",
+            "eks:DescribeNodegroup"]},
+        {"Effect": "Allow", "Resource": "*",
+         "Action": ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"],
+         "Condition": {"StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"}}},
+    ]}
+
+
+def cluster_autoscaler_values(cluster_name: str, region: str, kubernetes_version: str, role_arn) -> dict:
+    """Helm values: auto-discovery by tags, IRSA, the image minor matching the cluster's (as the project requires).
+    Scale-down waits 10 minutes: a GPU node takes minutes to join and an engine minutes to load."""
+    return {
+        "cloudProvider": "aws", "awsRegion": region,
+        "autoDiscovery": {"clusterName": cluster_name},
+        "image": {"tag": f"v{kubernetes_version}.0"},
+        "rbac": {"serviceAccount": {"create": True, "name": CLUSTER_AUTOSCALER_SA,
+                                    "annotations": {"eks.amazonaws.com/role-arn": role_arn}}},
+        "extraArgs": {"expander": "least-waste", "balance-similar-node-groups": "false",
+                      "skip-nodes-with-system-pods": "false", "scale-down-unneeded-time": "10m",
+                      "scale-down-delay-after-add": "10m"},
+    }
+
+
+class ClusterAutoscaler(pulumi.ComponentResource):
+    """Kubernetes' cluster autoscaler for the GPU node groups: adds a node when a pod is pending for one (an HPA
+    scaled up, a rebuild needs headroom), removes idle ones, within each group's min/max. IRSA role here; the Helm
+    release is installed with the Kubernetes provider (install())."""
+
+    def __init__(self, name: str, cluster: Cluster, region: str, kubernetes_version: str, opts=None):
+        super().__init__("modelsvc:aws:ClusterAutoscaler", name, None, opts)
+        child = pulumi.ResourceOptions(parent=self)
+        self.name, self.region, self.kubernetes_version = name, region, kubernetes_version
+        subject = f"system:serviceaccount:kube-system:{CLUSTER_AUTOSCALER_SA}"
+        self.role = aws.iam.Role(f"{name}-cluster-autoscaler", assume_role_policy=irsa_trust(cluster, subject),
+                                 opts=child)
+        aws.iam.RolePolicy(f"{name}-cluster-autoscaler", role=self.role.id,
+                           policy=json.dumps(cluster_autoscaler_policy(name)), opts=child)
+        self.register_outputs({"role_arn": self.role.arn})
+
+    def install(self, opts: pulumi.ResourceOptions):
+        import pulumi_kubernetes as k8s
+
+        chart, version, repo = CLUSTER_AUTOSCALER_CHART
+        return k8s.helm.v3.Release(
+            f"{self.name}-cluster-autoscaler", chart=chart, version=version, namespace="kube-system",
+            repository_opts={"repo": repo},
+            values=cluster_autoscaler_values(self.name, self.region, self.kubernetes_version, self.role.arn),
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(parent=self)))
 
 
 def _s3_buckets(catalog: "Catalog") -> list[str]:
@@ -187,12 +269,7 @@ class ModelStore(pulumi.ComponentResource):
         """A role only the given service accounts (namespace, name) can assume through the cluster's OIDC issuer."""
         child = pulumi.ResourceOptions(parent=self)
         subjects = [f"system:serviceaccount:{ns}:{sa}" for ns, sa in accounts]
-        trust = pulumi.Output.all(cluster.oidc.arn, cluster.issuer).apply(lambda a: json.dumps({
-            "Version": "2012-10-17", "Statement": [{
-                "Effect": "Allow", "Principal": {"Federated": a[0]}, "Action": "sts:AssumeRoleWithWebIdentity",
-                "Condition": {"StringEquals": {f"{a[1].removeprefix('https://')}:sub": subjects,
-                                               f"{a[1].removeprefix('https://')}:aud": "sts.amazonaws.com"}}}]}))
-        role = aws.iam.Role(f"{name}-irsa", assume_role_policy=trust, opts=child)
+        role = aws.iam.Role(f"{name}-irsa", assume_role_policy=irsa_trust(cluster, subjects), opts=child)
         aws.iam.RolePolicy(f"{name}-irsa", role=role.id, policy=policy, opts=child)
         return role
 

@@ -18,7 +18,10 @@ _KINDS = {
     ("policy/v1", "PodDisruptionBudget"): k8s.policy.v1.PodDisruptionBudget,
     ("networking.k8s.io/v1", "NetworkPolicy"): k8s.networking.v1.NetworkPolicy,
     ("networking.k8s.io/v1", "Ingress"): k8s.networking.v1.Ingress,
+    ("autoscaling/v2", "HorizontalPodAutoscaler"): k8s.autoscaling.v2.HorizontalPodAutoscaler,
 }
+# Prometheus Operator kinds: custom resources (their CRDs come with the operator, not with us).
+_CUSTOM = {("monitoring.coreos.com/v1", "PodMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 
 
 def resource_name(obj: dict) -> str:
@@ -28,6 +31,9 @@ def resource_name(obj: dict) -> str:
 
 
 def create(obj: dict, opts: pulumi.ResourceOptions | None = None) -> pulumi.CustomResource:
+    if (obj["apiVersion"], obj["kind"]) in _CUSTOM:
+        return k8s.apiextensions.CustomResource(resource_name(obj), api_version=obj["apiVersion"], kind=obj["kind"],
+                                                metadata=obj["metadata"], spec=obj["spec"], opts=opts)
     cls = _KINDS.get((obj["apiVersion"], obj["kind"]))
     if cls is None:
         raise ValueError(f"no resource class for {obj['apiVersion']} {obj['kind']}")

@@ -11,7 +11,7 @@ import pulumi_kubernetes as k8s
 from . import k8s as k8s_res
 from .cache import engine_builds, service_cache_key
 from .capacity import triton_services
-from .manifests import gateway, system, triton
+from .manifests import autoscaling, gateway, monitoring, system, triton
 from .names import headless_service_host, k8s_name, namespace_of, service_names
 from .settings import Settings
 
@@ -48,6 +48,9 @@ def settings_from_config(config: pulumi.Config | None = None) -> Settings:
         kubernetes_version=c.get("kubernetesVersion") or d.kubernetes_version,
         region=region,
         cluster_name=cluster_name,
+        prometheus_release=c.get("prometheusRelease") or d.prometheus_release,
+        prometheus_operator=(c.get_bool("prometheusOperator") if c.get("prometheusOperator") is not None
+                             else d.prometheus_operator),
     )
 
 
@@ -57,8 +60,9 @@ def build(catalog: "Catalog", settings: Settings, kubeconfig: pulumi.Input[str] 
     outputs: dict = {}
     k8s_depends: list[pulumi.Resource] = []
     usage_db = None
+    autoscaler = None
     if settings.target == "eks":
-        from .aws import Cluster, ModelStore, Network, NodeGroups
+        from .aws import Cluster, ClusterAutoscaler, ModelStore, Network, NodeGroups
 
         cfg = pulumi.Config("modelsvc")
         azs = cfg.get_object("availabilityZones") or [f"{settings.region}a", f"{settings.region}b"]
@@ -76,11 +80,13 @@ def build(catalog: "Catalog", settings: Settings, kubeconfig: pulumi.Input[str] 
             outputs["usageDatabase"] = usage_db.instance.endpoint
         kubeconfig = cluster.kubeconfig
         k8s_depends = [nodes.system]
+        autoscaler = ClusterAutoscaler(settings.cluster_name, cluster, settings.region, settings.kubernetes_version)
         outputs.update(
             clusterName=cluster.cluster.name,
             nodeGroups={p: {"min": s.min, "desired": s.desired, "max": s.max} for p, s in nodes.sizes.items()},
             engineRoleArn=store.build_role.arn,
             tritonRoleArn=store.triton_role.arn,
+            clusterAutoscalerRoleArn=autoscaler.role.arn,
         )
     else:
         outputs["clusterName"] = settings.cluster_name
@@ -103,6 +109,8 @@ def build(catalog: "Catalog", settings: Settings, kubeconfig: pulumi.Input[str] 
         k8s_res.create(system.triton_network_policy(ns, settings), in_ns(ns))
     if settings.device_plugin:
         k8s_res.create(system.device_plugin(settings), opts)
+    if autoscaler is not None:
+        autoscaler.install(opts)
 
     if usage_db is not None:  # the DSN reaches the gateway only through this Secret
         secret = k8s_res.create(gateway.usage_store_secret(usage_db.url, settings), in_ns(settings.namespace))
@@ -123,7 +131,14 @@ def build(catalog: "Catalog", settings: Settings, kubeconfig: pulumi.Input[str] 
         ns = namespace_of(s, settings)
         ModelService(catalog, s, settings, jobs[service_cache_key(catalog, s, settings)], in_ns(ns, [accounts[ns]]))
         services[s.access_name] = {"id": s.id, "namespace": ns, "deployment": k8s_name(s.access_name),
-                                   "host": headless_service_host(s, settings), "instances": s.instances}
+                                   "host": headless_service_host(s, settings), "instances": s.instances,
+                                   **({"max_instances": s.autoscale.max_instances} if s.autoscale else {})}
+    # Scaling and monitoring (HPAs are created with their services): the adapter rules and, with the Prometheus
+    # Operator, the monitors, rules and dashboard; these live in the monitoring stack's namespace or ours.
+    for obj in autoscaling.autoscaling_objects(catalog, settings) + monitoring.monitoring_objects(catalog, settings):
+        if obj["kind"] != "HorizontalPodAutoscaler":
+            ns = obj["metadata"].get("namespace")
+            k8s_res.create(obj, in_ns(ns) if ns in namespaces else opts)
     outputs["gatewayUrl"] = (f"https://{settings.ingress_host}/v1" if settings.ingress_host
                              else catalog.gateway.public_url)
     outputs["gatewayDeployment"] = {"namespace": settings.namespace, "name": system.GATEWAY_APP}
@@ -157,6 +172,8 @@ class ModelService(pulumi.ComponentResource):
         self.deployment = k8s_res.create(triton.deployment(catalog, service, settings), after_job)
         self.service = k8s_res.create(triton.headless_service(catalog, service, settings), child)
         self.pdb = k8s_res.create(triton.pod_disruption_budget(catalog, service, settings), child)
+        self.hpa = (k8s_res.create(autoscaling.hpa(catalog, service, settings), child) if service.autoscale
+                    else None)
         self.register_outputs({"deployment": self.deployment.metadata.name})
 
 

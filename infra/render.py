@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from .capacity import triton_services
-from .manifests import gateway, system, triton
+from .manifests import autoscaling, gateway, monitoring, system, triton
 from .names import service_names
 from .settings import TARGETS, Settings
 
@@ -40,7 +40,7 @@ def render(catalog: "Catalog", target: str = "kubeconfig", settings: Settings | 
     objs += triton.engine_jobs(catalog, settings)
     for s in triton_services(catalog):
         objs += triton.service_objects(catalog, s, settings)
-    return objs
+    return objs + autoscaling.autoscaling_objects(catalog, settings) + monitoring.monitoring_objects(catalog, settings)
 
 
 def _file_name(index: int, obj: dict) -> str:
@@ -73,3 +73,21 @@ def write_yaml(objs: list[dict], outdir: str | os.PathLike) -> list[Path]:
         p.write_text(yaml.dump(obj, Dumper=_Dumper, sort_keys=False, width=120), encoding="utf-8")
         paths.append(p)
     return paths
+
+
+def write_monitoring_files(catalog: "Catalog", settings: Settings, outdir: str | os.PathLike) -> list[Path]:
+    """The rules as a Prometheus rule file (for a Prometheus without the operator, and `promtool check rules`) and
+    the dashboard JSON (Grafana import), under OUTDIR/monitoring/ (kubectl apply -f OUTDIR does not recurse)."""
+    import json
+
+    from .observability.dashboard import dashboard
+    from .observability.rules import rule_groups
+
+    out = Path(outdir) / "monitoring"
+    out.mkdir(parents=True, exist_ok=True)
+    rules = out / "modelsvc-rules.yaml"
+    rules.write_text(yaml.safe_dump({"groups": rule_groups(catalog, settings)}, sort_keys=False, width=120),
+                     encoding="utf-8")
+    board = out / "modelsvc-dashboard.json"
+    board.write_text(json.dumps(dashboard(), indent=2) + "\n", encoding="utf-8")
+    return [rules, board]

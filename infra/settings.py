@@ -49,6 +49,11 @@ class Settings:
     region: str = "us-west-2"
     cluster_name: str = "modelsvc"
     extra_labels: dict[str, str] = field(default_factory=dict)
+    # Monitoring and autoscaling (docs/infra.md "Autoscaling"; prometheus-adapter's rules and the dashboard go to
+    # metrics_namespace): the label the Prometheus stack's rule/monitor selectors match, and whether the Prometheus
+    # Operator CRDs exist (PodMonitor, PrometheusRule); without them only the prometheus.io annotations are rendered.
+    prometheus_release: str = "prometheus"
+    prometheus_operator: bool = True
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:

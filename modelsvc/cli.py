@@ -59,8 +59,10 @@ def cmd_validate(args) -> int:
         return 1
     instances = sum(s.instances for s in c.services)
     gpus = sum(s.instances * c.model_of(s).gpus for s in c.services if s.pool)
+    peak = sum(s.peak_instances * c.model_of(s).gpus for s in c.services if s.pool)
+    autoscaling = f"; up to {peak} GPUs with autoscaling" if peak != gpus else ""
     print(f"{args.file}: valid — {len(c.services)} services ({instances} instances, {gpus} GPUs) on "
-          f"{len(c.pools)} pools, {len(c.models)} models, {len(c.keys)} keys")
+          f"{len(c.pools)} pools, {len(c.models)} models, {len(c.keys)} keys{autoscaling}")
     return 0
 
 

@@ -43,7 +43,7 @@ def cmd_serve(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from infra.render import render, write_yaml
+    from infra.render import render, write_monitoring_files, write_yaml
     from infra.settings import Settings as InfraSettings
 
     from .catalog import CatalogError, load
@@ -54,7 +54,9 @@ def cmd_render(args) -> int:
         print(e, file=sys.stderr)
         return 1
     paths = write_yaml(render(catalog, args.target, InfraSettings()), args.outdir)
-    print(f"wrote {len(paths)} manifests to {args.outdir} (apply with: kubectl apply -f {args.outdir})")
+    extra = write_monitoring_files(catalog, InfraSettings(), args.outdir)
+    print(f"wrote {len(paths)} manifests to {args.outdir} (apply with: kubectl apply -f {args.outdir}); "
+          f"Prometheus rules and the Grafana dashboard also as plain files: {', '.join(str(p) for p in extra)}")
     return 0
 
 

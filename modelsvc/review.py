@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from .catalog import Catalog, CatalogError, Problem, loads
 from .catalog.loader import decode, parse_document_and_problems
 from .catalog.rules import nodes_needed
+from .review_scaling import autoscaling_section
 
 MARKER = "<!-- modelsvc-review -->"
 # Model fields a caller sees in its answers or limits (everything else of a model changes only the engine).
@@ -309,6 +310,7 @@ def review(base: Catalog, head: Catalog, confirmed: set[str] = frozenset(),
         ("Models", _models(base, head)),
         ("Gateway", _gateway(base, head)),
         ("Capacity", _capacity(base, head)),
+        *autoscaling_section(base, head),
         ("API keys", _keys(base, head, confirmable)),
     ]
     confirm_lines, unconfirmed = _confirmations(confirmable, set(confirmed), set(confirmed_changes))

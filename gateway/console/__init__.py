@@ -152,7 +152,16 @@ def _summary(rt, svc: Service) -> dict:
         "instances_ready": ready,
         "instances_total": total,
         "status": rt.status(svc) if pool else "unavailable",
+        **_scaling(svc),
     }
+
+
+def _scaling(svc: Service) -> dict:
+    """The declared range: instances is the minimum, autoscale.max_instances the maximum (fixed without autoscale)."""
+    auto = svc.autoscale
+    return {"instances_min": svc.instances, "instances_max": svc.peak_instances, "autoscaled": auto is not None,
+            "scale_metric": auto.metric.value if auto else None, "scale_target": auto.target if auto else None,
+            "scale_down_delay": auto.scale_down_delay if auto else None}
 
 
 def example_response(catalog: Catalog, svc: Service) -> dict:
@@ -212,6 +221,8 @@ async def api_service(request: Request, access_name: str):
         "key_command": f"modelsvc keys new --owner {svc.owner}",
         "examples": [{"language": e.language, "title": e.title, "code": e.code} for e in examples(catalog, svc)],
         "example_response": json.dumps(example_response(catalog, svc), indent=2),
+        "scaling_events": _events(rt, svc),
+        "actions": gitops_actions(svc),
         "poll_ms": POLL_MS,
     }))
 
@@ -240,3 +251,38 @@ async def api_usage_chart(request: Request, chart: str, access_name: str):
         raise NotFound("unknown chart")
     _, summary = await _usage_summary(request, access_name)
     return _no_store(HTTPResponse(usage_view.chart(summary, chart), content_type="image/svg+xml; charset=utf-8"))
+
+
+def _events(rt, svc: Service) -> list[dict]:
+    pool = rt.pools.get(svc.access_name)
+    return [dict(e) for e in reversed(pool.events)] if pool else []  # newest first
+
+
+def gitops_actions(svc: Service) -> dict:
+    """Scale and delete, the GitOps way: the console changes nothing itself. It shows the exact command that edits
+    services.yaml and the pull-request steps; the merge deploys it. Access names are validated to
+    [a-z0-9-/], so they are safe in a shell command as they are."""
+    name = svc.access_name
+    branch = name.replace("/", "-")
+    scale_to = svc.instances + 1
+    return {
+        "confirm_name": name,
+        "scale": {
+            "command": f"modelsvc scale {name} --to {scale_to}",
+            "note": ("changes the minimum; the autoscaler adds instances up to autoscale.max_instances "
+                     f"({svc.peak_instances}) on load" if svc.autoscale else
+                     "changes the fixed instance count; --add N (or --add -N) works too"),
+            "steps": [f"git switch -c scale-{branch}", f"modelsvc scale {name} --to {scale_to}",
+                      f'git commit -am "Scale {name} to {scale_to} instances"',
+                      "git push and open a pull request: its review comment shows the GPU change per pool",
+                      "merge after approval: the deploy applies it"],
+        },
+        "delete": {
+            "command": f"modelsvc delete {name} --confirm {name}",
+            "steps": [f"git switch -c delete-{branch}", f"modelsvc delete {name} --confirm {name}",
+                      f'git commit -am "Delete {name}"',
+                      f"git push and open a pull request with the line `Confirm-Delete: {name}` in its description "
+                      f"(or the label `confirm-delete:{name}`): without it the review blocks the merge",
+                      "merge after approval: the deploy removes the instances; the service id is never reused"],
+        },
+    }

@@ -67,6 +67,8 @@ class Metrics:
                                  registry=r)
         self.corrupt = Counter("modelsvc_usage_corrupt_lines", "Unreadable lines skipped in usage files (a write "
                                "torn by a full disk; the record itself was written again whole)", registry=r)
+        # The gateway 5xx-ratio alert (infra/observability/rules.py): answers by HTTP status code.
+        self.responses = Counter("modelsvc_http_responses", "HTTP responses by status code", ["code"], registry=r)
 
     def observe(self, rec: UsageRecord) -> None:
         labels = (rec.service_id, rec.access_name)

@@ -173,6 +173,12 @@ def triton_command(model: "Model") -> tuple[list[str], list[dict]]:
     return cmd, [{"name": "PMIX_MCA_gds", "value": "hash"}]  # NVIDIA's multimodal.md note for MPI_Init_thread
 
 
+def scrape_annotations() -> dict:
+    """The plain-Prometheus fallback (the `kubernetes-pods` job of the community chart): scrape Triton's metrics."""
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(TRITON_METRICS_PORT),
+            "prometheus.io/path": "/metrics"}
+
+
 def deployment(catalog: "Catalog", service: "Service", settings: Settings) -> dict:
     model = catalog.model_of(service)
     name = k8s_name(service.access_name)
@@ -184,12 +190,14 @@ def deployment(catalog: "Catalog", service: "Service", settings: Settings) -> di
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": meta(name, lab, namespace_of(service, settings), {PULUMI_TIMEOUT: "2400"}),
         "spec": {
-            "replicas": service.instances,
+            # An autoscaled service leaves replicas to its HPA (min = instances): a replicas field here would reset
+            # the HPA's choice on every deploy.
+            **({} if service.autoscale else {"replicas": service.instances}),
             "selector": {"matchLabels": triton_selector(service)},
             # One GPU instance cannot be surged onto a full pool: replace pods one at a time instead.
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
             "template": {
-                "metadata": {"labels": lab},
+                "metadata": {"labels": lab, "annotations": scrape_annotations()},
                 "spec": {
                     "serviceAccountName": TRITON_SERVICE_ACCOUNT,
                     **_placement(service),

@@ -9,12 +9,12 @@ from pydantic import BaseModel, ValidationError
 
 from . import rules, secrets
 from .errors import CatalogError, Problem
-from .model import SHA256_RE, Document, Gateway, Key, Limits, Model, Pool, Service
+from .model import SHA256_RE, Autoscale, Document, Gateway, Key, Limits, Model, Pool, Service
 from .yamlpos import Positions, parse_yaml
 
 # Which class validates the mapping found at a path, to list the allowed fields for "did you mean".
 _SECTION_CLASS = {"gateway": Gateway, "pools": Pool, "models": Model, "keys": Key, "services": Service}
-_NESTED_CLASS = {"limits": Limits}
+_NESTED_CLASS = {"limits": Limits, "autoscale": Autoscale}
 
 # Field names that mean someone pasted a secret into the file.
 _SECRET_FIELDS = re.compile(r"^(api[_-]?key|key|secret|token|password|passwd|bearer|access[_-]?key)$", re.I)
@@ -112,6 +112,9 @@ def _located(err: dict, data, positions: Positions, path: str) -> Problem:
     if kind == "int_type":
         return Problem(path, line, col, f"'{field}' must be a whole number, not {_describe(value)}",
                        "write a number without quotes, e.g. 2")
+    if kind == "float_type":
+        return Problem(path, line, col, f"'{field}' must be a number, not {_describe(value)}",
+                       "write a number without quotes, e.g. 0.5")
     if kind == "string_type":
         return Problem(path, line, col, f"'{field}' must be text, not {_describe(value)}", "put the value in quotes")
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):

@@ -12,7 +12,7 @@ import unicodedata
 from enum import Enum
 from typing import Annotated, Literal, Optional
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 # DNS-1123 label: what Kubernetes accepts as a name, so access names map onto object names without surprises.
 LABEL_RE = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
@@ -118,6 +118,49 @@ class Limits(_Frozen):
     max_concurrent_streams: Optional[StrictInt] = Field(None, ge=1, le=1_000_000)
 
 
+DURATION_RE = r"^(?=\d)(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$"
+MAX_SCALE_DOWN_DELAY_S = 3600  # the HPA's stabilizationWindowSeconds allows at most one hour
+
+
+def duration_seconds(text: str) -> int:
+    """'90s', '10m', '1h30m' → seconds (the Go/Kubernetes duration subset people write in YAML)."""
+    m = re.match(DURATION_RE, text)
+    if not m or not any(m.groups()):
+        raise ValueError(f"is {text!r}, not a duration: write e.g. 300s, 5m or 1h")
+    h, mins, secs = (int(g or 0) for g in m.groups())
+    return h * 3600 + mins * 60 + secs
+
+
+def _duration(value: str) -> str:
+    if duration_seconds(value) > MAX_SCALE_DOWN_DELAY_S:
+        raise ValueError(f"is {value!r}, longer than the 1h the Kubernetes HPA allows")
+    return value
+
+
+class ScaleMetric(str, Enum):
+    queue_ratio = "queue_ratio"  # Triton queue time / compute time per pod (NVIDIA's autoscaling guide)
+    pending_requests = "pending_requests"  # requests waiting in Triton per pod (nv_inference_pending_request_count)
+
+
+# Allowed target per metric: a ratio below 0.05 would scale on noise; 10 means requests wait 10x their compute time.
+TARGET_RANGES = {ScaleMetric.queue_ratio: (0.05, 10.0), ScaleMetric.pending_requests: (1.0, 1000.0)}
+
+
+class Autoscale(_Frozen):
+    """Pods between the service's `instances` (the minimum) and `max_instances`, driven by an HPA on Triton's load."""
+
+    max_instances: StrictInt = Field(ge=1, le=256, description="Most instances (>= the service's instances).")
+    metric: ScaleMetric = Field(ScaleMetric.queue_ratio, description="Load signal the HPA follows, per pod.")
+    target: StrictFloat = Field(
+        1.0, gt=0, description="Per-pod target of the metric (queue_ratio: 0.05-10; pending_requests: 1-1000).")
+    scale_down_delay: Annotated[StrictStr, AfterValidator(_duration)] = Field(
+        "5m", description="How long load must stay low before instances are removed (e.g. 300s, 10m; at most 1h).")
+
+    @property
+    def scale_down_delay_s(self) -> int:
+        return duration_seconds(self.scale_down_delay)
+
+
 class Key(_Frozen):
     id: Label
     owner: Label
@@ -137,6 +180,13 @@ class Service(_Frozen):
     pool: Optional[StrictStr] = Field(None, description="GPU pool (required for triton-backed models).")
     description: Optional[DisplayText] = Field(None, max_length=500)
     limits: Optional[Limits] = Field(None, description="Limits for this service, over all keys calling it.")
+    autoscale: Optional[Autoscale] = Field(
+        None, description="Scale between instances (minimum) and max_instances on Triton's load; none: fixed.")
+
+    @property
+    def peak_instances(self) -> int:
+        """Most instances the service can run: what capacity is checked against."""
+        return self.autoscale.max_instances if self.autoscale else self.instances
 
     @property
     def owner(self) -> str:

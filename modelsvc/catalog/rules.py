@@ -13,7 +13,7 @@ from collections import Counter
 
 from . import secrets
 from .errors import Problem
-from .model import ACCESS_NAME_RE
+from .model import ACCESS_NAME_RE, TARGET_RANGES, ScaleMetric
 from .yamlpos import Positions
 
 
@@ -127,8 +127,44 @@ def check(data, pos: Positions, path: str) -> list[Problem]:
                 report(loc + ("access_name",), f"owner '{owner}' has no API key, so nobody could call this service",
                        f"add one: `modelsvc keys new --owner {owner}`")
 
+    for i, s in services:
+        _autoscale(i, s, report)
     _capacity(pools, models, services, report)
     return problems
+
+
+def peak_instances(service: dict) -> int | None:
+    """Most instances a (raw) service can run: autoscale.max_instances, else instances. Capacity is checked at it."""
+    auto = service.get("autoscale")
+    if isinstance(auto, dict) and "max_instances" in auto:
+        return _int(auto, "max_instances")
+    return _int(service, "instances", 1)
+
+
+def _autoscale(i: int, s: dict, report) -> None:
+    auto = s.get("autoscale")
+    if not isinstance(auto, dict):
+        return
+    loc = ("services", i, "autoscale")
+    low, high = _int(s, "instances", 1), _int(auto, "max_instances")
+    if low is not None and high is not None and 1 <= high < low:  # below 1: the schema reports it
+        report(loc + ("max_instances",), f"max_instances is {high}, below the service's instances ({low})",
+               f"raise max_instances to at least {low}: instances is the minimum the autoscaler keeps")
+    if low == 0:
+        report(("services", i, "instances"), "an autoscaled service needs instances >= 1 (the HPA's minimum)",
+               "set instances to 1 or more, or remove 'autoscale' to stop the service with instances: 0")
+    try:
+        metric = ScaleMetric(auto.get("metric", ScaleMetric.queue_ratio.value))
+    except ValueError:
+        return  # the schema reports it
+    target = auto.get("target")
+    if isinstance(target, (int, float)) and not isinstance(target, bool):
+        lo, hi = TARGET_RANGES[metric]
+        if not lo <= target <= hi:
+            report(loc + ("target",), f"target {target} is outside {lo:g}–{hi:g} for metric {metric.value}",
+                   f"use a value between {lo:g} and {hi:g}" + (
+                       " (queue time / compute time per instance; 1 means requests wait as long as they run)"
+                       if metric is ScaleMetric.queue_ratio else " (requests waiting per instance)"))
 
 
 def _unique(items, field, what, section, report, hint, pos: Positions) -> None:
@@ -145,15 +181,16 @@ def _unique(items, field, what, section, report, hint, pos: Positions) -> None:
 
 
 def _capacity(pools, models, services, report) -> None:
-    """Each pool must hold its services' instances (one instance on one node, all on max_nodes nodes) plus room to
-    build its largest engine beside them: a rebuild must never wait for GPUs that the running pods hold."""
+    """Each pool must hold its services at their peak (autoscale.max_instances, else instances; one instance on one
+    node, all on max_nodes nodes) plus room to build its largest engine beside them: a rebuild must never wait for
+    GPUs that the running pods hold."""
     demand: dict[str, list[tuple[int, int]]] = {}  # pool → [(gpus per instance, service index)]
     build: dict[str, int] = {}  # pool → GPUs of its largest engine build (services with 0 instances build too)
     for i, s in services:
         pool, model = pools.get(_str(s, "pool") or ""), models.get(_str(s, "model") or "")
         if not isinstance(pool, dict) or not isinstance(model, dict):
             continue
-        gpus, per_node, instances = _int(model, "gpus", 1), _int(pool, "gpus_per_node"), _int(s, "instances", 1)
+        gpus, per_node, instances = _int(model, "gpus", 1), _int(pool, "gpus_per_node"), peak_instances(s)
         if gpus is None or per_node is None or instances is None:
             continue
         if gpus > per_node:

@@ -89,6 +89,21 @@ def test_eks_target(mocks, example):
             assert ng["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
             assert ng["labels"]["modelsvc.io/pool"] == pool
         assert "taints" not in by_name["system"]
+        # the cluster autoscaler: discovery tags on every GPU group, an IRSA role for its service account, the chart
+        for pool in ("h100", "l4"):
+            tags = by_name[f"gpu-{pool}"]["tags"]
+            assert tags["k8s.io/cluster-autoscaler/enabled"] == "true"
+            assert tags["k8s.io/cluster-autoscaler/modelsvc-test"] == "owned"
+        ca_role = next(r for r in mocks.of("aws:iam/role:Role") if r.name.endswith("-cluster-autoscaler"))
+        ca_trust = json.loads(ca_role.inputs["assumeRolePolicy"])["Statement"][0]["Condition"]["StringEquals"]
+        assert ca_trust["oidc.eks.us-west-2.amazonaws.com/id/ABC:sub"] == (
+            "system:serviceaccount:kube-system:cluster-autoscaler")
+        release = mocks.of("kubernetes:helm.sh/v3:Release")[0].inputs
+        assert (release["chart"], release["namespace"]) == ("cluster-autoscaler", "kube-system")
+        assert release["values"]["autoDiscovery"] == {"clusterName": "modelsvc-test"}
+        assert release["values"]["image"]["tag"] == "v1.33.0"
+        assert release["values"]["rbac"]["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"] == (
+            "arn:aws:mock:::modelsvc-test-cluster-autoscaler")
         assert len(mocks.of("aws:ec2/subnet:Subnet")) == 4
         assert len(mocks.of("aws:ec2/natGateway:NatGateway")) == 1
         assert len(mocks.of("aws:eks/cluster:Cluster")) == 1
@@ -124,7 +139,7 @@ def _check_k8s(mocks, catalog):
     assert set(deps) == {k8s_name(s.access_name) for s in triton} | {"modelsvc-gateway"}
     for s in triton:
         dep = deps[k8s_name(s.access_name)]
-        assert dep["spec"]["replicas"] == s.instances
+        assert dep["spec"].get("replicas") == (None if s.autoscale else s.instances)  # the HPA owns it
         limits = dep["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]
         assert limits["nvidia.com/gpu"] == str(catalog.model_of(s).gpus)
     assert deps["modelsvc-gateway"]["spec"]["replicas"] == catalog.gateway.replicas
@@ -140,7 +155,18 @@ def _check_k8s(mocks, catalog):
     assert len(mocks.of("kubernetes:policy/v1:PodDisruptionBudget")) == len(triton) + 1
     services = [r.inputs for r in mocks.of("kubernetes:core/v1:Service")]
     assert sum(1 for s in services if s["spec"].get("clusterIP") == "None") == len(triton)
-    assert len(mocks.of("kubernetes:core/v1:ConfigMap")) == 1
+    configmaps = sorted(r.inputs["metadata"]["name"] for r in mocks.of("kubernetes:core/v1:ConfigMap"))
+    assert configmaps == ["modelsvc-catalog", "modelsvc-dashboard", "modelsvc-prometheus-adapter"]
+    autoscaled = [s for s in triton if s.autoscale]
+    hpas = {r.inputs["metadata"]["name"]: r.inputs["spec"]
+            for r in mocks.of("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")}
+    assert set(hpas) == {k8s_name(s.access_name) for s in autoscaled} and autoscaled
+    for s in autoscaled:
+        spec = hpas[k8s_name(s.access_name)]
+        assert (spec["minReplicas"], spec["maxReplicas"]) == (s.instances, s.autoscale.max_instances)
+    kinds = sorted(r.inputs["kind"] for r in mocks.of("kubernetes:monitoring.coreos.com/v1:PodMonitor")
+                   + mocks.of("kubernetes:monitoring.coreos.com/v1:PrometheusRule"))
+    assert kinds == ["PodMonitor", "PodMonitor", "PrometheusRule"]
     assert len(mocks.of("kubernetes:networking.k8s.io/v1:NetworkPolicy")) >= 1
     assert len(mocks.of("pulumi:providers:kubernetes")) == 1
 
@@ -266,3 +292,17 @@ def test_eks_target_creates_the_usage_database(mocks, example):
 def test_without_a_database_the_stack_warns_and_creates_none(mocks, example):
     _build(example, Settings(target="kubeconfig"), "kubeconfig-text")
     assert not mocks.of("kubernetes:core/v1:Secret") and not mocks.of("aws:rds/instance:Instance")
+
+
+def test_monitoring_settings_from_stack_config(mocks):
+    from infra.program import settings_from_config
+
+    pulumi.runtime.set_all_config({"modelsvc:target": "kubeconfig", "modelsvc:metricsNamespace": "observability",
+                                   "modelsvc:prometheusRelease": "kps", "modelsvc:prometheusOperator": "false"})
+    try:
+        s = settings_from_config(pulumi.Config("modelsvc"))
+    finally:
+        pulumi.runtime.set_all_config({})
+    assert (s.metrics_namespace, s.prometheus_release, s.prometheus_operator) == ("observability", "kps", False)
+    d = settings_from_config(pulumi.Config("modelsvc"))
+    assert (d.metrics_namespace, d.prometheus_release, d.prometheus_operator) == ("monitoring", "prometheus", True)

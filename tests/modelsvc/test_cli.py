@@ -32,6 +32,7 @@ def test_validate_example_passes_with_summary():
     r = run("validate")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("services.yaml: valid — 5 services (7 instances, 12 GPUs) on 2 pools")
+    assert r.stdout.rstrip().endswith("; up to 20 GPUs with autoscaling")  # Support Bot: 2 → 4 × 4 GPUs
 
 
 def test_validate_lists_every_problem_and_exits_1(tmp_path):

@@ -165,7 +165,11 @@
       instances_text: instancesText(s), status_text: STATUS_TEXT[s.status] || s.status,
       pool_text: s.pool ? s.pool + (s.pool_instance_type ? " (" + s.pool_instance_type + ")" : "") :
         "none (" + s.backend + " backend)",
-      key_env: s.key_env, key_command: s.key_command, public_url: s.public_url
+      key_env: s.key_env, key_command: s.key_command, public_url: s.public_url,
+      instances_ready: String(s.instances_ready), instances_total: String(s.instances_total),
+      instances_range: s.instances_min + "–" + s.instances_max,
+      autoscale_text: s.autoscaled ? "on " + s.scale_metric + ", target " + s.scale_target + " per instance, scale down after " +
+        s.scale_down_delay : "off (fixed instance count)"
     };
     document.querySelectorAll("[data-field]").forEach(function (node) {
       var k = node.getAttribute("data-field");
@@ -238,17 +242,40 @@
     $("example-response").textContent = s.example_response;
   }
 
+  function renderScaling(s) {
+    var list = $("scaling-events");
+    if (!list || !s.scaling_events) return;
+    list.replaceChildren.apply(list, s.scaling_events.length ? s.scaling_events.map(function (e) {
+      var what = e.added && e.removed ? "+" + e.added + " / −" + e.removed : e.added ? "+" + e.added : "−" + e.removed;
+      return el("li", { "data-to": e.to, text: new Date(e.at * 1000).toLocaleTimeString() + ": " + e.from + " → " +
+                        e.to + " instances (" + what + ")" });
+    }) : [el("li", { "class": "muted", text: "none since this gateway started" })]);
+  }
+
+  function renderActions(s) {
+    var a = s.actions;
+    function steps(id, items) { $(id).replaceChildren.apply($(id), items.map(function (t) { return el("li", { text: t }); })); }
+    $("scale-command").textContent = a.scale.command;
+    $("scale-note").textContent = a.scale.note;
+    steps("scale-steps", a.scale.steps);
+    $("delete-command").textContent = a["delete"].command;
+    $("confirm-name").textContent = a.confirm_name;
+    steps("delete-steps", a["delete"].steps);
+  }
+
   function refreshDetail(first) {
     var name = $("main").getAttribute("data-access-name");
     return api("/console/api/services/" + name.split("/").map(encodeURIComponent).join("/")).then(function (s) {
       service = s;
       setFields(s);
+      renderScaling(s);
       if (first) {
         document.title = s.name + " · modelsvc console";
         $("service-title").textContent = s.name;
         $("crumb-name").textContent = s.name;
         if (s.description) { $("service-description").textContent = s.description; $("service-description").hidden = false; }
         renderExamples(s);
+        renderActions(s);
         setupTrial(s);
         $("detail").hidden = false;
       }

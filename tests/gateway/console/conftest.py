@@ -44,6 +44,7 @@ services:
     model: llama-3.1-8b-instruct
     instances: 2
     pool: h100
+    autoscale: {{max_instances: 4, target: 0.5, scale_down_delay: 10m}}
   - name: '{HOSTILE.replace("'", "''")}'
     access_name: {EVIL}
     id: ms-0000000000e1

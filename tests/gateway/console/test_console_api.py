@@ -105,7 +105,10 @@ def test_list_api_returns_the_owners_services_only(console_gw):
     chat = data["data"][0]
     assert chat == {"name": "Support Bot", "access_name": CHAT, "id": "ms-a2547eda8901",
                     "model": "llama-3.1-8b-instruct", "task": "chat", "instances": 2, "instances_ready": 2,
-                    "instances_total": 2, "status": "running"}
+                    "instances_total": 2, "status": "running", "instances_min": 2, "instances_max": 4,
+                    "autoscaled": True, "scale_metric": "queue_ratio", "scale_target": 0.5, "scale_down_delay": "10m"}
+    fixed = data["data"][2]
+    assert (fixed["instances_min"], fixed["instances_max"], fixed["autoscaled"]) == (1, 1, False)
     other = get(console_gw, "/console/api/services", key=OTHER_KEY).json()
     assert [s["access_name"] for s in other["data"]] == [FOREIGN]
 
@@ -183,3 +186,31 @@ def test_usage_api_and_charts_count_the_services_records(console_gw):
     assert svg.text.count("<rect x=") == 24 and f": {this_hour}</title></rect>" in svg.text
     # another owner's key cannot read this service's usage
     assert get(console_gw, f"/console/api/usage/{CHAT}", key=OTHER_KEY).status_code == 404
+
+
+def test_detail_api_shows_scaling_events_and_gitops_actions(console_gw):
+    d = get(console_gw, f"/console/api/services/{CHAT}").json()
+    assert [(e["from"], e["to"], e["added"], e["removed"]) for e in d["scaling_events"]] == [(0, 2, 2, 0)]
+    a = d["actions"]
+    assert a["confirm_name"] == CHAT
+    assert a["scale"]["command"] == f"modelsvc scale {CHAT} --to 3"
+    assert a["delete"]["command"] == f"modelsvc delete {CHAT} --confirm {CHAT}"
+    assert any(f"Confirm-Delete: {CHAT}" in step for step in a["delete"]["steps"])
+
+
+def test_console_commands_are_the_real_cli(console_gw, tmp_path):
+    """The commands the console shows run as they are against the catalog file and do what they say."""
+    import shlex
+
+    from modelsvc.catalog import load
+    from modelsvc.cli import main
+
+    from .conftest import CATALOG
+
+    path = tmp_path / "services.yaml"
+    path.write_text(CATALOG)
+    a = get(console_gw, f"/console/api/services/{CHAT}").json()["actions"]
+    assert main(shlex.split(a["scale"]["command"])[1:] + ["--file", str(path)]) == 0
+    assert load(str(path)).service(CHAT).instances == 3
+    assert main(shlex.split(a["delete"]["command"])[1:] + ["--file", str(path)]) == 0
+    assert load(str(path)).service(CHAT) is None

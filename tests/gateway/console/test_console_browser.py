@@ -107,6 +107,23 @@ def test_console_end_to_end(page, console_gw, console_engines):
     expect(facts["pool_text"]).to_have_text("h100 (p5.48xlarge)")
     expect(page.get_by_text("modelsvc keys new --owner u-8105f7322477")).to_be_visible()
 
+    # instances and scaling: what the gateway sees, the declared range, the discovery events
+    scaling = {k: page.locator(f'.facts [data-field="{k}"]')
+               for k in ("instances_ready", "instances_total", "instances_range", "autoscale_text")}
+    expect(scaling["instances_ready"]).to_have_text("2")
+    expect(scaling["instances_total"]).to_have_text("2")
+    expect(scaling["instances_range"]).to_have_text("2–4")
+    expect(scaling["autoscale_text"]).to_have_text("on queue_ratio, target 0.5 per instance, scale down after 10m")
+    expect(page.locator("#scaling-events li").first).to_contain_text("0 → 2 instances (+2)")
+    # scale and delete, the GitOps way: exact commands, the access name to type, the pull-request steps
+    expect(page.locator("#scale-command")).to_have_text(f"modelsvc scale {CHAT} --to 3")
+    expect(page.locator("#scale-note")).to_contain_text("up to autoscale.max_instances (4)")
+    expect(page.locator("#delete-command")).to_have_text(f"modelsvc delete {CHAT} --confirm {CHAT}")
+    expect(page.locator("#confirm-name")).to_have_text(CHAT)
+    expect(page.locator("#delete-steps li")).to_have_count(5)
+    expect(page.locator("#delete-steps")).to_contain_text(f"Confirm-Delete: {CHAT}")
+    expect(page.locator("#scale-steps li").nth(1)).to_have_text(f"modelsvc scale {CHAT} --to 3")
+
     # examples: one per language, copy puts the exact code on the clipboard
     api = httpx.get(console_gw.url + f"/console/api/services/{CHAT}", headers=console_gw.headers()).json()
     codes = {e["language"]: e["code"] for e in api["examples"]}
@@ -148,6 +165,9 @@ def test_console_end_to_end(page, console_gw, console_engines):
     console_engines["chat2"].kill()
     expect(page.locator("#service-status-badge")).to_have_text("Degraded", timeout=15_000)
     expect(facts["status_text"]).to_have_text("Degraded")
+    expect(scaling["instances_ready"]).to_have_text("1")
+    expect(scaling["instances_total"]).to_have_text("2")
+    shot(page, "console-scaling.png")
     page.goto(console_gw.url + "/console/")
     expect(chat_row.locator('[data-cell="status"]')).to_have_text("Degraded")
     expect(chat_row.locator('[data-cell="instances"]')).to_have_text("1 of 2 ready")
