@@ -48,9 +48,10 @@ def build_gpus(catalog: "Catalog", pool_name: str) -> int:
 
 
 def node_group_size(catalog: "Catalog", pool_name: str) -> NodeGroupSize:
-    """min = nodes the instances need; desired = that plus build headroom (no autoscaler is assumed, and GPU nodes
-    take minutes to join, so the headroom is kept running; it is often free GPUs on the instances' nodes and costs no
-    extra node); max = the pool's max_nodes (never below desired, and at least 1 as EKS requires)."""
+    """min = nodes the instances need; desired = that plus build headroom, the group's size at creation (GPU nodes
+    take minutes to join, so the headroom starts running; it is often free GPUs on the instances' nodes and costs no
+    extra node; afterwards the cluster autoscaler owns desired, infra/aws.py); max = the pool's max_nodes (never
+    below desired, and at least 1 as EKS requires)."""
     pool = catalog.pools[pool_name]
     demand = gpu_demand(catalog)[pool_name]
     running = nodes_needed(demand, pool.gpus_per_node)
