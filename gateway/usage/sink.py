@@ -118,6 +118,9 @@ class UsageLog:
             self._task = None
         if self.spool is not None:
             try:
+                # Seal whatever the active segment holds: _deliver_once keeps appending to it while older segments
+                # wait, and a stopped loop may have left one (a pod being deleted must not keep records behind).
+                self.spool.seal()
                 await asyncio.wait_for(self._deliver_once(), timeout_s)
             except Exception as e:  # noqa: BLE001
                 log.error("usage records left in the spool %s at shutdown (%s: %s); the next gateway on this "

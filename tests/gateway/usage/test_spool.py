@@ -41,3 +41,31 @@ def test_live_segments_stay_and_dead_ones_are_adopted(tmp_path):
     finally:
         if writer.poll() is None:
             writer.kill()
+
+
+class _Store:
+    """Records what it was given; the database itself is tested in test_postgres.py."""
+
+    def __init__(self):
+        self.ids: list[str] = []
+
+    async def insert(self, records):
+        self.ids += [r["request_id"] for r in records]
+
+    async def close(self):
+        pass
+
+
+async def test_shutdown_delivers_the_active_segment_even_while_an_older_one_waits(tmp_path):
+    """A sealed segment still waiting (the loop was stopped mid-delivery, or the database was down) must not keep the
+    active segment from being sealed at shutdown: a deleted pod would take those records with it."""
+    from gateway.usage.sink import UsageLog
+
+    log = UsageLog(None, Metrics(), store_url="postgresql://unused", spool_dir=str(tmp_path / "spool"))
+    log.store = _Store()
+    log.spool.append(b'{"request_id": "old"}\n')
+    log.spool.seal()  # waiting for delivery
+    log.spool.append(b'{"request_id": "new"}\n')  # appended after the seal, before shutdown
+    await log.close()
+    assert sorted(log.store.ids) == ["new", "old"]
+    assert not [p for p in (tmp_path / "spool").glob("*.jsonl") if p.stat().st_size]
