@@ -300,10 +300,9 @@ async def relay(s: Stream, respond) -> None:
                 await response.send(event)
         await response.eof()
     except asyncio.CancelledError:
-        if not s.call.runtime.cutting or response is None:
+        # before the response started there is nothing to end properly: the cancellation goes on, close_stream meters
+        if response is None or (err := s.call.interrupted()) is None:
             raise
-        asyncio.current_task().uncancel()
-        err = ShuttingDown("the gateway is shutting down and stopped this stream; retry the request")
         s.status, s.error = "error", err.code
         with contextlib.suppress(Exception):
             await response.send(_sse(err.body()) + b"data: [DONE]\n\n")
