@@ -114,6 +114,12 @@ class GenRequest:
     logprobs: bool = False  # return each chosen token's log probability
     work: Work = field(default_factory=Work)
 
+    def settle(self, n_in: int | None, completion: int) -> int:
+        """The finished answer's counts into `work`; returns the prompt tokens (the engine's, else the estimate)."""
+        prompt = n_in if n_in is not None else self.estimated_prompt_tokens()
+        self.work.prompt_tokens, self.work.completion_tokens = prompt, completion
+        return prompt
+
     def estimated_prompt_tokens(self) -> int:
         if self.messages is None:
             return estimate_tokens(self.prompt)
@@ -508,8 +514,7 @@ class TritonInstance:
         if cut is not None:
             text = text[:cut]
         completion = n_out if n_out is not None else len(text.split())
-        prompt_tokens = n_in if n_in is not None else req.estimated_prompt_tokens()
-        req.work.prompt_tokens, req.work.completion_tokens = prompt_tokens, completion
+        prompt_tokens = req.settle(n_in, completion)
         return GenResult(text, prompt_tokens, completion, self._finish(cut is not None, completion, req.max_tokens))
 
     @staticmethod
@@ -609,8 +614,7 @@ class TritonInstance:
             deadline.close()
             call.cancel()  # no-op when the server already closed the stream; stops the engine otherwise
         completion = n_out_sum if n_out_seen else (responses if self.decoupled else len(emitted.split()))
-        prompt_tokens = n_in if n_in is not None else req.estimated_prompt_tokens()
-        req.work.prompt_tokens, req.work.completion_tokens = prompt_tokens, completion
+        prompt_tokens = req.settle(n_in, completion)
         yield GenResult(emitted, prompt_tokens, completion, self._finish(stopped, completion, req.max_tokens), tokens)
 
     def _log_probs(self, response: service_pb2.ModelInferResponse) -> list[float]:
