@@ -30,7 +30,7 @@ TIMEOUT_S = 10.0
 
 
 class _Resp:
-    __slots__ = ("status", "t_first", "t_done", "events", "error", "fut")
+    __slots__ = ("error", "events", "fut", "status", "t_done", "t_first")
 
     def __init__(self, fut):
         self.fut = fut
@@ -98,7 +98,7 @@ class HttpConn(asyncio.Protocol):
                 if i < 0:
                     return
                 head = bytes(buf[:i]).lower()
-                del buf[:i + 4]
+                del buf[: i + 4]
                 self.resp.status = int(head[9:12])
                 self._chunked = b"transfer-encoding: chunked" in head
                 self._keep = b"connection: close" not in head
@@ -107,33 +107,33 @@ class HttpConn(asyncio.Protocol):
                 else:
                     j = head.find(b"content-length:")
                     end = head.find(b"\r\n", j)
-                    self._need = int(head[j + 15:end if end > 0 else len(head)]) if j >= 0 else 0
+                    self._need = int(head[j + 15 : end if end > 0 else len(head)]) if j >= 0 else 0
                     self._state = 1
             elif st == 1:
                 if len(buf) < self._need:
                     return
                 if self._need:
-                    self._body(bytes(buf[:self._need]))
-                del buf[:self._need]
+                    self._body(bytes(buf[: self._need]))
+                del buf[: self._need]
                 self._done()
             elif st == 2:
                 i = buf.find(b"\r\n")
                 if i < 0:
                     return
                 self._need = int(bytes(buf[:i]).split(b";")[0], 16)
-                del buf[:i + 2]
+                del buf[: i + 2]
                 self._state = 3 if self._need else 4
             elif st == 3:
                 if len(buf) < self._need + 2:
                     return
-                self._body(bytes(buf[:self._need]))
-                del buf[:self._need + 2]
+                self._body(bytes(buf[: self._need]))
+                del buf[: self._need + 2]
                 self._state = 2
             else:  # trailer after the last chunk
                 i = buf.find(b"\r\n")
                 if i < 0:
                     return
-                del buf[:i + 2]
+                del buf[: i + 2]
                 if i == 0:
                     self._done()
 
@@ -143,9 +143,10 @@ class HttpTarget:
         self.host, self.port = spec["host"], spec["port"]
         body = spec["body"].encode() if isinstance(spec["body"], str) else orjson.dumps(spec["body"])
         headers = "".join(f"{k}: {v}\r\n" for k, v in spec.get("headers", {}).items())
-        self.request = (f"POST {spec['path']} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n"
-                        f"content-type: application/json\r\ncontent-length: {len(body)}\r\n{headers}\r\n"
-                        ).encode() + body
+        self.request = (
+            f"POST {spec['path']} HTTP/1.1\r\nhost: {self.host}:{self.port}\r\n"
+            f"content-type: application/json\r\ncontent-length: {len(body)}\r\n{headers}\r\n"
+        ).encode() + body
         self.idle: list[HttpConn] = []
         self.opened = 0
 
@@ -171,7 +172,7 @@ class HttpTarget:
         try:
             c = await self._conn()
             r = await asyncio.wait_for(c.send(self.request).fut, TIMEOUT_S)
-        except Exception as e:  # noqa: BLE001 - any failure is an error in the figures
+        except Exception as e:
             if c is not None and c.transport:
                 c.closed = True
                 c.transport.close()
@@ -212,7 +213,7 @@ class TritonTarget:
                         first = time.perf_counter()
                     n += 1
             return True, first, time.perf_counter(), n, ""
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             return False, 0.0, time.perf_counter(), 0, type(e).__name__
 
     async def close(self):
@@ -233,14 +234,23 @@ def _summary(samples, errors: dict, wall: float, lags: list[float]) -> dict:
     n_err = sum(errors.values())
     total = len(samples) + n_err
     return {
-        "requests": total, "ok": len(samples), "errors": n_err, "error_kinds": errors,
+        "requests": total,
+        "ok": len(samples),
+        "errors": n_err,
+        "error_kinds": errors,
         "error_rate": n_err / total if total else 0.0,
         "throughput_rps": len(samples) / wall if wall else 0.0,
-        "p50_ms": _pct(lat, 50), "p90_ms": _pct(lat, 90), "p99_ms": _pct(lat, 99), "max_ms": max(lat, default=0.0),
+        "p50_ms": _pct(lat, 50),
+        "p90_ms": _pct(lat, 90),
+        "p99_ms": _pct(lat, 99),
+        "max_ms": max(lat, default=0.0),
         "mean_ms": sum(lat) / len(lat) if lat else 0.0,
-        "ttft_p50_ms": _pct(ttft, 50), "ttft_p99_ms": _pct(ttft, 99),
+        "ttft_p50_ms": _pct(ttft, 50),
+        "ttft_p99_ms": _pct(ttft, 99),
         "events_mean": sum(s[2] for s in samples) / len(samples) if samples else 0.0,
-        "lag_p50_ms": _pct(lags, 50), "lag_p99_ms": _pct(lags, 99), "lag_max_ms": max(lags, default=0.0),
+        "lag_p50_ms": _pct(lags, 50),
+        "lag_p99_ms": _pct(lags, 99),
+        "lag_max_ms": max(lags, default=0.0),
     }
 
 
@@ -362,7 +372,7 @@ async def serve() -> None:
             return
         try:
             result = await run_job(orjson.loads(line))
-        except Exception as e:  # noqa: BLE001 - reported to the parent, which fails the run
+        except Exception as e:
             result = {"fatal": f"{type(e).__name__}: {e}"}
         sys.stdout.write(orjson.dumps(result).decode() + "\n")
         sys.stdout.flush()

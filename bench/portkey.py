@@ -22,8 +22,11 @@ SHIM = ROOT / "bench" / "portkey_shim.mjs"
 
 def headers(upstream_base: str) -> dict:
     """What a Portkey caller sends to reach an OpenAI-compatible server of its own."""
-    return {"x-portkey-provider": "openai", "x-portkey-custom-host": upstream_base,
-            "authorization": "Bearer sk-upstream-unused"}
+    return {
+        "x-portkey-provider": "openai",
+        "x-portkey-custom-host": upstream_base,
+        "authorization": "Bearer sk-upstream-unused",
+    }
 
 
 def installed_version() -> str | None:
@@ -41,11 +44,14 @@ def ensure_installed() -> Path:
     if npm is None or shutil.which("node") is None:
         raise RuntimeError("Portkey needs node and npm on PATH")
     DIR.mkdir(parents=True, exist_ok=True)
-    (DIR / "package.json").write_text(json.dumps({"private": True,
-                                                  "dependencies": {"@portkey-ai/gateway": VERSION}}))
+    (DIR / "package.json").write_text(json.dumps({"private": True, "dependencies": {"@portkey-ai/gateway": VERSION}}))
     print(f"installing @portkey-ai/gateway@{VERSION} into {DIR} (once) ...", file=sys.stderr, flush=True)
-    r = subprocess.run([npm, "install", "--no-audit", "--no-fund", "--omit=dev", "--ignore-scripts"], cwd=DIR,
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [npm, "install", "--no-audit", "--no-fund", "--omit=dev", "--ignore-scripts"],
+        cwd=DIR,
+        capture_output=True,
+        text=True,
+    )
     if r.returncode != 0 or not SERVER.exists():
         tail = "\n".join((r.stderr or r.stdout).splitlines()[-15:])
         raise RuntimeError(f"npm install @portkey-ai/gateway@{VERSION} failed ({r.returncode}):\n{tail}")
@@ -54,7 +60,12 @@ def ensure_installed() -> Path:
 
 def start(port: int, cpus, log_dir: Path) -> Proc:
     server = ensure_installed()
-    p = Proc("portkey", [shutil.which("node"), "--import", SHIM.as_uri(), str(server), f"--port={port}", "--headless"],
-             cpus=cpus, log_dir=log_dir, cwd=DIR)
+    p = Proc(
+        "portkey",
+        [shutil.which("node"), "--import", SHIM.as_uri(), str(server), f"--port={port}", "--headless"],
+        cpus=cpus,
+        log_dir=log_dir,
+        cwd=DIR,
+    )
     p.wait_http(f"http://127.0.0.1:{port}/", timeout=60)
     return p

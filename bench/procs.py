@@ -44,9 +44,14 @@ class Proc:
         self.name = name
         self.log = log_dir / f"{name}.log"
         self._logf = open(self.log, "ab")
-        self.p = subprocess.Popen(cmd, stdout=self._logf, stderr=subprocess.STDOUT, cwd=cwd or ROOT,
-                                  env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
-                                  preexec_fn=_pin(cpus) if cpus is not None else os.setsid)
+        self.p = subprocess.Popen(
+            cmd,
+            stdout=self._logf,
+            stderr=subprocess.STDOUT,
+            cwd=cwd or ROOT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+            preexec_fn=_pin(cpus) if cpus is not None else os.setsid,
+        )
         self.pid = self.p.pid
 
     def alive(self) -> bool:
@@ -143,15 +148,22 @@ class Proc:
 def bench_catalog(services: list[tuple[str, str]]) -> str:
     """A catalog for the benchmark: services (name, backend) owned by 'bench', one key."""
     digest = hashlib.sha256(BENCH_KEY.encode()).hexdigest()
-    lines = ["version: 1", "gateway: {public_url: 'http://127.0.0.1:8080/v1', replicas: 1}",
-             "pools: {bench: {instance_type: bench.large, gpus_per_node: 8, max_nodes: 8}}",
-             "models:",
-             "  bench-triton: {task: chat, source: 's3://bench/none', gpus: 1, max_output_tokens: 64}",
-             "  bench-openai: {task: chat, backend: openai, upstream: 'http://127.0.0.1:9/v1', upstream_model: standin,"
-             " max_output_tokens: 64}",
-             "keys:", f"  - {{id: k-bench, owner: bench, sha256: {digest}}}", "services:"]
+    lines = [
+        "version: 1",
+        "gateway: {public_url: 'http://127.0.0.1:8080/v1', replicas: 1}",
+        "pools: {bench: {instance_type: bench.large, gpus_per_node: 8, max_nodes: 8}}",
+        "models:",
+        "  bench-triton: {task: chat, source: 's3://bench/none', gpus: 1, max_output_tokens: 64}",
+        "  bench-openai: {task: chat, backend: openai, upstream: 'http://127.0.0.1:9/v1', upstream_model: standin,"
+        " max_output_tokens: 64}",
+        "keys:",
+        f"  - {{id: k-bench, owner: bench, sha256: {digest}}}",
+        "services:",
+    ]
     for i, (name, backend) in enumerate(services):
         pool = ", pool: bench" if backend == "triton" else ""
-        lines.append(f"  - {{name: {name}, access_name: bench/{name}, id: ms-{i + 1:012x}, model: bench-{backend},"
-                     f" instances: 1{pool}}}")
+        lines.append(
+            f"  - {{name: {name}, access_name: bench/{name}, id: ms-{i + 1:012x}, model: bench-{backend},"
+            f" instances: 1{pool}}}"
+        )
     return "\n".join(lines) + "\n"

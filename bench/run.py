@@ -43,12 +43,39 @@ class Profile:
     slow_delay: float  # s/token of the upstream the held streams use
 
 
-QUICK = Profile(rates=(100,), duration=2.0, warmup=0.5, concurrency=16, tp_duration=2.0, stream_rate=50,
-                stream_delay=0.002, hold=100, slow_delay=0.05)
-SHORT = Profile(rates=(5, 50), duration=4.0, warmup=0.5, concurrency=16, tp_duration=2.0, stream_rate=20,
-                stream_delay=0.002, hold=100, slow_delay=0.05)  # quick loads that the peers can take on a busy box
-FULL = Profile(rates=(50, 100, 500, 1000), duration=5.0, warmup=1.0, concurrency=64, tp_duration=5.0, stream_rate=25,
-               stream_delay=0.002, hold=1000, slow_delay=0.25)
+QUICK = Profile(
+    rates=(100,),
+    duration=2.0,
+    warmup=0.5,
+    concurrency=16,
+    tp_duration=2.0,
+    stream_rate=50,
+    stream_delay=0.002,
+    hold=100,
+    slow_delay=0.05,
+)
+SHORT = Profile(
+    rates=(5, 50),
+    duration=4.0,
+    warmup=0.5,
+    concurrency=16,
+    tp_duration=2.0,
+    stream_rate=20,
+    stream_delay=0.002,
+    hold=100,
+    slow_delay=0.05,
+)  # quick loads that the peers can take on a busy box
+FULL = Profile(
+    rates=(50, 100, 500, 1000),
+    duration=5.0,
+    warmup=1.0,
+    concurrency=64,
+    tp_duration=5.0,
+    stream_rate=25,
+    stream_delay=0.002,
+    hold=1000,
+    slow_delay=0.25,
+)
 
 
 def _prompt() -> tuple[list[dict], str]:
@@ -74,8 +101,16 @@ class LoadGen:
         if cpu is not None:
             env["BENCH_LOADGEN_CPU"] = str(cpu)
         self._err = open(log_dir / "loadgen.log", "ab")
-        self.p = subprocess.Popen([PY, "-m", "bench.loadgen"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                  stderr=self._err, cwd=ROOT, env=env, text=True, start_new_session=True)
+        self.p = subprocess.Popen(
+            [PY, "-m", "bench.loadgen"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            cwd=ROOT,
+            env=env,
+            text=True,
+            start_new_session=True,
+        )
 
     def _send(self, obj) -> None:
         self.p.stdin.write(json.dumps(obj) + "\n")
@@ -132,8 +167,14 @@ def _machine() -> dict:
         mem = f"{int(open('/proc/meminfo').readline().split()[1]) / 2**20:.1f} GiB"
     except (OSError, ValueError, IndexError):
         pass
-    return {"nproc": os.cpu_count(), "cpus_usable": len(os.sched_getaffinity(0)), "cpu_model": model,
-            "memory": mem, "python": platform.python_version(), "kernel": platform.release()}
+    return {
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "cpu_model": model,
+        "memory": mem,
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+    }
 
 
 class Bench:
@@ -148,12 +189,25 @@ class Bench:
         self.gw_cpus = {cpus[0]} if len(cpus) > 1 else None
         self.side_cpus = set(cpus[1:]) if len(cpus) > 1 else None
         self.lg_cpu = cpus[1] if len(cpus) > 1 else None
-        self.result: dict = {"machine": _machine(), "quick": args.quick, "tokens_per_request": TOKENS,
-                             "profile": self.prof.__dict__,
-                             "placement": {"gateway_cpus": sorted(self.gw_cpus or cpus),
-                                           "loadgen_cpu": self.lg_cpu, "upstream_cpus": sorted(self.side_cpus or cpus)},
-                             "latency": [], "throughput": [], "streams": [], "rss": [], "overhead": [],
-                             "stream_overhead": [], "paths": {}, "failures": self.failures}
+        self.result: dict = {
+            "machine": _machine(),
+            "quick": args.quick,
+            "tokens_per_request": TOKENS,
+            "profile": self.prof.__dict__,
+            "placement": {
+                "gateway_cpus": sorted(self.gw_cpus or cpus),
+                "loadgen_cpu": self.lg_cpu,
+                "upstream_cpus": sorted(self.side_cpus or cpus),
+            },
+            "latency": [],
+            "throughput": [],
+            "streams": [],
+            "rss": [],
+            "overhead": [],
+            "stream_overhead": [],
+            "paths": {},
+            "failures": self.failures,
+        }
 
     # -- processes ------------------------------------------------------------------------------------------------
     def _spawn(self, name, cmd, *, cpus=None, env=None) -> Proc:
@@ -166,13 +220,30 @@ class Bench:
         self.up = {}
         for name, delay in (("fast", 0.0), ("delay", p.stream_delay), ("slow", p.slow_delay)):
             port = free_port()
-            proc = self._spawn(f"triton-{name}", [PY, "-m", "modelsvc.standin", "--port", str(port), "--profile",
-                                                  "chat", "--token-delay", str(delay), "--log-level", "WARNING"],
-                               cpus=self.side_cpus)
+            proc = self._spawn(
+                f"triton-{name}",
+                [
+                    PY,
+                    "-m",
+                    "modelsvc.standin",
+                    "--port",
+                    str(port),
+                    "--profile",
+                    "chat",
+                    "--token-delay",
+                    str(delay),
+                    "--log-level",
+                    "WARNING",
+                ],
+                cpus=self.side_cpus,
+            )
             self.up[f"triton-{name}"] = (proc, f"127.0.0.1:{port}")
             port = free_port()
-            proc = self._spawn(f"openai-{name}", [PY, "-m", "modelsvc.standin.openai_upstream", "--port", str(port),
-                                                  "--token-delay", str(delay)], cpus=self.side_cpus)
+            proc = self._spawn(
+                f"openai-{name}",
+                [PY, "-m", "modelsvc.standin.openai_upstream", "--port", str(port), "--token-delay", str(delay)],
+                cpus=self.side_cpus,
+            )
             self.up[f"openai-{name}"] = (proc, f"http://127.0.0.1:{port}/v1")
         for proc, _ in self.up.values():
             proc.wait_log("ready", 30)
@@ -182,21 +253,53 @@ class Bench:
         d = self.tmp / f"gw{workers}"
         d.mkdir(exist_ok=True)
         (d / "services.yaml").write_text(bench_catalog(services))
-        (d / "local.yaml").write_text(yaml.safe_dump({"endpoints": {f"bench/{n}": [ep] for n, (_, ep) in
-                                                                    self.up.items()}}))
+        (d / "local.yaml").write_text(
+            yaml.safe_dump({"endpoints": {f"bench/{n}": [ep] for n, (_, ep) in self.up.items()}})
+        )
         shared = []
         if workers > 1:  # workers share limits through Redis (`modelsvc serve` refuses several workers without it)
             rport = free_port()
-            redis = self._spawn(f"redis-w{workers}", ["redis-server", "--port", str(rport), "--bind", "127.0.0.1",
-                                                      "--save", "", "--appendonly", "no", "--dir", str(d)],
-                                cpus=self.side_cpus)
+            redis = self._spawn(
+                f"redis-w{workers}",
+                [
+                    "redis-server",
+                    "--port",
+                    str(rport),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--dir",
+                    str(d),
+                ],
+                cpus=self.side_cpus,
+            )
             redis.wait_log("Ready to accept", 30)
             shared = ["--redis-url", f"redis://127.0.0.1:{rport}/0"]
         port = free_port()
-        proc = self._spawn(f"gateway-w{workers}", [MODELSVC, "serve", "--config", str(d / "services.yaml"),
-                                                   "--local", str(d / "local.yaml"), "--port", str(port),
-                                                   "--usage-log", str(d / "usage.jsonl"), "--workers", str(workers),
-                                                   "--metrics-port", "0", *shared], cpus=cpus)
+        proc = self._spawn(
+            f"gateway-w{workers}",
+            [
+                MODELSVC,
+                "serve",
+                "--config",
+                str(d / "services.yaml"),
+                "--local",
+                str(d / "local.yaml"),
+                "--port",
+                str(port),
+                "--usage-log",
+                str(d / "usage.jsonl"),
+                "--workers",
+                str(workers),
+                "--metrics-port",
+                "0",
+                *shared,
+            ],
+            cpus=cpus,
+        )
         proc.wait_http(f"http://127.0.0.1:{port}/readyz", 60)
         return proc, port
 
@@ -206,14 +309,16 @@ class Bench:
         port = free_port()
         try:
             proc = L.start(cfg, port, workers, self.gw_cpus, self.tmp)
-        except Exception as e:  # noqa: BLE001 - reported in the results, our numbers still come out
+        except Exception as e:
             self.result["litellm"] = {"status": "failed", "error": str(e)[-3000:]}
             print(f"LiteLLM could not run: {e}", file=sys.stderr)
             return None
         self.procs.append(proc)
-        ver = subprocess.run([str(L.VENV / "bin" / "python"), "-c",
-                              "import importlib.metadata as m; print(m.version('litellm'))"],
-                             capture_output=True, text=True).stdout.strip()
+        ver = subprocess.run(
+            [str(L.VENV / "bin" / "python"), "-c", "import importlib.metadata as m; print(m.version('litellm'))"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
         self.result["litellm"] = {"status": "ok", "version": ver, "workers": workers}
         return proc, port
 
@@ -221,14 +326,18 @@ class Bench:
         port = free_port()
         try:
             proc = PK.start(port, self.gw_cpus, self.tmp)
-        except Exception as e:  # noqa: BLE001 - reported in the results, our numbers still come out
+        except Exception as e:
             self.result["portkey"] = {"status": "failed", "error": str(e)[-3000:]}
             print(f"Portkey could not run: {e}", file=sys.stderr)
             return None
         self.procs.append(proc)
-        self.result["portkey"] = {"status": "ok", "version": PK.installed_version(), "workers": 1,
-                                  "note": "Node, one process; bench/portkey_shim.mjs works around Portkey-AI/gateway"
-                                          "#1389 (streams fail on Node otherwise)"}
+        self.result["portkey"] = {
+            "status": "ok",
+            "version": PK.installed_version(),
+            "workers": 1,
+            "note": "Node, one process; bench/portkey_shim.mjs works around Portkey-AI/gateway"
+            "#1389 (streams fail on Node otherwise)",
+        }
         return proc, port
 
     def stop_all(self) -> None:
@@ -244,31 +353,60 @@ class Bench:
         out = {}
         tproc, tep = self.up[f"triton-{variant}"]
         oproc, oep = self.up[f"openai-{variant}"]
-        out["direct/triton"] = ({"kind": "triton", "url": tep, "prompt": self.rendered, "max_tokens": TOKENS,
-                                 "stream": stream}, tproc, "")
+        out["direct/triton"] = (
+            {"kind": "triton", "url": tep, "prompt": self.rendered, "max_tokens": TOKENS, "stream": stream},
+            tproc,
+            "",
+        )
         port = int(oep.rsplit(":", 1)[1].split("/")[0])
         up_body = {"model": "standin", "max_tokens": TOKENS, "stream": stream, "messages": m}
         if stream:
             up_body["stream_options"] = {"include_usage": True}  # what our gateway and LiteLLM forward
-        out["direct/openai"] = ({"kind": "http", "host": "127.0.0.1", "port": port, "path": "/v1/chat/completions",
-                                 "body": up_body}, oproc, "")
+        out["direct/openai"] = (
+            {"kind": "http", "host": "127.0.0.1", "port": port, "path": "/v1/chat/completions", "body": up_body},
+            oproc,
+            "",
+        )
         auth = {"authorization": f"Bearer {BENCH_KEY}"}
         for backend in ("triton", "openai"):
-            out[f"gateway/{backend}"] = ({"kind": "http", "host": "127.0.0.1", "port": self.gw_port,
-                                          "path": "/v1/chat/completions", "headers": auth,
-                                          "body": {**gw_body, "model": f"bench/{backend}-{variant}"}},
-                                         self.gw, f"direct/{backend}")
+            out[f"gateway/{backend}"] = (
+                {
+                    "kind": "http",
+                    "host": "127.0.0.1",
+                    "port": self.gw_port,
+                    "path": "/v1/chat/completions",
+                    "headers": auth,
+                    "body": {**gw_body, "model": f"bench/{backend}-{variant}"},
+                },
+                self.gw,
+                f"direct/{backend}",
+            )
         if self.llm:
-            out["litellm/openai"] = ({"kind": "http", "host": "127.0.0.1", "port": self.llm_port,
-                                      "path": "/v1/chat/completions",
-                                      "headers": {"authorization": f"Bearer {L.MASTER_KEY}"},
-                                      "body": {**gw_body, "model": f"bench-openai-{variant}"}},
-                                     self.llm, "direct/openai")
+            out["litellm/openai"] = (
+                {
+                    "kind": "http",
+                    "host": "127.0.0.1",
+                    "port": self.llm_port,
+                    "path": "/v1/chat/completions",
+                    "headers": {"authorization": f"Bearer {L.MASTER_KEY}"},
+                    "body": {**gw_body, "model": f"bench-openai-{variant}"},
+                },
+                self.llm,
+                "direct/openai",
+            )
         if self.pk:
-            out["portkey/openai"] = ({"kind": "http", "host": "127.0.0.1", "port": self.pk_port,
-                                      "path": "/v1/chat/completions", "headers": PK.headers(oep),
-                                      "body": {**gw_body, "model": "standin"}},
-                                     self.pk, "direct/openai")
+            out["portkey/openai"] = (
+                {
+                    "kind": "http",
+                    "host": "127.0.0.1",
+                    "port": self.pk_port,
+                    "path": "/v1/chat/completions",
+                    "headers": PK.headers(oep),
+                    "body": {**gw_body, "model": "standin"},
+                },
+                self.pk,
+                "direct/openai",
+            )
         return out
 
     def _note(self, path: str, res: dict) -> None:
@@ -279,7 +417,7 @@ class Bench:
     def _guard(self, what: str, fn):
         try:
             return fn()
-        except Exception as e:  # noqa: BLE001 - one failed measurement must not hide the others
+        except Exception as e:
             self.failures.append(f"{what}: {type(e).__name__}: {e}")
             print(f"FAILED {what}: {e}", file=sys.stderr)
             return None
@@ -291,23 +429,39 @@ class Bench:
     def measure_throughput(self, targets, workers: int = 1, label: str = "") -> dict[str, float]:
         p, best = self.prof, {}
         for path, (target, proc, _) in targets.items():
+
             def one():
                 cpu0 = proc.cpu_s()
-                res = self._lg(target).run({"mode": "closed", "target": target, "concurrency": p.concurrency,
-                                   "duration": p.tp_duration, "warmup": p.warmup})
+                res = self._lg(target).run(
+                    {
+                        "mode": "closed",
+                        "target": target,
+                        "concurrency": p.concurrency,
+                        "duration": p.tp_duration,
+                        "warmup": p.warmup,
+                    }
+                )
                 cpu = proc.cpu_s() - cpu0
                 # CPU spent over warm-up + measured window, per request served in both (≈ same rate)
                 served = res["ok"] * (p.tp_duration + p.warmup) / p.tp_duration
-                res.update(path=path + label, workers=workers, process_cpu_s=round(cpu, 3),
-                           cpu_s_per_1k=round(cpu / served * 1000, 3) if served else None)
+                res.update(
+                    path=path + label,
+                    workers=workers,
+                    process_cpu_s=round(cpu, 3),
+                    cpu_s_per_1k=round(cpu / served * 1000, 3) if served else None,
+                )
                 self._note(path, res)
                 self.result["throughput"].append(res)
                 return res
+
             r = self._guard(f"throughput {path}{label}", one)
             if r:
                 best[path] = r["throughput_rps"]
-                print(f"  max throughput {path + label:<26} {r['throughput_rps']:8.0f} req/s  "
-                      f"errors {r['errors']}  cpu/1k {r['cpu_s_per_1k']} s", flush=True)
+                print(
+                    f"  max throughput {path + label:<26} {r['throughput_rps']:8.0f} req/s  "
+                    f"errors {r['errors']}  cpu/1k {r['cpu_s_per_1k']} s",
+                    flush=True,
+                )
         return best
 
     def measure_latency(self, targets, capacity: dict[str, float]) -> None:
@@ -316,61 +470,94 @@ class Bench:
             for path, (target, proc, _) in targets.items():
                 cap = capacity.get(path)
                 if cap is not None and rate > cap * 0.9:  # open loop at or past capacity only queues up
-                    self.result["latency"].append({"path": path, "offered_rps": rate, "skipped":
-                                                   f"offered {rate} req/s > measured capacity {cap:.0f} req/s"})
+                    self.result["latency"].append(
+                        {
+                            "path": path,
+                            "offered_rps": rate,
+                            "skipped": f"offered {rate} req/s > measured capacity {cap:.0f} req/s",
+                        }
+                    )
                     print(f"  latency {path:<18} @{rate:>5} req/s  skipped (capacity {cap:.0f} req/s)", flush=True)
                     continue
 
                 def one():
                     cpu0 = proc.cpu_s()
-                    res = self._lg(target).run({"mode": "open", "target": target, "rate": rate, "duration": p.duration,
-                                       "warmup": p.warmup})
+                    res = self._lg(target).run(
+                        {"mode": "open", "target": target, "rate": rate, "duration": p.duration, "warmup": p.warmup}
+                    )
                     cpu = proc.cpu_s() - cpu0
                     res.update(path=path, cpu_s_per_1k=round(cpu / (rate * (p.duration + p.warmup)) * 1000, 3))
                     self._note(path, res)
                     self.result["latency"].append(res)
                     return res
+
                 r = self._guard(f"latency {path} @{rate}", one)
                 if r:
-                    print(f"  latency {path:<18} @{rate:>5} req/s  p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:8.3f}"
-                          f" ms  err {r['errors']}  lag p99 {r['lag_p99_ms']:.3f} ms", flush=True)
+                    print(
+                        f"  latency {path:<18} @{rate:>5} req/s  p50 {r['p50_ms']:7.3f} ms  p99 {r['p99_ms']:8.3f}"
+                        f" ms  err {r['errors']}  lag p99 {r['lag_p99_ms']:.3f} ms",
+                        flush=True,
+                    )
         # added latency: path minus its floor, same rate
         by = {(r["path"], r["offered_rps"]): r for r in self.result["latency"] if "skipped" not in r}
         for (path, rate), r in by.items():
             base = targets[path][2]
             if base and (base, rate) in by:
                 b = by[(base, rate)]
-                self.result["overhead"].append({"path": path, "baseline": base, "offered_rps": rate,
-                                                "added_p50_ms": round(r["p50_ms"] - b["p50_ms"], 3),
-                                                "added_p99_ms": round(r["p99_ms"] - b["p99_ms"], 3),
-                                                "errors": r["errors"]})
+                self.result["overhead"].append(
+                    {
+                        "path": path,
+                        "baseline": base,
+                        "offered_rps": rate,
+                        "added_p50_ms": round(r["p50_ms"] - b["p50_ms"], 3),
+                        "added_p99_ms": round(r["p99_ms"] - b["p99_ms"], 3),
+                        "errors": r["errors"],
+                    }
+                )
 
     def measure_streams(self, targets) -> None:
         p = self.prof
         res_by = {}
         for path, (target, proc, _) in targets.items():
+
             def one():
-                res = self._lg(target).run({"mode": "open", "target": target, "rate": p.stream_rate, "duration": p.duration,
-                                   "warmup": p.warmup})
+                res = self._lg(target).run(
+                    {
+                        "mode": "open",
+                        "target": target,
+                        "rate": p.stream_rate,
+                        "duration": p.duration,
+                        "warmup": p.warmup,
+                    }
+                )
                 res["path"] = path
                 self._note(path, res)
                 self.result["streams"].append(res)
                 return res
+
             r = self._guard(f"streams {path}", one)
             if r:
                 res_by[path] = r
-                print(f"  stream  {path:<18} @{p.stream_rate:>5} req/s  ttft p50 {r['ttft_p50_ms']:7.3f} ms  total "
-                      f"p50 {r['p50_ms']:7.3f} ms  events {r['events_mean']:.1f}  err {r['errors']}", flush=True)
+                print(
+                    f"  stream  {path:<18} @{p.stream_rate:>5} req/s  ttft p50 {r['ttft_p50_ms']:7.3f} ms  total "
+                    f"p50 {r['p50_ms']:7.3f} ms  events {r['events_mean']:.1f}  err {r['errors']}",
+                    flush=True,
+                )
         for path, (_, _, base) in targets.items():
             if base and path in res_by and base in res_by:
                 r, b = res_by[path], res_by[base]
                 body = (r["p50_ms"] - r["ttft_p50_ms"]) - (b["p50_ms"] - b["ttft_p50_ms"])
-                self.result["stream_overhead"].append({
-                    "path": path, "baseline": base, "offered_rps": p.stream_rate,
-                    "token_delay_ms": p.stream_delay * 1000,
-                    "added_ttft_p50_ms": round(r["ttft_p50_ms"] - b["ttft_p50_ms"], 3),
-                    "added_ttft_p99_ms": round(r["ttft_p99_ms"] - b["ttft_p99_ms"], 3),
-                    "added_per_chunk_ms": round(body / TOKENS, 4)})
+                self.result["stream_overhead"].append(
+                    {
+                        "path": path,
+                        "baseline": base,
+                        "offered_rps": p.stream_rate,
+                        "token_delay_ms": p.stream_delay * 1000,
+                        "added_ttft_p50_ms": round(r["ttft_p50_ms"] - b["ttft_p50_ms"], 3),
+                        "added_ttft_p99_ms": round(r["ttft_p99_ms"] - b["ttft_p99_ms"], 3),
+                        "added_per_chunk_ms": round(body / TOKENS, 4),
+                    }
+                )
 
     def measure_rss(self, targets) -> None:
         n = self.prof.hold
@@ -380,16 +567,19 @@ class Bench:
 
             def one():
                 idle = proc.rss_mb()
-                res = self.lg.hold({"target": target, "concurrency": n},
-                                   lambda: {"rss_mb": round(proc.rss_mb(), 1)})
+                res = self.lg.hold({"target": target, "concurrency": n}, lambda: {"rss_mb": round(proc.rss_mb(), 1)})
                 res.update(path=path, rss_idle_mb=round(idle, 1))
                 self._note(path, res)
                 self.result["rss"].append(res)
                 return res
+
             r = self._guard(f"rss {path}", one)
             if r:
-                print(f"  rss     {path:<18} {r['streams_open_at_once']:>5} streams  {r['rss_idle_mb']:.0f} → "
-                      f"{r['rss_mb']:.0f} MB  err {r['errors']}", flush=True)
+                print(
+                    f"  rss     {path:<18} {r['streams_open_at_once']:>5} streams  {r['rss_idle_mb']:.0f} → "
+                    f"{r['rss_mb']:.0f} MB  err {r['errors']}",
+                    flush=True,
+                )
 
     # -- the run --------------------------------------------------------------------------------------------------
     def run(self) -> int:
@@ -397,10 +587,15 @@ class Bench:
         self.messages, self.rendered = _prompt()
         try:
             kind = "quick" if self.args.quick else "short" if self.args.short else "full"
-            peers = [name for name, off in (("LiteLLM", self.args.no_litellm), ("Portkey", self.args.no_portkey))
-                     if not (self.args.quick or off)]
-            print(f"bench ({kind}): starting upstreams, gateway{''.join(', ' + p for p in peers)} "
-                  f"(logs: {self.tmp})", flush=True)
+            peers = [
+                name
+                for name, off in (("LiteLLM", self.args.no_litellm), ("Portkey", self.args.no_portkey))
+                if not (self.args.quick or off)
+            ]
+            print(
+                f"bench ({kind}): starting upstreams, gateway{''.join(', ' + p for p in peers)} (logs: {self.tmp})",
+                flush=True,
+            )
             self.start_upstreams()
             self.gw, self.gw_port = self.start_gateway(1, self.gw_cpus)
             self.llm = self.llm_port = self.pk = self.pk_port = None
@@ -423,8 +618,10 @@ class Bench:
             self.measure_latency(fast, cap)
             print("streams (fixed %.0f ms/token upstream):" % (self.prof.stream_delay * 1000), flush=True)
             self.measure_streams(self.targets("delay", True))
-            print("memory at %d concurrent streams (%.0f ms/token upstream):" % (self.prof.hold,
-                                                                                 self.prof.slow_delay * 1000))
+            print(
+                "memory at %d concurrent streams (%.0f ms/token upstream):"
+                % (self.prof.hold, self.prof.slow_delay * 1000)
+            )
             self.measure_rss(self.targets("slow", True))
             if self.args.workers_scaling and not self.args.quick:
                 self.gw.stop()
@@ -434,8 +631,11 @@ class Bench:
                         peer.stop()
                         self.procs.remove(peer)
                 self.llm = self.pk = None
-                print("multi-worker (gateway --workers 2, unpinned; shares the 2 cores with load generator and "
-                      "upstreams):", flush=True)
+                print(
+                    "multi-worker (gateway --workers 2, unpinned; shares the 2 cores with load generator and "
+                    "upstreams):",
+                    flush=True,
+                )
                 self.gw, self.gw_port = self.start_gateway(2, None)
                 t = {k: v for k, v in self.targets("fast", False).items() if k.startswith("gateway/")}
                 self.measure_throughput(t, workers=2, label=" (2 workers)")
@@ -473,30 +673,41 @@ def targets_status(r: dict) -> dict:
     rates = sorted(k[1] for k in ov if k[0] == "gateway/openai")
     if rates:
         ours = ov[("gateway/openai", rates[-1])]
-        out["added_p50_below_1ms"] = {"gateway/triton": (ov.get(("gateway/triton", rates[-1])) or {}).get(
-            "added_p50_ms"), "gateway/openai": ours["added_p50_ms"]}
+        out["added_p50_below_1ms"] = {
+            "gateway/triton": (ov.get(("gateway/triton", rates[-1])) or {}).get("added_p50_ms"),
+            "gateway/openai": ours["added_p50_ms"],
+        }
     for peer in peers:
         # the highest rate both were measured at (open loop past a path's capacity is skipped)
         both = [q for q in rates if (f"{peer}/openai", q) in ov]
         ours = ov[("gateway/openai", both[-1])] if both else None
         theirs = ov[(f"{peer}/openai", both[-1])] if both else None
         if ours and theirs:
-            out[f"added_p50_vs_{peer}"] = {"offered_rps": ours["offered_rps"], "ours_ms": ours["added_p50_ms"],
-                                           f"{peer}_ms": theirs["added_p50_ms"],
-                                           "ratio": round(theirs["added_p50_ms"] / max(ours["added_p50_ms"], 1e-3),
-                                                          1)}
-            out[f"added_p99_vs_{peer}"] = {"offered_rps": ours["offered_rps"], "ours_ms": ours["added_p99_ms"],
-                                           f"{peer}_ms": theirs["added_p99_ms"],
-                                           "ratio": round(theirs["added_p99_ms"] / max(ours["added_p99_ms"], 1e-3),
-                                                          1)}
+            out[f"added_p50_vs_{peer}"] = {
+                "offered_rps": ours["offered_rps"],
+                "ours_ms": ours["added_p50_ms"],
+                f"{peer}_ms": theirs["added_p50_ms"],
+                "ratio": round(theirs["added_p50_ms"] / max(ours["added_p50_ms"], 1e-3), 1),
+            }
+            out[f"added_p99_vs_{peer}"] = {
+                "offered_rps": ours["offered_rps"],
+                "ours_ms": ours["added_p99_ms"],
+                f"{peer}_ms": theirs["added_p99_ms"],
+                "ratio": round(theirs["added_p99_ms"] / max(ours["added_p99_ms"], 1e-3), 1),
+            }
         if "gateway/openai" in tp and f"{peer}/openai" in tp:
-            out[f"throughput_vs_{peer}"] = {"ours_rps": round(tp["gateway/openai"]),
-                                            f"{peer}_rps": round(tp[f"{peer}/openai"]),
-                                            "ratio": round(tp["gateway/openai"] / max(tp[f"{peer}/openai"], 1e-9), 1)}
+            out[f"throughput_vs_{peer}"] = {
+                "ours_rps": round(tp["gateway/openai"]),
+                f"{peer}_rps": round(tp[f"{peer}/openai"]),
+                "ratio": round(tp["gateway/openai"] / max(tp[f"{peer}/openai"], 1e-9), 1),
+            }
         if "gateway/openai" in so and f"{peer}/openai" in so:
             ours_t, theirs_t = so["gateway/openai"]["added_ttft_p50_ms"], so[f"{peer}/openai"]["added_ttft_p50_ms"]
-            out[f"added_ttft_p50_vs_{peer}"] = {"ours_ms": ours_t, f"{peer}_ms": theirs_t,
-                                                "ratio": round(theirs_t / max(ours_t, 1e-3), 1)}
+            out[f"added_ttft_p50_vs_{peer}"] = {
+                "ours_ms": ours_t,
+                f"{peer}_ms": theirs_t,
+                "ratio": round(theirs_t / max(ours_t, 1e-3), 1),
+            }
     p99 = {k[0]: v["added_p99_ms"] for k, v in ov.items() if k[1] == 500}
     if p99:
         out["added_p99_at_500rps_ms"] = p99
@@ -516,37 +727,49 @@ def table(r: dict) -> str:
     so = {x["path"]: x for x in r["stream_overhead"]}
     st = {x["path"]: x for x in r["streams"]}
     rss = {x["path"]: x for x in r["rss"]}
-    head = ["path"] + [f"p50/p99 ms @{q}" for q in rates] + [f"added p50/p99 @{q}" for q in rates] + [
-        "max req/s", "CPU s/1k", "TTFT p50", "+TTFT", "+ms/chunk", "RSS MB (streams)", "errors"]
+    head = (
+        ["path"]
+        + [f"p50/p99 ms @{q}" for q in rates]
+        + [f"added p50/p99 @{q}" for q in rates]
+        + ["max req/s", "CPU s/1k", "TTFT p50", "+TTFT", "+ms/chunk", "RSS MB (streams)", "errors"]
+    )
     rows = [head]
     for p in paths + [x["path"] for x in r["throughput"] if x["path"] not in paths]:
         row = [p]
         for q in rates:
             x = lat.get((p, q))
-            row.append("skip" if x and "skipped" in x else "—" if not x else
-                       f"{x['p50_ms']:.2f}/{x['p99_ms']:.2f}")
+            row.append("skip" if x and "skipped" in x else "—" if not x else f"{x['p50_ms']:.2f}/{x['p99_ms']:.2f}")
         for q in rates:
             x = ov.get((p, q))
             row.append("—" if not x else f"{x['added_p50_ms']:.2f}/{x['added_p99_ms']:.2f}")
         t = tp.get(p, {})
-        row += [_f(t.get("throughput_rps"), "{:.0f}"), _f(t.get("cpu_s_per_1k"), "{:.3f}"),
-                _f(st.get(p, {}).get("ttft_p50_ms")), _f(so.get(p, {}).get("added_ttft_p50_ms")),
-                _f(so.get(p, {}).get("added_per_chunk_ms"), "{:.3f}"),
-                "—" if p not in rss else f"{rss[p]['rss_idle_mb']:.0f}→{rss[p]['rss_mb']:.0f} "
-                                         f"({rss[p]['streams_open_at_once']})",
-                str(r["paths"].get(p, {}).get("errors", t.get("errors", 0)))]
+        row += [
+            _f(t.get("throughput_rps"), "{:.0f}"),
+            _f(t.get("cpu_s_per_1k"), "{:.3f}"),
+            _f(st.get(p, {}).get("ttft_p50_ms")),
+            _f(so.get(p, {}).get("added_ttft_p50_ms")),
+            _f(so.get(p, {}).get("added_per_chunk_ms"), "{:.3f}"),
+            "—"
+            if p not in rss
+            else f"{rss[p]['rss_idle_mb']:.0f}→{rss[p]['rss_mb']:.0f} ({rss[p]['streams_open_at_once']})",
+            str(r["paths"].get(p, {}).get("errors", t.get("errors", 0))),
+        ]
         rows.append(row)
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
     lines.insert(1, "-|-".join("-" * w for w in widths))
     gen = [x for x in r["latency"] if "lag_p99_ms" in x]
     if gen:
-        lines.append(f"load generator: send lag p99 max {max(x['lag_p99_ms'] for x in gen):.3f} ms, "
-                     f"max {max(x['lag_max_ms'] for x in gen):.3f} ms (how late it sent vs schedule)")
+        lines.append(
+            f"load generator: send lag p99 max {max(x['lag_p99_ms'] for x in gen):.3f} ms, "
+            f"max {max(x['lag_max_ms'] for x in gen):.3f} ms (how late it sent vs schedule)"
+        )
     for peer in PEERS:
         if r.get(peer):
-            lines.append(f"{peer}: {r[peer].get('status')} {r[peer].get('version', '')}"
-                         f"{'' if r[peer].get('status') == 'ok' else ' — ' + r[peer].get('error', '')[:300]}")
+            lines.append(
+                f"{peer}: {r[peer].get('status')} {r[peer].get('version', '')}"
+                f"{'' if r[peer].get('status') == 'ok' else ' — ' + r[peer].get('error', '')[:300]}"
+            )
     for k, v in r.get("targets", {}).items():
         lines.append(f"target {k}: {v}")
     return "\n".join(lines)

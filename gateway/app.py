@@ -13,14 +13,22 @@ from sanic.exceptions import SanicException
 
 from modelsvc.catalog import Catalog, CatalogError, load
 
-from . import logs
-from .api import health, openai, usage as usage_api
-from . import console
+from . import console, logs
+from .api import health, openai
+from .api import usage as usage_api
 from .api.common import json_response
 from .auth import refuse_key_in_url
 from .config import LocalOverlay, Settings
-from .errors import (BodyTooLarge, GatewayError, HeadersTooLarge, InvalidRequest, MethodNotAllowed, NotFound,
-                     UsageUnavailable, openai_error_body)
+from .errors import (
+    BodyTooLarge,
+    GatewayError,
+    HeadersTooLarge,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    UsageUnavailable,
+    openai_error_body,
+)
 from .internal import InternalServer, serves_internal_port
 from .protocol import close_idle
 from .runtime import Runtime
@@ -30,8 +38,9 @@ log = logging.getLogger("gateway")
 _names = itertools.count()
 
 
-def create_app(catalog: Catalog, settings: Settings | None = None, overlay: LocalOverlay | None = None,
-               *, name: str | None = None) -> Sanic:
+def create_app(
+    catalog: Catalog, settings: Settings | None = None, overlay: LocalOverlay | None = None, *, name: str | None = None
+) -> Sanic:
     settings = settings or Settings()
     app = Sanic(name or f"modelsvc_gateway_{os.getpid()}_{next(_names)}", configure_logging=False)
     app.config.REQUEST_MAX_SIZE = catalog.gateway.max_body_bytes
@@ -55,8 +64,13 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
     @app.before_server_start
     async def start_runtime(app):
         logs.setup()
-        usage = UsageLog(settings.usage_log, Metrics(), store_url=settings.usage_store,
-                         spool_dir=settings.usage_spool, max_buffered=settings.usage_buffer_max)
+        usage = UsageLog(
+            settings.usage_log,
+            Metrics(),
+            store_url=settings.usage_store,
+            spool_dir=settings.usage_spool,
+            max_buffered=settings.usage_buffer_max,
+        )
         await usage.start()
         rt = Runtime(catalog, settings, overlay, usage)
         await rt.start()
@@ -67,8 +81,13 @@ def create_app(catalog: Catalog, settings: Settings | None = None, overlay: Loca
             try:
                 await app.ctx.internal.start(settings.metrics_host, settings.metrics_port)
             except OSError as e:
-                log.error("cannot listen on the internal port %s:%d (%s): choose another with --metrics-port, or 0 "
-                          "to turn it off", settings.metrics_host, settings.metrics_port, e.strerror)
+                log.error(
+                    "cannot listen on the internal port %s:%d (%s): choose another with --metrics-port, or 0 "
+                    "to turn it off",
+                    settings.metrics_host,
+                    settings.metrics_port,
+                    e.strerror,
+                )
                 raise
         app.ctx.watcher = asyncio.create_task(_watch_catalog(app))
         loop = asyncio.get_running_loop()
@@ -196,7 +215,7 @@ async def reload_catalog(app: Sanic) -> bool:
     except CatalogError as e:
         log.error("catalog reload refused, still serving the previous version:\n%s", e)
         return False
-    except Exception:  # noqa: BLE001 - whatever the file holds, the gateway keeps serving and watching
+    except Exception:
         log.exception("catalog reload failed, still serving the previous version")
         return False
     await app.ctx.runtime.apply(catalog)
@@ -226,5 +245,5 @@ async def _watch_catalog(app: Sanic) -> None:
             last = now
             try:
                 await reload_catalog(app)
-            except Exception:  # noqa: BLE001 - a watcher that dies leaves later edits unseen until a restart
+            except Exception:
                 log.exception("catalog reload failed; still watching %s", path)

@@ -14,8 +14,24 @@ from .errors import AuthenticationError, InvalidRequest, ModelNotFound
 
 # Query parameter names that carry credentials in other APIs, compared lowercased without separators
 # ("API-Key", "api_key", "apiKey" are all "apikey").
-_KEY_NAMES = {"apikey", "key", "token", "accesstoken", "authtoken", "authorization", "auth", "bearer", "xapikey",
-              "idtoken", "sessiontoken", "secret", "clientsecret", "password", "sig", "signature"}
+_KEY_NAMES = {
+    "apikey",
+    "key",
+    "token",
+    "accesstoken",
+    "authtoken",
+    "authorization",
+    "auth",
+    "bearer",
+    "xapikey",
+    "idtoken",
+    "sessiontoken",
+    "secret",
+    "clientsecret",
+    "password",
+    "sig",
+    "signature",
+}
 # Anything shaped like one of our keys (modelsvc/keys.py), wherever it sits in the URL.
 _OUR_KEY = re.compile(re.escape(PREFIX) + r"[A-Za-z0-9_\-]{8,}", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[^a-z0-9]")
@@ -32,8 +48,11 @@ def refuse_key_in_url(path: str, query: str) -> None:
     # unquote twice: a key percent-encoded once more must not slip through
     if names or _OUR_KEY.search(unquote(unquote(path + "?" + query))):
         what = f" (query parameter '{sorted(names)[0]}')" if names else ""
-        raise InvalidRequest("API keys are accepted only in the 'Authorization: Bearer <key>' header, never in the "
-                             f"URL{what}; treat a key sent in a URL as leaked and rotate it", code="api_key_in_url")
+        raise InvalidRequest(
+            "API keys are accepted only in the 'Authorization: Bearer <key>' header, never in the "
+            f"URL{what}; treat a key sent in a URL as leaked and rotate it",
+            code="api_key_in_url",
+        )
 
 
 class KeyRing:
@@ -60,6 +79,5 @@ class KeyRing:
 def authorize(key: Key, service: Service | None, requested: str) -> Service:
     """A key may call its owner's services only. Another owner's service looks exactly like an unknown one."""
     if service is None or service.owner != key.owner:
-        raise ModelNotFound(f"the model '{requested}' does not exist or you do not have access to it",
-                            param="model")
+        raise ModelNotFound(f"the model '{requested}' does not exist or you do not have access to it", param="model")
     return service

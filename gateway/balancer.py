@@ -13,8 +13,9 @@ import itertools
 import logging
 import socket
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Protocol
+from typing import Protocol
 
 from .errors import BackendUnavailable
 
@@ -59,8 +60,16 @@ class DnsEndpoints:
 
 
 class InstancePool:
-    def __init__(self, name: str, discovery, make_backend: Callable[[str], Backend], *,
-                 probe_interval_s: float = 1.0, refresh_interval_s: float = 10.0, health_interval_s: float = 5.0):
+    def __init__(
+        self,
+        name: str,
+        discovery,
+        make_backend: Callable[[str], Backend],
+        *,
+        probe_interval_s: float = 1.0,
+        refresh_interval_s: float = 10.0,
+        health_interval_s: float = 5.0,
+    ):
         self.name = name
         self.discovery = discovery
         self.make_backend = make_backend
@@ -95,8 +104,15 @@ class InstancePool:
         gone = [i for ep, i in current.items() if ep not in endpoints]
         self.instances = [i for i in self.instances if i.endpoint in endpoints] + added
         if added or gone:
-            self.events.append({"at": time.time(), "from": len(current), "to": len(self.instances),
-                                "added": len(added), "removed": len(gone)})
+            self.events.append(
+                {
+                    "at": time.time(),
+                    "from": len(current),
+                    "to": len(self.instances),
+                    "added": len(added),
+                    "removed": len(gone),
+                }
+            )
         await asyncio.gather(*(self._start_instance(i) for i in added))
         for i in gone:
             asyncio.create_task(self._retire(i))
@@ -105,7 +121,7 @@ class InstancePool:
         try:
             await inst.backend.start()
             inst.started = inst.healthy = True
-        except Exception as e:  # noqa: BLE001 - any failure means "not usable yet"; the probe retries
+        except Exception as e:
             log.warning("%s: instance %s not usable yet: %s", self.name, inst.endpoint, e)
             self._eject(inst)
 

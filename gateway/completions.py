@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import logging
 import contextlib
+import logging
 import time
 import uuid
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import AsyncIterator
 
 import orjson
 
@@ -22,8 +22,7 @@ from . import params as P
 from .auth import authorize
 from .backends.triton import Delta, GenRequest, GenResult, Work
 from .balancer import Instance, InstancePool
-from .errors import (BackendError, BackendTimeout, BackendUnavailable, GatewayError, InvalidRequest,
-                     ShuttingDown)
+from .errors import BackendError, BackendTimeout, BackendUnavailable, GatewayError, InvalidRequest, ShuttingDown
 from .limits import Admission
 from .prompt import render_chat
 from .runtime import Runtime
@@ -73,8 +72,14 @@ class Call:
         return max(0.0, self.elapsed_ms() - self.backend_s * 1000)
 
     def failed(self, e: GatewayError) -> None:
-        log.warning("%s %s (%s) on %s failed: %s", self.endpoint, self.request_id, self.service.access_name,
-                    self.instance or "-", e.message)
+        log.warning(
+            "%s %s (%s) on %s failed: %s",
+            self.endpoint,
+            self.request_id,
+            self.service.access_name,
+            self.instance or "-",
+            e.message,
+        )
         # No instance could be reached: nothing was sent, nothing to meter but the attempt.
         reached = not (isinstance(e, BackendUnavailable) and not getattr(e, "partial", False))
         self.record("error", error=e.code or type(e).__name__, reached=reached)
@@ -102,12 +107,25 @@ class Call:
             reached = reached and self.req is not None
             prompt, estimated = (self.req.estimated_prompt_tokens(), True) if reached else (0, False)
         self.runtime.limiter.spend(self.admission, self.key, self.service, prompt, w.completion_tokens)
-        self.runtime.usage.record(UsageRecord(
-            request_id=self.request_id, service_id=self.service.id, access_name=self.service.access_name,
-            key_id=self.key.id, endpoint=self.endpoint, stream=self.stream, status=status,
-            prompt_tokens=prompt, completion_tokens=w.completion_tokens, latency_ms=round(self.elapsed_ms(), 3),
-            overhead_ms=round(self.overhead_ms(), 3), instance=self.instance, error=error,
-            prompt_tokens_estimated=estimated, images=w.images))
+        self.runtime.usage.record(
+            UsageRecord(
+                request_id=self.request_id,
+                service_id=self.service.id,
+                access_name=self.service.access_name,
+                key_id=self.key.id,
+                endpoint=self.endpoint,
+                stream=self.stream,
+                status=status,
+                prompt_tokens=prompt,
+                completion_tokens=w.completion_tokens,
+                latency_ms=round(self.elapsed_ms(), 3),
+                overhead_ms=round(self.overhead_ms(), 3),
+                instance=self.instance,
+                error=error,
+                prompt_tokens_estimated=estimated,
+                images=w.images,
+            )
+        )
 
 
 def begin(rt: Runtime, key: Key, body, endpoint: str) -> Call:
@@ -135,10 +153,22 @@ async def admitted(call: Call, stream: bool):
 
 
 def _gen_request(call: Call, prompt: str, s: P.Sampling, images=(), messages=None) -> GenRequest:
-    call.req = GenRequest(prompt=prompt, max_tokens=s.max_tokens, temperature=s.temperature, top_p=s.top_p,
-                          presence_penalty=s.presence_penalty, frequency_penalty=s.frequency_penalty, seed=s.seed,
-                          stop=list(s.stop), image_urls=list(images), request_id=call.request_id,
-                          messages=messages, work=call.work, extensions=dict(s.extensions), logprobs=s.logprobs)
+    call.req = GenRequest(
+        prompt=prompt,
+        max_tokens=s.max_tokens,
+        temperature=s.temperature,
+        top_p=s.top_p,
+        presence_penalty=s.presence_penalty,
+        frequency_penalty=s.frequency_penalty,
+        seed=s.seed,
+        stop=list(s.stop),
+        image_urls=list(images),
+        request_id=call.request_id,
+        messages=messages,
+        work=call.work,
+        extensions=dict(s.extensions),
+        logprobs=s.logprobs,
+    )
     return call.req
 
 
@@ -149,9 +179,13 @@ def prepare(call: Call, body: dict) -> tuple[GenRequest, bool, bool]:
         if call.model.backend is Backend.openai:  # the upstream applies its own chat template
             return _gen_request(call, "", p.sampling, p.images, list(p.raw_messages)), p.stream, p.include_usage
         served = _served(call)
-        prompt = render_chat(p.messages, call.model.chat_template or getattr(served, "chat_template", None),
-                             bos_token=getattr(served, "bos_token", None), eos_token=getattr(served, "eos_token", None),
-                             model=call.service.model if served is not None else "")
+        prompt = render_chat(
+            p.messages,
+            call.model.chat_template or getattr(served, "chat_template", None),
+            bos_token=getattr(served, "bos_token", None),
+            eos_token=getattr(served, "eos_token", None),
+            model=call.service.model if served is not None else "",
+        )
         return _gen_request(call, prompt, p.sampling, p.images), p.stream, p.include_usage
     p = P.completion_params(body, call.model)
     call.echo = p.prompt if p.echo else ""
@@ -178,8 +212,11 @@ def _check(call: Call, req: GenRequest) -> None:
 
 
 def _usage(r: GenResult) -> dict:
-    return {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.completion_tokens,
-            "total_tokens": r.prompt_tokens + r.completion_tokens}
+    return {
+        "prompt_tokens": r.prompt_tokens,
+        "completion_tokens": r.completion_tokens,
+        "total_tokens": r.prompt_tokens + r.completion_tokens,
+    }
 
 
 def _logprobs(chat: bool, tokens: list[tuple[str, float]] | None, offset: int = 0) -> dict | None:
@@ -187,28 +224,48 @@ def _logprobs(chat: bool, tokens: list[tuple[str, float]] | None, offset: int = 
     if tokens is None:
         return None
     if chat:
-        return {"content": [{"token": t, "logprob": lp, "bytes": list(t.encode()), "top_logprobs": []}
-                            for t, lp in tokens], "refusal": None}
+        return {
+            "content": [{"token": t, "logprob": lp, "bytes": list(t.encode()), "top_logprobs": []} for t, lp in tokens],
+            "refusal": None,
+        }
     offsets = []
     for t, _ in tokens:
         offsets.append(offset)
         offset += len(t)
-    return {"tokens": [t for t, _ in tokens], "token_logprobs": [lp for _, lp in tokens], "top_logprobs": None,
-            "text_offset": offsets}
+    return {
+        "tokens": [t for t, _ in tokens],
+        "token_logprobs": [lp for _, lp in tokens],
+        "top_logprobs": None,
+        "text_offset": offsets,
+    }
 
 
 def _response_body(call: Call, r: GenResult) -> dict:
     if call.endpoint == "chat.completions":
-        choice = {"index": 0, "message": {"role": "assistant", "content": r.text, "refusal": None},
-                  "logprobs": _logprobs(True, r.logprobs), "finish_reason": r.finish_reason}
+        choice = {
+            "index": 0,
+            "message": {"role": "assistant", "content": r.text, "refusal": None},
+            "logprobs": _logprobs(True, r.logprobs),
+            "finish_reason": r.finish_reason,
+        }
         obj, prefix = "chat.completion", "chatcmpl-"
     else:
-        choice = {"index": 0, "text": call.echo + r.text, "logprobs": _logprobs(False, r.logprobs, len(call.echo)),
-                  "finish_reason": r.finish_reason}
+        choice = {
+            "index": 0,
+            "text": call.echo + r.text,
+            "logprobs": _logprobs(False, r.logprobs, len(call.echo)),
+            "finish_reason": r.finish_reason,
+        }
         obj, prefix = "text_completion", "cmpl-"
-    return {"id": prefix + call.request_id, "object": obj, "created": call.created,
-            "model": call.service.access_name, "choices": [choice], "usage": _usage(r),
-            "system_fingerprint": None}
+    return {
+        "id": prefix + call.request_id,
+        "object": obj,
+        "created": call.created,
+        "model": call.service.access_name,
+        "choices": [choice],
+        "usage": _usage(r),
+        "system_fingerprint": None,
+    }
 
 
 async def _on_instance(call: Call, run, *, record_invalid: bool = True):
@@ -331,9 +388,12 @@ async def sse_events(s: Stream) -> AsyncIterator[bytes]:
     already sent); `s.status` says how it ended."""
     call = s.call
     chat = call.endpoint == "chat.completions"
-    base = {"id": ("chatcmpl-" if chat else "cmpl-") + call.request_id,
-            "object": "chat.completion.chunk" if chat else "text_completion", "created": call.created,
-            "model": call.service.access_name}
+    base = {
+        "id": ("chatcmpl-" if chat else "cmpl-") + call.request_id,
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": call.created,
+        "model": call.service.access_name,
+    }
     if chat:
         base["system_fingerprint"] = None
 
@@ -344,8 +404,12 @@ async def sse_events(s: Stream) -> AsyncIterator[bytes]:
             delta = {} if text is None else {"content": text}
             choice = {"index": 0, "delta": delta, "logprobs": _logprobs(True, tokens), "finish_reason": finish}
         else:
-            choice = {"index": 0, "text": text or "", "logprobs": _logprobs(False, tokens, offset),
-                      "finish_reason": finish}
+            choice = {
+                "index": 0,
+                "text": text or "",
+                "logprobs": _logprobs(False, tokens, offset),
+                "finish_reason": finish,
+            }
         out = {**base, "choices": [choice]}
         if s.include_usage:
             out["usage"] = None
@@ -379,13 +443,18 @@ async def sse_events(s: Stream) -> AsyncIterator[bytes]:
         s.status = "ok"
         call.record(s.status)  # before the caller can see the end: an answered stream is always billed
         yield b"data: [DONE]\n\n"
-    except Exception as e:  # noqa: BLE001 - whatever broke, the caller gets an error event, not a cut stream
+    except Exception as e:
         if not isinstance(e, GatewayError):
             log.exception("stream %s (%s) broke", call.request_id, call.service.access_name)
             e = GatewayError("internal error")
         s.status, s.error = "error", e.code or type(e).__name__
-        log.warning("stream %s (%s) on %s failed after output: %s", call.request_id, call.service.access_name,
-                    call.instance, e.message)
+        log.warning(
+            "stream %s (%s) on %s failed after output: %s",
+            call.request_id,
+            call.service.access_name,
+            call.instance,
+            e.message,
+        )
         if isinstance(e, (BackendUnavailable, BackendTimeout)) or getattr(e, "partial", False):
             call.pool.failed(s.instance)
         call.record(s.status, s.error)
@@ -402,8 +471,11 @@ async def generate_images(call: Call, body: dict) -> dict:
         backend = inst.backend
         size = getattr(backend, "image_size", None)
         if p.size not in (None, "auto") and size and p.size != f"{size[0]}x{size[1]}":
-            raise InvalidRequest(f"'size' must be {size[0]}x{size[1]}, the size this model is deployed with",
-                                 param="size", code="invalid_value")
+            raise InvalidRequest(
+                f"'size' must be {size[0]}x{size[1]}, the size this model is deployed with",
+                param="size",
+                code="invalid_value",
+            )
         return await backend.generate_images(p.prompt, p.n, p.negative_prompt, work=call.work)
 
     pngs = await _on_instance(call, run, record_invalid=False)

@@ -68,8 +68,10 @@ class LocalOverlay(_Strict):
     demo_keys: list[DemoKey] = []
 
     def keys(self) -> list[Key]:
-        return [Key(id=k.id, owner=k.owner, sha256=hashlib.sha256(k.key.encode()).hexdigest(), limits=k.limits)
-                for k in self.demo_keys]
+        return [
+            Key(id=k.id, owner=k.owner, sha256=hashlib.sha256(k.key.encode()).hexdigest(), limits=k.limits)
+            for k in self.demo_keys
+        ]
 
 
 class OverlayError(Exception):
@@ -90,6 +92,8 @@ def load_overlay(path: str, catalog: Catalog) -> LocalOverlay:
         raise OverlayError("\n".join(lines)) from e
     unknown = [a for a in overlay.endpoints if catalog.service(a) is None]
     if unknown:
-        raise OverlayError(f"{path}: endpoints for unknown access names: {', '.join(unknown)} — they must match "
-                           f"services in {catalog.path}")
+        raise OverlayError(
+            f"{path}: endpoints for unknown access names: {', '.join(unknown)} — they must match "
+            f"services in {catalog.path}"
+        )
     return overlay

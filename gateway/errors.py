@@ -14,7 +14,8 @@ _ADDRESS = re.compile(
     r"|(?:\b\d{1,3}(?:\.\d{1,3}){3}(?::\d+)?\b)"  # IPv4[:port]
     r"|(?:\b(?=[0-9a-f:]*:[0-9a-f:]*:)[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}\b)"  # bare IPv6
     r"|(?:\b[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?:\d{2,5}\b)",  # host:port
-    re.IGNORECASE)
+    re.IGNORECASE,
+)
 
 
 def redact_addresses(message: str) -> str:

@@ -100,18 +100,28 @@ async def _fetch(url: str, policy: ImagePolicy, index: int) -> str:
     host_header = host if parts.port is None else f"{host}:{parts.port}"
     body = bytearray()
     try:
-        async with asyncio.timeout(policy.timeout_s), httpx.AsyncClient(
-                follow_redirects=False, trust_env=False, timeout=policy.timeout_s) as client:
-            async with client.stream("GET", target, headers={"host": host_header, "accept": "image/*",
-                                                               "accept-encoding": "identity"},
-                                     extensions={"sni_hostname": host}) as r:
+        async with (
+            asyncio.timeout(policy.timeout_s),
+            httpx.AsyncClient(follow_redirects=False, trust_env=False, timeout=policy.timeout_s) as client,
+        ):
+            async with client.stream(
+                "GET",
+                target,
+                headers={"host": host_header, "accept": "image/*", "accept-encoding": "identity"},
+                extensions={"sni_hostname": host},
+            ) as r:
                 if r.status_code != 200:
-                    raise _refuse(index, f"the image host answered HTTP {r.status_code}"
-                                  + (" (redirects are not followed)" if 300 <= r.status_code < 400 else ""))
+                    raise _refuse(
+                        index,
+                        f"the image host answered HTTP {r.status_code}"
+                        + (" (redirects are not followed)" if 300 <= r.status_code < 400 else ""),
+                    )
                 ctype = r.headers.get("content-type", "").split(";", 1)[0].strip().lower()
                 # a plain image/<subtype> only: it becomes the data: URL's header, so no ';' or ',' may slip in
-                if not ctype.startswith("image/") or not ctype[6:].replace("+", "").replace("-", "").replace(
-                        ".", "").isalnum():
+                if (
+                    not ctype.startswith("image/")
+                    or not ctype[6:].replace("+", "").replace("-", "").replace(".", "").isalnum()
+                ):
                     raise _refuse(index, "the URL is not an image (content-type must be image/*)")
                 if int(r.headers.get("content-length") or 0) > policy.max_bytes:
                     raise _refuse(index, f"the image is larger than {policy.max_bytes} bytes")
@@ -129,6 +139,7 @@ async def _fetch(url: str, policy: ImagePolicy, index: int) -> str:
 
 async def inline_images(urls, policy: ImagePolicy) -> list[str]:
     """Each image URL as a data: URL with the image's bytes (fetched concurrently), or a 400."""
+
     async def one(i: int, url: str) -> str:
         if url[:5].lower() == "data:":
             return _data_url(url, policy, i)

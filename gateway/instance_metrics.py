@@ -15,8 +15,11 @@ class InstanceCollector:
         self.runtime = runtime
 
     def collect(self):
-        family = GaugeMetricFamily("modelsvc_instances", "Instances the gateway sees per service, by state",
-                                   labels=["service_id", "access_name", "state"])
+        family = GaugeMetricFamily(
+            "modelsvc_instances",
+            "Instances the gateway sees per service, by state",
+            labels=["service_id", "access_name", "state"],
+        )
         catalog = self.runtime.catalog
         for svc in catalog.services:
             pool = self.runtime.pools.get(svc.access_name)

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from typing import Callable
+from collections.abc import Callable
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -73,13 +73,22 @@ class InternalServer:
             status, ctype, body = self._route(method, path)
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ValueError):
             status, ctype, body = 400, "text/plain", b"bad request\n"
-        except Exception:  # noqa: BLE001 - never let a scrape take the process down
+        except Exception:
             log.exception("internal port: request failed")
             status, ctype, body = 500, "text/plain", b"internal error\n"
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed", 500: "Error",
-                  503: "Service Unavailable"}[status]
-        writer.write(f"HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\ncontent-length: {len(body)}\r\n"
-                     "connection: close\r\n\r\n".encode() + body)
+        reason = {
+            200: "OK",
+            400: "Bad Request",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            500: "Error",
+            503: "Service Unavailable",
+        }[status]
+        writer.write(
+            f"HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\ncontent-length: {len(body)}\r\n"
+            "connection: close\r\n\r\n".encode()
+            + body
+        )
         with contextlib.suppress(Exception):
             await writer.drain()
             writer.close()

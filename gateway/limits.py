@@ -128,8 +128,12 @@ class Limiter:
         now = time.monotonic()
         if now - self._warned > 10:  # one line per 10 s, not one per request
             self._warned = now
-            log.warning("limit store unreachable (%s: %s): per-minute limits are not enforced, streams on "
-                        "services with a concurrency limit are refused", type(e).__name__, e)
+            log.warning(
+                "limit store unreachable (%s: %s): per-minute limits are not enforced, streams on "
+                "services with a concurrency limit are refused",
+                type(e).__name__,
+                e,
+            )
 
     def _window(self, now: float) -> tuple[int, int]:
         window = int(now // WINDOW_S)
@@ -156,8 +160,7 @@ class Limiter:
             raise
         return adm
 
-    async def _admit_one(self, adm: Admission, name: str, lim: Limits, window: int, reset: int,
-                         stream: bool) -> None:
+    async def _admit_one(self, adm: Admission, name: str, lim: Limits, window: int, reset: int, stream: bool) -> None:
         what = "key" if name.startswith("key:") else "service"
         try:
             await self._windows(adm, name, what, lim, window, reset)
@@ -172,11 +175,15 @@ class Limiter:
                 self._store_down(e)
                 raise LimitStoreUnavailable(
                     f"this {what} limits concurrent streams and the gateway cannot reach its limit store right now; "
-                    "retry shortly, or send the request without 'stream'", headers={"retry-after": "5"}) from None
+                    "retry shortly, or send the request without 'stream'",
+                    headers={"retry-after": "5"},
+                ) from None
             if not ok:
-                raise RateLimited(f"too many concurrent streams for this {what} (at most "
-                                  f"{lim.max_concurrent_streams}); retry when one has finished",
-                                  headers={**adm.headers, "retry-after": "1"})
+                raise RateLimited(
+                    f"too many concurrent streams for this {what} (at most "
+                    f"{lim.max_concurrent_streams}); retry when one has finished",
+                    headers={**adm.headers, "retry-after": "1"},
+                )
             adm.stream_keys.append(skey)
             self._held[(skey, adm.lease_id)] = None
             self._ensure_heartbeat()
@@ -186,21 +193,34 @@ class Limiter:
             tkey = f"{self.ns}:tpm:{name}:{window}"
             used = int(await self.store.get(tkey) or 0)
             remaining = max(0, lim.tokens_per_minute - used)
-            adm.headers.update({"x-ratelimit-limit-tokens": str(lim.tokens_per_minute),
-                                "x-ratelimit-remaining-tokens": str(remaining),
-                                "x-ratelimit-reset-tokens": f"{reset}s"})
+            adm.headers.update(
+                {
+                    "x-ratelimit-limit-tokens": str(lim.tokens_per_minute),
+                    "x-ratelimit-remaining-tokens": str(remaining),
+                    "x-ratelimit-reset-tokens": f"{reset}s",
+                }
+            )
             if remaining <= 0:
-                raise RateLimited(f"rate limit reached for this {what}: {lim.tokens_per_minute} tokens per minute; "
-                                  f"retry in {reset}s", headers={**adm.headers, "retry-after": str(reset)})
+                raise RateLimited(
+                    f"rate limit reached for this {what}: {lim.tokens_per_minute} tokens per minute; retry in {reset}s",
+                    headers={**adm.headers, "retry-after": str(reset)},
+                )
             adm.token_keys.append(tkey)
         if lim.requests_per_minute is not None:
             used = await self._incr(f"{self.ns}:rpm:{name}:{window}", 1, 2 * WINDOW_S)
-            adm.headers.update({"x-ratelimit-limit-requests": str(lim.requests_per_minute),
-                                "x-ratelimit-remaining-requests": str(max(0, lim.requests_per_minute - used)),
-                                "x-ratelimit-reset-requests": f"{reset}s"})
+            adm.headers.update(
+                {
+                    "x-ratelimit-limit-requests": str(lim.requests_per_minute),
+                    "x-ratelimit-remaining-requests": str(max(0, lim.requests_per_minute - used)),
+                    "x-ratelimit-reset-requests": f"{reset}s",
+                }
+            )
             if used > lim.requests_per_minute:
-                raise RateLimited(f"rate limit reached for this {what}: {lim.requests_per_minute} requests per "
-                                  f"minute; retry in {reset}s", headers={**adm.headers, "retry-after": str(reset)})
+                raise RateLimited(
+                    f"rate limit reached for this {what}: {lim.requests_per_minute} requests per "
+                    f"minute; retry in {reset}s",
+                    headers={**adm.headers, "retry-after": str(reset)},
+                )
 
     def _ensure_heartbeat(self) -> None:
         if self._heartbeat is None or self._heartbeat.done():
@@ -239,8 +259,9 @@ class Limiter:
                 *(self._incr(k, tokens, 2 * WINDOW_S) for k in adm.token_keys if tokens),
                 self.store.increment(f"{prefix}:requests", 1),
                 self.store.increment(f"{prefix}:prompt_tokens", prompt_tokens),
-                self.store.increment(f"{prefix}:completion_tokens", completion_tokens))
-        except Exception as e:  # noqa: BLE001 - the usage log stays the record of truth; never fail a request here
+                self.store.increment(f"{prefix}:completion_tokens", completion_tokens),
+            )
+        except Exception as e:
             log.warning("could not update shared usage totals: %s", e)
 
     async def totals(self, service_id: str, key_id: str) -> dict[str, int]:

@@ -5,13 +5,21 @@ from __future__ import annotations
 from functools import lru_cache
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
-_ERRORS = {str(code): {"description": what, "content": {"application/json": {"schema": _ERROR}}}
-           for code, what in [(400, "Invalid request"), (401, "Missing or invalid API key"),
-                              (404, "Unknown model (or one the key may not use)"), (405, "Method not allowed"),
-                              (413, "Request body too large"), (429, "Rate limit reached"),
-                              (431, "Request header fields too large"),
-                              (502, "The engine failed"), (503, "No instance available"),
-                              (504, "The engine did not answer in time")]}
+_ERRORS = {
+    str(code): {"description": what, "content": {"application/json": {"schema": _ERROR}}}
+    for code, what in [
+        (400, "Invalid request"),
+        (401, "Missing or invalid API key"),
+        (404, "Unknown model (or one the key may not use)"),
+        (405, "Method not allowed"),
+        (413, "Request body too large"),
+        (429, "Rate limit reached"),
+        (431, "Request header fields too large"),
+        (502, "The engine failed"),
+        (503, "No instance available"),
+        (504, "The engine did not answer in time"),
+    ]
+}
 _NUM = {"type": ["number", "null"]}
 _SAMPLING = {
     "temperature": {**_NUM, "minimum": 0, "maximum": 2},
@@ -19,8 +27,9 @@ _SAMPLING = {
     "presence_penalty": {**_NUM, "minimum": -2, "maximum": 2},
     "frequency_penalty": {**_NUM, "minimum": -2, "maximum": 2},
     "seed": {"type": ["integer", "null"]},
-    "stop": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4},
-                       {"type": "null"}]},
+    "stop": {
+        "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}, {"type": "null"}]
+    },
     "n": {"type": ["integer", "null"], "const": 1, "description": "Only 1 is supported."},
     "stream": {"type": ["boolean", "null"]},
     "stream_options": {"type": ["object", "null"], "properties": {"include_usage": {"type": "boolean"}}},
@@ -35,21 +44,35 @@ _SAMPLING = {
     "beam_width": {"type": ["integer", "null"], "minimum": 1, "maximum": 64},
     "bad_words": {"type": ["array", "null"], "maxItems": 64, "items": {"type": "string", "minLength": 1}},
 }
-_MODEL = {"type": "string", "description": "The service's access name, <owner>/<name>.",
-          "examples": ["u-8105f7322477/test"]}
-_USAGE = {"type": "object", "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
-          "properties": {k: {"type": "integer"} for k in ("prompt_tokens", "completion_tokens", "total_tokens")}}
+_MODEL = {
+    "type": "string",
+    "description": "The service's access name, <owner>/<name>.",
+    "examples": ["u-8105f7322477/test"],
+}
+_USAGE = {
+    "type": "object",
+    "required": ["prompt_tokens", "completion_tokens", "total_tokens"],
+    "properties": {k: {"type": "integer"} for k in ("prompt_tokens", "completion_tokens", "total_tokens")},
+}
 
 
 def _post(summary: str, request: str, response: str, streams: bool) -> dict:
     ok = {"application/json": {"schema": {"$ref": f"#/components/schemas/{response}"}}}
     if streams:
-        ok["text/event-stream"] = {"schema": {"type": "string", "description": "data: <chunk JSON> events, then "
-                                                                             "data: [DONE]"}}
-    return {"post": {"summary": summary, "security": [{"bearer": []}],
-                     "requestBody": {"required": True, "content": {"application/json": {
-                         "schema": {"$ref": f"#/components/schemas/{request}"}}}},
-                     "responses": {"200": {"description": "OK", "content": ok}, **_ERRORS}}}
+        ok["text/event-stream"] = {
+            "schema": {"type": "string", "description": "data: <chunk JSON> events, then data: [DONE]"}
+        }
+    return {
+        "post": {
+            "summary": summary,
+            "security": [{"bearer": []}],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{request}"}}},
+            },
+            "responses": {"200": {"description": "OK", "content": ok}, **_ERRORS},
+        }
+    }
 
 
 @lru_cache(maxsize=1)
@@ -57,110 +80,294 @@ def _usage(summary: str, kind: str) -> dict:
     """OpenAI's usage API (GET /v1/organization/usage/*): buckets of results, paged."""
     q = lambda name, schema, **kw: {"name": name, "in": "query", "schema": schema, **kw}  # noqa: E731
     array = {"type": "array", "items": {"type": "string", "enum": ["model", "api_key_id"]}}
-    return {"get": {
-        "summary": summary, "security": [{"bearer": []}],
-        "parameters": [q("start_time", {"type": "integer", "minimum": 0}, required=True),
-                       q("end_time", {"type": "integer", "minimum": 0}),
-                       q("bucket_width", {"type": "string", "enum": ["1m", "1h", "1d"]}),
-                       q("group_by", array, style="form", explode=True),
-                       q("limit", {"type": "integer", "minimum": 1, "maximum": 1440}),
-                       q("page", {"type": "string"})],
-        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {
-            "type": "object", "required": ["object", "data", "has_more", "next_page"], "properties": {
-                "object": {"const": "page"}, "has_more": {"type": "boolean"},
-                "next_page": {"type": ["string", "null"]},
-                "data": {"type": "array", "items": {"type": "object", "required": ["object", "start_time",
-                                                                                   "end_time", "results"],
-                    "properties": {"object": {"const": "bucket"}, "start_time": {"type": "integer"},
-                                   "end_time": {"type": "integer"}, "results": {"type": "array", "items": {
-                                       "type": "object", "properties": {
-                                           "object": {"const": f"organization.usage.{kind}.result"},
-                                           "num_model_requests": {"type": "integer"}}}}}}}}}}}}, **_ERRORS}}}
+    return {
+        "get": {
+            "summary": summary,
+            "security": [{"bearer": []}],
+            "parameters": [
+                q("start_time", {"type": "integer", "minimum": 0}, required=True),
+                q("end_time", {"type": "integer", "minimum": 0}),
+                q("bucket_width", {"type": "string", "enum": ["1m", "1h", "1d"]}),
+                q("group_by", array, style="form", explode=True),
+                q("limit", {"type": "integer", "minimum": 1, "maximum": 1440}),
+                q("page", {"type": "string"}),
+            ],
+            "responses": {
+                "200": {
+                    "description": "OK",
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["object", "data", "has_more", "next_page"],
+                                "properties": {
+                                    "object": {"const": "page"},
+                                    "has_more": {"type": "boolean"},
+                                    "next_page": {"type": ["string", "null"]},
+                                    "data": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["object", "start_time", "end_time", "results"],
+                                            "properties": {
+                                                "object": {"const": "bucket"},
+                                                "start_time": {"type": "integer"},
+                                                "end_time": {"type": "integer"},
+                                                "results": {
+                                                    "type": "array",
+                                                    "items": {
+                                                        "type": "object",
+                                                        "properties": {
+                                                            "object": {"const": f"organization.usage.{kind}.result"},
+                                                            "num_model_requests": {"type": "integer"},
+                                                        },
+                                                    },
+                                                },
+                                            },
+                                        },
+                                    },
+                                },
+                            }
+                        }
+                    },
+                },
+                **_ERRORS,
+            },
+        }
+    }
 
 
 def document() -> dict:
-    message = {"type": "object", "required": ["role"], "properties": {
-        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
-        "content": {"oneOf": [{"type": "string"}, {"type": "null"}, {"type": "array", "items": {
-            "type": "object", "required": ["type"], "properties": {
-                "type": {"type": "string", "enum": ["text", "image_url"]}, "text": {"type": "string"},
-                "image_url": {"type": "object", "properties": {"url": {"type": "string"}}}}}}]}}}
+    message = {
+        "type": "object",
+        "required": ["role"],
+        "properties": {
+            "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
+            "content": {
+                "oneOf": [
+                    {"type": "string"},
+                    {"type": "null"},
+                    {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "required": ["type"],
+                            "properties": {
+                                "type": {"type": "string", "enum": ["text", "image_url"]},
+                                "text": {"type": "string"},
+                                "image_url": {"type": "object", "properties": {"url": {"type": "string"}}},
+                            },
+                        },
+                    },
+                ]
+            },
+        },
+    }
     max_tokens = {"type": ["integer", "null"], "minimum": 1}
     return {
         "openapi": "3.1.0",
-        "info": {"title": "modelsvc gateway", "version": "1",
-                 "description": "OpenAI-compatible API over self-hosted model services. Errors are OpenAI error "
-                                "bodies: {\"error\": {\"message\", \"type\", \"param\", \"code\"}}."},
+        "info": {
+            "title": "modelsvc gateway",
+            "version": "1",
+            "description": "OpenAI-compatible API over self-hosted model services. Errors are OpenAI error "
+            'bodies: {"error": {"message", "type", "param", "code"}}.',
+        },
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-                    "type": "object", "required": ["message", "type", "param", "code"], "properties": {
-                        "message": {"type": "string"}, "type": {"type": "string"},
-                        "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}}}}},
-                "ChatCompletionRequest": {"type": "object", "required": ["model", "messages"], "properties": {
-                    "model": _MODEL, "messages": {"type": "array", "minItems": 1, "items": message},
-                    "max_tokens": max_tokens, "max_completion_tokens": max_tokens, **_SAMPLING,
-                    "logprobs": {"type": ["boolean", "null"]},
-                    "top_logprobs": {"type": ["integer", "null"], "const": 0,
-                                     "description": "Only the chosen tokens' log probabilities are available."}},
-                    "additionalProperties": False},
-                "CompletionRequest": {"type": "object", "required": ["model", "prompt"], "properties": {
-                    "model": _MODEL, "prompt": {"type": "string"}, "max_tokens": max_tokens, **_SAMPLING,
-                    "echo": {"type": ["boolean", "null"]},
-                    "logprobs": {"type": ["integer", "null"], "const": 0,
-                                 "description": "0: the chosen tokens' log probabilities (no alternatives)."}},
-                    "additionalProperties": False},
-                "ImageRequest": {"type": "object", "required": ["model", "prompt"], "properties": {
-                    "model": _MODEL, "prompt": {"type": "string", "minLength": 1},
-                    "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 10},
-                    "size": {"type": ["string", "null"], "examples": ["64x64"]},
-                    "response_format": {"type": ["string", "null"], "enum": ["b64_json", None]},
-                    "negative_prompt": {"type": ["string", "null"]}, "user": {"type": ["string", "null"]}},
-                    "additionalProperties": False},
-                "ChatCompletion": {"type": "object", "required": ["id", "object", "created", "model", "choices",
-                                                                  "usage"], "properties": {
-                    "id": {"type": "string"}, "object": {"const": "chat.completion"},
-                    "created": {"type": "integer"}, "model": {"type": "string"},
-                    "choices": {"type": "array", "items": {"type": "object", "properties": {
-                        "index": {"type": "integer"}, "finish_reason": {"enum": ["stop", "length"]},
-                        "message": {"type": "object", "properties": {"role": {"const": "assistant"},
-                                                                     "content": {"type": "string"}}}}}},
-                    "usage": _USAGE}},
-                "Completion": {"type": "object", "required": ["id", "object", "choices", "usage"], "properties": {
-                    "id": {"type": "string"}, "object": {"const": "text_completion"}, "usage": _USAGE,
-                    "choices": {"type": "array", "items": {"type": "object", "properties": {
-                        "text": {"type": "string"}, "finish_reason": {"enum": ["stop", "length"]}}}}}},
-                "Images": {"type": "object", "required": ["created", "data"], "properties": {
-                    "created": {"type": "integer"}, "data": {"type": "array", "items": {
-                        "type": "object", "properties": {"b64_json": {"type": "string"}}}}}},
-                "Model": {"type": "object", "required": ["id", "object", "owned_by"], "properties": {
-                    "id": {"type": "string"}, "object": {"const": "model"}, "created": {"type": "integer"},
-                    "owned_by": {"type": "string"}}},
-                "ModelList": {"type": "object", "required": ["object", "data"], "properties": {
-                    "object": {"const": "list"}, "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}}}},
+                "Error": {
+                    "type": "object",
+                    "required": ["error"],
+                    "properties": {
+                        "error": {
+                            "type": "object",
+                            "required": ["message", "type", "param", "code"],
+                            "properties": {
+                                "message": {"type": "string"},
+                                "type": {"type": "string"},
+                                "param": {"type": ["string", "null"]},
+                                "code": {"type": ["string", "null"]},
+                            },
+                        }
+                    },
+                },
+                "ChatCompletionRequest": {
+                    "type": "object",
+                    "required": ["model", "messages"],
+                    "properties": {
+                        "model": _MODEL,
+                        "messages": {"type": "array", "minItems": 1, "items": message},
+                        "max_tokens": max_tokens,
+                        "max_completion_tokens": max_tokens,
+                        **_SAMPLING,
+                        "logprobs": {"type": ["boolean", "null"]},
+                        "top_logprobs": {
+                            "type": ["integer", "null"],
+                            "const": 0,
+                            "description": "Only the chosen tokens' log probabilities are available.",
+                        },
+                    },
+                    "additionalProperties": False,
+                },
+                "CompletionRequest": {
+                    "type": "object",
+                    "required": ["model", "prompt"],
+                    "properties": {
+                        "model": _MODEL,
+                        "prompt": {"type": "string"},
+                        "max_tokens": max_tokens,
+                        **_SAMPLING,
+                        "echo": {"type": ["boolean", "null"]},
+                        "logprobs": {
+                            "type": ["integer", "null"],
+                            "const": 0,
+                            "description": "0: the chosen tokens' log probabilities (no alternatives).",
+                        },
+                    },
+                    "additionalProperties": False,
+                },
+                "ImageRequest": {
+                    "type": "object",
+                    "required": ["model", "prompt"],
+                    "properties": {
+                        "model": _MODEL,
+                        "prompt": {"type": "string", "minLength": 1},
+                        "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 10},
+                        "size": {"type": ["string", "null"], "examples": ["64x64"]},
+                        "response_format": {"type": ["string", "null"], "enum": ["b64_json", None]},
+                        "negative_prompt": {"type": ["string", "null"]},
+                        "user": {"type": ["string", "null"]},
+                    },
+                    "additionalProperties": False,
+                },
+                "ChatCompletion": {
+                    "type": "object",
+                    "required": ["id", "object", "created", "model", "choices", "usage"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "object": {"const": "chat.completion"},
+                        "created": {"type": "integer"},
+                        "model": {"type": "string"},
+                        "choices": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "index": {"type": "integer"},
+                                    "finish_reason": {"enum": ["stop", "length"]},
+                                    "message": {
+                                        "type": "object",
+                                        "properties": {"role": {"const": "assistant"}, "content": {"type": "string"}},
+                                    },
+                                },
+                            },
+                        },
+                        "usage": _USAGE,
+                    },
+                },
+                "Completion": {
+                    "type": "object",
+                    "required": ["id", "object", "choices", "usage"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "object": {"const": "text_completion"},
+                        "usage": _USAGE,
+                        "choices": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "properties": {
+                                    "text": {"type": "string"},
+                                    "finish_reason": {"enum": ["stop", "length"]},
+                                },
+                            },
+                        },
+                    },
+                },
+                "Images": {
+                    "type": "object",
+                    "required": ["created", "data"],
+                    "properties": {
+                        "created": {"type": "integer"},
+                        "data": {
+                            "type": "array",
+                            "items": {"type": "object", "properties": {"b64_json": {"type": "string"}}},
+                        },
+                    },
+                },
+                "Model": {
+                    "type": "object",
+                    "required": ["id", "object", "owned_by"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "object": {"const": "model"},
+                        "created": {"type": "integer"},
+                        "owned_by": {"type": "string"},
+                    },
+                },
+                "ModelList": {
+                    "type": "object",
+                    "required": ["object", "data"],
+                    "properties": {
+                        "object": {"const": "list"},
+                        "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}},
+                    },
+                },
             },
         },
         "paths": {
-            "/v1/chat/completions": _post("Chat completion (streams with stream: true)", "ChatCompletionRequest",
-                                          "ChatCompletion", True),
+            "/v1/chat/completions": _post(
+                "Chat completion (streams with stream: true)", "ChatCompletionRequest", "ChatCompletion", True
+            ),
             "/v1/completions": _post("Text completion", "CompletionRequest", "Completion", True),
-            "/v1/images/generations": _post("Generate images (image-generation models)", "ImageRequest", "Images",
-                                            False),
-            "/v1/models": {"get": {"summary": "The services the key may use", "security": [{"bearer": []}],
-                                   "responses": {"200": {"description": "OK", "content": {"application/json": {
-                                       "schema": {"$ref": "#/components/schemas/ModelList"}}}}, **_ERRORS}}},
-            "/v1/models/{model}": {"get": {
-                "summary": "One service", "security": [{"bearer": []}],
-                "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"},
-                                "description": "Access name; its '/' may be percent-encoded."}],
-                "responses": {"200": {"description": "OK", "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/Model"}}}}, **_ERRORS}}},
-            "/v1/organization/usage/completions": _usage("Token usage of the key owner's services, in buckets",
-                                                         "completions"),
+            "/v1/images/generations": _post(
+                "Generate images (image-generation models)", "ImageRequest", "Images", False
+            ),
+            "/v1/models": {
+                "get": {
+                    "summary": "The services the key may use",
+                    "security": [{"bearer": []}],
+                    "responses": {
+                        "200": {
+                            "description": "OK",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ModelList"}}},
+                        },
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/v1/models/{model}": {
+                "get": {
+                    "summary": "One service",
+                    "security": [{"bearer": []}],
+                    "parameters": [
+                        {
+                            "name": "model",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                            "description": "Access name; its '/' may be percent-encoded.",
+                        }
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "OK",
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Model"}}},
+                        },
+                        **_ERRORS,
+                    },
+                }
+            },
+            "/v1/organization/usage/completions": _usage(
+                "Token usage of the key owner's services, in buckets", "completions"
+            ),
             "/v1/organization/usage/images": _usage("Image usage of the key owner's services, in buckets", "images"),
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
-            "/readyz": {"get": {"summary": "Readiness (ready or not; per-service detail is on the internal port)",
-                                "responses": {"200": {"description": "ready"}, "503": {"description": "draining"}}}},
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness (ready or not; per-service detail is on the internal port)",
+                    "responses": {"200": {"description": "ready"}, "503": {"description": "draining"}},
+                }
+            },
         },
     }

@@ -35,17 +35,43 @@ DEFAULT_TEMPLATE = (
 # string as the special token itself. The model's own list (tokenizer_config.json) can be passed instead.
 DEFAULT_SPECIAL_TOKENS = (
     # ChatML (Qwen, many fine-tunes), GPT-style end of text
-    "<|im_start|>", "<|im_end|>", "<|im_sep|>", "<|endoftext|>",
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|im_sep|>",
+    "<|endoftext|>",
     # Llama 3.x
-    "<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>",
-    "<|python_tag|>", "<|finetune_right_pad_id|>",
+    "<|begin_of_text|>",
+    "<|end_of_text|>",
+    "<|start_header_id|>",
+    "<|end_header_id|>",
+    "<|eot_id|>",
+    "<|eom_id|>",
+    "<|python_tag|>",
+    "<|finetune_right_pad_id|>",
     # Llama 2 / Mistral
-    "[INST]", "[/INST]", "<<SYS>>", "<</SYS>>", "<s>", "</s>", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]",
-    "[TOOL_CALLS]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]", "[TOOL_RESULTS]", "[/TOOL_RESULTS]",
+    "[INST]",
+    "[/INST]",
+    "<<SYS>>",
+    "<</SYS>>",
+    "<s>",
+    "</s>",
+    "[SYSTEM_PROMPT]",
+    "[/SYSTEM_PROMPT]",
+    "[TOOL_CALLS]",
+    "[AVAILABLE_TOOLS]",
+    "[/AVAILABLE_TOOLS]",
+    "[TOOL_RESULTS]",
+    "[/TOOL_RESULTS]",
     # Gemma
-    "<start_of_turn>", "<end_of_turn>", "<bos>", "<eos>",
+    "<start_of_turn>",
+    "<end_of_turn>",
+    "<bos>",
+    "<eos>",
     # Phi-3
-    "<|system|>", "<|user|>", "<|assistant|>", "<|end|>",
+    "<|system|>",
+    "<|user|>",
+    "<|assistant|>",
+    "<|end|>",
 )
 # Any "<|name|>" is reserved in the families above (Llama 3's <|reserved_special_token_N|>, Phi's <|placeholderN|>).
 _RESERVED = re.compile(r"<\|[A-Za-z0-9_]{1,64}\|>")
@@ -81,27 +107,43 @@ def _compile(source: str):
     return _env.from_string(source)
 
 
-def render_chat(messages, template: str | None, *, bos_token: str | None = None, eos_token: str | None = None,
-                model: str = "", special_tokens: tuple[str, ...] = DEFAULT_SPECIAL_TOKENS) -> str:
+def render_chat(
+    messages,
+    template: str | None,
+    *,
+    bos_token: str | None = None,
+    eos_token: str | None = None,
+    model: str = "",
+    special_tokens: tuple[str, ...] = DEFAULT_SPECIAL_TOKENS,
+) -> str:
     """Message contents are the caller's text: special tokens in them (the family defaults plus the model's own
     bos/eos) are neutralised, so only the template writes role markers."""
     tokens = tuple(special_tokens) + tuple(t for t in (bos_token, eos_token) if t)
-    safe = [{**m, "content": neutralise(m["content"], tokens)} if isinstance(m.get("content"), str) else m
-            for m in messages]
+    safe = [
+        {**m, "content": neutralise(m["content"], tokens)} if isinstance(m.get("content"), str) else m for m in messages
+    ]
     if template is None:
         if model and model not in _warned:
             _warned.add(model)
-            log.warning("model %s has no chat template (neither in services.yaml nor in its checkpoint's "
-                        "tokenizer_config.json): using ChatML, which may not be what it was trained on", model)
+            log.warning(
+                "model %s has no chat template (neither in services.yaml nor in its checkpoint's "
+                "tokenizer_config.json): using ChatML, which may not be what it was trained on",
+                model,
+            )
         template = DEFAULT_TEMPLATE
     try:
         text = _compile(template).render(
-            messages=safe, add_generation_prompt=True, bos_token=bos_token or "",
-            eos_token=eos_token or "", raise_exception=_raise_exception)
+            messages=safe,
+            add_generation_prompt=True,
+            bos_token=bos_token or "",
+            eos_token=eos_token or "",
+            raise_exception=_raise_exception,
+        )
     except TemplateError as e:
         # A template's own raise_exception (e.g. "roles must alternate") is the caller's error to fix.
-        raise InvalidRequest(f"the messages do not fit this model's chat template: {e}", param="messages",
-                             code="invalid_messages") from e
+        raise InvalidRequest(
+            f"the messages do not fit this model's chat template: {e}", param="messages", code="invalid_messages"
+        ) from e
     if bos_token and text.startswith(bos_token):
-        text = text[len(bos_token):]  # the tokenizer adds it (add_special_tokens)
+        text = text[len(bos_token) :]  # the tokenizer adds it (add_special_tokens)
     return text

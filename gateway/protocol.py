@@ -31,7 +31,7 @@ class _Http(Http):
 
 class GatewayProtocol(HttpProtocol):
     HTTP_CLASS = _Http
-    __slots__ = ("_seq", "_first", "_deadline")
+    __slots__ = ("_deadline", "_first", "_seq")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -61,13 +61,17 @@ class GatewayProtocol(HttpProtocol):
         if seq != self._seq or http is None or not self._task:
             return
         stage = http.stage
-        waiting = (stage is Stage.IDLE and self._first) or stage is Stage.REQUEST or (
-            stage is Stage.HANDLER and http.request_body)
+        waiting = (
+            (stage is Stage.IDLE and self._first)
+            or stage is Stage.REQUEST
+            or (stage is Stage.HANDLER and http.request_body)
+        )
         if waiting:
             http.request_body = None  # and Sanic must not go on reading the rest of it after the 408
             http.keep_alive = False
             http.exception = RequestTimeout(
-                f"the whole request must arrive within {self.app.config.REQUEST_TIMEOUT:g}s")
+                f"the whole request must arrive within {self.app.config.REQUEST_TIMEOUT:g}s"
+            )
             self._task.cancel("request deadline")
 
     def check_timeouts(self):

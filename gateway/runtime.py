@@ -31,8 +31,9 @@ def headless_host(service: Service) -> str:
 
 
 class Runtime:
-    def __init__(self, catalog: Catalog, settings: Settings, overlay: LocalOverlay | None = None,
-                 usage: UsageLog | None = None):
+    def __init__(
+        self, catalog: Catalog, settings: Settings, overlay: LocalOverlay | None = None, usage: UsageLog | None = None
+    ):
         self.settings = settings
         self.usage = usage or UsageLog(None, Metrics())
         self.usage.metrics.registry.register(InstanceCollector(self))
@@ -69,12 +70,14 @@ class Runtime:
         if model.backend is Backend.openai:
             from .backends.openai import OpenAIUpstream
 
-            return lambda endpoint: OpenAIUpstream(endpoint, model.upstream_model, deadline_s=s.deadline_s,
-                                                   connect_timeout_s=s.connect_timeout_s)
+            return lambda endpoint: OpenAIUpstream(
+                endpoint, model.upstream_model, deadline_s=s.deadline_s, connect_timeout_s=s.connect_timeout_s
+            )
         from .backends.triton import TritonInstance
 
-        return lambda endpoint: TritonInstance(endpoint, model.triton_model_name, deadline_s=s.deadline_s,
-                                               connect_timeout_s=s.connect_timeout_s)
+        return lambda endpoint: TritonInstance(
+            endpoint, model.triton_model_name, deadline_s=s.deadline_s, connect_timeout_s=s.connect_timeout_s
+        )
 
     def _build(self, catalog: Catalog) -> tuple[dict[str, InstancePool], dict[str, tuple], list[InstancePool]]:
         pools, keys, new = {}, {}, []
@@ -85,10 +88,14 @@ class Runtime:
             if self._pool_keys.get(svc.access_name) == identity:
                 pools[svc.access_name] = self.pools[svc.access_name]
             else:
-                pool = InstancePool(svc.access_name, discovery, self._make_backend(model),
-                                    probe_interval_s=self.settings.probe_interval_s,
-                                    refresh_interval_s=self.settings.refresh_interval_s,
-                                    health_interval_s=self.settings.health_interval_s)
+                pool = InstancePool(
+                    svc.access_name,
+                    discovery,
+                    self._make_backend(model),
+                    probe_interval_s=self.settings.probe_interval_s,
+                    refresh_interval_s=self.settings.refresh_interval_s,
+                    health_interval_s=self.settings.health_interval_s,
+                )
                 pools[svc.access_name] = pool
                 new.append(pool)
             keys[svc.access_name] = identity
@@ -107,8 +114,9 @@ class Runtime:
         self.keyring = KeyRing(list(catalog.keys) + self.overlay.keys())
         for pool in retired:
             asyncio.create_task(_close_when_idle(pool))
-        log.info("catalog applied: %d services (%d pools new, %d retired)", len(catalog.services), len(new),
-                 len(retired))
+        log.info(
+            "catalog applied: %d services (%d pools new, %d retired)", len(catalog.services), len(new), len(retired)
+        )
 
     async def close(self) -> None:
         await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)

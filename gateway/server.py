@@ -42,14 +42,22 @@ def serve(config: str, overlay_path: str | None, settings: Settings, *, host: st
         # In-memory limits would be per worker (a 5/min limit letting 5 per worker through): refuse, don't pretend.
         raise WorkersNeedRedis(
             f"--workers {workers} needs --redis-url (or REDIS_URL): rate limits and stream slots must be shared by "
-            "the workers; a redis-server on this host is enough. Or run --workers 1 and add replicas instead.")
+            "the workers; a redis-server on this host is enough. Or run --workers 1 and add replicas instead."
+        )
     if workers > 1:
         prepare_workers()  # /metrics merges every worker's samples
     # Each Sanic worker process builds its own app (and its own gRPC channels) from the same factory.
     loader = AppLoader(factory=partial(build, config, overlay_path, settings))
     app = loader.load()
-    app.prepare(host=host, port=port, workers=workers, single_process=workers == 1, motd=False, access_log=False,
-                protocol=GatewayProtocol)
+    app.prepare(
+        host=host,
+        port=port,
+        workers=workers,
+        single_process=workers == 1,
+        motd=False,
+        access_log=False,
+        protocol=GatewayProtocol,
+    )
     if workers == 1:
         Sanic.serve_single(primary=app)  # this process is the server: signals reach it directly
     else:

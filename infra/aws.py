@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from urllib.parse import quote
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import pulumi
 import pulumi_aws as aws
@@ -28,41 +28,73 @@ class Network(pulumi.ComponentResource):
         super().__init__("modelsvc:aws:Network", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         tags = {"Name": name}
-        self.vpc = aws.ec2.Vpc(name, cidr_block=cidr, enable_dns_hostnames=True, enable_dns_support=True, tags=tags,
-                               opts=child)
+        self.vpc = aws.ec2.Vpc(
+            name, cidr_block=cidr, enable_dns_hostnames=True, enable_dns_support=True, tags=tags, opts=child
+        )
         igw = aws.ec2.InternetGateway(name, vpc_id=self.vpc.id, tags=tags, opts=child)
         base = cidr.split("/")[0].rsplit(".", 2)[0]  # e.g. 10.0
         self.public_subnets, self.private_subnets = [], []
         cluster_tag = f"kubernetes.io/cluster/{cluster_name}"
         for i, az in enumerate(azs):
-            self.public_subnets.append(aws.ec2.Subnet(
-                f"{name}-public-{i}", vpc_id=self.vpc.id, availability_zone=az, cidr_block=f"{base}.{i * 16}.0/20",
-                map_public_ip_on_launch=True,
-                tags={"Name": f"{name}-public-{az}", "kubernetes.io/role/elb": "1", cluster_tag: "shared"},
-                opts=child))
-            self.private_subnets.append(aws.ec2.Subnet(
-                f"{name}-private-{i}", vpc_id=self.vpc.id, availability_zone=az,
-                cidr_block=f"{base}.{128 + i * 32}.0/19",
-                tags={"Name": f"{name}-private-{az}", "kubernetes.io/role/internal-elb": "1", cluster_tag: "shared"},
-                opts=child))
+            self.public_subnets.append(
+                aws.ec2.Subnet(
+                    f"{name}-public-{i}",
+                    vpc_id=self.vpc.id,
+                    availability_zone=az,
+                    cidr_block=f"{base}.{i * 16}.0/20",
+                    map_public_ip_on_launch=True,
+                    tags={"Name": f"{name}-public-{az}", "kubernetes.io/role/elb": "1", cluster_tag: "shared"},
+                    opts=child,
+                )
+            )
+            self.private_subnets.append(
+                aws.ec2.Subnet(
+                    f"{name}-private-{i}",
+                    vpc_id=self.vpc.id,
+                    availability_zone=az,
+                    cidr_block=f"{base}.{128 + i * 32}.0/19",
+                    tags={
+                        "Name": f"{name}-private-{az}",
+                        "kubernetes.io/role/internal-elb": "1",
+                        cluster_tag: "shared",
+                    },
+                    opts=child,
+                )
+            )
         eip = aws.ec2.Eip(f"{name}-nat", domain="vpc", tags=tags, opts=child)
-        nat = aws.ec2.NatGateway(name, allocation_id=eip.id, subnet_id=self.public_subnets[0].id, tags=tags,
-                                 opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]))
-        public_rt = aws.ec2.RouteTable(f"{name}-public", vpc_id=self.vpc.id,
-                                       routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}], opts=child)
-        private_rt = aws.ec2.RouteTable(f"{name}-private", vpc_id=self.vpc.id,
-                                        routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat.id}], opts=child)
+        nat = aws.ec2.NatGateway(
+            name,
+            allocation_id=eip.id,
+            subnet_id=self.public_subnets[0].id,
+            tags=tags,
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[igw]),
+        )
+        public_rt = aws.ec2.RouteTable(
+            f"{name}-public", vpc_id=self.vpc.id, routes=[{"cidr_block": "0.0.0.0/0", "gateway_id": igw.id}], opts=child
+        )
+        private_rt = aws.ec2.RouteTable(
+            f"{name}-private",
+            vpc_id=self.vpc.id,
+            routes=[{"cidr_block": "0.0.0.0/0", "nat_gateway_id": nat.id}],
+            opts=child,
+        )
         for i, (pub, priv) in enumerate(zip(self.public_subnets, self.private_subnets)):
-            aws.ec2.RouteTableAssociation(f"{name}-public-{i}", subnet_id=pub.id, route_table_id=public_rt.id,
-                                          opts=child)
-            aws.ec2.RouteTableAssociation(f"{name}-private-{i}", subnet_id=priv.id, route_table_id=private_rt.id,
-                                          opts=child)
+            aws.ec2.RouteTableAssociation(
+                f"{name}-public-{i}", subnet_id=pub.id, route_table_id=public_rt.id, opts=child
+            )
+            aws.ec2.RouteTableAssociation(
+                f"{name}-private-{i}", subnet_id=priv.id, route_table_id=private_rt.id, opts=child
+            )
         self.register_outputs({"vpc_id": self.vpc.id})
 
 
 def _assume_role(service: str) -> str:
-    return json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}]})
+    return json.dumps(
+        {
+            "Version": "2012-10-17",
+            "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+        }
+    )
 
 
 class Cluster(pulumi.ComponentResource):
@@ -72,84 +104,154 @@ class Cluster(pulumi.ComponentResource):
         super().__init__("modelsvc:aws:Cluster", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         role = aws.iam.Role(f"{name}-cluster", assume_role_policy=_assume_role("eks.amazonaws.com"), opts=child)
-        attach = aws.iam.RolePolicyAttachment(f"{name}-cluster", role=role.name,
-                                              policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy", opts=child)
+        attach = aws.iam.RolePolicyAttachment(
+            f"{name}-cluster", role=role.name, policy_arn="arn:aws:iam::aws:policy/AmazonEKSClusterPolicy", opts=child
+        )
         self.cluster = aws.eks.Cluster(
-            name, name=name, version=version, role_arn=role.arn,
-            vpc_config={"subnet_ids": [s.id for s in network.private_subnets + network.public_subnets],
-                        "endpoint_public_access": True, "endpoint_private_access": True},
-            access_config={"authentication_mode": "API_AND_CONFIG_MAP",
-                           "bootstrap_cluster_creator_admin_permissions": True},
-            opts=pulumi.ResourceOptions(parent=self, depends_on=[attach]))
-        self.node_role = aws.iam.Role(f"{name}-node", assume_role_policy=_assume_role("ec2.amazonaws.com"),
-                                      opts=child)
+            name,
+            name=name,
+            version=version,
+            role_arn=role.arn,
+            vpc_config={
+                "subnet_ids": [s.id for s in network.private_subnets + network.public_subnets],
+                "endpoint_public_access": True,
+                "endpoint_private_access": True,
+            },
+            access_config={
+                "authentication_mode": "API_AND_CONFIG_MAP",
+                "bootstrap_cluster_creator_admin_permissions": True,
+            },
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[attach]),
+        )
+        self.node_role = aws.iam.Role(f"{name}-node", assume_role_policy=_assume_role("ec2.amazonaws.com"), opts=child)
         self.node_policies = [
-            aws.iam.RolePolicyAttachment(f"{name}-node-{p}", role=self.node_role.name,
-                                         policy_arn=f"arn:aws:iam::aws:policy/{p}", opts=child)
-            for p in ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")]
+            aws.iam.RolePolicyAttachment(
+                f"{name}-node-{p}", role=self.node_role.name, policy_arn=f"arn:aws:iam::aws:policy/{p}", opts=child
+            )
+            for p in ("AmazonEKSWorkerNodePolicy", "AmazonEKS_CNI_Policy", "AmazonEC2ContainerRegistryReadOnly")
+        ]
         # The VPC CNI enforces NetworkPolicy only with its network policy agent switched on.
-        self.vpc_cni = aws.eks.Addon(f"{name}-vpc-cni", cluster_name=self.cluster.name, addon_name="vpc-cni",
-                                     configuration_values=json.dumps({"enableNetworkPolicy": "true"}),
-                                     resolve_conflicts_on_create="OVERWRITE", resolve_conflicts_on_update="OVERWRITE",
-                                     opts=child)
+        self.vpc_cni = aws.eks.Addon(
+            f"{name}-vpc-cni",
+            cluster_name=self.cluster.name,
+            addon_name="vpc-cni",
+            configuration_values=json.dumps({"enableNetworkPolicy": "true"}),
+            resolve_conflicts_on_create="OVERWRITE",
+            resolve_conflicts_on_update="OVERWRITE",
+            opts=child,
+        )
         self.issuer = self.cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
-        self.oidc = aws.iam.OpenIdConnectProvider(f"{name}-oidc", url=self.issuer, client_id_lists=["sts.amazonaws.com"],
-                                                  thumbprint_lists=[EKS_OIDC_THUMBPRINT], opts=child)
-        self.kubeconfig = pulumi.Output.secret(pulumi.Output.all(
-            self.cluster.name, self.cluster.endpoint, self.cluster.certificate_authority.apply(lambda ca: ca.data),
-        ).apply(lambda a: kubeconfig(a[0], a[1], a[2], region)))
+        self.oidc = aws.iam.OpenIdConnectProvider(
+            f"{name}-oidc",
+            url=self.issuer,
+            client_id_lists=["sts.amazonaws.com"],
+            thumbprint_lists=[EKS_OIDC_THUMBPRINT],
+            opts=child,
+        )
+        self.kubeconfig = pulumi.Output.secret(
+            pulumi.Output.all(
+                self.cluster.name,
+                self.cluster.endpoint,
+                self.cluster.certificate_authority.apply(lambda ca: ca.data),
+            ).apply(lambda a: kubeconfig(a[0], a[1], a[2], region))
+        )
         self.register_outputs({"name": self.cluster.name})
 
 
 def kubeconfig(name: str, endpoint: str, ca_data: str, region: str) -> str:
-    return json.dumps({
-        "apiVersion": "v1", "kind": "Config", "current-context": name,
-        "clusters": [{"name": name, "cluster": {"server": endpoint, "certificate-authority-data": ca_data}}],
-        "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
-        "users": [{"name": name, "user": {"exec": {
-            "apiVersion": "client.authentication.k8s.io/v1beta1", "command": "aws",
-            "args": ["eks", "get-token", "--cluster-name", name, "--region", region]}}}],
-    })
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "current-context": name,
+            "clusters": [{"name": name, "cluster": {"server": endpoint, "certificate-authority-data": ca_data}}],
+            "contexts": [{"name": name, "context": {"cluster": name, "user": name}}],
+            "users": [
+                {
+                    "name": name,
+                    "user": {
+                        "exec": {
+                            "apiVersion": "client.authentication.k8s.io/v1beta1",
+                            "command": "aws",
+                            "args": ["eks", "get-token", "--cluster-name", name, "--region", region],
+                        }
+                    },
+                }
+            ],
+        }
+    )
 
 
 def irsa_trust(cluster: Cluster, subjects) -> pulumi.Output:
     """IAM trust policy: the cluster's OIDC provider may assume the role for these service account(s) (IRSA)."""
-    return pulumi.Output.all(cluster.oidc.arn, cluster.issuer).apply(lambda a: json.dumps({
-        "Version": "2012-10-17", "Statement": [{
-            "Effect": "Allow", "Principal": {"Federated": a[0]}, "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": {"StringEquals": {f"{a[1].removeprefix('https://')}:sub": subjects,
-                                           f"{a[1].removeprefix('https://')}:aud": "sts.amazonaws.com"}}}]}))
+    return pulumi.Output.all(cluster.oidc.arn, cluster.issuer).apply(
+        lambda a: json.dumps(
+            {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Federated": a[0]},
+                        "Action": "sts:AssumeRoleWithWebIdentity",
+                        "Condition": {
+                            "StringEquals": {
+                                f"{a[1].removeprefix('https://')}:sub": subjects,
+                                f"{a[1].removeprefix('https://')}:aud": "sts.amazonaws.com",
+                            }
+                        },
+                    }
+                ],
+            }
+        )
+    )
 
 
 class NodeGroups(pulumi.ComponentResource):
     """A small system node group plus one GPU managed node group per pool, sized from the catalog's demand."""
 
-    def __init__(self, name: str, catalog: "Catalog", cluster: Cluster, network: Network, system_instance_type: str,
-                 opts=None):
+    def __init__(
+        self, name: str, catalog: Catalog, cluster: Cluster, network: Network, system_instance_type: str, opts=None
+    ):
         super().__init__("modelsvc:aws:NodeGroups", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, depends_on=cluster.node_policies)
         subnets = [s.id for s in network.private_subnets]
         self.system = aws.eks.NodeGroup(
-            f"{name}-system", cluster_name=cluster.cluster.name, node_group_name="system",
-            node_role_arn=cluster.node_role.arn, subnet_ids=subnets, ami_type=SYSTEM_AMI,
-            instance_types=[system_instance_type], scaling_config={"min_size": 2, "desired_size": 2, "max_size": 4},
-            labels={"modelsvc.io/role": "system"}, opts=child)
+            f"{name}-system",
+            cluster_name=cluster.cluster.name,
+            node_group_name="system",
+            node_role_arn=cluster.node_role.arn,
+            subnet_ids=subnets,
+            ami_type=SYSTEM_AMI,
+            instance_types=[system_instance_type],
+            scaling_config={"min_size": 2, "desired_size": 2, "max_size": 4},
+            labels={"modelsvc.io/role": "system"},
+            opts=child,
+        )
         self.sizes = node_group_sizes(catalog)
         self.pools: dict[str, aws.eks.NodeGroup] = {}
         # The cluster autoscaler owns desired_size once the group exists (it adds nodes for pending GPU pods):
         # Pulumi sets min/max and leaves desired alone.
-        autoscaled = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(
-            ignore_changes=["scalingConfig.desiredSize"]))
+        autoscaled = pulumi.ResourceOptions.merge(
+            child, pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"])
+        )
         for pool_name, pool in catalog.pools.items():
             size = self.sizes[pool_name]
             self.pools[pool_name] = aws.eks.NodeGroup(
-                f"{name}-{pool_name}", cluster_name=cluster.cluster.name, node_group_name=f"gpu-{pool_name}",
-                node_role_arn=cluster.node_role.arn, subnet_ids=subnets, ami_type=GPU_AMI,
-                instance_types=[pool.instance_type], disk_size=500,
+                f"{name}-{pool_name}",
+                cluster_name=cluster.cluster.name,
+                node_group_name=f"gpu-{pool_name}",
+                node_role_arn=cluster.node_role.arn,
+                subnet_ids=subnets,
+                ami_type=GPU_AMI,
+                instance_types=[pool.instance_type],
+                disk_size=500,
                 scaling_config={"min_size": size.min, "desired_size": size.desired, "max_size": size.max},
                 labels={POOL: pool_name, "nvidia.com/gpu.present": "true"},
                 taints=[{"key": GPU_TAINT_KEY, "value": GPU_TAINT_VALUE, "effect": "NO_SCHEDULE"}],
-                tags=autoscaler_tags(name, pool_name), update_config={"max_unavailable": 1}, opts=autoscaled)
+                tags=autoscaler_tags(name, pool_name),
+                update_config={"max_unavailable": 1},
+                opts=autoscaled,
+            )
         self.register_outputs({})
 
 
@@ -160,38 +262,67 @@ CLUSTER_AUTOSCALER_CHART = ("cluster-autoscaler", "9.38.0", "https://kubernetes.
 def autoscaler_tags(cluster_name: str, pool_name: str) -> dict[str, str]:
     """The cluster autoscaler's auto-discovery tags (EKS managed node groups also put them on their ASG), plus the
     pool label as a node-template hint so it can scale a pool up from zero nodes."""
-    return {"k8s.io/cluster-autoscaler/enabled": "true", f"k8s.io/cluster-autoscaler/{cluster_name}": "owned",
-            f"k8s.io/cluster-autoscaler/node-template/label/{POOL}": pool_name}
+    return {
+        "k8s.io/cluster-autoscaler/enabled": "true",
+        f"k8s.io/cluster-autoscaler/{cluster_name}": "owned",
+        f"k8s.io/cluster-autoscaler/node-template/label/{POOL}": pool_name,
+    }
 
 
 def cluster_autoscaler_policy(cluster_name: str) -> dict:
     """What the autoscaler needs (its AWS docs): read ASGs, instance types and node groups; change only this cluster's
     groups (matched by the ownership tag)."""
-    return {"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Resource": "*", "Action": [
-            "autoscaling:DescribeAutoScalingGroups", "autoscaling:DescribeAutoScalingInstances",
-            "autoscaling:DescribeLaunchConfigurations", "autoscaling:DescribeScalingActivities",
-            "autoscaling:DescribeTags", "ec2:DescribeImages", "ec2:DescribeInstanceTypes",
-            "ec2:DescribeLaunchTemplateVersions", "ec2:GetInstanceTypesFromInstanceRequirements",
-            "eks:DescribeNodegroup"]},
-        {"Effect": "Allow", "Resource": "*",
-         "Action": ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"],
-         "Condition": {"StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"}}},
-    ]}
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Resource": "*",
+                "Action": [
+                    "autoscaling:DescribeAutoScalingGroups",
+                    "autoscaling:DescribeAutoScalingInstances",
+                    "autoscaling:DescribeLaunchConfigurations",
+                    "autoscaling:DescribeScalingActivities",
+                    "autoscaling:DescribeTags",
+                    "ec2:DescribeImages",
+                    "ec2:DescribeInstanceTypes",
+                    "ec2:DescribeLaunchTemplateVersions",
+                    "ec2:GetInstanceTypesFromInstanceRequirements",
+                    "eks:DescribeNodegroup",
+                ],
+            },
+            {
+                "Effect": "Allow",
+                "Resource": "*",
+                "Action": ["autoscaling:SetDesiredCapacity", "autoscaling:TerminateInstanceInAutoScalingGroup"],
+                "Condition": {"StringEquals": {f"aws:ResourceTag/k8s.io/cluster-autoscaler/{cluster_name}": "owned"}},
+            },
+        ],
+    }
 
 
 def cluster_autoscaler_values(cluster_name: str, region: str, kubernetes_version: str, role_arn) -> dict:
     """Helm values: auto-discovery by tags, IRSA, the image minor matching the cluster's (as the project requires).
     Scale-down waits 10 minutes: a GPU node takes minutes to join and an engine minutes to load."""
     return {
-        "cloudProvider": "aws", "awsRegion": region,
+        "cloudProvider": "aws",
+        "awsRegion": region,
         "autoDiscovery": {"clusterName": cluster_name},
         "image": {"tag": f"v{kubernetes_version}.0"},
-        "rbac": {"serviceAccount": {"create": True, "name": CLUSTER_AUTOSCALER_SA,
-                                    "annotations": {"eks.amazonaws.com/role-arn": role_arn}}},
-        "extraArgs": {"expander": "least-waste", "balance-similar-node-groups": "false",
-                      "skip-nodes-with-system-pods": "false", "scale-down-unneeded-time": "10m",
-                      "scale-down-delay-after-add": "10m"},
+        "rbac": {
+            "serviceAccount": {
+                "create": True,
+                "name": CLUSTER_AUTOSCALER_SA,
+                "annotations": {"eks.amazonaws.com/role-arn": role_arn},
+            }
+        },
+        "extraArgs": {
+            "expander": "least-waste",
+            "balance-similar-node-groups": "false",
+            "skip-nodes-with-system-pods": "false",
+            "scale-down-unneeded-time": "10m",
+            "scale-down-delay-after-add": "10m",
+        },
     }
 
 
@@ -205,10 +336,15 @@ class ClusterAutoscaler(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.name, self.region, self.kubernetes_version = name, region, kubernetes_version
         subject = f"system:serviceaccount:kube-system:{CLUSTER_AUTOSCALER_SA}"
-        self.role = aws.iam.Role(f"{name}-cluster-autoscaler", assume_role_policy=irsa_trust(cluster, subject),
-                                 opts=child)
-        aws.iam.RolePolicy(f"{name}-cluster-autoscaler", role=self.role.id,
-                           policy=json.dumps(cluster_autoscaler_policy(name)), opts=child)
+        self.role = aws.iam.Role(
+            f"{name}-cluster-autoscaler", assume_role_policy=irsa_trust(cluster, subject), opts=child
+        )
+        aws.iam.RolePolicy(
+            f"{name}-cluster-autoscaler",
+            role=self.role.id,
+            policy=json.dumps(cluster_autoscaler_policy(name)),
+            opts=child,
+        )
         self.register_outputs({"role_arn": self.role.arn})
 
     def install(self, opts: pulumi.ResourceOptions):
@@ -216,54 +352,110 @@ class ClusterAutoscaler(pulumi.ComponentResource):
 
         chart, version, repo = CLUSTER_AUTOSCALER_CHART
         return k8s.helm.v3.Release(
-            f"{self.name}-cluster-autoscaler", chart=chart, version=version, namespace="kube-system",
+            f"{self.name}-cluster-autoscaler",
+            chart=chart,
+            version=version,
+            namespace="kube-system",
             repository_opts={"repo": repo},
             values=cluster_autoscaler_values(self.name, self.region, self.kubernetes_version, self.role.arn),
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(parent=self)))
+            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(parent=self)),
+        )
 
 
-def _s3_buckets(catalog: "Catalog") -> list[str]:
-    return sorted({m.source[5:].split("/", 1)[0] for m in catalog.models.values()
-                   if m.source and m.source.startswith("s3://")})
+def _s3_buckets(catalog: Catalog) -> list[str]:
+    return sorted(
+        {m.source[5:].split("/", 1)[0] for m in catalog.models.values() if m.source and m.source.startswith("s3://")}
+    )
 
 
 class ModelStore(pulumi.ComponentResource):
     """S3 bucket for engines, and two IRSA roles: the build Jobs' (read checkpoints, write engines) and Triton
     pods' (read engines only)."""
 
-    def __init__(self, name: str, bucket_name: str, catalog: "Catalog", cluster: Cluster, build_namespace: str,
-                 triton_namespaces: list[str], opts=None):
+    def __init__(
+        self,
+        name: str,
+        bucket_name: str,
+        catalog: Catalog,
+        cluster: Cluster,
+        build_namespace: str,
+        triton_namespaces: list[str],
+        opts=None,
+    ):
         super().__init__("modelsvc:aws:ModelStore", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         # A fixed name (from the stack settings) so manifests can carry the cache URI as a plain string.
         self.bucket = aws.s3.Bucket(name, bucket=bucket_name, force_destroy=False, opts=child)
-        aws.s3.BucketPublicAccessBlock(name, bucket=self.bucket.id, block_public_acls=True, block_public_policy=True,
-                                       ignore_public_acls=True, restrict_public_buckets=True, opts=child)
+        aws.s3.BucketPublicAccessBlock(
+            name,
+            bucket=self.bucket.id,
+            block_public_acls=True,
+            block_public_policy=True,
+            ignore_public_acls=True,
+            restrict_public_buckets=True,
+            opts=child,
+        )
         sources = _s3_buckets(catalog)
 
         def build_policy(arn: str) -> str:
-            return json.dumps({"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [arn]},
-                {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
-                 "Resource": [f"{arn}/*"]},
-            ] + ([
-                {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [f"arn:aws:s3:::{b}" for b in sources]},
-                {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"arn:aws:s3:::{b}/*" for b in sources]},
-            ] if sources else [])})
+            return json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [arn]},
+                        {
+                            "Effect": "Allow",
+                            "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                            "Resource": [f"{arn}/*"],
+                        },
+                    ]
+                    + (
+                        [
+                            {
+                                "Effect": "Allow",
+                                "Action": ["s3:ListBucket"],
+                                "Resource": [f"arn:aws:s3:::{b}" for b in sources],
+                            },
+                            {
+                                "Effect": "Allow",
+                                "Action": ["s3:GetObject"],
+                                "Resource": [f"arn:aws:s3:::{b}/*" for b in sources],
+                            },
+                        ]
+                        if sources
+                        else []
+                    ),
+                }
+            )
 
         def read_policy(arn: str) -> str:
-            return json.dumps({"Version": "2012-10-17", "Statement": [
-                {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [arn]},
-                {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{arn}/*"]}]})
+            return json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [arn]},
+                        {"Effect": "Allow", "Action": ["s3:GetObject"], "Resource": [f"{arn}/*"]},
+                    ],
+                }
+            )
 
-        self.build_role = self._irsa_role(f"{name}-build", cluster, [(build_namespace, BUILD_SERVICE_ACCOUNT)],
-                                          self.bucket.arn.apply(build_policy))
-        self.triton_role = self._irsa_role(f"{name}-triton", cluster,
-                                           [(ns, TRITON_SERVICE_ACCOUNT) for ns in triton_namespaces],
-                                           self.bucket.arn.apply(read_policy))
+        self.build_role = self._irsa_role(
+            f"{name}-build", cluster, [(build_namespace, BUILD_SERVICE_ACCOUNT)], self.bucket.arn.apply(build_policy)
+        )
+        self.triton_role = self._irsa_role(
+            f"{name}-triton",
+            cluster,
+            [(ns, TRITON_SERVICE_ACCOUNT) for ns in triton_namespaces],
+            self.bucket.arn.apply(read_policy),
+        )
         self.uri = self.bucket.bucket.apply(lambda b: f"s3://{b}")
-        self.register_outputs({"bucket": self.bucket.bucket, "build_role_arn": self.build_role.arn,
-                               "triton_role_arn": self.triton_role.arn})
+        self.register_outputs(
+            {
+                "bucket": self.bucket.bucket,
+                "build_role_arn": self.build_role.arn,
+                "triton_role_arn": self.triton_role.arn,
+            }
+        )
 
     def _irsa_role(self, name: str, cluster: Cluster, accounts: list[tuple[str, str]], policy) -> aws.iam.Role:
         """A role only the given service accounts (namespace, name) can assume through the cluster's OIDC issuer."""
@@ -282,23 +474,61 @@ class UsageDatabase(pulumi.ComponentResource):
 
     PORT = 5432
 
-    def __init__(self, name: str, network: Network, password: pulumi.Input[str], *, instance_class: str,
-                 multi_az: bool, opts=None):
+    def __init__(
+        self,
+        name: str,
+        network: Network,
+        password: pulumi.Input[str],
+        *,
+        instance_class: str,
+        multi_az: bool,
+        opts=None,
+    ):
         super().__init__("modelsvc:aws:UsageDatabase", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         subnets = aws.rds.SubnetGroup(name, subnet_ids=[s.id for s in network.private_subnets], opts=child)
         sg = aws.ec2.SecurityGroup(
-            name, vpc_id=network.vpc.id, description="PostgreSQL from inside the VPC (the gateway pods)",
-            ingress=[{"protocol": "tcp", "from_port": self.PORT, "to_port": self.PORT,
-                      "cidr_blocks": [network.vpc.cidr_block]}],
-            egress=[], opts=child)
+            name,
+            vpc_id=network.vpc.id,
+            description="PostgreSQL from inside the VPC (the gateway pods)",
+            ingress=[
+                {
+                    "protocol": "tcp",
+                    "from_port": self.PORT,
+                    "to_port": self.PORT,
+                    "cidr_blocks": [network.vpc.cidr_block],
+                }
+            ],
+            egress=[],
+            opts=child,
+        )
         self.instance = aws.rds.Instance(
-            name, engine="postgres", engine_version="16", instance_class=instance_class, allocated_storage=50,
-            max_allocated_storage=500, storage_type="gp3", storage_encrypted=True, multi_az=multi_az,
-            db_name="modelsvc", username="modelsvc", password=password, port=self.PORT,
-            db_subnet_group_name=subnets.name, vpc_security_group_ids=[sg.id], publicly_accessible=False,
-            backup_retention_period=14, deletion_protection=True, skip_final_snapshot=False,
-            final_snapshot_identifier=f"{name}-final", auto_minor_version_upgrade=True, opts=child)
-        self.url = pulumi.Output.secret(pulumi.Output.all(self.instance.address, password).apply(
-            lambda a: f"postgresql://modelsvc:{quote(a[1], safe='')}@{a[0]}:{self.PORT}/modelsvc?sslmode=require"))
+            name,
+            engine="postgres",
+            engine_version="16",
+            instance_class=instance_class,
+            allocated_storage=50,
+            max_allocated_storage=500,
+            storage_type="gp3",
+            storage_encrypted=True,
+            multi_az=multi_az,
+            db_name="modelsvc",
+            username="modelsvc",
+            password=password,
+            port=self.PORT,
+            db_subnet_group_name=subnets.name,
+            vpc_security_group_ids=[sg.id],
+            publicly_accessible=False,
+            backup_retention_period=14,
+            deletion_protection=True,
+            skip_final_snapshot=False,
+            final_snapshot_identifier=f"{name}-final",
+            auto_minor_version_upgrade=True,
+            opts=child,
+        )
+        self.url = pulumi.Output.secret(
+            pulumi.Output.all(self.instance.address, password).apply(
+                lambda a: f"postgresql://modelsvc:{quote(a[1], safe='')}@{a[0]}:{self.PORT}/modelsvc?sslmode=require"
+            )
+        )
         self.register_outputs({"endpoint": self.instance.endpoint})

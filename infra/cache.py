@@ -29,17 +29,24 @@ DEFAULT_MAX_NUM_TOKENS = 8192  # TensorRT-LLM's default token budget per engine 
 TOKENS_PER_BLOCK = 64  # TensorRT-LLM's default KV-cache block size; max_num_tokens is kept a multiple of it
 
 
-def engine_key_fields(model: "Model", gpu: str, trtllm_version: str) -> dict:
+def engine_key_fields(model: Model, gpu: str, trtllm_version: str) -> dict:
     return {
-        "source": model.source, "trtllm": trtllm_version, "gpu_type": gpu, "tp": model.gpus, "dtype": model.dtype,
-        "max_input_tokens": model.max_input_tokens, "max_output_tokens": model.max_output_tokens,
-        "task": model.task.value, "recipe": BUILD_RECIPE,
-        "max_batch_size": MAX_BATCH_SIZE, "decoupled": DECOUPLED,
+        "source": model.source,
+        "trtllm": trtllm_version,
+        "gpu_type": gpu,
+        "tp": model.gpus,
+        "dtype": model.dtype,
+        "max_input_tokens": model.max_input_tokens,
+        "max_output_tokens": model.max_output_tokens,
+        "task": model.task.value,
+        "recipe": BUILD_RECIPE,
+        "max_batch_size": MAX_BATCH_SIZE,
+        "decoupled": DECOUPLED,
         "chat_template": hashlib.sha256(model.chat_template.encode()).hexdigest() if model.chat_template else None,
     }
 
 
-def max_num_tokens(model: "Model") -> int:
+def max_num_tokens(model: Model) -> int:
     """Tokens one engine step may schedule: at least the longest prompt, so every prompt the catalog admits fits one
     context step without relying on chunked context (which the engine also supports: paged context FMHA is built
     in). Never below TensorRT-LLM's default of 8192, rounded up to whole KV-cache blocks."""
@@ -47,27 +54,27 @@ def max_num_tokens(model: "Model") -> int:
     return -(-wanted // TOKENS_PER_BLOCK) * TOKENS_PER_BLOCK
 
 
-def spec_json(model: "Model") -> dict:
+def spec_json(model: Model) -> dict:
     """What infra.modelrepo needs to write this model's repository (infra.modelrepo.RepoSpec as a dict)."""
     return dataclasses.asdict(spec_for(model, max_batch_size=MAX_BATCH_SIZE))
 
 
-def engine_cache_key(model: "Model", gpu: str, trtllm_version: str) -> str:
+def engine_cache_key(model: Model, gpu: str, trtllm_version: str) -> str:
     """16 hex digits of the SHA-256 of the canonical JSON of engine_key_fields."""
     canonical = json.dumps(engine_key_fields(model, gpu, trtllm_version), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def service_cache_key(catalog: "Catalog", service: "Service", settings: Settings) -> str:
+def service_cache_key(catalog: Catalog, service: Service, settings: Settings) -> str:
     model = catalog.model_of(service)
     # the serving image pins the engine format: the Triton release for TensorRT-LLM, the diffusion image for images
     release = settings.diffusion_image if model.task.value == "image-generation" else settings.triton_version
     return engine_cache_key(model, gpu_type(catalog, service.pool), release)
 
 
-def engine_builds(catalog: "Catalog", settings: Settings) -> dict[str, list["Service"]]:
+def engine_builds(catalog: Catalog, settings: Settings) -> dict[str, list[Service]]:
     """cache key → the deployed services using it (catalog order): one build Job per key."""
-    out: dict[str, list["Service"]] = {}
+    out: dict[str, list[Service]] = {}
     for s in triton_services(catalog):
         out.setdefault(service_cache_key(catalog, s, settings), []).append(s)
     return out

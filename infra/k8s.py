@@ -32,8 +32,14 @@ def resource_name(obj: dict) -> str:
 
 def create(obj: dict, opts: pulumi.ResourceOptions | None = None) -> pulumi.CustomResource:
     if (obj["apiVersion"], obj["kind"]) in _CUSTOM:
-        return k8s.apiextensions.CustomResource(resource_name(obj), api_version=obj["apiVersion"], kind=obj["kind"],
-                                                metadata=obj["metadata"], spec=obj["spec"], opts=opts)
+        return k8s.apiextensions.CustomResource(
+            resource_name(obj),
+            api_version=obj["apiVersion"],
+            kind=obj["kind"],
+            metadata=obj["metadata"],
+            spec=obj["spec"],
+            opts=opts,
+        )
     cls = _KINDS.get((obj["apiVersion"], obj["kind"]))
     if cls is None:
         raise ValueError(f"no resource class for {obj['apiVersion']} {obj['kind']}")

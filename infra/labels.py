@@ -16,14 +16,26 @@ TRITON, ENGINE_BUILD, GATEWAY, DEVICE_PLUGIN, SYSTEM = "triton", "engine-build",
 
 def selector(name: str, component: str, instance: str) -> dict[str, str]:
     """The immutable subset used in selectors (Deployment.spec.selector cannot change later)."""
-    return {"app.kubernetes.io/name": name, "app.kubernetes.io/instance": instance,
-            "app.kubernetes.io/component": component}
+    return {
+        "app.kubernetes.io/name": name,
+        "app.kubernetes.io/instance": instance,
+        "app.kubernetes.io/component": component,
+    }
 
 
-def labels(name: str, component: str, instance: str, service_id: str | None = None,
-           owner: str | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
-    out = {**selector(name, component, instance), "app.kubernetes.io/part-of": PART_OF,
-           "app.kubernetes.io/managed-by": MANAGED_BY}
+def labels(
+    name: str,
+    component: str,
+    instance: str,
+    service_id: str | None = None,
+    owner: str | None = None,
+    extra: dict[str, str] | None = None,
+) -> dict[str, str]:
+    out = {
+        **selector(name, component, instance),
+        "app.kubernetes.io/part-of": PART_OF,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
     if service_id:
         out[SERVICE_ID] = service_id
     if owner:

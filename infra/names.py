@@ -19,7 +19,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from typing import TYPE_CHECKING, Mapping
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from .settings import Settings
 
@@ -54,7 +55,7 @@ def k8s_name(access_name: str) -> str:
     return plain
 
 
-def service_names(catalog: "Catalog") -> dict[str, str]:
+def service_names(catalog: Catalog) -> dict[str, str]:
     """access name → k8s name for every service; raises if two map to the same name (a SHA-256 prefix clash)."""
     out = {s.access_name: k8s_name(s.access_name) for s in catalog.services}
     seen: dict[str, str] = {}
@@ -73,7 +74,7 @@ def owner_namespace(owner: str, base: str = "modelsvc") -> str:
     return plain
 
 
-def namespace_of(service: "Service | str", settings: Settings | None = None) -> str:
+def namespace_of(service: Service | str, settings: Settings | None = None) -> str:
     """Namespace a service's objects live in."""
     settings = settings or Settings()
     access = service if isinstance(service, str) else service.access_name
@@ -82,7 +83,7 @@ def namespace_of(service: "Service | str", settings: Settings | None = None) -> 
     return settings.namespace
 
 
-def headless_service_host(service: "Service | str", settings: Settings | None = None) -> str:
+def headless_service_host(service: Service | str, settings: Settings | None = None) -> str:
     """DNS name of a service's headless Service: resolves to the IPs of all its ready Triton pods.
 
     ``<k8s_name>.<namespace>.svc.<cluster_domain>``, e.g. ``u-8105f7322477--test.modelsvc.svc.cluster.local``.
@@ -93,14 +94,17 @@ def headless_service_host(service: "Service | str", settings: Settings | None = 
     return f"{k8s_name(access)}.{namespace_of(access, settings)}.svc.{settings.cluster_domain}"
 
 
-def triton_grpc_target(service: "Service | str", settings: Settings | None = None) -> str:
+def triton_grpc_target(service: Service | str, settings: Settings | None = None) -> str:
     """host:port the gateway resolves (all A records) and dials per pod."""
     return f"{headless_service_host(service, settings)}:{TRITON_GRPC_PORT}"
 
 
 # The gateway pod gets these variables so it can call headless_service_host with the deployed settings.
 ENV_NAMESPACE, ENV_NAMESPACE_MODE, ENV_CLUSTER_DOMAIN = (
-    "MODELSVC_NAMESPACE", "MODELSVC_NAMESPACE_MODE", "MODELSVC_CLUSTER_DOMAIN")
+    "MODELSVC_NAMESPACE",
+    "MODELSVC_NAMESPACE_MODE",
+    "MODELSVC_CLUSTER_DOMAIN",
+)
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:

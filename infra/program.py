@@ -49,12 +49,13 @@ def settings_from_config(config: pulumi.Config | None = None) -> Settings:
         region=region,
         cluster_name=cluster_name,
         prometheus_release=c.get("prometheusRelease") or d.prometheus_release,
-        prometheus_operator=(c.get_bool("prometheusOperator") if c.get("prometheusOperator") is not None
-                             else d.prometheus_operator),
+        prometheus_operator=(
+            c.get_bool("prometheusOperator") if c.get("prometheusOperator") is not None else d.prometheus_operator
+        ),
     )
 
 
-def build(catalog: "Catalog", settings: Settings, kubeconfig: pulumi.Input[str] | None = None) -> dict:
+def build(catalog: Catalog, settings: Settings, kubeconfig: pulumi.Input[str] | None = None) -> dict:
     """Create every resource; returns the stack outputs (also exported by __main__)."""
     service_names(catalog)
     outputs: dict = {}
@@ -68,12 +69,20 @@ def build(catalog: "Catalog", settings: Settings, kubeconfig: pulumi.Input[str] 
         azs = cfg.get_object("availabilityZones") or [f"{settings.region}a", f"{settings.region}b"]
         network = Network(settings.cluster_name, cfg.get("vpcCidr") or "10.0.0.0/16", azs, settings.cluster_name)
         cluster = Cluster(settings.cluster_name, network, settings.kubernetes_version, settings.region)
-        nodes = NodeGroups(settings.cluster_name, catalog, cluster, network,
-                           cfg.get("systemInstanceType") or "m6i.large")
-        store = ModelStore(f"{settings.cluster_name}-models", settings.engine_bucket, catalog, cluster,
-                           settings.namespace, system.triton_namespaces(catalog, settings))
-        settings = dataclasses.replace(settings, build_role_arn=store.build_role.arn,
-                                       triton_role_arn=store.triton_role.arn)
+        nodes = NodeGroups(
+            settings.cluster_name, catalog, cluster, network, cfg.get("systemInstanceType") or "m6i.large"
+        )
+        store = ModelStore(
+            f"{settings.cluster_name}-models",
+            settings.engine_bucket,
+            catalog,
+            cluster,
+            settings.namespace,
+            system.triton_namespaces(catalog, settings),
+        )
+        settings = dataclasses.replace(
+            settings, build_role_arn=store.build_role.arn, triton_role_arn=store.triton_role.arn
+        )
         usage_db = _usage_database(cfg, settings, network)
         if usage_db is not None:
             settings = dataclasses.replace(settings, gateway_usage_secret=gateway.USAGE_SECRET)
@@ -118,29 +127,38 @@ def build(catalog: "Catalog", settings: Settings, kubeconfig: pulumi.Input[str] 
     else:
         gw_opts = in_ns(settings.namespace)
         if not settings.gateway_usage_secret:
-            pulumi.log.warn("no usage database: usage records live on each gateway pod's emptyDir and are lost with "
-                            "the pod; set modelsvc:gatewayUsageSecret (or, on eks, modelsvc:usageDbPassword)")
+            pulumi.log.warn(
+                "no usage database: usage records live on each gateway pod's emptyDir and are lost with "
+                "the pod; set modelsvc:gatewayUsageSecret (or, on eks, modelsvc:usageDbPassword)"
+            )
     gw = GatewayComponent(catalog, settings, gw_opts)
     # One build Job per engine cache key; every service using the key waits for it (Pulumi awaits the Job).
     jobs = {}
     for key, users in engine_builds(catalog, settings).items():
-        jobs[key] = k8s_res.create(triton.engine_job(catalog, key, users, settings),
-                                   in_ns(settings.namespace, [build_account]))
+        jobs[key] = k8s_res.create(
+            triton.engine_job(catalog, key, users, settings), in_ns(settings.namespace, [build_account])
+        )
     services = {}
     for s in triton_services(catalog):
         ns = namespace_of(s, settings)
         ModelService(catalog, s, settings, jobs[service_cache_key(catalog, s, settings)], in_ns(ns, [accounts[ns]]))
-        services[s.access_name] = {"id": s.id, "namespace": ns, "deployment": k8s_name(s.access_name),
-                                   "host": headless_service_host(s, settings), "instances": s.instances,
-                                   **({"max_instances": s.autoscale.max_instances} if s.autoscale else {})}
+        services[s.access_name] = {
+            "id": s.id,
+            "namespace": ns,
+            "deployment": k8s_name(s.access_name),
+            "host": headless_service_host(s, settings),
+            "instances": s.instances,
+            **({"max_instances": s.autoscale.max_instances} if s.autoscale else {}),
+        }
     # Scaling and monitoring (HPAs are created with their services): the adapter rules and, with the Prometheus
     # Operator, the monitors, rules and dashboard; these live in the monitoring stack's namespace or ours.
     for obj in autoscaling.autoscaling_objects(catalog, settings) + monitoring.monitoring_objects(catalog, settings):
         if obj["kind"] != "HorizontalPodAutoscaler":
             ns = obj["metadata"].get("namespace")
             k8s_res.create(obj, in_ns(ns) if ns in namespaces else opts)
-    outputs["gatewayUrl"] = (f"https://{settings.ingress_host}/v1" if settings.ingress_host
-                             else catalog.gateway.public_url)
+    outputs["gatewayUrl"] = (
+        f"https://{settings.ingress_host}/v1" if settings.ingress_host else catalog.gateway.public_url
+    )
     outputs["gatewayDeployment"] = {"namespace": settings.namespace, "name": system.GATEWAY_APP}
     outputs["services"] = services
     outputs["_gateway"] = gw
@@ -154,31 +172,39 @@ def _usage_database(cfg: pulumi.Config, settings: Settings, network):
         return None
     from .aws import UsageDatabase
 
-    return UsageDatabase(f"{settings.cluster_name}-usage", network, password,
-                         instance_class=cfg.get("usageDbInstanceClass") or "db.t4g.medium",
-                         multi_az=cfg.get_bool("usageDbMultiAz") if cfg.get("usageDbMultiAz") is not None else True)
+    return UsageDatabase(
+        f"{settings.cluster_name}-usage",
+        network,
+        password,
+        instance_class=cfg.get("usageDbInstanceClass") or "db.t4g.medium",
+        multi_az=cfg.get_bool("usageDbMultiAz") if cfg.get("usageDbMultiAz") is not None else True,
+    )
 
 
 class ModelService(pulumi.ComponentResource):
     """One catalog service: Triton Deployment (after its engine's build Job), headless Service, PDB."""
 
-    def __init__(self, catalog: "Catalog", service, settings: Settings, job: pulumi.Resource,
-                 opts: pulumi.ResourceOptions):
-        super().__init__("modelsvc:k8s:ModelService", service.access_name.replace("/", "--"), None,
-                         pulumi.ResourceOptions(provider=opts.provider))
+    def __init__(
+        self, catalog: Catalog, service, settings: Settings, job: pulumi.Resource, opts: pulumi.ResourceOptions
+    ):
+        super().__init__(
+            "modelsvc:k8s:ModelService",
+            service.access_name.replace("/", "--"),
+            None,
+            pulumi.ResourceOptions(provider=opts.provider),
+        )
         child = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(parent=self))
         # The Deployment waits for the build (Pulumi awaits the Job): a failed build leaves the old pods serving.
         after_job = pulumi.ResourceOptions.merge(child, pulumi.ResourceOptions(depends_on=[job]))
         self.deployment = k8s_res.create(triton.deployment(catalog, service, settings), after_job)
         self.service = k8s_res.create(triton.headless_service(catalog, service, settings), child)
         self.pdb = k8s_res.create(triton.pod_disruption_budget(catalog, service, settings), child)
-        self.hpa = (k8s_res.create(autoscaling.hpa(catalog, service, settings), child) if service.autoscale
-                    else None)
+        self.hpa = k8s_res.create(autoscaling.hpa(catalog, service, settings), child) if service.autoscale else None
         self.register_outputs({"deployment": self.deployment.metadata.name})
 
 
 class GatewayComponent(pulumi.ComponentResource):
-    def __init__(self, catalog: "Catalog", settings: Settings, opts: pulumi.ResourceOptions):
+    def __init__(self, catalog: Catalog, settings: Settings, opts: pulumi.ResourceOptions):
         super().__init__("modelsvc:k8s:Gateway", "gateway", None, pulumi.ResourceOptions(provider=opts.provider))
         child = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(parent=self))
         self.resources = [k8s_res.create(o, child) for o in gateway.gateway_objects(catalog, settings)]

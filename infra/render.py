@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from modelsvc.catalog import Catalog
 
 
-def render(catalog: "Catalog", target: str = "kubeconfig", settings: Settings | None = None) -> list[dict]:
+def render(catalog: Catalog, target: str = "kubeconfig", settings: Settings | None = None) -> list[dict]:
     """All Kubernetes objects for the catalog, in apply order (namespaces first).
 
     target "eks" adds the NVIDIA device plugin (EKS GPU AMIs lack it); "kubeconfig" assumes the cluster has one
@@ -75,7 +75,7 @@ def write_yaml(objs: list[dict], outdir: str | os.PathLike) -> list[Path]:
     return paths
 
 
-def write_monitoring_files(catalog: "Catalog", settings: Settings, outdir: str | os.PathLike) -> list[Path]:
+def write_monitoring_files(catalog: Catalog, settings: Settings, outdir: str | os.PathLike) -> list[Path]:
     """The rules as a Prometheus rule file (for a Prometheus without the operator, and `promtool check rules`) and
     the dashboard JSON (Grafana import), under OUTDIR/monitoring/ (kubectl apply -f OUTDIR does not recurse)."""
     import json
@@ -86,8 +86,9 @@ def write_monitoring_files(catalog: "Catalog", settings: Settings, outdir: str |
     out = Path(outdir) / "monitoring"
     out.mkdir(parents=True, exist_ok=True)
     rules = out / "modelsvc-rules.yaml"
-    rules.write_text(yaml.safe_dump({"groups": rule_groups(catalog, settings)}, sort_keys=False, width=120),
-                     encoding="utf-8")
+    rules.write_text(
+        yaml.safe_dump({"groups": rule_groups(catalog, settings)}, sort_keys=False, width=120), encoding="utf-8"
+    )
     board = out / "modelsvc-dashboard.json"
     board.write_text(json.dumps(dashboard(), indent=2) + "\n", encoding="utf-8")
     return [rules, board]

@@ -69,4 +69,4 @@ class Settings:
 
     @property
     def engine_bucket(self) -> str:
-        return self.engine_cache_uri[len("s3://"):].split("/", 1)[0]
+        return self.engine_cache_uri[len("s3://") :].split("/", 1)[0]

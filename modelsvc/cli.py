@@ -42,8 +42,15 @@ def _recipe_problems(c) -> list:
         if positions is None:
             positions = parse_yaml(c.text, c.path)[1]
         line, col = positions.of(("models", name), key=True)
-        problems.append(Problem(c.path, line, col, f"model '{name}' cannot be deployed: {why}",
-                                "change its task/source/triton_model, or serve it elsewhere with backend: openai"))
+        problems.append(
+            Problem(
+                c.path,
+                line,
+                col,
+                f"model '{name}' cannot be deployed: {why}",
+                "change its task/source/triton_model, or serve it elsewhere with backend: openai",
+            )
+        )
     return problems
 
 
@@ -61,8 +68,10 @@ def cmd_validate(args) -> int:
     gpus = sum(s.instances * c.model_of(s).gpus for s in c.services if s.pool)
     peak = sum(s.peak_instances * c.model_of(s).gpus for s in c.services if s.pool)
     autoscaling = f"; up to {peak} GPUs with autoscaling" if peak != gpus else ""
-    print(f"{args.file}: valid — {len(c.services)} services ({instances} instances, {gpus} GPUs) on "
-          f"{len(c.pools)} pools, {len(c.models)} models, {len(c.keys)} keys{autoscaling}")
+    print(
+        f"{args.file}: valid — {len(c.services)} services ({instances} instances, {gpus} GPUs) on "
+        f"{len(c.pools)} pools, {len(c.models)} models, {len(c.keys)} keys{autoscaling}"
+    )
     return 0
 
 
@@ -126,9 +135,20 @@ def _write_edit(args, do, *, show_review: bool = False) -> int:
 def cmd_create(args) -> int:
     from .edit import create
 
-    rc = _write_edit(args, lambda t: create(t, args.file, name=args.name, owner=args.owner, model=args.model,
-                                            instances=args.instances, pool=args.pool, access_name=args.access_name),
-                     show_review=True)
+    rc = _write_edit(
+        args,
+        lambda t: create(
+            t,
+            args.file,
+            name=args.name,
+            owner=args.owner,
+            model=args.model,
+            instances=args.instances,
+            pool=args.pool,
+            access_name=args.access_name,
+        ),
+        show_review=True,
+    )
     if rc == 0:
         print(f"\nadded to {args.file}; commit it and open a pull request", file=sys.stderr)
     return rc
@@ -191,8 +211,12 @@ def cmd_model_repo(args) -> int:
         print(f"modelsvc: {args.config}: model '{svc.model}': {why}", file=sys.stderr)
         return 1
     try:
-        written = build_repository(spec_for(model), Path(args.templates), Path(args.out),
-                                   tokenizer_config=Path(args.tokenizer_config) if args.tokenizer_config else None)
+        written = build_repository(
+            spec_for(model),
+            Path(args.templates),
+            Path(args.out),
+            tokenizer_config=Path(args.tokenizer_config) if args.tokenizer_config else None,
+        )
     except RepoError as e:
         print(f"modelsvc: model repository not built: {e}", file=sys.stderr)
         return 1
@@ -225,17 +249,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     v = sub.add_parser("validate", help="check services.yaml; exit 1 with every problem listed")
     v.add_argument("file", nargs="?", default=DEFAULT_FILE)
-    v.add_argument("--format", choices=["text", "github"], default="text",
-                   help="github: print problems as workflow annotations")
+    v.add_argument(
+        "--format", choices=["text", "github"], default="text", help="github: print problems as workflow annotations"
+    )
     v.set_defaults(func=cmd_validate)
 
     r = sub.add_parser("review", help="Markdown review of a services.yaml change (paths or git REV:PATH)")
     r.add_argument("base")
     r.add_argument("head")
-    r.add_argument("--confirm-delete", action="append", metavar="ACCESS_NAME",
-                   help="confirm the removal of this service (repeatable)")
-    r.add_argument("--confirm-change", action="append", metavar="ACCESS_NAME_OR_KEY_ID",
-                   help="confirm the changes callers will notice on this access name or key (repeatable)")
+    r.add_argument(
+        "--confirm-delete",
+        action="append",
+        metavar="ACCESS_NAME",
+        help="confirm the removal of this service (repeatable)",
+    )
+    r.add_argument(
+        "--confirm-change",
+        action="append",
+        metavar="ACCESS_NAME_OR_KEY_ID",
+        help="confirm the changes callers will notice on this access name or key (repeatable)",
+    )
     r.add_argument("--output", help="also write the Markdown to this file")
     r.add_argument("--quiet", action="store_true", help="write only --output, print nothing (CI logs)")
     r.set_defaults(func=cmd_review)
@@ -279,12 +312,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--file", default=DEFAULT_FILE)
     e.set_defaults(func=cmd_examples)
 
-    mr = sub.add_parser("model-repo", help="write the Triton model repository the engine-build Job writes for a "
-                                           "service (from a TensorRT-LLM release's all_models templates)")
+    mr = sub.add_parser(
+        "model-repo",
+        help="write the Triton model repository the engine-build Job writes for a "
+        "service (from a TensorRT-LLM release's all_models templates)",
+    )
     mr.add_argument("access_name")
-    mr.add_argument("--templates", required=True,
-                    help="a release's all_models (the Triton image's /app/all_models); for image-generation the "
-                         "Triton tutorials' StableDiffusion/diffusion-models")
+    mr.add_argument(
+        "--templates",
+        required=True,
+        help="a release's all_models (the Triton image's /app/all_models); for image-generation the "
+        "Triton tutorials' StableDiffusion/diffusion-models",
+    )
     mr.add_argument("--out", required=True, help="new or empty directory to write the repository into")
     mr.add_argument("--config", default=DEFAULT_FILE, help="services.yaml (default: %(default)s)")
     mr.add_argument("--tokenizer-config", help="the checkpoint's tokenizer_config.json (its chat template)")

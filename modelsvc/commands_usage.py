@@ -9,8 +9,17 @@ import json
 import os
 import sys
 
-FIELDS = ["service_id", "access_names", "from", "to", "requests", "prompt_tokens", "completion_tokens",
-          "total_tokens", "images"]
+FIELDS = [
+    "service_id",
+    "access_names",
+    "from",
+    "to",
+    "requests",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "images",
+]
 
 
 def _when(text: str) -> int:
@@ -21,7 +30,7 @@ def _when(text: str) -> int:
         t = dt.datetime.fromisoformat(text)
     except ValueError:
         raise SystemExit(f"modelsvc usage export: '{text}' is not a date (YYYY-MM-DD[THH:MM]) or Unix seconds")
-    return int((t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)).timestamp())
+    return int((t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp())
 
 
 async def _rows(store: str | None, log_path: str, start: int, end: int) -> list[tuple]:
@@ -47,11 +56,11 @@ def cmd_export(args) -> int:
         return 2
     try:
         rows = asyncio.run(_rows(args.store, args.usage_log, start, end))
-    except Exception as e:  # noqa: BLE001 - unreachable database, unreadable file: one clear line, exit 1
+    except Exception as e:
         print(f"modelsvc usage export: cannot read the usage store: {e}", file=sys.stderr)
         return 1
     lines = [t for t in service_totals(rows) if not args.service or t["service_id"] in args.service]
-    iso = lambda s: dt.datetime.fromtimestamp(s, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    iso = lambda s: dt.datetime.fromtimestamp(s, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
     out = [{**t, "access_names": " ".join(t["access_names"]), "from": iso(start), "to": iso(end)} for t in lines]
     if args.format == "json":
         json.dump(out, sys.stdout, indent=2)
@@ -71,7 +80,10 @@ def register(sub) -> None:
     e.add_argument("--to", required=True, metavar="WHEN", help="exclusive end, same forms")
     e.add_argument("--format", choices=["csv", "json"], default="csv")
     e.add_argument("--service", action="append", metavar="SERVICE_ID", help="only this service id (repeatable)")
-    e.add_argument("--store", default=os.environ.get("MODELSVC_USAGE_STORE"),
-                   help="postgresql://… (default: $MODELSVC_USAGE_STORE; without it, the local --usage-log)")
+    e.add_argument(
+        "--store",
+        default=os.environ.get("MODELSVC_USAGE_STORE"),
+        help="postgresql://… (default: $MODELSVC_USAGE_STORE; without it, the local --usage-log)",
+    )
     e.add_argument("--usage-log", default=os.environ.get("MODELSVC_USAGE_LOG", "var/usage.jsonl"))
     e.set_defaults(func=cmd_export)

@@ -83,8 +83,17 @@ def _slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-") or "service"
 
 
-def create(text: str, path: str, *, name: str, owner: str, model: str, instances: int = 1, pool: str | None = None,
-           access_name: str | None = None):
+def create(
+    text: str,
+    path: str,
+    *,
+    name: str,
+    owner: str,
+    model: str,
+    instances: int = 1,
+    pool: str | None = None,
+    access_name: str | None = None,
+):
     """Append a new service with a fresh id. The access name defaults to `<owner>/<name as a slug>`; the pool, for a
     model deployed on GPUs, to the only pool when there is one. Refused (nothing written) if the file would be invalid:
     over capacity, an owner without a key, a duplicate access name, a bad name."""
@@ -107,8 +116,9 @@ def create(text: str, path: str, *, name: str, owner: str, model: str, instances
         sid = new_service_id()
         while sid in used:
             sid = new_service_id()
-        entry = CommentedMap([("name", name), ("access_name", access_name), ("id", sid), ("model", model),
-                              ("instances", instances)])
+        entry = CommentedMap(
+            [("name", name), ("access_name", access_name), ("id", sid), ("model", model), ("instances", instances)]
+        )
         if chosen is not None:
             entry["pool"] = chosen
         if data.get("services") is None:

@@ -22,10 +22,15 @@ class Example:
 
 def _chat_messages(task: Task) -> list[dict]:
     if task is Task.vision_chat:
-        return [{"role": "user", "content": [
-            {"type": "text", "text": "What is in this image?"},
-            {"type": "image_url", "image_url": {"url": "https://example.com/receipt.jpg"}},
-        ]}]
+        return [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is in this image?"},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/receipt.jpg"}},
+                ],
+            }
+        ]
     return [{"role": "user", "content": "Hello! What can you do?"}]
 
 
@@ -36,18 +41,29 @@ def examples(catalog: Catalog, service: Service) -> list[Example]:
     if model.task is Task.image_generation:
         body = {"model": name, "prompt": "a red bicycle on a white background", "response_format": "b64_json"}
         return [
-            Example("curl", "curl", f"curl {base}/images/generations \\\n"
-                    f"  -H \"Content-Type: application/json\" \\\n"
-                    f"  -H \"Authorization: Bearer ${KEY_ENV}\" \\\n"
-                    f"  -d '{json.dumps(body)}'"),
-            Example("python", "Python (openai >= 1.0)", f"""import base64, os
+            Example(
+                "curl",
+                "curl",
+                f"curl {base}/images/generations \\\n"
+                f'  -H "Content-Type: application/json" \\\n'
+                f'  -H "Authorization: Bearer ${KEY_ENV}" \\\n'
+                f"  -d '{json.dumps(body)}'",
+            ),
+            Example(
+                "python",
+                "Python (openai >= 1.0)",
+                f"""import base64, os
 from openai import OpenAI
 
 client = OpenAI(base_url="{base}", api_key=os.environ["{KEY_ENV}"])
 image = client.images.generate(model="{name}", prompt="a red bicycle on a white background",
                                response_format="b64_json")
-open("image.png", "wb").write(base64.b64decode(image.data[0].b64_json))"""),
-            Example("node", "Node.js (openai npm)", f"""import fs from "node:fs";
+open("image.png", "wb").write(base64.b64decode(image.data[0].b64_json))""",
+            ),
+            Example(
+                "node",
+                "Node.js (openai npm)",
+                f"""import fs from "node:fs";
 import OpenAI from "openai";
 
 const client = new OpenAI({{ baseURL: "{base}", apiKey: process.env.{KEY_ENV} }});
@@ -56,18 +72,26 @@ const image = await client.images.generate({{
   prompt: "a red bicycle on a white background",
   response_format: "b64_json",
 }});
-fs.writeFileSync("image.png", Buffer.from(image.data[0].b64_json, "base64"));"""),
+fs.writeFileSync("image.png", Buffer.from(image.data[0].b64_json, "base64"));""",
+            ),
         ]
     messages = _chat_messages(model.task)
     body = {"model": name, "messages": messages, "temperature": 0.7}
     py_messages = json.dumps(messages)
     js_messages = json.dumps(messages, indent=2).replace("\n", "\n  ")
     return [
-        Example("curl", "curl", f"curl {base}/chat/completions \\\n"
-                f"  -H \"Content-Type: application/json\" \\\n"
-                f"  -H \"Authorization: Bearer ${KEY_ENV}\" \\\n"
-                f"  -d '{json.dumps(body)}'"),
-        Example("python", "Python (openai >= 1.0)", f"""import os
+        Example(
+            "curl",
+            "curl",
+            f"curl {base}/chat/completions \\\n"
+            f'  -H "Content-Type: application/json" \\\n'
+            f'  -H "Authorization: Bearer ${KEY_ENV}" \\\n'
+            f"  -d '{json.dumps(body)}'",
+        ),
+        Example(
+            "python",
+            "Python (openai >= 1.0)",
+            f"""import os
 from openai import OpenAI
 
 client = OpenAI(base_url="{base}", api_key=os.environ["{KEY_ENV}"])
@@ -76,8 +100,12 @@ completion = client.chat.completions.create(
     messages={py_messages},
     temperature=0.7,
 )
-print(completion.choices[0].message.content)"""),
-        Example("node", "Node.js (openai npm)", f"""import OpenAI from "openai";
+print(completion.choices[0].message.content)""",
+        ),
+        Example(
+            "node",
+            "Node.js (openai npm)",
+            f"""import OpenAI from "openai";
 
 const client = new OpenAI({{ baseURL: "{base}", apiKey: process.env.{KEY_ENV} }});
 const completion = await client.chat.completions.create({{
@@ -85,7 +113,8 @@ const completion = await client.chat.completions.create({{
   messages: {js_messages},
   temperature: 0.7,
 }});
-console.log(completion.choices[0].message.content);"""),
+console.log(completion.choices[0].message.content);""",
+        ),
     ]
 
 

@@ -94,8 +94,10 @@ def _pool_usage(c: Catalog) -> dict[str, tuple[int, int, int]]:
         if s.pool and s.model in c.models:
             per_pool.setdefault(s.pool, []).extend([c.models[s.model].gpus] * s.instances)
             build[s.pool] = max(build.get(s.pool, 0), c.models[s.model].gpus)
-    return {p: (len(g), sum(g), nodes_needed(g, c.pools[p].gpus_per_node, build[p]) if p in c.pools else 0)
-            for p, g in per_pool.items()}
+    return {
+        p: (len(g), sum(g), nodes_needed(g, c.pools[p].gpus_per_node, build[p]) if p in c.pools else 0)
+        for p, g in per_pool.items()
+    }
 
 
 def _field_changes(old, new, fields) -> list[str]:
@@ -127,32 +129,48 @@ def _services(base: Catalog, head: Catalog, confirmable: list[_Confirmable]) -> 
             continue
         gpus = s.instances * _gpus(head, s)
         where = f"on {code(s.pool)}" if s.pool else "(no GPUs: forwarded upstream)"
-        lines.append(f"- ➕ new service {code(s.access_name)} ({code(s.name)}, {code(s.id)}): {code(s.model)}, "
-                     f"{s.instances} instance(s) {where}, {gpus:+d} GPU(s)")
+        lines.append(
+            f"- ➕ new service {code(s.access_name)} ({code(s.name)}, {code(s.id)}): {code(s.model)}, "
+            f"{s.instances} instance(s) {where}, {gpus:+d} GPU(s)"
+        )
         old = base_by_name.get(s.access_name)
         if old is not None and old.id not in head_by_id:
-            confirmable.append(_Confirmable("Change", s.access_name,
-                                            f"{code(s.access_name)} is now served by a new service id {code(s.id)} "
-                                            f"(was {code(old.id)}): its usage is billed separately"))
+            confirmable.append(
+                _Confirmable(
+                    "Change",
+                    s.access_name,
+                    f"{code(s.access_name)} is now served by a new service id {code(s.id)} "
+                    f"(was {code(old.id)}): its usage is billed separately",
+                )
+            )
 
     for s in base.services:
         if s.id not in head_by_id:
-            confirmable.append(_Confirmable("Delete", s.access_name,
-                                            f"removed {code(s.access_name)} ({code(s.id)}): callers get 404"))
+            confirmable.append(
+                _Confirmable("Delete", s.access_name, f"removed {code(s.access_name)} ({code(s.id)}): callers get 404")
+            )
 
-    renamed = {sid: (base_by_id[sid], new) for sid, new in head_by_id.items()
-               if sid in base_by_id and base_by_id[sid].access_name != new.access_name}
+    renamed = {
+        sid: (base_by_id[sid], new)
+        for sid, new in head_by_id.items()
+        if sid in base_by_id and base_by_id[sid].access_name != new.access_name
+    }
     new_names = {new.access_name: sid for sid, (_, new) in renamed.items()}
     for sid, (old, new) in renamed.items():
-        what = f"renamed {code(old.access_name)} → {code(new.access_name)} ({code(sid)}): callers of the old name " \
-               "get 404"
+        what = (
+            f"renamed {code(old.access_name)} → {code(new.access_name)} ({code(sid)}): callers of the old name get 404"
+        )
         if old.owner != new.owner:
-            what += f"; **ownership transfer** {code(old.owner)} → {code(new.owner)}: the keys of " \
-                    f"{code(new.owner)} call it now, those of {code(old.owner)} no longer can"
+            what += (
+                f"; **ownership transfer** {code(old.owner)} → {code(new.owner)}: the keys of "
+                f"{code(new.owner)} call it now, those of {code(old.owner)} no longer can"
+            )
         other = new_names.get(old.access_name)
         if other is not None and renamed[other][0].access_name == new.access_name:
-            what += f"; **access names swapped** with {code(other)}: traffic and billing of both names move to " \
-                    "the other service id"
+            what += (
+                f"; **access names swapped** with {code(other)}: traffic and billing of both names move to "
+                "the other service id"
+            )
         elif old.access_name in {s.access_name for s in head.services}:
             taker = next(s for s in head.services if s.access_name == old.access_name)
             what += f"; {code(old.access_name)} now reaches {code(taker.id)}: its callers move there"
@@ -165,32 +183,50 @@ def _services(base: Catalog, head: Catalog, confirmable: list[_Confirmable]) -> 
         name = code(new.access_name)
         subject = old.access_name
         if old.model != new.model:
-            confirmable.append(_Confirmable("Change", subject, f"{name}: model {code(old.model)} → {code(new.model)}: "
-                                            "every caller gets answers from another model (engine rebuild)"))
+            confirmable.append(
+                _Confirmable(
+                    "Change",
+                    subject,
+                    f"{name}: model {code(old.model)} → {code(new.model)}: "
+                    "every caller gets answers from another model (engine rebuild)",
+                )
+            )
         elif old.model in base.models and new.model in head.models:
             bm, hm = base.models[old.model], head.models[new.model]
             visible = _field_changes(bm, hm, CALLER_VISIBLE_MODEL_FIELDS)
             if visible:
-                confirmable.append(_Confirmable("Change", subject, f"{name}: model {code(new.model)} "
-                                                + ", ".join(visible)))
+                confirmable.append(
+                    _Confirmable("Change", subject, f"{name}: model {code(new.model)} " + ", ".join(visible))
+                )
             if _field_changes(bm, hm, ENGINE_FIELDS):
                 lines.append(f"- {name}: model {code(new.model)} definition changed (engine rebuild, rolling restart)")
         old_gpus, new_gpus = old.instances * _gpus(base, old), new.instances * _gpus(head, new)
         if old.instances != new.instances:
             delta = new.instances - old.instances
-            lines.append(f"- {name}: instances {old.instances} → {new.instances} ({delta:+d} instance(s), "
-                         f"{new_gpus - old_gpus:+d} GPU(s))")
+            lines.append(
+                f"- {name}: instances {old.instances} → {new.instances} ({delta:+d} instance(s), "
+                f"{new_gpus - old_gpus:+d} GPU(s))"
+            )
             if new.instances == 0:
-                confirmable.append(_Confirmable("Change", subject, f"{name}: instances {old.instances} → 0: the "
-                                                "service answers 503 until it is scaled up again"))
+                confirmable.append(
+                    _Confirmable(
+                        "Change",
+                        subject,
+                        f"{name}: instances {old.instances} → 0: the service answers 503 until it is scaled up again",
+                    )
+                )
         elif old_gpus != new_gpus:
-            lines.append(f"- {name}: GPUs {old_gpus} → {new_gpus} ({new_gpus - old_gpus:+d}; "
-                         f"{_gpus(base, old)} → {_gpus(head, new)} per instance)")
+            lines.append(
+                f"- {name}: GPUs {old_gpus} → {new_gpus} ({new_gpus - old_gpus:+d}; "
+                f"{_gpus(base, old)} → {_gpus(head, new)} per instance)"
+            )
         if old.pool != new.pool:
             bt = base.pools[old.pool].gpu_type or old.pool if old.pool in base.pools else old.pool
             ht = head.pools[new.pool].gpu_type or new.pool if new.pool in head.pools else new.pool
-            lines.append(f"- {name}: pool {code(old.pool)} → {code(new.pool)} (GPU type {code(bt)} → {code(ht)}; "
-                         "pods move, engine rebuild)")
+            lines.append(
+                f"- {name}: pool {code(old.pool)} → {code(new.pool)} (GPU type {code(bt)} → {code(ht)}; "
+                "pods move, engine rebuild)"
+            )
         if old.name != new.name:
             lines.append(f"- {name}: display name {code(old.name)} → {code(new.name)}")
         if old.description != new.description:
@@ -201,8 +237,11 @@ def _services(base: Catalog, head: Catalog, confirmable: list[_Confirmable]) -> 
 
 
 def _models(base: Catalog, head: Catalog) -> list[str]:
-    lines = [f"- ➕ model {code(m)} ({code(head.models[m].task.value)}, {head.models[m].gpus} GPU(s) per instance)"
-             for m in head.models if m not in base.models]
+    lines = [
+        f"- ➕ model {code(m)} ({code(head.models[m].task.value)}, {head.models[m].gpus} GPU(s) per instance)"
+        for m in head.models
+        if m not in base.models
+    ]
     lines += [f"- ➖ model {code(m)} removed" for m in base.models if m not in head.models]
     for m in head.models:
         if m in base.models and base.models[m] != head.models[m]:
@@ -215,14 +254,18 @@ def _gateway(base: Catalog, head: Catalog) -> list[str]:
     bg, hg = base.gateway, head.gateway
     lines = []
     if bg.public_url != hg.public_url:
-        lines.append(f"- ⚠️ `public_url` {code(bg.public_url)} → {code(hg.public_url)}: callers must change their "
-                     "base URL; every API example changes")
+        lines.append(
+            f"- ⚠️ `public_url` {code(bg.public_url)} → {code(hg.public_url)}: callers must change their "
+            "base URL; every API example changes"
+        )
     if bg.replicas != hg.replicas:
         lines.append(f"- `replicas` {bg.replicas} → {hg.replicas}")
     if bg.max_body_bytes != hg.max_body_bytes:
         warn = "⚠️ " if hg.max_body_bytes < bg.max_body_bytes else ""
-        lines.append(f"- {warn}`max_body_bytes` {bg.max_body_bytes} → {hg.max_body_bytes}"
-                     + (": larger requests get 413" if warn else ""))
+        lines.append(
+            f"- {warn}`max_body_bytes` {bg.max_body_bytes} → {hg.max_body_bytes}"
+            + (": larger requests get 413" if warn else "")
+        )
     return lines
 
 
@@ -231,11 +274,14 @@ def _capacity(base: Catalog, head: Catalog) -> list[str]:
     for p in head.pools:
         if p not in base.pools:
             hp = head.pools[p]
-            lines.append(f"- ➕ pool {code(p)}: {code(hp.instance_type)}, {hp.gpus_per_node} GPU(s) per node, "
-                         f"max {hp.max_nodes} node(s)")
+            lines.append(
+                f"- ➕ pool {code(p)}: {code(hp.instance_type)}, {hp.gpus_per_node} GPU(s) per node, "
+                f"max {hp.max_nodes} node(s)"
+            )
         elif base.pools[p] != head.pools[p]:
-            changes = _field_changes(base.pools[p], head.pools[p],
-                                     ("instance_type", "gpus_per_node", "max_nodes", "gpu_type"))
+            changes = _field_changes(
+                base.pools[p], head.pools[p], ("instance_type", "gpus_per_node", "max_nodes", "gpu_type")
+            )
             lines.append(f"- pool {code(p)}: " + ", ".join(changes))
     lines += [f"- ➖ pool {code(p)} removed" for p in base.pools if p not in head.pools]
 
@@ -246,11 +292,16 @@ def _capacity(base: Catalog, head: Catalog) -> list[str]:
         if b == h and pool in base.pools and pool in head.pools and base.pools[pool] == head.pools[pool]:
             continue
         max_nodes = head.pools[pool].max_nodes if pool in head.pools else "removed"
-        rows.append(f"| {code(pool, cell=True)} | {b[0]} → {h[0]} | {b[1]} → {h[1]} ({h[1] - b[1]:+d}) | "
-                    f"{b[2]} → {h[2]} | {max_nodes} |")
+        rows.append(
+            f"| {code(pool, cell=True)} | {b[0]} → {h[0]} | {b[1]} → {h[1]} ({h[1] - b[1]:+d}) | "
+            f"{b[2]} → {h[2]} | {max_nodes} |"
+        )
     if rows:
-        lines += [""] * bool(lines) + ["| pool | instances | GPUs | nodes needed (with build room) | max nodes |",
-                                       "|---|---|---|---|---|", *rows]
+        lines += [""] * bool(lines) + [
+            "| pool | instances | GPUs | nodes needed (with build room) | max nodes |",
+            "|---|---|---|---|---|",
+            *rows,
+        ]
     return lines
 
 
@@ -259,22 +310,29 @@ def _keys(base: Catalog, head: Catalog, confirmable: list[_Confirmable]) -> list
     lines = [f"- ➕ key {code(k)} for {code(hk[k].owner)}" for k in hk if k not in bk]
     for k in bk:
         if k not in hk:
-            confirmable.append(_Confirmable("Change", k, f"key {code(k)} of {code(bk[k].owner)} revoked: callers "
-                                            "using it get 401"))
+            confirmable.append(
+                _Confirmable("Change", k, f"key {code(k)} of {code(bk[k].owner)} revoked: callers using it get 401")
+            )
             continue
         old, new = bk[k], hk[k]
         if old.owner != new.owner:
-            confirmable.append(_Confirmable("Change", k, f"key {code(k)} changes owner {code(old.owner)} → "
-                                            f"{code(new.owner)}: it calls the services of {code(new.owner)} now, "
-                                            f"no longer those of {code(old.owner)}"))
+            confirmable.append(
+                _Confirmable(
+                    "Change",
+                    k,
+                    f"key {code(k)} changes owner {code(old.owner)} → "
+                    f"{code(new.owner)}: it calls the services of {code(new.owner)} now, "
+                    f"no longer those of {code(old.owner)}",
+                )
+            )
         if old.sha256 != new.sha256:
-            confirmable.append(_Confirmable("Change", k, f"key {code(k)} rotated (new digest): callers using the "
-                                            "old key get 401"))
+            confirmable.append(
+                _Confirmable("Change", k, f"key {code(k)} rotated (new digest): callers using the old key get 401")
+            )
         if old.limits != new.limits:
             lines.append(f"- key {code(k)}: limits {code(_limits(old.limits))} → {code(_limits(new.limits))}")
         if old.description != new.description:
-            lines.append(f"- key {code(k)}: description {code(old.description or '')} → "
-                         f"{code(new.description or '')}")
+            lines.append(f"- key {code(k)}: description {code(old.description or '')} → {code(new.description or '')}")
     return lines
 
 
@@ -286,23 +344,37 @@ def _confirmations(items: list[_Confirmable], confirmed: set[str], confirmed_cha
             lines.append(f"- ✅ {item.what} — confirmed")
         else:
             unconfirmed.append(item.subject)
-            lines.append(f"- ❌ {item.what} — **not confirmed**: add the line "
-                         f"{code(f'Confirm-{item.kind}: {item.subject}')} to the pull request's description (or "
-                         f"the label {code(f'confirm-{item.kind.lower()}:{item.subject}')})")
+            lines.append(
+                f"- ❌ {item.what} — **not confirmed**: add the line "
+                f"{code(f'Confirm-{item.kind}: {item.subject}')} to the pull request's description (or "
+                f"the label {code(f'confirm-{item.kind.lower()}:{item.subject}')})"
+            )
     return lines, unconfirmed
 
 
-def review(base: Catalog, head: Catalog, confirmed: set[str] = frozenset(),
-           confirmed_changes: set[str] = frozenset(), head_problems: list[Problem] = ()) -> Review:
+def review(
+    base: Catalog,
+    head: Catalog,
+    confirmed: set[str] = frozenset(),
+    confirmed_changes: set[str] = frozenset(),
+    head_problems: list[Problem] = (),
+) -> Review:
     """The review of base → head. head_problems: the head's validation problems when it parsed into a typed
     document but broke a whole-file rule (e.g. capacity): they are listed above the diff, never instead of it."""
     lines: list[str] = [MARKER, "## services.yaml review", ""]
     if head_problems:
-        lines += [f"**❌ the new services.yaml is invalid** ({len(head_problems)} problem(s)):", "",
-                  *(f"- {code(p)}" for p in head_problems), ""]
+        lines += [
+            f"**❌ the new services.yaml is invalid** ({len(head_problems)} problem(s)):",
+            "",
+            *(f"- {code(p)}" for p in head_problems),
+            "",
+        ]
     if base.canonical_json() == head.canonical_json():
-        lines += ["**No deployed change**: both files parse to the same catalog (comments, order or spelling "
-                  "only); nothing is rolled or rebuilt.", ""]
+        lines += [
+            "**No deployed change**: both files parse to the same catalog (comments, order or spelling "
+            "only); nothing is rolled or rebuilt.",
+            "",
+        ]
 
     confirmable: list[_Confirmable] = []
     sections = [
@@ -322,14 +394,20 @@ def review(base: Catalog, head: Catalog, confirmed: set[str] = frozenset(),
     if head_problems:
         lines += [f"**Result: ❌ the new services.yaml is invalid** ({len(head_problems)} problem(s), listed above)"]
     elif unconfirmed:
-        lines += [f"**Result: ❌ blocked** — {len(unconfirmed)} unconfirmed change(s) callers will notice, on "
-                  + ", ".join(code(n) for n in dict.fromkeys(unconfirmed))]
+        lines += [
+            f"**Result: ❌ blocked** — {len(unconfirmed)} unconfirmed change(s) callers will notice, on "
+            + ", ".join(code(n) for n in dict.fromkeys(unconfirmed))
+        ]
     elif breaking:
         lines += ["**Result: ⚠️ passes with confirmed changes callers will notice** — tell them before merging."]
     else:
         lines += ["**Result: ✅ passes**"]
-    return Review(ok=not unconfirmed and not head_problems, markdown="\n".join(lines) + "\n", breaking=breaking,
-                  unconfirmed=unconfirmed)
+    return Review(
+        ok=not unconfirmed and not head_problems,
+        markdown="\n".join(lines) + "\n",
+        breaking=breaking,
+        unconfirmed=unconfirmed,
+    )
 
 
 def review_invalid(problems: list[Problem], which: str) -> Review:
@@ -338,8 +416,9 @@ def review_invalid(problems: list[Problem], which: str) -> Review:
     return Review(ok=False, markdown=md)
 
 
-def review_sources(base_spec: str, head_spec: str, confirmed: set[str],
-                   confirmed_changes: set[str] = frozenset()) -> Review:
+def review_sources(
+    base_spec: str, head_spec: str, confirmed: set[str], confirmed_changes: set[str] = frozenset()
+) -> Review:
     try:
         head_text, head_name = read_source(head_spec)
     except CatalogError as e:  # not UTF-8: nothing to diff

@@ -31,8 +31,11 @@ def autoscaling_section(base: Catalog, head: Catalog) -> list[tuple[str, list[st
     base_by_id = {s.id: s for s in base.services}
     for s in head.services:
         old = base_by_id.get(s.id)
-        if old is None or (old.instances, old.peak_instances, old.autoscale) == (s.instances, s.peak_instances,
-                                                                                  s.autoscale):
+        if old is None or (old.instances, old.peak_instances, old.autoscale) == (
+            s.instances,
+            s.peak_instances,
+            s.autoscale,
+        ):
             continue
         g = head.model_of(s).gpus
         delta = (s.peak_instances - old.peak_instances) * g
@@ -40,8 +43,10 @@ def autoscaling_section(base: Catalog, head: Catalog) -> list[tuple[str, list[st
         what = f"instances {before} → {after}" if before != after else f"instances {after}"
         a, b = old.autoscale, s.autoscale
         if a and b and (a.metric, a.target, a.scale_down_delay) != (b.metric, b.target, b.scale_down_delay):
-            what += (f"; {a.metric.value} target {a.target:g} → {b.metric.value} target {b.target:g}, "
-                     f"scale down after {a.scale_down_delay} → {b.scale_down_delay}")
+            what += (
+                f"; {a.metric.value} target {a.target:g} → {b.metric.value} target {b.target:g}, "
+                f"scale down after {a.scale_down_delay} → {b.scale_down_delay}"
+            )
         lines.append(f"- {code(s.access_name)}: {what} ({delta:+d} GPU(s) at peak)")
     b, h = _gpus(base), _gpus(head)
     rows = []
@@ -53,7 +58,11 @@ def autoscaling_section(base: Catalog, head: Catalog) -> list[tuple[str, list[st
         rows.append(f"| {code(pool, cell=True)} | {b_lo} → {b_hi} | {h_lo} → {h_hi} | {h_hi - b_hi:+d} | {pool_gpus} |")
     if not rows:
         return [("Autoscaling", lines + ["- GPUs per pool: no change"])]
-    lines += [""] * bool(lines) + ["GPUs per pool, min → max (every autoscaled service at max_instances):", "",
-                                   "| pool | before | after | worst-case change | pool GPUs at max_nodes |",
-                                   "|---|---|---|---|---|", *rows]
+    lines += [""] * bool(lines) + [
+        "GPUs per pool, min → max (every autoscaled service at max_instances):",
+        "",
+        "| pool | before | after | worst-case change | pool GPUs at max_nodes |",
+        "|---|---|---|---|---|",
+        *rows,
+    ]
     return [("Autoscaling", lines)]

@@ -52,15 +52,23 @@ def _limit(rules: dict, events: list[tuple[int, int]], now: int, current: int, u
         if p["type"] == "Pods":
             limits.append(start + p["value"] if up else start - p["value"])
         else:
-            limits.append(math.ceil(start * (1 + p["value"] / 100)) if up
-                          else math.floor(start * (1 - p["value"] / 100)))
+            limits.append(
+                math.ceil(start * (1 + p["value"] / 100)) if up else math.floor(start * (1 - p["value"] / 100))
+            )
     most_change = max if up else min
     least_change = min if up else max
     return (most_change if rules.get("selectPolicy", "Max") == "Max" else least_change)(limits)
 
 
-def simulate(hpa_spec: dict, load, duration_s: int, *, startup_s: int = 240, metric_window_s: int = 60,
-             initial: int | None = None) -> list[Row]:
+def simulate(
+    hpa_spec: dict,
+    load,
+    duration_s: int,
+    *,
+    startup_s: int = 240,
+    metric_window_s: int = 60,
+    initial: int | None = None,
+) -> list[Row]:
     """load(t) → offered load in pods' worth of capacity. Returns one Row per HPA sync."""
     lo, hi = hpa_spec["minReplicas"], hpa_spec["maxReplicas"]
     target = quantity(hpa_spec["metrics"][0]["pods"]["target"]["averageValue"])
@@ -108,8 +116,7 @@ def simulate(hpa_spec: dict, load, duration_s: int, *, startup_s: int = 240, met
 
 
 # The standard trace (seconds): steady, a burst beyond max, a noisy plateau, a quiet night, a short spike.
-PHASES = [(0, 600, 0.9), (600, 2400, 2.6), (2400, 4200, 1.5), (4200, 6600, 0.5), (6600, 6720, 1.6),
-          (6720, 8400, 0.5)]
+PHASES = [(0, 600, 0.9), (600, 2400, 2.6), (2400, 4200, 1.5), (4200, 6600, 0.5), (6600, 6720, 1.6), (6720, 8400, 0.5)]
 
 
 def standard_load(seed: int = 7):
@@ -139,9 +146,11 @@ def main() -> None:
     spec = hpa(catalog, svc, Settings())["spec"]
     load, duration = standard_load()
     rows = simulate(spec, load, duration)
-    print(f"{svc.access_name}: min {spec['minReplicas']}, max {spec['maxReplicas']}, target "
-          f"{spec['metrics'][0]['pods']['target']['averageValue']}, scale-down window "
-          f"{spec['behavior']['scaleDown']['stabilizationWindowSeconds']} s")
+    print(
+        f"{svc.access_name}: min {spec['minReplicas']}, max {spec['maxReplicas']}, target "
+        f"{spec['metrics'][0]['pods']['target']['averageValue']}, scale-down window "
+        f"{spec['behavior']['scaleDown']['stabilizationWindowSeconds']} s"
+    )
     print("| t (min) | load | ready | replicas | ratio seen |")
     print("|---|---|---|---|---|")
     last = None

@@ -38,13 +38,17 @@ class PostgresServer:
         self.start()
 
     def _run(self, exe: str, *args: str) -> None:
-        subprocess.run([*self._as, os.path.join(self.bindir, exe), *args], check=True, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.PIPE, cwd=self.dir)
+        subprocess.run(
+            [*self._as, os.path.join(self.bindir, exe), *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            cwd=self.dir,
+        )
 
     def start(self) -> None:
         opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.dir} -c fsync=off"
-        self._run("pg_ctl", "-D", self.data, "-o", opts, "-l", os.path.join(self.dir, "log"), "-w", "-t", "30",
-                  "start")
+        self._run("pg_ctl", "-D", self.data, "-o", opts, "-l", os.path.join(self.dir, "log"), "-w", "-t", "30", "start")
 
     def stop(self, mode: str = "fast") -> None:
         """`fast` drops every client connection at once, as a failed-over or restarted database does."""
@@ -58,7 +62,10 @@ class PostgresServer:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def psql(self, sql: str) -> str:
-        out = subprocess.run([os.path.join(self.bindir, "psql"), self.url, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                             check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [os.path.join(self.bindir, "psql"), self.url, "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         return out.stdout
-

@@ -31,9 +31,11 @@ from tools.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SVC = "u-8105f7322477/test"
-KEYS = [{"id": "k-soak-a", "owner": "u-8105f7322477", "key": "sk-ms-soak-key-owner-a-0000000000"},
-        {"id": "k-soak-b", "owner": "u-8105f7322477", "key": "sk-ms-soak-key-owner-a-1111111111"},
-        {"id": "k-soak-c", "owner": "u-3f9a2c7e51d0", "key": "sk-ms-soak-key-owner-b-2222222222"}]
+KEYS = [
+    {"id": "k-soak-a", "owner": "u-8105f7322477", "key": "sk-ms-soak-key-owner-a-0000000000"},
+    {"id": "k-soak-b", "owner": "u-8105f7322477", "key": "sk-ms-soak-key-owner-a-1111111111"},
+    {"id": "k-soak-c", "owner": "u-3f9a2c7e51d0", "key": "sk-ms-soak-key-owner-b-2222222222"},
+]
 
 
 def free_port() -> int:
@@ -59,9 +61,24 @@ class Engine:
         self.port, self.workdir, self.proc = port, workdir, None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "modelsvc.standin", "--port", str(self.port),
-                                      "--profile", "chat", "--token-delay", "0.005", "--log-level", "WARNING"],
-                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "modelsvc.standin",
+                "--port",
+                str(self.port),
+                "--profile",
+                "chat",
+                "--token-delay",
+                "0.005",
+                "--log-level",
+                "WARNING",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         if not self.proc.stdout.readline():
             raise RuntimeError("stand-in did not start")
 
@@ -80,10 +97,36 @@ class Replica:
     def start(self) -> None:
         log = open(self.workdir / f"gateway-{self.name}.log", "ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "modelsvc.cli", "serve", "--config", str(self.workdir / "services.yaml"),
-             "--local", str(self.workdir / "local.yaml"), "--port", str(self.port), "--usage-log",
-             str(self.usage_log), "--redis-url", self.redis_url, "--probe-interval", "0.2", "--health-interval",
-             "0.5", "--deadline", "5", "--reload-poll", "0", "--metrics-port", "0"], stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+            [
+                sys.executable,
+                "-m",
+                "modelsvc.cli",
+                "serve",
+                "--config",
+                str(self.workdir / "services.yaml"),
+                "--local",
+                str(self.workdir / "local.yaml"),
+                "--port",
+                str(self.port),
+                "--usage-log",
+                str(self.usage_log),
+                "--redis-url",
+                self.redis_url,
+                "--probe-interval",
+                "0.2",
+                "--health-interval",
+                "0.5",
+                "--deadline",
+                "5",
+                "--reload-poll",
+                "0",
+                "--metrics-port",
+                "0",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )
         wait_http(self.url + "/healthz")
 
     def stop(self, sig=signal.SIGTERM) -> None:
@@ -128,8 +171,11 @@ class Traffic:
             try:
                 self._one(clients[replica.name], replica, kind, key, rng)
             except httpx.HTTPError as e:
-                cause = "injected: gateway replica killed" if replica.name in self.down else \
-                    f"connection error: {type(e).__name__}"
+                cause = (
+                    "injected: gateway replica killed"
+                    if replica.name in self.down
+                    else f"connection error: {type(e).__name__}"
+                )
                 self._count(cause)
         for c in clients.values():
             c.close()
@@ -149,12 +195,19 @@ class Traffic:
             else:
                 r = client.post(url, json={"model": SVC, "messages": msg, "temperature": 9}, headers=headers)
             expected = {"json": 400, "key": 401, "model": 404, "param": 400}[bad]
-            self._count(f"bad request answered {r.status_code}" if r.status_code == expected
-                        else f"UNEXPECTED {r.status_code} to a bad request")
+            self._count(
+                f"bad request answered {r.status_code}"
+                if r.status_code == expected
+                else f"UNEXPECTED {r.status_code} to a bad request"
+            )
             return
         if kind == "stream":
-            with client.stream("POST", url, headers=headers, json={
-                    "model": SVC, "messages": msg, "max_tokens": rng.randint(4, 24), "stream": True}) as r:
+            with client.stream(
+                "POST",
+                url,
+                headers=headers,
+                json={"model": SVC, "messages": msg, "max_tokens": rng.randint(4, 24), "stream": True},
+            ) as r:
                 body = r.read().decode()
                 if r.status_code != 200:
                     self._count(f"stream status {r.status_code}")
@@ -166,19 +219,24 @@ class Traffic:
                     self._count("stream ended without [DONE]")
             return
         if kind == "completion":
-            r = client.post(replica.url + "/v1/completions", headers=headers,
-                            json={"model": SVC, "prompt": "soak", "max_tokens": rng.randint(1, 16)})
+            r = client.post(
+                replica.url + "/v1/completions",
+                headers=headers,
+                json={"model": SVC, "prompt": "soak", "max_tokens": rng.randint(1, 16)},
+            )
         else:
-            r = client.post(url, headers=headers, json={"model": SVC, "messages": msg,
-                                                        "max_tokens": rng.randint(1, 32)})
+            r = client.post(
+                url, headers=headers, json={"model": SVC, "messages": msg, "max_tokens": rng.randint(1, 32)}
+            )
         if r.status_code == 200:
             self._count("ok", r.headers["x-request-id"])
         else:
             self._count(f"status {r.status_code} {r.json().get('error', {}).get('code')}")
 
 
-def chaos(traffic: Traffic, engines: list[Engine], replicas: list[Replica], until: float, rng: random.Random,
-          every: float) -> None:
+def chaos(
+    traffic: Traffic, engines: list[Engine], replicas: list[Replica], until: float, rng: random.Random, every: float
+) -> None:
     gateway_killed = False
     start = time.time()
     while time.time() < until - every:
@@ -208,8 +266,9 @@ def run(duration: float, max_requests: int, workers: int, chaos_every: float, se
         e.start()
     catalog = (ROOT / "services.yaml").read_text()
     (workdir / "services.yaml").write_text(catalog)
-    (workdir / "local.yaml").write_text(yaml.safe_dump({
-        "endpoints": {SVC: [f"127.0.0.1:{e.port}" for e in engines]}, "demo_keys": KEYS}))
+    (workdir / "local.yaml").write_text(
+        yaml.safe_dump({"endpoints": {SVC: [f"127.0.0.1:{e.port}" for e in engines]}, "demo_keys": KEYS})
+    )
     replicas = [Replica(n, workdir, redis_server.url) for n in ("a", "b")]
     for r in replicas:
         r.start()
@@ -236,14 +295,20 @@ def run(duration: float, max_requests: int, workers: int, chaos_every: float, se
     store = redis.Redis.from_url(redis_server.url)
     redis_requests = sum(int(store.get(k) or 0) for k in store.keys("modelsvc:usage:*:requests"))
     redis_server.stop()
-    unexpected = {k: v for k, v in traffic.outcomes.items()
-                  if k != "ok" and not k.startswith(("bad request answered", "injected:"))}
+    unexpected = {
+        k: v
+        for k, v in traffic.outcomes.items()
+        if k != "ok" and not k.startswith(("bad request answered", "injected:"))
+    }
     report = {
-        "duration_s": round(elapsed, 1), "workers": workers, "requests_sent": traffic.sent,
+        "duration_s": round(elapsed, 1),
+        "workers": workers,
+        "requests_sent": traffic.sent,
         "requests_per_s": round(traffic.sent / elapsed, 1),
         "succeeded": traffic.outcomes["ok"],
         "failed_by_cause": {k: v for k, v in sorted(traffic.outcomes.items()) if k != "ok"},
-        "engine_kills": traffic.engine_kills, "gateway_replica_kills": 1 if traffic.engine_kills else 0,
+        "engine_kills": traffic.engine_kills,
+        "gateway_replica_kills": 1 if traffic.engine_kills else 0,
         "usage_records_written": len(records),
         "duplicate_usage_records": len(ids) - len(set(ids)),
         "successes_without_usage_record": len(traffic.ok_ids - ok_records),
@@ -270,8 +335,11 @@ def main(argv=None) -> int:
     print(text)
     if args.json:
         Path(args.json).write_text(text + "\n")
-    healthy = not report["unexpected_failures"] and report["duplicate_usage_records"] == 0 \
+    healthy = (
+        not report["unexpected_failures"]
+        and report["duplicate_usage_records"] == 0
         and report["successes_without_usage_record"] == 0
+    )
     return 0 if healthy else 1
 
 

@@ -46,7 +46,7 @@ def confirmations(event: dict) -> dict[str, list[str]]:
         for kind in KINDS:
             prefix = f"confirm-{kind}:"
             if name.lower().startswith(prefix):
-                found.append((kind, name[len(prefix):].strip()))
+                found.append((kind, name[len(prefix) :].strip()))
     body = HTML_COMMENT.sub("", (pr.get("body") or "").replace("\r\n", "\n"))
     found += [(kind.lower(), name) for kind, name in BODY_LINE.findall(body)]
     names: dict[str, list[str]] = {kind: [] for kind in KINDS}
@@ -54,9 +54,11 @@ def confirmations(event: dict) -> dict[str, list[str]]:
         name = name.strip("`")
         if not _VALID[kind].match(name):
             # Never quote it: it is text from the pull request, and this line goes to the log as a workflow command.
-            print(f"::warning title=Confirm-{kind.capitalize()}::ignored a value that is not "
-                  f"{'an access name (<owner>/<name>)' if kind == 'delete' else 'an access name or key id'}",
-                  file=sys.stderr)
+            print(
+                f"::warning title=Confirm-{kind.capitalize()}::ignored a value that is not "
+                f"{'an access name (<owner>/<name>)' if kind == 'delete' else 'an access name or key id'}",
+                file=sys.stderr,
+            )
         elif name not in names[kind]:
             names[kind].append(name)
     return names

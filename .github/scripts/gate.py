@@ -26,10 +26,15 @@ import urllib.request
 
 
 def _get(url: str, token: str) -> dict:
-    req = urllib.request.Request(url, headers={"Accept": "application/vnd.github+json",
-                                               "Authorization": f"Bearer {token}",
-                                               "X-GitHub-Api-Version": "2022-11-28",
-                                               "User-Agent": "modelsvc-gate"})
+    req = urllib.request.Request(
+        url,
+        headers={
+            "Accept": "application/vnd.github+json",
+            "Authorization": f"Bearer {token}",
+            "X-GitHub-Api-Version": "2022-11-28",
+            "User-Agent": "modelsvc-gate",
+        },
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.load(resp)
 
@@ -45,8 +50,10 @@ def latest_run(api: str, repo: str, sha: str, name: str, token: str) -> dict | N
 def main() -> int:
     env = os.environ
     if env.get("REVIEW_RESULT") != "success":
-        print(f"::error title=gate::the review did not pass ({env.get('REVIEW_RESULT') or 'not run'}): see its "
-              "comment or job summary")
+        print(
+            f"::error title=gate::the review did not pass ({env.get('REVIEW_RESULT') or 'not run'}): see its "
+            "comment or job summary"
+        )
         return 1
     api = env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
     repo, sha, token = env["GITHUB_REPOSITORY"], env["HEAD_SHA"], env["GITHUB_TOKEN"]
@@ -66,8 +73,10 @@ def main() -> int:
             pending.remove(name)
         if pending:
             if time.monotonic() >= deadline:
-                print(f"::error title=gate::checks not finished on {sha[:12]}: {', '.join(pending)} (re-run this job "
-                      "once they are)")
+                print(
+                    f"::error title=gate::checks not finished on {sha[:12]}: {', '.join(pending)} (re-run this job "
+                    "once they are)"
+                )
                 return 1
             time.sleep(poll)
     print("gate: review passed and every code check succeeded")

@@ -23,15 +23,23 @@ def main() -> int:
     env = os.environ
     api = env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
     branch = env.get("BRANCH") or "main"
-    req = urllib.request.Request(f"{api}/repos/{env['GITHUB_REPOSITORY']}/git/ref/heads/{branch}", headers={
-        "Accept": "application/vnd.github+json", "Authorization": f"Bearer {env['GITHUB_TOKEN']}",
-        "X-GitHub-Api-Version": "2022-11-28", "User-Agent": "modelsvc-deploy"})
+    req = urllib.request.Request(
+        f"{api}/repos/{env['GITHUB_REPOSITORY']}/git/ref/heads/{branch}",
+        headers={
+            "Accept": "application/vnd.github+json",
+            "Authorization": f"Bearer {env['GITHUB_TOKEN']}",
+            "X-GitHub-Api-Version": "2022-11-28",
+            "User-Agent": "modelsvc-deploy",
+        },
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         head = json.load(resp)["object"]["sha"]
     sha = env["GITHUB_SHA"]
     if head != sha:
-        print(f"::error title=deploy refused::this run is for {sha[:12]}, but {branch} is at {head[:12]}: only the "
-              f"head of {branch} is deployed (the run for {head[:12]} deploys it)")
+        print(
+            f"::error title=deploy refused::this run is for {sha[:12]}, but {branch} is at {head[:12]}: only the "
+            f"head of {branch} is deployed (the run for {head[:12]} deploys it)"
+        )
         return 1
     print(f"{sha[:12]} is the head of {branch}")
     return 0

@@ -32,13 +32,18 @@ META = re.compile(r"^<!-- modelsvc-run head=([0-9a-f]{40}) run=([0-9]+) -->$", r
 
 def _call(method: str, url: str, token: str, payload: dict | None = None):
     data = json.dumps(payload).encode() if payload is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={
-        "Accept": "application/vnd.github+json",
-        "Authorization": f"Bearer {token}",
-        "X-GitHub-Api-Version": "2022-11-28",
-        "User-Agent": "modelsvc-sticky-comment",
-        **({"Content-Type": "application/json"} if data is not None else {}),
-    })
+    req = urllib.request.Request(
+        url,
+        data=data,
+        method=method,
+        headers={
+            "Accept": "application/vnd.github+json",
+            "Authorization": f"Bearer {token}",
+            "X-GitHub-Api-Version": "2022-11-28",
+            "User-Agent": "modelsvc-sticky-comment",
+            **({"Content-Type": "application/json"} if data is not None else {}),
+        },
+    )
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.load(resp)
 
@@ -76,8 +81,10 @@ def main(argv: list[str]) -> int:
 
     current = (_call("GET", f"{api}/repos/{repo}/pulls/{pr}", token).get("head") or {}).get("sha")
     if current != head:
-        print(f"not posting: this run reviewed {head[:12]}, the pull request's head is now {str(current)[:12]} "
-              "(its own run posts that review)")
+        print(
+            f"not posting: this run reviewed {head[:12]}, the pull request's head is now {str(current)[:12]} "
+            "(its own run posts that review)"
+        )
         return 0
     existing = find_comment(api, repo, pr, token, marker, author)
     if existing is not None:

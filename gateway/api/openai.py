@@ -51,12 +51,27 @@ async def _text(request: Request, endpoint: str):
     async with C.admitted(call, stream):
         if not stream:
             result = await C.complete(call, req)
-            return json_response(result, headers={"x-gateway-overhead-ms": f"{call.overhead_ms():.3f}",
-                                                  "x-request-id": call.request_id, **call.admission.headers})
+            return json_response(
+                result,
+                headers={
+                    "x-gateway-overhead-ms": f"{call.overhead_ms():.3f}",
+                    "x-request-id": call.request_id,
+                    **call.admission.headers,
+                },
+            )
         s = await C.open_stream(call, req, include_usage)  # errors before the first byte are plain JSON errors
-        await C.relay(s, lambda: request.respond(content_type="text/event-stream", headers={
-            "cache-control": "no-cache", "x-accel-buffering": "no", "x-request-id": call.request_id,
-            **call.admission.headers}))
+        await C.relay(
+            s,
+            lambda: request.respond(
+                content_type="text/event-stream",
+                headers={
+                    "cache-control": "no-cache",
+                    "x-accel-buffering": "no",
+                    "x-request-id": call.request_id,
+                    **call.admission.headers,
+                },
+            ),
+        )
 
 
 @bp.post("/chat/completions")
@@ -75,8 +90,9 @@ async def images(request: Request):
     body = json_body(request)
     call = C.begin(_rt(request), key, body, "images.generations")
     async with C.admitted(call, False):
-        return json_response(await C.generate_images(call, body),
-                             headers={"x-request-id": call.request_id, **call.admission.headers})
+        return json_response(
+            await C.generate_images(call, body), headers={"x-request-id": call.request_id, **call.admission.headers}
+        )
 
 
 @bp.route("/<path:path>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])

@@ -19,10 +19,11 @@ log = logging.getLogger("gateway.usage")
 async def rows_or_503(usage, owner: str | None, since: int, until: int) -> list[tuple]:
     try:
         return await usage.minute_rows(owner, since, until)
-    except Exception as e:  # noqa: BLE001 - the store is down: a clean 503, details in the log only
+    except Exception as e:
         log.error("usage query failed: %s: %s", type(e).__name__, e)
-        raise UsageUnavailable("usage data is unavailable right now (the usage database cannot be reached); "
-                               "retry later") from None
+        raise UsageUnavailable(
+            "usage data is unavailable right now (the usage database cannot be reached); retry later"
+        ) from None
 
 
 @bp.get("/<kind>")

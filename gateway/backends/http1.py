@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 
@@ -22,15 +22,14 @@ class HttpFailure(Exception):
 
 
 class _Response:
-    __slots__ = ("status", "_client", "_conn", "_length", "_chunked", "_keep", "_done")
+    __slots__ = ("_chunked", "_client", "_conn", "_done", "_keep", "_length", "status")
 
-    def __init__(self, client: "Http1", conn, status: int, headers: dict[bytes, bytes]):
+    def __init__(self, client: Http1, conn, status: int, headers: dict[bytes, bytes]):
         self.status, self._client, self._conn = status, client, conn
         length = headers.get(b"content-length")
         self._length = int(length) if length is not None else None
         self._chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
-        self._keep = (self._chunked or self._length is not None) and \
-            headers.get(b"connection", b"").lower() != b"close"
+        self._keep = (self._chunked or self._length is not None) and headers.get(b"connection", b"").lower() != b"close"
         self._done = False
 
     async def _io(self, aw):
@@ -122,8 +121,15 @@ class Http1:
     """A lean keep-alive HTTP/1.1 client on asyncio streams: what the forwarding hot path needs and no more.
     (httpx cost two thirds of the gateway's CPU per forwarded request; see docs/benchmarks.md.)"""
 
-    def __init__(self, base_url: str, headers: dict[str, str], *, read_timeout: float, connect_timeout: float,
-                 max_idle: int = 200):
+    def __init__(
+        self,
+        base_url: str,
+        headers: dict[str, str],
+        *,
+        read_timeout: float,
+        connect_timeout: float,
+        max_idle: int = 200,
+    ):
         u = urlsplit(base_url)
         https = u.scheme == "https"
         self.host, self.port = u.hostname, u.port or (443 if https else 80)
@@ -149,8 +155,9 @@ class Http1:
         except OSError:
             raise HttpFailure("connect", "ConnectError") from None
 
-    async def request(self, method: str, path: str, body: bytes | None = None, *,
-                      timeout: float | None = None) -> _Response:
+    async def request(
+        self, method: str, path: str, body: bytes | None = None, *, timeout: float | None = None
+    ) -> _Response:
         head = f"{method} {self.prefix}{path} HTTP/1.1\r\n{self._head}"
         if body is not None:
             head += f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"

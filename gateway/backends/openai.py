@@ -7,7 +7,7 @@ Chat requests are forwarded as messages (the upstream applies its own chat templ
 from __future__ import annotations
 
 import base64
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import orjson
 
@@ -15,9 +15,17 @@ from ..errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRe
 from .http1 import Http1, HttpFailure
 from .triton import MIN_TOKENS_PER_S, Delta, GenRequest, GenResult, Work
 
+
 class OpenAIUpstream:
-    def __init__(self, base_url: str, upstream_model: str | None, *, deadline_s: float = 60.0,
-                 connect_timeout_s: float = 5.0, api_key: str | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        upstream_model: str | None,
+        *,
+        deadline_s: float = 60.0,
+        connect_timeout_s: float = 5.0,
+        api_key: str | None = None,
+    ):
         self.base_url = base_url.rstrip("/")
         if "://" not in self.base_url:
             self.base_url = "http://" + self.base_url + "/v1"
@@ -46,8 +54,9 @@ class OpenAIUpstream:
         if req.image_urls and not req.messages:
             raise InvalidRequest("images need the chat endpoint", param="messages")
         if req.logprobs:
-            raise UnsupportedParameter("log probabilities are not forwarded to this service's upstream",
-                                       param="logprobs")
+            raise UnsupportedParameter(
+                "log probabilities are not forwarded to this service's upstream", param="logprobs"
+            )
 
     def _body(self, req: GenRequest, stream: bool) -> tuple[str, dict]:
         body: dict = {"model": self.upstream_model or "default", "max_tokens": req.max_tokens, "stream": stream}
@@ -96,8 +105,9 @@ class OpenAIUpstream:
     async def generate(self, req: GenRequest) -> GenResult:
         path, body = self._body(req, False)
         try:  # a non-streamed answer arrives when generation is done: the wait grows with the work asked
-            r = await self._client.request("POST", path, orjson.dumps(body),
-                                           timeout=self.deadline_s + req.max_tokens / MIN_TOKENS_PER_S)
+            r = await self._client.request(
+                "POST", path, orjson.dumps(body), timeout=self.deadline_s + req.max_tokens / MIN_TOKENS_PER_S
+            )
             content = await r.read()
         except HttpFailure as e:
             raise self._error(e, False) from None
@@ -108,8 +118,12 @@ class OpenAIUpstream:
             choice = data["choices"][0]
             text = choice["message"]["content"] if "message" in choice else choice.get("text", "")
             usage = data.get("usage") or {}
-            result = GenResult(str(text or ""), int(usage.get("prompt_tokens") or 0),
-                               int(usage.get("completion_tokens") or 0), str(choice.get("finish_reason") or "stop"))
+            result = GenResult(
+                str(text or ""),
+                int(usage.get("prompt_tokens") or 0),
+                int(usage.get("completion_tokens") or 0),
+                str(choice.get("finish_reason") or "stop"),
+            )
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise self._garbled("response body", False) from None
         if usage.get("prompt_tokens") is not None:
@@ -175,8 +189,9 @@ class OpenAIUpstream:
                 finish = str(choice["finish_reason"])
         return texts, finish, usage
 
-    async def generate_images(self, prompt: str, n: int, negative_prompt: str | None = None,
-                              work: Work | None = None) -> list[bytes]:
+    async def generate_images(
+        self, prompt: str, n: int, negative_prompt: str | None = None, work: Work | None = None
+    ) -> list[bytes]:
         body = {"model": self.upstream_model or "default", "prompt": prompt, "n": n, "response_format": "b64_json"}
         try:
             r = await self._client.request("POST", "/images/generations", orjson.dumps(body))

@@ -46,8 +46,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import AsyncIterator
 
 import grpc
 import numpy as np
@@ -199,7 +199,7 @@ class _ReadDeadline:
     doing the read, like ``asyncio.timeout``: ``expired()`` then says whether that CancelledError is ours (a timeout)
     or the caller's as well."""
 
-    __slots__ = ("_loop", "_task", "_cancelling", "_deadline", "_armed", "_handle", "_fired")
+    __slots__ = ("_armed", "_cancelling", "_deadline", "_fired", "_handle", "_loop", "_task")
 
     _SLACK = 0.001  # a timer that fires this close to the deadline counts as on time
 
@@ -326,8 +326,9 @@ class TritonInstance:
         for step in cfg.ensemble_scheduling.step:
             try:
                 async with asyncio.timeout(self.connect_timeout_s + 1):
-                    r = await stub.ModelConfig(service_pb2.ModelConfigRequest(name=step.model_name, version=""),
-                                               timeout=self.connect_timeout_s)
+                    r = await stub.ModelConfig(
+                        service_pb2.ModelConfigRequest(name=step.model_name, version=""), timeout=self.connect_timeout_s
+                    )
             except (grpc.RpcError, TimeoutError):
                 raise self._fail(BackendUnavailable, f"cannot read the config of step '{step.model_name}'") from None
             if r.config.model_transaction_policy.decoupled:
@@ -335,9 +336,7 @@ class TritonInstance:
         return False
 
     def _load_config(self, cfg) -> None:
-        self.inputs = {
-            i.name: _Declared(_wire_type(i.data_type), tuple(i.dims), bool(i.optional)) for i in cfg.input
-        }
+        self.inputs = {i.name: _Declared(_wire_type(i.data_type), tuple(i.dims), bool(i.optional)) for i in cfg.input}
         self.outputs = {o.name for o in cfg.output}
         self.decoupled = bool(cfg.model_transaction_policy.decoupled)
         self.seed_input = "seed" if "seed" in self.inputs else ("random_seed" if "random_seed" in self.inputs else None)
@@ -372,7 +371,7 @@ class TritonInstance:
                     (await stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=t)).ready
                     and (await stub.ModelReady(service_pb2.ModelReadyRequest(name=self.model_name), timeout=t)).ready
                 )
-        except Exception:  # noqa: BLE001 - readiness is a yes/no question
+        except Exception:
             return False
 
     async def close(self) -> None:
@@ -416,8 +415,11 @@ class TritonInstance:
             raise UnsupportedParameter("this model does not support 'seed'", param="seed")
         for name in req.extensions:
             if self._extension_input(name) is None:
-                raise UnsupportedParameter(f"this model does not support '{name}' (its config has no "
-                                           f"{' / '.join(EXTENSION_INPUTS[name])} input)", param=name)
+                raise UnsupportedParameter(
+                    f"this model does not support '{name}' (its config has no "
+                    f"{' / '.join(EXTENSION_INPUTS[name])} input)",
+                    param=name,
+                )
         if req.logprobs:
             if "return_log_probs" not in self.inputs or "output_log_probs" not in self.outputs:
                 raise UnsupportedParameter("this model does not return log probabilities", param="logprobs")
@@ -427,8 +429,10 @@ class TritonInstance:
             if not self.vision:
                 raise UnsupportedParameter("this model does not accept images", param="messages")
             if self.max_images is not None and len(req.image_urls) > self.max_images:
-                raise InvalidRequest(f"this model takes at most {self.max_images} image(s) per request, got "
-                                     f"{len(req.image_urls)}", param="messages")
+                raise InvalidRequest(
+                    f"this model takes at most {self.max_images} image(s) per request, got {len(req.image_urls)}",
+                    param="messages",
+                )
             for u in req.image_urls:
                 if not u.startswith(("http://", "https://", "data:")):
                     raise InvalidRequest("image URLs must be http(s):// or data: URLs", param="messages")
@@ -533,8 +537,9 @@ class TritonInstance:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         return text, n_in, n_out
 
-    async def _infer(self, request: service_pb2.ModelInferRequest,
-                     timeout: float | None = None) -> service_pb2.ModelInferResponse:
+    async def _infer(
+        self, request: service_pb2.ModelInferRequest, timeout: float | None = None
+    ) -> service_pb2.ModelInferResponse:
         """Unary ModelInfer with the deadline (deadline_s unless given)."""
         stub = self._ensure_stub()
         timeout = self.deadline_s if timeout is None else timeout
@@ -628,8 +633,9 @@ class TritonInstance:
     def _whole_answer_timeout(self, max_tokens: int) -> float:
         return self.deadline_s + max_tokens / MIN_TOKENS_PER_S
 
-    async def _all_responses(self, request: service_pb2.ModelInferRequest,
-                             max_tokens: int) -> list[service_pb2.ModelInferResponse]:
+    async def _all_responses(
+        self, request: service_pb2.ModelInferRequest, max_tokens: int
+    ) -> list[service_pb2.ModelInferResponse]:
         """Every response of a one-request stream (with stream=False: one). The whole generation arrives at once, so
         the wait grows with the work asked: deadline_s plus a floor of MIN_TOKENS_PER_S for max_tokens."""
         call = self._open_stream(request)
@@ -696,8 +702,9 @@ class TritonInstance:
             deadline.close()
 
     # -- images ------------------------------------------------------------------------------------------------------
-    async def generate_images(self, prompt: str, n: int, negative_prompt: str | None = None,
-                              work: Work | None = None) -> list[bytes]:
+    async def generate_images(
+        self, prompt: str, n: int, negative_prompt: str | None = None, work: Work | None = None
+    ) -> list[bytes]:
         """n images (n requests, concurrently) as PNG bytes; `work.images` counts those the engine finished."""
         work = work if work is not None else Work()
         self._require(image=True)
@@ -708,8 +715,9 @@ class TritonInstance:
         values = {"prompt": [prompt.encode("utf-8")]}
         if negative_prompt:
             values["negative_prompt"] = [negative_prompt.encode("utf-8")]
-        request = wire.infer_request(self.model_name, "", [self._tensor(k, v) for k, v in values.items()],
-                                     ("generated_image",))
+        request = wire.infer_request(
+            self.model_name, "", [self._tensor(k, v) for k, v in values.items()], ("generated_image",)
+        )
 
         async def one(i: int) -> bytes:
             if self.decoupled:

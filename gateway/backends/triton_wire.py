@@ -36,8 +36,12 @@ _INT_RANGES = {
 }
 _FLOATS = {"FP32": "<f", "FP64": "<d"}
 _LEN = struct.Struct("<I")
-_OUT_INTS = {"INT32": struct.Struct("<i"), "INT64": struct.Struct("<q"), "UINT32": struct.Struct("<I"),
-             "UINT64": struct.Struct("<Q")}
+_OUT_INTS = {
+    "INT32": struct.Struct("<i"),
+    "INT64": struct.Struct("<q"),
+    "UINT32": struct.Struct("<I"),
+    "UINT64": struct.Struct("<Q"),
+}
 
 
 def _pack_fast(datatype: str, values: list) -> bytes | None:
@@ -90,8 +94,9 @@ def encode_input_numpy(name: str, datatype: str, values: list) -> tuple[InputTen
     return t._get_tensor(), t._get_content()
 
 
-def infer_request(model_name: str, request_id: str, tensors: list[tuple[InputTensor, bytes]],
-                  outputs: tuple[str, ...] = ()):
+def infer_request(
+    model_name: str, request_id: str, tensors: list[tuple[InputTensor, bytes]], outputs: tuple[str, ...] = ()
+):
     """A ModelInferRequest as tritonclient's ``_get_inference_request`` builds it (with ``InferRequestedOutput``
     per name in ``outputs``; none: the server returns all of them)."""
     req = service_pb2.ModelInferRequest(model_name=model_name, model_version="")

@@ -34,11 +34,14 @@ from . import usage as usage_view
 bp = Blueprint("console")
 
 _HERE = Path(__file__).resolve().parent
-_env = Environment(loader=FileSystemLoader(str(_HERE / "templates")), autoescape=True, trim_blocks=True,
-                   lstrip_blocks=True)
+_env = Environment(
+    loader=FileSystemLoader(str(_HERE / "templates")), autoescape=True, trim_blocks=True, lstrip_blocks=True
+)
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
-       "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 SECURITY_HEADERS = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
@@ -85,10 +88,10 @@ async def _security_headers(request: Request, response: HTTPResponse):
 
 
 def render_page(template: str, **ctx) -> HTTPResponse:
-    html = _env.get_template(template).render(css=_asset_url("console.css"), js=_asset_url("console.js"),
-                                               poll_ms=POLL_MS, **ctx)
-    return _secure(HTTPResponse(html, content_type="text/html; charset=utf-8",
-                                headers={"cache-control": "no-cache"}))
+    html = _env.get_template(template).render(
+        css=_asset_url("console.css"), js=_asset_url("console.js"), poll_ms=POLL_MS, **ctx
+    )
+    return _secure(HTTPResponse(html, content_type="text/html; charset=utf-8", headers={"cache-control": "no-cache"}))
 
 
 # -- pages (shells, no auth, no service data) ---------------------------------------------------------------------
@@ -118,9 +121,16 @@ async def static(request: Request, name: str):
     if asset is None:
         raise NotFound("unknown console asset")
     immutable = request.args.get("v") == asset.version
-    return _secure(HTTPResponse(asset.body, content_type=asset.content_type, headers={
-        "cache-control": "public, max-age=31536000, immutable" if immutable else "no-cache",
-        "etag": f'"{asset.version}"'}))
+    return _secure(
+        HTTPResponse(
+            asset.body,
+            content_type=asset.content_type,
+            headers={
+                "cache-control": "public, max-age=31536000, immutable" if immutable else "no-cache",
+                "etag": f'"{asset.version}"',
+            },
+        )
+    )
 
 
 @bp.route("/console/<rest:path>", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
@@ -159,9 +169,14 @@ def _summary(rt, svc: Service) -> dict:
 def _scaling(svc: Service) -> dict:
     """The declared range: instances is the minimum, autoscale.max_instances the maximum (fixed without autoscale)."""
     auto = svc.autoscale
-    return {"instances_min": svc.instances, "instances_max": svc.peak_instances, "autoscaled": auto is not None,
-            "scale_metric": auto.metric.value if auto else None, "scale_target": auto.target if auto else None,
-            "scale_down_delay": auto.scale_down_delay if auto else None}
+    return {
+        "instances_min": svc.instances,
+        "instances_max": svc.peak_instances,
+        "autoscaled": auto is not None,
+        "scale_metric": auto.metric.value if auto else None,
+        "scale_target": auto.target if auto else None,
+        "scale_down_delay": auto.scale_down_delay if auto else None,
+    }
 
 
 def example_response(catalog: Catalog, svc: Service) -> dict:
@@ -169,14 +184,27 @@ def example_response(catalog: Catalog, svc: Service) -> dict:
     task = catalog.model_of(svc).task
     if task is Task.image_generation:
         return {"created": 1735689600, "data": [{"b64_json": "iVBORw0KGgoAAAANSUhEUgAA..."}]}
-    text = ("The image shows a printed receipt." if task is Task.vision_chat
-            else "Hello! I can answer questions, summarise and draft text.")
-    return {"id": "chatcmpl-9f2c1e7a", "object": "chat.completion", "created": 1735689600,
-            "model": svc.access_name,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text, "refusal": None},
-                         "logprobs": None, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 14, "completion_tokens": 12, "total_tokens": 26},
-            "system_fingerprint": None}
+    text = (
+        "The image shows a printed receipt."
+        if task is Task.vision_chat
+        else "Hello! I can answer questions, summarise and draft text."
+    )
+    return {
+        "id": "chatcmpl-9f2c1e7a",
+        "object": "chat.completion",
+        "created": 1735689600,
+        "model": svc.access_name,
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text, "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 14, "completion_tokens": 12, "total_tokens": 26},
+        "system_fingerprint": None,
+    }
 
 
 def _no_store(resp: HTTPResponse) -> HTTPResponse:
@@ -188,8 +216,11 @@ def _no_store(resp: HTTPResponse) -> HTTPResponse:
 async def api_services(request: Request):
     owner = _owner(request)
     rt = _rt(request)
-    return _no_store(json_response({"owner": owner, "poll_ms": POLL_MS,
-                                    "data": [_summary(rt, s) for s in rt.catalog.services_of(owner)]}))
+    return _no_store(
+        json_response(
+            {"owner": owner, "poll_ms": POLL_MS, "data": [_summary(rt, s) for s in rt.catalog.services_of(owner)]}
+        )
+    )
 
 
 def _own_service(request: Request, access_name: str) -> Service:
@@ -208,23 +239,29 @@ async def api_service(request: Request, access_name: str):
     catalog = rt.catalog
     model = catalog.model_of(svc)
     pool = catalog.pools.get(svc.pool) if svc.pool else None
-    return _no_store(json_response({
-        **_summary(rt, svc),
-        "owner": svc.owner,
-        "description": svc.description,
-        "pool": svc.pool,
-        "pool_instance_type": pool.instance_type if pool else None,
-        "backend": model.backend.value,
-        "max_output_tokens": model.max_output_tokens,
-        "public_url": str(catalog.gateway.public_url),
-        "key_env": KEY_ENV,
-        "key_command": f"modelsvc keys new --owner {svc.owner}",
-        "examples": [{"language": e.language, "title": e.title, "code": e.code} for e in examples(catalog, svc)],
-        "example_response": json.dumps(example_response(catalog, svc), indent=2),
-        "scaling_events": _events(rt, svc),
-        "actions": gitops_actions(svc),
-        "poll_ms": POLL_MS,
-    }))
+    return _no_store(
+        json_response(
+            {
+                **_summary(rt, svc),
+                "owner": svc.owner,
+                "description": svc.description,
+                "pool": svc.pool,
+                "pool_instance_type": pool.instance_type if pool else None,
+                "backend": model.backend.value,
+                "max_output_tokens": model.max_output_tokens,
+                "public_url": str(catalog.gateway.public_url),
+                "key_env": KEY_ENV,
+                "key_command": f"modelsvc keys new --owner {svc.owner}",
+                "examples": [
+                    {"language": e.language, "title": e.title, "code": e.code} for e in examples(catalog, svc)
+                ],
+                "example_response": json.dumps(example_response(catalog, svc), indent=2),
+                "scaling_events": _events(rt, svc),
+                "actions": gitops_actions(svc),
+                "poll_ms": POLL_MS,
+            }
+        )
+    )
 
 
 # -- usage page (same auth; the charts are SVG documents the page shows as images) --------------------------------
@@ -241,8 +278,9 @@ async def _usage_summary(request: Request, access_name: str) -> tuple[Service, d
 @bp.get("/console/api/usage/<access_name:path>")
 async def api_usage(request: Request, access_name: str):
     svc, summary = await _usage_summary(request, access_name)
-    return _no_store(json_response({"name": svc.name, "access_name": svc.access_name, **summary,
-                                    "charts": list(usage_view.CHARTS)}))
+    return _no_store(
+        json_response({"name": svc.name, "access_name": svc.access_name, **summary, "charts": list(usage_view.CHARTS)})
+    )
 
 
 @bp.get("/console/api/usage-chart/<chart>/<access_name:path>")
@@ -269,20 +307,29 @@ def gitops_actions(svc: Service) -> dict:
         "confirm_name": name,
         "scale": {
             "command": f"modelsvc scale {name} --to {scale_to}",
-            "note": ("changes the minimum; the autoscaler adds instances up to autoscale.max_instances "
-                     f"({svc.peak_instances}) on load" if svc.autoscale else
-                     "changes the fixed instance count; --add N (or --add -N) works too"),
-            "steps": [f"git switch -c scale-{branch}", f"modelsvc scale {name} --to {scale_to}",
-                      f'git commit -am "Scale {name} to {scale_to} instances"',
-                      "git push and open a pull request: its review comment shows the GPU change per pool",
-                      "merge after approval: the deploy applies it"],
+            "note": (
+                "changes the minimum; the autoscaler adds instances up to autoscale.max_instances "
+                f"({svc.peak_instances}) on load"
+                if svc.autoscale
+                else "changes the fixed instance count; --add N (or --add -N) works too"
+            ),
+            "steps": [
+                f"git switch -c scale-{branch}",
+                f"modelsvc scale {name} --to {scale_to}",
+                f'git commit -am "Scale {name} to {scale_to} instances"',
+                "git push and open a pull request: its review comment shows the GPU change per pool",
+                "merge after approval: the deploy applies it",
+            ],
         },
         "delete": {
             "command": f"modelsvc delete {name} --confirm {name}",
-            "steps": [f"git switch -c delete-{branch}", f"modelsvc delete {name} --confirm {name}",
-                      f'git commit -am "Delete {name}"',
-                      f"git push and open a pull request with the line `Confirm-Delete: {name}` in its description "
-                      f"(or the label `confirm-delete:{name}`): without it the review blocks the merge",
-                      "merge after approval: the deploy removes the instances; the service id is never reused"],
+            "steps": [
+                f"git switch -c delete-{branch}",
+                f"modelsvc delete {name} --confirm {name}",
+                f'git commit -am "Delete {name}"',
+                f"git push and open a pull request with the line `Confirm-Delete: {name}` in its description "
+                f"(or the label `confirm-delete:{name}`): without it the review blocks the merge",
+                "merge after approval: the deploy removes the instances; the service id is never reused",
+            ],
         },
     }

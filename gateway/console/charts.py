@@ -34,12 +34,14 @@ def bar_chart(title: str, labels: list[str], values: list[int], *, label_every: 
     plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
     n = max(len(values), 1)
     slot = plot_w / n
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" '
-             f'role="img" aria-label="{escape(title)}" font-family="system-ui, sans-serif" font-size="11">',
-             f"<title>{escape(title)}</title>",
-             f'<desc>{escape(", ".join(f"{a}: {b}" for a, b in zip(labels, values)))}</desc>',
-             '<rect width="100%" height="100%" fill="#ffffff"/>',
-             f'<text x="{LEFT}" y="16" font-size="13" font-weight="600" fill="#1f2933">{escape(title)}</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" '
+        f'role="img" aria-label="{escape(title)}" font-family="system-ui, sans-serif" font-size="11">',
+        f"<title>{escape(title)}</title>",
+        f"<desc>{escape(', '.join(f'{a}: {b}' for a, b in zip(labels, values)))}</desc>",
+        '<rect width="100%" height="100%" fill="#ffffff"/>',
+        f'<text x="{LEFT}" y="16" font-size="13" font-weight="600" fill="#1f2933">{escape(title)}</text>',
+    ]
     for i in range(5):  # grid lines and y ticks
         v = top * i // 4
         y = TOP + plot_h - plot_h * i / 4
@@ -48,11 +50,15 @@ def bar_chart(title: str, labels: list[str], values: list[int], *, label_every: 
     for i, (label, v) in enumerate(zip(labels, values)):
         h = plot_h * v / top
         x = LEFT + i * slot + slot * 0.15
-        parts.append(f'<rect x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" '
-                     f'fill="#3f6ad8"><title>{escape(label)}: {v}</title></rect>')
+        parts.append(
+            f'<rect x="{x:.1f}" y="{TOP + plot_h - h:.1f}" width="{slot * 0.7:.1f}" height="{h:.1f}" '
+            f'fill="#3f6ad8"><title>{escape(label)}: {v}</title></rect>'
+        )
         if i % label_every == 0:
-            parts.append(f'<text x="{x + slot * 0.35:.1f}" y="{H - BOTTOM + 14}" text-anchor="middle" '
-                         f'fill="#52606d">{escape(label)}</text>')
+            parts.append(
+                f'<text x="{x + slot * 0.35:.1f}" y="{H - BOTTOM + 14}" text-anchor="middle" '
+                f'fill="#52606d">{escape(label)}</text>'
+            )
     parts.append(f'<line x1="{LEFT}" x2="{W - RIGHT}" y1="{TOP + plot_h}" y2="{TOP + plot_h}" stroke="#9aa5b1"/>')
     parts.append("</svg>")
     return "".join(parts)

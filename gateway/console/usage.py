@@ -12,7 +12,7 @@ HOUR, DAY = 3600, 86400
 
 
 def month_start(now: float) -> int:
-    d = dt.datetime.fromtimestamp(now, dt.timezone.utc)
+    d = dt.datetime.fromtimestamp(now, dt.UTC)
     return int(d.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp())
 
 
@@ -44,13 +44,17 @@ def summarize(service_id: str, rows: list[tuple], now: float | None = None) -> d
             invoice["completion_tokens"] += completion
             invoice["images"] += images
     invoice["total_tokens"] = invoice["prompt_tokens"] + invoice["completion_tokens"]
-    iso = lambda s: dt.datetime.fromtimestamp(s, dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")  # noqa: E731
+    iso = lambda s: dt.datetime.fromtimestamp(s, dt.UTC).strftime("%Y-%m-%dT%H:%MZ")  # noqa: E731
     return {
         "service_id": service_id,
         "hourly": [{"start": s, "requests": v[0], "tokens": v[1]} for s, v in hourly.items()],
         "daily": [{"start": s, "requests": v[0], "tokens": v[1]} for s, v in daily.items()],
-        "invoice": {**invoice, "from": iso(mstart), "to": iso(int(now)),
-                    "month": dt.datetime.fromtimestamp(now, dt.timezone.utc).strftime("%Y-%m")},
+        "invoice": {
+            **invoice,
+            "from": iso(mstart),
+            "to": iso(int(now)),
+            "month": dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m"),
+        },
     }
 
 
@@ -66,5 +70,5 @@ def chart(summary: dict, name: str) -> str:
     series, field, title = CHARTS[name]
     points = summary[series]
     fmt = "%H:00" if series == "hourly" else "%m-%d"
-    labels = [dt.datetime.fromtimestamp(p["start"], dt.timezone.utc).strftime(fmt) for p in points]
+    labels = [dt.datetime.fromtimestamp(p["start"], dt.UTC).strftime(fmt) for p in points]
     return bar_chart(title, labels, [p[field] for p in points], label_every=3 if series == "hourly" else 5)

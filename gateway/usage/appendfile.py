@@ -68,9 +68,13 @@ class AppendFile:
         self.metrics.write_errors.labels(reason).inc()
         self.metrics.buffered.set(len(self.pending))
         if len(self.pending) == 1 or self.full:  # once per episode, and when the gateway starts refusing
-            log.error("usage records cannot be written to %s (%s): %d kept in memory%s", self.path,
-                      e.strerror if e else "short write", len(self.pending),
-                      "; refusing new requests until the disk takes them" if self.full else "")
+            log.error(
+                "usage records cannot be written to %s (%s): %d kept in memory%s",
+                self.path,
+                e.strerror if e else "short write",
+                len(self.pending),
+                "; refusing new requests until the disk takes them" if self.full else "",
+            )
 
     def close(self) -> None:
         self.flush()

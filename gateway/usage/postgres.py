@@ -41,22 +41,56 @@ CREATE INDEX usage_records_service_ts ON usage_records (service_id, ts_s);
 """,
 }
 
-COLUMNS = ("request_id", "ts", "ts_s", "owner", "service_id", "access_name", "key_id", "endpoint", "stream",
-           "status", "prompt_tokens", "completion_tokens", "images", "latency_ms", "overhead_ms", "instance", "error",
-           "prompt_tokens_estimated")
-_INSERT = (f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES "
-           f"({', '.join(f'${i + 1}' for i in range(len(COLUMNS)))}) ON CONFLICT (request_id) DO NOTHING")
+COLUMNS = (
+    "request_id",
+    "ts",
+    "ts_s",
+    "owner",
+    "service_id",
+    "access_name",
+    "key_id",
+    "endpoint",
+    "stream",
+    "status",
+    "prompt_tokens",
+    "completion_tokens",
+    "images",
+    "latency_ms",
+    "overhead_ms",
+    "instance",
+    "error",
+    "prompt_tokens_estimated",
+)
+_INSERT = (
+    f"INSERT INTO usage_records ({', '.join(COLUMNS)}) VALUES "
+    f"({', '.join(f'${i + 1}' for i in range(len(COLUMNS)))}) ON CONFLICT (request_id) DO NOTHING"
+)
 
 
 def row(rec: dict) -> tuple:
     from .record import owner_of
 
     ts = float(rec["ts"])
-    return (str(rec["request_id"]), ts, int(ts), owner_of(rec["access_name"]), rec["service_id"],
-            rec["access_name"], rec["key_id"], rec["endpoint"], bool(rec["stream"]), rec["status"],
-            int(rec["prompt_tokens"]), int(rec["completion_tokens"]), int(rec.get("images") or 0),
-            float(rec["latency_ms"]), float(rec["overhead_ms"]), rec.get("instance") or "", rec.get("error") or "",
-            bool(rec.get("prompt_tokens_estimated")))
+    return (
+        str(rec["request_id"]),
+        ts,
+        int(ts),
+        owner_of(rec["access_name"]),
+        rec["service_id"],
+        rec["access_name"],
+        rec["key_id"],
+        rec["endpoint"],
+        bool(rec["stream"]),
+        rec["status"],
+        int(rec["prompt_tokens"]),
+        int(rec["completion_tokens"]),
+        int(rec.get("images") or 0),
+        float(rec["latency_ms"]),
+        float(rec["overhead_ms"]),
+        rec.get("instance") or "",
+        rec.get("error") or "",
+        bool(rec.get("prompt_tokens_estimated")),
+    )
 
 
 async def migrate(conn: asyncpg.Connection) -> int:
@@ -83,8 +117,14 @@ class PostgresStore:
     async def pool(self) -> asyncpg.Pool:
         """Connect (and migrate) on first use, so a gateway starts and serves while the database is down."""
         if self._pool is None:
-            pool = await asyncpg.create_pool(self.url, min_size=1, max_size=4, timeout=self.connect_timeout_s,
-                                             command_timeout=30, server_settings={"application_name": "modelsvc"})
+            pool = await asyncpg.create_pool(
+                self.url,
+                min_size=1,
+                max_size=4,
+                timeout=self.connect_timeout_s,
+                command_timeout=30,
+                server_settings={"application_name": "modelsvc"},
+            )
             try:
                 async with pool.acquire() as conn:
                     await migrate(conn)
@@ -104,9 +144,11 @@ class PostgresStore:
     async def minute_rows(self, owner: str | None, start: int, end: int) -> list[tuple]:
         """(minute, service_id, access_name, key_id, endpoint, requests, prompt, completion, images) for the
         records in [start, end), of one owner or (None) of all."""
-        sql = ("SELECT (ts_s / 60) * 60, service_id, access_name, key_id, endpoint, count(*), sum(prompt_tokens), "
-               "sum(completion_tokens), sum(images) FROM usage_records WHERE ts_s >= $1 AND ts_s < $2 {} "
-               "GROUP BY 1, 2, 3, 4, 5")
+        sql = (
+            "SELECT (ts_s / 60) * 60, service_id, access_name, key_id, endpoint, count(*), sum(prompt_tokens), "
+            "sum(completion_tokens), sum(images) FROM usage_records WHERE ts_s >= $1 AND ts_s < $2 {} "
+            "GROUP BY 1, 2, 3, 4, 5"
+        )
         args = (start, end) if owner is None else (start, end, owner)
         async with (await self.pool()).acquire() as conn:
             rows = await conn.fetch(sql.format("" if owner is None else "AND owner = $3"), *args)
@@ -117,5 +159,5 @@ class PostgresStore:
             pool, self._pool = self._pool, None
             try:
                 await asyncio.wait_for(pool.close(), 5)
-            except (asyncio.TimeoutError, OSError, asyncpg.PostgresError):
+            except (TimeoutError, OSError, asyncpg.PostgresError):
                 pool.terminate()

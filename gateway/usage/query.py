@@ -36,8 +36,9 @@ def _int(args, name: str, required: bool = False, minimum: int = 0, maximum: int
     raw = args.get(name)
     if raw in (None, ""):
         if required:
-            raise InvalidRequest(f"'{name}' is required (a Unix time in seconds)", param=name,
-                                 code="missing_required_parameter")
+            raise InvalidRequest(
+                f"'{name}' is required (a Unix time in seconds)", param=name, code="missing_required_parameter"
+            )
         return None
     try:
         value = int(raw)
@@ -63,19 +64,20 @@ def parse(kind: str, args, now: float | None = None) -> UsageQuery:
         raise InvalidRequest("'end_time' must be after 'start_time'", param="end_time", code="invalid_value")
     width = args.get("bucket_width") or "1d"
     if width not in WIDTHS:
-        raise InvalidRequest(f"'bucket_width' must be one of {', '.join(WIDTHS)}", param="bucket_width",
-                             code="invalid_value")
+        raise InvalidRequest(
+            f"'bucket_width' must be one of {', '.join(WIDTHS)}", param="bucket_width", code="invalid_value"
+        )
     group_by = _list(args, "group_by")
     for g in group_by:
         if g not in GROUP_FIELDS:
-            raise InvalidRequest(f"'group_by' supports {', '.join(GROUP_FIELDS)}; got '{g[:40]}'",
-                                 param="group_by", code="invalid_value")
+            raise InvalidRequest(
+                f"'group_by' supports {', '.join(GROUP_FIELDS)}; got '{g[:40]}'", param="group_by", code="invalid_value"
+            )
     default, most = LIMITS[width]
     limit = _int(args, "limit", minimum=1)
     limit = default if limit is None else limit
     if limit > most:
-        raise InvalidRequest(f"'limit' is at most {most} for bucket_width={width}", param="limit",
-                             code="invalid_value")
+        raise InvalidRequest(f"'limit' is at most {most} for bucket_width={width}", param="limit", code="invalid_value")
     w = WIDTHS[width]
     start = since // w * w
     page = args.get("page")
@@ -83,12 +85,22 @@ def parse(kind: str, args, now: float | None = None) -> UsageQuery:
         try:
             start = int(page[:16], 16)
         except ValueError:
-            raise InvalidRequest("'page' is not a cursor this API returned", param="page",
-                                 code="invalid_value") from None
+            raise InvalidRequest(
+                "'page' is not a cursor this API returned", param="page", code="invalid_value"
+            ) from None
         if start % w or start < since // w * w:
             raise InvalidRequest("'page' is not a cursor this API returned", param="page", code="invalid_value")
-    return UsageQuery(kind, start, end, since, width, tuple(dict.fromkeys(group_by)), limit,
-                      _list(args, "models"), _list(args, "api_key_ids"))
+    return UsageQuery(
+        kind,
+        start,
+        end,
+        since,
+        width,
+        tuple(dict.fromkeys(group_by)),
+        limit,
+        _list(args, "models"),
+        _list(args, "api_key_ids"),
+    )
 
 
 def window(q: UsageQuery) -> tuple[int, int, bool]:
@@ -106,9 +118,14 @@ def page(q: UsageQuery, rows: list[tuple]) -> dict:
     _, until, more = window(q)
     endpoints = KINDS[q.kind]
     sums: dict[int, dict[tuple, list[int]]] = collections.defaultdict(
-        lambda: collections.defaultdict(lambda: [0, 0, 0, 0]))
+        lambda: collections.defaultdict(lambda: [0, 0, 0, 0])
+    )
     for r in rows:
-        if r[4] not in endpoints or q.models and r[2] not in q.models or q.api_key_ids and r[3] not in q.api_key_ids:
+        if (
+            r[4] not in endpoints
+            or (q.models and r[2] not in q.models)
+            or (q.api_key_ids and r[3] not in q.api_key_ids)
+        ):
             continue
         s = sums[r[0] // w * w][tuple(r[GROUP_FIELDS[g]] for g in q.group_by)]
         for i in range(4):
@@ -120,12 +137,18 @@ def page(q: UsageQuery, rows: list[tuple]) -> dict:
             grouped = dict(zip(q.group_by, key))
             res: dict = {"object": f"organization.usage.{q.kind}.result"}
             if q.kind == "completions":
-                res.update(input_tokens=prompt, output_tokens=completion, input_cached_tokens=0,
-                           input_audio_tokens=0, output_audio_tokens=0, num_model_requests=n, batch=None)
+                res.update(
+                    input_tokens=prompt,
+                    output_tokens=completion,
+                    input_cached_tokens=0,
+                    input_audio_tokens=0,
+                    output_audio_tokens=0,
+                    num_model_requests=n,
+                    batch=None,
+                )
             else:
                 res.update(images=images, num_model_requests=n, source=None, size=None)
-            res.update(project_id=None, user_id=None, api_key_id=grouped.get("api_key_id"),
-                       model=grouped.get("model"))
+            res.update(project_id=None, user_id=None, api_key_id=grouped.get("api_key_id"), model=grouped.get("model"))
             results.append(res)
         data.append({"object": "bucket", "start_time": b, "end_time": min(b + w, q.end), "results": results})
     return {"object": "page", "data": data, "has_more": more, "next_page": format(until, "x") if more else None}
@@ -135,12 +158,23 @@ def service_totals(rows: list[tuple]) -> list[dict]:
     """Invoice lines: one per service id (its access names, requests, tokens and images)."""
     out: dict[str, dict] = {}
     for _, service_id, access_name, _, endpoint, n, prompt, completion, images in rows:
-        t = out.setdefault(service_id, {"service_id": service_id, "access_names": set(), "requests": 0,
-                                        "prompt_tokens": 0, "completion_tokens": 0, "images": 0})
+        t = out.setdefault(
+            service_id,
+            {
+                "service_id": service_id,
+                "access_names": set(),
+                "requests": 0,
+                "prompt_tokens": 0,
+                "completion_tokens": 0,
+                "images": 0,
+            },
+        )
         t["access_names"].add(access_name)
         t["requests"] += n
         t["prompt_tokens"] += prompt
         t["completion_tokens"] += completion
         t["images"] += images
-    return [{**t, "access_names": sorted(t["access_names"]), "total_tokens": t["prompt_tokens"] +
-             t["completion_tokens"]} for _, t in sorted(out.items())]
+    return [
+        {**t, "access_names": sorted(t["access_names"]), "total_tokens": t["prompt_tokens"] + t["completion_tokens"]}
+        for _, t in sorted(out.items())
+    ]

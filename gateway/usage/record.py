@@ -43,30 +43,57 @@ class Metrics:
         self.registry = CollectorRegistry()
         labels = ["service_id", "access_name"]
         r = self.registry
-        self.requests = Counter("modelsvc_requests", "Requests that reached a backend", labels + ["status"],
-                                registry=r)
+        self.requests = Counter("modelsvc_requests", "Requests that reached a backend", labels + ["status"], registry=r)
         self.prompt_tokens = Counter("modelsvc_prompt_tokens", "Prompt tokens", labels, registry=r)
         self.completion_tokens = Counter("modelsvc_completion_tokens", "Completion tokens", labels, registry=r)
-        self.latency = Histogram("modelsvc_request_latency_seconds", "End-to-end request latency", labels,
-                                 buckets=_LATENCY_BUCKETS, registry=r)
-        self.overhead = Histogram("modelsvc_gateway_overhead_seconds",
-                                  "Time spent in the gateway: total minus waiting on the backend", ["access_name"],
-                                  buckets=_OVERHEAD_BUCKETS, registry=r)
+        self.latency = Histogram(
+            "modelsvc_request_latency_seconds",
+            "End-to-end request latency",
+            labels,
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.overhead = Histogram(
+            "modelsvc_gateway_overhead_seconds",
+            "Time spent in the gateway: total minus waiting on the backend",
+            ["access_name"],
+            buckets=_OVERHEAD_BUCKETS,
+            registry=r,
+        )
         # Alerting: any increase of these means records are waiting in memory or in the spool, not yet safe.
-        self.write_errors = Counter("modelsvc_usage_write_errors", "Failed or short writes of usage records to "
-                                    "local disk (records are kept in memory and retried)", ["reason"], registry=r)
-        self.buffered = Gauge("modelsvc_usage_buffered_records", "Usage records held in memory because the disk "
-                              "refused them", registry=r)
-        self.refused = Counter("modelsvc_usage_refused_requests", "Requests refused (503) because usage could not "
-                               "be recorded: the in-memory buffer is full", registry=r)
-        self.store_errors = Counter("modelsvc_usage_store_errors", "Failed deliveries of spooled usage records to "
-                                    "the database (retried)", registry=r)
-        self.spooled = Gauge("modelsvc_usage_spool_bytes", "Bytes of usage records in the local spool, not yet "
-                             "committed to the database", registry=r)
-        self.delivered = Counter("modelsvc_usage_delivered_records", "Usage records committed to the database",
-                                 registry=r)
-        self.corrupt = Counter("modelsvc_usage_corrupt_lines", "Unreadable lines skipped in usage files (a write "
-                               "torn by a full disk; the record itself was written again whole)", registry=r)
+        self.write_errors = Counter(
+            "modelsvc_usage_write_errors",
+            "Failed or short writes of usage records to local disk (records are kept in memory and retried)",
+            ["reason"],
+            registry=r,
+        )
+        self.buffered = Gauge(
+            "modelsvc_usage_buffered_records", "Usage records held in memory because the disk refused them", registry=r
+        )
+        self.refused = Counter(
+            "modelsvc_usage_refused_requests",
+            "Requests refused (503) because usage could not be recorded: the in-memory buffer is full",
+            registry=r,
+        )
+        self.store_errors = Counter(
+            "modelsvc_usage_store_errors",
+            "Failed deliveries of spooled usage records to the database (retried)",
+            registry=r,
+        )
+        self.spooled = Gauge(
+            "modelsvc_usage_spool_bytes",
+            "Bytes of usage records in the local spool, not yet committed to the database",
+            registry=r,
+        )
+        self.delivered = Counter(
+            "modelsvc_usage_delivered_records", "Usage records committed to the database", registry=r
+        )
+        self.corrupt = Counter(
+            "modelsvc_usage_corrupt_lines",
+            "Unreadable lines skipped in usage files (a write "
+            "torn by a full disk; the record itself was written again whole)",
+            registry=r,
+        )
         # The gateway 5xx-ratio alert (infra/observability/rules.py): answers by HTTP status code.
         self.responses = Counter("modelsvc_http_responses", "HTTP responses by status code", ["code"], registry=r)
 

@@ -27,8 +27,16 @@ ORPHAN_SCAN_S = 5.0
 
 
 class UsageLog:
-    def __init__(self, path: str | None, metrics: Metrics, *, store_url: str | None = None,
-                 spool_dir: str | None = None, max_buffered: int = 100_000, flush_interval_s: float = 0.2):
+    def __init__(
+        self,
+        path: str | None,
+        metrics: Metrics,
+        *,
+        store_url: str | None = None,
+        spool_dir: str | None = None,
+        max_buffered: int = 100_000,
+        flush_interval_s: float = 0.2,
+    ):
         self.metrics = metrics
         self.path = path
         self.flush_interval_s = flush_interval_s
@@ -65,9 +73,13 @@ class UsageLog:
             self.spool.adopt_orphans()
             try:  # connect and migrate the schema now; a database that is down only delays delivery
                 await asyncio.wait_for(self.store.pool(), self.store.connect_timeout_s + 1)
-            except Exception as e:  # noqa: BLE001
-                log.error("usage store not reachable at start (%s: %s); serving, records wait in the spool %s",
-                          type(e).__name__, e, self.spool.dir)
+            except Exception as e:
+                log.error(
+                    "usage store not reachable at start (%s: %s); serving, records wait in the spool %s",
+                    type(e).__name__,
+                    e,
+                    self.spool.dir,
+                )
             self._task = asyncio.create_task(self._deliver_loop())
         elif self.file is not None:
             self._task = asyncio.create_task(self._retry_loop())
@@ -87,11 +99,12 @@ class UsageLog:
                 last_scan = time.monotonic()
             try:
                 await self._deliver_once()
-            except Exception as e:  # noqa: BLE001 - any store failure: keep the spool, retry with backoff
+            except Exception as e:
                 self.metrics.store_errors.inc()
                 if not failing:
-                    log.error("usage store unavailable (%s: %s); records wait in the spool %s", type(e).__name__,
-                              e, spool.dir)
+                    log.error(
+                        "usage store unavailable (%s: %s); records wait in the spool %s", type(e).__name__, e, spool.dir
+                    )
                 failing, delay = True, min(max(delay * 2, 0.5), 5.0)
             else:
                 if failing:
@@ -122,9 +135,14 @@ class UsageLog:
                 # wait, and a stopped loop may have left one (a pod being deleted must not keep records behind).
                 self.spool.seal()
                 await asyncio.wait_for(self._deliver_once(), timeout_s)
-            except Exception as e:  # noqa: BLE001
-                log.error("usage records left in the spool %s at shutdown (%s: %s); the next gateway on this "
-                          "volume delivers them", self.spool.dir, type(e).__name__, e)
+            except Exception as e:
+                log.error(
+                    "usage records left in the spool %s at shutdown (%s: %s); the next gateway on this "
+                    "volume delivers them",
+                    self.spool.dir,
+                    type(e).__name__,
+                    e,
+                )
             self.spool.close()
             await self.store.close()
         elif self.file is not None:

@@ -32,26 +32,40 @@ def _labels(settings: Settings, instance: str) -> dict:
 
 def _service_id_relabel() -> list[dict]:
     """Each Triton series carries the pod's service id, so rules and dashboards can group by service."""
-    return [{"sourceLabels": ["__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", L.SERVICE_ID)],
-             "targetLabel": "service_id", "action": "replace"}]
+    return [
+        {
+            "sourceLabels": ["__meta_kubernetes_pod_label_" + re.sub(r"[^a-zA-Z0-9_]", "_", L.SERVICE_ID)],
+            "targetLabel": "service_id",
+            "action": "replace",
+        }
+    ]
 
 
 def triton_pod_monitor(ns: str, settings: Settings) -> dict:
     return {
-        "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
         "metadata": meta("tritonserver", _labels(settings, "tritonserver"), ns),
         "spec": {
-            "selector": {"matchLabels": {"app.kubernetes.io/name": "tritonserver",
-                                         "app.kubernetes.io/component": L.TRITON}},
-            "podMetricsEndpoints": [{"port": TRITON_METRICS_PORT, "path": "/metrics", "interval": "15s",
-                                     "relabelings": _service_id_relabel()}],
+            "selector": {
+                "matchLabels": {"app.kubernetes.io/name": "tritonserver", "app.kubernetes.io/component": L.TRITON}
+            },
+            "podMetricsEndpoints": [
+                {
+                    "port": TRITON_METRICS_PORT,
+                    "path": "/metrics",
+                    "interval": "15s",
+                    "relabelings": _service_id_relabel(),
+                }
+            ],
         },
     }
 
 
 def gateway_pod_monitor(settings: Settings) -> dict:
     return {
-        "apiVersion": "monitoring.coreos.com/v1", "kind": "PodMonitor",
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PodMonitor",
         "metadata": meta(GATEWAY_APP, _labels(settings, GATEWAY_APP), settings.namespace),
         "spec": {
             "selector": {"matchLabels": L.selector(GATEWAY_APP, L.GATEWAY, GATEWAY_APP)},
@@ -60,9 +74,10 @@ def gateway_pod_monitor(settings: Settings) -> dict:
     }
 
 
-def prometheus_rule(catalog: "Catalog", settings: Settings) -> dict:
+def prometheus_rule(catalog: Catalog, settings: Settings) -> dict:
     return {
-        "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
         "metadata": meta("modelsvc", _labels(settings, "modelsvc-rules"), settings.namespace),
         "spec": {"groups": rule_groups(catalog, settings)},
     }
@@ -70,12 +85,15 @@ def prometheus_rule(catalog: "Catalog", settings: Settings) -> dict:
 
 def dashboard_configmap(settings: Settings) -> dict:
     lab = {**_labels(settings, "modelsvc-dashboard"), DASHBOARD_LABEL: "1"}
-    return {"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": meta("modelsvc-dashboard", lab, settings.metrics_namespace),
-            "data": {"modelsvc.json": json.dumps(dashboard(), indent=2)}}
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": meta("modelsvc-dashboard", lab, settings.metrics_namespace),
+        "data": {"modelsvc.json": json.dumps(dashboard(), indent=2)},
+    }
 
 
-def monitoring_objects(catalog: "Catalog", settings: Settings) -> list[dict]:
+def monitoring_objects(catalog: Catalog, settings: Settings) -> list[dict]:
     """With the Prometheus Operator: monitors, rules and the dashboard. Without: nothing (annotations only)."""
     if not settings.prometheus_operator:
         return []

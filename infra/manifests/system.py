@@ -17,7 +17,7 @@ SYSTEM_APP = "modelsvc"
 GATEWAY_APP = "modelsvc-gateway"
 
 
-def triton_namespaces(catalog: "Catalog", settings: Settings) -> list[str]:
+def triton_namespaces(catalog: Catalog, settings: Settings) -> list[str]:
     """Namespaces holding Triton objects, in catalog order (shared mode: just the one)."""
     seen: dict[str, None] = {}
     for s in triton_services(catalog):
@@ -25,19 +25,21 @@ def triton_namespaces(catalog: "Catalog", settings: Settings) -> list[str]:
     return list(seen)
 
 
-def all_namespaces(catalog: "Catalog", settings: Settings) -> list[str]:
+def all_namespaces(catalog: Catalog, settings: Settings) -> list[str]:
     return list(dict.fromkeys([settings.namespace, *triton_namespaces(catalog, settings)]))
 
 
 def namespace(name: str) -> dict:
-    return {"apiVersion": "v1", "kind": "Namespace",
-            "metadata": meta(name, L.labels(SYSTEM_APP, L.SYSTEM, name))}
+    return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta(name, L.labels(SYSTEM_APP, L.SYSTEM, name))}
 
 
 def _service_account(name: str, component: str, ns: str, role_arn) -> dict:
     annotations = {IRSA_ANNOTATION: role_arn} if role_arn else None
-    return {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": meta(name, L.labels(SYSTEM_APP, component, ns), ns, annotations)}
+    return {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": meta(name, L.labels(SYSTEM_APP, component, ns), ns, annotations),
+    }
 
 
 def build_service_account(settings: Settings) -> dict:
@@ -62,15 +64,22 @@ def triton_network_policy(ns: str, settings: Settings) -> dict:
         "podSelector": {"matchLabels": L.selector(GATEWAY_APP, L.GATEWAY, GATEWAY_APP)},
     }
     return {
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
         "metadata": meta("tritonserver-from-gateway-only", L.labels(SYSTEM_APP, L.TRITON, ns), ns),
         "spec": {
-            "podSelector": {"matchLabels": {"app.kubernetes.io/name": "tritonserver",
-                                            "app.kubernetes.io/component": L.TRITON}},
+            "podSelector": {
+                "matchLabels": {"app.kubernetes.io/name": "tritonserver", "app.kubernetes.io/component": L.TRITON}
+            },
             "policyTypes": ["Ingress"],
             "ingress": [
-                {"from": [gateway_pods], "ports": [{"protocol": "TCP", "port": p}
-                                                   for p in (TRITON_HTTP_PORT, TRITON_GRPC_PORT, TRITON_METRICS_PORT)]},
+                {
+                    "from": [gateway_pods],
+                    "ports": [
+                        {"protocol": "TCP", "port": p}
+                        for p in (TRITON_HTTP_PORT, TRITON_GRPC_PORT, TRITON_METRICS_PORT)
+                    ],
+                },
                 {"from": [_metrics_scrapers(settings)], "ports": [{"protocol": "TCP", "port": TRITON_METRICS_PORT}]},
             ],
         },
@@ -81,7 +90,8 @@ def gateway_network_policy(settings: Settings) -> dict:
     """The gateway's API port stays open to every client (ingress controllers, in-cluster callers); its internal
     metrics/readiness port only to the metrics namespace."""
     return {
-        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
         "metadata": meta("modelsvc-gateway-metrics", L.labels(GATEWAY_APP, L.GATEWAY, GATEWAY_APP), settings.namespace),
         "spec": {
             "podSelector": {"matchLabels": L.selector(GATEWAY_APP, L.GATEWAY, GATEWAY_APP)},
@@ -99,7 +109,8 @@ def device_plugin(settings: Settings) -> dict:
     lab = L.labels("nvidia-device-plugin", L.DEVICE_PLUGIN, "nvidia-device-plugin")
     sel = L.selector("nvidia-device-plugin", L.DEVICE_PLUGIN, "nvidia-device-plugin")
     return {
-        "apiVersion": "apps/v1", "kind": "DaemonSet",
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
         "metadata": meta("nvidia-device-plugin", lab, "kube-system"),
         "spec": {
             "selector": {"matchLabels": sel},
@@ -109,15 +120,22 @@ def device_plugin(settings: Settings) -> dict:
                 "spec": {
                     "priorityClassName": "system-node-critical",
                     "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                    "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
-                        "nodeSelectorTerms": [{"matchExpressions": [{"key": L.POOL, "operator": "Exists"}]}]}}},
-                    "containers": [{
-                        "name": "nvidia-device-plugin",
-                        "image": settings.device_plugin_image,
-                        "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
-                        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-                        "volumeMounts": [{"name": "device-plugin", "mountPath": "/var/lib/kubelet/device-plugins"}],
-                    }],
+                    "affinity": {
+                        "nodeAffinity": {
+                            "requiredDuringSchedulingIgnoredDuringExecution": {
+                                "nodeSelectorTerms": [{"matchExpressions": [{"key": L.POOL, "operator": "Exists"}]}]
+                            }
+                        }
+                    },
+                    "containers": [
+                        {
+                            "name": "nvidia-device-plugin",
+                            "image": settings.device_plugin_image,
+                            "env": [{"name": "FAIL_ON_INIT_ERROR", "value": "false"}],
+                            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                            "volumeMounts": [{"name": "device-plugin", "mountPath": "/var/lib/kubelet/device-plugins"}],
+                        }
+                    ],
                     "volumes": [{"name": "device-plugin", "hostPath": {"path": "/var/lib/kubelet/device-plugins"}}],
                 },
             },

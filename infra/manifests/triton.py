@@ -8,8 +8,7 @@ from typing import TYPE_CHECKING
 from .. import labels as L
 from ..cache import MAX_BATCH_SIZE, engine_builds, engine_uri, max_num_tokens, service_cache_key, spec_json
 from ..capacity import resources
-from ..names import (TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT, engine_job_name, k8s_name,
-                     namespace_of)
+from ..names import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT, engine_job_name, k8s_name, namespace_of
 from ..settings import Settings
 from . import scripts
 from .common import BUILD_SERVICE_ACCOUNT, PULUMI_TIMEOUT, TRITON_SERVICE_ACCOUNT, gpu_toleration, meta
@@ -30,15 +29,15 @@ SHM_SIZE = "8Gi"
 PORTS = [("http", TRITON_HTTP_PORT), ("grpc", TRITON_GRPC_PORT), ("metrics", TRITON_METRICS_PORT)]
 
 
-def _labels(service: "Service", component: str, extra: dict | None = None) -> dict:
+def _labels(service: Service, component: str, extra: dict | None = None) -> dict:
     return L.labels(TRITON_APP, component, k8s_name(service.access_name), service.id, service.owner, extra)
 
 
-def triton_selector(service: "Service") -> dict:
+def triton_selector(service: Service) -> dict:
     return L.selector(TRITON_APP, L.TRITON, k8s_name(service.access_name))
 
 
-def _placement(service: "Service") -> dict:
+def _placement(service: Service) -> dict:
     return {"nodeSelector": {L.POOL: service.pool}, "tolerations": [gpu_toleration()]}
 
 
@@ -51,25 +50,37 @@ def probes() -> dict:
     the headless Service's DNS when not ready) and liveness on /v2/health/live (restart when wedged)."""
     period = 10
     return {
-        "startupProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": period,
-                         "timeoutSeconds": 5, "failureThreshold": STARTUP_BUDGET_S // period},
-        "readinessProbe": {"httpGet": {"path": "/v2/health/ready", "port": "http"}, "periodSeconds": 5,
-                           "timeoutSeconds": 3, "failureThreshold": 3},
-        "livenessProbe": {"httpGet": {"path": "/v2/health/live", "port": "http"}, "periodSeconds": 10,
-                          "timeoutSeconds": 5, "failureThreshold": 6},
+        "startupProbe": {
+            "httpGet": {"path": "/v2/health/ready", "port": "http"},
+            "periodSeconds": period,
+            "timeoutSeconds": 5,
+            "failureThreshold": STARTUP_BUDGET_S // period,
+        },
+        "readinessProbe": {
+            "httpGet": {"path": "/v2/health/ready", "port": "http"},
+            "periodSeconds": 5,
+            "timeoutSeconds": 3,
+            "failureThreshold": 3,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/v2/health/live", "port": "http"},
+            "periodSeconds": 10,
+            "timeoutSeconds": 5,
+            "failureThreshold": 6,
+        },
     }
 
 
-def serving_image(model: "Model", settings: Settings) -> str:
+def serving_image(model: Model, settings: Settings) -> str:
     return settings.diffusion_image if model.task.value == "image-generation" else settings.triton_image
 
 
-def _templates_dir(model: "Model") -> str:
+def _templates_dir(model: Model) -> str:
     """Where the serving image keeps NVIDIA's model-repository templates of its own release."""
     return DIFFUSION_TEMPLATES if model.task.value == "image-generation" else TRTLLM_TEMPLATES
 
 
-def engine_job(catalog: "Catalog", key: str, services: list["Service"], settings: Settings) -> dict:
+def engine_job(catalog: Catalog, key: str, services: list[Service], settings: Settings) -> dict:
     """Builds one engine cache entry (all `services` share its key) unless it is there already.
 
     The name carries the key: a changed key is a new Job (rebuild), an unchanged one is left alone, and services
@@ -97,12 +108,15 @@ def engine_job(catalog: "Catalog", key: str, services: list["Service"], settings
     gpu = {"requests": {**gpu["requests"], **disk}, "limits": {**gpu["limits"], **disk}}
     work = [{"name": "work", "mountPath": "/work"}]
     image = serving_image(model, settings)
-    annotations = {PULUMI_TIMEOUT: str(BUILD_BUDGET_S),
-                   # a failed build is replaced (retried) by the next `pulumi up` instead of blocking it forever
-                   "pulumi.com/replaceUnready": "true",
-                   "modelsvc.io/model": first.model}
+    annotations = {
+        PULUMI_TIMEOUT: str(BUILD_BUDGET_S),
+        # a failed build is replaced (retried) by the next `pulumi up` instead of blocking it forever
+        "pulumi.com/replaceUnready": "true",
+        "modelsvc.io/model": first.model,
+    }
     return {
-        "apiVersion": "batch/v1", "kind": "Job",
+        "apiVersion": "batch/v1",
+        "kind": "Job",
         "metadata": meta(engine_job_name(key), lab, settings.namespace, annotations),
         "spec": {
             "backoffLimit": 1,  # one retry (a lost node); a deterministic failure should not burn GPU hours
@@ -114,46 +128,82 @@ def engine_job(catalog: "Catalog", key: str, services: list["Service"], settings
                     "serviceAccountName": BUILD_SERVICE_ACCOUNT,
                     **_placement(first),
                     "initContainers": [
-                        {"name": "fetch-checkpoint", "image": settings.aws_cli_image, "command": ["sh", "-c"],
-                         "args": [scripts.FETCH_CHECKPOINT], "env": env, "resources": small, "volumeMounts": work},
-                        {"name": "templates", "image": image, "command": ["sh", "-c"],
-                         "args": [scripts.copy_templates(_templates_dir(model))], "resources": small,
-                         "volumeMounts": work},
-                        {"name": "model-repo", "image": settings.gateway_image, "command": ["sh", "-c"],
-                         "args": [scripts.MODEL_REPO],
-                         "env": [{"name": "MODEL_REPO_SPEC", "value": json.dumps(spec_json(model), sort_keys=True)}],
-                         "resources": small, "volumeMounts": work},
-                        {"name": "build-engine", "image": image, "command": ["python3", "-c"],
-                         "args": [scripts.BUILD_ENGINE], "env": env, "resources": gpu,
-                         "volumeMounts": work + [{"name": "shm", "mountPath": "/dev/shm"}]},
+                        {
+                            "name": "fetch-checkpoint",
+                            "image": settings.aws_cli_image,
+                            "command": ["sh", "-c"],
+                            "args": [scripts.FETCH_CHECKPOINT],
+                            "env": env,
+                            "resources": small,
+                            "volumeMounts": work,
+                        },
+                        {
+                            "name": "templates",
+                            "image": image,
+                            "command": ["sh", "-c"],
+                            "args": [scripts.copy_templates(_templates_dir(model))],
+                            "resources": small,
+                            "volumeMounts": work,
+                        },
+                        {
+                            "name": "model-repo",
+                            "image": settings.gateway_image,
+                            "command": ["sh", "-c"],
+                            "args": [scripts.MODEL_REPO],
+                            "env": [{"name": "MODEL_REPO_SPEC", "value": json.dumps(spec_json(model), sort_keys=True)}],
+                            "resources": small,
+                            "volumeMounts": work,
+                        },
+                        {
+                            "name": "build-engine",
+                            "image": image,
+                            "command": ["python3", "-c"],
+                            "args": [scripts.BUILD_ENGINE],
+                            "env": env,
+                            "resources": gpu,
+                            "volumeMounts": work + [{"name": "shm", "mountPath": "/dev/shm"}],
+                        },
                     ],
                     "containers": [
-                        {"name": "upload-engine", "image": settings.aws_cli_image, "command": ["sh", "-c"],
-                         "args": [scripts.UPLOAD_ENGINE], "env": env, "resources": small, "volumeMounts": work},
+                        {
+                            "name": "upload-engine",
+                            "image": settings.aws_cli_image,
+                            "command": ["sh", "-c"],
+                            "args": [scripts.UPLOAD_ENGINE],
+                            "env": env,
+                            "resources": small,
+                            "volumeMounts": work,
+                        },
                     ],
-                    "volumes": [{"name": "work", "emptyDir": {"sizeLimit": settings.build_disk}},
-                                {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}}],
+                    "volumes": [
+                        {"name": "work", "emptyDir": {"sizeLimit": settings.build_disk}},
+                        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
+                    ],
                 },
             },
         },
     }
 
 
-def engine_jobs(catalog: "Catalog", settings: Settings) -> list[dict]:
+def engine_jobs(catalog: Catalog, settings: Settings) -> list[dict]:
     return [engine_job(catalog, key, services, settings) for key, services in engine_builds(catalog, settings).items()]
 
 
-def _engine_models(model: "Model") -> list[str]:
+def _engine_models(model: Model) -> list[str]:
     """The models that hold a TensorRT engine: the ones every MPI rank loads in leader mode."""
     return ["tensorrt_llm", "multimodal_encoders"] if model.task.value == "vision-chat" else ["tensorrt_llm"]
 
 
-def triton_command(model: "Model") -> tuple[list[str], list[dict]]:
+def triton_command(model: Model) -> tuple[list[str], list[dict]]:
     """tritonserver command and extra env. With several GPUs: NVIDIA's leader mode, as its
     scripts/launch_triton_server.py does: one `mpirun` with a tritonserver per rank (`-n 1 tritonserver … : …`);
     rank 0 loads the whole repository and serves, the other ranks load only the engine models."""
-    ports = [f"--grpc-port={TRITON_GRPC_PORT}", f"--http-port={TRITON_HTTP_PORT}",
-             f"--metrics-port={TRITON_METRICS_PORT}", "--disable-auto-complete-config"]
+    ports = [
+        f"--grpc-port={TRITON_GRPC_PORT}",
+        f"--http-port={TRITON_HTTP_PORT}",
+        f"--metrics-port={TRITON_METRICS_PORT}",
+        "--disable-auto-complete-config",
+    ]
 
     def rank_args(rank: int) -> list[str]:
         if rank:
@@ -162,8 +212,13 @@ def triton_command(model: "Model") -> tuple[list[str], list[dict]]:
             only = [f"--cuda-memory-pool-byte-size=0:{MULTIMODAL_POOL_BYTES}"]
         else:
             only = []
-        return ["tritonserver", "--model-repository=/models/repo", *only, *ports,
-                f"--backend-config=python,shm-region-prefix-name=prefix{rank}_"]
+        return [
+            "tritonserver",
+            "--model-repository=/models/repo",
+            *only,
+            *ports,
+            f"--backend-config=python,shm-region-prefix-name=prefix{rank}_",
+        ]
 
     if model.gpus == 1 or model.task.value == "image-generation":
         return rank_args(0), []
@@ -175,11 +230,14 @@ def triton_command(model: "Model") -> tuple[list[str], list[dict]]:
 
 def scrape_annotations() -> dict:
     """The plain-Prometheus fallback (the `kubernetes-pods` job of the community chart): scrape Triton's metrics."""
-    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(TRITON_METRICS_PORT),
-            "prometheus.io/path": "/metrics"}
+    return {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(TRITON_METRICS_PORT),
+        "prometheus.io/path": "/metrics",
+    }
 
 
-def deployment(catalog: "Catalog", service: "Service", settings: Settings) -> dict:
+def deployment(catalog: Catalog, service: Service, settings: Settings) -> dict:
     model = catalog.model_of(service)
     name = k8s_name(service.access_name)
     key = service_cache_key(catalog, service, settings)
@@ -187,7 +245,8 @@ def deployment(catalog: "Catalog", service: "Service", settings: Settings) -> di
     cmd, extra_env = triton_command(model)
     models_mount = {"name": "models", "mountPath": "/models"}
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": meta(name, lab, namespace_of(service, settings), {PULUMI_TIMEOUT: "2400"}),
         "spec": {
             # An autoscaled service leaves replicas to its HPA (min = instances): a replicas field here would reset
@@ -203,33 +262,43 @@ def deployment(catalog: "Catalog", service: "Service", settings: Settings) -> di
                     **_placement(service),
                     "terminationGracePeriodSeconds": 60,
                     "initContainers": [
-                        {"name": "fetch-engine", "image": settings.aws_cli_image, "command": ["sh", "-c"],
-                         "args": [scripts.FETCH_ENGINE], "env": _engine_env(key, settings),
-                         "volumeMounts": [models_mount]},
+                        {
+                            "name": "fetch-engine",
+                            "image": settings.aws_cli_image,
+                            "command": ["sh", "-c"],
+                            "args": [scripts.FETCH_ENGINE],
+                            "env": _engine_env(key, settings),
+                            "volumeMounts": [models_mount],
+                        },
                     ],
-                    "containers": [{
-                        "name": "triton",
-                        "image": serving_image(model, settings),
-                        "command": cmd,
-                        "env": extra_env,
-                        "ports": [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in PORTS],
-                        "resources": resources(model),
-                        **probes(),
-                        "volumeMounts": [models_mount, {"name": "shm", "mountPath": "/dev/shm"}],
-                    }],
-                    "volumes": [{"name": "models", "emptyDir": {}},
-                                {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}}],
+                    "containers": [
+                        {
+                            "name": "triton",
+                            "image": serving_image(model, settings),
+                            "command": cmd,
+                            "env": extra_env,
+                            "ports": [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in PORTS],
+                            "resources": resources(model),
+                            **probes(),
+                            "volumeMounts": [models_mount, {"name": "shm", "mountPath": "/dev/shm"}],
+                        }
+                    ],
+                    "volumes": [
+                        {"name": "models", "emptyDir": {}},
+                        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": SHM_SIZE}},
+                    ],
                 },
             },
         },
     }
 
 
-def headless_service(catalog: "Catalog", service: "Service", settings: Settings) -> dict:
+def headless_service(catalog: Catalog, service: Service, settings: Settings) -> dict:
     """clusterIP None: DNS returns every ready pod so the gateway keeps one gRPC channel per pod and balances."""
     name = k8s_name(service.access_name)
     return {
-        "apiVersion": "v1", "kind": "Service",
+        "apiVersion": "v1",
+        "kind": "Service",
         "metadata": meta(name, _labels(service, L.TRITON), namespace_of(service, settings)),
         "spec": {
             "clusterIP": "None",
@@ -239,15 +308,19 @@ def headless_service(catalog: "Catalog", service: "Service", settings: Settings)
     }
 
 
-def pod_disruption_budget(catalog: "Catalog", service: "Service", settings: Settings) -> dict:
+def pod_disruption_budget(catalog: Catalog, service: Service, settings: Settings) -> dict:
     """Voluntary evictions (node drains, upgrades) take at most one instance at a time."""
     return {
-        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
         "metadata": meta(k8s_name(service.access_name), _labels(service, L.TRITON), namespace_of(service, settings)),
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": triton_selector(service)}},
     }
 
 
-def service_objects(catalog: "Catalog", service: "Service", settings: Settings) -> list[dict]:
-    return [deployment(catalog, service, settings), headless_service(catalog, service, settings),
-            pod_disruption_budget(catalog, service, settings)]
+def service_objects(catalog: Catalog, service: Service, settings: Settings) -> list[dict]:
+    return [
+        deployment(catalog, service, settings),
+        headless_service(catalog, service, settings),
+        pod_disruption_budget(catalog, service, settings),
+    ]

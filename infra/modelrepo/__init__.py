@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING
 from . import chat, diffusion, vision
 from .build import build, load
 from .errors import RepoError
-from .tokenizer import ChatTemplate, read as read_tokenizer_config
+from .tokenizer import ChatTemplate
+from .tokenizer import read as read_tokenizer_config
 
 if TYPE_CHECKING:
     from modelsvc.catalog.model import Model
 
-__all__ = ["RepoError", "RepoSpec", "TASKS", "build_repository", "has_recipe", "load", "spec_for"]
+__all__ = ["TASKS", "RepoError", "RepoSpec", "build_repository", "has_recipe", "load", "spec_for"]
 
 TASKS = ("chat", "vision-chat", "image-generation")
 SERVED = {"chat": chat.SERVED, "vision-chat": vision.SERVED, "image-generation": ("stable_diffusion",)}
@@ -57,7 +58,7 @@ class RepoSpec:
     steps: int | None = None
 
     @classmethod
-    def from_dict(cls, data: dict, where: str = "spec") -> "RepoSpec":
+    def from_dict(cls, data: dict, where: str = "spec") -> RepoSpec:
         if not isinstance(data, dict):
             raise RepoError(where, "expected a JSON object")
         names = {f.name for f in dataclasses.fields(cls)}
@@ -70,17 +71,23 @@ class RepoSpec:
             raise RepoError(where, str(e)) from None
 
 
-def spec_for(model: "Model", *, max_batch_size: int = 64) -> RepoSpec:
+def spec_for(model: Model, *, max_batch_size: int = 64) -> RepoSpec:
     task = model.task.value
     extra = {}
     if task == "image-generation":
         extra["diffusion_variant"] = diffusion.variant_of(model.source) or "sd-1.5"
-    return RepoSpec(task=task, max_batch_size=max_batch_size, max_input_tokens=model.max_input_tokens,
-                    max_output_tokens=model.max_output_tokens, chat_template=model.chat_template,
-                    served_name=model.triton_model_name, **extra)
+    return RepoSpec(
+        task=task,
+        max_batch_size=max_batch_size,
+        max_input_tokens=model.max_input_tokens,
+        max_output_tokens=model.max_output_tokens,
+        chat_template=model.chat_template,
+        served_name=model.triton_model_name,
+        **extra,
+    )
 
 
-def has_recipe(model: "Model") -> str | None:
+def has_recipe(model: Model) -> str | None:
     """None when a recipe builds this model's repository; else why not (a sentence for ``validate``)."""
     if model.backend.value != "triton":
         return f"backend {model.backend.value}: the gateway forwards to its upstream; no model repository is built"
@@ -88,26 +95,40 @@ def has_recipe(model: "Model") -> str | None:
     if task not in SERVED:
         return f"no model-repository recipe for task {task}"
     if model.triton_model_name not in SERVED[task]:
-        return (f"triton_model {model.triton_model_name!r} is not served by the {task} recipe "
-                f"(it serves {', '.join(SERVED[task])})")
+        return (
+            f"triton_model {model.triton_model_name!r} is not served by the {task} recipe "
+            f"(it serves {', '.join(SERVED[task])})"
+        )
     if task == "vision-chat" and vision.is_encoder_decoder(model.source):
-        return ("mllama (Llama 3.2 Vision) is an encoder-decoder model: the vision-chat recipe fills the "
-                "decoder-only multimodal path (LLaVA, VILA, Qwen2-VL, ...); serve it elsewhere with backend: openai")
+        return (
+            "mllama (Llama 3.2 Vision) is an encoder-decoder model: the vision-chat recipe fills the "
+            "decoder-only multimodal path (LLaVA, VILA, Qwen2-VL, ...); serve it elsewhere with backend: openai"
+        )
     if task == "image-generation" and diffusion.variant_of(model.source) is None:
-        return ("the image-generation recipe (Triton tutorials' Stable Diffusion) serves Stable Diffusion 1.5 and "
-                f"XL only; source {model.source!r} names neither (e.g. .../stable-diffusion-v1-5 or "
-                ".../stable-diffusion-xl-base-1.0)")
+        return (
+            "the image-generation recipe (Triton tutorials' Stable Diffusion) serves Stable Diffusion 1.5 and "
+            f"XL only; source {model.source!r} names neither (e.g. .../stable-diffusion-v1-5 or "
+            ".../stable-diffusion-xl-base-1.0)"
+        )
     if task == "image-generation" and model.gpus != 1:
-        return ("the Triton tutorials' diffusion backend runs one pipeline on one GPU: set gpus: 1 "
-                "(scale with instances instead)")
+        return (
+            "the Triton tutorials' diffusion backend runs one pipeline on one GPU: set gpus: 1 "
+            "(scale with instances instead)"
+        )
     return None
 
 
 def _check(spec: RepoSpec) -> None:
     if spec.task not in TASKS:
         raise RepoError("spec", f"task {spec.task!r}: no recipe (known: {', '.join(TASKS)})")
-    for name in ("max_batch_size", "max_input_tokens", "max_output_tokens", "preprocessing_instances",
-                 "postprocessing_instances", "bls_instances"):
+    for name in (
+        "max_batch_size",
+        "max_input_tokens",
+        "max_output_tokens",
+        "preprocessing_instances",
+        "postprocessing_instances",
+        "bls_instances",
+    ):
         value = getattr(spec, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise RepoError("spec", f"{name} must be a positive integer, not {value!r}")
@@ -121,13 +142,15 @@ def _check(spec: RepoSpec) -> None:
 def chat_parameters(spec: RepoSpec, tokenizer_config: Path | None) -> dict[str, str]:
     """The chat template (services.yaml override, else the checkpoint's) and BOS/EOS text, as config parameters."""
     found = read_tokenizer_config(Path(tokenizer_config)) if tokenizer_config else ChatTemplate(None)
-    values = {"chat_template": spec.chat_template or found.template,
-              "bos_token": found.bos_token, "eos_token": found.eos_token}
+    values = {
+        "chat_template": spec.chat_template or found.template,
+        "bos_token": found.bos_token,
+        "eos_token": found.eos_token,
+    }
     return {k: v for k, v in values.items() if v}
 
 
-def build_repository(spec: RepoSpec, templates: Path, out: Path, *,
-                     tokenizer_config: Path | None = None) -> list[Path]:
+def build_repository(spec: RepoSpec, templates: Path, out: Path, *, tokenizer_config: Path | None = None) -> list[Path]:
     """Write the filled model repository for ``spec.task`` into ``out`` (new or empty) from ``templates`` (a
     release's ``all_models``; for image-generation the tutorial's ``diffusion-models``). Returns the configs
     written; RepoError (located) when anything would not load in Triton."""

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2 as mc
@@ -39,8 +39,11 @@ def _fill_one(m: ModelFill, templates: Path) -> tuple[str, mc.ModelConfig]:
     try:
         text = src.read_text(encoding="utf-8")
     except OSError:
-        raise RepoError(where, f"template missing: model '{m.name}' needs {m.template}/config.pbtxt in the "
-                               f"templates directory {templates} (a release's all_models)") from None
+        raise RepoError(
+            where,
+            f"template missing: model '{m.name}' needs {m.template}/config.pbtxt in the "
+            f"templates directory {templates} (a release's all_models)",
+        ) from None
     keys = placeholders(text)
     values = dict(m.values)
     values.update({k: v for k, v in m.if_present.items() if k in keys})
@@ -49,8 +52,11 @@ def _fill_one(m: ModelFill, templates: Path) -> tuple[str, mc.ModelConfig]:
     left = leftovers(filled)
     if left:
         names = ", ".join("${" + k + "}" for k in left)
-        raise RepoError(where, f"placeholder {names} left unfilled: this release's template has a key the recipe "
-                               "does not set; add it to the recipe (infra/modelrepo/) before using this release")
+        raise RepoError(
+            where,
+            f"placeholder {names} left unfilled: this release's template has a key the recipe "
+            "does not set; add it to the recipe (infra/modelrepo/) before using this release",
+        )
     if m.parameters:
         filled = filled.rstrip("\n") + "\n" + parameters_block(m.parameters)
     cfg = parse(filled, where)
@@ -78,8 +84,11 @@ def build(models: list[ModelFill], templates: Path, out: Path) -> list[Path]:
     version directory ``1/``). ``out`` must not exist or be empty. Returns the written config paths."""
     templates, out = Path(templates), Path(out)
     if not templates.is_dir():
-        raise RepoError(str(templates), "templates directory not found (want a release's all_models, e.g. the "
-                                        "Triton TensorRT-LLM image's /app/all_models)")
+        raise RepoError(
+            str(templates),
+            "templates directory not found (want a release's all_models, e.g. the "
+            "Triton TensorRT-LLM image's /app/all_models)",
+        )
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise RepoError(str(out), "output directory is not empty; choose a new or empty directory")
     texts: dict[str, str] = {}

@@ -15,15 +15,41 @@ IFB = "inflight_batcher_llm"
 SERVED = ("ensemble", "tensorrt_llm_bls")
 
 TRTLLM_UNSET = (
-    "cancellation_check_period_ms", "cross_kv_cache_fraction", "cuda_graph_cache_size", "cuda_graph_mode",
-    "decoding_mode", "eagle_choices", "enable_context_fmha_fp32_acc", "enable_trt_overlap", "encoder_engine_dir",
-    "gpu_device_ids", "gpu_weights_percent", "guided_decoding_backend", "iter_stats_max_iterations",
-    "kv_cache_host_memory_bytes", "kv_cache_onboard_blocks", "lookahead_ngram_size",
-    "lookahead_verification_set_size", "lookahead_window_size", "lora_cache_gpu_memory_fraction",
-    "lora_cache_host_memory_bytes", "lora_cache_max_adapter_size", "lora_cache_optimal_adapter_size",
-    "lora_prefetch_dir", "max_attention_window_size", "max_tokens_in_paged_kv_cache", "medusa_choices",
-    "multi_block_mode", "normalize_log_probs", "num_nodes", "participant_ids", "request_stats_max_iterations",
-    "sink_token_length", "speculative_decoding_fast_logits", "stats_check_period_ms", "xgrammar_tokenizer_info_path",
+    "cancellation_check_period_ms",
+    "cross_kv_cache_fraction",
+    "cuda_graph_cache_size",
+    "cuda_graph_mode",
+    "decoding_mode",
+    "eagle_choices",
+    "enable_context_fmha_fp32_acc",
+    "enable_trt_overlap",
+    "encoder_engine_dir",
+    "gpu_device_ids",
+    "gpu_weights_percent",
+    "guided_decoding_backend",
+    "iter_stats_max_iterations",
+    "kv_cache_host_memory_bytes",
+    "kv_cache_onboard_blocks",
+    "lookahead_ngram_size",
+    "lookahead_verification_set_size",
+    "lookahead_window_size",
+    "lora_cache_gpu_memory_fraction",
+    "lora_cache_host_memory_bytes",
+    "lora_cache_max_adapter_size",
+    "lora_cache_optimal_adapter_size",
+    "lora_prefetch_dir",
+    "max_attention_window_size",
+    "max_tokens_in_paged_kv_cache",
+    "medusa_choices",
+    "multi_block_mode",
+    "normalize_log_probs",
+    "num_nodes",
+    "participant_ids",
+    "request_stats_max_iterations",
+    "sink_token_length",
+    "speculative_decoding_fast_logits",
+    "stats_check_period_ms",
+    "xgrammar_tokenizer_info_path",
 )
 
 
@@ -33,7 +59,8 @@ def _flag(v: bool) -> str:
 
 def tensorrt_llm(spec) -> ModelFill:
     return ModelFill(
-        "tensorrt_llm", f"{IFB}/tensorrt_llm",
+        "tensorrt_llm",
+        f"{IFB}/tensorrt_llm",
         values={
             "triton_backend": "tensorrtllm",
             "triton_max_batch_size": spec.max_batch_size,
@@ -59,7 +86,8 @@ def tensorrt_llm(spec) -> ModelFill:
 
 def preprocessing(spec, *, visual: bool) -> ModelFill:
     return ModelFill(
-        "preprocessing", f"{IFB}/preprocessing",
+        "preprocessing",
+        f"{IFB}/preprocessing",
         values={
             "tokenizer_dir": spec.tokenizer_dir,
             "triton_max_batch_size": spec.max_batch_size,
@@ -79,7 +107,8 @@ def preprocessing(spec, *, visual: bool) -> ModelFill:
 
 def postprocessing(spec) -> ModelFill:
     return ModelFill(
-        "postprocessing", f"{IFB}/postprocessing",
+        "postprocessing",
+        f"{IFB}/postprocessing",
         values={
             "tokenizer_dir": spec.tokenizer_dir,
             "triton_max_batch_size": spec.max_batch_size,
@@ -91,7 +120,8 @@ def postprocessing(spec) -> ModelFill:
 
 def bls(spec, params: dict[str, str], *, visual: bool) -> ModelFill:
     return ModelFill(
-        "tensorrt_llm_bls", f"{IFB}/tensorrt_llm_bls",
+        "tensorrt_llm_bls",
+        f"{IFB}/tensorrt_llm_bls",
         values={
             "triton_max_batch_size": spec.max_batch_size,
             "decoupled_mode": _flag(spec.decoupled),
@@ -109,7 +139,8 @@ def bls(spec, params: dict[str, str], *, visual: bool) -> ModelFill:
 
 def ensemble(spec, params: dict[str, str], template: str = f"{IFB}/ensemble") -> ModelFill:
     return ModelFill(
-        "ensemble", template,
+        "ensemble",
+        template,
         values={"triton_max_batch_size": spec.max_batch_size, "logits_datatype": "TYPE_FP32"},
         parameters=params,
     )

@@ -38,18 +38,27 @@ def check_ensemble(name: str, cfg: mc.ModelConfig, models: dict[str, mc.ModelCon
         outs = {t.name for t in model.output}
         for key in step.input_map:
             if key not in ins:
-                raise RepoError(where, f"ensemble '{name}' step '{step.model_name}': input_map key '{key}' is not an "
-                                       f"input of model '{step.model_name}'")
+                raise RepoError(
+                    where,
+                    f"ensemble '{name}' step '{step.model_name}': input_map key '{key}' is not an "
+                    f"input of model '{step.model_name}'",
+                )
         for key, value in step.output_map.items():
             if key not in outs:
-                raise RepoError(where, f"ensemble '{name}' step '{step.model_name}': output_map key '{key}' is not "
-                                       f"an output of model '{step.model_name}'")
+                raise RepoError(
+                    where,
+                    f"ensemble '{name}' step '{step.model_name}': output_map key '{key}' is not "
+                    f"an output of model '{step.model_name}'",
+                )
             produced.add(value)
     for step in cfg.ensemble_scheduling.step:
         for key, value in step.input_map.items():
             if value not in ens_inputs and value not in produced:
-                raise RepoError(where, f"ensemble '{name}' step '{step.model_name}': input_map value '{value}' (for "
-                                       f"'{key}') is neither an ensemble input nor written by any step")
+                raise RepoError(
+                    where,
+                    f"ensemble '{name}' step '{step.model_name}': input_map value '{value}' (for "
+                    f"'{key}') is neither an ensemble input nor written by any step",
+                )
     for t in cfg.output:
         if t.name not in produced:
             raise RepoError(where, f"ensemble '{name}' output '{t.name}' is not written by any step's output_map")

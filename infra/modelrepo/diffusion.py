@@ -18,16 +18,21 @@ def variant_of(source: str | None) -> str | None:
     s = (source or "").lower().replace("_", "-")
     if "xl" in s and ("stable-diffusion" in s or "sdxl" in s):
         return "sdxl"
-    if any(k in s for k in ("stable-diffusion-v1-5", "stable-diffusion-1-5", "stable-diffusion-1.5", "sd-1.5",
-                            "sd-v1-5", "sd15")):
+    if any(
+        k in s
+        for k in ("stable-diffusion-v1-5", "stable-diffusion-1-5", "stable-diffusion-1.5", "sd-1.5", "sd-v1-5", "sd15")
+    ):
         return "sd-1.5"
     return None
 
 
 def models(spec) -> list[ModelFill]:
     def edit(cfg):
-        for key, value in (("image_width", spec.image_width), ("image_height", spec.image_height),
-                           ("steps", spec.steps)):
+        for key, value in (
+            ("image_width", spec.image_width),
+            ("image_height", spec.image_height),
+            ("steps", spec.steps),
+        ):
             if value is not None:
                 cfg.parameters[key].string_value = str(value)
 

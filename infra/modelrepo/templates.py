@@ -27,9 +27,12 @@ DIFFUSION = "tutorials-r25.10/Popular_Models_Guide/StableDiffusion/diffusion-mod
 def root() -> Path:
     path = Path(os.environ.get(ENV) or DEFAULT)
     if not path.is_dir():
-        raise RepoError(str(path), f"NVIDIA's Triton model templates are not here. Set {ENV} to the fixture tree "
-                                   "(shared/fixtures/triton-templates, see its PROVENANCE.md) or to a copy of the "
-                                   "Triton TensorRT-LLM image's /app/all_models")
+        raise RepoError(
+            str(path),
+            f"NVIDIA's Triton model templates are not here. Set {ENV} to the fixture tree "
+            "(shared/fixtures/triton-templates, see its PROVENANCE.md) or to a copy of the "
+            "Triton TensorRT-LLM image's /app/all_models",
+        )
     return path
 
 

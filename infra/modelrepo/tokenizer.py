@@ -43,8 +43,11 @@ def read(path: Path) -> ChatTemplate:
     if isinstance(raw, list):
         named = {t.get("name"): t.get("template") for t in raw if isinstance(t, dict)}
         if "default" not in named:
-            raise RepoError(where, f"key chat_template: {len(named)} named templates ({', '.join(map(str, named))}) "
-                                   "and none named 'default'; set chat_template for the model in services.yaml")
+            raise RepoError(
+                where,
+                f"key chat_template: {len(named)} named templates ({', '.join(map(str, named))}) "
+                "and none named 'default'; set chat_template for the model in services.yaml",
+            )
         raw = named["default"]
     if raw is not None and not isinstance(raw, str):
         raise RepoError(where, "key chat_template: expected a string or a list of named templates")

@@ -23,7 +23,8 @@ def is_encoder_decoder(source: str | None) -> bool:
 
 def encoders(spec) -> ModelFill:
     return ModelFill(
-        "multimodal_encoders", "multimodal/multimodal_encoders",
+        "multimodal_encoders",
+        "multimodal/multimodal_encoders",
         values={
             "triton_max_batch_size": spec.max_batch_size,
             "multimodal_model_path": spec.visual_engine_dir,

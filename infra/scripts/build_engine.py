@@ -21,8 +21,17 @@ import urllib.request
 WORK = os.environ.get("WORK", "/work")
 OUT = f"{WORK}/out"
 # Files next to the weights that the tokenizer, the chat template and the multimodal processor read.
-TOKENIZER_FILES = ("*token*", "*.model", "config.json", "generation_config.json", "special_tokens_map.json",
-                   "preprocessor_config.json", "chat_template.json", "vocab.*", "merges.txt")
+TOKENIZER_FILES = (
+    "*token*",
+    "*.model",
+    "config.json",
+    "generation_config.json",
+    "special_tokens_map.json",
+    "preprocessor_config.json",
+    "chat_template.json",
+    "vocab.*",
+    "merges.txt",
+)
 # Qwen2-VL (multimodal.md of the pinned release): image features per 504x504 image
 QWEN2_VL_FEATURES_PER_IMAGE = 324
 
@@ -34,16 +43,22 @@ def source() -> str:
 
 def limits() -> dict:
     e = os.environ
-    return {k: int(e[k.upper()]) for k in ("tp_size", "max_input_tokens", "max_output_tokens", "max_batch_size",
-                                           "max_num_tokens")}
+    return {
+        k: int(e[k.upper()])
+        for k in ("tp_size", "max_input_tokens", "max_output_tokens", "max_batch_size", "max_num_tokens")
+    }
 
 
 def build_config(lim: dict, **extra):
     from tensorrt_llm.llmapi import BuildConfig
 
-    cfg = BuildConfig(max_input_len=lim["max_input_tokens"],
-                      max_seq_len=lim["max_input_tokens"] + lim["max_output_tokens"],
-                      max_batch_size=lim["max_batch_size"], max_num_tokens=lim["max_num_tokens"], **extra)
+    cfg = BuildConfig(
+        max_input_len=lim["max_input_tokens"],
+        max_seq_len=lim["max_input_tokens"] + lim["max_output_tokens"],
+        max_batch_size=lim["max_batch_size"],
+        max_num_tokens=lim["max_num_tokens"],
+        **extra,
+    )
     cfg.plugin_config.use_paged_context_fmha = True  # lets the runtime enable chunked context
     return cfg
 
@@ -67,8 +82,13 @@ def build_chat(src: str, lim: dict) -> None:
 
     dtype = os.environ["DTYPE"]
     quant = {"fp8": QuantAlgo.FP8, "int8": QuantAlgo.W8A16, "int4": QuantAlgo.W4A16}.get(dtype)
-    llm = LLM(model=src, tensor_parallel_size=lim["tp_size"], dtype="auto" if quant else dtype,
-              quant_config=QuantConfig(quant_algo=quant) if quant else None, build_config=build_config(lim))
+    llm = LLM(
+        model=src,
+        tensor_parallel_size=lim["tp_size"],
+        dtype="auto" if quant else dtype,
+        quant_config=QuantConfig(quant_algo=quant) if quant else None,
+        build_config=build_config(lim),
+    )
     llm.save(f"{OUT}/engine")
 
 
@@ -90,12 +110,22 @@ def build_vision_chat(src: str, lim: dict) -> None:
     tp = lim["tp_size"]
     cfg = build_config(lim, max_prompt_embedding_table_size=lim["max_batch_size"] * QWEN2_VL_FEATURES_PER_IMAGE)
     for rank in range(tp):
-        model = QWenForCausalLM.from_hugging_face(src, dtype=dtype,
-                                                  mapping=Mapping(world_size=tp, rank=rank, tp_size=tp))
+        model = QWenForCausalLM.from_hugging_face(
+            src, dtype=dtype, mapping=Mapping(world_size=tp, rank=rank, tp_size=tp)
+        )
         tensorrt_llm.build(model, cfg).save(f"{OUT}/engine")
     args = add_multimodal_arguments(argparse.ArgumentParser()).parse_args(
-        ["--model_type", "qwen2_vl", "--model_path", src, "--output_dir", f"{OUT}/visual_engine",
-         "--max_batch_size", str(lim["max_batch_size"])])
+        [
+            "--model_type",
+            "qwen2_vl",
+            "--model_path",
+            src,
+            "--output_dir",
+            f"{OUT}/visual_engine",
+            "--max_batch_size",
+            str(lim["max_batch_size"]),
+        ]
+    )
     VisionEngineBuilder(args).build()
 
 
@@ -117,9 +147,17 @@ def build_image_generation(src: str) -> None:
     if os.path.isdir(src):  # the TensorRT demo reads the diffusers checkpoint from <version>-pytorch_model
         shutil.move(src, f"{model_dir}/1/{version}-pytorch_model")
     port = int(os.environ.get("BUILD_HTTP_PORT", "18000"))
-    server = subprocess.Popen(["tritonserver", f"--model-repository={OUT}/repo", "--model-control-mode=explicit",
-                               f"--load-model={name}", f"--http-port={port}", f"--grpc-port={port + 1}",
-                               f"--metrics-port={port + 2}"])
+    server = subprocess.Popen(
+        [
+            "tritonserver",
+            f"--model-repository={OUT}/repo",
+            "--model-control-mode=explicit",
+            f"--load-model={name}",
+            f"--http-port={port}",
+            f"--grpc-port={port + 1}",
+            f"--metrics-port={port + 2}",
+        ]
+    )
     deadline = time.time() + 3 * 3600
     try:
         while time.time() < deadline:

@@ -1,9 +1,9 @@
 """The service catalog: the only way any part of the project reads services.yaml.
 
-    from modelsvc.catalog import load, loads, CatalogError
-    catalog = load("services.yaml")          # raises CatalogError listing every problem
-    svc = catalog.service("u-8105f7322477/test")
-    model = catalog.model_of(svc)
+from modelsvc.catalog import load, loads, CatalogError
+catalog = load("services.yaml")          # raises CatalogError listing every problem
+svc = catalog.service("u-8105f7322477/test")
+model = catalog.model_of(svc)
 """
 
 from __future__ import annotations
@@ -16,9 +16,20 @@ from .errors import CatalogError, Problem
 from .model import Backend, Document, Gateway, Key, Limits, Model, Pool, Service, Task
 
 __all__ = [
-    "Backend", "Catalog", "CatalogError", "Document", "Gateway", "Key", "Limits", "Model", "Pool", "Problem", "Service",
+    "Backend",
+    "Catalog",
+    "CatalogError",
+    "Document",
+    "Gateway",
+    "Key",
+    "Limits",
+    "Model",
+    "Pool",
+    "Problem",
+    "Service",
     "Task",
-    "load", "loads",
+    "load",
+    "loads",
 ]
 
 

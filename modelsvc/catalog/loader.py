@@ -37,9 +37,10 @@ def decode(data: bytes, path: str) -> str:
     except UnicodeDecodeError as e:
         line_start = data.rfind(b"\n", 0, e.start) + 1
         line = data.count(b"\n", 0, e.start) + 1
-        col = len(data[line_start:e.start].decode("utf-8", "replace")) + 1
-        raise CatalogError([Problem(path, line, col, f"not UTF-8 (byte 0x{data[e.start]:02x})",
-                                    "save the file as UTF-8 text")]) from None
+        col = len(data[line_start : e.start].decode("utf-8", "replace")) + 1
+        raise CatalogError(
+            [Problem(path, line, col, f"not UTF-8 (byte 0x{data[e.start]:02x})", "save the file as UTF-8 text")]
+        ) from None
 
 
 def parse_document(text: str, path: str) -> Document:
@@ -58,8 +59,15 @@ def parse_document_and_problems(text: str, path: str) -> tuple[Document | None, 
     if data is None and not problems:
         problems.append(Problem(path, 1, 1, "the file is empty", "start from the example services.yaml"))
     if data is not None and not isinstance(data, dict):
-        problems.append(Problem(path, 1, 1, "the top level must be a mapping",
-                                "start the file with 'version: 1' followed by gateway, pools, models, keys, services"))
+        problems.append(
+            Problem(
+                path,
+                1,
+                1,
+                "the top level must be a mapping",
+                "start the file with 'version: 1' followed by gateway, pools, models, keys, services",
+            )
+        )
     if problems and not isinstance(data, dict):
         return None, _redacted(problems, data)
 
@@ -75,11 +83,14 @@ def parse_document_and_problems(text: str, path: str) -> tuple[Document | None, 
 def _redacted(problems: list[Problem], data) -> list[Problem]:
     """Problems that quote nothing secret-shaped: neither a known token shape nor whatever sits in a sha256 field
     (a key pasted there instead of its digest). Errors say which line, never what."""
-    pasted = [k.get("sha256") for k in (data.get("keys") if isinstance(data, dict) else None) or []
-              if isinstance(k, dict)]
+    pasted = [
+        k.get("sha256") for k in (data.get("keys") if isinstance(data, dict) else None) or [] if isinstance(k, dict)
+    ]
     pasted = [str(v) for v in pasted if v is not None and not (isinstance(v, str) and re.match(SHA256_RE, v))]
-    return [Problem(p.path, p.line, p.col, secrets.redact(p.message, pasted), secrets.redact(p.hint, pasted))
-            for p in problems]
+    return [
+        Problem(p.path, p.line, p.col, secrets.redact(p.message, pasted), secrets.redact(p.hint, pasted))
+        for p in problems
+    ]
 
 
 def _located(err: dict, data, positions: Positions, path: str) -> Problem:
@@ -90,17 +101,27 @@ def _located(err: dict, data, positions: Positions, path: str) -> Problem:
     value = err.get("input")
     if field == "sha256" and kind != "missing":  # whatever is there may be the key itself: say where, never what
         line, col = positions.of(loc)
-        return Problem(path, line, col, "'sha256' must be the 64 lowercase hex digits of a key's SHA-256 digest "
-                       "(the value is not shown: it may be the key itself)",
-                       "if you pasted the key, remove it and rotate it; `modelsvc keys new` prints the digest line")
+        return Problem(
+            path,
+            line,
+            col,
+            "'sha256' must be the 64 lowercase hex digits of a key's SHA-256 digest "
+            "(the value is not shown: it may be the key itself)",
+            "if you pasted the key, remove it and rotate it; `modelsvc keys new` prints the digest line",
+        )
 
     if kind == "extra_forbidden":
         line, col = positions.of(loc, key=True)
         cls = _class_for(loc[:-1])
         allowed = list(cls.model_fields) if cls else []
         if _SECRET_FIELDS.match(field):
-            return Problem(path, line, col, f"'{field}' looks like a plaintext secret",
-                           "never put keys in git: run `modelsvc keys new --owner OWNER` and add only its sha256 digest")
+            return Problem(
+                path,
+                line,
+                col,
+                f"'{field}' looks like a plaintext secret",
+                "never put keys in git: run `modelsvc keys new --owner OWNER` and add only its sha256 digest",
+            )
         guess = difflib.get_close_matches(field, allowed, n=1)
         hint = f"did you mean '{guess[0]}'?" if guess else f"allowed fields: {', '.join(allowed)}"
         return Problem(path, line, col, f"unknown field '{field}'", hint)
@@ -110,24 +131,34 @@ def _located(err: dict, data, positions: Positions, path: str) -> Problem:
         return Problem(path, line, col, f"missing required field '{field}'", f"add '{field}:' here")
     line, col = positions.of(loc)
     if kind == "int_type":
-        return Problem(path, line, col, f"'{field}' must be a whole number, not {_describe(value)}",
-                       "write a number without quotes, e.g. 2")
+        return Problem(
+            path,
+            line,
+            col,
+            f"'{field}' must be a whole number, not {_describe(value)}",
+            "write a number without quotes, e.g. 2",
+        )
     if kind == "float_type":
-        return Problem(path, line, col, f"'{field}' must be a number, not {_describe(value)}",
-                       "write a number without quotes, e.g. 0.5")
+        return Problem(
+            path,
+            line,
+            col,
+            f"'{field}' must be a number, not {_describe(value)}",
+            "write a number without quotes, e.g. 0.5",
+        )
     if kind == "string_type":
         return Problem(path, line, col, f"'{field}' must be text, not {_describe(value)}", "put the value in quotes")
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         op = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">", "less_than": "<"}[kind]
         bound = next(iter(ctx.values()))
-        return Problem(path, line, col, f"'{field}' is {value}, must be {op} {bound}",
-                       f"use a value {op} {bound}")
+        return Problem(path, line, col, f"'{field}' is {value}, must be {op} {bound}", f"use a value {op} {bound}")
     if kind == "string_pattern_mismatch":
         hint = _PATTERN_HINTS.get(field, "see schema/services.schema.json for the format")
         return Problem(path, line, col, f"'{value}' is not a valid {field.strip('[]')}", hint)
     if kind in ("string_too_long", "string_too_short"):
-        return Problem(path, line, col, f"'{field}' {err['msg'].lower().removeprefix('string ')}",
-                       "shorten or fill in the value")
+        return Problem(
+            path, line, col, f"'{field}' {err['msg'].lower().removeprefix('string ')}", "shorten or fill in the value"
+        )
     if kind in ("enum", "literal_error"):
         expected = ctx.get("expected", "")
         options = re.findall(r"'([^']*)'|(\d+)", expected)
@@ -136,11 +167,21 @@ def _located(err: dict, data, positions: Positions, path: str) -> Problem:
         hint = f"did you mean '{guess[0]}'?" if guess else f"use one of: {', '.join(options)}"
         return Problem(path, line, col, f"'{field}' is {value!r}, must be one of {', '.join(options)}", hint)
     if kind in ("dict_type", "model_type", "model_attributes_type"):
-        return Problem(path, line, col, f"'{field}' must be a mapping (key: value lines), not {_describe(value)}",
-                       "indent its fields under it")
+        return Problem(
+            path,
+            line,
+            col,
+            f"'{field}' must be a mapping (key: value lines), not {_describe(value)}",
+            "indent its fields under it",
+        )
     if kind in ("tuple_type", "list_type"):
-        return Problem(path, line, col, f"'{field}' must be a list ('- ' items), not {_describe(value)}",
-                       "write each entry on its own line starting with '- '")
+        return Problem(
+            path,
+            line,
+            col,
+            f"'{field}' must be a list ('- ' items), not {_describe(value)}",
+            "write each entry on its own line starting with '- '",
+        )
     if kind == "value_error":
         return Problem(path, line, col, f"'{field}' {err['msg'].removeprefix('Value error, ')}", "fix the value")
     return Problem(path, line, col, f"'{field}': {err['msg']}", "see schema/services.schema.json")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from enum import Enum
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
@@ -32,15 +32,19 @@ def _no_control(value: str) -> str:
     # Shown in PR reviews (Markdown), workflow logs and the console: no control or invisible formatting characters
     # (newlines, escape sequences, bidi overrides) that could start a line, a workflow command or hide text.
     if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
-        raise ValueError("must not contain control characters or invisible formatting characters (it is shown in "
-                         "reviews, logs and the console)")
+        raise ValueError(
+            "must not contain control characters or invisible formatting characters (it is shown in "
+            "reviews, logs and the console)"
+        )
     return value
 
 
 def _display_name(value: str) -> str:
     if any(c in "<>" for c in value):
-        raise ValueError("must not contain control characters, invisible formatting characters, '<' or '>' "
-                         "(it is shown in reviews, logs and the console)")
+        raise ValueError(
+            "must not contain control characters, invisible formatting characters, '<' or '>' "
+            "(it is shown in reviews, logs and the console)"
+        )
     return _no_control(value)
 
 
@@ -77,7 +81,7 @@ class Pool(_Frozen):
     instance_type: StrictStr = Field(min_length=1, max_length=64, description="Cloud instance type, e.g. p5.48xlarge.")
     gpus_per_node: StrictInt = Field(ge=1, le=16)
     max_nodes: StrictInt = Field(ge=1, le=1000)
-    gpu_type: Optional[Label] = Field(
+    gpu_type: Label | None = Field(
         None, description="GPU model, part of the engine cache key (defaults to the pool name)."
     )
 
@@ -85,19 +89,21 @@ class Pool(_Frozen):
 class Model(_Frozen):
     task: Task = Task.chat
     backend: Backend = Backend.triton
-    source: Optional[StrictStr] = Field(
+    source: StrictStr | None = Field(
         None, min_length=1, description="Checkpoint the engine is built from (triton backend), e.g. s3://bucket/path."
     )
-    upstream: Optional[HttpUrl] = Field(None, description="OpenAI-compatible base URL (openai backend), ending in /v1.")
-    upstream_model: Optional[StrictStr] = Field(None, min_length=1, description="Model name at the upstream (openai backend).")
-    triton_model: Optional[StrictStr] = Field(
+    upstream: HttpUrl | None = Field(None, description="OpenAI-compatible base URL (openai backend), ending in /v1.")
+    upstream_model: StrictStr | None = Field(
+        None, min_length=1, description="Model name at the upstream (openai backend)."
+    )
+    triton_model: StrictStr | None = Field(
         None, min_length=1, description="Triton model to call (default: ensemble; stable_diffusion for images)."
     )
     gpus: StrictInt = Field(1, ge=1, le=16, description="GPUs per instance (tensor parallel size).")
     dtype: Literal["float16", "bfloat16", "fp8", "int8", "int4"] = "bfloat16"
     max_input_tokens: StrictInt = Field(4096, ge=1, le=1_048_576)
     max_output_tokens: StrictInt = Field(1024, ge=1, le=1_048_576)
-    chat_template: Optional[StrictStr] = Field(
+    chat_template: StrictStr | None = Field(
         None, min_length=1, description="Jinja2 chat template (HF tokenizer_config style); a default is used if unset."
     )
 
@@ -111,11 +117,11 @@ class Model(_Frozen):
 class Limits(_Frozen):
     """Enforced by the gateway across all its replicas (shared through Redis when configured)."""
 
-    requests_per_minute: Optional[StrictInt] = Field(None, ge=1, le=10_000_000)
-    tokens_per_minute: Optional[StrictInt] = Field(
+    requests_per_minute: StrictInt | None = Field(None, ge=1, le=10_000_000)
+    tokens_per_minute: StrictInt | None = Field(
         None, ge=1, le=10_000_000_000, description="Prompt + completion tokens per minute."
     )
-    max_concurrent_streams: Optional[StrictInt] = Field(None, ge=1, le=1_000_000)
+    max_concurrent_streams: StrictInt | None = Field(None, ge=1, le=1_000_000)
 
 
 DURATION_RE = r"^(?=\d)(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$"
@@ -152,9 +158,11 @@ class Autoscale(_Frozen):
     max_instances: StrictInt = Field(ge=1, le=256, description="Most instances (>= the service's instances).")
     metric: ScaleMetric = Field(ScaleMetric.queue_ratio, description="Load signal the HPA follows, per pod.")
     target: StrictFloat = Field(
-        1.0, gt=0, description="Per-pod target of the metric (queue_ratio: 0.05-10; pending_requests: 1-1000).")
+        1.0, gt=0, description="Per-pod target of the metric (queue_ratio: 0.05-10; pending_requests: 1-1000)."
+    )
     scale_down_delay: Annotated[StrictStr, AfterValidator(_duration)] = Field(
-        "5m", description="How long load must stay low before instances are removed (e.g. 300s, 10m; at most 1h).")
+        "5m", description="How long load must stay low before instances are removed (e.g. 300s, 10m; at most 1h)."
+    )
 
     @property
     def scale_down_delay_s(self) -> int:
@@ -165,8 +173,8 @@ class Key(_Frozen):
     id: Label
     owner: Label
     sha256: StrictStr = Field(pattern=SHA256_RE, description="SHA-256 hex digest of the key; never the key itself.")
-    description: Optional[DisplayText] = Field(None, max_length=200)
-    limits: Optional[Limits] = Field(None, description="Limits for this key, over all services it calls.")
+    description: DisplayText | None = Field(None, max_length=200)
+    limits: Limits | None = Field(None, description="Limits for this key, over all services it calls.")
 
 
 class Service(_Frozen):
@@ -177,11 +185,12 @@ class Service(_Frozen):
     id: StrictStr = Field(pattern=SERVICE_ID_RE, description="Service id for billing and tracking; never reused.")
     model: StrictStr
     instances: StrictInt = Field(1, ge=0, le=256)
-    pool: Optional[StrictStr] = Field(None, description="GPU pool (required for triton-backed models).")
-    description: Optional[DisplayText] = Field(None, max_length=500)
-    limits: Optional[Limits] = Field(None, description="Limits for this service, over all keys calling it.")
-    autoscale: Optional[Autoscale] = Field(
-        None, description="Scale between instances (minimum) and max_instances on Triton's load; none: fixed.")
+    pool: StrictStr | None = Field(None, description="GPU pool (required for triton-backed models).")
+    description: DisplayText | None = Field(None, max_length=500)
+    limits: Limits | None = Field(None, description="Limits for this service, over all keys calling it.")
+    autoscale: Autoscale | None = Field(
+        None, description="Scale between instances (minimum) and max_instances on Triton's load; none: fixed."
+    )
 
     @property
     def peak_instances(self) -> int:

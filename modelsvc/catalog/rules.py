@@ -25,9 +25,16 @@ def plaintext_secrets(text: str, path: str) -> list[Problem]:
         for start, _, what in secrets.find(line):
             if what not in seen:  # one problem per kind and line, at its first spot (never quoting it)
                 seen.add(what)
-                found.append(Problem(path, lineno, start + 1, f"this looks like a plaintext secret ({what})",
-                                     "remove it from the file (and rotate it if it was pushed); keys are stored only "
-                                     "as sha256 digests, made by `modelsvc keys new`"))
+                found.append(
+                    Problem(
+                        path,
+                        lineno,
+                        start + 1,
+                        f"this looks like a plaintext secret ({what})",
+                        "remove it from the file (and rotate it if it was pushed); keys are stored only "
+                        "as sha256 digests, made by `modelsvc keys new`",
+                    )
+                )
     return found
 
 
@@ -72,20 +79,34 @@ def check(data, pos: Positions, path: str) -> list[Problem]:
         backend = m.get("backend", "triton")
         if backend == "triton":
             if "source" not in m:
-                report(("models", name), f"model '{name}' has no 'source'",
-                       "add 'source: s3://…' (the checkpoint the engine is built from) or set 'backend: openai'")
+                report(
+                    ("models", name),
+                    f"model '{name}' has no 'source'",
+                    "add 'source: s3://…' (the checkpoint the engine is built from) or set 'backend: openai'",
+                )
             for field in ("upstream", "upstream_model"):
                 if field in m:
-                    report(("models", name, field), f"'{field}' is only used with 'backend: openai'",
-                           "remove it, or set 'backend: openai'", key=True)
+                    report(
+                        ("models", name, field),
+                        f"'{field}' is only used with 'backend: openai'",
+                        "remove it, or set 'backend: openai'",
+                        key=True,
+                    )
         elif backend == "openai":
             if "upstream" not in m:
-                report(("models", name), f"model '{name}' uses backend openai but has no 'upstream'",
-                       "add 'upstream: http://host:port/v1' (the OpenAI-compatible server to forward to)")
+                report(
+                    ("models", name),
+                    f"model '{name}' uses backend openai but has no 'upstream'",
+                    "add 'upstream: http://host:port/v1' (the OpenAI-compatible server to forward to)",
+                )
             for field in ("source", "triton_model"):
                 if field in m:
-                    report(("models", name, field), f"'{field}' is only used with 'backend: triton'",
-                           "remove it: the upstream server already runs the model", key=True)
+                    report(
+                        ("models", name, field),
+                        f"'{field}' is only used with 'backend: triton'",
+                        "remove it: the upstream server already runs the model",
+                        key=True,
+                    )
 
     # -- keys: unique ids and digests ---------------------------------------------------------------------------------
     owners_with_keys = set()
@@ -96,36 +117,66 @@ def check(data, pos: Positions, path: str) -> list[Problem]:
             owners_with_keys.add(k["owner"])
 
     # -- services: uniqueness, references -----------------------------------------------------------------------------
-    _unique(services, "access_name", "access name", "services", report,
-            "access names are what callers put in 'model': each must be unique", pos)
-    _unique(services, "id", "service id", "services", report,
-            "service ids are used for billing and are never reused: make a new one with `modelsvc new-id`", pos)
+    _unique(
+        services,
+        "access_name",
+        "access name",
+        "services",
+        report,
+        "access names are what callers put in 'model': each must be unique",
+        pos,
+    )
+    _unique(
+        services,
+        "id",
+        "service id",
+        "services",
+        report,
+        "service ids are used for billing and are never reused: make a new one with `modelsvc new-id`",
+        pos,
+    )
     for i, s in services:
         loc = ("services", i)
         model_name = _str(s, "model")
         model = models.get(model_name) if model_name else None
         if model_name and model is None:
             guess = difflib.get_close_matches(model_name, list(models), n=1)
-            report(loc + ("model",), f"model '{model_name}' is not defined under 'models'",
-                   f"did you mean '{guess[0]}'?" if guess else "define it under 'models' or fix the name")
+            report(
+                loc + ("model",),
+                f"model '{model_name}' is not defined under 'models'",
+                f"did you mean '{guess[0]}'?" if guess else "define it under 'models' or fix the name",
+            )
         backend = model.get("backend", "triton") if isinstance(model, dict) else None
         pool_name = _str(s, "pool")
         if pool_name is not None and pool_name not in pools:
             guess = difflib.get_close_matches(pool_name, list(pools), n=1)
-            report(loc + ("pool",), f"pool '{pool_name}' is not defined under 'pools'",
-                   f"did you mean '{guess[0]}'?" if guess else f"use one of: {', '.join(pools) or '(none defined)'}")
+            report(
+                loc + ("pool",),
+                f"pool '{pool_name}' is not defined under 'pools'",
+                f"did you mean '{guess[0]}'?" if guess else f"use one of: {', '.join(pools) or '(none defined)'}",
+            )
         if "pool" not in s and backend == "triton":
-            report(loc, f"service '{s.get('access_name', i)}' runs a triton model but names no 'pool'",
-                   f"add 'pool:' with one of: {', '.join(pools) or '(define a pool first)'}")
+            report(
+                loc,
+                f"service '{s.get('access_name', i)}' runs a triton model but names no 'pool'",
+                f"add 'pool:' with one of: {', '.join(pools) or '(define a pool first)'}",
+            )
         if "pool" in s and backend == "openai":
-            report(loc + ("pool",), "'pool' has no effect: the model uses backend openai, so nothing is deployed",
-                   "remove 'pool'", key=True)
+            report(
+                loc + ("pool",),
+                "'pool' has no effect: the model uses backend openai, so nothing is deployed",
+                "remove 'pool'",
+                key=True,
+            )
         access = _str(s, "access_name")
         if access and re.match(ACCESS_NAME_RE, access):  # a malformed one is already reported by the schema
             owner = access.split("/", 1)[0]
             if owner not in owners_with_keys:
-                report(loc + ("access_name",), f"owner '{owner}' has no API key, so nobody could call this service",
-                       f"add one: `modelsvc keys new --owner {owner}`")
+                report(
+                    loc + ("access_name",),
+                    f"owner '{owner}' has no API key, so nobody could call this service",
+                    f"add one: `modelsvc keys new --owner {owner}`",
+                )
 
     for i, s in services:
         _autoscale(i, s, report)
@@ -148,11 +199,17 @@ def _autoscale(i: int, s: dict, report) -> None:
     loc = ("services", i, "autoscale")
     low, high = _int(s, "instances", 1), _int(auto, "max_instances")
     if low is not None and high is not None and 1 <= high < low:  # below 1: the schema reports it
-        report(loc + ("max_instances",), f"max_instances is {high}, below the service's instances ({low})",
-               f"raise max_instances to at least {low}: instances is the minimum the autoscaler keeps")
+        report(
+            loc + ("max_instances",),
+            f"max_instances is {high}, below the service's instances ({low})",
+            f"raise max_instances to at least {low}: instances is the minimum the autoscaler keeps",
+        )
     if low == 0:
-        report(("services", i, "instances"), "an autoscaled service needs instances >= 1 (the HPA's minimum)",
-               "set instances to 1 or more, or remove 'autoscale' to stop the service with instances: 0")
+        report(
+            ("services", i, "instances"),
+            "an autoscaled service needs instances >= 1 (the HPA's minimum)",
+            "set instances to 1 or more, or remove 'autoscale' to stop the service with instances: 0",
+        )
     try:
         metric = ScaleMetric(auto.get("metric", ScaleMetric.queue_ratio.value))
     except ValueError:
@@ -161,10 +218,16 @@ def _autoscale(i: int, s: dict, report) -> None:
     if isinstance(target, (int, float)) and not isinstance(target, bool):
         lo, hi = TARGET_RANGES[metric]
         if not lo <= target <= hi:
-            report(loc + ("target",), f"target {target} is outside {lo:g}–{hi:g} for metric {metric.value}",
-                   f"use a value between {lo:g} and {hi:g}" + (
-                       " (queue time / compute time per instance; 1 means requests wait as long as they run)"
-                       if metric is ScaleMetric.queue_ratio else " (requests waiting per instance)"))
+            report(
+                loc + ("target",),
+                f"target {target} is outside {lo:g}–{hi:g} for metric {metric.value}",
+                f"use a value between {lo:g} and {hi:g}"
+                + (
+                    " (queue time / compute time per instance; 1 means requests wait as long as they run)"
+                    if metric is ScaleMetric.queue_ratio
+                    else " (requests waiting per instance)"
+                ),
+            )
 
 
 def _unique(items, field, what, section, report, hint, pos: Positions) -> None:
@@ -194,9 +257,12 @@ def _capacity(pools, models, services, report) -> None:
         if gpus is None or per_node is None or instances is None:
             continue
         if gpus > per_node:
-            report(("services", i, "pool"),
-                   f"one instance of model '{s['model']}' needs {gpus} GPUs but nodes in pool '{s['pool']}' have "
-                   f"{per_node}", "choose a pool with bigger nodes or a model with fewer GPUs")
+            report(
+                ("services", i, "pool"),
+                f"one instance of model '{s['model']}' needs {gpus} GPUs but nodes in pool '{s['pool']}' have "
+                f"{per_node}",
+                "choose a pool with bigger nodes or a model with fewer GPUs",
+            )
             continue
         demand.setdefault(s["pool"], []).extend([(gpus, i)] * instances)
         if model.get("backend", "triton") == "triton":
@@ -209,10 +275,12 @@ def _capacity(pools, models, services, report) -> None:
         needed = nodes_needed([g for g, _ in wanted], per_node, build.get(name, 0))
         if needed > max_nodes:
             total = sum(g for g, _ in wanted)
-            report(("pools", name, "max_nodes"),
-                   f"pool '{name}' needs {needed} nodes for {len(wanted)} instances ({total} GPUs) and room to build "
-                   f"a {build.get(name, 0)}-GPU engine beside them, but max_nodes is {max_nodes}",
-                   f"raise max_nodes to {needed} or lower the instances of the services using it")
+            report(
+                ("pools", name, "max_nodes"),
+                f"pool '{name}' needs {needed} nodes for {len(wanted)} instances ({total} GPUs) and room to build "
+                f"a {build.get(name, 0)}-GPU engine beside them, but max_nodes is {max_nodes}",
+                f"raise max_nodes to {needed} or lower the instances of the services using it",
+            )
     return []
 
 

@@ -57,15 +57,28 @@ def parse_yaml(text: str, filename: str) -> tuple[object, Positions, list[Proble
                     key = loader.construct_object(key_node, deep=True)
                     if not isinstance(key, (str, int, float, bool)) or key is None:
                         line, col = _pos(key_node.start_mark)
-                        problems.append(Problem(filename, line, col, "mapping keys must be plain strings",
-                                                "write the key as a plain word"))
+                        problems.append(
+                            Problem(
+                                filename,
+                                line,
+                                col,
+                                "mapping keys must be plain strings",
+                                "write the key as a plain word",
+                            )
+                        )
                         continue
                     if key in out:
                         line, col = _pos(key_node.start_mark)
                         first = positions.keys[path + (key,)][0]
-                        problems.append(Problem(
-                            filename, line, col, f"duplicate key '{key}' (first defined on line {first})",
-                            "remove one of the two; YAML would silently keep only the last"))
+                        problems.append(
+                            Problem(
+                                filename,
+                                line,
+                                col,
+                                f"duplicate key '{key}' (first defined on line {first})",
+                                "remove one of the two; YAML would silently keep only the last",
+                            )
+                        )
                         continue
                     positions.keys[path + (key,)] = _pos(key_node.start_mark)
                     out[key] = build(value_node, path + (key,))
@@ -79,12 +92,34 @@ def parse_yaml(text: str, filename: str) -> tuple[object, Positions, list[Proble
         mark = e.problem_mark or e.context_mark
         line, col = _pos(mark) if mark else (1, 1)
         what = e.problem or e.context or "invalid YAML"
-        return None, positions, [Problem(filename, line, col, f"YAML syntax error: {what}",
-                                         "check indentation, colons and quoting around this spot")]
+        return (
+            None,
+            positions,
+            [
+                Problem(
+                    filename,
+                    line,
+                    col,
+                    f"YAML syntax error: {what}",
+                    "check indentation, colons and quoting around this spot",
+                )
+            ],
+        )
     except RecursionError:  # PyYAML composes (and we build) nested nodes recursively: where the reader got to
         line, col = _pos(loader.get_mark())
-        return None, positions, [Problem(filename, line, col, "YAML nested too deeply",
-                                         "services.yaml needs a few levels of nesting; remove the extra brackets")]
+        return (
+            None,
+            positions,
+            [
+                Problem(
+                    filename,
+                    line,
+                    col,
+                    "YAML nested too deeply",
+                    "services.yaml needs a few levels of nesting; remove the extra brackets",
+                )
+            ],
+        )
     except yaml.YAMLError as e:  # reader errors (bad bytes) carry no mark
         return None, positions, [Problem(filename, 1, 1, f"YAML error: {e}", "save the file as UTF-8 text")]
     finally:

@@ -10,8 +10,8 @@ from .server import StandInServer
 
 __all__ = [
     "PROFILES",
-    "StandInServer",
     "VOCAB",
+    "StandInServer",
     "build_models",
     "complete",
     "count_input_tokens",

@@ -38,13 +38,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=PROFILES, default="chat")
     p.add_argument("--token-delay", type=float, default=0.0, help="seconds per generated token / diffusion step")
     p.add_argument("--no-decoupled", dest="decoupled", action="store_false", help="non-decoupled models (no streaming)")
-    p.add_argument("--seed-input", choices=("seed", "random_seed", "none"), default="seed",
-                   help="name of the seed input (random_seed: older TensorRT-LLM releases; none: not declared)")
+    p.add_argument(
+        "--seed-input",
+        choices=("seed", "random_seed", "none"),
+        default="seed",
+        help="name of the seed input (random_seed: older TensorRT-LLM releases; none: not declared)",
+    )
     p.add_argument("--image-size", type=_size, default=(64, 64), metavar="WxH", help="image profile: output size")
     p.add_argument("--steps", type=int, default=4, help="image profile: diffusion steps")
-    p.add_argument("--model-repo", metavar="DIR",
-                   help="serve this model repository (written by `modelsvc model-repo`) instead of building the "
-                        "profile's from the pinned release's templates (MODELSVC_TRITON_TEMPLATES)")
+    p.add_argument(
+        "--model-repo",
+        metavar="DIR",
+        help="serve this model repository (written by `modelsvc model-repo`) instead of building the "
+        "profile's from the pinned release's templates (MODELSVC_TRITON_TEMPLATES)",
+    )
     p.add_argument("--mode", choices=[m for m in MODES if m], default=None, help="failure injection from the start")
     p.add_argument("--log-level", default="INFO")
     return p

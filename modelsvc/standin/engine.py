@@ -31,10 +31,38 @@ import urllib.parse
 import numpy as np
 
 VOCAB = (
-    "amber", "birch", "cobalt", "delta", "ember", "fjord", "garnet", "harbor",
-    "indigo", "juniper", "kelp", "lumen", "maple", "nectar", "onyx", "pebble",
-    "quartz", "raven", "saffron", "tundra", "umber", "velvet", "willow", "xenon",
-    "yarrow", "zephyr", "acorn", "basalt", "cedar", "dune", "echo", "flint",
+    "amber",
+    "birch",
+    "cobalt",
+    "delta",
+    "ember",
+    "fjord",
+    "garnet",
+    "harbor",
+    "indigo",
+    "juniper",
+    "kelp",
+    "lumen",
+    "maple",
+    "nectar",
+    "onyx",
+    "pebble",
+    "quartz",
+    "raven",
+    "saffron",
+    "tundra",
+    "umber",
+    "velvet",
+    "willow",
+    "xenon",
+    "yarrow",
+    "zephyr",
+    "acorn",
+    "basalt",
+    "cedar",
+    "dune",
+    "echo",
+    "flint",
 )
 MIN_TOKENS = 8
 MAX_TOKENS = 40
@@ -52,8 +80,9 @@ def material(prompt: str, seed: int | None = None, image_hashes: tuple[str, ...]
     return m
 
 
-def generate_tokens(prompt: str, seed: int | None = None, image_hashes: tuple[str, ...] | list[str] = (),
-                    length: int | None = None) -> list[str]:
+def generate_tokens(
+    prompt: str, seed: int | None = None, image_hashes: tuple[str, ...] | list[str] = (), length: int | None = None
+) -> list[str]:
     """The full natural completion as a list of tokens (before max_tokens / stop strings cut it); `length` overrides
     where the end token comes (min_tokens, ignore_eos)."""
     mat = material(prompt, seed, image_hashes)

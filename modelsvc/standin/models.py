@@ -39,7 +39,7 @@ _TRUE = {"true", "1", "yes", "on"}
 
 
 def wire_type(config_type: int) -> str:
-    name = mc.DataType.Name(config_type)[len("TYPE_"):]
+    name = mc.DataType.Name(config_type)[len("TYPE_") :]
     return "BYTES" if name == "STRING" else name
 
 
@@ -92,14 +92,28 @@ def _built(spec: modelrepo.RepoSpec) -> dict[str, bytes]:
         return {name: cfg.SerializeToString() for name, cfg in modelrepo.load(Path(tmp) / "repo").items()}
 
 
-def repo_spec(profile: str, *, decoupled: bool = True, image_width: int = 64, image_height: int = 64,
-              steps: int = 4) -> modelrepo.RepoSpec:
+def repo_spec(
+    profile: str, *, decoupled: bool = True, image_width: int = 64, image_height: int = 64, steps: int = 4
+) -> modelrepo.RepoSpec:
     task = TASK_OF[profile]
     if task == "image-generation":
-        return modelrepo.RepoSpec(task=task, max_batch_size=1, max_input_tokens=77, max_output_tokens=1,
-                                  image_width=image_width, image_height=image_height, steps=steps)
-    return modelrepo.RepoSpec(task=task, max_batch_size=MAX_BATCH_SIZE, max_input_tokens=4096,
-                              max_output_tokens=1024, decoupled=decoupled, accumulate_tokens=True)
+        return modelrepo.RepoSpec(
+            task=task,
+            max_batch_size=1,
+            max_input_tokens=77,
+            max_output_tokens=1,
+            image_width=image_width,
+            image_height=image_height,
+            steps=steps,
+        )
+    return modelrepo.RepoSpec(
+        task=task,
+        max_batch_size=MAX_BATCH_SIZE,
+        max_input_tokens=4096,
+        max_output_tokens=1024,
+        decoupled=decoupled,
+        accumulate_tokens=True,
+    )
 
 
 def _tensors(items) -> list[Tensor]:
@@ -123,8 +137,9 @@ def _variant(cfg: mc.ModelConfig, seed_name: str | None, omit: tuple[str, ...]) 
     cfg.input.extend(keep)
 
 
-def models_from_configs(configs: dict[str, mc.ModelConfig], *, seed_name: str | None = "seed",
-                        omit_inputs: tuple[str, ...] = ()) -> dict[str, ModelDef]:
+def models_from_configs(
+    configs: dict[str, mc.ModelConfig], *, seed_name: str | None = "seed", omit_inputs: tuple[str, ...] = ()
+) -> dict[str, ModelDef]:
     trtllm = configs.get("tensorrt_llm")
     exclude = bool(trtllm) and trtllm.parameters["exclude_input_in_output"].string_value.lower() in _TRUE
     out: dict[str, ModelDef] = {}
@@ -147,10 +162,16 @@ def models_from_configs(configs: dict[str, mc.ModelConfig], *, seed_name: str | 
                 cfg.model_transaction_policy.decoupled = decoupled
         params = {k: v.string_value for k, v in cfg.parameters.items()}
         out[name] = ModelDef(
-            name=name, kind=kind, cfg=cfg, decoupled=decoupled, inputs=_tensors(cfg.input),
-            outputs=_tensors(cfg.output), parameters=params,
+            name=name,
+            kind=kind,
+            cfg=cfg,
+            decoupled=decoupled,
+            inputs=_tensors(cfg.input),
+            outputs=_tensors(cfg.output),
+            parameters=params,
             cumulative=params.get("accumulate_tokens", "").lower() in _TRUE,
-            vision="image_url_input" in {t.name for t in cfg.input}, exclude_input_default=exclude,
+            vision="image_url_input" in {t.name for t in cfg.input},
+            exclude_input_default=exclude,
         )
     # served models first (the ones a client calls), then the composing ones
     return dict(sorted(out.items(), key=lambda kv: (kv[1].kind == "step", list(configs).index(kv[0]))))
@@ -180,8 +201,7 @@ def build_models(
     if model_repo is not None:
         configs = modelrepo.load(Path(model_repo))
     else:
-        spec = repo_spec(profile, decoupled=decoupled, image_width=image_width, image_height=image_height,
-                         steps=steps)
+        spec = repo_spec(profile, decoupled=decoupled, image_width=image_width, image_height=image_height, steps=steps)
         configs = {n: mc.ModelConfig.FromString(b) for n, b in _built(spec).items()}
     return models_from_configs(configs, seed_name=seed_name, omit_inputs=tuple(omit_inputs))
 

@@ -24,7 +24,6 @@ import orjson
 
 from .engine import complete, count_input_tokens
 
-
 _BAD_EVENT = re.compile(r"\[standin:bad-event:(\d+)\]")
 GARBAGE = b"<html><body>502 upstream exploded</body></html>"
 
@@ -34,7 +33,7 @@ def _render(messages) -> str:
 
 
 class _Http(asyncio.Protocol):
-    def __init__(self, app: "OpenAIUpstream"):
+    def __init__(self, app: OpenAIUpstream):
         self.app = app
         self.buf = b""
         self.transport = None
@@ -61,8 +60,8 @@ class _Http(asyncio.Protocol):
                 length = int(value.strip())
         if len(self.buf) < head_end + 4 + length:
             return
-        body = self.buf[head_end + 4:head_end + 4 + length]
-        self.buf = self.buf[head_end + 4 + length:]
+        body = self.buf[head_end + 4 : head_end + 4 + length]
+        self.buf = self.buf[head_end + 4 + length :]
         self.busy = True
         asyncio.ensure_future(self._handle(method, path, body))
 
@@ -72,8 +71,11 @@ class _Http(asyncio.Protocol):
     def _send(self, status: int, obj) -> None:
         payload = orjson.dumps(obj)
         reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "Error")
-        self.transport.write(f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
-                             f"content-length: {len(payload)}\r\n\r\n".encode() + payload)
+        self.transport.write(
+            f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
 
     async def _handle(self, method: str, path: str, body: bytes):
         try:
@@ -85,7 +87,7 @@ class _Http(asyncio.Protocol):
                 await self._complete(path.endswith("/chat/completions"), orjson.loads(body))
             else:
                 self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
-        except Exception as e:  # noqa: BLE001 - a stand-in answers 400 to anything it cannot parse
+        except Exception as e:
             if self.transport is not None:
                 self._send(400, {"error": {"message": str(e), "type": "invalid_request_error"}})
         finally:
@@ -104,21 +106,38 @@ class _Http(asyncio.Protocol):
         finish = "stop" if cut >= 0 or len(tokens) < max_tokens else "length"
         if cut >= 0:
             text = text[:cut]
-        usage = {"prompt_tokens": count_input_tokens(prompt), "completion_tokens": len(tokens),
-                 "total_tokens": count_input_tokens(prompt) + len(tokens)}
+        usage = {
+            "prompt_tokens": count_input_tokens(prompt),
+            "completion_tokens": len(tokens),
+            "total_tokens": count_input_tokens(prompt) + len(tokens),
+        }
         rid, created = f"standin-{id(req):x}", int(time.time())
         obj = "chat.completion" if chat else "text_completion"
         if "[standin:garbage]" in prompt:
-            self.transport.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
-                                 b"content-length: %d\r\n\r\n" % len(GARBAGE) + GARBAGE)
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n" % len(GARBAGE) + GARBAGE
+            )
             return
         bad = _BAD_EVENT.search(prompt)
         bad_after = int(bad.group(1)) if bad else None
         if not req.get("stream"):
-            choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
-                      if chat else {"index": 0, "text": text, "finish_reason": finish})
-            self._send(200, {"id": rid, "object": obj, "created": created, "model": req.get("model"),
-                             "choices": [choice], "usage": usage})
+            choice = (
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+                if chat
+                else {"index": 0, "text": text, "finish_reason": finish}
+            )
+            self._send(
+                200,
+                {
+                    "id": rid,
+                    "object": obj,
+                    "created": created,
+                    "model": req.get("model"),
+                    "choices": [choice],
+                    "usage": usage,
+                },
+            )
             return
         t = self.transport
         t.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
@@ -131,7 +150,7 @@ class _Http(asyncio.Protocol):
         emitted = ""
         for i, tok in enumerate(tokens):
             if i == bad_after:
-                data = b"data: {\"choices\": [{\"delta\": not json\n\n"
+                data = b'data: {"choices": [{"delta": not json\n\n'
                 t.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             if self.app.token_delay:
                 await asyncio.sleep(self.app.token_delay)
@@ -140,16 +159,31 @@ class _Http(asyncio.Protocol):
             piece = tok[: max(0, len(text) - len(emitted))]
             emitted += piece
             if piece:
-                choice = {"index": 0, "delta": {"content": piece}, "finish_reason": None} if chat else \
-                    {"index": 0, "text": piece, "finish_reason": None}
-                event({"id": rid, "object": chunk_obj, "created": created, "model": req.get("model"),
-                       "choices": [choice]})
-        final = {"index": 0, "delta": {}, "finish_reason": finish} if chat else \
-            {"index": 0, "text": "", "finish_reason": finish}
+                choice = (
+                    {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+                    if chat
+                    else {"index": 0, "text": piece, "finish_reason": None}
+                )
+                event(
+                    {"id": rid, "object": chunk_obj, "created": created, "model": req.get("model"), "choices": [choice]}
+                )
+        final = (
+            {"index": 0, "delta": {}, "finish_reason": finish}
+            if chat
+            else {"index": 0, "text": "", "finish_reason": finish}
+        )
         event({"id": rid, "object": chunk_obj, "created": created, "model": req.get("model"), "choices": [final]})
         if (req.get("stream_options") or {}).get("include_usage"):
-            event({"id": rid, "object": chunk_obj, "created": created, "model": req.get("model"), "choices": [],
-                   "usage": usage})
+            event(
+                {
+                    "id": rid,
+                    "object": chunk_obj,
+                    "created": created,
+                    "model": req.get("model"),
+                    "choices": [],
+                    "usage": usage,
+                }
+            )
         done = b"data: [DONE]\n\n"
         t.write(f"{len(done):x}\r\n".encode() + done + b"\r\n0\r\n\r\n")
 
@@ -172,8 +206,10 @@ class OpenAIUpstream:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m modelsvc.standin.openai_upstream",
-                                description="STAND-IN OpenAI-compatible upstream (deterministic fake output)")
+    p = argparse.ArgumentParser(
+        prog="python -m modelsvc.standin.openai_upstream",
+        description="STAND-IN OpenAI-compatible upstream (deterministic fake output)",
+    )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=18005)
     p.add_argument("--token-delay", type=float, default=0.0)

@@ -36,7 +36,7 @@ import asyncio
 import logging
 import re
 import struct
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import grpc
 import numpy as np
@@ -63,8 +63,20 @@ _NP = {
     "BOOL": "?",
 }
 # bytes per element of outputs the stand-in fills with zeros (declared outputs it does not compute)
-_ITEMSIZE = {"BOOL": 1, "UINT8": 1, "INT8": 1, "FP16": 2, "BF16": 2, "INT16": 2, "INT32": 4, "FP32": 4, "UINT32": 4,
-             "INT64": 8, "UINT64": 8, "FP64": 8}
+_ITEMSIZE = {
+    "BOOL": 1,
+    "UINT8": 1,
+    "INT8": 1,
+    "FP16": 2,
+    "BF16": 2,
+    "INT16": 2,
+    "INT32": 4,
+    "FP32": 4,
+    "UINT32": 4,
+    "INT64": 8,
+    "UINT64": 8,
+    "FP64": 8,
+}
 
 
 class StandInError(Exception):
@@ -232,7 +244,7 @@ Sink = Callable[[pb.ModelInferResponse], Awaitable[None]]
 
 # -- the servicer ------------------------------------------------------------------------------------------------------
 class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, owner: "StandInServer"):
+    def __init__(self, owner: StandInServer):
         self.s = owner
 
     # health and metadata
@@ -264,9 +276,13 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
         model = await self._model_or_abort(request.name, request.version, context)
         resp = pb.ModelMetadataResponse(name=model.name, versions=["1"], platform=model.platform)
         for t in model.inputs:
-            resp.inputs.append(pb.ModelMetadataResponse.TensorMetadata(name=t.name, datatype=t.wire_type, shape=[-1, *t.dims]))
+            resp.inputs.append(
+                pb.ModelMetadataResponse.TensorMetadata(name=t.name, datatype=t.wire_type, shape=[-1, *t.dims])
+            )
         for t in model.outputs:
-            resp.outputs.append(pb.ModelMetadataResponse.TensorMetadata(name=t.name, datatype=t.wire_type, shape=[-1, *t.dims]))
+            resp.outputs.append(
+                pb.ModelMetadataResponse.TensorMetadata(name=t.name, datatype=t.wire_type, shape=[-1, *t.dims])
+            )
         return resp
 
     async def ModelConfig(self, request, context):
@@ -317,7 +333,7 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
                     tasks.add(t)
                 if tasks:
                     await asyncio.gather(*tasks)
-            except Exception as e:  # noqa: BLE001 - the RPC was aborted or the client went away
+            except Exception as e:
                 log.debug("stream reader ended: %r", e)
             finally:
                 await queue.put(end)
@@ -343,10 +359,18 @@ async def _unimplemented(self, request, context):
 
 
 for _name in (
-    "ModelStatistics", "RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload",
-    "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
-    "CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister",
-    "TraceSetting", "LogSettings",
+    "ModelStatistics",
+    "RepositoryIndex",
+    "RepositoryModelLoad",
+    "RepositoryModelUnload",
+    "SystemSharedMemoryStatus",
+    "SystemSharedMemoryRegister",
+    "SystemSharedMemoryUnregister",
+    "CudaSharedMemoryStatus",
+    "CudaSharedMemoryRegister",
+    "CudaSharedMemoryUnregister",
+    "TraceSetting",
+    "LogSettings",
 ):
     setattr(_Servicer, _name, _unimplemented)
 
@@ -466,7 +490,9 @@ class StandInServer:
             self.requests_cancelled += 1
             log.info(
                 "request %r for model %r cancelled by the client after %d response(s); generation stopped",
-                req.id, req.model_name, sent,
+                req.id,
+                req.model_name,
+                sent,
             )
             raise
         except StandInError:
@@ -486,7 +512,9 @@ class StandInServer:
         model = self.models.get(req.model_name)
         if model is None or req.model_version not in ("", "1"):
             v = f" version {req.model_version}" if req.model_version else ""
-            raise StandInError(grpc.StatusCode.NOT_FOUND, f"Request for unknown model: '{req.model_name}'{v} is not found")
+            raise StandInError(
+                grpc.StatusCode.NOT_FOUND, f"Request for unknown model: '{req.model_name}'{v} is not found"
+            )
         if self.mode == "not_ready":
             raise StandInError(
                 grpc.StatusCode.UNAVAILABLE,
@@ -555,12 +583,16 @@ class StandInServer:
         # -- LLM
         max_tokens = int(_scalar(inputs, "max_tokens", 0))
         if max_tokens <= 0:
-            raise StandInError(grpc.StatusCode.INVALID_ARGUMENT, f"[request id: {rid}] max_tokens must be > 0, got {max_tokens}")
+            raise StandInError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"[request id: {rid}] max_tokens must be > 0, got {max_tokens}"
+            )
         seed = _scalar(inputs, "seed", None)
         if seed is None:
             seed = _scalar(inputs, "random_seed", None)
         seed = int(seed) if seed is not None else None
-        stops = [_text(s, "stop_words", rid) for s in inputs["stop_words"].reshape(-1)] if "stop_words" in inputs else []
+        stops = (
+            [_text(s, "stop_words", rid) for s in inputs["stop_words"].reshape(-1)] if "stop_words" in inputs else []
+        )
         stream = bool(_scalar(inputs, "stream", False))
         # absent input: tensorrt_llm's exclude_input_in_output parameter decides (the recipe fills it True)
         exclude = bool(_scalar(inputs, "exclude_input_in_output", model.exclude_input_default))
@@ -572,7 +604,9 @@ class StandInServer:
                 try:
                     hashes.append(engine.image_hash(_text(u, "image_url_input", rid)))
                 except ValueError as e:
-                    raise StandInError(grpc.StatusCode.INVALID_ARGUMENT, f"[request id: {rid}] image_url_input: {e}") from None
+                    raise StandInError(
+                        grpc.StatusCode.INVALID_ARGUMENT, f"[request id: {rid}] image_url_input: {e}"
+                    ) from None
             n_ph = prompt.count(engine.IMAGE_PLACEHOLDER)
             if n_ph != len(hashes):
                 raise StandInError(

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from .server import StandInServer
 
@@ -29,7 +29,7 @@ class StandInThread:
     def url(self) -> str:
         return f"{self.host}:{self.port}"
 
-    def start(self, timeout: float = 10.0) -> "StandInThread":
+    def start(self, timeout: float = 10.0) -> StandInThread:
         ready = threading.Event()
         error: list[BaseException] = []
 
@@ -39,7 +39,7 @@ class StandInThread:
             asyncio.set_event_loop(loop)
             try:
                 self.port = loop.run_until_complete(self.server.start(self.host, self.port))
-            except BaseException as e:  # noqa: BLE001 - reported to the starting thread
+            except BaseException as e:
                 error.append(e)
                 ready.set()
                 loop.close()
@@ -87,7 +87,7 @@ class StandInThread:
             time.sleep(0.01)
         return predicate(self.server)
 
-    def __enter__(self) -> "StandInThread":
+    def __enter__(self) -> StandInThread:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -15,7 +15,7 @@ class OpenAIUpstreamThread:
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
-    def start(self) -> "OpenAIUpstreamThread":
+    def start(self) -> OpenAIUpstreamThread:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self.upstream.start("127.0.0.1", self._port), self.loop).result(10)
         return self

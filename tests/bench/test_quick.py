@@ -11,8 +11,13 @@ PATHS = ("direct/triton", "direct/openai", "gateway/triton", "gateway/openai")
 
 def test_quick_bench(tmp_path):
     out = tmp_path / "quick.json"
-    proc = subprocess.run([sys.executable, "-m", "bench", "--quick", "--out", str(out)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=240)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     r = json.loads(out.read_text())
     assert r["quick"] is True and r["failures"] == []

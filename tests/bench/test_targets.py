@@ -6,8 +6,10 @@ from bench.run import main, targets_status
 
 
 def _result(peers):
-    ov = [{"path": "gateway/openai", "offered_rps": 100, "added_p50_ms": 0.5, "added_p99_ms": 2.0},
-          {"path": "gateway/triton", "offered_rps": 100, "added_p50_ms": 0.4, "added_p99_ms": 1.0}]
+    ov = [
+        {"path": "gateway/openai", "offered_rps": 100, "added_p50_ms": 0.5, "added_p99_ms": 2.0},
+        {"path": "gateway/triton", "offered_rps": 100, "added_p50_ms": 0.4, "added_p99_ms": 1.0},
+    ]
     tp = [{"path": "gateway/openai", "throughput_rps": 1000.0}]
     so = [{"path": "gateway/openai", "added_ttft_p50_ms": 1.0}]
     for i, peer in enumerate(peers, 1):

@@ -8,10 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-
-import threading
 
 import httpx
 import yaml
@@ -21,9 +20,11 @@ MODELSVC = str(Path(sys.executable).parent / "modelsvc")
 DEMO_KEY = "sk-ms-local-demo-8105f7322477"
 OTHER_KEY = "sk-ms-local-demo-3f9a2c7e51d0"
 SEARCH_KEY = "sk-ms-local-demo-team-search"
-DEMO_KEYS = [{"id": "k-local-demo", "owner": "u-8105f7322477", "key": DEMO_KEY},
-             {"id": "k-local-demo-2", "owner": "u-3f9a2c7e51d0", "key": OTHER_KEY},
-             {"id": "k-local-demo-3", "owner": "team-search", "key": SEARCH_KEY}]
+DEMO_KEYS = [
+    {"id": "k-local-demo", "owner": "u-8105f7322477", "key": DEMO_KEY},
+    {"id": "k-local-demo-2", "owner": "u-3f9a2c7e51d0", "key": OTHER_KEY},
+    {"id": "k-local-demo-3", "owner": "team-search", "key": SEARCH_KEY},
+]
 
 
 def free_port() -> int:
@@ -42,8 +43,15 @@ def example_catalog(**gateway) -> str:
 
 
 class Gateway:
-    def __init__(self, tmp_path: Path, endpoints: dict[str, list[str]], *, catalog_text: str | None = None,
-                 args: tuple[str, ...] = (), demo_keys=DEMO_KEYS):
+    def __init__(
+        self,
+        tmp_path: Path,
+        endpoints: dict[str, list[str]],
+        *,
+        catalog_text: str | None = None,
+        args: tuple[str, ...] = (),
+        demo_keys=DEMO_KEYS,
+    ):
         self.dir = tmp_path
         self.config = tmp_path / "services.yaml"
         self.config.write_text(catalog_text or example_catalog())
@@ -58,13 +66,32 @@ class Gateway:
         self.args = args
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 20.0) -> "Gateway":
-        cmd = [MODELSVC, "serve", "--config", str(self.config), "--local", str(self.overlay), "--port", str(self.port),
-               "--usage-log", str(self.usage_log), "--probe-interval", "0.2", "--health-interval", "0.5",
-               "--reload-poll", "0.2", "--metrics-port", str(self.metrics_port), *self.args]
+    def start(self, timeout: float = 20.0) -> Gateway:
+        cmd = [
+            MODELSVC,
+            "serve",
+            "--config",
+            str(self.config),
+            "--local",
+            str(self.overlay),
+            "--port",
+            str(self.port),
+            "--usage-log",
+            str(self.usage_log),
+            "--probe-interval",
+            "0.2",
+            "--health-interval",
+            "0.5",
+            "--reload-poll",
+            "0.2",
+            "--metrics-port",
+            str(self.metrics_port),
+            *self.args,
+        ]
         self._logf = open(self.log, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self._logf, stderr=subprocess.STDOUT, cwd=self.dir,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._logf, stderr=subprocess.STDOUT, cwd=self.dir, env={**os.environ, "PYTHONUNBUFFERED": "1"}
+        )
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -106,7 +133,7 @@ class Gateway:
             return httpx.post(self.url + path, content=body, headers=headers, timeout=kw.pop("timeout", 30), **kw)
         return httpx.post(self.url + path, json=body, headers=headers, timeout=kw.pop("timeout", 30), **kw)
 
-    def stream_in_background(self, body: dict) -> "BackgroundStream":
+    def stream_in_background(self, body: dict) -> BackgroundStream:
         """POST a streaming chat completion from a thread; join() it for (status, whole SSE body)."""
         return BackgroundStream(self, body)
 
@@ -128,8 +155,13 @@ class BackgroundStream:
 
         def run():
             try:
-                with httpx.stream("POST", gateway.url + "/v1/chat/completions", headers=gateway.headers(),
-                                  timeout=30, json={**body, "stream": True}) as r:
+                with httpx.stream(
+                    "POST",
+                    gateway.url + "/v1/chat/completions",
+                    headers=gateway.headers(),
+                    timeout=30,
+                    json={**body, "stream": True},
+                ) as r:
                     self.status = r.status_code
                     self.text = r.read().decode()
             except httpx.HTTPError as e:  # the gateway went away mid-stream (tests that kill it)

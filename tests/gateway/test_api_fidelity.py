@@ -16,8 +16,11 @@ MSG = [{"role": "user", "content": "tell me about extensions"}]
 
 @pytest.fixture(scope="module")
 def fid(tmp_path_factory):
-    engines = [StandInThread("chat").start(), StandInThread("image").start(),
-               StandInThread("chat", omit_inputs=("min_tokens", "end_id", "top_k", "return_log_probs")).start()]
+    engines = [
+        StandInThread("chat").start(),
+        StandInThread("image").start(),
+        StandInThread("chat", omit_inputs=("min_tokens", "end_id", "top_k", "return_log_probs")).start(),
+    ]
     chat, image, bare = (f"127.0.0.1:{t.server.port}" for t in engines)
     g = Gateway(tmp_path_factory.mktemp("fid"), {SVC: [chat], BARE: [bare], IMAGES: [image]}).start()
     yield g
@@ -52,13 +55,20 @@ def test_unknown_fields_get_openais_400(fid, client, endpoint):
     assert (body["type"], body["param"]) == ("invalid_request_error", "foo_bar")
 
 
-@pytest.mark.parametrize("extra,param", [
-    ({"min_tokens": -1}, "min_tokens"), ({"ignore_eos": 123}, "ignore_eos"), ({"top_k": "ten"}, "top_k"),
-    ({"repetition_penalty": 0}, "repetition_penalty"), ({"min_p": 2}, "min_p"),
-])
+@pytest.mark.parametrize(
+    "extra,param",
+    [
+        ({"min_tokens": -1}, "min_tokens"),
+        ({"ignore_eos": 123}, "ignore_eos"),
+        ({"top_k": "ten"}, "top_k"),
+        ({"repetition_penalty": 0}, "repetition_penalty"),
+        ({"min_p": 2}, "min_p"),
+    ],
+)
 def test_extensions_are_validated(client, extra, param):
-    assert bad_request(lambda: client.chat.completions.create(model=SVC, messages=MSG, extra_body=extra))["param"] \
-        == param
+    assert (
+        bad_request(lambda: client.chat.completions.create(model=SVC, messages=MSG, extra_body=extra))["param"] == param
+    )
 
 
 def test_extensions_are_honoured_by_the_engine(client):
@@ -68,9 +78,18 @@ def test_extensions_are_honoured_by_the_engine(client):
     assert r.usage.completion_tokens == 60 and r.choices[0].finish_reason == "length"
     r = client.chat.completions.create(model=SVC, messages=MSG, max_tokens=60, extra_body={"min_tokens": 45})
     assert r.usage.completion_tokens == 45 and r.choices[0].message.content.startswith(plain.choices[0].message.content)
-    r = client.completions.create(model=SVC, prompt="once upon", max_tokens=50,
-                                  extra_body={"top_k": 20, "repetition_penalty": 1.1, "length_penalty": 1.0,
-                                              "beam_width": 1, "bad_words": ["zzz"]})
+    r = client.completions.create(
+        model=SVC,
+        prompt="once upon",
+        max_tokens=50,
+        extra_body={
+            "top_k": 20,
+            "repetition_penalty": 1.1,
+            "length_penalty": 1.0,
+            "beam_width": 1,
+            "bad_words": ["zzz"],
+        },
+    )
     assert r.choices[0].text
 
 
@@ -87,8 +106,9 @@ def test_echo_prepends_the_prompt_and_keeps_usage(client):
     echoed = client.completions.create(model=SVC, prompt="once upon a time", max_tokens=10, echo=True)
     assert echoed.choices[0].text == "once upon a time" + plain.choices[0].text
     assert echoed.usage == plain.usage
-    chunks = list(client.completions.create(model=SVC, prompt="once upon a time", max_tokens=10, echo=True,
-                                            stream=True))
+    chunks = list(
+        client.completions.create(model=SVC, prompt="once upon a time", max_tokens=10, echo=True, stream=True)
+    )
     assert chunks[0].choices[0].text == "once upon a time"
     assert "".join(c.choices[0].text for c in chunks if c.choices) == echoed.choices[0].text
 
@@ -99,34 +119,60 @@ def test_logprobs_of_the_chosen_tokens(client):
     assert len(content) == r.usage.completion_tokens
     assert "".join(t.token for t in content) == r.choices[0].message.content
     assert all(t.logprob < 0 and t.top_logprobs == [] for t in content)
-    streamed = [t for c in client.chat.completions.create(model=SVC, messages=MSG, max_tokens=12, logprobs=True,
-                                                          stream=True)
-                if c.choices and c.choices[0].logprobs for t in c.choices[0].logprobs.content]
+    streamed = [
+        t
+        for c in client.chat.completions.create(model=SVC, messages=MSG, max_tokens=12, logprobs=True, stream=True)
+        if c.choices and c.choices[0].logprobs
+        for t in c.choices[0].logprobs.content
+    ]
     assert [(t.token, t.logprob) for t in streamed] == [(t.token, t.logprob) for t in content]
     c = client.completions.create(model=SVC, prompt="once upon", max_tokens=5, logprobs=0)
     lp = c.choices[0].logprobs
     assert len(lp.token_logprobs) == c.usage.completion_tokens and "".join(lp.tokens) == c.choices[0].text
-    assert bad_request(lambda: client.chat.completions.create(model=SVC, messages=MSG, logprobs=True,
-                                                              top_logprobs=2))["param"] == "top_logprobs"
-    assert bad_request(lambda: client.chat.completions.create(model=BARE, messages=MSG, logprobs=True))["param"] \
+    assert (
+        bad_request(lambda: client.chat.completions.create(model=SVC, messages=MSG, logprobs=True, top_logprobs=2))[
+            "param"
+        ]
+        == "top_logprobs"
+    )
+    assert (
+        bad_request(lambda: client.chat.completions.create(model=BARE, messages=MSG, logprobs=True))["param"]
         == "logprobs"
+    )
 
 
-@pytest.mark.parametrize("kwargs,param", [
-    ({"n": 2}, "n"), ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
-    ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
-    ({"response_format": {"type": "json_object"}}, "response_format"), ({"logit_bias": {"50256": -100}}, "logit_bias"),
-    ({"stream_options": {"include_usage": True}}, "stream_options"),  # without stream
-    ({"max_completion_tokens": 10**6}, "max_completion_tokens"),
-])
+@pytest.mark.parametrize(
+    "kwargs,param",
+    [
+        ({"n": 2}, "n"),
+        ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+        ({"response_format": {"type": "json_object"}}, "response_format"),
+        ({"logit_bias": {"50256": -100}}, "logit_bias"),
+        ({"stream_options": {"include_usage": True}}, "stream_options"),  # without stream
+        ({"max_completion_tokens": 10**6}, "max_completion_tokens"),
+    ],
+)
 def test_openai_validation_of_standard_fields(client, kwargs, param):
     assert bad_request(lambda: client.chat.completions.create(model=SVC, messages=MSG, **kwargs))["param"] == param
 
 
 def test_standard_fields_accepted(client):
-    r = client.chat.completions.create(model=SVC, messages=MSG, user="u-42", seed=7, logit_bias={}, n=1,
-                                       max_completion_tokens=5, metadata={"team": "a"}, store=False)
+    r = client.chat.completions.create(
+        model=SVC,
+        messages=MSG,
+        user="u-42",
+        seed=7,
+        logit_bias={},
+        n=1,
+        max_completion_tokens=5,
+        metadata={"team": "a"},
+        store=False,
+    )
     assert r.usage.completion_tokens <= 5
-    chunks = list(client.chat.completions.create(model=SVC, messages=MSG, stream=True, max_tokens=5,
-                                                 stream_options={"include_usage": True}))
+    chunks = list(
+        client.chat.completions.create(
+            model=SVC, messages=MSG, stream=True, max_tokens=5, stream_options={"include_usage": True}
+        )
+    )
     assert chunks[-1].choices == [] and 1 <= chunks[-1].usage.completion_tokens <= 5

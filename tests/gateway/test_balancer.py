@@ -26,9 +26,11 @@ def three(tmp_path):
 def _send(g: Gateway, n: int, workers: int = 12, stream: bool = False) -> list[int]:
     body = {"model": SVC, "messages": [{"role": "user", "content": "balance me"}], "max_tokens": 4, "stream": stream}
     with httpx.Client(headers=g.headers(), timeout=20) as client:
+
         def one(_):
             r = client.post(g.url + "/v1/chat/completions", json=body)
             return r.status_code if not stream or "[DONE]" in r.text else 599
+
         with ThreadPoolExecutor(workers) as pool:
             return list(pool.map(one, range(n)))
 
@@ -66,7 +68,11 @@ def test_all_instances_down_is_503_quickly(three):
     for t in threads:
         t.kill()
     start = time.perf_counter()
-    r = httpx.post(g.url + "/v1/chat/completions", headers=g.headers(), timeout=20,
-                   json={"model": SVC, "messages": [{"role": "user", "content": "x"}]})
+    r = httpx.post(
+        g.url + "/v1/chat/completions",
+        headers=g.headers(),
+        timeout=20,
+        json={"model": SVC, "messages": [{"role": "user", "content": "x"}]},
+    )
     assert r.status_code == 503 and r.json()["error"]["code"] == "backend_unavailable"
     assert time.perf_counter() - start < 3

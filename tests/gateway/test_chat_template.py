@@ -21,8 +21,15 @@ from .test_prompt import LLAMA31, LLAMA31_HI, MESSAGES
 def llama_engine(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("llama")
     tc = tmp / "tokenizer_config.json"
-    tc.write_text(json.dumps({"chat_template": LLAMA31, "bos_token": "<|begin_of_text|>",
-                              "eos_token": {"content": "<|eot_id|>", "special": True}}))
+    tc.write_text(
+        json.dumps(
+            {
+                "chat_template": LLAMA31,
+                "bos_token": "<|begin_of_text|>",
+                "eos_token": {"content": "<|eot_id|>", "special": True},
+            }
+        )
+    )
     try:
         build_repository(repo_spec("chat"), templates.for_task("chat"), tmp / "repo", tokenizer_config=tc)
     except RepoError as e:
@@ -59,7 +66,8 @@ def test_services_yaml_template_overrides_the_checkpoints(llama_engine, tmp_path
     text = example_catalog().replace(
         "    source: s3://example-models/llama-3.1-8b-instruct\n",
         "    source: s3://example-models/llama-3.1-8b-instruct\n"
-        "    chat_template: \"{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\\n{% endfor %}\"\n")
+        "    chat_template: \"{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}\\n{% endfor %}\"\n",
+    )
     g = Gateway(tmp_path, {"u-8105f7322477/test": [llama_engine.url]}, catalog_text=text).start()
     try:
         assert _chat(g) == "".join(complete("[system] be brief\n[user] hi\n", 6))

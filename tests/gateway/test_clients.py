@@ -17,11 +17,26 @@ NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 
 
 def test_curl_request_of_the_seed(gw):
-    body = json.dumps({"model": "u-8105f7322477/test", "messages": [{"role": "user", "content": "Hello!"}],
-                       "temperature": 0.7})
-    r = subprocess.run([shutil.which("curl"), "-sS", "-i", f"{gw.url}/v1/chat/completions",
-                        "-H", "Content-Type: application/json", "-H", f"Authorization: Bearer {DEMO_KEY}",
-                        "-d", body], capture_output=True, text=True, timeout=30)
+    body = json.dumps(
+        {"model": "u-8105f7322477/test", "messages": [{"role": "user", "content": "Hello!"}], "temperature": 0.7}
+    )
+    r = subprocess.run(
+        [
+            shutil.which("curl"),
+            "-sS",
+            "-i",
+            f"{gw.url}/v1/chat/completions",
+            "-H",
+            "Content-Type: application/json",
+            "-H",
+            f"Authorization: Bearer {DEMO_KEY}",
+            "-d",
+            body,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     head, _, payload = r.stdout.replace("\r\n", "\n").partition("\n\n")
     assert head.startswith("HTTP/1.1 200")
     assert "x-gateway-overhead-ms:" in head.lower()
@@ -44,14 +59,19 @@ def test_curl_request_of_the_seed(gw):
 def test_python_sdk_non_streaming_and_streaming(gw):
     client = OpenAI(base_url=gw.url + "/v1", api_key=DEMO_KEY, max_retries=0)
     completion = client.chat.completions.create(
-        model="u-8105f7322477/test", messages=[{"role": "user", "content": "Hello!"}], temperature=0.7)
+        model="u-8105f7322477/test", messages=[{"role": "user", "content": "Hello!"}], temperature=0.7
+    )
     assert completion.model == "u-8105f7322477/test"
     text = completion.choices[0].message.content
     assert text and completion.usage.completion_tokens == len(text.split())
 
     stream = client.chat.completions.create(
-        model="u-8105f7322477/test", messages=[{"role": "user", "content": "Hello!"}], temperature=0.7,
-        stream=True, stream_options={"include_usage": True})
+        model="u-8105f7322477/test",
+        messages=[{"role": "user", "content": "Hello!"}],
+        temperature=0.7,
+        stream=True,
+        stream_options={"include_usage": True},
+    )
     chunks = list(stream)
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert streamed == text  # deterministic engine: same prompt, same answer
@@ -63,16 +83,17 @@ def test_python_sdk_non_streaming_and_streaming(gw):
 
 def test_python_sdk_max_tokens_gives_length_and_stop_is_stripped(gw):
     client = OpenAI(base_url=gw.url + "/v1", api_key=DEMO_KEY, max_retries=0)
-    full = client.chat.completions.create(model="u-8105f7322477/test",
-                                          messages=[{"role": "user", "content": "Count"}])
+    full = client.chat.completions.create(model="u-8105f7322477/test", messages=[{"role": "user", "content": "Count"}])
     words = full.choices[0].message.content.split(" ")
-    short = client.chat.completions.create(model="u-8105f7322477/test", max_tokens=3,
-                                           messages=[{"role": "user", "content": "Count"}])
+    short = client.chat.completions.create(
+        model="u-8105f7322477/test", max_tokens=3, messages=[{"role": "user", "content": "Count"}]
+    )
     assert short.choices[0].finish_reason == "length" and short.usage.completion_tokens == 3
     assert short.choices[0].message.content == " ".join(words[:3])
     stop = " " + words[4]
-    stopped = client.chat.completions.create(model="u-8105f7322477/test", stop=[stop],
-                                             messages=[{"role": "user", "content": "Count"}])
+    stopped = client.chat.completions.create(
+        model="u-8105f7322477/test", stop=[stop], messages=[{"role": "user", "content": "Count"}]
+    )
     assert stopped.choices[0].finish_reason == "stop"
     assert stopped.choices[0].message.content == " ".join(words[:4])
 
@@ -96,11 +117,22 @@ def test_python_sdk_vision_and_images(gw):
 
     client = C(base_url=gw.url + "/v1", api_key="sk-ms-local-demo-3f9a2c7e51d0", max_retries=0)
     data_url = "data:image/png;base64,iVBORw0KGgo="
-    r = client.chat.completions.create(model="u-3f9a2c7e51d0/receipts", messages=[{"role": "user", "content": [
-        {"type": "text", "text": "What is this?"}, {"type": "image_url", "image_url": {"url": data_url}}]}])
+    r = client.chat.completions.create(
+        model="u-3f9a2c7e51d0/receipts",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": data_url}},
+                ],
+            }
+        ],
+    )
     assert r.choices[0].message.content.startswith("image-")  # the stand-in saw the image tensor
-    img = client.images.generate(model="u-3f9a2c7e51d0/product-images", prompt="a red bicycle", n=2,
-                                 response_format="b64_json", size="64x64")
+    img = client.images.generate(
+        model="u-3f9a2c7e51d0/product-images", prompt="a red bicycle", n=2, response_format="b64_json", size="64x64"
+    )
     import base64
 
     pngs = [base64.b64decode(d.b64_json) for d in img.data]
@@ -114,28 +146,46 @@ def test_node_sdk(gw):
     node = shutil.which("node")
     assert node, "node is required (installed by .ci/run)"
     assert (NODE_DIR / "node_modules" / "openai").exists(), "run `./dev setup` (npm ci in tests/node)"
-    r = subprocess.run([node, str(NODE_DIR / "chat.mjs"), gw.url + "/v1", DEMO_KEY, "u-8105f7322477/test"],
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [node, str(NODE_DIR / "chat.mjs"), gw.url + "/v1", DEMO_KEY, "u-8105f7322477/test"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)
     assert out["completion"]["model"] == "u-8105f7322477/test"
     assert out["completion"]["choices"][0]["message"]["content"]
     assert out["streamText"] and out["streamUsage"]["completion_tokens"] == 6
-    assert out["badKey"] == {"isAPIError": True, "isAuthError": True, "status": 401, "code": "invalid_api_key",
-                             "type": "invalid_request_error"}
+    assert out["badKey"] == {
+        "isAPIError": True,
+        "isAuthError": True,
+        "status": 401,
+        "code": "invalid_api_key",
+        "type": "invalid_request_error",
+    }
 
 
 def test_openai_backend_forwards_to_the_upstream(gw):
     from .harness import SEARCH_KEY
 
     client = OpenAI(base_url=gw.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
-    r = client.chat.completions.create(model="team-search/query-rewriter", max_tokens=5,
-                                       messages=[{"role": "user", "content": "rewrite: cheap flights"}])
+    r = client.chat.completions.create(
+        model="team-search/query-rewriter",
+        max_tokens=5,
+        messages=[{"role": "user", "content": "rewrite: cheap flights"}],
+    )
     assert r.model == "team-search/query-rewriter"  # the access name, not the upstream's model name
     assert r.usage.completion_tokens == 5 and r.choices[0].finish_reason == "length"
-    chunks = list(client.chat.completions.create(
-        model="team-search/query-rewriter", max_tokens=5, stream=True, stream_options={"include_usage": True},
-        messages=[{"role": "user", "content": "rewrite: cheap flights"}]))
+    chunks = list(
+        client.chat.completions.create(
+            model="team-search/query-rewriter",
+            max_tokens=5,
+            stream=True,
+            stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": "rewrite: cheap flights"}],
+        )
+    )
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == r.choices[0].message.content
     assert chunks[-1].usage.completion_tokens == 5
     c = client.completions.create(model="team-search/query-rewriter", prompt="abc", max_tokens=3)

@@ -16,8 +16,9 @@ SVC = "u-8105f7322477/test"
 @pytest.fixture(scope="module")
 def hard(tmp_path_factory):
     t = StandInThread("chat").start()
-    g = Gateway(tmp_path_factory.mktemp("hard"), {SVC: [f"127.0.0.1:{t.server.port}"]},
-                args=("--request-timeout", "1")).start()
+    g = Gateway(
+        tmp_path_factory.mktemp("hard"), {SVC: [f"127.0.0.1:{t.server.port}"]}, args=("--request-timeout", "1")
+    ).start()
     yield g
     g.stop()
     t.stop()
@@ -34,8 +35,11 @@ def test_prompt_longer_than_the_model_context_is_refused(hard):
 
 
 def test_oversized_headers_are_refused(hard):
-    r = httpx.post(hard.url + "/v1/chat/completions", headers={"authorization": f"Bearer {DEMO_KEY}",
-                                                               "x-junk": "j" * 20_000}, json={})
+    r = httpx.post(
+        hard.url + "/v1/chat/completions",
+        headers={"authorization": f"Bearer {DEMO_KEY}", "x-junk": "j" * 20_000},
+        json={},
+    )
     assert r.status_code == 431 and r.json()["error"]["code"] == "request_header_fields_too_large"
 
 
@@ -66,13 +70,26 @@ def test_keys_in_the_url_are_refused_and_not_logged(hard):
     assert DEMO_KEY not in hard.logs() and DEMO_KEY not in hard.usage_log.read_text()
 
 
-@pytest.mark.parametrize("url", [
-    "/v1/models?API_KEY=abc", "/v1/models?apiKey=abc", "/v1/models?Api-Key=abc", "/v1/models?x-api-key=abc",
-    "/v1/models?Authorization=Bearer%20abc", "/v1/models?ACCESS_TOKEN=abc", "/v1/models?Key=",
-    f"/v1/models?q={DEMO_KEY}", f"/v1/models?{DEMO_KEY}", f"/v1/models?q={DEMO_KEY.replace('s', '%2573', 1)}",
-    f"/v1/models/{DEMO_KEY}", "/console/api/services?token=abc", f"/console/api/services?x={DEMO_KEY}",
-    "/console/?apikey=abc", "/healthz?key=abc",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/models?API_KEY=abc",
+        "/v1/models?apiKey=abc",
+        "/v1/models?Api-Key=abc",
+        "/v1/models?x-api-key=abc",
+        "/v1/models?Authorization=Bearer%20abc",
+        "/v1/models?ACCESS_TOKEN=abc",
+        "/v1/models?Key=",
+        f"/v1/models?q={DEMO_KEY}",
+        f"/v1/models?{DEMO_KEY}",
+        f"/v1/models?q={DEMO_KEY.replace('s', '%2573', 1)}",
+        f"/v1/models/{DEMO_KEY}",
+        "/console/api/services?token=abc",
+        f"/console/api/services?x={DEMO_KEY}",
+        "/console/?apikey=abc",
+        "/healthz?key=abc",
+    ],
+)
 def test_key_ish_query_parameters_and_key_values_are_refused_on_every_path(hard, url):
     r = httpx.get(hard.url + url, headers={"authorization": f"Bearer {DEMO_KEY}"})
     assert r.status_code == 400, (url, r.status_code, r.text)
@@ -84,6 +101,8 @@ def test_key_ish_query_parameters_and_key_values_are_refused_on_every_path(hard,
 def test_ordinary_query_parameters_still_pass(hard):
     r = httpx.get(hard.url + "/v1/models?limit=5&monkey=1&keyboard=x", headers={"authorization": f"Bearer {DEMO_KEY}"})
     assert r.status_code == 200
+
+
 def _read_all(s: socket.socket, limit: float) -> tuple[bytes, float]:
     """Everything the server sends until it closes (or `limit` seconds pass), and when it closed."""
     s.settimeout(limit)
@@ -101,8 +120,10 @@ def test_a_trickling_request_is_cut_at_the_whole_request_deadline(hard, part):
     """A header line (or a body byte) every 0.4 s keeps Sanic's idle timer happy forever; the request as a whole
     must still arrive within --request-timeout (1 s here)."""
     s = socket.create_connection(("127.0.0.1", hard.port))
-    head = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-            b"Authorization: Bearer " + DEMO_KEY.encode() + b"\r\n")
+    head = (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + DEMO_KEY.encode() + b"\r\n"
+    )
     if part == "body":
         head += b"Content-Length: 1000\r\n\r\n"
     s.sendall(head)
@@ -129,9 +150,11 @@ def test_a_trickling_request_is_cut_at_the_whole_request_deadline(hard, part):
 
 def test_a_nul_byte_in_the_url_leaves_no_key_in_the_logs(hard):
     secret = "sk-ms-nul-byte-secret-1234567890"
-    for line in (f"GET /v1/models?api_key={secret}\x00x HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
-                 f"GET /v1/models?api_key={secret}\xff HTTP/1.1\r\nHost: x\r\n\r\n".encode("latin-1"),
-                 f"GET /v1/models?api_key={secret} HTTP/1.1\r\nHost: x\x00\r\n\r\n".encode()):
+    for line in (
+        f"GET /v1/models?api_key={secret}\x00x HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+        f"GET /v1/models?api_key={secret}\xff HTTP/1.1\r\nHost: x\r\n\r\n".encode("latin-1"),
+        f"GET /v1/models?api_key={secret} HTTP/1.1\r\nHost: x\x00\r\n\r\n".encode(),
+    ):
         s = socket.create_connection(("127.0.0.1", hard.port))
         s.sendall(line)
         data, _ = _read_all(s, 5)

@@ -22,10 +22,14 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 class _Images(BaseHTTPRequestHandler):
     hosts: list = []
 
-    def do_GET(self):  # noqa: N802 - http.server's name
+    def do_GET(self):
         _Images.hosts.append(self.headers.get("host"))
-        routes = {"/cat.png": (200, "image/png", PNG), "/page": (200, "text/html", b"<html>"),
-                  "/big": (200, "image/png", b"x" * 200_000), "/redirect": (302, "text/plain", b"")}
+        routes = {
+            "/cat.png": (200, "image/png", PNG),
+            "/page": (200, "text/html", b"<html>"),
+            "/big": (200, "image/png", b"x" * 200_000),
+            "/redirect": (302, "text/plain", b""),
+        }
         if self.path == "/slow":
             time.sleep(4)
         status, ctype, body = routes.get(self.path, (200, "image/png", PNG))
@@ -55,8 +59,11 @@ def gateways(tmp_path_factory):
     engine = StandInThread("vision").start()
     ep = {SVC: [f"127.0.0.1:{engine.server.port}"]}
     strict = Gateway(tmp_path_factory.mktemp("strict"), ep).start()
-    local = Gateway(tmp_path_factory.mktemp("local"), ep, args=(
-        "--image-allow-networks", "127.0.0.0/8", "--image-max-bytes", "100000", "--image-timeout", "1.5")).start()
+    local = Gateway(
+        tmp_path_factory.mktemp("local"),
+        ep,
+        args=("--image-allow-networks", "127.0.0.0/8", "--image-max-bytes", "100000", "--image-timeout", "1.5"),
+    ).start()
     yield strict, local
     strict.stop()
     local.stop()
@@ -64,9 +71,23 @@ def gateways(tmp_path_factory):
 
 
 def ask(g, url):
-    return g.post("/v1/chat/completions", {"model": SVC, "max_tokens": 5, "messages": [{"role": "user", "content": [
-        {"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": url}}]}]},
-        key=OTHER_KEY)
+    return g.post(
+        "/v1/chat/completions",
+        {
+            "model": SVC,
+            "max_tokens": 5,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "what is this?"},
+                        {"type": "image_url", "image_url": {"url": url}},
+                    ],
+                }
+            ],
+        },
+        key=OTHER_KEY,
+    )
 
 
 def refused(r, why):
@@ -76,14 +97,17 @@ def refused(r, why):
     return e
 
 
-@pytest.mark.parametrize("url,why", [
-    ("http://{host}/cat.png", "not a public address"),  # loopback: only when configured
-    ("http://localhost:{port}/cat.png", "not a public address"),  # by name too (resolved first)
-    ("http://169.254.169.254/latest/meta-data/", "not a public address"),  # cloud metadata: link-local
-    ("http://[::ffff:127.0.0.1]:{port}/cat.png", "not a public address"),
-    ("http://10.0.0.7:8001/x.png", "not a public address"),
-    ("http://user:pw@{host}/cat.png", "credentials"),
-])
+@pytest.mark.parametrize(
+    "url,why",
+    [
+        ("http://{host}/cat.png", "not a public address"),  # loopback: only when configured
+        ("http://localhost:{port}/cat.png", "not a public address"),  # by name too (resolved first)
+        ("http://169.254.169.254/latest/meta-data/", "not a public address"),  # cloud metadata: link-local
+        ("http://[::ffff:127.0.0.1]:{port}/cat.png", "not a public address"),
+        ("http://10.0.0.7:8001/x.png", "not a public address"),
+        ("http://user:pw@{host}/cat.png", "credentials"),
+    ],
+)
 def test_private_addresses_are_refused_by_default(gateways, image_host, url, why):
     strict, _ = gateways
     _Images.hosts.clear()
@@ -105,10 +129,15 @@ def test_allowed_url_is_fetched_and_the_engine_gets_the_bytes(gateways, image_ho
     assert r.json()["choices"][0]["message"]["content"].startswith("image-" + hashlib.sha256(PNG).hexdigest()[:8])
 
 
-@pytest.mark.parametrize("path,why", [
-    ("/page", "content-type must be image/*"), ("/big", "larger than 100000 bytes"),
-    ("/redirect", "redirects are not followed"), ("/slow", "within 1.5s"),
-])
+@pytest.mark.parametrize(
+    "path,why",
+    [
+        ("/page", "content-type must be image/*"),
+        ("/big", "larger than 100000 bytes"),
+        ("/redirect", "redirects are not followed"),
+        ("/slow", "within 1.5s"),
+    ],
+)
 def test_bounds_on_what_is_fetched(gateways, image_host, path, why):
     t = time.monotonic()
     refused(ask(gateways[1], f"http://{image_host}{path}"), why)
@@ -142,5 +171,9 @@ def test_the_checked_address_is_the_one_connected_to(image_host, monkeypatch):
     with pytest.raises(InvalidRequest, match="not a public address"):
         asyncio.run(inline_images([f"http://mixed.example:{port}/cat.png"], policy))
     with pytest.raises(InvalidRequest, match="allow-list"):
-        asyncio.run(inline_images([f"http://images.example:{port}/cat.png"],
-                                  ImagePolicy(allow_networks=("127.0.0.0/8",), allow_hosts=("cdn.example",))))
+        asyncio.run(
+            inline_images(
+                [f"http://images.example:{port}/cat.png"],
+                ImagePolicy(allow_networks=("127.0.0.0/8",), allow_hosts=("cdn.example",)),
+            )
+        )

@@ -21,7 +21,10 @@ async def test_discovery_changes_are_recorded_as_scaling_events():
     await pool.refresh()
     await pool.refresh()  # nothing changed: no event
     assert [(e["from"], e["to"], e["added"], e["removed"]) for e in pool.events] == [
-        (0, 2, 2, 0), (2, 4, 2, 0), (4, 3, 0, 1)]
+        (0, 2, 2, 0),
+        (2, 4, 2, 0),
+        (4, 3, 0, 1),
+    ]
     assert pool.events[-1]["at"] >= pool.events[0]["at"]
     await pool.close()
 
@@ -52,5 +55,7 @@ async def test_instance_gauges_per_service():
     sb = 'access_name="u-8105f7322477/support-bot",service_id="ms-a2547eda8901"'
     assert f'modelsvc_instances{{{sb},state="ready"}} 1.0' in text
     assert f'modelsvc_instances{{{sb},state="discovered"}} 2.0' in text
-    assert 'modelsvc_instances{access_name="u-8105f7322477/test",service_id="ms-1d033c426254",state="ready"} 0.0' in text
+    assert (
+        'modelsvc_instances{access_name="u-8105f7322477/test",service_id="ms-1d033c426254",state="ready"} 0.0' in text
+    )
     await pool.close()

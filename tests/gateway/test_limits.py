@@ -8,8 +8,8 @@ import pytest
 import redis
 
 from modelsvc.standin.testing import StandInThread
-
 from tools.redis_server import RedisServer
+
 from .harness import DEMO_KEYS, Gateway, example_catalog
 
 SVC = "u-8105f7322477/test"
@@ -17,9 +17,11 @@ MSG = [{"role": "user", "content": "limit me"}]
 
 
 def catalog_with_service_limits(limits: str) -> str:
-    return example_catalog().replace("    model: llama-3.1-8b-instruct\n    instances: 1\n    pool: h100\n",
-                                     "    model: llama-3.1-8b-instruct\n    instances: 1\n    pool: h100\n"
-                                     f"    limits: {limits}\n", 1)
+    return example_catalog().replace(
+        "    model: llama-3.1-8b-instruct\n    instances: 1\n    pool: h100\n",
+        f"    model: llama-3.1-8b-instruct\n    instances: 1\n    pool: h100\n    limits: {limits}\n",
+        1,
+    )
 
 
 @pytest.fixture
@@ -50,8 +52,10 @@ def test_requests_per_minute_shared_by_two_replicas(tmp_path, redis_server, engi
     b = Gateway(tmp_path / "b", eps, catalog_text=cat, args=("--redis-url", redis_server.url)).start()
     try:
         _not_near_a_minute_boundary()
-        results = [(a if i % 2 else b).post("/v1/chat/completions", {"model": SVC, "messages": MSG, "max_tokens": 2})
-                   for i in range(16)]
+        results = [
+            (a if i % 2 else b).post("/v1/chat/completions", {"model": SVC, "messages": MSG, "max_tokens": 2})
+            for i in range(16)
+        ]
         codes = [r.status_code for r in results]
         assert codes.count(200) == 10 and codes.count(429) == 6, codes
         refused = next(r for r in results if r.status_code == 429)
@@ -61,7 +65,9 @@ def test_requests_per_minute_shared_by_two_replicas(tmp_path, redis_server, engi
         assert refused.headers["x-ratelimit-limit-requests"] == "10"
         assert refused.headers["x-ratelimit-remaining-requests"] == "0"
         ok = results[0]
-        assert ok.headers["x-ratelimit-limit-requests"] == "10" and ok.headers["x-ratelimit-reset-requests"].endswith("s")
+        assert ok.headers["x-ratelimit-limit-requests"] == "10" and ok.headers["x-ratelimit-reset-requests"].endswith(
+            "s"
+        )
     finally:
         a.stop()
         b.stop()
@@ -161,8 +167,16 @@ def test_a_killed_replicas_streams_stop_counting_on_their_own(tmp_path, redis_se
         a.proc.wait(5)
         held.join(10)
         engine.server.token_delay = 0.0
-        assert b.wait_until(lambda: b.post("/v1/chat/completions", {
-            "model": SVC, "stream": True, "messages": MSG, "max_tokens": 2}).status_code == 200, timeout=10, interval=0.5)
+        assert b.wait_until(
+            lambda: (
+                b.post(
+                    "/v1/chat/completions", {"model": SVC, "stream": True, "messages": MSG, "max_tokens": 2}
+                ).status_code
+                == 200
+            ),
+            timeout=10,
+            interval=0.5,
+        )
     finally:
         engine.server.token_delay = 0.0
         a.stop()
@@ -171,8 +185,9 @@ def test_a_killed_replicas_streams_stop_counting_on_their_own(tmp_path, redis_se
 
 def test_redis_down_fails_open_for_windows_and_closed_for_streams(tmp_path, redis_server, engine):
     cat = catalog_with_service_limits("{requests_per_minute: 100, max_concurrent_streams: 2}")
-    g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{engine.server.port}"]}, catalog_text=cat,
-                args=("--redis-url", redis_server.url)).start()
+    g = Gateway(
+        tmp_path, {SVC: [f"127.0.0.1:{engine.server.port}"]}, catalog_text=cat, args=("--redis-url", redis_server.url)
+    ).start()
     try:
         assert g.post("/v1/chat/completions", {"model": SVC, "messages": MSG, "max_tokens": 2}).status_code == 200
         redis_server.stop()
@@ -197,17 +212,26 @@ def test_several_workers_share_limits_and_metrics(tmp_path, redis_server, engine
     g = Gateway(tmp_path, eps, catalog_text=cat, args=("--workers", "2", "--redis-url", redis_server.url)).start()
     try:
         _not_near_a_minute_boundary()
-        codes = [g.post("/v1/chat/completions", {"model": SVC, "messages": MSG, "max_tokens": 2}).status_code
-                 for _ in range(14)]
+        codes = [
+            g.post("/v1/chat/completions", {"model": SVC, "messages": MSG, "max_tokens": 2}).status_code
+            for _ in range(14)
+        ]
         assert codes.count(200) == 5 and codes.count(429) == 9, codes
         # other services are unlimited: enough requests that both workers serve some
         for _ in range(30):
-            assert g.post("/v1/chat/completions", {"model": "u-8105f7322477/support-bot", "messages": MSG,
-                                                   "max_tokens": 2}).status_code == 200
+            assert (
+                g.post(
+                    "/v1/chat/completions", {"model": "u-8105f7322477/support-bot", "messages": MSG, "max_tokens": 2}
+                ).status_code
+                == 200
+            )
         for _ in range(4):  # the worker serving the internal port reports every worker's requests
             text = httpx.get(g.internal_url + "/metrics", timeout=10).text
-            ok = [line for line in text.splitlines() if line.startswith("modelsvc_requests_total{")
-                  and 'status="ok"' in line]
+            ok = [
+                line
+                for line in text.splitlines()
+                if line.startswith("modelsvc_requests_total{") and 'status="ok"' in line
+            ]
             assert sum(float(line.rsplit(" ", 1)[1]) for line in ok) == 35, ok
     finally:
         g.stop()

@@ -7,8 +7,10 @@ from gateway.logs import RedactingFormatter, redact
 
 
 def test_query_strings_keys_and_url_credentials_are_redacted():
-    line = redact("Bad URL: /v1/models?api_key=sk-ms-abcdef123456&x=1 from http://bob:hunter2@up.example/v1 "
-                  "with token sk-live-0123456789abcdef; did you mean 'models'?")
+    line = redact(
+        "Bad URL: /v1/models?api_key=sk-ms-abcdef123456&x=1 from http://bob:hunter2@up.example/v1 "
+        "with token sk-live-0123456789abcdef; did you mean 'models'?"
+    )
     assert "sk-ms-abcdef123456" not in line and "hunter2" not in line and "sk-live-0123456789abcdef" not in line
     assert "/v1/models?[redacted]" in line and "http://[redacted]@up.example/v1" in line
     assert line.endswith("did you mean 'models'?")  # ordinary text stays readable

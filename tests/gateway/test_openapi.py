@@ -12,18 +12,29 @@ from modelsvc.standin.testing import StandInThread
 
 from .harness import DEMO_KEY, Gateway
 
-OPERATIONS = ["POST /v1/chat/completions", "POST /v1/completions", "POST /v1/images/generations", "GET /v1/models",
-              "GET /v1/models/{model}", "GET /v1/organization/usage/completions",
-              "GET /v1/organization/usage/images", "GET /healthz", "GET /readyz"]
+OPERATIONS = [
+    "POST /v1/chat/completions",
+    "POST /v1/completions",
+    "POST /v1/images/generations",
+    "GET /v1/models",
+    "GET /v1/models/{model}",
+    "GET /v1/organization/usage/completions",
+    "GET /v1/organization/usage/images",
+    "GET /healthz",
+    "GET /readyz",
+]
 
 
 @pytest.fixture(scope="module")
 def api_schema(tmp_path_factory):
     engines = [StandInThread("chat").start(), StandInThread("image").start()]
-    g = Gateway(tmp_path_factory.mktemp("fuzz"), {
-        "u-8105f7322477/test": [f"127.0.0.1:{engines[0].server.port}"],
-        "u-8105f7322477/support-bot": [f"127.0.0.1:{engines[0].server.port}"],
-    }).start()
+    g = Gateway(
+        tmp_path_factory.mktemp("fuzz"),
+        {
+            "u-8105f7322477/test": [f"127.0.0.1:{engines[0].server.port}"],
+            "u-8105f7322477/support-bot": [f"127.0.0.1:{engines[0].server.port}"],
+        },
+    ).start()
     yield schemathesis.openapi.from_url(g.url + "/openapi.json")
     g.stop()
     for e in engines:
@@ -58,8 +69,9 @@ def test_api_never_5xx_and_errors_are_openai_shaped(api_schema, operation):
     @given(st.one_of(strategy, strategy, ops[operation].as_strategy()))
     @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck), database=None)
     def fuzz(case):
-        response = case.call_and_validate(headers={"Authorization": f"Bearer {DEMO_KEY}"},
-                                          checks=[not_a_server_error, openai_error_shape], timeout=20)
+        response = case.call_and_validate(
+            headers={"Authorization": f"Bearer {DEMO_KEY}"}, checks=[not_a_server_error, openai_error_shape], timeout=20
+        )
         calls.append(response.status_code)
 
     fuzz()
@@ -73,5 +85,10 @@ def test_document_is_served_and_lists_the_api():
 
     doc = document()
     assert doc["openapi"] == "3.1.0"
-    assert {"/v1/chat/completions", "/v1/completions", "/v1/models", "/v1/models/{model}",
-            "/v1/images/generations"} <= set(doc["paths"])
+    assert {
+        "/v1/chat/completions",
+        "/v1/completions",
+        "/v1/models",
+        "/v1/models/{model}",
+        "/v1/images/generations",
+    } <= set(doc["paths"])

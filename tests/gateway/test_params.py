@@ -25,24 +25,37 @@ def test_stop_forms_and_negative_seed():
 
 
 def test_parts_images_and_placeholders():
-    body = {"model": "a/b", "messages": [{"role": "user", "content": [
-        {"type": "text", "text": "what is"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}}]}]}
+    body = {
+        "model": "a/b",
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "what is"},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,AA=="}},
+                ],
+            }
+        ],
+    }
     p = chat_params(body, VISION)
     assert p.images == ("data:image/png;base64,AA==",)
     assert p.messages[0]["content"] == "what is\n<image>"
     with pytest.raises(InvalidRequest) as e:
         chat_params(body, CHAT)
     assert e.value.code == "image_not_supported"
-    bad = {"model": "a/b", "messages": [{"role": "user", "content": [
-        {"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]}]}
+    bad = {
+        "model": "a/b",
+        "messages": [{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "file:///etc/passwd"}}]}],
+    }
     with pytest.raises(InvalidRequest) as e:
         chat_params(bad, VISION)
     assert e.value.param == "messages[0].content[0].image_url.url"
 
 
 def test_neutral_values_of_unsupported_parameters_pass():
-    chat_params({"model": "a/b", "messages": MSG, "tools": [], "logprobs": False, "response_format": {"type": "text"}},
-                CHAT)
+    chat_params(
+        {"model": "a/b", "messages": MSG, "tools": [], "logprobs": False, "response_format": {"type": "text"}}, CHAT
+    )
     with pytest.raises(UnsupportedParameter):
         chat_params({"model": "a/b", "messages": MSG, "logprobs": True, "top_logprobs": 3}, CHAT)
 
@@ -52,20 +65,26 @@ def test_assistant_null_content_and_images_endpoint():
     assert p.messages[0] == {"role": "assistant", "content": ""}
     ip = image_params({"model": "a/b", "prompt": "cat", "n": 3, "size": "64x64"}, IMAGES)
     assert (ip.n, ip.size) == (3, "64x64")
-    for body, param in [({"model": "a/b"}, "prompt"), ({"model": "a/b", "prompt": "x", "n": 11}, "n"),
-                        ({"model": "a/b", "prompt": "x", "response_format": "url"}, "response_format")]:
+    for body, param in [
+        ({"model": "a/b"}, "prompt"),
+        ({"model": "a/b", "prompt": "x", "n": 11}, "n"),
+        ({"model": "a/b", "prompt": "x", "response_format": "url"}, "response_format"),
+    ]:
         with pytest.raises(InvalidRequest) as e:
             image_params(body, IMAGES)
         assert e.value.param == param
 
 
-@pytest.mark.parametrize("parse,body,field", [
-    (chat_params, {"model": "a/b", "messages": MSG, "foo_bar": 1}, "foo_bar"),
-    (chat_params, {"model": "a/b", "messages": MSG, "prompt": "x"}, "prompt"),  # a completions field on chat
-    (completion_params, {"model": "a/b", "prompt": "x", "foo_bar": 1}, "foo_bar"),
-    (completion_params, {"model": "a/b", "prompt": "x", "messages": MSG}, "messages"),
-    (image_params, {"model": "a/b", "prompt": "x", "foo_bar": 1}, "foo_bar"),
-])
+@pytest.mark.parametrize(
+    "parse,body,field",
+    [
+        (chat_params, {"model": "a/b", "messages": MSG, "foo_bar": 1}, "foo_bar"),
+        (chat_params, {"model": "a/b", "messages": MSG, "prompt": "x"}, "prompt"),  # a completions field on chat
+        (completion_params, {"model": "a/b", "prompt": "x", "foo_bar": 1}, "foo_bar"),
+        (completion_params, {"model": "a/b", "prompt": "x", "messages": MSG}, "messages"),
+        (image_params, {"model": "a/b", "prompt": "x", "foo_bar": 1}, "foo_bar"),
+    ],
+)
 def test_unknown_fields_are_refused_like_openai(parse, body, field):
     model = IMAGES if parse is image_params else CHAT
     with pytest.raises(InvalidRequest) as e:
@@ -83,16 +102,34 @@ def test_several_unknown_fields_are_named_together():
     assert e.value.param == "stream_options.x"
 
 
-@pytest.mark.parametrize("name,value,ok", [
-    ("top_k", -1, 0), ("top_k", 0, 0), ("top_k", 40, 40), ("top_k", -2, None), ("top_k", 1.5, None),
-    ("min_p", 0.05, 0.05), ("min_p", 1.5, None), ("min_p", "x", None),
-    ("repetition_penalty", 1.1, 1.1), ("repetition_penalty", 0, None), ("repetition_penalty", 2.5, None),
-    ("min_tokens", 5, 5), ("min_tokens", -1, None), ("min_tokens", 101, None),  # above max_tokens (100)
-    ("length_penalty", -0.5, -0.5), ("length_penalty", float("nan"), None),
-    ("ignore_eos", True, True), ("ignore_eos", 123, None),
-    ("beam_width", 2, 2), ("beam_width", 0, None),
-    ("bad_words", ["x", "y"], ("x", "y")), ("bad_words", "x", None), ("bad_words", [""], None),
-])
+@pytest.mark.parametrize(
+    "name,value,ok",
+    [
+        ("top_k", -1, 0),
+        ("top_k", 0, 0),
+        ("top_k", 40, 40),
+        ("top_k", -2, None),
+        ("top_k", 1.5, None),
+        ("min_p", 0.05, 0.05),
+        ("min_p", 1.5, None),
+        ("min_p", "x", None),
+        ("repetition_penalty", 1.1, 1.1),
+        ("repetition_penalty", 0, None),
+        ("repetition_penalty", 2.5, None),
+        ("min_tokens", 5, 5),
+        ("min_tokens", -1, None),
+        ("min_tokens", 101, None),  # above max_tokens (100)
+        ("length_penalty", -0.5, -0.5),
+        ("length_penalty", float("nan"), None),
+        ("ignore_eos", True, True),
+        ("ignore_eos", 123, None),
+        ("beam_width", 2, 2),
+        ("beam_width", 0, None),
+        ("bad_words", ["x", "y"], ("x", "y")),
+        ("bad_words", "x", None),
+        ("bad_words", [""], None),
+    ],
+)
 def test_extensions_are_validated_with_vllms_ranges(name, value, ok):
     body = {"model": "a/b", "messages": MSG, name: value}
     if ok is None:
@@ -109,9 +146,10 @@ def test_logprobs_and_echo_forms():
     assert completion_params({"model": "a/b", "prompt": "x", "logprobs": 0}, CHAT).sampling.logprobs
     assert not completion_params({"model": "a/b", "prompt": "x"}, CHAT).sampling.logprobs
     for parse, body, param in [
-            (chat_params, {"model": "a/b", "messages": MSG, "top_logprobs": 0}, "top_logprobs"),
-            (completion_params, {"model": "a/b", "prompt": "x", "logprobs": 2}, "logprobs"),
-            (completion_params, {"model": "a/b", "prompt": "x", "logprobs": 0, "echo": True}, "echo")]:
+        (chat_params, {"model": "a/b", "messages": MSG, "top_logprobs": 0}, "top_logprobs"),
+        (completion_params, {"model": "a/b", "prompt": "x", "logprobs": 2}, "logprobs"),
+        (completion_params, {"model": "a/b", "prompt": "x", "logprobs": 0, "echo": True}, "echo"),
+    ]:
         with pytest.raises(InvalidRequest) as e:
             parse(body, CHAT)
         assert e.value.param == param

@@ -31,8 +31,9 @@ def test_file_change_is_picked_up_and_invalid_file_refused(gw1):
     assert _names(g) == [SVC, "u-8105f7322477/support-bot"]
     # an in-flight stream survives the reload
     t.server.token_delay = 0.02
-    stream = g.stream_in_background({"model": SVC, "max_tokens": 40,
-                                     "messages": [{"role": "user", "content": "a long answer please"}]})
+    stream = g.stream_in_background(
+        {"model": SVC, "max_tokens": 40, "messages": [{"role": "user", "content": "a long answer please"}]}
+    )
     text = example_catalog().replace("access_name: u-8105f7322477/support-bot", "access_name: u-8105f7322477/helper")
     g.config.write_text(text)
     assert g.wait_until(lambda: "u-8105f7322477/helper" in _names(g), 10)
@@ -52,8 +53,11 @@ def test_sighup_reloads(tmp_path):
     t = StandInThread("chat").start()
     g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{t.server.port}"]}, args=("--reload-poll", "0")).start()
     try:
-        g.config.write_text(example_catalog().replace("name: Test\n", "name: Test\n    description: renamed\n")
-                            .replace("u-8105f7322477/support-bot", "u-8105f7322477/bot2"))
+        g.config.write_text(
+            example_catalog()
+            .replace("name: Test\n", "name: Test\n    description: renamed\n")
+            .replace("u-8105f7322477/support-bot", "u-8105f7322477/bot2")
+        )
         assert "u-8105f7322477/bot2" not in _names(g)  # no polling: not yet
         os.kill(g.proc.pid, signal.SIGHUP)
         assert g.wait_until(lambda: "u-8105f7322477/bot2" in _names(g), 10)

@@ -26,8 +26,9 @@ def engine():
 def test_sigterm_drains_then_finishes_the_stream(tmp_path, engine):
     g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{engine.server.port}"]}, args=("--drain", "0.6", "--grace", "10")).start()
     engine.server.token_delay = 0.05
-    stream = g.stream_in_background({"model": SVC, "max_tokens": 30,
-                                     "messages": [{"role": "user", "content": "a long story please"}]})
+    stream = g.stream_in_background(
+        {"model": SVC, "max_tokens": 30, "messages": [{"role": "user", "content": "a long story please"}]}
+    )
     time.sleep(0.3)
     g.proc.send_signal(signal.SIGTERM)
     time.sleep(0.2)
@@ -55,8 +56,10 @@ def test_sigkill_mid_load_loses_and_duplicates_no_usage_record(tmp_path, engine)
         with httpx.Client(headers=g.headers(), timeout=10) as c:
             while time.time() < stop_at + 5:
                 try:
-                    r = c.post(g.url + "/v1/chat/completions", json={
-                        "model": SVC, "max_tokens": 4, "messages": [{"role": "user", "content": "count me"}]})
+                    r = c.post(
+                        g.url + "/v1/chat/completions",
+                        json={"model": SVC, "max_tokens": 4, "messages": [{"role": "user", "content": "count me"}]},
+                    )
                 except httpx.HTTPError:
                     return  # the gateway is gone
                 if r.status_code == 200:
@@ -88,8 +91,11 @@ def test_grace_over_ends_streams_with_an_error_event_and_meters_them(tmp_path, e
     try:
         stream = g.stream_in_background({"model": SVC, "max_tokens": 40, "messages": msgs})
         unary: dict = {}
-        t = threading.Thread(target=lambda: unary.update(r=g.post("/v1/chat/completions", {
-            "model": SVC, "max_tokens": 40, "messages": msgs}, timeout=30)))
+        t = threading.Thread(
+            target=lambda: unary.update(
+                r=g.post("/v1/chat/completions", {"model": SVC, "max_tokens": 40, "messages": msgs}, timeout=30)
+            )
+        )
         t.start()
         assert engine.wait_for(lambda s: s.requests_started >= 2, 5)
         time.sleep(0.3)
@@ -103,7 +109,11 @@ def test_grace_over_ends_streams_with_an_error_event_and_meters_them(tmp_path, e
     assert status == 200
     events = [line[6:] for line in body.splitlines() if line.startswith("data: ")]
     assert events[-1] == "[DONE]"
-    assert json.loads(events[-2]).get("error", {}).get("code") == "gateway_shutting_down", (events[-3:], len(events), g.logs()[-2000:])
+    assert json.loads(events[-2]).get("error", {}).get("code") == "gateway_shutting_down", (
+        events[-3:],
+        len(events),
+        g.logs()[-2000:],
+    )
     r = unary["r"]
     assert r.status_code == 503 and r.json()["error"]["code"] == "gateway_shutting_down"
     recs = {u["stream"]: u for u in g.usage()}
@@ -120,8 +130,11 @@ def test_shutdown_closes_keep_alive_connections_instead_of_waiting_the_grace(tmp
     result: dict = {}
 
     def run():
-        with client.stream("POST", g.url + "/v1/chat/completions", json={
-                "model": SVC, "stream": True, "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]}) as r:
+        with client.stream(
+            "POST",
+            g.url + "/v1/chat/completions",
+            json={"model": SVC, "stream": True, "max_tokens": 20, "messages": [{"role": "user", "content": "hi"}]},
+        ) as r:
             result["body"] = r.read().decode()
 
     try:

@@ -22,8 +22,12 @@ def test_every_request_is_metered_with_engine_counts(gw):
     r = gw.post("/v1/chat/completions", {"model": SVC, "messages": [{"role": "user", "content": "meter me"}]})
     assert r.status_code == 200
     rid = r.headers["x-request-id"]
-    with httpx.stream("POST", gw.url + "/v1/chat/completions", headers=gw.headers(), json={
-            "model": SVC, "stream": True, "max_tokens": 7, "messages": [{"role": "user", "content": "meter me"}]}) as s:
+    with httpx.stream(
+        "POST",
+        gw.url + "/v1/chat/completions",
+        headers=gw.headers(),
+        json={"model": SVC, "stream": True, "max_tokens": 7, "messages": [{"role": "user", "content": "meter me"}]},
+    ) as s:
         text = s.read().decode()
         srid = s.headers["x-request-id"]
     assert '"usage"' not in text  # the caller did not ask for include_usage ...
@@ -31,8 +35,10 @@ def test_every_request_is_metered_with_engine_counts(gw):
     rec, srec = _records(gw, {rid})[0], _records(gw, {srid})[0]
     body = r.json()
     assert rec["service_id"] == "ms-1d033c426254" and rec["key_id"] == "k-local-demo"
-    assert (rec["prompt_tokens"], rec["completion_tokens"]) == (body["usage"]["prompt_tokens"],
-                                                                body["usage"]["completion_tokens"])
+    assert (rec["prompt_tokens"], rec["completion_tokens"]) == (
+        body["usage"]["prompt_tokens"],
+        body["usage"]["completion_tokens"],
+    )
     assert rec["status"] == "ok" and rec["latency_ms"] > 0 and 0 <= rec["overhead_ms"] <= rec["latency_ms"]
     assert srec["stream"] is True and srec["completion_tokens"] == 7  # ... but the stream is metered anyway
     assert float(r.headers["x-gateway-overhead-ms"]) >= 0
@@ -41,8 +47,9 @@ def test_every_request_is_metered_with_engine_counts(gw):
 def test_failed_backend_requests_are_metered_too(gw):
     r = gw.post("/v1/chat/completions", {"model": SVC, "messages": [{"role": "user", "content": "[standin:refuse]"}]})
     assert r.status_code == 503
-    assert gw.wait_until(lambda: any(u["status"] == "error" and u["error"] == "backend_unavailable"
-                                     for u in gw.usage()))
+    assert gw.wait_until(
+        lambda: any(u["status"] == "error" and u["error"] == "backend_unavailable" for u in gw.usage())
+    )
 
 
 def test_client_disconnect_cancels_the_backend_stream(gw, engines):
@@ -51,11 +58,19 @@ def test_client_disconnect_cancels_the_backend_stream(gw, engines):
     cancelled = server.requests_cancelled
     try:
         sock = socket.create_connection(("127.0.0.1", gw.port))
-        body = ('{"model": "%s", "stream": true, "max_tokens": 200, "messages": [{"role": "user", '
-                '"content": "a long story"}]}' % SVC).encode()
-        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"Authorization: Bearer " + DEMO_KEY.encode() + b"\r\nContent-Length: "
-                     + str(len(body)).encode() + b"\r\n\r\n" + body)
+        body = (
+            '{"model": "%s", "stream": true, "max_tokens": 200, "messages": [{"role": "user", '
+            '"content": "a long story"}]}' % SVC
+        ).encode()
+        sock.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer "
+            + DEMO_KEY.encode()
+            + b"\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
         got = b""
         while got.count(b"data: ") < 3:
             got += sock.recv(65536)
@@ -90,9 +105,15 @@ def _send_raw(gw, body: dict) -> socket.socket:
     """A POST on a raw socket, so the test can drop the connection whenever it likes."""
     data = json.dumps(body).encode()
     sock = socket.create_connection(("127.0.0.1", gw.port))
-    sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                 b"Authorization: Bearer " + DEMO_KEY.encode() + b"\r\nContent-Length: "
-                 + str(len(data)).encode() + b"\r\n\r\n" + data)
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer "
+        + DEMO_KEY.encode()
+        + b"\r\nContent-Length: "
+        + str(len(data)).encode()
+        + b"\r\n\r\n"
+        + data
+    )
     return sock
 
 
@@ -109,7 +130,9 @@ LONG_PROMPT = " ".join(f"word{i}" for i in range(6000))
 
 def _engine_prompt_tokens(gw, content: str) -> int:
     before = len(gw.usage())
-    r = gw.post("/v1/chat/completions", {"model": SVC, "max_tokens": 1, "messages": [{"role": "user", "content": content}]})
+    r = gw.post(
+        "/v1/chat/completions", {"model": SVC, "max_tokens": 1, "messages": [{"role": "user", "content": content}]}
+    )
     assert r.status_code == 200
     return _new_records(gw, before)[0]["prompt_tokens"]
 
@@ -134,8 +157,15 @@ def test_non_streamed_request_whose_caller_leaves_is_metered(gw, engines):
 
 def test_stream_dropped_before_its_first_token_is_metered(gw, engines):
     before, started = len(gw.usage()), engines["chat"].server.requests_started
-    sock = _send_raw(gw, {"model": SVC, "stream": True, "max_tokens": 5,
-                          "messages": [{"role": "user", "content": "[standin:hang] " + LONG_PROMPT}]})
+    sock = _send_raw(
+        gw,
+        {
+            "model": SVC,
+            "stream": True,
+            "max_tokens": 5,
+            "messages": [{"role": "user", "content": "[standin:hang] " + LONG_PROMPT}],
+        },
+    )
     assert engines["chat"].wait_for(lambda s: s.requests_started > started, 5)
     sock.close()
     rec = _new_records(gw, before)[0]
@@ -149,8 +179,9 @@ def test_stream_dropped_near_the_end_has_the_engines_prompt_count(gw, engines):
     server.token_delay = 0.05
     before = len(gw.usage())
     try:
-        sock = _send_raw(gw, {"model": SVC, "stream": True, "max_tokens": 12,
-                              "messages": [{"role": "user", "content": LONG_PROMPT}]})
+        sock = _send_raw(
+            gw, {"model": SVC, "stream": True, "max_tokens": 12, "messages": [{"role": "user", "content": LONG_PROMPT}]}
+        )
         got = b""
         while got.count(b'"content"') < 10:
             got += sock.recv(65536)
@@ -164,8 +195,12 @@ def test_stream_dropped_near_the_end_has_the_engines_prompt_count(gw, engines):
 
 def test_images_are_metered_by_count(gw):
     before = len(gw.usage())
-    r = gw.post("/v1/images/generations", {"model": "u-3f9a2c7e51d0/product-images", "prompt": "a red mug", "n": 10},
-                key=OTHER_KEY, timeout=60)
+    r = gw.post(
+        "/v1/images/generations",
+        {"model": "u-3f9a2c7e51d0/product-images", "prompt": "a red mug", "n": 10},
+        key=OTHER_KEY,
+        timeout=60,
+    )
     assert r.status_code == 200 and len(r.json()["data"]) == 10
     rec = _new_records(gw, before)[0]
     assert rec["endpoint"] == "images.generations" and rec["status"] == "ok" and rec["images"] == 10

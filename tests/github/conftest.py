@@ -16,5 +16,11 @@ def runner_env(tmp_path: Path) -> dict[str, str]:
     output = temp / "step-output"
     summary.touch()
     output.touch()
-    return {"RUNNER_TEMP": str(temp), "GITHUB_STEP_SUMMARY": str(summary), "GITHUB_OUTPUT": str(output),
-            "GITHUB_WORKSPACE": str(tmp_path / "work"), "GITHUB_REPOSITORY": "example/models", "CI": "true"}
+    return {
+        "RUNNER_TEMP": str(temp),
+        "GITHUB_STEP_SUMMARY": str(summary),
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_WORKSPACE": str(tmp_path / "work"),
+        "GITHUB_REPOSITORY": "example/models",
+        "CI": "true",
+    }

@@ -84,16 +84,31 @@ def make_pr(tmp_path: Path, runner_env: dict[str, str]):
 
 def _event(tmp_path: Path, labels=(), body="") -> str:
     path = tmp_path / "event.json"
-    path.write_text(json.dumps({"action": "synchronize", "number": 7, "pull_request": {
-        "number": 7, "body": body, "labels": [{"name": n} for n in labels],
-        "head": {"sha": HEAD_SHA, "repo": {"full_name": "example/models"}}}}))
+    path.write_text(
+        json.dumps(
+            {
+                "action": "synchronize",
+                "number": 7,
+                "pull_request": {
+                    "number": 7,
+                    "body": body,
+                    "labels": [{"name": n} for n in labels],
+                    "head": {"sha": HEAD_SHA, "repo": {"full_name": "example/models"}},
+                },
+            }
+        )
+    )
     return str(path)
 
 
 def _context(runner_env, run_id: str = "1000"):
-    return {"runner.temp": runner_env["RUNNER_TEMP"], "github.token": "test-token",
-            "github.event.pull_request.number": "7", "github.event.pull_request.head.sha": HEAD_SHA,
-            "github.run_id": run_id}
+    return {
+        "runner.temp": runner_env["RUNNER_TEMP"],
+        "github.token": "test-token",
+        "github.event.pull_request.number": "7",
+        "github.event.pull_request.head.sha": HEAD_SHA,
+        "github.run_id": run_id,
+    }
 
 
 def validate(work: Path, runner_env) -> subprocess.CompletedProcess:
@@ -184,16 +199,19 @@ def test_deletion_confirmed_by_description_line(deletion, runner_env, tmp_path):
     assert "removed `u-3f9a2c7e51d0/product-images` (`ms-ab2970f31223`): callers get 404 — confirmed" in md
 
 
-@pytest.mark.parametrize("labels, body", [
-    # Another service's confirmation does not count, nor a Confirm-Change for a deletion.
-    (["confirm-delete:u-3f9a2c7e51d0/receipts"], "Confirm-Delete: u-8105f7322477/test"),
-    (["confirm-change:u-3f9a2c7e51d0/product-images"], ""),
-    # A line hidden in an HTML comment (as in the pull request template) is not a confirmation.
-    ([], "<!--\nConfirm-Delete: u-3f9a2c7e51d0/product-images\n-->"),
-    # Shell in the description is text, never code: it reaches no script and confirms nothing.
-    ([], 'Confirm-Delete: u-3f9a2c7e51d0/product-images"; touch pwned; echo "'),
-    ([], "Confirm-Delete: $(touch pwned)"),
-])
+@pytest.mark.parametrize(
+    "labels, body",
+    [
+        # Another service's confirmation does not count, nor a Confirm-Change for a deletion.
+        (["confirm-delete:u-3f9a2c7e51d0/receipts"], "Confirm-Delete: u-8105f7322477/test"),
+        (["confirm-change:u-3f9a2c7e51d0/product-images"], ""),
+        # A line hidden in an HTML comment (as in the pull request template) is not a confirmation.
+        ([], "<!--\nConfirm-Delete: u-3f9a2c7e51d0/product-images\n-->"),
+        # Shell in the description is text, never code: it reaches no script and confirms nothing.
+        ([], 'Confirm-Delete: u-3f9a2c7e51d0/product-images"; touch pwned; echo "'),
+        ([], "Confirm-Delete: $(touch pwned)"),
+    ],
+)
 def test_deletion_not_confirmed_by_anything_else(deletion, runner_env, tmp_path, labels, body):
     proc, md = review(deletion, runner_env, tmp_path, labels=labels, body=body)
     assert proc.returncode == 1 and "**not confirmed**" in md
@@ -204,16 +222,21 @@ def test_deletion_not_confirmed_by_anything_else(deletion, runner_env, tmp_path,
 def test_the_pr_cannot_change_its_own_reviewer(make_pr, runner_env, tmp_path):
     """A PR that rewrites the confirmation script to confirm everything: the base branch's script runs."""
     hostile = "#!/usr/bin/env python3\nprint('--confirm-delete=u-3f9a2c7e51d0/product-images')\n"
-    work = make_pr(_without_service(BASE_YAML, "u-3f9a2c7e51d0/product-images"),
-                   files={".github/scripts/confirmations.py": hostile})
+    work = make_pr(
+        _without_service(BASE_YAML, "u-3f9a2c7e51d0/product-images"),
+        files={".github/scripts/confirmations.py": hostile},
+    )
     assert (work / "pr" / ".github/scripts/confirmations.py").read_text() == hostile
     proc, md = review(work, runner_env, tmp_path)
     assert proc.returncode == 1 and "**not confirmed**" in md
 
 
 def test_scale_up_shows_gpu_delta(make_pr, runner_env, tmp_path):
-    head = _replace(BASE_YAML, "model: llama-3.1-70b-instruct\n    instances: 2\n",
-                    "model: llama-3.1-70b-instruct\n    instances: 4\n")
+    head = _replace(
+        BASE_YAML,
+        "model: llama-3.1-70b-instruct\n    instances: 2\n",
+        "model: llama-3.1-70b-instruct\n    instances: 4\n",
+    )
     work = make_pr(head)
     v = validate(work, runner_env)
     assert v.returncode == 0, v.stdout
@@ -226,8 +249,11 @@ def test_scale_up_shows_gpu_delta(make_pr, runner_env, tmp_path):
 
 
 def test_invalid_head_annotates_lines(make_pr, runner_env, tmp_path):
-    head = _replace(BASE_YAML, "    model: stable-diffusion-xl\n    instances: 1\n",
-                    "    model: stable-diffusion-xll\n    instances: -1\n")
+    head = _replace(
+        BASE_YAML,
+        "    model: stable-diffusion-xl\n    instances: 1\n",
+        "    model: stable-diffusion-xll\n    instances: -1\n",
+    )
     work = make_pr(head)
     model_line = head.splitlines().index("    model: stable-diffusion-xll") + 1
     v = validate(work, runner_env)
@@ -333,8 +359,11 @@ class FakeGitHub(BaseHTTPRequestHandler):
             return self._send(200, {"number": 7, "head": {"sha": self.head}})
         if self.path == "/repos/example/models/git/ref/heads/main":
             return self._send(200, {"ref": "refs/heads/main", "object": {"sha": self.main}})
-        m = re.fullmatch(r"/repos/example/models/commits/(\w+)/check-runs\?check_name=([^&]+)&filter=latest&"
-                         r"per_page=100", self.path)
+        m = re.fullmatch(
+            r"/repos/example/models/commits/(\w+)/check-runs\?check_name=([^&]+)&filter=latest&"
+            r"per_page=100",
+            self.path,
+        )
         if m:
             from urllib.parse import unquote_plus
 
@@ -343,7 +372,7 @@ class FakeGitHub(BaseHTTPRequestHandler):
             return self._send(200, {"total_count": len(runs), "check_runs": runs})
         m = re.fullmatch(r"/repos/example/models/issues/7/comments\?per_page=(\d+)&page=(\d+)", self.path)
         per_page, page = int(m.group(1)), int(m.group(2))
-        self._send(200, self.comments[(page - 1) * per_page: page * per_page])
+        self._send(200, self.comments[(page - 1) * per_page : page * per_page])
 
     def do_POST(self):
         self.calls.append(("POST", self.path))
@@ -420,8 +449,9 @@ def test_a_stale_run_never_overwrites_a_newer_review(deletion, runner_env, tmp_p
 
 def test_no_review_no_comment(make_pr, runner_env, tmp_path, fake_github):
     work = make_pr(BASE_YAML)
-    proc = run_step(step(REVIEW, "review", "comment"), work, _context(runner_env),
-                    {**runner_env, "GITHUB_API_URL": fake_github})
+    proc = run_step(
+        step(REVIEW, "review", "comment"), work, _context(runner_env), {**runner_env, "GITHUB_API_URL": fake_github}
+    )
     assert proc.returncode == 0 and "::warning" in proc.stdout
     assert FakeGitHub.calls == []
 
@@ -430,36 +460,77 @@ def test_no_review_no_comment(make_pr, runner_env, tmp_path, fake_github):
 
 
 def _run(name: str, status: str = "completed", conclusion: str | None = "success", started="2026-01-01T00:00:00Z"):
-    return {"id": abs(hash((name, started))) % 10**9, "name": name, "status": status, "conclusion": conclusion,
-            "started_at": started}
+    return {
+        "id": abs(hash((name, started))) % 10**9,
+        "name": name,
+        "status": status,
+        "conclusion": conclusion,
+        "started_at": started,
+    }
 
 
 def _gate(work: Path, runner_env, fake_github, review_result: str = "success") -> subprocess.CompletedProcess:
     gate = step(REVIEW, "gate", "gate")
-    ctx = {"needs.review.result": review_result, "github.event.pull_request.head.sha": HEAD_SHA,
-           "github.token": "test-token"}
+    ctx = {
+        "needs.review.result": review_result,
+        "github.event.pull_request.head.sha": HEAD_SHA,
+        "github.token": "test-token",
+    }
     env = {**runner_env, "GITHUB_API_URL": fake_github, "GATE_POLL_S": "0.05", "GATE_WAIT_S": "20"}
     return run_step(gate, work / "base", ctx, env)
 
 
-@pytest.mark.parametrize("review_result, runs, ok, says", [
-    ("success", {"validate services.yaml": [[_run("validate services.yaml")]], "tests": [[_run("tests")]]}, True,
-     "every code check succeeded"),
-    ("failure", {"validate services.yaml": [[_run("validate services.yaml")]], "tests": [[_run("tests")]]}, False,
-     "the review did not pass (failure)"),
-    ("skipped", {}, False, "the review did not pass (skipped)"),
-    ("success", {"validate services.yaml": [[_run("validate services.yaml")]],
-                 "tests": [[_run("tests", conclusion="skipped")]]}, False, "check 'tests' of aaaaaaaaaaaa concluded "
-                                                                            "skipped"),
-    # A failed run re-run successfully: the newest run counts.
-    ("success", {"validate services.yaml": [[_run("validate services.yaml")]],
-                 "tests": [[_run("tests", conclusion="failure"),
-                            _run("tests", started="2026-01-01T01:00:00Z")]]}, True, "succeeded"),
-    # Still running when the gate starts (a label added during the push's tests): it waits.
-    ("success", {"validate services.yaml": [[], [_run("validate services.yaml", "in_progress", None)],
-                                            [_run("validate services.yaml")]],
-                 "tests": [[_run("tests", "queued", None)], [_run("tests")]]}, True, "succeeded"),
-])
+@pytest.mark.parametrize(
+    "review_result, runs, ok, says",
+    [
+        (
+            "success",
+            {"validate services.yaml": [[_run("validate services.yaml")]], "tests": [[_run("tests")]]},
+            True,
+            "every code check succeeded",
+        ),
+        (
+            "failure",
+            {"validate services.yaml": [[_run("validate services.yaml")]], "tests": [[_run("tests")]]},
+            False,
+            "the review did not pass (failure)",
+        ),
+        ("skipped", {}, False, "the review did not pass (skipped)"),
+        (
+            "success",
+            {
+                "validate services.yaml": [[_run("validate services.yaml")]],
+                "tests": [[_run("tests", conclusion="skipped")]],
+            },
+            False,
+            "check 'tests' of aaaaaaaaaaaa concluded skipped",
+        ),
+        # A failed run re-run successfully: the newest run counts.
+        (
+            "success",
+            {
+                "validate services.yaml": [[_run("validate services.yaml")]],
+                "tests": [[_run("tests", conclusion="failure"), _run("tests", started="2026-01-01T01:00:00Z")]],
+            },
+            True,
+            "succeeded",
+        ),
+        # Still running when the gate starts (a label added during the push's tests): it waits.
+        (
+            "success",
+            {
+                "validate services.yaml": [
+                    [],
+                    [_run("validate services.yaml", "in_progress", None)],
+                    [_run("validate services.yaml")],
+                ],
+                "tests": [[_run("tests", "queued", None)], [_run("tests")]],
+            },
+            True,
+            "succeeded",
+        ),
+    ],
+)
 def test_gate(make_pr, runner_env, fake_github, review_result, runs, ok, says):
     work = make_pr(BASE_YAML)
     FakeGitHub.check_runs = runs
@@ -472,8 +543,11 @@ def test_gate_gives_up_on_checks_that_never_report(make_pr, runner_env, fake_git
     work = make_pr(BASE_YAML)
     FakeGitHub.check_runs = {"validate services.yaml": [[_run("validate services.yaml")]]}
     gate = step(REVIEW, "gate", "gate")
-    ctx = {"needs.review.result": "success", "github.event.pull_request.head.sha": HEAD_SHA,
-           "github.token": "test-token"}
+    ctx = {
+        "needs.review.result": "success",
+        "github.event.pull_request.head.sha": HEAD_SHA,
+        "github.token": "test-token",
+    }
     env = {**runner_env, "GITHUB_API_URL": fake_github, "GATE_POLL_S": "0.05", "GATE_WAIT_S": "0.3"}
     proc = run_step(gate, work / "base", ctx, env)
     assert proc.returncode == 1 and "checks not finished on aaaaaaaaaaaa: tests" in proc.stdout
@@ -520,15 +594,24 @@ def _pulumi_env(tmp_path: Path, runner_env, **extra) -> dict[str, str]:
     bin_dir.mkdir(exist_ok=True)
     (bin_dir / "pulumi").write_text(FAKE_PULUMI)
     (bin_dir / "pulumi").chmod(0o755)
-    return {**runner_env, "PATH": f"{bin_dir}:/usr/bin:/bin", "PLAN_LOG": str(tmp_path / "pulumi.log"),
-            "GITHUB_SHA": "b" * 40, **extra}
+    return {
+        **runner_env,
+        "PATH": f"{bin_dir}:/usr/bin:/bin",
+        "PLAN_LOG": str(tmp_path / "pulumi.log"),
+        "GITHUB_SHA": "b" * 40,
+        **extra,
+    }
 
 
 def test_plan_then_up_applies_the_saved_plan_with_commands_stopped(deploy_dir, tmp_path, runner_env):
     plan_dir = str(Path(runner_env["RUNNER_TEMP"]) / "plan")
     env = _pulumi_env(tmp_path, runner_env)
-    ctx = {"secrets.PULUMI_ACCESS_TOKEN": "t", "runner.temp": runner_env["RUNNER_TEMP"],
-           "github.sha": "b" * 40, "github.event_name": "push"}
+    ctx = {
+        "secrets.PULUMI_ACCESS_TOKEN": "t",
+        "runner.temp": runner_env["RUNNER_TEMP"],
+        "github.sha": "b" * 40,
+        "github.event_name": "push",
+    }
     preview = run_step(step(DEPLOY, "plan", "preview"), deploy_dir, ctx, env)
     assert preview.returncode == 0, preview.stdout + preview.stderr
     assert Path(plan_dir, "plan.json").exists() and Path(plan_dir, "preview.txt").exists()
@@ -536,7 +619,9 @@ def test_plan_then_up_applies_the_saved_plan_with_commands_stopped(deploy_dir, t
     assert up.returncode == 0, up.stdout + up.stderr
 
     calls = Path(env["PLAN_LOG"]).read_text().splitlines()
-    assert calls[0].startswith("preview --stack prod --refresh --diff") and f"--save-plan {plan_dir}/plan.json" in calls[0]
+    assert (
+        calls[0].startswith("preview --stack prod --refresh --diff") and f"--save-plan {plan_dir}/plan.json" in calls[0]
+    )
     assert calls[1].startswith(f"up --stack prod --plan {plan_dir}/plan.json --yes")
     for proc in (preview, up):
         lines = proc.stdout.splitlines()
@@ -544,7 +629,7 @@ def test_plan_then_up_applies_the_saved_plan_with_commands_stopped(deploy_dir, t
         assert m, lines[0]
         end = lines.index(f"::{m.group(1)}::")
         assert any("::error title=x::pwned" in line for line in lines[:end]), "hostile lines only while stopped"
-        assert _commands("\n".join(lines[end + 1:])) == []
+        assert _commands("\n".join(lines[end + 1 :])) == []
     summary = Path(runner_env["GITHUB_STEP_SUMMARY"]).read_text()
     assert "### pulumi preview (prod) of bbbbbbbbbbbb" in summary.replace("b" * 40, "b" * 12)
     assert "\n``````text\n" in summary, "the fence is longer than the longest backtick run in the diff"
@@ -562,9 +647,11 @@ def test_stack_outputs_go_to_the_job_summary(tmp_path, runner_env, deploy_dir):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "pulumi"
-    fake.write_text('#!/bin/sh\n[ "$*" = "stack output --json --stack prod" ] || exit 3\n'
-                    'echo \'{"gatewayUrl": "https://models.example.com/v1", "kubeconfig": "[secret]", '
-                    '"services": {"u-a/b": "ms-1"}}\'\n')
+    fake.write_text(
+        '#!/bin/sh\n[ "$*" = "stack output --json --stack prod" ] || exit 3\n'
+        'echo \'{"gatewayUrl": "https://models.example.com/v1", "kubeconfig": "[secret]", '
+        '"services": {"u-a/b": "ms-1"}}\'\n'
+    )
     fake.chmod(0o755)
     s = next(s for s in DEPLOY["jobs"]["up"]["steps"] if "pulumi stack output" in s.get("run", ""))
     env = {**runner_env, "PATH": f"{bin_dir}:/usr/bin:/bin"}

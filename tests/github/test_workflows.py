@@ -35,8 +35,13 @@ def test_workflow_files_exist():
 def test_actionlint_clean(name):
     # -shellcheck: the run: scripts are checked too (quoting, globbing). The local composite actions under
     # .github/actions are read and checked where the workflows use them.
-    proc = subprocess.run([_tool("actionlint"), "-shellcheck", _tool("shellcheck"), "-no-color",
-                           f".github/workflows/{name}"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [_tool("actionlint"), "-shellcheck", _tool("shellcheck"), "-no-color", f".github/workflows/{name}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
@@ -51,10 +56,13 @@ def test_actionlint_catches_an_injection(tmp_path):
     """The lint is real: a PR body pasted into a script is reported."""
     wf = tmp_path / ".github" / "workflows" / "bad.yml"
     wf.parent.mkdir(parents=True)
-    wf.write_text("on: pull_request\npermissions: {}\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
-                  "      - run: echo \"${{ github.event.pull_request.body }}\"\n")
-    proc = subprocess.run([_tool("actionlint"), "-no-color", str(wf)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=60)
+    wf.write_text(
+        "on: pull_request\npermissions: {}\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n"
+        '      - run: echo "${{ github.event.pull_request.body }}"\n'
+    )
+    proc = subprocess.run(
+        [_tool("actionlint"), "-no-color", str(wf)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 1 and "untrusted" in proc.stdout, proc.stdout
 
 
@@ -109,16 +117,20 @@ def test_deploy_triggers():
 
 
 def test_permissions_are_minimal():
-    writes = {("review.yml", "review"): {"pull-requests"}, ("deploy.yml", "plan"): {"id-token"},
-              ("deploy.yml", "up"): {"id-token"}}
+    writes = {
+        ("review.yml", "review"): {"pull-requests"},
+        ("deploy.yml", "plan"): {"id-token"},
+        ("deploy.yml", "up"): {"id-token"},
+    }
     for name in WORKFLOW_FILES:
         wf = workflow(name)
         assert wf["permissions"] == {}, f"{name}: no default permissions; each job asks for its own"
         for job_name, job in wf["jobs"].items():
             perms = job.get("permissions")
             assert isinstance(perms, dict), f"{name}:{job_name} must declare its permissions"
-            assert {k for k, v in perms.items() if v == "write"} == writes.get((name, job_name), set()), \
+            assert {k for k, v in perms.items() if v == "write"} == writes.get((name, job_name), set()), (
                 f"{name}:{job_name}: {perms}"
+            )
     assert workflow("review.yml")["jobs"]["gate"]["permissions"] == {"contents": "read", "checks": "read"}
 
 
@@ -136,7 +148,10 @@ def test_deploy_applies_the_reviewed_plan_on_mains_head_only():
     plan, up = jobs["plan"], jobs["up"]
     assert plan["needs"] == "validate" and up["needs"] == "plan"
     assert plan["environment"] == "preview" and up["environment"] == "production"
-    for job, role, mode in ((plan, "${{ vars.PREVIEW_ROLE_ARN }}", "preview"), (up, "${{ vars.DEPLOY_ROLE_ARN }}", "up")):
+    for job, role, mode in (
+        (plan, "${{ vars.PREVIEW_ROLE_ARN }}", "preview"),
+        (up, "${{ vars.DEPLOY_ROLE_ARN }}", "up"),
+    ):
         head_i, head = _step(job, lambda s: "main_head.py" in s.get("run", ""))
         aws_i, aws = _step(job, lambda s: s.get("uses", "").startswith("aws-actions/configure-aws-credentials@"))
         run_i, run = _step(job, lambda s: "pulumi_step.sh" in s.get("run", ""))
@@ -215,8 +230,11 @@ def test_no_expression_in_any_run_script():
 def test_setup_installs_from_the_lock_with_pip_cache():
     setup = load_yaml(GITHUB / "actions" / "setup" / "action.yml")["runs"]["steps"]
     py = next(s for s in setup if s.get("uses", "").startswith("actions/setup-python@"))
-    assert py["with"] == {"python-version": "3.11", "cache": "pip",
-                          "cache-dependency-path": "${{ inputs.path }}/requirements.lock"}
+    assert py["with"] == {
+        "python-version": "3.11",
+        "cache": "pip",
+        "cache-dependency-path": "${{ inputs.path }}/requirements.lock",
+    }
     install = next(s for s in setup if "run" in s)["run"]
     assert "pip install -q -r requirements.lock" in install
     assert "pip install -q --no-deps -e ." in install
@@ -233,8 +251,9 @@ def test_every_job_checks_out_and_times_out():
 
 def test_codeowners_and_template():
     owners = (GITHUB / "CODEOWNERS").read_text()
-    rules = {line.split()[0]: line.split()[1:] for line in owners.splitlines()
-             if line.strip() and not line.startswith("#")}
+    rules = {
+        line.split()[0]: line.split()[1:] for line in owners.splitlines() if line.strip() and not line.startswith("#")
+    }
     assert rules["/services.yaml"] and rules["/infra/"]
     assert all(re.fullmatch(r"@[\w-]+/[\w-]+", o) for os_ in rules.values() for o in os_)
     template = (GITHUB / "pull_request_template.md").read_text()

@@ -65,5 +65,4 @@ def run_step(s: dict, cwd: Path, context: dict[str, str], env: dict[str, str]) -
     full_env.update({k: resolve(v, context) for k, v in (s.get("env") or {}).items()})
     script_file = Path(env["RUNNER_TEMP"]) / f"step-{s.get('id', 'x')}.sh"
     script_file.write_text(script, encoding="utf-8")
-    return subprocess.run([*BASH, str(script_file)], cwd=cwd, env=full_env, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run([*BASH, str(script_file)], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=60)

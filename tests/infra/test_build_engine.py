@@ -20,10 +20,9 @@ from infra.manifests import scripts
 from infra.modelrepo import templates
 from infra.modelrepo.errors import RepoError
 
-
 # A stand-in for tritonserver: records its arguments, "builds" an engine file into the model's version directory,
 # answers /v2/models/<name>/ready with 200 once that is done (or exits 1 when FAKE_FAIL is set).
-FAKE_TRITONSERVER = r'''#!PYTHON
+FAKE_TRITONSERVER = r"""#!PYTHON
 import http.server, json, os, sys
 args = dict(a[2:].split("=", 1) for a in sys.argv[1:])
 json.dump(sys.argv[1:], open(os.environ["FAKE_ARGS"], "w"))
@@ -38,7 +37,7 @@ class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
 http.server.HTTPServer(("127.0.0.1", int(args["http-port"])), H).serve_forever()
-'''
+"""
 
 
 def _templates() -> Path:
@@ -82,16 +81,24 @@ def _work(tmp_path: Path) -> tuple[Path, dict]:
     fake = bin_dir / "tritonserver"
     fake.write_text(FAKE_TRITONSERVER.replace("PYTHON", sys.executable))
     fake.chmod(0o755)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}", "WORK": str(work), "TASK": "image-generation",
-           "ENGINE_KEY": "k1", "TRITON_MODEL": "stable_diffusion", "BUILD_HTTP_PORT": str(_free_port()),
-           "BUILD_POLL_SECONDS": "0.1", "FAKE_ARGS": str(tmp_path / "args.json")}
+    env = {
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "WORK": str(work),
+        "TASK": "image-generation",
+        "ENGINE_KEY": "k1",
+        "TRITON_MODEL": "stable_diffusion",
+        "BUILD_HTTP_PORT": str(_free_port()),
+        "BUILD_POLL_SECONDS": "0.1",
+        "FAKE_ARGS": str(tmp_path / "args.json"),
+    }
     return work, env
 
 
 def test_image_generation_builds_by_loading_the_model_once(tmp_path):
     work, env = _work(tmp_path)
-    proc = subprocess.run([sys.executable, "-c", scripts.BUILD_ENGINE], env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", scripts.BUILD_ENGINE], env=env, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr
     model = work / "out" / "repo" / "stable_diffusion"
     # the checkpoint is where the TensorRT demo looks for the framework model, the engines land beside it
@@ -100,14 +107,22 @@ def test_image_generation_builds_by_loading_the_model_once(tmp_path):
     args = json.loads((tmp_path / "args.json").read_text())
     assert f"--model-repository={work}/out/repo" in args
     assert "--model-control-mode=explicit" in args and "--load-model=stable_diffusion" in args
-    assert json.loads((work / "out" / "build.json").read_text()) == {"key": "k1", "task": "image-generation",
-                                                                    "trtllm": None}
+    assert json.loads((work / "out" / "build.json").read_text()) == {
+        "key": "k1",
+        "task": "image-generation",
+        "trtllm": None,
+    }
 
 
 def test_image_generation_build_fails_when_the_server_does(tmp_path):
     work, env = _work(tmp_path)
-    proc = subprocess.run([sys.executable, "-c", scripts.BUILD_ENGINE], env={**env, "FAKE_FAIL": "1"},
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", scripts.BUILD_ENGINE],
+        env={**env, "FAKE_FAIL": "1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode != 0 and "tritonserver exited with 1" in proc.stderr
     assert not (work / "out" / "build.json").exists()  # no build.json, so the upload step cannot write a marker
 
@@ -115,6 +130,11 @@ def test_image_generation_build_fails_when_the_server_does(tmp_path):
 def test_a_cached_entry_builds_nothing(tmp_path):
     work, env = _work(tmp_path)
     (work / "cached").touch()
-    proc = subprocess.run([sys.executable, "-c", scripts.BUILD_ENGINE], env={**env, "PATH": "/nonexistent"},
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", scripts.BUILD_ENGINE],
+        env={**env, "PATH": "/nonexistent"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 0 and not (work / "out" / "build.json").exists()

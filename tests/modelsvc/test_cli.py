@@ -50,8 +50,10 @@ def test_validate_github_format_prints_annotations(tmp_path):
     bad.write_text(replace(VALID, "  replicas: 1\n", "  replicas: 0\n"))
     r = run("validate", str(bad), "--format", "github")
     assert r.returncode == 1
-    assert f"::error file={bad},line=4,col=13,title=services.yaml::'replicas' is 0, must be >= 1 — use a value >= 1" \
+    assert (
+        f"::error file={bad},line=4,col=13,title=services.yaml::'replicas' is 0, must be >= 1 — use a value >= 1"
         in r.stdout
+    )
 
 
 def test_validate_missing_file():
@@ -143,7 +145,7 @@ def test_review_needs_a_confirmation_for_a_rename(tmp_path):
 
 def test_review_blocks_unconfirmed_deletion(tmp_path):
     base = write(tmp_path, "base.yaml", VALID)
-    head_text = VALID[:VALID.index("  - name: Big")]
+    head_text = VALID[: VALID.index("  - name: Big")]
     head = write(tmp_path, "head.yaml", head_text)
     r = run("review", base, head)
     assert r.returncode == 1
@@ -160,16 +162,24 @@ def test_review_shows_gpu_delta_model_change_and_keys(tmp_path):
     head_text = replace(head_text, "    model: chat-8b\n", "    model: chat-70b\n")
     head_text = replace(head_text, "  - id: k-b\n", "  - id: k-b2\n")
     out = str(tmp_path / "review.md")
-    r = run("review", write(tmp_path, "b.yaml", VALID), write(tmp_path, "h.yaml", head_text), "--quiet",
-            "--output", out)
+    r = run(
+        "review", write(tmp_path, "b.yaml", VALID), write(tmp_path, "h.yaml", head_text), "--quiet", "--output", out
+    )
     assert r.returncode == 1 and r.stdout == "", "--quiet: the review goes to the file only"
     md = Path(out).read_text()
     assert "`u-b/big`: instances 2 → 1 (-1 instance(s), -4 GPU(s))" in md
     assert "`u-a/test`: model `chat-8b` → `chat-70b`: every caller gets answers from another model" in md
     assert "- ➕ key `k-b2` for `u-b`" in md and "key `k-b` of `u-b` revoked" in md
     assert md.startswith("<!-- modelsvc-review -->")
-    r = run("review", write(tmp_path, "b.yaml", VALID), write(tmp_path, "h.yaml", head_text),
-            "--confirm-change", "u-a/test", "--confirm-change", "k-b")
+    r = run(
+        "review",
+        write(tmp_path, "b.yaml", VALID),
+        write(tmp_path, "h.yaml", head_text),
+        "--confirm-change",
+        "u-a/test",
+        "--confirm-change",
+        "k-b",
+    )
     assert r.returncode == 0, r.stdout
 
 
@@ -211,8 +221,19 @@ def test_render_writes_valid_manifests(tmp_path):
 # -- create ---------------------------------------------------------------------------------------------------------
 def test_create_appends_a_service_with_a_fresh_id_and_prints_the_review(catalog_file):
     before = catalog_file.read_text()
-    r = run("create", "--name", "Support `v2`", "--owner", "u-a", "--model", "chat-8b", "--instances", "1",
-            "--file", str(catalog_file))
+    r = run(
+        "create",
+        "--name",
+        "Support `v2`",
+        "--owner",
+        "u-a",
+        "--model",
+        "chat-8b",
+        "--instances",
+        "1",
+        "--file",
+        str(catalog_file),
+    )
     assert r.returncode == 0, r.stderr
     after = catalog_file.read_text()
     assert after.startswith(before), "appended; comments and the rest of the file kept"
@@ -220,24 +241,40 @@ def test_create_appends_a_service_with_a_fresh_id_and_prints_the_review(catalog_
     new = c.service("u-a/support-v2")
     assert new.name == "Support `v2`" and new.pool == "h100" and new.instances == 1 and new.model == "chat-8b"
     assert re.fullmatch(r"ms-[0-9a-f]{12}", new.id) and new.id not in {s.id for s in loads(before).services}
-    assert f"- ➕ new service `u-a/support-v2` (`` Support `v2` ``, `{new.id}`): `chat-8b`, 1 instance(s) on " \
-           "`h100`, +1 GPU(s)" in r.stdout
+    assert (
+        f"- ➕ new service `u-a/support-v2` (`` Support `v2` ``, `{new.id}`): `chat-8b`, 1 instance(s) on "
+        "`h100`, +1 GPU(s)" in r.stdout
+    )
     # 10 GPUs plus room to build the pool's largest (4-GPU) engine: still 2 nodes of 8
     assert "| `h100` | 3 → 4 | 9 → 10 (+1) | 2 → 2 | 2 |" in r.stdout and "**Result: ✅ passes**" in r.stdout
-    again = run("create", "--name", "Support v2", "--owner", "u-a", "--model", "chat-8b", "--access-name",
-                "u-a/other", "--file", str(catalog_file))
+    again = run(
+        "create",
+        "--name",
+        "Support v2",
+        "--owner",
+        "u-a",
+        "--model",
+        "chat-8b",
+        "--access-name",
+        "u-a/other",
+        "--file",
+        str(catalog_file),
+    )
     assert again.returncode == 0, again.stderr
     assert len({s.id for s in loads(catalog_file.read_text()).services}) == 4
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--instances", "3", "--model", "chat-70b"], "pool 'h100' needs 4 nodes"),  # over capacity, with build room
-    (["--owner", "u-nokey"], "owner 'u-nokey' has no API key"),
-    (["--access-name", "u-a/test"], "duplicate access name 'u-a/test'"),
-    (["--access-name", "u-b/x"], "the access name must start with the owner"),
-    (["--name", "a\nb"], "'name' must not contain control characters"),
-    (["--model", "nope"], "model 'nope' is not defined"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--instances", "3", "--model", "chat-70b"], "pool 'h100' needs 4 nodes"),  # over capacity, with build room
+        (["--owner", "u-nokey"], "owner 'u-nokey' has no API key"),
+        (["--access-name", "u-a/test"], "duplicate access name 'u-a/test'"),
+        (["--access-name", "u-b/x"], "the access name must start with the owner"),
+        (["--name", "a\nb"], "'name' must not contain control characters"),
+        (["--model", "nope"], "model 'nope' is not defined"),
+    ],
+)
 def test_create_refuses_an_invalid_result_and_writes_nothing(catalog_file, args, message):
     before = catalog_file.read_text()
     base = {"--name": "New", "--owner": "u-a", "--model": "chat-8b"}

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from infra.modelrepo import RepoError, load as load_repo, templates
+from infra.modelrepo import RepoError, templates
+from infra.modelrepo import load as load_repo
 from modelsvc.catalog import load
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,8 +29,9 @@ def tpl(task: str) -> Path:
         pytest.fail(str(e))
 
 
-@pytest.mark.parametrize("svc", [s for s in EXAMPLE.services if EXAMPLE.model_of(s).backend.value == "triton"],
-                         ids=lambda s: s.access_name)
+@pytest.mark.parametrize(
+    "svc", [s for s in EXAMPLE.services if EXAMPLE.model_of(s).backend.value == "triton"], ids=lambda s: s.access_name
+)
 def test_every_example_service_builds_on_the_pinned_release(tmp_path, svc):
     model = EXAMPLE.model_of(svc)
     r = run("model-repo", svc.access_name, "--templates", tpl(model.task.value), "--out", tmp_path / "repo")

@@ -27,14 +27,18 @@ def test_turning_autoscale_up_shows_min_max_and_worst_case():
 def test_target_change_is_listed_without_gpu_change():
     head = HEAD.replace("      target: 1.0 ", "      target: 0.5 ")
     md = review(loads(HEAD), loads(head)).markdown
-    assert ("- `u-8105f7322477/support-bot`: instances 2–4; queue_ratio target 1 → queue_ratio target 0.5, "
-            "scale down after 10m → 10m (+0 GPU(s) at peak)") in md
+    assert (
+        "- `u-8105f7322477/support-bot`: instances 2–4; queue_ratio target 1 → queue_ratio target 0.5, "
+        "scale down after 10m → 10m (+0 GPU(s) at peak)"
+    ) in md
     assert "- GPUs per pool: no change" in md
 
 
 def test_no_section_without_autoscaling():
     plain = HEAD.replace(AUTOSCALE, "").replace(
         "      target: 1.0               # queue time / compute time per instance (1: requests wait as long as they run)\n"
-        "      scale_down_delay: 10m     # load must stay low this long before an instance is removed\n", "")
+        "      scale_down_delay: 10m     # load must stay low this long before an instance is removed\n",
+        "",
+    )
     assert "autoscale" not in plain.split("services:")[1]
     assert "### Autoscaling" not in review(loads(plain), loads(plain)).markdown

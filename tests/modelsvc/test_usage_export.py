@@ -15,34 +15,74 @@ from tools.postgres_server import PostgresServer
 NOV = 1793491200  # 2026-11-01T00:00:00Z
 
 
-def _rec(rid: str, ts: float, service_id: str, access_name: str, prompt: int, completion: int,
-         endpoint: str = "chat.completions", images: int = 0) -> UsageRecord:
-    return UsageRecord(request_id=rid, service_id=service_id, access_name=access_name, key_id="k1", endpoint=endpoint,
-                       stream=False, status="ok", prompt_tokens=prompt, completion_tokens=completion, latency_ms=1.0,
-                       overhead_ms=0.1, ts=ts, images=images)
+def _rec(
+    rid: str,
+    ts: float,
+    service_id: str,
+    access_name: str,
+    prompt: int,
+    completion: int,
+    endpoint: str = "chat.completions",
+    images: int = 0,
+) -> UsageRecord:
+    return UsageRecord(
+        request_id=rid,
+        service_id=service_id,
+        access_name=access_name,
+        key_id="k1",
+        endpoint=endpoint,
+        stream=False,
+        status="ok",
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        latency_ms=1.0,
+        overhead_ms=0.1,
+        ts=ts,
+        images=images,
+    )
 
 
-RECORDS = [_rec("a", NOV + 10, "ms-aaaaaaaaaaaa", "u-1/chat", 10, 5),
-           _rec("b", NOV + 86400 * 3, "ms-aaaaaaaaaaaa", "u-1/chat-renamed", 7, 3),
-           _rec("c", NOV + 100, "ms-bbbbbbbbbbbb", "u-2/img", 0, 0, "images.generations", images=4),
-           _rec("d", NOV - 1, "ms-aaaaaaaaaaaa", "u-1/chat", 1000, 1000),  # October: not on this invoice
-           _rec("e", NOV + 86400 * 30, "ms-aaaaaaaaaaaa", "u-1/chat", 1000, 1000)]  # December
+RECORDS = [
+    _rec("a", NOV + 10, "ms-aaaaaaaaaaaa", "u-1/chat", 10, 5),
+    _rec("b", NOV + 86400 * 3, "ms-aaaaaaaaaaaa", "u-1/chat-renamed", 7, 3),
+    _rec("c", NOV + 100, "ms-bbbbbbbbbbbb", "u-2/img", 0, 0, "images.generations", images=4),
+    _rec("d", NOV - 1, "ms-aaaaaaaaaaaa", "u-1/chat", 1000, 1000),  # October: not on this invoice
+    _rec("e", NOV + 86400 * 30, "ms-aaaaaaaaaaaa", "u-1/chat", 1000, 1000),
+]  # December
 
 
 def _export(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "modelsvc.cli", "usage", "export", *args], capture_output=True,
-                          text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "modelsvc.cli", "usage", "export", *args], capture_output=True, text=True, timeout=60
+    )
 
 
 def _check_csv(out: str) -> None:
     rows = list(csv.DictReader(io.StringIO(out)))
     assert rows == [
-        {"service_id": "ms-aaaaaaaaaaaa", "access_names": "u-1/chat u-1/chat-renamed", "from": "2026-11-01T00:00:00Z",
-         "to": "2026-12-01T00:00:00Z", "requests": "2", "prompt_tokens": "17", "completion_tokens": "8",
-         "total_tokens": "25", "images": "0"},
-        {"service_id": "ms-bbbbbbbbbbbb", "access_names": "u-2/img", "from": "2026-11-01T00:00:00Z",
-         "to": "2026-12-01T00:00:00Z", "requests": "1", "prompt_tokens": "0", "completion_tokens": "0",
-         "total_tokens": "0", "images": "4"}]
+        {
+            "service_id": "ms-aaaaaaaaaaaa",
+            "access_names": "u-1/chat u-1/chat-renamed",
+            "from": "2026-11-01T00:00:00Z",
+            "to": "2026-12-01T00:00:00Z",
+            "requests": "2",
+            "prompt_tokens": "17",
+            "completion_tokens": "8",
+            "total_tokens": "25",
+            "images": "0",
+        },
+        {
+            "service_id": "ms-bbbbbbbbbbbb",
+            "access_names": "u-2/img",
+            "from": "2026-11-01T00:00:00Z",
+            "to": "2026-12-01T00:00:00Z",
+            "requests": "1",
+            "prompt_tokens": "0",
+            "completion_tokens": "0",
+            "total_tokens": "0",
+            "images": "4",
+        },
+    ]
 
 
 def test_export_from_the_local_file(tmp_path):
@@ -53,14 +93,25 @@ def test_export_from_the_local_file(tmp_path):
     r = _export("--from", "2026-11-01", "--to", "2026-12-01", "--usage-log", str(tmp_path / "usage.jsonl"))
     assert r.returncode == 0, r.stderr
     _check_csv(r.stdout)
-    one = _export("--from", str(NOV), "--to", "2026-12-01", "--usage-log", str(tmp_path / "usage.jsonl"),
-                  "--service", "ms-bbbbbbbbbbbb", "--format", "json")
+    one = _export(
+        "--from",
+        str(NOV),
+        "--to",
+        "2026-12-01",
+        "--usage-log",
+        str(tmp_path / "usage.jsonl"),
+        "--service",
+        "ms-bbbbbbbbbbbb",
+        "--format",
+        "json",
+    )
     assert [x["service_id"] for x in json.loads(one.stdout)] == ["ms-bbbbbbbbbbbb"]
 
 
 def test_export_from_postgres(tmp_path):
     pg = PostgresServer()
     try:
+
         async def load():
             log = UsageLog(None, Metrics(), store_url=pg.url, spool_dir=str(tmp_path / "spool"))
             await log.start()

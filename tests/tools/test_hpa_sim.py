@@ -21,7 +21,6 @@ def spec(example):
 @pytest.fixture(scope="module")
 def example():
     from modelsvc.catalog import load
-
     from tests.infra.conftest import ROOT
 
     return load(str(ROOT / "services.yaml"))
@@ -83,7 +82,10 @@ def test_scale_down_waits_for_the_delay_then_steps_down(spec, run):
 def test_without_the_scale_down_window_the_spike_flaps(spec):
     """The counterfactual: our window is what prevents it."""
     eager = copy.deepcopy(spec)
-    eager["behavior"]["scaleDown"] = {"stabilizationWindowSeconds": 0, "selectPolicy": "Min",
-                                      "policies": [{"type": "Pods", "value": 1, "periodSeconds": 15}]}
+    eager["behavior"]["scaleDown"] = {
+        "stabilizationWindowSeconds": 0,
+        "selectPolicy": "Min",
+        "policies": [{"type": "Pods", "value": 1, "periodSeconds": 15}],
+    }
     load, duration = standard_load()
     assert flaps(simulate(eager, load, duration), 600)

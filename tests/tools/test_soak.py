@@ -10,8 +10,13 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_soak_loses_no_usage_record_and_has_no_unexpected_failure(tmp_path):
     out = tmp_path / "soak.json"
-    r = subprocess.run([sys.executable, "-m", "tools.soak", "--duration", "60", "--json", str(out)],
-                       capture_output=True, text=True, timeout=300, cwd=ROOT)
+    r = subprocess.run(
+        [sys.executable, "-m", "tools.soak", "--duration", "60", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
     assert out.exists(), r.stdout + r.stderr
     report = json.loads(out.read_text())
     assert report["succeeded"] > 1000, report

@@ -74,8 +74,9 @@ def test_encode_input_is_tritonclients(datatype, values):
     assert list(tensor.shape) == [1, len(values)]
 
 
-@pytest.mark.parametrize("datatype,value", [("INT32", 2**31), ("INT32", -(2**31) - 1), ("UINT64", -1),
-                                            ("UINT64", 2**64), ("INT8", 128)])
+@pytest.mark.parametrize(
+    "datatype,value", [("INT32", 2**31), ("INT32", -(2**31) - 1), ("UINT64", -1), ("UINT64", 2**64), ("INT8", 128)]
+)
 def test_encode_input_out_of_range_raises_like_numpy(datatype, value):
     with pytest.raises(Exception) as ref:
         reference_input("x", datatype, [value])
@@ -92,13 +93,26 @@ def test_bytes_encoding_is_length_prefixed():
 @pytest.mark.parametrize("request_id", ["", "req-1"])
 @pytest.mark.parametrize("outputs", [(), ("text_output", "num_input_tokens", "num_output_tokens")])
 def test_infer_request_is_tritonclients(request_id, outputs):
-    values = [("text_input", "BYTES", [b"prompt"]), ("max_tokens", "INT32", [24]), ("stream", "BOOL", [True]),
-              ("temperature", "FP32", [0.5]), ("stop_words", "BYTES", [b"a", b"bc"])]
+    values = [
+        ("text_input", "BYTES", [b"prompt"]),
+        ("max_tokens", "INT32", [24]),
+        ("stream", "BOOL", [True]),
+        ("temperature", "FP32", [0.5]),
+        ("stop_words", "BYTES", [b"a", b"bc"]),
+    ]
     ours = wire.infer_request("ensemble", request_id, [wire.encode_input(*v) for v in values], outputs)
     ref = _get_inference_request(
-        model_name="ensemble", inputs=[reference_input(*v) for v in values], model_version="",
-        request_id=request_id, outputs=[InferRequestedOutput(n) for n in outputs] or None, sequence_id=0,
-        sequence_start=False, sequence_end=False, priority=0, timeout=None, parameters=None,
+        model_name="ensemble",
+        inputs=[reference_input(*v) for v in values],
+        model_version="",
+        request_id=request_id,
+        outputs=[InferRequestedOutput(n) for n in outputs] or None,
+        sequence_id=0,
+        sequence_start=False,
+        sequence_end=False,
+        priority=0,
+        timeout=None,
+        parameters=None,
     )
     assert ours.SerializeToString(deterministic=True) == ref.SerializeToString(deterministic=True)
 
@@ -114,28 +128,54 @@ def _instance(declared: dict[str, tuple[str, tuple[int, ...]]]) -> TritonInstanc
 
 
 ENSEMBLE = {
-    "text_input": ("BYTES", (1,)), "max_tokens": ("INT32", (1,)), "exclude_input_in_output": ("BOOL", (1,)),
-    "return_num_input_tokens": ("BOOL", (1,)), "return_num_output_tokens": ("BOOL", (1,)), "stream": ("BOOL", (1,)),
-    "temperature": ("FP32", (1,)), "top_p": ("FP32", (1,)), "presence_penalty": ("FP32", (1,)),
-    "frequency_penalty": ("FP32", (1,)), "seed": ("UINT64", (1,)), "stop_words": ("BYTES", (-1,)),
-    "image_url_input": ("BYTES", (-1,)), "bad_words": ("BYTES", (-1,)),
+    "text_input": ("BYTES", (1,)),
+    "max_tokens": ("INT32", (1,)),
+    "exclude_input_in_output": ("BOOL", (1,)),
+    "return_num_input_tokens": ("BOOL", (1,)),
+    "return_num_output_tokens": ("BOOL", (1,)),
+    "stream": ("BOOL", (1,)),
+    "temperature": ("FP32", (1,)),
+    "top_p": ("FP32", (1,)),
+    "presence_penalty": ("FP32", (1,)),
+    "frequency_penalty": ("FP32", (1,)),
+    "seed": ("UINT64", (1,)),
+    "stop_words": ("BYTES", (-1,)),
+    "image_url_input": ("BYTES", (-1,)),
+    "bad_words": ("BYTES", (-1,)),
 }
 
 
 @pytest.mark.parametrize("stream", [True, False])
-@pytest.mark.parametrize("req", [
-    GenRequest("hello", 24),
-    GenRequest("héllo <image>", 7, temperature=0.3, top_p=0.95, presence_penalty=-0.5, frequency_penalty=1.25,
-               seed=-3, stop=["\n\n", "", "END"], image_urls=["data:image/png;base64,AAAA"], request_id="r-9"),
-    GenRequest("x", 1, seed=2**70),
-])
+@pytest.mark.parametrize(
+    "req",
+    [
+        GenRequest("hello", 24),
+        GenRequest(
+            "héllo <image>",
+            7,
+            temperature=0.3,
+            top_p=0.95,
+            presence_penalty=-0.5,
+            frequency_penalty=1.25,
+            seed=-3,
+            stop=["\n\n", "", "END"],
+            image_urls=["data:image/png;base64,AAAA"],
+            request_id="r-9",
+        ),
+        GenRequest("x", 1, seed=2**70),
+    ],
+)
 def test_llm_request_is_what_tritonclient_sent(req, stream):
     """The whole request equals the one the gateway built with InferInput + numpy before (same order too)."""
     inst = _instance(ENSEMBLE)
     ours = inst._llm_request(req, stream=stream)
     values = {
-        "text_input": [req.prompt.encode()], "max_tokens": [req.max_tokens], "exclude_input_in_output": [True],
-        "return_num_input_tokens": [True], "return_num_output_tokens": [True], "stream": [stream],
+        "text_input": [req.prompt.encode()],
+        "max_tokens": [req.max_tokens],
+        "exclude_input_in_output": [True],
+        "return_num_input_tokens": [True],
+        "return_num_output_tokens": [True],
+        "stream": [stream],
     }
     for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
         if getattr(req, name) is not None:
@@ -147,9 +187,17 @@ def test_llm_request_is_what_tritonclient_sent(req, stream):
     if req.image_urls:
         values["image_url_input"] = [u.encode() for u in req.image_urls]
     ref = _get_inference_request(
-        model_name="ensemble", inputs=[reference_input(k, ENSEMBLE[k][0], v) for k, v in values.items()],
-        model_version="", request_id=req.request_id, outputs=None, sequence_id=0, sequence_start=False,
-        sequence_end=False, priority=0, timeout=None, parameters=None,
+        model_name="ensemble",
+        inputs=[reference_input(k, ENSEMBLE[k][0], v) for k, v in values.items()],
+        model_version="",
+        request_id=req.request_id,
+        outputs=None,
+        sequence_id=0,
+        sequence_start=False,
+        sequence_end=False,
+        priority=0,
+        timeout=None,
+        parameters=None,
     )
     assert ours.SerializeToString(deterministic=True) == ref.SerializeToString(deterministic=True)
 
@@ -190,21 +238,29 @@ def reference_decode(r):
         flat = out.reshape(-1)
         t = flat[0] if flat.size else b""
     ni, no = res.as_numpy("num_input_tokens"), res.as_numpy("num_output_tokens")
-    return (t, int(ni.reshape(-1)[0]) if ni is not None and ni.size else None,
-            int(no.reshape(-1)[0]) if no is not None and no.size else None)
+    return (
+        t,
+        int(ni.reshape(-1)[0]) if ni is not None and ni.size else None,
+        int(no.reshape(-1)[0]) if no is not None and no.size else None,
+    )
 
 
 FAST = [
-    response(("text_output", "BYTES", [1, 1], text(b" river")), ("num_input_tokens", "INT32", [1, 1], i32(5)),
-             ("num_output_tokens", "INT32", [1, 1], i32(1))),
+    response(
+        ("text_output", "BYTES", [1, 1], text(b" river")),
+        ("num_input_tokens", "INT32", [1, 1], i32(5)),
+        ("num_output_tokens", "INT32", [1, 1], i32(1)),
+    ),
     response(("text_output", "BYTES", [1, 1], text(b""))),
     response(("text_output", "BYTES", [1, 1], text("é ✓".encode())), ("num_output_tokens", "INT32", [1, 1], i32(-2))),
-    response(("num_output_tokens", "INT64", [1, 1], struct.pack("<q", 2**40)),
-             ("text_output", "BYTES", [1], text(b"x"))),
+    response(
+        ("num_output_tokens", "INT64", [1, 1], struct.pack("<q", 2**40)), ("text_output", "BYTES", [1], text(b"x"))
+    ),
     response(("other", "FP32", [1, 3], b"\0" * 12), ("text_output", "BYTES", [1, 1], text(b"after another"))),
     response(("text_output", "BYTES", [1, 1], text(b"first")), ("text_output", "BYTES", [1, 1], text(b"second"))),
-    response(("num_input_tokens", "UINT32", [1, 1], struct.pack("<I", 9)),
-             ("text_output", "BYTES", [1, 1], text(b"t"))),
+    response(
+        ("num_input_tokens", "UINT32", [1, 1], struct.pack("<I", 9)), ("text_output", "BYTES", [1, 1], text(b"t"))
+    ),
     response(("text_output", "BYTES", [], text(b"scalar"))),  # a scalar is a one-element tensor too
     response(),  # no text_output at all
 ]
@@ -214,8 +270,7 @@ SLOW = [  # out of the ordinary: decode_llm declines, tritonclient decides
     response(("text_output", "BYTES", [1, 1], None)),  # no raw entry: contents (empty) are used
     response(("num_output_tokens", "INT32", [1, 1], i32(3)), ("text_output", "BYTES", [1, 1], None)),
     response(("text_output", "BYTES", [1, 1], text(b"t")), ("num_output_tokens", "INT8", [1, 1], b"\x03")),
-    response(("text_output", "BYTES", [1, 1], text(b"t")),
-             ("num_output_tokens", "FP32", [1, 1], struct.pack("<f", 4))),
+    response(("text_output", "BYTES", [1, 1], text(b"t")), ("num_output_tokens", "FP32", [1, 1], struct.pack("<f", 4))),
     response(("text_output", "BYTES", [1, 1], text(b"t")), ("num_output_tokens", "INT32", [1, 2], i32(1) + i32(2))),
 ]
 
@@ -231,7 +286,7 @@ def test_decode_llm_declines_the_unusual_and_numpy_agrees(r):
     assert wire.decode_llm(r) is None
     try:
         ref = reference_decode(r)
-    except Exception as e:  # noqa: BLE001 - then the fallback must raise the same
+    except Exception as e:
         with pytest.raises(type(e)):
             wire.decode_llm_numpy(r)
     else:
@@ -248,7 +303,7 @@ def test_instance_decode_uses_either_path_alike():
     assert wire.decode_llm(bytes_contents) is None  # tritonclient decides (with numpy 2 it fails: so do we)
     try:
         ref = reference_decode(bytes_contents)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         with pytest.raises(type(e)):
             inst._decode(bytes_contents)
     else:

@@ -16,8 +16,13 @@ OWNER, OTHER = "u-8105f7322477", "u-3f9a2c7e51d0"
 # Display names refuse '<' '>' and control characters (modelsvc.catalog.model); what is left must still stay text:
 # quotes that would end an attribute and entities a careless innerHTML would decode.
 HOSTILE = "\"' onmouseover=alert(1) x=&lt;img src=x onerror=alert(2)&gt;"
-CHAT, EVIL, PAINTER, VISION, FOREIGN = (f"{OWNER}/support-bot", f"{OWNER}/evil", f"{OWNER}/painter",
-                                        f"{OWNER}/receipts", f"{OTHER}/secret-project")
+CHAT, EVIL, PAINTER, VISION, FOREIGN = (
+    f"{OWNER}/support-bot",
+    f"{OWNER}/evil",
+    f"{OWNER}/painter",
+    f"{OWNER}/receipts",
+    f"{OTHER}/secret-project",
+)
 
 
 def _digest(key: str) -> str:
@@ -75,9 +80,12 @@ services:
 
 @pytest.fixture(scope="module")
 def console_engines():
-    threads = {"chat": StandInThread("chat", token_delay=0.01).start(),
-               "chat2": StandInThread("chat", token_delay=0.01).start(),
-               "vision": StandInThread("vision").start(), "image": StandInThread("image").start()}
+    threads = {
+        "chat": StandInThread("chat", token_delay=0.01).start(),
+        "chat2": StandInThread("chat", token_delay=0.01).start(),
+        "vision": StandInThread("vision").start(),
+        "image": StandInThread("image").start(),
+    }
     yield threads
     for t in threads.values():
         t.stop(grace=0.2)
@@ -90,24 +98,45 @@ def seed_history(path, now: float) -> None:
     for h in range(1, 30 * 24):
         n = (3 + (h * 7) % 11) if h < 24 else (h * 13) % 5
         for i in range(n):
-            lines.append(json.dumps({
-                "request_id": f"seed-{h}-{i}", "service_id": "ms-a2547eda8901", "access_name": CHAT,
-                "key_id": "k-owner", "endpoint": "chat.completions", "stream": bool(i % 2), "status": "ok",
-                "prompt_tokens": 40 + (h * 31 + i) % 90, "completion_tokens": 60 + (h * 17 + i) % 200,
-                "latency_ms": 300.0, "overhead_ms": 0.4, "instance": "", "error": "", "ts": now - h * 3600 - i,
-                "images": 0}))
+            lines.append(
+                json.dumps(
+                    {
+                        "request_id": f"seed-{h}-{i}",
+                        "service_id": "ms-a2547eda8901",
+                        "access_name": CHAT,
+                        "key_id": "k-owner",
+                        "endpoint": "chat.completions",
+                        "stream": bool(i % 2),
+                        "status": "ok",
+                        "prompt_tokens": 40 + (h * 31 + i) % 90,
+                        "completion_tokens": 60 + (h * 17 + i) % 200,
+                        "latency_ms": 300.0,
+                        "overhead_ms": 0.4,
+                        "instance": "",
+                        "error": "",
+                        "ts": now - h * 3600 - i,
+                        "images": 0,
+                    }
+                )
+            )
     path.write_text("\n".join(lines) + "\n")
 
 
 @pytest.fixture(scope="module")
 def console_gw(console_engines, tmp_path_factory):
     e = {k: t.url for k, t in console_engines.items()}
-    g = Gateway(tmp_path_factory.mktemp("console-gw"), {
-        CHAT: [e["chat"], e["chat2"]], EVIL: [e["chat"]], PAINTER: [e["image"]], VISION: [e["vision"]],
-        FOREIGN: [e["chat"]],
-    }, catalog_text=CATALOG)
+    g = Gateway(
+        tmp_path_factory.mktemp("console-gw"),
+        {
+            CHAT: [e["chat"], e["chat2"]],
+            EVIL: [e["chat"]],
+            PAINTER: [e["image"]],
+            VISION: [e["vision"]],
+            FOREIGN: [e["chat"]],
+        },
+        catalog_text=CATALOG,
+    )
     seed_history(g.usage_log, time.time())
     g.start()
     yield g
     g.stop()
-

@@ -15,8 +15,14 @@ from gateway.console.usage import month_start
 from ..harness import DEMO_KEY, OTHER_KEY
 from .conftest import CHAT, EVIL, FOREIGN, HOSTILE, PAINTER, VISION
 
-PAGES = ["/console/", f"/console/services/{CHAT}", f"/console/services/{EVIL}", f"/console/services/{FOREIGN}",
-         f"/console/usage/{CHAT}", f"/console/usage/{FOREIGN}"]
+PAGES = [
+    "/console/",
+    f"/console/services/{CHAT}",
+    f"/console/services/{EVIL}",
+    f"/console/services/{FOREIGN}",
+    f"/console/usage/{CHAT}",
+    f"/console/usage/{FOREIGN}",
+]
 
 
 def get(gw, path, key=DEMO_KEY, **kw):
@@ -34,24 +40,40 @@ def assert_security_headers(r: httpx.Response) -> None:
     assert r.headers["x-frame-options"] == "DENY"
 
 
-@pytest.mark.parametrize("path", PAGES + ["/console/static/console.js", "/console/static/console.css",
-                                          "/console/api/services", f"/console/api/services/{CHAT}",
-                                          f"/console/usage/{CHAT}", f"/console/api/usage/{CHAT}",
-                                          f"/console/api/usage-chart/daily-tokens/{CHAT}"])
+@pytest.mark.parametrize(
+    "path",
+    PAGES
+    + [
+        "/console/static/console.js",
+        "/console/static/console.css",
+        "/console/api/services",
+        f"/console/api/services/{CHAT}",
+        f"/console/usage/{CHAT}",
+        f"/console/api/usage/{CHAT}",
+        f"/console/api/usage-chart/daily-tokens/{CHAT}",
+    ],
+)
 def test_security_headers_on_every_console_response(console_gw, path):
     r = get(console_gw, path)
     assert r.status_code == 200
     assert_security_headers(r)
 
 
-@pytest.mark.parametrize("path,key", [("/console/api/services", None), ("/console/api/services", "sk-wrong-key-123"),
-                                      (f"/console/api/services/{FOREIGN}", DEMO_KEY),
-                                      (f"/console/api/usage/{FOREIGN}", DEMO_KEY),
-                                      (f"/console/api/usage-chart/hourly-tokens/{FOREIGN}", DEMO_KEY),
-                                      (f"/console/api/usage-chart/nope/{CHAT}", DEMO_KEY),
-                                      (f"/console/api/usage/{CHAT}", None),
-                                      ("/console/static/nope.js", None), ("/console/api/nope", DEMO_KEY),
-                                      ("/console/services", None)])
+@pytest.mark.parametrize(
+    "path,key",
+    [
+        ("/console/api/services", None),
+        ("/console/api/services", "sk-wrong-key-123"),
+        (f"/console/api/services/{FOREIGN}", DEMO_KEY),
+        (f"/console/api/usage/{FOREIGN}", DEMO_KEY),
+        (f"/console/api/usage-chart/hourly-tokens/{FOREIGN}", DEMO_KEY),
+        (f"/console/api/usage-chart/nope/{CHAT}", DEMO_KEY),
+        (f"/console/api/usage/{CHAT}", None),
+        ("/console/static/nope.js", None),
+        ("/console/api/nope", DEMO_KEY),
+        ("/console/services", None),
+    ],
+)
 def test_error_responses_are_openai_shaped_and_secured(console_gw, path, key):
     r = get(console_gw, path, key)
     assert r.status_code in (401, 404)
@@ -71,8 +93,15 @@ def test_pages_are_shells_without_service_data(console_gw, path):
     r = get(console_gw, path, key=None)
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     text = r.text
-    for secret in ("Support Bot", "Secret Project", "ms-a2547eda8901", "ms-f058dd7a36b5", "alert(1)", "alert(3)",
-                   "models.test.example"):
+    for secret in (
+        "Support Bot",
+        "Secret Project",
+        "ms-a2547eda8901",
+        "ms-f058dd7a36b5",
+        "alert(1)",
+        "alert(3)",
+        "models.test.example",
+    ):
         assert secret not in text
     assert "<script>" not in text  # only <script src=...>: no inline script (the CSP would block it anyway)
     assert text.count("<script") == 1 and 'src="/console/static/console.js?v=' in text
@@ -103,10 +132,23 @@ def test_list_api_returns_the_owners_services_only(console_gw):
     names = [s["access_name"] for s in data["data"]]
     assert names == [CHAT, EVIL, PAINTER, VISION]
     chat = data["data"][0]
-    assert chat == {"name": "Support Bot", "access_name": CHAT, "id": "ms-a2547eda8901",
-                    "model": "llama-3.1-8b-instruct", "task": "chat", "instances": 2, "instances_ready": 2,
-                    "instances_total": 2, "status": "running", "instances_min": 2, "instances_max": 4,
-                    "autoscaled": True, "scale_metric": "queue_ratio", "scale_target": 0.5, "scale_down_delay": "10m"}
+    assert chat == {
+        "name": "Support Bot",
+        "access_name": CHAT,
+        "id": "ms-a2547eda8901",
+        "model": "llama-3.1-8b-instruct",
+        "task": "chat",
+        "instances": 2,
+        "instances_ready": 2,
+        "instances_total": 2,
+        "status": "running",
+        "instances_min": 2,
+        "instances_max": 4,
+        "autoscaled": True,
+        "scale_metric": "queue_ratio",
+        "scale_target": 0.5,
+        "scale_down_delay": "10m",
+    }
     fixed = data["data"][2]
     assert (fixed["instances_min"], fixed["instances_max"], fixed["autoscaled"]) == (1, 1, False)
     other = get(console_gw, "/console/api/services", key=OTHER_KEY).json()
@@ -171,8 +213,10 @@ def test_usage_api_and_charts_count_the_services_records(console_gw):
     assert u["service_id"] == "ms-a2547eda8901" and len(u["hourly"]) == 24 and len(u["daily"]) == 30
     for series, width in (("hourly", 3600), ("daily", 86400)):
         first = u[series][0]["start"]
-        assert first % width == 0 and u[series][-1]["start"] in (int(now) // width * width,
-                                                                  int(time.time()) // width * width)
+        assert first % width == 0 and u[series][-1]["start"] in (
+            int(now) // width * width,
+            int(time.time()) // width * width,
+        )
         inside = [r for r in records if r["ts"] >= first]
         assert sum(p["requests"] for p in u[series]) == len(inside)
         assert sum(p["tokens"] for p in u[series]) == sum(r["prompt_tokens"] + r["completion_tokens"] for r in inside)

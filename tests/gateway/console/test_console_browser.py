@@ -15,20 +15,28 @@ from pathlib import Path
 
 import httpx
 import pytest
+from playwright import sync_api
 
 from gateway.console.usage import month_start
 
 from ..harness import DEMO_KEY, ROOT
 from .conftest import CHAT, EVIL, FOREIGN, HOSTILE, PAINTER, VISION
 
-from playwright import sync_api  # noqa: E402  (a missing install fails the run; it is never skipped)
-
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 ARTIFACTS = ROOT / "test-artifacts"
 # 1x1 PNG
-PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg==")
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+)
 
 assert shutil.which(CHROMIUM), f"no Chromium at {CHROMIUM}: apt-get install -y chromium (.ci/run does)"
 
@@ -51,8 +59,14 @@ def page(browser, console_gw):
     pg.on("dialog", lambda d: (pg.problems.append(f"dialog: {d.message}"), d.dismiss()))
     pg.on("pageerror", lambda e: pg.problems.append(f"page error: {e}"))
     # (network refusals the test provokes, like a wrong key's 401, are logged as "Failed to load resource")
-    pg.on("console", lambda m: m.type == "error" and not m.text.startswith("Failed to load resource")
-          and pg.problems.append(f"console: {m.text}"))
+    pg.on(
+        "console",
+        lambda m: (
+            m.type == "error"
+            and not m.text.startswith("Failed to load resource")
+            and pg.problems.append(f"console: {m.text}")
+        ),
+    )
     yield pg
     ctx.close()
 
@@ -108,8 +122,10 @@ def test_console_end_to_end(page, console_gw, console_engines):
     expect(page.get_by_text("modelsvc keys new --owner u-8105f7322477")).to_be_visible()
 
     # instances and scaling: what the gateway sees, the declared range, the discovery events
-    scaling = {k: page.locator(f'.facts [data-field="{k}"]')
-               for k in ("instances_ready", "instances_total", "instances_range", "autoscale_text")}
+    scaling = {
+        k: page.locator(f'.facts [data-field="{k}"]')
+        for k in ("instances_ready", "instances_total", "instances_range", "autoscale_text")
+    }
     expect(scaling["instances_ready"]).to_have_text("2")
     expect(scaling["instances_total"]).to_have_text("2")
     expect(scaling["instances_range"]).to_have_text("2–4")
@@ -213,7 +229,8 @@ def test_image_and_vision_trials(page, console_gw):
     page.goto(console_gw.url + f"/console/services/{VISION}")
     expect(page.locator("#image-attach")).to_be_visible()
     page.get_by_label("Attach an image").set_input_files(
-        files=[{"name": "dot.png", "mimeType": "image/png", "buffer": PNG}])
+        files=[{"name": "dot.png", "mimeType": "image/png", "buffer": PNG}]
+    )
     page.get_by_label("Message", exact=True).fill("What is in this image?")
     page.get_by_role("button", name="Send").click()
     expect(page.locator("#chat-usage")).to_contain_text("Usage:", timeout=15_000)

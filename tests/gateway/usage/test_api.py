@@ -58,10 +58,13 @@ def test_sums_equal_the_records_and_owners_see_only_their_own(store_gw):
     client = sdk(g, DEMO_KEY)
     ids = set()
     for i in range(3):
-        r = client.chat.completions.with_raw_response.create(model=CHAT, messages=[{"role": "user", "content": f"q{i}"}])
+        r = client.chat.completions.with_raw_response.create(
+            model=CHAT, messages=[{"role": "user", "content": f"q{i}"}]
+        )
         ids.add(r.headers["x-request-id"])
     with client.chat.completions.with_streaming_response.create(
-            model=CHAT, stream=True, max_tokens=5, messages=[{"role": "user", "content": "stream"}]) as s:
+        model=CHAT, stream=True, max_tokens=5, messages=[{"role": "user", "content": "stream"}]
+    ) as s:
         s.read()
         ids.add(s.headers["x-request-id"])
     other = sdk(g, OTHER_KEY)
@@ -70,8 +73,9 @@ def test_sums_equal_the_records_and_owners_see_only_their_own(store_gw):
     assert g.wait_until(lambda: ids <= {r["request_id"] for r in stored(g)}, timeout=15), "records not stored"
     mine = [r for r in stored(g) if r["access_name"] == CHAT]
 
-    page = client.admin.organization.usage.completions(start_time=t0 - 60, bucket_width="1m",
-                                                        group_by=["model", "api_key_id"])
+    page = client.admin.organization.usage.completions(
+        start_time=t0 - 60, bucket_width="1m", group_by=["model", "api_key_id"]
+    )
     assert page.object == "page" and not page.has_more and page.next_page is None
     results = [res for b in page.data for res in b.results]
     assert {(r.model, r.api_key_id) for r in results} == {(CHAT, "k-local-demo")}
@@ -91,8 +95,7 @@ def test_sums_equal_the_records_and_owners_see_only_their_own(store_gw):
     assert all(res.model != CHAT for b in theirs.data for res in b.results)
     images = other.admin.organization.usage.images(start_time=t0 - 60, bucket_width="1h", group_by=["model"])
     got = [res for b in images.data for res in b.results]
-    assert [(r.model, r.num_model_requests, r.object) for r in got] == [
-        (IMAGES, 1, "organization.usage.images.result")]
+    assert [(r.model, r.num_model_requests, r.object) for r in got] == [(IMAGES, 1, "organization.usage.images.result")]
     assert client.admin.organization.usage.images(start_time=t0 - 60).data[0].results == []
 
 
@@ -103,8 +106,9 @@ def test_pages_follow_next_page_to_the_same_totals(store_gw):
     whole = client.admin.organization.usage.completions(start_time=start, bucket_width="1m", limit=10)
     buckets, cursor, pages = [], None, 0
     while True:
-        p = client.admin.organization.usage.completions(start_time=start, bucket_width="1m", limit=2,
-                                                     **({"page": cursor} if cursor else {}))
+        p = client.admin.organization.usage.completions(
+            start_time=start, bucket_width="1m", limit=2, **({"page": cursor} if cursor else {})
+        )
         buckets += p.data
         pages += 1
         if not p.has_more:
@@ -115,15 +119,18 @@ def test_pages_follow_next_page_to_the_same_totals(store_gw):
     assert total(buckets) == total(whole.data) > 0
 
 
-@pytest.mark.parametrize("query, param", [
-    ({}, "start_time"),
-    ({"start_time": "yesterday"}, "start_time"),
-    ({"start_time": "100", "bucket_width": "2h"}, "bucket_width"),
-    ({"start_time": "100", "group_by": "project_id"}, "group_by"),
-    ({"start_time": "100", "bucket_width": "1h", "limit": "169"}, "limit"),
-    ({"start_time": "100", "end_time": "50"}, "end_time"),
-    ({"start_time": "100", "page": "not-a-cursor"}, "page"),
-])
+@pytest.mark.parametrize(
+    "query, param",
+    [
+        ({}, "start_time"),
+        ({"start_time": "yesterday"}, "start_time"),
+        ({"start_time": "100", "bucket_width": "2h"}, "bucket_width"),
+        ({"start_time": "100", "group_by": "project_id"}, "group_by"),
+        ({"start_time": "100", "bucket_width": "1h", "limit": "169"}, "limit"),
+        ({"start_time": "100", "end_time": "50"}, "end_time"),
+        ({"start_time": "100", "page": "not-a-cursor"}, "page"),
+    ],
+)
 def test_bad_parameters_are_openai_errors(store_gw, query, param):
     r = httpx.get(store_gw.url + "/v1/organization/usage/completions", params=query, headers=store_gw.headers())
     assert r.status_code == 400

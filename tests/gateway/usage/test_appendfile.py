@@ -36,8 +36,9 @@ def test_short_write_and_full_disk_keep_every_record_once(tmp_path):
     path = tmp_path / "usage.jsonl"
     line = len(json.dumps({"request_id": "r0000", "pad": "x" * 90})) + 1
     limit = 8 * line + line // 2  # eight whole lines, then a write the kernel cuts short in the middle
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path), str(limit)], capture_output=True, text=True,
-                         timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), str(limit)], capture_output=True, text=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout)
     pending, size, short, efbig, buffered = got["full"]

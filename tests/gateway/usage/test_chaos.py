@@ -17,7 +17,6 @@ import threading
 import time
 
 import httpx
-import pytest
 
 from modelsvc.standin.testing import StandInThread
 
@@ -47,15 +46,22 @@ class Load:
             body = {"model": SVC, "max_tokens": 8, "messages": [{"role": "user", "content": f"c{n} r{i}"}]}
             try:
                 if i % 3 == 0:
-                    with httpx.stream("POST", self.url + "/v1/chat/completions", json={**body, "stream": True},
-                                      headers=headers, timeout=10) as r:
+                    with httpx.stream(
+                        "POST",
+                        self.url + "/v1/chat/completions",
+                        json={**body, "stream": True},
+                        headers=headers,
+                        timeout=10,
+                    ) as r:
                         text = r.read().decode()
                         ok = r.status_code == 200 and text.endswith("data: [DONE]\n\n") and '"error"' not in text
                         rid = r.headers.get("x-request-id")
                 else:
                     r = httpx.post(self.url + "/v1/chat/completions", json=body, headers=headers, timeout=10)
-                    ok, rid = r.status_code == 200 and r.json()["usage"]["completion_tokens"] > 0, \
-                        r.headers.get("x-request-id")
+                    ok, rid = (
+                        r.status_code == 200 and r.json()["usage"]["completion_tokens"] > 0,
+                        r.headers.get("x-request-id"),
+                    )
             except (httpx.HTTPError, ValueError):
                 ok = False
             if ok:
@@ -92,8 +98,11 @@ def test_sigkill_pod_deletion_and_database_outage_lose_and_double_nothing(tmp_pa
 
     def gateway(name: str, spool: str) -> Gateway:
         (tmp_path / name).mkdir()
-        g = Gateway(tmp_path / name, eps, args=("--usage-store", postgres.url, "--usage-spool",
-                                                 str(tmp_path / spool), "--grace", "10"))
+        g = Gateway(
+            tmp_path / name,
+            eps,
+            args=("--usage-store", postgres.url, "--usage-spool", str(tmp_path / spool), "--grace", "10"),
+        )
         gws.append(g)
         return g.start(timeout=60)
 
@@ -134,16 +143,36 @@ def test_sigkill_pod_deletion_and_database_outage_lose_and_double_nothing(tmp_pa
 
         # The usage API (a fresh gateway on the same database) sums exactly what the table holds.
         reader = gateway("reader", "pod-reader")
-        r = httpx.get(reader.url + "/v1/organization/usage/completions", headers=reader.headers(), params={
-            "start_time": t0 - 60, "bucket_width": "1h", "group_by": "model"}, timeout=30)
+        r = httpx.get(
+            reader.url + "/v1/organization/usage/completions",
+            headers=reader.headers(),
+            params={"start_time": t0 - 60, "bucket_width": "1h", "group_by": "model"},
+            timeout=30,
+        )
         assert r.status_code == 200, r.text
         got = [res for b in r.json()["data"] for res in b["results"]]
         totals = [sum(res[k] for res in got) for k in ("num_model_requests", "input_tokens", "output_tokens")]
-        want = postgres.psql(f"SELECT count(*), sum(prompt_tokens), sum(completion_tokens) FROM usage_records "
-                             f"WHERE owner = 'u-8105f7322477' AND ts_s >= {t0 - 60}").strip().split("|")
+        want = (
+            postgres.psql(
+                f"SELECT count(*), sum(prompt_tokens), sum(completion_tokens) FROM usage_records "
+                f"WHERE owner = 'u-8105f7322477' AND ts_s >= {t0 - 60}"
+            )
+            .strip()
+            .split("|")
+        )
         assert totals == [int(v) for v in want]
-        print(json.dumps({"answered": len(answered), "stored": len(stored), "failed_during_chaos": load.failed,
-                          "spooled_bytes_during_outage": spooled, "db_down_s": DB_DOWN_S, "phase_s": PHASE_S}))
+        print(
+            json.dumps(
+                {
+                    "answered": len(answered),
+                    "stored": len(stored),
+                    "failed_during_chaos": load.failed,
+                    "spooled_bytes_during_outage": spooled,
+                    "db_down_s": DB_DOWN_S,
+                    "phase_s": PHASE_S,
+                }
+            )
+        )
     finally:
         for g in gws:
             if g.proc and g.proc.poll() is None:

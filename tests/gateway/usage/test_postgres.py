@@ -20,9 +20,19 @@ SVC = "u-8105f7322477/test"
 
 
 def _rec(i: int) -> UsageRecord:
-    return UsageRecord(request_id=f"req-{i}", service_id="ms-1d033c426254", access_name=SVC, key_id="k1",
-                       endpoint="chat.completions", stream=False, status="ok", prompt_tokens=3, completion_tokens=i,
-                       latency_ms=1.0, overhead_ms=0.1)
+    return UsageRecord(
+        request_id=f"req-{i}",
+        service_id="ms-1d033c426254",
+        access_name=SVC,
+        key_id="k1",
+        endpoint="chat.completions",
+        stream=False,
+        status="ok",
+        prompt_tokens=3,
+        completion_tokens=i,
+        latency_ms=1.0,
+        overhead_ms=0.1,
+    )
 
 
 async def test_replicas_starting_together_migrate_once(postgres):
@@ -47,7 +57,9 @@ async def test_a_segment_delivered_twice_is_counted_once(postgres, tmp_path):
     shutil.copy(segment, segment.replace("sealed-", "sealed-0"))  # as if a crash came between commit and delete
     assert len(log.spool.sealed()) == 2
     assert await log.spool.deliver(log.store) == 10  # both sent ...
-    assert postgres.psql("SELECT count(*), sum(completion_tokens) FROM usage_records").strip() == "5|10"  # ... kept once
+    assert (
+        postgres.psql("SELECT count(*), sum(completion_tokens) FROM usage_records").strip() == "5|10"
+    )  # ... kept once
     assert log.spool.sealed() == []
     await log.close()
 
@@ -63,15 +75,17 @@ def test_gateway_serves_while_the_database_is_down_and_delivers_later(postgres, 
     postgres.psql("DROP TABLE IF EXISTS usage_records, modelsvc_schema")
     engine = StandInThread("chat").start()
     postgres.stop()
-    g = Gateway(tmp_path, {SVC: [engine.url]}, args=("--usage-store", postgres.url, "--usage-spool",
-                                                       str(tmp_path / "spool")))
+    g = Gateway(
+        tmp_path, {SVC: [engine.url]}, args=("--usage-store", postgres.url, "--usage-spool", str(tmp_path / "spool"))
+    )
     try:
         g.start(timeout=60)
         r = g.post("/v1/chat/completions", {"model": SVC, "messages": [{"role": "user", "content": "hi"}]})
         assert r.status_code == 200  # billing is delayed, not the caller
         rid = r.headers["x-request-id"]
-        u = httpx.get(g.url + "/v1/organization/usage/completions", params={"start_time": 0}, headers=g.headers(),
-                      timeout=30)
+        u = httpx.get(
+            g.url + "/v1/organization/usage/completions", params={"start_time": 0}, headers=g.headers(), timeout=30
+        )
         assert u.status_code == 503 and u.json()["error"]["code"] == "usage_unavailable"
         assert "127.0.0.1" not in u.text  # no internal address in the answer
         assert "usage store not reachable at start" in g.logs()

@@ -26,8 +26,9 @@ WRITER = textwrap.dedent("""
 
 def test_live_segments_stay_and_dead_ones_are_adopted(tmp_path):
     spool_dir = str(tmp_path / "spool")
-    writer = subprocess.Popen([sys.executable, "-c", WRITER, spool_dir], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
+    writer = subprocess.Popen(
+        [sys.executable, "-c", WRITER, spool_dir], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert writer.stdout.readline().strip() == "written"
         mine = Spool(spool_dir, Metrics())

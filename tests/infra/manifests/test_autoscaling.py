@@ -27,8 +27,12 @@ def test_hpa_from_the_catalog(make_catalog, small_text):
     spec = hpa["spec"]
     assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "alice--chat"}
     assert (spec["minReplicas"], spec["maxReplicas"]) == (3, 5)
-    assert spec["metrics"] == [{"type": "Pods", "pods": {"metric": {"name": QUEUE_RATIO},
-                                                          "target": {"type": "AverageValue", "averageValue": "500m"}}}]
+    assert spec["metrics"] == [
+        {
+            "type": "Pods",
+            "pods": {"metric": {"name": QUEUE_RATIO}, "target": {"type": "AverageValue", "averageValue": "500m"}},
+        }
+    ]
     assert spec["behavior"]["scaleDown"]["stabilizationWindowSeconds"] == 900
     assert spec["behavior"]["scaleUp"]["stabilizationWindowSeconds"] == 0
     assert hpa["metadata"]["labels"]["modelsvc.io/service-id"] == svc.id
@@ -37,8 +41,10 @@ def test_hpa_from_the_catalog(make_catalog, small_text):
 def test_pending_requests_metric(make_catalog, small_text):
     c = autoscaled(make_catalog, small_text, "{max_instances: 4, metric: pending_requests, target: 8}")
     spec = autoscaling.hpa(c, c.service("alice/chat"), S)["spec"]
-    assert spec["metrics"][0]["pods"] == {"metric": {"name": PENDING},
-                                          "target": {"type": "AverageValue", "averageValue": "8000m"}}
+    assert spec["metrics"][0]["pods"] == {
+        "metric": {"name": PENDING},
+        "target": {"type": "AverageValue", "averageValue": "8000m"},
+    }
 
 
 def test_autoscaled_deployment_leaves_replicas_to_the_hpa(make_catalog, small_text):
@@ -66,7 +72,8 @@ def test_adapter_rules_expose_the_recorded_series_per_pod():
         assert "<<.LabelMatchers>>" in r["metricsQuery"] and "<<.GroupBy>>" in r["metricsQuery"]
 
 
-@pytest.mark.parametrize("target,quantity", [(1.0, "1000m"), (0.5, "500m"), (0.05, "50m"), (8, "8000m"),
-                                             (0.123, "123m")])
+@pytest.mark.parametrize(
+    "target,quantity", [(1.0, "1000m"), (0.5, "500m"), (0.05, "50m"), (8, "8000m"), (0.123, "123m")]
+)
 def test_quantity(target, quantity):
     assert autoscaling.quantity(target) == quantity

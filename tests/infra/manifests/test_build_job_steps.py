@@ -38,8 +38,11 @@ def _run(script: str, env: dict, work, image_templates: tuple[str, str] = ("", "
 
 @pytest.mark.parametrize("task", ["chat", "vision-chat", "image-generation"])
 def test_every_example_build_writes_a_parsing_repository(example, task, tmp_path):
-    jobs = [(key, services) for key, services in engine_builds(example, S).items()
-            if example.model_of(services[0]).task.value == task]
+    jobs = [
+        (key, services)
+        for key, services in engine_builds(example, S).items()
+        if example.model_of(services[0]).task.value == task
+    ]
     assert jobs, f"the example catalog has no {task} service"
     try:
         source = templates.for_task(task)
@@ -67,12 +70,16 @@ def test_every_example_build_writes_a_parsing_repository(example, task, tmp_path
 
 
 def test_a_template_missing_a_key_fails_the_step(example, tmp_path):
-    key, services = next((k, s) for k, s in engine_builds(example, S).items()
-                         if example.model_of(s[0]).task.value == "chat")
+    key, services = next(
+        (k, s) for k, s in engine_builds(example, S).items() if example.model_of(s[0]).task.value == "chat"
+    )
     work = tmp_path / "w"
     (work / "templates").mkdir(parents=True)
     steps = _steps(triton.engine_job(example, key, services, S))
-    assert _run(steps["templates"]["args"][0], {}, work, ("/app/all_models", str(templates.for_task("chat")))).returncode == 0
+    assert (
+        _run(steps["templates"]["args"][0], {}, work, ("/app/all_models", str(templates.for_task("chat")))).returncode
+        == 0
+    )
     pre = work / "templates" / "inflight_batcher_llm" / "preprocessing" / "config.pbtxt"
     pre.write_text(pre.read_text().replace("${tokenizer_dir}", "/fixed"))
     env = {e["name"]: e["value"] for e in steps["model-repo"]["env"]}

@@ -23,7 +23,10 @@ def test_metrics_are_scraped_on_the_internal_port_only(small):
     assert ports["metrics"] == int(env["MODELSVC_METRICS_PORT"]) != ports["http"]
     ann = dep["spec"]["template"]["metadata"]["annotations"]
     assert (ann["prometheus.io/scrape"], ann["prometheus.io/port"], ann["prometheus.io/path"]) == (
-        "true", str(ports["metrics"]), "/metrics")
+        "true",
+        str(ports["metrics"]),
+        "/metrics",
+    )
     svc_ports = gateway.service(S)["spec"]["ports"]
     assert [p["targetPort"] for p in svc_ports] == ["http"]  # the Service (and so the Ingress) never exposes metrics
 
@@ -40,9 +43,12 @@ def test_comment_only_or_reordered_edit_rolls_nothing(small, make_catalog, small
     from modelsvc.catalog import loads
 
     respelled = make_catalog("# reviewed by the platform team\n" + small_text.replace("\n", "  # note\n", 3))
-    reordered = make_catalog(small_text.replace("    source: s3://example-models/small\n    gpus: 1\n",
-                                                "    gpus: 1\n    source: s3://example-models/small\n")
-                             .replace("  - id: k-alice\n    owner: alice\n", "  - owner: alice\n    id: k-alice\n"))
+    reordered = make_catalog(
+        small_text.replace(
+            "    source: s3://example-models/small\n    gpus: 1\n",
+            "    gpus: 1\n    source: s3://example-models/small\n",
+        ).replace("  - id: k-alice\n    owner: alice\n", "  - owner: alice\n    id: k-alice\n")
+    )
     assert reordered.text != small_text
     for c in (respelled, reordered):
         assert gateway.deployment(c, S) == gateway.deployment(small, S)
@@ -78,8 +84,7 @@ def test_metrics_namespace_reaches_only_the_metrics_ports(small):
     settings = Settings(metrics_namespace="observability")
     pol = system.triton_network_policy("modelsvc", settings)
     scrape = pol["spec"]["ingress"][1]
-    assert scrape["from"] == [{"namespaceSelector": {"matchLabels": {
-        "kubernetes.io/metadata.name": "observability"}}}]
+    assert scrape["from"] == [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}}]
     assert scrape["ports"] == [{"protocol": "TCP", "port": 8002}]  # Triton's metrics, not its inference ports
     gw = system.gateway_network_policy(settings)
     c = gateway.deployment(small, settings)["spec"]["template"]["spec"]["containers"][0]
@@ -88,8 +93,10 @@ def test_metrics_namespace_reaches_only_the_metrics_ports(small):
     http, metrics = gw["spec"]["ingress"]
     assert "from" not in http and http["ports"] == [{"protocol": "TCP", "port": "http"}]  # the API stays public
     assert metrics["from"] == scrape["from"] and metrics["ports"] == [{"protocol": "TCP", "port": "metrics"}]
-    assert gw["spec"]["podSelector"]["matchLabels"].items() <= \
-        gateway.deployment(small, settings)["spec"]["template"]["metadata"]["labels"].items()
+    assert (
+        gw["spec"]["podSelector"]["matchLabels"].items()
+        <= gateway.deployment(small, settings)["spec"]["template"]["metadata"]["labels"].items()
+    )
 
 
 def test_usage_store_dsn_comes_from_a_secret_and_records_live_on_a_volume(example):

@@ -21,10 +21,14 @@ S = Settings()
 def test_triton_pods_carry_scrape_annotations(example):
     dep = triton.deployment(example, example.service("u-8105f7322477/test"), S)
     ann = dep["spec"]["template"]["metadata"]["annotations"]
-    assert ann == {"prometheus.io/scrape": "true", "prometheus.io/port": str(TRITON_METRICS_PORT),
-                   "prometheus.io/path": "/metrics"}
+    assert ann == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(TRITON_METRICS_PORT),
+        "prometheus.io/path": "/metrics",
+    }
     assert {"name": "metrics", "containerPort": TRITON_METRICS_PORT, "protocol": "TCP"} in (
-        dep["spec"]["template"]["spec"]["containers"][0]["ports"])
+        dep["spec"]["template"]["spec"]["containers"][0]["ports"]
+    )
 
 
 def test_triton_pod_monitor(example):
@@ -34,8 +38,13 @@ def test_triton_pod_monitor(example):
     ep = pm["spec"]["podMetricsEndpoints"][0]
     assert ep["port"] == "metrics"
     # the pod label modelsvc.io/service-id as Prometheus sees it (every non [a-zA-Z0-9_] becomes _)
-    assert ep["relabelings"] == [{"sourceLabels": ["__meta_kubernetes_pod_label_modelsvc_io_service_id"],
-                                  "targetLabel": "service_id", "action": "replace"}]
+    assert ep["relabelings"] == [
+        {
+            "sourceLabels": ["__meta_kubernetes_pod_label_modelsvc_io_service_id"],
+            "targetLabel": "service_id",
+            "action": "replace",
+        }
+    ]
     dep = triton.deployment(example, example.service("u-8105f7322477/test"), S)
     pod_labels = dep["spec"]["template"]["metadata"]["labels"]
     assert pm["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
@@ -52,12 +61,15 @@ def test_prometheus_rule_validates(example):
     validate(monitoring.prometheus_rule(example, S))
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda o: o["spec"]["groups"][1]["rules"][0].__setitem__("fr", "5m"),
-    lambda o: o["spec"]["groups"][1]["rules"][0].__setitem__("for", "five minutes"),
-    lambda o: o["spec"]["groups"][1]["rules"][0].__setitem__("record", "x"),  # both alert and record
-    lambda o: o["spec"]["groups"][0].pop("name"),
-])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda o: o["spec"]["groups"][1]["rules"][0].__setitem__("fr", "5m"),
+        lambda o: o["spec"]["groups"][1]["rules"][0].__setitem__("for", "five minutes"),
+        lambda o: o["spec"]["groups"][1]["rules"][0].__setitem__("record", "x"),  # both alert and record
+        lambda o: o["spec"]["groups"][0].pop("name"),
+    ],
+)
 def test_schema_catches_mistakes(example, mutate):
     bad = copy.deepcopy(monitoring.prometheus_rule(example, S))
     mutate(bad)

@@ -111,8 +111,12 @@ def test_a_failed_build_does_not_block_later_updates(small):
 def test_job_steps_and_identities(small):
     spec = pod(job_of(small, "alice/big"))
     assert spec["serviceAccountName"] == "modelsvc-engine-build"
-    assert [c["name"] for c in spec["initContainers"]] == ["fetch-checkpoint", "templates", "model-repo",
-                                                           "build-engine"]
+    assert [c["name"] for c in spec["initContainers"]] == [
+        "fetch-checkpoint",
+        "templates",
+        "model-repo",
+        "build-engine",
+    ]
     assert [c["name"] for c in spec["containers"]] == ["upload-engine"]
     steps = {c["name"]: c for c in spec["initContainers"] + spec["containers"]}
     assert steps["fetch-checkpoint"]["args"] == [scripts.FETCH_CHECKPOINT]
@@ -133,7 +137,11 @@ def test_job_steps_and_identities(small):
     spec_json = json.loads(next(e["value"] for e in repo["env"] if e["name"] == "MODEL_REPO_SPEC"))
     spec = RepoSpec.from_dict(spec_json)  # exactly the builder's spec: no unknown or missing field
     assert (spec.task, spec.max_batch_size, spec.max_input_tokens, spec.max_output_tokens) == ("chat", 64, 4096, 1024)
-    assert (spec.engine_dir, spec.tokenizer_dir, spec.served_name) == ("/models/engine", "/models/tokenizer", "ensemble")
+    assert (spec.engine_dir, spec.tokenizer_dir, spec.served_name) == (
+        "/models/engine",
+        "/models/tokenizer",
+        "ensemble",
+    )
 
 
 def test_job_requests_ephemeral_storage(small):
@@ -175,7 +183,8 @@ def test_task_recipes_pick_their_serving_image(example):
 def test_leader_mode(make_catalog, small_text):
     """tp > 1: one mpirun, a tritonserver per rank, as NVIDIA's launch_triton_server.py starts them."""
     cmd = pod(triton.deployment(make_catalog(small_text), make_catalog(small_text).service("alice/big"), S))[
-        "containers"][0]["command"]
+        "containers"
+    ][0]["command"]
     assert cmd[:2] == ["mpirun", "--allow-run-as-root"]
     ranks = " ".join(cmd[2:]).split(" : ")
     assert len(ranks) == 4

@@ -60,7 +60,9 @@ def test_chat_on_every_release(tpl, tmp_path, release):
     no_placeholders(written)
     models = load(tmp_path / "repo")
     ptable = next(t for t in models["tensorrt_llm"].input if t.name == "prompt_embedding_table")
-    assert ptable.data_type == mc.TYPE_FP16  # TYPE_FP16 (the 1.2 templates take it as ${prompt_embedding_table_data_type})
+    assert (
+        ptable.data_type == mc.TYPE_FP16
+    )  # TYPE_FP16 (the 1.2 templates take it as ${prompt_embedding_table_data_type})
 
 
 def test_vision_on_older_release(tpl, tmp_path):
@@ -78,8 +80,18 @@ def test_vision_on_newer_release_is_refused_by_name(tpl, tmp_path):
 
 
 def test_diffusion_size_steps_and_variant(tpl, tmp_path):
-    build_repository(spec("image-generation", image_width=768, image_height=512, steps=20, diffusion_variant="sdxl",
-                          served_name="stable_diffusion"), tpl("image-generation"), tmp_path / "r")
+    build_repository(
+        spec(
+            "image-generation",
+            image_width=768,
+            image_height=512,
+            steps=20,
+            diffusion_variant="sdxl",
+            served_name="stable_diffusion",
+        ),
+        tpl("image-generation"),
+        tmp_path / "r",
+    )
     cfg = load(tmp_path / "r")["stable_diffusion"]
     p = {k: v.string_value for k, v in cfg.parameters.items()}
     assert (p["image_width"], p["image_height"], p["steps"], p["version"]) == ("768", "512", "20", "xl-1.0")
@@ -116,8 +128,11 @@ def test_template_lacking_a_key(edited, tmp_path):
 
 
 def test_leftover_placeholder(edited, tmp_path):
-    templates = edited("inflight_batcher_llm/postprocessing", 'name: "postprocessing"',
-                       'name: "postprocessing"\nparameters { key: "x" value: { string_value: "${brand_new_key}" } }')
+    templates = edited(
+        "inflight_batcher_llm/postprocessing",
+        'name: "postprocessing"',
+        'name: "postprocessing"\nparameters { key: "x" value: { string_value: "${brand_new_key}" } }',
+    )
     with pytest.raises(RepoError) as e:
         build_repository(spec("chat"), templates, tmp_path / "out")
     assert e.value.where.endswith("inflight_batcher_llm/postprocessing/config.pbtxt")
@@ -132,8 +147,11 @@ def test_broken_ensemble_map(edited, tmp_path):
 
 
 def test_ensemble_reading_an_unknown_tensor(edited, tmp_path):
-    templates = edited("inflight_batcher_llm/ensemble", 'value: "_TOKENS_BATCH"\n      }\n      input_map',
-                       'value: "_TOKENS_BATCHED"\n      }\n      input_map')
+    templates = edited(
+        "inflight_batcher_llm/ensemble",
+        'value: "_TOKENS_BATCH"\n      }\n      input_map',
+        'value: "_TOKENS_BATCHED"\n      }\n      input_map',
+    )
     with pytest.raises(RepoError, match="'_TOKENS_BATCHED'"):
         build_repository(spec("chat"), templates, tmp_path / "out")
 
@@ -162,8 +180,12 @@ def _tokenizer_config(tmp_path, **fields):
 
 @pytest.mark.parametrize("task", LLM_TASKS)
 def test_chat_template_from_the_checkpoint(tpl, tmp_path, task):
-    tc = _tokenizer_config(tmp_path, chat_template=LLAMA31, bos_token="<|begin_of_text|>",
-                           eos_token={"content": "<|eot_id|>", "special": True})
+    tc = _tokenizer_config(
+        tmp_path,
+        chat_template=LLAMA31,
+        bos_token="<|begin_of_text|>",
+        eos_token={"content": "<|eot_id|>", "special": True},
+    )
     build_repository(spec(task), tpl(task), tmp_path / "r", tokenizer_config=tc)
     models = load(tmp_path / "r")
     for served in ("ensemble", "tensorrt_llm_bls"):
@@ -173,8 +195,9 @@ def test_chat_template_from_the_checkpoint(tpl, tmp_path, task):
 
 
 def test_named_templates_use_default_and_services_yaml_overrides(tpl, tmp_path):
-    tc = _tokenizer_config(tmp_path, chat_template=[{"name": "tool_use", "template": "T"},
-                                                    {"name": "default", "template": "D"}])
+    tc = _tokenizer_config(
+        tmp_path, chat_template=[{"name": "tool_use", "template": "T"}, {"name": "default", "template": "D"}]
+    )
     build_repository(spec("chat"), tpl("chat"), tmp_path / "a", tokenizer_config=tc)
     assert load(tmp_path / "a")["ensemble"].parameters["chat_template"].string_value == "D"
     build_repository(spec("chat", chat_template="OVERRIDE"), tpl("chat"), tmp_path / "b", tokenizer_config=tc)
@@ -195,8 +218,9 @@ def test_no_template_anywhere_adds_no_parameter(tpl, tmp_path):
 
 # -- the Job's CLI ----------------------------------------------------------------------------------------------------
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "infra.modelrepo", *map(str, args)], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "infra.modelrepo", *map(str, args)], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_cli_builds(tpl, tmp_path):
@@ -220,8 +244,9 @@ def test_cli_refuses_with_a_located_message(edited, tmp_path):
 
 def test_cli_refuses_an_unknown_spec_key(tpl, tmp_path):
     s = tmp_path / "spec.json"
-    s.write_text(json.dumps({"task": "chat", "max_batch_size": 4, "max_input_tokens": 1, "max_output_tokens": 1,
-                             "max_batch": 3}))
+    s.write_text(
+        json.dumps({"task": "chat", "max_batch_size": 4, "max_input_tokens": 1, "max_output_tokens": 1, "max_batch": 3})
+    )
     r = _cli("--spec", s, "--templates", tpl("chat"), "--out", tmp_path / "repo")
     assert r.returncode == 1 and f"{s}: unknown key(s) max_batch" in r.stderr
 
@@ -246,6 +271,8 @@ def test_has_recipe_and_spec_for():
     assert has_recipe(sdxl) is None and spec_for(sdxl).diffusion_variant == "sdxl"
     assert spec_for(sdxl).served_name == "stable_diffusion"
     assert "1.5 and XL only" in has_recipe(_model(task="image-generation", source="s3://m/flux-1-dev"))
-    assert "one GPU" in has_recipe(_model(task="image-generation", source="s3://m/stable-diffusion-xl-base-1.0", gpus=2))
+    assert "one GPU" in has_recipe(
+        _model(task="image-generation", source="s3://m/stable-diffusion-xl-base-1.0", gpus=2)
+    )
     assert "not served" in has_recipe(_model(task="chat", source="s3://m/x", triton_model="tensorrt_llm"))
     assert "no model repository" in has_recipe(_model(task="chat", backend="openai", upstream="http://u:1/v1"))

@@ -20,13 +20,16 @@ parameters { key: "price" value: { string_value: "$$5 $plain" } }
 
 def test_fill_matches_fill_template_py():
     out = fill(SAMPLE, {"triton_max_batch_size": 8, "tokenizer_dir": "/models/tok", "plain": "x"}, "f")
-    assert out == """name: "m"
+    assert (
+        out
+        == """name: "m"
 max_batch_size: 8
 dynamic_batching { max_queue_delay_microseconds: 0
   default_queue_policy: { max_queue_size: 0 } }
 parameters { key: "tokenizer_dir" value: { string_value: "/models/tok" } }
 parameters { key: "price" value: { string_value: "$5 x" } }
 """
+    )
 
 
 def test_given_values_override_the_queue_defaults():
@@ -54,6 +57,11 @@ def test_key_present_only_as_text_is_refused():
 
 
 def test_placeholders_of_a_template():
-    assert placeholders(SAMPLE) == {"triton_max_batch_size", "max_queue_delay_microseconds", "max_queue_size",
-                                    "tokenizer_dir", "plain"}
+    assert placeholders(SAMPLE) == {
+        "triton_max_batch_size",
+        "max_queue_delay_microseconds",
+        "max_queue_size",
+        "tokenizer_dir",
+        "plain",
+    }
     assert leftovers('x: "${not an identifier}"') == ["not an identifier"]

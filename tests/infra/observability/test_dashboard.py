@@ -18,8 +18,11 @@ def _lost(ours, theirs, path="") -> list[str]:
     if isinstance(ours, dict):
         if not isinstance(theirs, dict):
             return [path]
-        return [p for k, v in ours.items() for p in (_lost(v, theirs[k], f"{path}/{k}") if k in theirs
-                                                     else [f"{path}/{k} dropped"])]
+        return [
+            p
+            for k, v in ours.items()
+            for p in (_lost(v, theirs[k], f"{path}/{k}") if k in theirs else [f"{path}/{k} dropped"])
+        ]
     if isinstance(ours, list):
         if not isinstance(theirs, list) or len(ours) != len(theirs):
             return [path]

@@ -54,13 +54,13 @@ def all_rules(catalog):
 
 def test_label_uses():
     assert label_uses('histogram_quantile(0.99, sum by (le, access_name) (rate(x_bucket{code="5"}[5m]))) > 1') == {
-        "x_bucket": {"le", "access_name", "code"}}
+        "x_bucket": {"le", "access_name", "code"}
+    }
     assert label_uses("sum(rate(a[5m])) / count(b)") == {"a": set(), "b": set()}
 
 
 def test_the_parser_is_real():
-    assert metric_names('sum(rate(a_total{x="1"}[5m])) / clamp_min(b, 1) and on() c >= d') == {
-        "a_total", "b", "c", "d"}
+    assert metric_names('sum(rate(a_total{x="1"}[5m])) / clamp_min(b, 1) and on() c >= d') == {"a_total", "b", "c", "d"}
     with pytest.raises(ValueError):
         promql_parser.parse("sum(rate(a_total[5m])")
 
@@ -84,8 +84,14 @@ def test_rule_structure(example):
         if "alert" in r:
             assert r["labels"]["severity"] in ("warning", "critical")
             assert r["annotations"]["summary"] and r["annotations"]["description"]
-    assert {"ModelsvcGateway5xxRatio", "ModelsvcAddedLatencyHigh", "ModelsvcInstanceNotReady",
-            "ModelsvcLoadAboveTargetAtMax", "ModelsvcUsageLogWriteFailures", "ModelsvcEngineBuildFailed"} <= set(names)
+    assert {
+        "ModelsvcGateway5xxRatio",
+        "ModelsvcAddedLatencyHigh",
+        "ModelsvcInstanceNotReady",
+        "ModelsvcLoadAboveTargetAtMax",
+        "ModelsvcUsageLogWriteFailures",
+        "ModelsvcEngineBuildFailed",
+    } <= set(names)
     assert set(recording_rules()["rules"][i]["record"] for i in (0, 1)) == metrics.RECORDED
 
 
@@ -98,10 +104,18 @@ def test_at_max_alert_per_autoscaled_service(example):
 
 
 # Triton's documented metrics (server/docs/user_guide/metrics.md, "Inference Request Metrics" and latencies).
-TRITON_DOCUMENTED = {"nv_inference_request_success", "nv_inference_request_failure", "nv_inference_count",
-                     "nv_inference_exec_count", "nv_inference_pending_request_count", "nv_inference_request_duration_us",
-                     "nv_inference_queue_duration_us", "nv_inference_compute_input_duration_us",
-                     "nv_inference_compute_infer_duration_us", "nv_inference_compute_output_duration_us"}
+TRITON_DOCUMENTED = {
+    "nv_inference_request_success",
+    "nv_inference_request_failure",
+    "nv_inference_count",
+    "nv_inference_exec_count",
+    "nv_inference_pending_request_count",
+    "nv_inference_request_duration_us",
+    "nv_inference_queue_duration_us",
+    "nv_inference_compute_input_duration_us",
+    "nv_inference_compute_infer_duration_us",
+    "nv_inference_compute_output_duration_us",
+}
 
 
 def test_triton_metrics_are_documented_ones():
@@ -122,8 +136,9 @@ def gw_catalog():
 def live_gateway(tmp_path_factory):
     engine = StandInThread("chat").start()
     ep = f"127.0.0.1:{engine.server.port}"
-    gw = Gateway(tmp_path_factory.mktemp("gw-metrics"), {"u-8105f7322477/test": [ep],
-                                                          "u-8105f7322477/support-bot": [ep]}).start()
+    gw = Gateway(
+        tmp_path_factory.mktemp("gw-metrics"), {"u-8105f7322477/test": [ep], "u-8105f7322477/support-bot": [ep]}
+    ).start()
     yield gw
     gw.stop()
     engine.stop()
@@ -131,16 +146,20 @@ def live_gateway(tmp_path_factory):
 
 def test_gateway_metric_names_exist_in_a_live_gateway(live_gateway):
     gw = live_gateway
-    r = gw.post("/v1/chat/completions", {"model": "u-8105f7322477/test",
-                                         "messages": [{"role": "user", "content": "metrics"}]})
+    r = gw.post(
+        "/v1/chat/completions", {"model": "u-8105f7322477/test", "messages": [{"role": "user", "content": "metrics"}]}
+    )
     assert r.status_code == 200
     assert gw.post("/v1/chat/completions", {"model": "nobody/nothing", "messages": []}).status_code in (400, 404)
     base = gw.internal_url  # the internal port (--metrics-port): the one the PodMonitor scrapes
     text = httpx.get(base + "/metrics", timeout=10).text
     served = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
     # a labelled counter nobody incremented yet has no sample, only its declaration
-    served |= {line.split()[2].removesuffix("_total") + "_total" for line in text.splitlines()
-               if line.startswith("# TYPE ") and line.split()[3] == "counter"}
+    served |= {
+        line.split()[2].removesuffix("_total") + "_total"
+        for line in text.splitlines()
+        if line.startswith("# TYPE ") and line.split()[3] == "counter"
+    }
     assert metrics.GATEWAY <= served, metrics.GATEWAY - served
     # and every label a rule or panel selects or groups by on a gateway metric is on the served series
     from prometheus_client.parser import text_string_to_metric_families
@@ -158,5 +177,7 @@ def test_gateway_metric_names_exist_in_a_live_gateway(live_gateway):
                 assert needed <= labels[name], (expr, name, needed - labels[name])
                 checked += 1
     assert checked >= 15
-    assert 'modelsvc_instances{access_name="u-8105f7322477/test",service_id="ms-1d033c426254",state="ready"} 1.0' in text
+    assert (
+        'modelsvc_instances{access_name="u-8105f7322477/test",service_id="ms-1d033c426254",state="ready"} 1.0' in text
+    )
     assert 'modelsvc_http_responses_total{code="200"}' in text

@@ -11,7 +11,9 @@ from .samples import VALID, replace
 
 def test_instances_that_fill_the_pool_leave_no_room_to_build():
     # 4 × 4 GPUs fill both 8-GPU nodes exactly: running fits, a rebuild of the 4-GPU engine would not.
-    full = replace(replace(VALID, "    instances: 2\n", "    instances: 4\n"), "    instances: 1\n", "    instances: 0\n")
+    full = replace(
+        replace(VALID, "    instances: 2\n", "    instances: 4\n"), "    instances: 1\n", "    instances: 0\n"
+    )
     with pytest.raises(CatalogError) as e:
         loads(full)
     assert "pool 'h100' needs 3 nodes for 4 instances (16 GPUs) and room to build a 4-GPU engine" in str(e.value)

@@ -12,34 +12,72 @@ from modelsvc.catalog.rules import nodes_needed
 
 label = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?", fullmatch=True)
 # Display text as the model accepts it: no control or invisible formatting characters, no '<' '>'.
-text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Cf", "Zl", "Zp"), exclude_characters="<>"),
-               min_size=1, max_size=30).filter(
-    lambda s: s.strip() == s and "sk-" not in s)
+text = st.text(
+    st.characters(codec="utf-8", exclude_categories=("Cs", "Cc", "Cf", "Zl", "Zp"), exclude_characters="<>"),
+    min_size=1,
+    max_size=30,
+).filter(lambda s: s.strip() == s and "sk-" not in s)
 
 
 @st.composite
 def catalogs(draw) -> dict:
-    pools = draw(st.dictionaries(label, st.fixed_dictionaries(
-        {"instance_type": st.sampled_from(["p5.48xlarge", "g6.12xlarge"]),
-         "gpus_per_node": st.integers(1, 8), "max_nodes": st.integers(50, 100)},
-        optional={"gpu_type": label}), min_size=1, max_size=3))
-    models = draw(st.dictionaries(label, st.fixed_dictionaries(
-        {"source": st.just("s3://m/x"), "gpus": st.just(1)},
-        optional={"task": st.sampled_from(["chat", "vision-chat", "image-generation"]),
-                  "dtype": st.sampled_from(["float16", "fp8"]),
-                  "max_input_tokens": st.integers(1, 100_000), "max_output_tokens": st.integers(1, 9_999),
-                  "chat_template": text}), min_size=1, max_size=3))
+    pools = draw(
+        st.dictionaries(
+            label,
+            st.fixed_dictionaries(
+                {
+                    "instance_type": st.sampled_from(["p5.48xlarge", "g6.12xlarge"]),
+                    "gpus_per_node": st.integers(1, 8),
+                    "max_nodes": st.integers(50, 100),
+                },
+                optional={"gpu_type": label},
+            ),
+            min_size=1,
+            max_size=3,
+        )
+    )
+    models = draw(
+        st.dictionaries(
+            label,
+            st.fixed_dictionaries(
+                {"source": st.just("s3://m/x"), "gpus": st.just(1)},
+                optional={
+                    "task": st.sampled_from(["chat", "vision-chat", "image-generation"]),
+                    "dtype": st.sampled_from(["float16", "fp8"]),
+                    "max_input_tokens": st.integers(1, 100_000),
+                    "max_output_tokens": st.integers(1, 9_999),
+                    "chat_template": text,
+                },
+            ),
+            min_size=1,
+            max_size=3,
+        )
+    )
     owners = draw(st.lists(label, min_size=1, max_size=3, unique=True))
-    keys = [{"id": f"k-{i}", "owner": o, "sha256": hashlib.sha256(o.encode()).hexdigest()}
-            for i, o in enumerate(owners)]
+    keys = [
+        {"id": f"k-{i}", "owner": o, "sha256": hashlib.sha256(o.encode()).hexdigest()} for i, o in enumerate(owners)
+    ]
     n = draw(st.integers(0, 5))
     names = draw(st.lists(label, min_size=n, max_size=n, unique=True))
-    services = [{"name": draw(text), "access_name": f"{draw(st.sampled_from(owners))}/{nm}",
-                 "id": f"ms-{i:012x}", "model": draw(st.sampled_from(sorted(models))),
-                 "instances": draw(st.integers(0, 4)), "pool": draw(st.sampled_from(sorted(pools)))}
-                for i, nm in enumerate(names)]
-    return {"version": 1, "gateway": {"public_url": "https://models.example.com/v1", "replicas": draw(st.integers(1, 9))},
-            "pools": pools, "models": models, "keys": keys, "services": services}
+    services = [
+        {
+            "name": draw(text),
+            "access_name": f"{draw(st.sampled_from(owners))}/{nm}",
+            "id": f"ms-{i:012x}",
+            "model": draw(st.sampled_from(sorted(models))),
+            "instances": draw(st.integers(0, 4)),
+            "pool": draw(st.sampled_from(sorted(pools))),
+        }
+        for i, nm in enumerate(names)
+    ]
+    return {
+        "version": 1,
+        "gateway": {"public_url": "https://models.example.com/v1", "replicas": draw(st.integers(1, 9))},
+        "pools": pools,
+        "models": models,
+        "keys": keys,
+        "services": services,
+    }
 
 
 @settings(max_examples=60, deadline=None)
@@ -93,6 +131,7 @@ class _CountingInt(int):
         def f(self, other):
             _CountingInt.count += 1
             return getattr(int, op)(self, other)
+
         return f
 
     __lt__, __le__, __gt__, __ge__ = _cmp("__lt__"), _cmp("__le__"), _cmp("__gt__"), _cmp("__ge__")

@@ -16,7 +16,8 @@ import tritonclient.grpc as tg
 import tritonclient.grpc.aio as tga
 from tritonclient.utils import InferenceServerException
 
-from infra.modelrepo import build_repository, load as load_repo, templates
+from infra.modelrepo import build_repository, templates
+from infra.modelrepo import load as load_repo
 from modelsvc.standin import StandInServer, complete, count_input_tokens, generate_image, generate_tokens
 from modelsvc.standin.models import repo_spec
 from modelsvc.standin.testing import StandInThread, running_standin
@@ -56,6 +57,7 @@ def text_of(result):
 async def stream_all(url, model, inputs, **kw):
     client = tga.InferenceServerClient(url)
     try:
+
         async def reqs():
             yield {"model_name": model, "inputs": inputs, **kw}
 
@@ -94,8 +96,9 @@ def test_model_config_shapes(chat, chat_nd):
     assert ins["stop_words"].optional and list(ins["stop_words"].dims) == [-1]
     assert ins["seed"].data_type == tg.model_config_pb2.TYPE_UINT64
     assert ins["exclude_input_in_output"].data_type == tg.model_config_pb2.TYPE_BOOL
-    assert {"text_output", "num_input_tokens", "num_output_tokens", "cum_log_probs", "output_log_probs"} <= \
-        {o.name for o in cfg.output}
+    assert {"text_output", "num_input_tokens", "num_output_tokens", "cum_log_probs", "output_log_probs"} <= {
+        o.name for o in cfg.output
+    }
     assert "image_url_input" not in ins
     bls = c.get_model_config("tensorrt_llm_bls").config
     assert bls.parameters["accumulate_tokens"].string_value.lower() == "true"
@@ -328,7 +331,9 @@ def test_image_model(image):
     img = r.as_numpy("generated_image")
     assert img.dtype == np.uint8 and img.shape == (1, 32, 48, 3)
     assert np.array_equal(img[0], generate_image("a red fox", "", 48, 32))
-    r2 = c.infer("stable_diffusion", [tensor("prompt", ["a red fox"], "BYTES"), tensor("negative_prompt", ["blur"], "BYTES")])
+    r2 = c.infer(
+        "stable_diffusion", [tensor("prompt", ["a red fox"], "BYTES"), tensor("negative_prompt", ["blur"], "BYTES")]
+    )
     assert not np.array_equal(r2.as_numpy("generated_image"), img)
 
 
