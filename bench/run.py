@@ -81,9 +81,9 @@ FULL = Profile(
 def _prompt() -> tuple[list[dict], str]:
     """A user message for which both the Triton stand-in (on the rendered chat prompt) and the OpenAI-compatible
     stand-in (on its own rendering) generate at least TOKENS tokens, so every path streams the same count."""
+    from devtools.standin.engine import generate_tokens
+    from devtools.standin.openai_upstream import _render
     from gateway.prompt import render_chat
-    from modelsvc.standin.engine import generate_tokens
-    from modelsvc.standin.openai_upstream import _render
 
     for i in range(10_000):
         messages = [{"role": "user", "content": f"Benchmark request {i}: say something."}]
@@ -225,7 +225,7 @@ class Bench:
                 [
                     PY,
                     "-m",
-                    "modelsvc.standin",
+                    "devtools.standin",
                     "--port",
                     str(port),
                     "--profile",
@@ -241,7 +241,7 @@ class Bench:
             port = free_port()
             proc = self._spawn(
                 f"openai-{name}",
-                [PY, "-m", "modelsvc.standin.openai_upstream", "--port", str(port), "--token-delay", str(delay)],
+                [PY, "-m", "devtools.standin.openai_upstream", "--port", str(port), "--token-delay", str(delay)],
                 cpus=self.side_cpus,
             )
             self.up[f"openai-{name}"] = (proc, f"http://127.0.0.1:{port}/v1")

@@ -18,6 +18,7 @@ from .api import health, openai
 from .api import usage as usage_api
 from .api.common import json_response
 from .auth import refuse_key_in_url
+from .backends.triton import MIN_TOKENS_PER_S
 from .config import LocalOverlay, Settings
 from .errors import (
     BodyTooLarge,
@@ -160,8 +161,6 @@ CUT_MARGIN_S = 3.0
 def response_timeout(settings: Settings, catalog: Catalog) -> float:
     """Sanic's response timeout, above the longest legitimate wait for a non-streamed answer: the backend's
     deadline + max_tokens at the slowest rate it waits for, on the first instance and on one retry."""
-    from .backends.triton import MIN_TOKENS_PER_S
-
     longest = max((m.max_output_tokens for m in catalog.models.values()), default=0)
     return 2 * (settings.deadline_s + longest / MIN_TOKENS_PER_S) + 10
 

@@ -8,7 +8,7 @@ import re
 from urllib.parse import parse_qsl, unquote
 
 from modelsvc.catalog import Key, Service
-from modelsvc.keys import PREFIX
+from modelsvc.catalog.keys import PREFIX
 
 from .errors import AuthenticationError, InvalidRequest, ModelNotFound
 
@@ -32,7 +32,7 @@ _KEY_NAMES = {
     "sig",
     "signature",
 }
-# Anything shaped like one of our keys (modelsvc/keys.py), wherever it sits in the URL.
+# Anything shaped like one of our keys (modelsvc/catalog/keys.py), wherever it sits in the URL.
 _OUR_KEY = re.compile(re.escape(PREFIX) + r"[A-Za-z0-9_\-]{8,}", re.IGNORECASE)
 _SEPARATORS = re.compile(r"[^a-z0-9]")
 

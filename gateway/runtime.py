@@ -11,8 +11,11 @@ import asyncio
 import logging
 
 from modelsvc.catalog import Backend, Catalog, Model, Service
+from modelsvc.catalog.names import headless_service_host, placement_from_env
 
 from .auth import KeyRing
+from .backends.openai import OpenAIUpstream
+from .backends.triton import TritonInstance
 from .balancer import DnsEndpoints, InstancePool, StaticEndpoints
 from .config import LocalOverlay, Settings
 from .instance_metrics import InstanceCollector
@@ -22,19 +25,13 @@ from .usage import Metrics, UsageLog
 log = logging.getLogger("gateway.runtime")
 
 
-def headless_host(service: Service) -> str:
-    """The headless Service that infra/ creates for a service: one DNS record per Triton pod. The namespace layout
-    comes from the pod's environment, set by the same infra code that named the Service."""
-    from infra.names import headless_service_host, settings_from_env
-
-    return headless_service_host(service, settings_from_env())
-
-
 class Runtime:
     def __init__(
         self, catalog: Catalog, settings: Settings, overlay: LocalOverlay | None = None, usage: UsageLog | None = None
     ):
         self.settings = settings
+        # where infra put each service's headless Service: the same environment infra's manifest gave this pod
+        self.placement = placement_from_env()
         self.usage = usage or UsageLog(None, Metrics())
         self.usage.metrics.registry.register(InstanceCollector(self))
         self.limiter = Limiter(make_store(settings.redis_url), lease_ttl=settings.stream_lease_s)
@@ -62,19 +59,15 @@ class Runtime:
         if model.backend is Backend.openai:
             return StaticEndpoints([model.upstream])
         if self.settings.discovery == "dns":
-            return DnsEndpoints(headless_host(service), self.settings.dns_port)
+            return DnsEndpoints(headless_service_host(service, self.placement), self.settings.dns_port)
         return StaticEndpoints([])
 
     def _make_backend(self, model: Model):
         s = self.settings
         if model.backend is Backend.openai:
-            from .backends.openai import OpenAIUpstream
-
             return lambda endpoint: OpenAIUpstream(
                 endpoint, model.upstream_model, deadline_s=s.deadline_s, connect_timeout_s=s.connect_timeout_s
             )
-        from .backends.triton import TritonInstance
-
         return lambda endpoint: TritonInstance(
             endpoint, model.triton_model_name, deadline_s=s.deadline_s, connect_timeout_s=s.connect_timeout_s
         )

@@ -9,7 +9,8 @@ from urllib.parse import quote
 import pulumi
 import pulumi_aws as aws
 
-from .capacity import node_group_sizes
+from modelsvc.catalog.capacity import node_group_sizes
+
 from .labels import POOL
 from .manifests.common import BUILD_SERVICE_ACCOUNT, GPU_TAINT_KEY, GPU_TAINT_VALUE, TRITON_SERVICE_ACCOUNT
 

@@ -14,7 +14,9 @@ import hashlib
 import json
 from typing import TYPE_CHECKING
 
-from .capacity import gpu_type, triton_services
+from modelsvc.catalog.capacity import deployed_services, gpu_type
+from modelsvc.catalog.model import Task
+
 from .modelrepo import spec_for
 from .settings import Settings
 
@@ -68,14 +70,14 @@ def engine_cache_key(model: Model, gpu: str, trtllm_version: str) -> str:
 def service_cache_key(catalog: Catalog, service: Service, settings: Settings) -> str:
     model = catalog.model_of(service)
     # the serving image pins the engine format: the Triton release for TensorRT-LLM, the diffusion image for images
-    release = settings.diffusion_image if model.task.value == "image-generation" else settings.triton_version
+    release = settings.diffusion_image if model.task is Task.image_generation else settings.triton_version
     return engine_cache_key(model, gpu_type(catalog, service.pool), release)
 
 
 def engine_builds(catalog: Catalog, settings: Settings) -> dict[str, list[Service]]:
     """cache key → the deployed services using it (catalog order): one build Job per key."""
     out: dict[str, list[Service]] = {}
-    for s in triton_services(catalog):
+    for s in deployed_services(catalog):
         out.setdefault(service_cache_key(catalog, s, settings), []).append(s)
     return out
 

@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING
 import pulumi
 import pulumi_kubernetes as k8s
 
+from modelsvc.catalog import load
+from modelsvc.catalog.capacity import deployed_services
+from modelsvc.catalog.names import headless_service_host, k8s_name, namespace_of, service_names
+
 from . import k8s as k8s_res
 from .cache import engine_builds, service_cache_key
-from .capacity import triton_services
 from .manifests import autoscaling, gateway, monitoring, system, triton
-from .names import headless_service_host, k8s_name, namespace_of, service_names
 from .settings import Settings
 
 if TYPE_CHECKING:
@@ -139,7 +141,7 @@ def build(catalog: Catalog, settings: Settings, kubeconfig: pulumi.Input[str] | 
             triton.engine_job(catalog, key, users, settings), in_ns(settings.namespace, [build_account])
         )
     services = {}
-    for s in triton_services(catalog):
+    for s in deployed_services(catalog):
         ns = namespace_of(s, settings)
         ModelService(catalog, s, settings, jobs[service_cache_key(catalog, s, settings)], in_ns(ns, [accounts[ns]]))
         services[s.access_name] = {
@@ -213,8 +215,6 @@ class GatewayComponent(pulumi.ComponentResource):
 
 def main() -> None:
     """Entry point for `pulumi up`: read config and the catalog, build, export outputs."""
-    from modelsvc.catalog import load
-
     c = pulumi.Config("modelsvc")
     settings = settings_from_config(c)
     catalog = load(c.get("catalog") or "services.yaml")

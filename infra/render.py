@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from pathlib import Path
@@ -10,9 +11,12 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from .capacity import triton_services
+from modelsvc.catalog.capacity import deployed_services
+from modelsvc.catalog.names import service_names
+
 from .manifests import autoscaling, gateway, monitoring, system, triton
-from .names import service_names
+from .observability.dashboard import dashboard
+from .observability.rules import rule_groups
 from .settings import TARGETS, Settings
 
 if TYPE_CHECKING:
@@ -38,7 +42,7 @@ def render(catalog: Catalog, target: str = "kubeconfig", settings: Settings | No
         objs.append(system.device_plugin(settings))
     objs += gateway.gateway_objects(catalog, settings)
     objs += triton.engine_jobs(catalog, settings)
-    for s in triton_services(catalog):
+    for s in deployed_services(catalog):
         objs += triton.service_objects(catalog, s, settings)
     return objs + autoscaling.autoscaling_objects(catalog, settings) + monitoring.monitoring_objects(catalog, settings)
 
@@ -78,11 +82,6 @@ def write_yaml(objs: list[dict], outdir: str | os.PathLike) -> list[Path]:
 def write_monitoring_files(catalog: Catalog, settings: Settings, outdir: str | os.PathLike) -> list[Path]:
     """The rules as a Prometheus rule file (for a Prometheus without the operator, and `promtool check rules`) and
     the dashboard JSON (Grafana import), under OUTDIR/monitoring/ (kubectl apply -f OUTDIR does not recurse)."""
-    import json
-
-    from .observability.dashboard import dashboard
-    from .observability.rules import rule_groups
-
     out = Path(outdir) / "monitoring"
     out.mkdir(parents=True, exist_ok=True)
     rules = out / "modelsvc-rules.yaml"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from modelsvc.catalog.names import NAMESPACE_MODES, NamespaceMode
+
 Target = Literal["eks", "kubeconfig"]
-NamespaceMode = Literal["shared", "per-owner"]
 
 TARGETS = ("eks", "kubeconfig")
-NAMESPACE_MODES = ("shared", "per-owner")
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,10 @@ from sanic import Blueprint, HTTPResponse, Request
 from sanic.response import redirect
 
 from modelsvc.catalog import Catalog, Service, Task
-from modelsvc.examples import KEY_ENV, examples
+from modelsvc.catalog.examples import KEY_ENV, examples
 
 from ..api.common import json_response
+from ..api.usage import rows_or_503
 from ..errors import NotFound
 from . import usage as usage_view
 
@@ -266,8 +267,6 @@ async def api_service(request: Request, access_name: str):
 
 # -- usage page (same auth; the charts are SVG documents the page shows as images) --------------------------------
 async def _usage_summary(request: Request, access_name: str) -> tuple[Service, dict]:
-    from ..api.usage import rows_or_503
-
     svc = _own_service(request, access_name)
     now = time.time()
     start, end = usage_view.window(now)

@@ -18,6 +18,8 @@ import fcntl
 import logging
 import os
 
+import orjson
+
 log = logging.getLogger("gateway.usage")
 
 
@@ -89,8 +91,6 @@ class AppendFile:
 
 def read_lines(path: str, metrics=None):
     """Parsed records of a usage file, skipping fragments a full disk left (see AppendFile)."""
-    import orjson
-
     with open(path, "rb") as f:
         for raw in f:
             raw = raw.strip()

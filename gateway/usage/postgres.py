@@ -11,6 +11,8 @@ import asyncio
 
 import asyncpg
 
+from .record import owner_of
+
 SCHEMA_VERSION = 1
 _LOCK_ID = 0x6D6F64656C737663  # "modelsvc": the advisory lock the migration runs under
 
@@ -68,8 +70,6 @@ _INSERT = (
 
 
 def row(rec: dict) -> tuple:
-    from .record import owner_of
-
     ts = float(rec["ts"])
     return (
         str(rec["request_id"]),

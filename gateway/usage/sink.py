@@ -19,6 +19,7 @@ import time
 import orjson
 
 from .appendfile import AppendFile, read_lines
+from .postgres import PostgresStore
 from .record import Metrics, UsageRecord, owner_of
 from .spool import SEGMENT_MAX_BYTES, Spool
 
@@ -44,8 +45,6 @@ class UsageLog:
         self.spool: Spool | None = None
         self.file: AppendFile | None = None
         if store_url:
-            from .postgres import PostgresStore
-
             self.store = PostgresStore(store_url)
             self.spool = Spool(spool_dir or "var/usage-spool", metrics, max_buffered)
         elif path:

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from modelsvc.catalog.capacity import deployed_services
 from modelsvc.catalog.model import ScaleMetric
+from modelsvc.catalog.names import k8s_name, namespace_of
 
 from .. import labels as L
-from ..capacity import triton_services
-from ..names import k8s_name, namespace_of
 from ..observability.metrics import PENDING, QUEUE_RATIO
 from ..settings import Settings
 from .common import meta
@@ -81,7 +81,7 @@ def hpa(catalog: Catalog, service: Service, settings: Settings) -> dict:
 
 
 def autoscaled(catalog: Catalog) -> list[Service]:
-    return [s for s in triton_services(catalog) if s.autoscale is not None]
+    return [s for s in deployed_services(catalog) if s.autoscale is not None]
 
 
 def adapter_rules() -> dict:

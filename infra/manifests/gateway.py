@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from modelsvc.catalog.names import ENV_CLUSTER_DOMAIN, ENV_NAMESPACE, ENV_NAMESPACE_MODE
+
 from .. import labels as L
-from ..names import ENV_CLUSTER_DOMAIN, ENV_NAMESPACE, ENV_NAMESPACE_MODE
 from ..settings import Settings
 from .common import meta, sha256
 from .system import GATEWAY_APP, gateway_network_policy

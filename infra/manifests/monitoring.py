@@ -9,8 +9,9 @@ import json
 import re
 from typing import TYPE_CHECKING
 
+from modelsvc.catalog.capacity import deployed_services
+
 from .. import labels as L
-from ..capacity import triton_services
 from ..observability.dashboard import dashboard
 from ..observability.rules import rule_groups
 from ..settings import Settings
@@ -98,6 +99,6 @@ def monitoring_objects(catalog: Catalog, settings: Settings) -> list[dict]:
     if not settings.prometheus_operator:
         return []
     objs = [gateway_pod_monitor(settings)]
-    if triton_services(catalog):
+    if deployed_services(catalog):
         objs += [triton_pod_monitor(ns, settings) for ns in triton_namespaces(catalog, settings)]
     return objs + [prometheus_rule(catalog, settings), dashboard_configmap(settings)]

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from modelsvc.catalog.capacity import deployed_services
+from modelsvc.catalog.names import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT, namespace_of
+
 from .. import labels as L
-from ..capacity import triton_services
-from ..names import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT, namespace_of
 from ..settings import Settings
 from .common import BUILD_SERVICE_ACCOUNT, IRSA_ANNOTATION, TRITON_SERVICE_ACCOUNT, meta
 
@@ -20,7 +21,7 @@ GATEWAY_APP = "modelsvc-gateway"
 def triton_namespaces(catalog: Catalog, settings: Settings) -> list[str]:
     """Namespaces holding Triton objects, in catalog order (shared mode: just the one)."""
     seen: dict[str, None] = {}
-    for s in triton_services(catalog):
+    for s in deployed_services(catalog):
         seen.setdefault(namespace_of(s, settings), None)
     return list(seen)
 

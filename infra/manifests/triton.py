@@ -5,10 +5,18 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from modelsvc.catalog.model import Task
+from modelsvc.catalog.names import (
+    TRITON_GRPC_PORT,
+    TRITON_HTTP_PORT,
+    TRITON_METRICS_PORT,
+    engine_job_name,
+    k8s_name,
+    namespace_of,
+)
+
 from .. import labels as L
 from ..cache import MAX_BATCH_SIZE, engine_builds, engine_uri, max_num_tokens, service_cache_key, spec_json
-from ..capacity import resources
-from ..names import TRITON_GRPC_PORT, TRITON_HTTP_PORT, TRITON_METRICS_PORT, engine_job_name, k8s_name, namespace_of
 from ..settings import Settings
 from . import scripts
 from .common import BUILD_SERVICE_ACCOUNT, PULUMI_TIMEOUT, TRITON_SERVICE_ACCOUNT, gpu_toleration, meta
@@ -27,6 +35,14 @@ MULTIMODAL_POOL_BYTES = 2 * 324 * 8192 * MAX_BATCH_SIZE
 STARTUP_BUDGET_S = 15 * 60  # engine load of a large model; the startup probe allows this much
 SHM_SIZE = "8Gi"
 PORTS = [("http", TRITON_HTTP_PORT), ("grpc", TRITON_GRPC_PORT), ("metrics", TRITON_METRICS_PORT)]
+
+
+def resources(model: Model) -> dict:
+    """Container resources of one Triton instance: all its GPUs, plus host CPU/memory sized per GPU."""
+    return {
+        "limits": {"nvidia.com/gpu": str(model.gpus)},
+        "requests": {"nvidia.com/gpu": str(model.gpus), "cpu": str(4 * model.gpus), "memory": f"{16 * model.gpus}Gi"},
+    }
 
 
 def _labels(service: Service, component: str, extra: dict | None = None) -> dict:
@@ -72,12 +88,12 @@ def probes() -> dict:
 
 
 def serving_image(model: Model, settings: Settings) -> str:
-    return settings.diffusion_image if model.task.value == "image-generation" else settings.triton_image
+    return settings.diffusion_image if model.task is Task.image_generation else settings.triton_image
 
 
 def _templates_dir(model: Model) -> str:
     """Where the serving image keeps NVIDIA's model-repository templates of its own release."""
-    return DIFFUSION_TEMPLATES if model.task.value == "image-generation" else TRTLLM_TEMPLATES
+    return DIFFUSION_TEMPLATES if model.task is Task.image_generation else TRTLLM_TEMPLATES
 
 
 def engine_job(catalog: Catalog, key: str, services: list[Service], settings: Settings) -> dict:
@@ -191,7 +207,7 @@ def engine_jobs(catalog: Catalog, settings: Settings) -> list[dict]:
 
 def _engine_models(model: Model) -> list[str]:
     """The models that hold a TensorRT engine: the ones every MPI rank loads in leader mode."""
-    return ["tensorrt_llm", "multimodal_encoders"] if model.task.value == "vision-chat" else ["tensorrt_llm"]
+    return ["tensorrt_llm", "multimodal_encoders"] if model.task is Task.vision_chat else ["tensorrt_llm"]
 
 
 def triton_command(model: Model) -> tuple[list[str], list[dict]]:
@@ -208,7 +224,7 @@ def triton_command(model: Model) -> tuple[list[str], list[dict]]:
     def rank_args(rank: int) -> list[str]:
         if rank:
             only = ["--model-control-mode=explicit", *(f"--load-model={m}" for m in _engine_models(model))]
-        elif model.task.value == "vision-chat":  # multimodal.md: GPU 0's CUDA pool carries the prompt tables
+        elif model.task is Task.vision_chat:  # multimodal.md: GPU 0's CUDA pool carries the prompt tables
             only = [f"--cuda-memory-pool-byte-size=0:{MULTIMODAL_POOL_BYTES}"]
         else:
             only = []
@@ -220,7 +236,7 @@ def triton_command(model: Model) -> tuple[list[str], list[dict]]:
             f"--backend-config=python,shm-region-prefix-name=prefix{rank}_",
         ]
 
-    if model.gpus == 1 or model.task.value == "image-generation":
+    if model.gpus == 1 or model.task is Task.image_generation:
         return rank_args(0), []
     cmd = ["mpirun", "--allow-run-as-root"]
     for rank in range(model.gpus):

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from modelsvc.catalog.model import Backend, Task
+
 from . import chat, diffusion, vision
 from .build import build, load
 from .errors import RepoError
@@ -74,7 +76,7 @@ class RepoSpec:
 def spec_for(model: Model, *, max_batch_size: int = 64) -> RepoSpec:
     task = model.task.value
     extra = {}
-    if task == "image-generation":
+    if model.task is Task.image_generation:
         extra["diffusion_variant"] = diffusion.variant_of(model.source) or "sd-1.5"
     return RepoSpec(
         task=task,
@@ -89,9 +91,9 @@ def spec_for(model: Model, *, max_batch_size: int = 64) -> RepoSpec:
 
 def has_recipe(model: Model) -> str | None:
     """None when a recipe builds this model's repository; else why not (a sentence for ``validate``)."""
-    if model.backend.value != "triton":
+    if model.backend is not Backend.triton:
         return f"backend {model.backend.value}: the gateway forwards to its upstream; no model repository is built"
-    task = model.task.value
+    task = model.task.value  # the recipes are keyed by the task's name, as RepoSpec carries it
     if task not in SERVED:
         return f"no model-repository recipe for task {task}"
     if model.triton_model_name not in SERVED[task]:
@@ -99,18 +101,18 @@ def has_recipe(model: Model) -> str | None:
             f"triton_model {model.triton_model_name!r} is not served by the {task} recipe "
             f"(it serves {', '.join(SERVED[task])})"
         )
-    if task == "vision-chat" and vision.is_encoder_decoder(model.source):
+    if model.task is Task.vision_chat and vision.is_encoder_decoder(model.source):
         return (
             "mllama (Llama 3.2 Vision) is an encoder-decoder model: the vision-chat recipe fills the "
             "decoder-only multimodal path (LLaVA, VILA, Qwen2-VL, ...); serve it elsewhere with backend: openai"
         )
-    if task == "image-generation" and diffusion.variant_of(model.source) is None:
+    if model.task is Task.image_generation and diffusion.variant_of(model.source) is None:
         return (
             "the image-generation recipe (Triton tutorials' Stable Diffusion) serves Stable Diffusion 1.5 and "
             f"XL only; source {model.source!r} names neither (e.g. .../stable-diffusion-v1-5 or "
             ".../stable-diffusion-xl-base-1.0)"
         )
-    if task == "image-generation" and model.gpus != 1:
+    if model.task is Task.image_generation and model.gpus != 1:
         return (
             "the Triton tutorials' diffusion backend runs one pipeline on one GPU: set gpus: 1 "
             "(scale with instances instead)"

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from modelsvc.catalog.capacity import deployed_services
 from modelsvc.catalog.model import ScaleMetric
+from modelsvc.catalog.names import k8s_name, namespace_of
 
-from ..capacity import triton_services
-from ..names import k8s_name, namespace_of
 from .metrics import PENDING, QUEUE_RATIO
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def _regex(values: list[str]) -> str:
 
 
 def alert_rules(catalog: Catalog, settings: Settings) -> dict:
-    deployed = triton_services(catalog)
+    deployed = deployed_services(catalog)
     namespaces = _regex(sorted({namespace_of(s, settings) for s in deployed}))
     deployments = _regex([k8s_name(s.access_name) for s in deployed])
     rules = [

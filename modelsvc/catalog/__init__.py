@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from .errors import CatalogError, Problem
+from .loader import decode, parse_document
 from .model import Backend, Document, Gateway, Key, Limits, Model, Pool, Service, Task
 
 __all__ = [
@@ -99,14 +100,10 @@ class Catalog:
 
 
 def loads(text: str, path: str = "services.yaml") -> Catalog:
-    from .loader import parse_document
-
     return Catalog(doc=parse_document(text, path), path=path, text=text)
 
 
 def load(path: str) -> Catalog:
-    from .loader import decode
-
     try:
         with open(path, "rb") as f:
             data = f.read()

@@ -7,11 +7,10 @@ is broken: the user sees every problem in one pass. Values of the wrong type are
 from __future__ import annotations
 
 import difflib
-import heapq
 import re
-from collections import Counter
 
 from . import secrets
+from .capacity import nodes_needed
 from .errors import Problem
 from .model import ACCESS_NAME_RE, TARGET_RANGES, ScaleMetric
 from .yamlpos import Positions
@@ -282,46 +281,3 @@ def _capacity(pools, models, services, report) -> None:
                 f"raise max_nodes to {needed} or lower the instances of the services using it",
             )
     return []
-
-
-def nodes_needed(gpus_per_instance: list[int], gpus_per_node: int, build_gpus: int = 0) -> int:
-    """First-fit decreasing: how many nodes the instances occupy (no instance spans nodes), plus, with build_gpus,
-    room for one engine build of that many GPUs beside them.
-
-    The same answer as placing each instance, largest first, on the first node (in opening order) with room, but
-    without scanning every node per instance (quadratic: 80,000 instances took seconds). Identical sizes are placed
-    in bulk, and open nodes are kept in one min-heap of node indices per free-GPU count, so "the first node with
-    room for g" is the smallest heap top among the free counts >= g (at most gpus_per_node + 1 of them)."""
-    by_free: dict[int, list[int]] = {}  # free GPUs (> 0) → heap of the indices of the nodes with that many free
-    nodes = 0
-    sizes = Counter(gpus_per_instance)
-    if build_gpus:
-        sizes[build_gpus] += 1
-    for g, k in sorted(sizes.items(), reverse=True):
-        if g <= 0:  # takes no room: fits anywhere, only needs a node to exist
-            nodes = max(nodes, 1)
-            continue
-        while k:
-            first = None  # free count whose heap holds the first node with room
-            for free, heap in by_free.items():
-                if heap and free >= g and (first is None or heap[0] < by_free[first][0]):
-                    first = free
-            if first is None:  # no room anywhere: open nodes, each filled with as many as fit
-                per = gpus_per_node // g
-                if per <= 0:  # bigger than a node (validation reports it): one node each, never reused
-                    nodes += k
-                    break
-                full, rest = divmod(k, per)
-                for left, count in ((gpus_per_node - per * g, full), (gpus_per_node - rest * g, 1 if rest else 0)):
-                    for _ in range(count):
-                        if left > 0:
-                            heapq.heappush(by_free.setdefault(left, []), nodes)
-                        nodes += 1
-                break
-            node = heapq.heappop(by_free[first])
-            placed = min(k, first // g)  # later instances of this size land on the same node while it has room
-            k -= placed
-            left = first - placed * g
-            if left > 0:
-                heapq.heappush(by_free.setdefault(left, []), node)
-    return nodes

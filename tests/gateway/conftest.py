@@ -1,7 +1,7 @@
 import pytest
 
-from modelsvc.standin.testing import StandInThread
-from modelsvc.standin.testing_openai import OpenAIUpstreamThread
+from devtools.standin.testing import StandInThread
+from devtools.standin.testing_openai import OpenAIUpstreamThread
 
 from .harness import Gateway
 

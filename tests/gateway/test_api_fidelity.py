@@ -4,7 +4,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from modelsvc.standin.testing import StandInThread
+from devtools.standin.testing import StandInThread
 
 from .harness import DEMO_KEY, OTHER_KEY, Gateway
 

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
+from devtools.standin import complete
+from devtools.standin.models import repo_spec
+from devtools.standin.testing import StandInThread
 from infra.modelrepo import RepoError, build_repository, templates
-from modelsvc.standin import complete
-from modelsvc.standin.models import repo_spec
-from modelsvc.standin.testing import StandInThread
 
 from .harness import Gateway, example_catalog
 from .test_prompt import LLAMA31, LLAMA31_HI, MESSAGES

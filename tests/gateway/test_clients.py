@@ -9,7 +9,7 @@ import openai
 import pytest
 from openai import OpenAI
 
-from modelsvc.standin.engine import count_input_tokens
+from devtools.standin.engine import count_input_tokens
 
 from .harness import DEMO_KEY
 

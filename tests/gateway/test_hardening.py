@@ -6,7 +6,7 @@ import time
 import httpx
 import pytest
 
-from modelsvc.standin.testing import StandInThread
+from devtools.standin.testing import StandInThread
 
 from .harness import DEMO_KEY, Gateway
 

@@ -8,10 +8,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from devtools.standin.testing import StandInThread
 from gateway import image_fetch
 from gateway.errors import InvalidRequest
 from gateway.image_fetch import ImagePolicy, inline_images
-from modelsvc.standin.testing import StandInThread
 
 from .harness import OTHER_KEY, Gateway
 

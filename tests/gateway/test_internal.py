@@ -5,7 +5,7 @@ import socket
 import httpx
 import pytest
 
-from modelsvc.standin.testing import StandInThread
+from devtools.standin.testing import StandInThread
 
 from .harness import Gateway
 

@@ -7,8 +7,8 @@ import httpx
 import pytest
 import redis
 
-from modelsvc.standin.testing import StandInThread
-from tools.redis_server import RedisServer
+from devtools.redis_server import RedisServer
+from devtools.standin.testing import StandInThread
 
 from .harness import DEMO_KEYS, Gateway, example_catalog
 

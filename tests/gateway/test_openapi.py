@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
-from modelsvc.standin.testing import StandInThread
+from devtools.standin.testing import StandInThread
 
 from .harness import DEMO_KEY, Gateway
 

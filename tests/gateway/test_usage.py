@@ -6,7 +6,7 @@ import time
 
 import httpx
 
-from modelsvc.standin.engine import generate_tokens
+from devtools.standin.engine import generate_tokens
 
 from .harness import DEMO_KEY, OTHER_KEY
 

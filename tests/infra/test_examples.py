@@ -9,8 +9,8 @@ import yaml
 
 from infra.render import write_monitoring_files
 from infra.settings import Settings
+from tests.conftest import ROOT
 
-from .conftest import ROOT
 from .crd_schemas import is_custom
 from .crd_schemas import validate as validate_crd
 

@@ -10,9 +10,9 @@ import pulumi
 import pytest
 
 from infra.cache import service_cache_key
-from infra.capacity import node_group_sizes
-from infra.names import engine_job_name, headless_service_host, k8s_name
 from infra.settings import Settings
+from modelsvc.catalog.capacity import node_group_sizes
+from modelsvc.catalog.names import engine_job_name, headless_service_host, k8s_name
 
 
 class Mocks(pulumi.runtime.Mocks):

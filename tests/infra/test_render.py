@@ -5,11 +5,11 @@ import pytest
 import yaml
 
 from infra import labels as L
-from infra.names import k8s_name
 from infra.render import render, write_yaml
 from infra.settings import Settings
+from modelsvc.catalog.names import k8s_name
+from tests.conftest import ROOT
 
-from .conftest import ROOT
 from .crd_schemas import is_custom
 from .crd_schemas import validate as validate_crd
 

@@ -2,10 +2,10 @@
 
 import pytest
 
+from devtools.standin.testing_openai import OpenAIUpstreamThread
 from gateway.backends.openai import OpenAIUpstream
 from gateway.backends.triton import Delta, GenRequest, GenResult
 from gateway.errors import BackendError, BackendUnavailable
-from modelsvc.standin.testing_openai import OpenAIUpstreamThread
 
 
 @pytest.fixture(scope="module")

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
+from devtools.standin import complete, count_input_tokens, generate_image, generate_tokens
+from devtools.standin.testing import StandInThread
 from gateway.backends.images import encode_png
 from gateway.backends.triton import Delta, GenRequest, GenResult, TritonInstance
 from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest, UnsupportedParameter
-from modelsvc.standin import complete, count_input_tokens, generate_image, generate_tokens
-from modelsvc.standin.testing import StandInThread
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from modelsvc.standin.testing import StandInThread
+from devtools.standin.testing import StandInThread
 
 from ..harness import Gateway
 

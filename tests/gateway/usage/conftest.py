@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tools.postgres_server import PostgresServer
+from devtools.postgres_server import PostgresServer
 
 
 @pytest.fixture(scope="module")

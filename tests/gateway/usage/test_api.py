@@ -10,7 +10,7 @@ import httpx
 import openai
 import pytest
 
-from modelsvc.standin.testing import StandInThread
+from devtools.standin.testing import StandInThread
 
 from ..harness import DEMO_KEY, OTHER_KEY, Gateway
 

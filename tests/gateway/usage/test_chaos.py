@@ -18,7 +18,7 @@ import time
 
 import httpx
 
-from modelsvc.standin.testing import StandInThread
+from devtools.standin.testing import StandInThread
 
 from ..harness import DEMO_KEY, Gateway
 

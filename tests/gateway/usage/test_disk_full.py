@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from modelsvc.standin.testing import StandInThread
+from devtools.standin.testing import StandInThread
 
 from ..harness import Gateway
 

@@ -10,9 +10,9 @@ import subprocess
 import asyncpg
 import httpx
 
+from devtools.standin.testing import StandInThread
 from gateway.usage import Metrics, UsageLog, UsageRecord
 from gateway.usage.postgres import SCHEMA_VERSION, migrate
-from modelsvc.standin.testing import StandInThread
 
 from ..harness import Gateway
 

@@ -9,9 +9,9 @@ import pytest
 
 from infra import labels as L
 from infra.manifests import monitoring, triton
-from infra.names import TRITON_METRICS_PORT
 from infra.render import render
 from infra.settings import Settings
+from modelsvc.catalog.names import TRITON_METRICS_PORT
 
 from ..crd_schemas import validate
 

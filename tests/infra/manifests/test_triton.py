@@ -7,8 +7,8 @@ from infra.cache import engine_builds, service_cache_key
 from infra.manifests import scripts, triton
 from infra.manifests.common import GPU_TAINT_KEY
 from infra.modelrepo import RepoSpec
-from infra.names import TRITON_GRPC_PORT, engine_job_name, k8s_name
 from infra.settings import Settings
+from modelsvc.catalog.names import TRITON_GRPC_PORT, engine_job_name, k8s_name
 
 S = Settings()
 
@@ -199,3 +199,8 @@ def test_leader_mode(make_catalog, small_text):
     cmd = " ".join(pod(triton.deployment(vision, vision.service("alice/big"), S))["containers"][0]["command"])
     assert cmd.count("--load-model=multimodal_encoders") == 3
     assert cmd.count("--cuda-memory-pool-byte-size=0:") == 1  # rank 0 only, as launch_triton_server.py does
+
+
+def test_gpu_request_equals_model_gpus(small):
+    r = triton.resources(small.models["big"])
+    assert r["limits"]["nvidia.com/gpu"] == "4" == r["requests"]["nvidia.com/gpu"]

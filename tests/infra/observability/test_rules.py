@@ -7,11 +7,11 @@ import httpx
 import promql_parser
 import pytest
 
+from devtools.standin.testing import StandInThread
 from infra.observability import metrics
 from infra.observability.dashboard import expressions as dashboard_expressions
 from infra.observability.rules import alert_rules, recording_rules, rule_groups
 from infra.settings import Settings
-from modelsvc.standin.testing import StandInThread
 from tests.gateway.harness import Gateway
 
 

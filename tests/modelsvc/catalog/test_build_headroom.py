@@ -4,7 +4,7 @@ GPUs that the old pods hold)."""
 import pytest
 
 from modelsvc.catalog import CatalogError, loads
-from modelsvc.catalog.rules import nodes_needed
+from modelsvc.catalog.capacity import nodes_needed
 
 from .samples import VALID, replace
 

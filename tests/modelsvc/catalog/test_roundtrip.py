@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from modelsvc.catalog import loads
-from modelsvc.catalog.rules import nodes_needed
+from modelsvc.catalog.capacity import nodes_needed
 
 label = st.from_regex(r"[a-z0-9]([-a-z0-9]{0,10}[a-z0-9])?", fullmatch=True)
 # Display text as the model accepts it: no control or invisible formatting characters, no '<' '>'.

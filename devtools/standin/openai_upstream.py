@@ -1,0 +1,238 @@
+"""STAND-IN OpenAI-compatible upstream (think vLLM or trtllm-serve), for the `openai` backend kind locally, in
+tests, and as the fixed upstream of the benchmark. Not a model: text comes from the same deterministic rule as the
+stand-in Triton engine.
+
+Deliberately minimal and fast (a raw asyncio HTTP/1.1 protocol, keep-alive, chunked SSE), so that in a benchmark
+the upstream's own cost is small next to the gateway's.
+
+    python -m devtools.standin.openai_upstream --port 18005 [--token-delay 0.0]
+
+Failure injection, by a marker in the prompt (or in a chat message), for the gateway's tests of a misbehaving
+upstream: ``[standin:garbage]`` answers 200 with a body that is not JSON (streamed or not);
+``[standin:bad-event:K]`` streams K good events, then one whose data is not JSON, then carries on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import signal
+import time
+
+import orjson
+
+from .engine import complete, count_input_tokens
+
+_BAD_EVENT = re.compile(r"\[standin:bad-event:(\d+)\]")
+GARBAGE = b"<html><body>502 upstream exploded</body></html>"
+
+
+def _render(messages) -> str:
+    return "\n".join(f"{m.get('role')}: {m.get('content')}" for m in messages if isinstance(m, dict))
+
+
+class _Http(asyncio.Protocol):
+    def __init__(self, app: OpenAIUpstream):
+        self.app = app
+        self.buf = b""
+        self.transport = None
+        self.busy = False
+
+    def connection_made(self, transport):
+        self.transport = transport
+
+    def data_received(self, data: bytes):
+        self.buf += data
+        if not self.busy:
+            self._next()
+
+    def _next(self):
+        head_end = self.buf.find(b"\r\n\r\n")
+        if head_end < 0:
+            return
+        head = self.buf[:head_end].decode("latin-1").split("\r\n")
+        method, path, _ = head[0].split(" ", 2)
+        length = 0
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length":
+                length = int(value.strip())
+        if len(self.buf) < head_end + 4 + length:
+            return
+        body = self.buf[head_end + 4 : head_end + 4 + length]
+        self.buf = self.buf[head_end + 4 + length :]
+        self.busy = True
+        asyncio.ensure_future(self._handle(method, path, body))
+
+    def connection_lost(self, exc):
+        self.transport = None
+
+    def _send(self, status: int, obj) -> None:
+        payload = orjson.dumps(obj)
+        reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "Error")
+        self.transport.write(
+            f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+
+    async def _handle(self, method: str, path: str, body: bytes):
+        try:
+            if self.transport is None:
+                return
+            if method == "GET" and path.rstrip("/").endswith("/models"):
+                self._send(200, {"object": "list", "data": [{"id": "standin", "object": "model"}]})
+            elif method == "POST" and path.endswith(("/chat/completions", "/completions")):
+                await self._complete(path.endswith("/chat/completions"), orjson.loads(body))
+            else:
+                self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+        except Exception as e:
+            if self.transport is not None:
+                self._send(400, {"error": {"message": str(e), "type": "invalid_request_error"}})
+        finally:
+            self.busy = False
+            if self.transport is not None and self.buf:
+                self._next()
+
+    async def _complete(self, chat: bool, req: dict):
+        prompt = _render(req["messages"]) if chat else req["prompt"]
+        max_tokens = int(req.get("max_tokens") or req.get("max_completion_tokens") or 16)
+        stop = req.get("stop") or []
+        stop = [stop] if isinstance(stop, str) else stop
+        tokens = complete(prompt, max_tokens, req.get("seed"), stop)
+        text = "".join(tokens)
+        cut = min((text.find(s) for s in stop if s in text), default=-1)
+        finish = "stop" if cut >= 0 or len(tokens) < max_tokens else "length"
+        if cut >= 0:
+            text = text[:cut]
+        usage = {
+            "prompt_tokens": count_input_tokens(prompt),
+            "completion_tokens": len(tokens),
+            "total_tokens": count_input_tokens(prompt) + len(tokens),
+        }
+        rid, created = f"standin-{id(req):x}", int(time.time())
+        obj = "chat.completion" if chat else "text_completion"
+        if "[standin:garbage]" in prompt:
+            self.transport.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
+                b"content-length: %d\r\n\r\n" % len(GARBAGE) + GARBAGE
+            )
+            return
+        bad = _BAD_EVENT.search(prompt)
+        bad_after = int(bad.group(1)) if bad else None
+        if not req.get("stream"):
+            choice = (
+                {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish}
+                if chat
+                else {"index": 0, "text": text, "finish_reason": finish}
+            )
+            self._send(
+                200,
+                {
+                    "id": rid,
+                    "object": obj,
+                    "created": created,
+                    "model": req.get("model"),
+                    "choices": [choice],
+                    "usage": usage,
+                },
+            )
+            return
+        t = self.transport
+        t.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+
+        def event(o) -> None:
+            data = b"data: " + orjson.dumps(o) + b"\n\n"
+            t.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+
+        chunk_obj = obj + ".chunk" if chat else obj
+        emitted = ""
+        for i, tok in enumerate(tokens):
+            if i == bad_after:
+                data = b'data: {"choices": [{"delta": not json\n\n'
+                t.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            if self.app.token_delay:
+                await asyncio.sleep(self.app.token_delay)
+            if self.transport is None:
+                return
+            piece = tok[: max(0, len(text) - len(emitted))]
+            emitted += piece
+            if piece:
+                choice = (
+                    {"index": 0, "delta": {"content": piece}, "finish_reason": None}
+                    if chat
+                    else {"index": 0, "text": piece, "finish_reason": None}
+                )
+                event(
+                    {"id": rid, "object": chunk_obj, "created": created, "model": req.get("model"), "choices": [choice]}
+                )
+        final = (
+            {"index": 0, "delta": {}, "finish_reason": finish}
+            if chat
+            else {"index": 0, "text": "", "finish_reason": finish}
+        )
+        event({"id": rid, "object": chunk_obj, "created": created, "model": req.get("model"), "choices": [final]})
+        if (req.get("stream_options") or {}).get("include_usage"):
+            event(
+                {
+                    "id": rid,
+                    "object": chunk_obj,
+                    "created": created,
+                    "model": req.get("model"),
+                    "choices": [],
+                    "usage": usage,
+                }
+            )
+        done = b"data: [DONE]\n\n"
+        t.write(f"{len(done):x}\r\n".encode() + done + b"\r\n0\r\n\r\n")
+
+
+class OpenAIUpstream:
+    def __init__(self, token_delay: float = 0.0):
+        self.token_delay = token_delay
+        self.server: asyncio.base_events.Server | None = None
+        self.port = 0
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(lambda: _Http(self), host, port, backlog=4096)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self.server:
+            self.server.close()
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(
+        prog="python -m devtools.standin.openai_upstream",
+        description="STAND-IN OpenAI-compatible upstream (deterministic fake output)",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=18005)
+    p.add_argument("--token-delay", type=float, default=0.0)
+    args = p.parse_args(argv)
+
+    async def run():
+        up = OpenAIUpstream(args.token_delay)
+        port = await up.start(args.host, args.port)
+        print(f"stand-in OpenAI-compatible upstream ready: http://{args.host}:{port}/v1", flush=True)
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        await stop.wait()
+        await up.stop()
+
+    try:
+        import uvloop
+
+        uvloop.run(run())
+    except ImportError:
+        asyncio.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,128 @@
+"""In-place edits of services.yaml (create, scale, delete) that keep comments and layout, and never write an invalid
+file."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from . import Catalog, CatalogError, loads
+from .keys import new_service_id
+
+
+class EditError(Exception):
+    pass
+
+
+def _yaml() -> YAML:
+    y = YAML()  # round-trip mode: comments, order, quoting and flow style survive
+    y.preserve_quotes = True
+    y.indent(mapping=2, sequence=4, offset=2)
+    y.width = 4096
+    return y
+
+
+def _detect_indent(text: str) -> tuple[int, int]:
+    """(sequence indent, offset) as the file writes `- ` items under `services:`."""
+    for line in text.splitlines():
+        stripped = line.lstrip(" ")
+        if stripped.startswith("- "):
+            offset = len(line) - len(stripped)
+            return offset + 2, offset
+    return 4, 2
+
+
+def _edit(text: str, path: str, change) -> tuple[str, Catalog]:
+    y = _yaml()
+    seq, off = _detect_indent(text)
+    y.indent(mapping=2, sequence=seq, offset=off)
+    data = y.load(text)
+    change(data)
+    out = io.StringIO()
+    y.dump(data, out)
+    new_text = out.getvalue()
+    try:
+        return new_text, loads(new_text, path)
+    except CatalogError as e:
+        raise EditError("refusing the change, it would make the file invalid:\n" + str(e)) from e
+
+
+def _find(data, access_name: str) -> int:
+    for i, s in enumerate(data.get("services") or []):
+        if s.get("access_name") == access_name:
+            return i
+    raise EditError(f"no service with access name '{access_name}'")
+
+
+def scale(text: str, path: str, access_name: str, *, to: int | None = None, add: int | None = None):
+    def change(data):
+        svc = data["services"][_find(data, access_name)]
+        current = svc.get("instances", 1)
+        target = to if to is not None else current + add
+        if target < 0:
+            raise EditError(f"'{access_name}' has {current} instance(s); cannot go to {target}")
+        svc["instances"] = target
+
+    return _edit(text, path, change)
+
+
+def delete(text: str, path: str, access_name: str, confirm: str):
+    if confirm != access_name:
+        raise EditError(f"to delete, confirm with the exact access name: --confirm {access_name}")
+
+    def change(data):
+        del data["services"][_find(data, access_name)]
+
+    return _edit(text, path, change)
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:40].strip("-") or "service"
+
+
+def create(
+    text: str,
+    path: str,
+    *,
+    name: str,
+    owner: str,
+    model: str,
+    instances: int = 1,
+    pool: str | None = None,
+    access_name: str | None = None,
+):
+    """Append a new service with a fresh id. The access name defaults to `<owner>/<name as a slug>`; the pool, for a
+    model deployed on GPUs, to the only pool when there is one. Refused (nothing written) if the file would be invalid:
+    over capacity, an owner without a key, a duplicate access name, a bad name."""
+    access_name = access_name or f"{owner}/{_slug(name)}"
+    if access_name.split("/", 1)[0] != owner:
+        raise EditError(f"the access name must start with the owner: {owner}/…")
+    if instances < 0:
+        raise EditError("--instances must be 0 or more")
+
+    def change(data):
+        models, pools = data.get("models") or {}, data.get("pools") or {}
+        spec = models.get(model)
+        on_gpus = isinstance(spec, dict) and spec.get("backend", "triton") == "triton"
+        chosen = pool
+        if chosen is None and on_gpus:
+            if len(pools) != 1:
+                raise EditError(f"model '{model}' runs on GPUs: choose --pool from: {', '.join(pools) or '(none)'}")
+            chosen = next(iter(pools))
+        used = {s.get("id") for s in data.get("services") or []}
+        sid = new_service_id()
+        while sid in used:
+            sid = new_service_id()
+        entry = CommentedMap(
+            [("name", name), ("access_name", access_name), ("id", sid), ("model", model), ("instances", instances)]
+        )
+        if chosen is not None:
+            entry["pool"] = chosen
+        if data.get("services") is None:
+            data["services"] = CommentedSeq()
+        data["services"].append(entry)
+
+    return _edit(text, path, change)
