@@ -2,9 +2,10 @@
 
 The key covers everything the engine binary depends on: the checkpoint (model source), the TensorRT-LLM release (the
 Triton container version pins it), the GPU type (engines are built for one SM architecture), the tensor-parallel size
-(model gpus), the dtype, the token limits the engine is built for, the task, our build recipe, and what the model repository cached next to the engine depends on (batch size, decoupled
-mode, the catalog's chat_template). It does NOT cover instances, pool sizes, service names or anything else: those
-reuse the engine. Services whose keys are equal share one build Job and one cache entry (`engine_builds`).
+(model gpus), the dtype, the token limits the engine is built for, the task, our build recipe, and what the model
+repository cached next to the engine depends on (batch size, decoupled mode, the catalog's chat_template). It does
+NOT cover instances, pool sizes, service names or anything else: those reuse the engine. Services whose keys are
+equal share one build Job and one cache entry (`engine_builds`).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Everything the Kubernetes part deploys, as plain dicts, and a YAML writer (for `modelsvc render`)."""
+"""`modelsvc render`: the deployment plan (infra/plan.py) as YAML files, one per object, numbered in apply order."""
 
 from __future__ import annotations
 
@@ -11,12 +11,9 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from modelsvc.catalog.capacity import deployed_services
-from modelsvc.catalog.names import service_names
-
-from .manifests import autoscaling, gateway, monitoring, system, triton
 from .observability.dashboard import dashboard
 from .observability.rules import rule_groups
+from .plan import plan
 from .settings import TARGETS, Settings
 
 if TYPE_CHECKING:
@@ -24,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def render(catalog: Catalog, target: str = "kubeconfig", settings: Settings | None = None) -> list[dict]:
-    """All Kubernetes objects for the catalog, in apply order (namespaces first).
+    """All Kubernetes objects for the catalog, in apply order (namespaces first): the plan's objects.
 
     target "eks" adds the NVIDIA device plugin (EKS GPU AMIs lack it); "kubeconfig" assumes the cluster has one
     (GPU operator), unless settings.device_plugin is set. AWS resources are not Kubernetes objects: only the Pulumi
@@ -32,19 +29,7 @@ def render(catalog: Catalog, target: str = "kubeconfig", settings: Settings | No
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
-    settings = dataclasses.replace(settings or Settings(), target=target)
-    service_names(catalog)  # raises on a name clash before anything is produced
-    objs: list[dict] = [system.namespace(ns) for ns in system.all_namespaces(catalog, settings)]
-    objs.append(system.build_service_account(settings))
-    for ns in system.triton_namespaces(catalog, settings):
-        objs += [system.triton_service_account(ns, settings), system.triton_network_policy(ns, settings)]
-    if settings.device_plugin or target == "eks":
-        objs.append(system.device_plugin(settings))
-    objs += gateway.gateway_objects(catalog, settings)
-    objs += triton.engine_jobs(catalog, settings)
-    for s in deployed_services(catalog):
-        objs += triton.service_objects(catalog, s, settings)
-    return objs + autoscaling.autoscaling_objects(catalog, settings) + monitoring.monitoring_objects(catalog, settings)
+    return plan(catalog, dataclasses.replace(settings or Settings(), target=target)).objects
 
 
 def _file_name(index: int, obj: dict) -> str:

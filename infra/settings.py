@@ -42,7 +42,7 @@ class Settings:
     build_disk: str = "400Gi"  # ephemeral storage of a build Job: checkpoint + engine (GPU nodes have 500 GiB)
     metrics_namespace: str = "monitoring"  # where Prometheus runs: admitted to Triton's and the gateway's metrics
     gateway_metrics_port: int = 9091  # the gateway's internal port for /metrics and per-service readiness
-    device_plugin: bool = False  # deploy the NVIDIA device plugin DaemonSet (on by default for eks)
+    device_plugin: bool | None = None  # deploy the NVIDIA device plugin DaemonSet; None: only on eks
     device_plugin_image: str = "nvcr.io/nvidia/k8s-device-plugin:v0.17.1"
     kubernetes_version: str = "1.33"
     cluster_domain: str = "cluster.local"
@@ -54,6 +54,16 @@ class Settings:
     # Operator CRDs exist (PodMonitor, PrometheusRule); without them only the prometheus.io annotations are rendered.
     prometheus_release: str = "prometheus"
     prometheus_operator: bool = True
+    # The Pulumi program only (render ignores them): where the catalog is, how to reach the cluster, the eks target's
+    # network and system nodes, the usage database it may create.
+    catalog: str = "services.yaml"
+    kubeconfig: Any = None  # kubeconfig target: the kubeconfig (a secret Output)
+    availability_zones: tuple[str, ...] = ()  # eks: default <region>a, <region>b
+    vpc_cidr: str = "10.0.0.0/16"
+    system_instance_type: str = "m6i.large"
+    usage_db_password: Any = None  # eks: with it (a secret), the stack creates RDS for PostgreSQL for usage records
+    usage_db_instance_class: str = "db.t4g.medium"
+    usage_db_multi_az: bool = True
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -62,6 +72,11 @@ class Settings:
             raise ValueError(f"namespace mode must be one of {NAMESPACE_MODES}, got {self.namespace_mode!r}")
         if not self.engine_cache_uri.startswith("s3://"):
             raise ValueError(f"engine cache must be an s3:// URI, got {self.engine_cache_uri!r}")
+
+    @property
+    def deploys_device_plugin(self) -> bool:
+        """EKS's GPU AMIs lack the device plugin; other clusters usually run NVIDIA's GPU operator."""
+        return self.target == "eks" if self.device_plugin is None else self.device_plugin
 
     @property
     def triton_image(self) -> str:

@@ -110,8 +110,6 @@ def adapter_configmap(settings: Settings) -> dict:
     }
 
 
-def autoscaling_objects(catalog: Catalog, settings: Settings) -> list[dict]:
-    services = autoscaled(catalog)
-    if not services:
-        return []
-    return [adapter_configmap(settings)] + [hpa(catalog, s, settings) for s in services]
+def adapter_objects(catalog: Catalog, settings: Settings) -> list[dict]:
+    """prometheus-adapter's rules, when some service autoscales (the HPAs themselves belong to their services)."""
+    return [adapter_configmap(settings)] if autoscaled(catalog) else []

@@ -8,8 +8,6 @@ GPU_TAINT_KEY, GPU_TAINT_VALUE = "nvidia.com/gpu", "true"
 BUILD_SERVICE_ACCOUNT = "modelsvc-engine-build"  # build Jobs: read checkpoints, write the engine cache (IRSA)
 TRITON_SERVICE_ACCOUNT = "modelsvc-triton"  # Triton pods: read the engine cache only (IRSA)
 IRSA_ANNOTATION = "eks.amazonaws.com/role-arn"
-# pulumi-kubernetes await: GPU nodes join, images are large (~20 GB) and engines load slowly.
-PULUMI_TIMEOUT = "pulumi.com/timeoutSeconds"
 
 
 def meta(name: str, labels: dict, namespace: str | None = None, annotations: dict | None = None) -> dict:

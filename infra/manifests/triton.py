@@ -19,14 +19,14 @@ from .. import labels as L
 from ..cache import MAX_BATCH_SIZE, engine_builds, engine_uri, max_num_tokens, service_cache_key, spec_json
 from ..settings import Settings
 from . import scripts
-from .common import BUILD_SERVICE_ACCOUNT, PULUMI_TIMEOUT, TRITON_SERVICE_ACCOUNT, gpu_toleration, meta
+from .common import BUILD_SERVICE_ACCOUNT, TRITON_SERVICE_ACCOUNT, gpu_toleration, meta
 
 if TYPE_CHECKING:
     from modelsvc.catalog import Catalog, Model, Service
 
 TRITON_APP = "tritonserver"
 BUILD_APP = "engine-build"
-BUILD_BUDGET_S = 4 * 3600  # Job deadline and Pulumi's wait for it
+BUILD_BUDGET_S = 4 * 3600  # Job deadline and Pulumi's wait for it (infra/plan.py)
 TRTLLM_TEMPLATES = "/app/all_models"  # NVIDIA's Triton TensorRT-LLM image: triton_backend/all_models of its release
 DIFFUSION_TEMPLATES = "/workspace/diffusion-models"  # the tutorials' diffusion image: its model configs
 # multimodal.md sizes GPU 0's CUDA memory pool for the prompt tables passed between models: fp16 (2 bytes) × image
@@ -125,7 +125,6 @@ def engine_job(catalog: Catalog, key: str, services: list[Service], settings: Se
     work = [{"name": "work", "mountPath": "/work"}]
     image = serving_image(model, settings)
     annotations = {
-        PULUMI_TIMEOUT: str(BUILD_BUDGET_S),
         # a failed build is replaced (retried) by the next `pulumi up` instead of blocking it forever
         "pulumi.com/replaceUnready": "true",
         "modelsvc.io/model": first.model,
@@ -263,7 +262,7 @@ def deployment(catalog: Catalog, service: Service, settings: Settings) -> dict:
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": meta(name, lab, namespace_of(service, settings), {PULUMI_TIMEOUT: "2400"}),
+        "metadata": meta(name, lab, namespace_of(service, settings)),
         "spec": {
             # An autoscaled service leaves replicas to its HPA (min = instances): a replicas field here would reset
             # the HPA's choice on every deploy.

@@ -26,8 +26,8 @@ if TYPE_CHECKING:
 
 __all__ = ["TASKS", "RepoError", "RepoSpec", "build_repository", "has_recipe", "load", "spec_for"]
 
-TASKS = ("chat", "vision-chat", "image-generation")
-SERVED = {"chat": chat.SERVED, "vision-chat": vision.SERVED, "image-generation": ("stable_diffusion",)}
+SERVED = {Task.chat: chat.SERVED, Task.vision_chat: vision.SERVED, Task.image_generation: ("stable_diffusion",)}
+TASKS = tuple(t.value for t in SERVED)  # RepoSpec.task: the task's name (the spec travels as JSON)
 # Parameters of the served models' configs that carry the checkpoint's chat template to the gateway.
 CHAT_TEMPLATE_PARAMS = ("chat_template", "bos_token", "eos_token")
 
@@ -74,12 +74,11 @@ class RepoSpec:
 
 
 def spec_for(model: Model, *, max_batch_size: int = 64) -> RepoSpec:
-    task = model.task.value
     extra = {}
     if model.task is Task.image_generation:
         extra["diffusion_variant"] = diffusion.variant_of(model.source) or "sd-1.5"
     return RepoSpec(
-        task=task,
+        task=model.task.value,
         max_batch_size=max_batch_size,
         max_input_tokens=model.max_input_tokens,
         max_output_tokens=model.max_output_tokens,
@@ -93,12 +92,12 @@ def has_recipe(model: Model) -> str | None:
     """None when a recipe builds this model's repository; else why not (a sentence for ``validate``)."""
     if model.backend is not Backend.triton:
         return f"backend {model.backend.value}: the gateway forwards to its upstream; no model repository is built"
-    task = model.task.value  # the recipes are keyed by the task's name, as RepoSpec carries it
+    task = model.task
     if task not in SERVED:
-        return f"no model-repository recipe for task {task}"
+        return f"no model-repository recipe for task {task.value}"
     if model.triton_model_name not in SERVED[task]:
         return (
-            f"triton_model {model.triton_model_name!r} is not served by the {task} recipe "
+            f"triton_model {model.triton_model_name!r} is not served by the {task.value} recipe "
             f"(it serves {', '.join(SERVED[task])})"
         )
     if model.task is Task.vision_chat and vision.is_encoder_decoder(model.source):
@@ -120,9 +119,14 @@ def has_recipe(model: Model) -> str | None:
     return None
 
 
-def _check(spec: RepoSpec) -> None:
+def _task(spec: RepoSpec) -> Task:
     if spec.task not in TASKS:
         raise RepoError("spec", f"task {spec.task!r}: no recipe (known: {', '.join(TASKS)})")
+    return Task(spec.task)
+
+
+def _check(spec: RepoSpec) -> Task:
+    task = _task(spec)
     for name in (
         "max_batch_size",
         "max_input_tokens",
@@ -134,11 +138,12 @@ def _check(spec: RepoSpec) -> None:
         value = getattr(spec, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise RepoError("spec", f"{name} must be a positive integer, not {value!r}")
-    served = spec.served_name or SERVED[spec.task][0]
-    if served not in SERVED[spec.task]:
-        raise RepoError("spec", f"served_name {served!r}: the {spec.task} recipe serves {', '.join(SERVED[spec.task])}")
-    if spec.task == "image-generation" and spec.diffusion_variant not in diffusion.VARIANTS:
+    served = spec.served_name or SERVED[task][0]
+    if served not in SERVED[task]:
+        raise RepoError("spec", f"served_name {served!r}: the {spec.task} recipe serves {', '.join(SERVED[task])}")
+    if task is Task.image_generation and spec.diffusion_variant not in diffusion.VARIANTS:
         raise RepoError("spec", f"diffusion_variant {spec.diffusion_variant!r}: one of {', '.join(diffusion.VARIANTS)}")
+    return task
 
 
 def chat_parameters(spec: RepoSpec, tokenizer_config: Path | None) -> dict[str, str]:
@@ -156,10 +161,10 @@ def build_repository(spec: RepoSpec, templates: Path, out: Path, *, tokenizer_co
     """Write the filled model repository for ``spec.task`` into ``out`` (new or empty) from ``templates`` (a
     release's ``all_models``; for image-generation the tutorial's ``diffusion-models``). Returns the configs
     written; RepoError (located) when anything would not load in Triton."""
-    _check(spec)
-    if spec.task == "image-generation":
+    task = _check(spec)
+    if task is Task.image_generation:
         models = diffusion.models(spec)
     else:
         params = chat_parameters(spec, tokenizer_config)
-        models = (chat.models if spec.task == "chat" else vision.models)(spec, params)
+        models = (chat.models if task is Task.chat else vision.models)(spec, params)
     return build(models, Path(templates), Path(out))

@@ -48,11 +48,13 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
         "s",
         [
             (
-                f"histogram_quantile(0.5, sum by (le, service_id) (rate(modelsvc_request_latency_seconds_bucket{{{SVC}}}[5m])))",
+                f"histogram_quantile(0.5, sum by (le, service_id) "
+                f"(rate(modelsvc_request_latency_seconds_bucket{{{SVC}}}[5m])))",
                 "p50 {{service_id}}",
             ),
             (
-                f"histogram_quantile(0.99, sum by (le, service_id) (rate(modelsvc_request_latency_seconds_bucket{{{SVC}}}[5m])))",
+                f"histogram_quantile(0.99, sum by (le, service_id) "
+                f"(rate(modelsvc_request_latency_seconds_bucket{{{SVC}}}[5m])))",
                 "p99 {{service_id}}",
             ),
         ],
@@ -62,7 +64,8 @@ PANELS: list[tuple[str, str, list[tuple[str, str]]]] = [
         "s",
         [
             (
-                "histogram_quantile(0.99, sum by (le, access_name) (rate(modelsvc_gateway_overhead_seconds_bucket[5m])))",
+                "histogram_quantile(0.99, sum by (le, access_name) "
+                "(rate(modelsvc_gateway_overhead_seconds_bucket[5m])))",
                 "{{access_name}}",
             )
         ],

@@ -35,7 +35,8 @@ def recording_rules() -> dict:
             {
                 "record": QUEUE_RATIO,
                 "expr": f"sum by ({POD}) (rate(nv_inference_queue_duration_us{{{ENGINE_MODELS}}}[1m]))\n"
-                f"  / clamp_min(sum by ({POD}) (rate(nv_inference_compute_infer_duration_us{{{ENGINE_MODELS}}}[1m])), 1)",
+                f"  / clamp_min(sum by ({POD}) "
+                f"(rate(nv_inference_compute_infer_duration_us{{{ENGINE_MODELS}}}[1m])), 1)",
             },
             {"record": PENDING, "expr": f"sum by ({POD}) (nv_inference_pending_request_count{{{ENGINE_MODELS}}})"},
         ],
@@ -138,7 +139,8 @@ def alert_rules(catalog: Catalog, settings: Settings) -> dict:
                 f"    >= kube_horizontalpodautoscaler_spec_max_replicas{{{hpa}}})",
                 "A service is over its load target with every instance it may have",
                 f"{s.access_name}: {s.autoscale.metric.value} {{{{ $value }}}} > target {s.autoscale.target:g} at "
-                f"max_instances ({s.autoscale.max_instances}): raise autoscale.max_instances (and the pool's max_nodes).",
+                f"max_instances ({s.autoscale.max_instances}): raise autoscale.max_instances "
+                "(and the pool's max_nodes).",
                 {"service_id": s.id, "access_name": s.access_name},
             )
         )

@@ -2,8 +2,8 @@ from infra.cache import engine_cache_key, engine_uri, service_cache_key
 from infra.settings import Settings
 
 
-def key(catalog, access, settings=Settings()):
-    return service_cache_key(catalog, catalog.service(access), settings)
+def key(catalog, access, settings: Settings | None = None):
+    return service_cache_key(catalog, catalog.service(access), settings or Settings())
 
 
 def test_key_is_stable_and_short(small, make_catalog, small_text):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from pathlib import Path
 
@@ -58,11 +59,12 @@ def _build(catalog, settings, kubeconfig=None) -> dict:
     from infra.program import build
 
     resolved: dict = {}
+    if kubeconfig is not None:
+        settings = dataclasses.replace(settings, kubeconfig=kubeconfig)
 
     @pulumi.runtime.test
     def program():
-        outputs = build(catalog, settings, kubeconfig)
-        outputs.pop("_gateway")
+        outputs = build(catalog, settings)
         for key, value in outputs.items():
             pulumi.Output.from_input(value).apply(lambda v, key=key: resolved.__setitem__(key, v))
 
@@ -291,13 +293,13 @@ def test_main_reads_stack_config(mocks, monkeypatch):
 def test_eks_target_creates_the_usage_database(mocks, example):
     """With a password in the stack config: RDS for PostgreSQL in the private subnets, not public, and its DSN only
     in a Secret that the gateway reads."""
-    pulumi.runtime.set_all_config({"modelsvc:usageDbPassword": "s3cr3t/+pw"}, secret_keys=["modelsvc:usageDbPassword"])
-    try:
-        outputs = _build(
-            example, Settings(target="eks", cluster_name="modelsvc-test", engine_cache_uri="s3://modelsvc-test-engines")
-        )
-    finally:
-        pulumi.runtime.set_all_config({})
+    settings = Settings(
+        target="eks",
+        cluster_name="modelsvc-test",
+        engine_cache_uri="s3://modelsvc-test-engines",
+        usage_db_password=pulumi.Output.secret("s3cr3t/+pw"),
+    )
+    outputs = _build(example, settings)
 
     assert outputs["usageDatabase"] == "modelsvc-test-usage.db.example:5432"
     (db,) = mocks.of("aws:rds/instance:Instance")

@@ -216,7 +216,7 @@ def test_waiter_ignores_a_partial_engine_until_the_marker_exists(clean, tmp_path
         _build_output(tmp_path)
         upload = run(scripts.UPLOAD_ENGINE, envs["builder"], WORK=str(tmp_path))
         assert upload.returncode == 0, upload.stderr
-        out, err = waiter.communicate(timeout=120)
+        _, err = waiter.communicate(timeout=120)
     finally:
         if waiter.poll() is None:
             waiter.kill()

@@ -8,6 +8,7 @@ import yaml
 
 from infra.manifests import autoscaling, triton
 from infra.observability.metrics import PENDING, QUEUE_RATIO
+from infra.plan import plan
 from infra.settings import Settings
 
 S = Settings()
@@ -56,10 +57,16 @@ def test_autoscaled_deployment_leaves_replicas_to_the_hpa(make_catalog, small_te
 
 
 def test_only_autoscaled_services_get_an_hpa(small, make_catalog, small_text):
-    assert autoscaling.autoscaling_objects(small, S) == []
+    def scaling(catalog):
+        return [
+            (o["kind"], o["metadata"]["name"])
+            for o in plan(catalog, S).objects
+            if o["kind"] == "HorizontalPodAutoscaler" or o["metadata"]["name"] == autoscaling.ADAPTER_CONFIGMAP
+        ]
+
+    assert scaling(small) == []
     c = autoscaled(make_catalog, small_text, "{max_instances: 5}")
-    kinds = [o["kind"] for o in autoscaling.autoscaling_objects(c, S)]
-    assert kinds == ["ConfigMap", "HorizontalPodAutoscaler"]
+    assert scaling(c) == [("HorizontalPodAutoscaler", "alice--chat"), ("ConfigMap", autoscaling.ADAPTER_CONFIGMAP)]
 
 
 def test_adapter_rules_expose_the_recorded_series_per_pod():

@@ -134,8 +134,8 @@ def test_rules_behave_on_synthetic_series(example, tmp_path):
                                 },
                                 "exp_annotations": {
                                     "summary": "A service is over its load target with every instance it may have",
-                                    "description": "u-8105f7322477/support-bot: queue_ratio 2 > target 1 at max_instances (4): "
-                                    "raise autoscale.max_instances (and the pool's max_nodes).",
+                                    "description": "u-8105f7322477/support-bot: queue_ratio 2 > target 1 at "
+                                    "max_instances (4): raise autoscale.max_instances (and the pool's max_nodes).",
                                 },
                             }
                         ],
@@ -148,7 +148,8 @@ def test_rules_behave_on_synthetic_series(example, tmp_path):
                     {"series": 'modelsvc_usage_write_errors_total{pod="gw-1", reason="ENOSPC"}', "values": "0 0 1 1 1"},
                     {"series": 'modelsvc_usage_refused_requests_total{pod="gw-1"}', "values": "0 0 0 0 0"},
                     {
-                        "series": 'kube_job_status_failed{namespace="modelsvc", job_name="u-8105f7322477--test-build-bf4ede3b"}',
+                        "series": "kube_job_status_failed"
+                        '{namespace="modelsvc", job_name="u-8105f7322477--test-build-bf4ede3b"}',
                         "values": "0 1 1",
                     },
                 ],
@@ -160,7 +161,8 @@ def test_rules_behave_on_synthetic_series(example, tmp_path):
                             {
                                 "exp_labels": {"severity": "critical", "pod": "gw-1"},
                                 "exp_annotations": {
-                                    "summary": "Usage records cannot be written to the gateway's disk (held in memory, retried)",
+                                    "summary": "Usage records cannot be written to the gateway's disk "
+                                    "(held in memory, retried)",
                                     "description": "gw-1: 1 failed usage write(s) in 5 minutes (disk full?).",
                                 },
                             }

@@ -1,0 +1,115 @@
+"""The deployment plan is the one list of Kubernetes objects: `render` writes it, the Pulumi program creates it.
+
+Under Pulumi's mocks, the set of (kind, namespace, name) the program creates equals what `render` writes for the same
+catalog and settings, for both example catalogs and both targets, and every resource's `dependsOn` is its plan
+entry's needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pulumi
+import pytest
+
+import infra.program
+from infra.plan import Plan, key_of, plan
+from infra.render import render
+from infra.settings import Settings
+from modelsvc.catalog.names import engine_job_name
+
+from .test_program import Mocks
+
+TARGETS = {
+    "eks": Settings(target="eks", cluster_name="modelsvc-test", engine_cache_uri="s3://modelsvc-test-engines"),
+    "kubeconfig": Settings(target="kubeconfig", cluster_name="prod-gpu", kubeconfig="kubeconfig-text"),
+    "kubeconfig-per-owner": Settings(
+        target="kubeconfig", namespace_mode="per-owner", ingress_host="models.example.com", kubeconfig="kubeconfig-text"
+    ),
+}
+
+
+def _created(catalog, settings: Settings, monkeypatch) -> tuple[set, dict]:
+    """Run the program under mocks: the keys of the Kubernetes objects it registers, and each one's dependsOn (as
+    keys of the objects they are)."""
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    mocks = Mocks()
+    pulumi.runtime.set_mocks(mocks, project="modelsvc", stack="test", preview=False)
+    real = infra.program.k8s_res.create
+    by_resource: dict[int, tuple] = {}
+    depends: dict[tuple, set] = {}
+
+    def spy(obj, opts=None):
+        res = real(obj, opts)
+        by_resource[id(res)] = key_of(obj)
+        # plan objects by key; anything else (the eks target's system node group) by its Pulumi type
+        depends[key_of(obj)] = {by_resource.get(id(d)) or d.__class__.__name__ for d in (opts.depends_on or [])}
+        return res
+
+    monkeypatch.setattr(infra.program.k8s_res, "create", spy)
+    pulumi.runtime.test(lambda: infra.program.build(catalog, settings))()
+    keys = {
+        (r.inputs["kind"], r.inputs["metadata"].get("namespace"), r.inputs["metadata"]["name"])
+        for r in mocks.resources
+        if r.typ.startswith("kubernetes:") and not r.typ.startswith(("kubernetes:helm.sh", "pulumi:providers"))
+    }
+    return keys, depends
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("catalog_name", ["example", "small"])
+def test_pulumi_creates_exactly_what_render_writes(catalog_name, target, request, monkeypatch):
+    catalog = request.getfixturevalue(catalog_name)
+    settings = TARGETS[target]
+    created, depends = _created(catalog, settings, monkeypatch)
+    rendered = [key_of(o) for o in render(catalog, settings.target, settings)]
+    assert len(rendered) == len(set(rendered))
+    assert created == set(rendered)
+    # each resource waits for exactly its entry's needs
+    base = {"NodeGroup"} if target == "eks" else set()  # everything waits for the system nodes of a new cluster
+    assert {e.key: set(e.needs) | base for e in plan(catalog, settings)} == depends
+
+
+def test_the_usage_store_secret_is_planned_and_the_gateway_waits_for_it(example):
+    p = plan(example, Settings(target="eks"), usage_store_url="postgresql://u:p@db:5432/modelsvc")
+    secret = ("Secret", "modelsvc", "gateway-usage-store")
+    assert secret in p.keys()
+    assert secret in p.entry(("Deployment", "modelsvc", "modelsvc-gateway")).needs
+    assert secret not in plan(example, Settings(target="eks")).keys()
+
+
+def _assert_apply_order(p: Plan) -> None:
+    seen: set = set()
+    for entry in p:
+        assert set(entry.needs) <= seen, f"{entry.key} comes before {set(entry.needs) - seen}"
+        seen.add(entry.key)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_the_list_is_in_dependency_order_and_names_what_each_object_needs(example, target):
+    settings = TARGETS[target]
+    p = plan(example, settings)
+    _assert_apply_order(p)
+    created_ns = {e.obj["metadata"]["name"] for e in p if e.obj["kind"] == "Namespace"}
+    for entry in p:
+        ns = entry.obj["metadata"].get("namespace")
+        if ns in created_ns:
+            assert ("Namespace", None, ns) in entry.needs, entry.key
+        pod = entry.obj.get("spec", {}).get("template", {}).get("spec", {})
+        sa = pod.get("serviceAccountName")
+        if sa and ns in created_ns:
+            assert ("ServiceAccount", ns, sa) in entry.needs, entry.key
+        if entry.obj["kind"] == "Deployment" and entry.group != "gateway":
+            (job,) = [k for k in entry.needs if k[0] == "Job"]
+            assert job[2] == engine_job_name(entry.obj["metadata"]["labels"]["modelsvc.io/engine-key"])
+
+
+def test_plan_refuses_an_object_whose_prerequisite_it_does_not_create(example):
+    p = Plan()
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "default"}}
+    with pytest.raises(ValueError, match="needs"):
+        p.add(obj, ("ServiceAccount", "default", "nobody"))
+    p.add(obj)
+    with pytest.raises(ValueError, match="twice"):
+        p.add(dataclasses.replace(p.entries[0]).obj)
