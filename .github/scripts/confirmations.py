@@ -28,6 +28,7 @@ import json
 import os
 import re
 import sys
+from typing import Any
 
 from modelsvc.catalog.model import ACCESS_NAME_RE, LABEL_RE
 
@@ -37,7 +38,7 @@ BODY_LINE = re.compile(r"^[ \t>*-]*confirm-(delete|change):[ \t]*(\S+)[ \t]*$", 
 _VALID = {"delete": re.compile(ACCESS_NAME_RE), "change": re.compile(f"{ACCESS_NAME_RE}|{LABEL_RE}")}
 
 
-def confirmations(event: dict) -> dict[str, list[str]]:
+def confirmations(event: dict[str, Any]) -> dict[str, list[str]]:
     """kind → names confirmed by the pull request of a `pull_request` event, in order, no repeats."""
     pr = event.get("pull_request") or {}
     found: list[tuple[str, str]] = []

@@ -23,9 +23,10 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from typing import Any
 
 
-def _get(url: str, token: str) -> dict:
+def _get(url: str, token: str) -> Any:
     req = urllib.request.Request(
         url,
         headers={
@@ -39,7 +40,7 @@ def _get(url: str, token: str) -> dict:
         return json.load(resp)
 
 
-def latest_run(api: str, repo: str, sha: str, name: str, token: str) -> dict | None:
+def latest_run(api: str, repo: str, sha: str, name: str, token: str) -> dict[str, Any] | None:
     """The newest check run called `name` on commit `sha` (a re-run supersedes the run it repeats)."""
     q = urllib.parse.urlencode({"check_name": name, "filter": "latest", "per_page": 100})
     runs = _get(f"{api}/repos/{repo}/commits/{sha}/check-runs?{q}", token).get("check_runs") or []

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 
-def _cell(value) -> str:
+def _cell(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
     return "`" + text.replace("|", "\\|").replace("`", "'").replace("\n", " ") + "`"
 
 
-def render(stack: str, outputs: dict) -> str:
+def render(stack: str, outputs: dict[str, Any]) -> str:
     lines = [f"### Stack outputs: `{stack}`", ""]
     if not outputs:
         return "\n".join(lines + ["- none", ""])

@@ -25,12 +25,13 @@ import os
 import re
 import sys
 import urllib.request
+from typing import Any
 
 PER_PAGE = 100
 META = re.compile(r"^<!-- modelsvc-run head=([0-9a-f]{40}) run=([0-9]+) -->$", re.M)
 
 
-def _call(method: str, url: str, token: str, payload: dict | None = None):
+def _call(method: str, url: str, token: str, payload: dict[str, Any] | None = None) -> Any:
     data = json.dumps(payload).encode() if payload is not None else None
     req = urllib.request.Request(
         url,
@@ -48,13 +49,13 @@ def _call(method: str, url: str, token: str, payload: dict | None = None):
         return json.load(resp)
 
 
-def find_comment(api: str, repo: str, pr: str, token: str, marker: str, author: str) -> dict | None:
+def find_comment(api: str, repo: str, pr: str, token: str, marker: str, author: str) -> dict[str, Any] | None:
     page = 1
     while True:
         comments = _call("GET", f"{api}/repos/{repo}/issues/{pr}/comments?per_page={PER_PAGE}&page={page}", token)
         for c in comments:
             if (c.get("user") or {}).get("login") == author and (c.get("body") or "").startswith(marker):
-                return c
+                return dict(c)
         if len(comments) < PER_PAGE:
             return None
         page += 1

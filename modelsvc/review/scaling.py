@@ -1,23 +1,31 @@
-"""The review's autoscaling section: GPUs per pool at the minimum and at the worst case (every autoscaled service at
-max_instances), before and after, and each service's changed scaling range."""
+"""The autoscaling part of the diff: each service's changed scaling range or target, and GPUs per pool at the minimum
+and at the worst case (every autoscaled service at max_instances), before and after."""
 
 from __future__ import annotations
 
-from modelsvc.catalog import Catalog
-from modelsvc.catalog.capacity import pool_gpus
+from modelsvc.catalog import Catalog, Service
+from modelsvc.catalog.capacity import deployed_gpus, pool_gpus
 
-from .markdown import code
-
-
-def _range(s) -> str:
-    return f"{s.instances}" if s.autoscale is None else f"{s.instances}–{s.peak_instances}"
+from .changes import Change, Kind, Section, Value
 
 
-def autoscaling_section(base: Catalog, head: Catalog) -> list[tuple[str, list[str]]]:
-    """[("Autoscaling", Markdown lines)], or [] when neither side autoscales anything."""
+def _scaling(catalog: Catalog, s: Service) -> dict[str, Value]:
+    a = s.autoscale
+    return {
+        "instances": s.instances,
+        "peak": s.peak_instances,
+        "metric": a.metric.value if a else None,
+        "target": a.target if a else None,
+        "scale_down_delay": a.scale_down_delay if a else None,
+        "peak_gpus": deployed_gpus(catalog, s, peak=True),
+    }
+
+
+def scaling_changes(base: Catalog, head: Catalog) -> list[Change]:
+    """Changes of the Autoscaling section: none when neither side autoscales anything."""
     if not any(s.autoscale for c in (base, head) for s in c.services):
         return []
-    lines = []
+    out = []
     base_by_id = {s.id: s for s in base.services}
     for s in head.services:
         old = base_by_id.get(s.id)
@@ -27,32 +35,29 @@ def autoscaling_section(base: Catalog, head: Catalog) -> list[tuple[str, list[st
             s.autoscale,
         ):
             continue
-        g = head.model_of(s).gpus
-        delta = (s.peak_instances - old.peak_instances) * g
-        before, after = _range(old), _range(s)
-        what = f"instances {before} → {after}" if before != after else f"instances {after}"
-        a, b = old.autoscale, s.autoscale
-        if a and b and (a.metric, a.target, a.scale_down_delay) != (b.metric, b.target, b.scale_down_delay):
-            what += (
-                f"; {a.metric.value} target {a.target:g} → {b.metric.value} target {b.target:g}, "
-                f"scale down after {a.scale_down_delay} → {b.scale_down_delay}"
+        out.append(
+            Change(
+                Kind.scaling,
+                Section.autoscaling,
+                old.access_name,
+                (s.access_name,),
+                before=_scaling(base, old),
+                after=_scaling(head, s),
             )
-        lines.append(f"- {code(s.access_name)}: {what} ({delta:+d} GPU(s) at peak)")
+        )
     b, h = pool_gpus(base), pool_gpus(head)
-    rows = []
     for pool in sorted(set(b) | set(h)):
         (b_lo, b_hi), (h_lo, h_hi) = b.get(pool, (0, 0)), h.get(pool, (0, 0))
         if (b_lo, b_hi) == (h_lo, h_hi):
             continue  # like the capacity table: unchanged pools stay out
         capacity = head.pools[pool].gpus_per_node * head.pools[pool].max_nodes if pool in head.pools else 0
-        rows.append(f"| {code(pool, cell=True)} | {b_lo} → {b_hi} | {h_lo} → {h_hi} | {h_hi - b_hi:+d} | {capacity} |")
-    if not rows:
-        return [("Autoscaling", lines + ["- GPUs per pool: no change"])]
-    lines += [""] * bool(lines) + [
-        "GPUs per pool, min → max (every autoscaled service at max_instances):",
-        "",
-        "| pool | before | after | worst-case change | pool GPUs at max_nodes |",
-        "|---|---|---|---|---|",
-        *rows,
-    ]
-    return [("Autoscaling", lines)]
+        out.append(
+            Change(
+                Kind.pool_peak,
+                Section.autoscaling,
+                pool,
+                before={"min": b_lo, "max": b_hi},
+                after={"min": h_lo, "max": h_hi, "capacity": capacity},
+            )
+        )
+    return out

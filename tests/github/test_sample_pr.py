@@ -18,6 +18,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -332,10 +333,10 @@ class FakeGitHub(BaseHTTPRequestHandler):
     """Just enough of the REST API: issue comments (paginated list, create, update), a pull request's head, check
     runs of a commit, a branch's ref."""
 
-    comments: list[dict] = []
-    calls: list[tuple[str, str]] = []
+    comments: ClassVar[list[dict]] = []
+    calls: ClassVar[list[tuple[str, str]]] = []
     head = HEAD_SHA
-    check_runs: dict[str, list[list[dict]]] = {}  # name → successive answers (the last one repeats)
+    check_runs: ClassVar[dict[str, list[list[dict]]]] = {}  # name → successive answers (the last one repeats)
     main = "b" * 40
 
     def log_message(self, *args):  # keep pytest output clean

@@ -290,8 +290,8 @@ def test_a_capacity_error_lists_the_problem_above_the_whole_diff(tmp_path):
     md = r.markdown
     assert "**❌ the new services.yaml is invalid** (1 problem(s)):" in md
     assert (
-        "pool 'h100' needs 6 nodes for 10 instances (37 GPUs) and room to build a 4-GPU engine beside them, but max_nodes is 2"
-        in md
+        "pool 'h100' needs 6 nodes for 10 instances (37 GPUs) and room to build a 4-GPU engine beside them, "
+        "but max_nodes is 2" in md
     )
     assert "- `u-b/big`: instances 2 → 9 (+7 instance(s), +28 GPU(s))" in md, "the diff is still there"
     assert "- ➕ new service `u-a/fresh`" in md

@@ -7,9 +7,10 @@ from modelsvc.review import review
 from tests.conftest import ROOT
 
 HEAD = (ROOT / "services.yaml").read_text()
-AUTOSCALE = """    autoscale:                  # instances stays the minimum; an HPA adds pods on Triton's queue/compute ratio
-      max_instances: 4
-"""
+AUTOSCALE = (
+    "    autoscale:                  # instances stays the minimum; an HPA adds pods on Triton's queue/compute ratio\n"
+    "      max_instances: 4\n"
+)
 assert AUTOSCALE in HEAD
 BASE = HEAD.replace(AUTOSCALE, "    autoscale:\n      max_instances: 2\n")  # fixed at 2 in effect
 
@@ -34,7 +35,8 @@ def test_target_change_is_listed_without_gpu_change():
 
 def test_no_section_without_autoscaling():
     plain = HEAD.replace(AUTOSCALE, "").replace(
-        "      target: 1.0               # queue time / compute time per instance (1: requests wait as long as they run)\n"
+        "      target: 1.0               # queue time / compute time per instance "
+        "(1: requests wait as long as they run)\n"
         "      scale_down_delay: 10m     # load must stay low this long before an instance is removed\n",
         "",
     )
