@@ -18,7 +18,7 @@ from .api import health, openai
 from .api import usage as usage_api
 from .api.common import json_response
 from .auth import refuse_key_in_url
-from .backends.triton import MIN_TOKENS_PER_S
+from .backends.base import MIN_TOKENS_PER_S
 from .config import LocalOverlay, Settings
 from .errors import (
     BodyTooLarge,

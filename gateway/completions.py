@@ -20,7 +20,7 @@ from modelsvc.catalog import Backend, Key, Model, Service
 from . import image_fetch
 from . import params as P
 from .auth import authorize
-from .backends.triton import Delta, GenRequest, GenResult, Work
+from .backends.base import Delta, GenRequest, GenResult, ImageRequest, Sampling, Work
 from .balancer import Instance, InstancePool
 from .errors import BackendError, BackendTimeout, BackendUnavailable, GatewayError, InvalidRequest, ShuttingDown
 from .limits import Admission
@@ -152,23 +152,8 @@ async def admitted(call: Call, stream: bool):
                 await asyncio.shield(rt.limiter.release(call.admission))
 
 
-def _gen_request(call: Call, prompt: str, s: P.Sampling, images=(), messages=None) -> GenRequest:
-    call.req = GenRequest(
-        prompt=prompt,
-        max_tokens=s.max_tokens,
-        temperature=s.temperature,
-        top_p=s.top_p,
-        presence_penalty=s.presence_penalty,
-        frequency_penalty=s.frequency_penalty,
-        seed=s.seed,
-        stop=list(s.stop),
-        image_urls=list(images),
-        request_id=call.request_id,
-        messages=messages,
-        work=call.work,
-        extensions=dict(s.extensions),
-        logprobs=s.logprobs,
-    )
+def _gen_request(call: Call, prompt: str, s: Sampling, images=(), messages=None) -> GenRequest:
+    call.req = GenRequest(prompt, s, list(images), call.request_id, messages, call.work)
     return call.req
 
 
@@ -476,7 +461,7 @@ async def generate_images(call: Call, body: dict) -> dict:
                 param="size",
                 code="invalid_value",
             )
-        return await backend.generate_images(p.prompt, p.n, p.negative_prompt, work=call.work)
+        return await backend.generate_images(ImageRequest(p.prompt, p.n, p.negative_prompt, call.request_id, call.work))
 
     pngs = await _on_instance(call, run, record_invalid=False)
     call.record("ok")

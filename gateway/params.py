@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from modelsvc.catalog import Model, Task
 
+from .backends.base import Sampling
 from .errors import InvalidRequest, UnsupportedParameter
 
 ROLES = {"system", "developer", "user", "assistant", "tool"}
@@ -90,19 +91,6 @@ def refuse_unknown_fields(body: dict, endpoint: str) -> None:
     else:
         message = f"Unrecognized request arguments supplied: {', '.join(names)}"
     raise InvalidRequest(message, param=names[0])
-
-
-@dataclass(frozen=True)
-class Sampling:
-    max_tokens: int
-    temperature: float | None = None
-    top_p: float | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-    extensions: dict = field(default_factory=dict)  # EXTENSIONS given, validated (ignore_eos only when true)
-    logprobs: bool = False  # the chosen tokens' log probabilities
 
 
 @dataclass(frozen=True)

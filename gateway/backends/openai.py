@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator
 import orjson
 
 from ..errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest, UnsupportedParameter
+from .base import MIN_TOKENS_PER_S, Delta, GenRequest, GenResult, ImageRequest, Work
 from .http1 import Http1, HttpFailure
-from .triton import MIN_TOKENS_PER_S, Delta, GenRequest, GenResult, Work
 
 
 class OpenAIUpstream:
@@ -53,20 +53,24 @@ class OpenAIUpstream:
     def check(self, req: GenRequest) -> None:
         if req.image_urls and not req.messages:
             raise InvalidRequest("images need the chat endpoint", param="messages")
-        if req.logprobs:
+        if req.sampling.logprobs:
             raise UnsupportedParameter(
                 "log probabilities are not forwarded to this service's upstream", param="logprobs"
             )
 
     def _body(self, req: GenRequest, stream: bool) -> tuple[str, dict]:
-        body: dict = {"model": self.upstream_model or "default", "max_tokens": req.max_tokens, "stream": stream}
+        body: dict = {
+            "model": self.upstream_model or "default",
+            "max_tokens": req.sampling.max_tokens,
+            "stream": stream,
+        }
         for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty", "seed"):
-            value = getattr(req, name)
+            value = getattr(req.sampling, name)
             if value is not None:
                 body[name] = value
-        if req.stop:
-            body["stop"] = req.stop
-        body.update(req.extensions)  # vLLM's own names: the upstream validates and honours them
+        if req.sampling.stop:
+            body["stop"] = list(req.sampling.stop)
+        body.update(req.sampling.extensions)  # vLLM's own names: the upstream validates and honours them
         if "bad_words" in body:
             body["bad_words"] = list(body["bad_words"])
         if stream:
@@ -106,7 +110,7 @@ class OpenAIUpstream:
         path, body = self._body(req, False)
         try:  # a non-streamed answer arrives when generation is done: the wait grows with the work asked
             r = await self._client.request(
-                "POST", path, orjson.dumps(body), timeout=self.deadline_s + req.max_tokens / MIN_TOKENS_PER_S
+                "POST", path, orjson.dumps(body), timeout=self.deadline_s + req.sampling.max_tokens / MIN_TOKENS_PER_S
             )
             content = await r.read()
         except HttpFailure as e:
@@ -189,10 +193,13 @@ class OpenAIUpstream:
                 finish = str(choice["finish_reason"])
         return texts, finish, usage
 
-    async def generate_images(
-        self, prompt: str, n: int, negative_prompt: str | None = None, work: Work | None = None
-    ) -> list[bytes]:
-        body = {"model": self.upstream_model or "default", "prompt": prompt, "n": n, "response_format": "b64_json"}
+    async def generate_images(self, req: ImageRequest) -> list[bytes]:
+        body = {
+            "model": self.upstream_model or "default",
+            "prompt": req.prompt,
+            "n": req.n,
+            "response_format": "b64_json",
+        }
         try:
             r = await self._client.request("POST", "/images/generations", orjson.dumps(body))
             content = await r.read()
@@ -204,6 +211,5 @@ class OpenAIUpstream:
             images = [base64.b64decode(d["b64_json"], validate=True) for d in orjson.loads(content)["data"]]
         except (ValueError, KeyError, TypeError):
             raise self._garbled("response body", False) from None
-        if work is not None:
-            work.images = len(images)
+        req.work.images = len(images)
         return images
