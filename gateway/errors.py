@@ -103,6 +103,7 @@ class BackendError(GatewayError):
     status = 502
     type = "server_error"
     code = "backend_error"
+    partial = False  # whether output had already reached the caller (set by the backend that raises it)
 
 
 class BackendUnavailable(BackendError):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from modelsvc.catalog import Backend, Catalog, Model, Service
+from modelsvc.catalog import Backend, Catalog, Model, Service, Task
 from modelsvc.catalog.names import headless_service_host, placement_from_env
 
 from .auth import KeyRing
@@ -42,6 +42,7 @@ class Runtime:
         self._pool_keys: dict[str, tuple] = {}
         self.requests: set[asyncio.Task] = set()  # admitted requests in flight (completions.admitted)
         self.cutting = False  # the shutdown grace is over: in-flight requests are being stopped
+        self._retiring: set[asyncio.Task] = set()
 
     def cut(self) -> None:
         """End of the shutdown grace: stop every request still running; each answers 503 (or ends its stream with
@@ -65,8 +66,13 @@ class Runtime:
     def _make_backend(self, model: Model):
         s = self.settings
         if model.backend is Backend.openai:
+            generates = "images" if model.task is Task.image_generation else "text"
             return lambda endpoint: OpenAIUpstream(
-                endpoint, model.upstream_model, deadline_s=s.deadline_s, connect_timeout_s=s.connect_timeout_s
+                endpoint,
+                model.upstream_model,
+                deadline_s=s.deadline_s,
+                connect_timeout_s=s.connect_timeout_s,
+                generates=generates,
             )
         return lambda endpoint: TritonInstance(
             endpoint, model.triton_model_name, deadline_s=s.deadline_s, connect_timeout_s=s.connect_timeout_s
@@ -106,7 +112,9 @@ class Runtime:
         self.catalog, self.pools, self._pool_keys = catalog, pools, keys
         self.keyring = KeyRing(list(catalog.keys) + self.overlay.keys())
         for pool in retired:
-            asyncio.create_task(_close_when_idle(pool))
+            task = asyncio.create_task(_close_when_idle(pool))
+            self._retiring.add(task)  # held until done: the loop keeps only weak references to tasks
+            task.add_done_callback(self._retiring.discard)
         log.info(
             "catalog applied: %d services (%d pools new, %d retired)", len(catalog.services), len(new), len(retired)
         )

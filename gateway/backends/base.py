@@ -9,8 +9,9 @@ an OpenAI-compatible upstream), and the request/result types are plain data. A n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 # The slowest generation a non-streamed request waits for (tokens per second) on top of deadline_s, since its answer
 # only arrives when generation is done.
@@ -110,3 +111,65 @@ class GenResult:
     finish_reason: str  # "stop" | "length"
     logprobs: list[TokenLogprob] | None = None  # per generated token, when asked
 
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a started backend's model can honour: read from the model's config (Triton) or assumed for an
+    OpenAI-compatible upstream, which validates its own requests. The flow refuses what is not here with a 400
+    naming the parameter, before anything is sent."""
+
+    generates: str = "text"  # "text" | "images"
+    templates_itself: bool = False  # takes chat messages and applies its own chat template (GenRequest.messages)
+    # the checkpoint's chat template and special tokens, as the model-repository builder put them in the config
+    chat_template: str | None = None
+    bos_token: str | None = None
+    eos_token: str | None = None
+    special_tokens: tuple[str, ...] = ()  # the model's own added/special tokens, where known (beyond bos/eos)
+    decoupled: bool = False  # streams token by token (a non-decoupled model answers in one response)
+    vision: bool = False  # takes image URLs with the chat messages
+    max_images: int | None = None  # images per request (None: any number)
+    image_size: tuple[int, int] | None = None  # diffusion: the deployed (width, height), the only valid size
+    negative_prompt: bool = False
+    sampling: frozenset[str] = frozenset()  # which of SAMPLING_PARAMS it honours (stop strings: always)
+    # which engine extensions (top_k, min_tokens, ...) it honours; None: all, forwarded as given (the upstream checks)
+    extensions: frozenset[str] | None = frozenset()
+    logprobs: bool = False  # the chosen tokens' log probabilities
+    # TensorRT-LLM's guided decoding inputs (guided_decoding_guide_type / guided_decoding_guide): structured outputs
+    guided_decoding: bool = False
+    n: bool = False  # num_return_sequences: several choices per request
+
+
+class Backend(Protocol):
+    """One instance of a service's engine (a Triton pod's model, or an OpenAI-compatible upstream). The balancer
+    starts, probes and closes it; the flow checks, generates and streams through it."""
+
+    outstanding: int  # requests in flight through this backend
+
+    @property
+    def capabilities(self) -> Capabilities | None:
+        """What the model can honour; None until start() has read it."""
+        ...
+
+    async def start(self) -> None:
+        """Connect and read the model (BackendUnavailable when it cannot)."""
+        ...
+
+    async def ready(self) -> bool:
+        """Whether it can serve now (never raises)."""
+        ...
+
+    async def close(self) -> None: ...
+
+    def check(self, req: GenRequest) -> None:
+        """Refuse (UnsupportedParameter / InvalidRequest, naming the parameter) what the model cannot honour."""
+        ...
+
+    async def generate(self, req: GenRequest) -> GenResult: ...
+
+    def stream(self, req: GenRequest) -> AsyncGenerator[Delta | GenResult, None]:
+        """Deltas, then exactly one GenResult. Closing the iterator early stops the engine."""
+        ...
+
+    async def generate_images(self, req: ImageRequest) -> list[bytes]:
+        """req.n PNG images; req.work.images counts those the engine finished."""
+        ...

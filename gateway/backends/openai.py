@@ -7,12 +7,12 @@ Chat requests are forwarded as messages (the upstream applies its own chat templ
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import orjson
 
 from ..errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest, UnsupportedParameter
-from .base import MIN_TOKENS_PER_S, Delta, GenRequest, GenResult, ImageRequest, Work
+from .base import MIN_TOKENS_PER_S, SAMPLING_PARAMS, Capabilities, Delta, GenRequest, GenResult, ImageRequest, Work
 from .http1 import Http1, HttpFailure
 
 
@@ -25,7 +25,8 @@ class OpenAIUpstream:
         deadline_s: float = 60.0,
         connect_timeout_s: float = 5.0,
         api_key: str | None = None,
-    ):
+        generates: str = "text",
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         if "://" not in self.base_url:
             self.base_url = "http://" + self.base_url + "/v1"
@@ -33,7 +34,20 @@ class OpenAIUpstream:
         self.deadline_s = deadline_s
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = Http1(self.base_url, headers, read_timeout=deadline_s, connect_timeout=connect_timeout_s)
-        self.image_size = None
+        self.outstanding = 0
+        # What an OpenAI-compatible server takes: messages (it applies its own chat template), images in them, every
+        # sampling parameter and engine extension (forwarded as given: the upstream validates them).
+        self._capabilities = Capabilities(
+            generates=generates,
+            templates_itself=True,
+            vision=True,
+            sampling=frozenset(SAMPLING_PARAMS),
+            extensions=None,
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
 
     async def start(self) -> None:
         if not await self.ready():
@@ -107,6 +121,13 @@ class OpenAIUpstream:
         return err
 
     async def generate(self, req: GenRequest) -> GenResult:
+        self.outstanding += 1
+        try:
+            return await self._generate(req)
+        finally:
+            self.outstanding -= 1
+
+    async def _generate(self, req: GenRequest) -> GenResult:
         path, body = self._body(req, False)
         try:  # a non-streamed answer arrives when generation is done: the wait grows with the work asked
             r = await self._client.request(
@@ -135,13 +156,14 @@ class OpenAIUpstream:
         req.work.completion_tokens = result.completion_tokens
         return result
 
-    async def stream(self, req: GenRequest) -> AsyncIterator[Delta | GenResult]:
+    async def stream(self, req: GenRequest) -> AsyncGenerator[Delta | GenResult, None]:
         path, body = self._body(req, True)
         parts: list[str] = []
         usage: dict = {}
         finish = None
         yielded = done = False
         r = None
+        self.outstanding += 1
         try:
             r = await self._client.request("POST", path, orjson.dumps(body))
             if r.status != 200:
@@ -168,6 +190,7 @@ class OpenAIUpstream:
         except HttpFailure as e:
             raise self._error(e, yielded) from None
         finally:
+            self.outstanding -= 1
             if r is not None:
                 r.aclose()  # cut short (caller gone, error event): the upstream request is dropped with it
         finish = finish or "stop"

@@ -44,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 import grpc
@@ -54,7 +54,15 @@ from tritonclient.utils import InferenceServerException
 
 from gateway.backends import triton_wire as wire
 from gateway.backends.assemble import Assembly
-from gateway.backends.base import MIN_TOKENS_PER_S, Delta, GenRequest, GenResult, ImageRequest
+from gateway.backends.base import (
+    MIN_TOKENS_PER_S,
+    SAMPLING_PARAMS,
+    Capabilities,
+    Delta,
+    GenRequest,
+    GenResult,
+    ImageRequest,
+)
 from gateway.backends.images import encode_png
 from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest, UnsupportedParameter
 
@@ -203,6 +211,7 @@ class TritonInstance:
         self.bos_token: str | None = None
         self.eos_token: str | None = None
         self._outputs: tuple[str, ...] = ()  # outputs asked for
+        self._capabilities: Capabilities | None = None
         self.outstanding = 0  # requests in flight through this instance (for least-outstanding balancing)
 
     def __repr__(self) -> str:
@@ -230,7 +239,35 @@ class TritonInstance:
         self._load_config(resp.config)
         if resp.config.platform == "ensemble" and not self.decoupled:
             self.decoupled = await self._ensemble_decoupled(stub, resp.config)
+        self._capabilities = self._read_capabilities()
         self._started = True
+
+    @property
+    def capabilities(self) -> Capabilities | None:
+        return self._capabilities
+
+    def _read_capabilities(self) -> Capabilities:
+        """What the model's config declares, in the engine contract's terms."""
+        inputs = self.inputs
+        sampling = {n for n in SAMPLING_PARAMS if n != "seed" and n in inputs} | (
+            {"seed"} if self.seed_input else set()
+        )
+        return Capabilities(
+            generates="images" if self.is_image_model else "text",
+            chat_template=self.chat_template,
+            bos_token=self.bos_token,
+            eos_token=self.eos_token,
+            decoupled=self.decoupled,
+            vision=self.vision,
+            max_images=self.max_images,
+            image_size=self.image_size,
+            negative_prompt="negative_prompt" in inputs,
+            sampling=frozenset(sampling),
+            extensions=frozenset(n for n in EXTENSION_INPUTS if self._extension_input(n) is not None),
+            logprobs=self.decoupled and "return_log_probs" in inputs and "output_log_probs" in self.outputs,
+            guided_decoding="guided_decoding_guide_type" in inputs and "guided_decoding_guide" in inputs,
+            n="num_return_sequences" in inputs,
+        )
 
     async def _ensemble_decoupled(self, stub, cfg) -> bool:
         """Whether a step of the ensemble is decoupled (then the ensemble streams, and Triton refuses unary calls
@@ -448,7 +485,7 @@ class TritonInstance:
         except TimeoutError:
             raise self._fail(BackendTimeout, f"no answer within {timeout}s") from None
 
-    async def stream(self, req: GenRequest) -> AsyncIterator[Delta | GenResult]:
+    async def stream(self, req: GenRequest) -> AsyncGenerator[Delta | GenResult, None]:
         """Deltas, then exactly one GenResult whose text is the whole (stop-stripped) output."""
         self._require(image=False)
         self.check(req)

@@ -144,6 +144,38 @@ async def test_start_reads_config(make, chat, chat_nd, legacy, bare, image):
 
 
 @pytest.mark.asyncio
+async def test_capabilities_come_from_the_model_config(make, chat, chat_nd, bare, vision, image):
+    assert TritonInstance("127.0.0.1:1", "ensemble").capabilities is None  # not started: nothing known
+    caps = (await make(chat)).capabilities
+    assert caps.generates == "text" and caps.decoupled and not caps.vision and not caps.templates_itself
+    assert caps.sampling == {"temperature", "top_p", "presence_penalty", "frequency_penalty", "seed"}
+    assert {"top_k", "min_tokens", "repetition_penalty", "ignore_eos", "bad_words"} <= caps.extensions
+    assert caps.logprobs
+    # TensorRT-LLM's ensemble declares the guided decoding inputs and num_return_sequences (the fixtures' configs)
+    assert caps.guided_decoding and caps.n
+    assert not (await make(chat_nd)).capabilities.logprobs  # one response per answer: no token boundaries
+    lean = (await make(bare)).capabilities
+    assert "seed" not in lean.sampling and "temperature" not in lean.sampling
+    v = (await make(vision)).capabilities
+    assert v.vision and v.max_images == 1
+    img = (await make(image, "stable_diffusion")).capabilities
+    assert img.generates == "images" and img.image_size == (40, 24) and img.negative_prompt
+
+
+@pytest.fixture(scope="module")
+def unguided():
+    t = StandInThread("chat", omit_inputs=("guided_decoding_guide_type", "num_return_sequences")).start()
+    yield t
+    t.stop()
+
+
+@pytest.mark.asyncio
+async def test_guided_decoding_and_n_need_their_inputs(make, unguided):
+    caps = (await make(unguided)).capabilities
+    assert not caps.guided_decoding and not caps.n
+
+
+@pytest.mark.asyncio
 async def test_unreachable_start_and_ready():
     inst = TritonInstance(f"127.0.0.1:{free_port()}", "ensemble", connect_timeout_s=1)
     t0 = time.monotonic()
