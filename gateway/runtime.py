@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from modelsvc.catalog import Backend, Catalog, Model, Service, Task
 from modelsvc.catalog.names import headless_service_host, placement_from_env
 
 from .auth import KeyRing
+from .backends.base import Backend as BackendProtocol
 from .backends.openai import OpenAIUpstream
 from .backends.triton import TritonInstance
 from .balancer import DnsEndpoints, InstancePool, StaticEndpoints
@@ -23,13 +25,22 @@ from .limits import Limiter, make_store
 from .usage import Metrics, UsageLog
 
 log = logging.getLogger("gateway.runtime")
+# A model → how one of its instances (an endpoint) is reached.
+BackendFactory = Callable[[Model], Callable[[str], BackendProtocol]]
 
 
 class Runtime:
     def __init__(
-        self, catalog: Catalog, settings: Settings, overlay: LocalOverlay | None = None, usage: UsageLog | None = None
+        self,
+        catalog: Catalog,
+        settings: Settings,
+        overlay: LocalOverlay | None = None,
+        usage: UsageLog | None = None,
+        *,
+        backends: BackendFactory | None = None,
     ):
         self.settings = settings
+        self._backends = backends or self._default_backends
         # where infra put each service's headless Service: the same environment infra's manifest gave this pod
         self.placement = placement_from_env()
         self.usage = usage or UsageLog(None, Metrics())
@@ -63,7 +74,7 @@ class Runtime:
             return DnsEndpoints(headless_service_host(service, self.placement), self.settings.dns_port)
         return StaticEndpoints([])
 
-    def _make_backend(self, model: Model):
+    def _default_backends(self, model: Model) -> Callable[[str], BackendProtocol]:
         s = self.settings
         if model.backend is Backend.openai:
             generates = "images" if model.task is Task.image_generation else "text"
@@ -90,7 +101,7 @@ class Runtime:
                 pool = InstancePool(
                     svc.access_name,
                     discovery,
-                    self._make_backend(model),
+                    self._backends(model),
                     probe_interval_s=self.settings.probe_interval_s,
                     refresh_interval_s=self.settings.refresh_interval_s,
                     health_interval_s=self.settings.health_interval_s,
