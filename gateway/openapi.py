@@ -48,22 +48,25 @@ def _post(summary: str, request: str, response: str, streams: bool) -> dict:
     }
 
 
+def _query(name: str, schema: dict, **kw: object) -> dict:
+    return {"name": name, "in": "query", "schema": schema, **kw}
+
+
 @lru_cache(maxsize=1)
 def _usage(summary: str, kind: str) -> dict:
     """OpenAI's usage API (GET /v1/organization/usage/*): buckets of results, paged."""
-    q = lambda name, schema, **kw: {"name": name, "in": "query", "schema": schema, **kw}  # noqa: E731
     array = {"type": "array", "items": {"type": "string", "enum": ["model", "api_key_id"]}}
     return {
         "get": {
             "summary": summary,
             "security": [{"bearer": []}],
             "parameters": [
-                q("start_time", {"type": "integer", "minimum": 0}, required=True),
-                q("end_time", {"type": "integer", "minimum": 0}),
-                q("bucket_width", {"type": "string", "enum": ["1m", "1h", "1d"]}),
-                q("group_by", array, style="form", explode=True),
-                q("limit", {"type": "integer", "minimum": 1, "maximum": 1440}),
-                q("page", {"type": "string"}),
+                _query("start_time", {"type": "integer", "minimum": 0}, required=True),
+                _query("end_time", {"type": "integer", "minimum": 0}),
+                _query("bucket_width", {"type": "string", "enum": ["1m", "1h", "1d"]}),
+                _query("group_by", array, style="form", explode=True),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1440}),
+                _query("page", {"type": "string"}),
             ],
             "responses": {
                 "200": {

@@ -76,14 +76,7 @@ class TextShape:
         self.model = model
         self.echo = echo  # completions with echo: the prompt, put before the answer
         self.include_usage = include_usage
-        self._base: dict[str, Any] = {
-            "id": ("chatcmpl-" if chat else "cmpl-") + request_id,
-            "object": "chat.completion.chunk" if chat else "text_completion",
-            "created": created,
-            "model": model,
-        }
-        if chat:
-            self._base["system_fingerprint"] = None
+        self._base: dict[str, Any] | None = None  # what every chunk of a stream repeats (built on the first)
         self._offset = len(echo)
 
     # -- one body -------------------------------------------------------------------------------------------------
@@ -116,6 +109,18 @@ class TextShape:
         }
 
     # -- a stream -------------------------------------------------------------------------------------------------
+    def _chunk_base(self) -> dict[str, Any]:
+        if self._base is None:
+            self._base = {
+                "id": ("chatcmpl-" if self.chat else "cmpl-") + self.request_id,
+                "object": "chat.completion.chunk" if self.chat else "text_completion",
+                "created": self.created,
+                "model": self.model,
+            }
+            if self.chat:
+                self._base["system_fingerprint"] = None
+        return self._base
+
     def _chunk(
         self, text: str | None, finish: str | None = None, tokens: Sequence[TokenLogprob] | None = None
     ) -> dict[str, Any]:
@@ -130,7 +135,7 @@ class TextShape:
                 "logprobs": logprobs(False, tokens, self._offset),
                 "finish_reason": finish,
             }
-        out = {**self._base, "choices": [choice]}
+        out = {**self._chunk_base(), "choices": [choice]}
         if self.include_usage:
             out["usage"] = None
         return out
@@ -151,7 +156,7 @@ class TextShape:
     def end(self, result: GenResult) -> bytes:
         out = sse(self._chunk(None, result.finish_reason))
         if self.include_usage:
-            out += sse({**self._base, "choices": [], "usage": usage(result)})
+            out += sse({**self._chunk_base(), "choices": [], "usage": usage(result)})
         return out
 
     def done(self) -> bytes:

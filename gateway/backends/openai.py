@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncGenerator
+from typing import Any
 
 import orjson
 
@@ -72,8 +73,8 @@ class OpenAIUpstream:
                 "log probabilities are not forwarded to this service's upstream", param="logprobs"
             )
 
-    def _body(self, req: GenRequest, stream: bool) -> tuple[str, dict]:
-        body: dict = {
+    def _body(self, req: GenRequest, stream: bool) -> tuple[str, dict[str, Any]]:
+        body: dict[str, Any] = {
             "model": self.upstream_model or "default",
             "max_tokens": req.sampling.max_tokens,
             "stream": stream,
@@ -96,6 +97,7 @@ class OpenAIUpstream:
         return "/completions", body
 
     def _error(self, e: HttpFailure, partial: bool) -> BackendError:
+        err: BackendError
         if e.kind == "timeout":
             err = BackendTimeout(f"upstream did not answer within {self.deadline_s}s")
         elif e.kind == "connect" and not partial:
@@ -159,7 +161,7 @@ class OpenAIUpstream:
     async def stream(self, req: GenRequest) -> AsyncGenerator[Delta | GenResult, None]:
         path, body = self._body(req, True)
         parts: list[str] = []
-        usage: dict = {}
+        usage: dict[str, Any] = {}
         finish = None
         yielded = done = False
         r = None
@@ -199,7 +201,9 @@ class OpenAIUpstream:
         yield GenResult("".join(parts), req.work.prompt_tokens or 0, completion, finish)
 
     @staticmethod
-    def _event(payload: str, finish: str | None, usage: dict, work: Work) -> tuple[list[str], str | None, dict]:
+    def _event(
+        payload: str, finish: str | None, usage: dict[str, Any], work: Work
+    ) -> tuple[list[str], str | None, dict[str, Any]]:
         """(texts, finish reason, usage) after one SSE event; anything not the OpenAI shape raises."""
         event = orjson.loads(payload)
         if event.get("usage"):

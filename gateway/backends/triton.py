@@ -44,13 +44,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
+from typing import Any
 
-import grpc
+import grpc  # type: ignore[import-untyped]  # no type hints (types-grpcio is not a dependency)
 import numpy as np
-from tritonclient.grpc import InferResult, model_config_pb2, service_pb2, service_pb2_grpc
-from tritonclient.utils import InferenceServerException
+from tritonclient.grpc import (  # type: ignore[import-untyped]  # no type hints
+    InferResult,
+    model_config_pb2,
+    service_pb2,
+    service_pb2_grpc,
+)
+from tritonclient.utils import InferenceServerException  # type: ignore[import-untyped]
 
 from gateway.backends import triton_wire as wire
 from gateway.backends.assemble import Assembly
@@ -125,7 +131,7 @@ class _ReadDeadline:
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[Any] | None = None
         self._cancelling = 0
         self._deadline: float | None = None  # None: no read in progress
         self._armed = 0.0  # when the timer fires
@@ -269,7 +275,7 @@ class TritonInstance:
             n="num_return_sequences" in inputs,
         )
 
-    async def _ensemble_decoupled(self, stub, cfg) -> bool:
+    async def _ensemble_decoupled(self, stub: Any, cfg: Any) -> bool:
         """Whether a step of the ensemble is decoupled (then the ensemble streams, and Triton refuses unary calls
         to it), for servers that report the ensemble's own config unchanged."""
         for step in cfg.ensemble_scheduling.step:
@@ -284,7 +290,7 @@ class TritonInstance:
                 return True
         return False
 
-    def _load_config(self, cfg) -> None:
+    def _load_config(self, cfg: Any) -> None:
         self.inputs = {i.name: _Declared(_wire_type(i.data_type), tuple(i.dims), bool(i.optional)) for i in cfg.input}
         self.outputs = {o.name for o in cfg.output}
         self.decoupled = bool(cfg.model_transaction_policy.decoupled)
@@ -335,7 +341,7 @@ class TritonInstance:
         exc.partial = partial
         return exc
 
-    def _from_status(self, code, details: str, *, partial: bool) -> BackendError:
+    def _from_status(self, code: Any, details: str, *, partial: bool) -> BackendError:
         name = getattr(code, "name", str(code)).rsplit(".", 1)[-1]
         if name == "DEADLINE_EXCEEDED":
             return self._fail(BackendTimeout, f"deadline exceeded ({details})", partial=partial)
@@ -390,12 +396,12 @@ class TritonInstance:
     def _extension_input(self, name: str) -> str | None:
         return next((i for i in EXTENSION_INPUTS.get(name, ()) if i in self.inputs), None)
 
-    def _tensor(self, name: str, values: list) -> tuple[wire.InputTensor, bytes]:
+    def _tensor(self, name: str, values: list[Any]) -> tuple[wire.Tensor, bytes]:
         """One batched [1, n] input of n values, as tritonclient's InferInput would send it."""
         return wire.encode_input(name, self.inputs[name].wire_type, values)
 
     def _llm_request(self, req: GenRequest, *, stream: bool) -> service_pb2.ModelInferRequest:
-        values: dict[str, list] = {
+        values: dict[str, list[Any]] = {
             "text_input": [req.prompt.encode("utf-8")],
             "max_tokens": [req.sampling.max_tokens],
             "exclude_input_in_output": [True],
@@ -414,12 +420,12 @@ class TritonInstance:
         if req.image_urls:
             values["image_url_input"] = [u.encode("utf-8") for u in req.image_urls]
         for name, value in req.sampling.extensions.items():
-            if name == "ignore_eos":
-                value = -1
-            elif name == "bad_words":
+            if name == "bad_words" and isinstance(value, tuple):
                 values["bad_words"] = [w.encode("utf-8") for w in value]
                 continue
-            values[self._extension_input(name)] = [value]
+            target = self._extension_input(name)
+            if target is not None:  # check() refused the others
+                values[target] = [-1 if name == "ignore_eos" else value]
         if req.sampling.logprobs:
             values["return_log_probs"] = [True]
         declared = self.inputs
@@ -462,10 +468,9 @@ class TritonInstance:
         return assembly.result()
 
     def _decode(self, response: service_pb2.ModelInferResponse) -> tuple[str, int | None, int | None]:
-        decoded = wire.decode_llm(response)
-        if decoded is None:  # out of the ordinary: tritonclient's InferResult reads it
-            decoded = wire.decode_llm_numpy(response)
-        raw, n_in, n_out = decoded
+        fast = wire.decode_llm(response)
+        # out of the ordinary: tritonclient's InferResult reads it
+        raw, n_in, n_out = fast if fast is not None else wire.decode_llm_numpy(response)
         if raw is None:
             raise self._fail(BackendError, "response has no text_output")
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
@@ -545,13 +550,13 @@ class TritonInstance:
             raise self._fail(BackendError, "the engine closed the stream without output")
         return responses
 
-    def _open_stream(self, request: service_pb2.ModelInferRequest):
+    def _open_stream(self, request: service_pb2.ModelInferRequest) -> Any:
         """A ModelStreamInfer call carrying this one request: grpc sends it and half-closes (the iterator ends); the
         server closes the stream when the request is done."""
         return self._ensure_stub().ModelStreamInfer(iter((request,)), timeout=self.max_stream_s)
 
     async def _next(
-        self, call, deadline: _ReadDeadline, first: bool, partial: bool, timeout: float | None = None
+        self, call: Any, deadline: _ReadDeadline, first: bool, partial: bool, timeout: float | None = None
     ) -> service_pb2.ModelInferResponse | None:
         """The next response of a one-request stream, None once the server closed it; every failure mapped to our
         errors (partial: whether output was already handed to the caller)."""
@@ -579,7 +584,9 @@ class TritonInstance:
             raise self._fail(BackendError, f"engine error: {message.error_message}", partial=partial)
         return message.infer_response
 
-    async def _responses(self, call, *, partial):
+    async def _responses(
+        self, call: Any, *, partial: Callable[[], bool]
+    ) -> AsyncGenerator[service_pb2.ModelInferResponse, None]:
         """The responses of a one-request stream until the server closes it; every failure mapped to our errors."""
         first = True
         deadline = _ReadDeadline()

@@ -161,7 +161,7 @@ def test_image_placeholders_come_only_from_image_parts():
     assert "<image>" not in chat_params(body, VISION).messages[0]["content"]
 
 
-# -- the field table drives validation, the unknown-field refusal and the OpenAPI document ------------------------------
+# -- the field table drives validation, the unknown-field refusal and the OpenAPI document ----------------------------
 def test_a_field_added_to_the_table_is_validated_accepted_and_documented(monkeypatch):
     from gateway import fields
     from gateway.openapi import document
