@@ -191,11 +191,12 @@ class HttpTarget:
 
 class TritonTarget:
     def __init__(self, spec: dict):
-        from gateway.backends.triton import GenRequest, TritonInstance
+        from gateway.backends.base import GenRequest, Sampling
+        from gateway.backends.triton import TritonInstance
 
         self.backend = TritonInstance(spec["url"], spec.get("model", "ensemble"))
         self.stream = spec.get("stream", False)
-        self.make = lambda: GenRequest(prompt=spec["prompt"], max_tokens=spec["max_tokens"], request_id="")
+        self.make = lambda: GenRequest(spec["prompt"], Sampling(spec["max_tokens"]))
         self.opened = 1
 
     async def prewarm(self, n: int) -> None:

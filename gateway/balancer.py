@@ -15,17 +15,11 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Protocol
 
+from .backends.base import Backend
 from .errors import BackendUnavailable
 
 log = logging.getLogger("gateway.balancer")
-
-
-class Backend(Protocol):
-    async def start(self) -> None: ...
-    async def ready(self) -> bool: ...
-    async def close(self) -> None: ...
 
 
 @dataclass(eq=False)
@@ -81,6 +75,7 @@ class InstancePool:
         self._rr = itertools.count()
         self._refresher: asyncio.Task | None = None
         self._closed = False
+        self._retiring: set[asyncio.Task] = set()
         # Changes in the discovered instance count (pods added or removed by scaling, rollouts, failures), newest
         # last: what the console shows as recent scaling events. Only what this gateway replica saw since it started.
         self.events: collections.deque[dict] = collections.deque(maxlen=20)
@@ -115,7 +110,9 @@ class InstancePool:
             )
         await asyncio.gather(*(self._start_instance(i) for i in added))
         for i in gone:
-            asyncio.create_task(self._retire(i))
+            task = asyncio.create_task(self._retire(i))
+            self._retiring.add(task)  # held until done: the loop keeps only weak references to tasks
+            task.add_done_callback(self._retiring.discard)
 
     async def _start_instance(self, inst: Instance) -> None:
         try:

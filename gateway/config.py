@@ -1,4 +1,5 @@
-"""Gateway settings, and the local overlay: where a service's instances are when nothing is deployed.
+"""Gateway settings (declared in modelsvc/catalog/gateway_settings.py), and the local overlay: where a service's
+instances are when nothing is deployed.
 
 services.yaml is what gets deployed and says nothing about addresses: in Kubernetes the gateway finds each
 service's pods through its headless Service. Locally, `local.yaml` (never deployed) lists the stand-in engines to
@@ -7,40 +8,54 @@ start, each service's endpoints, and demo keys whose plaintext may live there be
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from modelsvc.catalog import Catalog, Key, Limits
+from modelsvc.catalog.gateway_settings import SETTINGS as GATEWAY_SETTINGS
 
 from .image_fetch import ImagePolicy
 
+_IMAGE_DEFAULTS = {s.field.split(".", 1)[1]: s.default for s in GATEWAY_SETTINGS if s.field.startswith("images.")}
 
-@dataclass(frozen=True)
-class Settings:
-    deadline_s: float = 60.0  # any single backend call, and the longest silence inside a stream
-    connect_timeout_s: float = 5.0
-    usage_log: str | None = "var/usage.jsonl"  # the local store (no database server); unused with usage_store
-    usage_store: str | None = None  # postgresql://… : the production store, fed through the spool below
-    usage_spool: str = "var/usage-spool"  # a volume in Kubernetes: records wait here until the database commits
-    usage_buffer_max: int = 100_000  # records kept in memory while the disk refuses them; beyond: 503 (fail closed)
-    discovery: Literal["static", "dns"] = "static"
-    dns_port: int = 8001  # Triton's gRPC port on each pod
-    probe_interval_s: float = 1.0
-    refresh_interval_s: float = 10.0
-    health_interval_s: float = 5.0  # readiness check of healthy instances (0: only on failures)
-    reload_poll_s: float = 1.0  # how often the catalog file's mtime is checked (0: only SIGHUP)
-    drain_s: float = 0.0  # after SIGTERM: keep serving with /readyz false this long, so load balancers drain us
-    grace_s: float = 30.0  # then: stop accepting and give in-flight requests and streams this long to finish
-    request_timeout_s: float = 15.0  # a client must send its whole request within this (slowloris)
-    redis_url: str | None = None  # shared limits and usage totals across replicas (in memory when unset)
-    metrics_port: int = 9091  # internal port: /metrics and per-service /readyz (0: off)
-    metrics_host: str = "127.0.0.1"  # bound like the API host
-    images: ImagePolicy = ImagePolicy()  # how image URLs in vision requests are fetched
-    stream_lease_s: float = 45.0  # a stream lease not renewed this long (its replica died) stops counting
+
+def _settings_fields() -> list[tuple[str, Any, Any]]:
+    """One Settings field per declared setting that has one (modelsvc/catalog/gateway_settings.py)."""
+    out: list[tuple[str, Any, Any]] = []
+    for s in GATEWAY_SETTINGS:
+        if s.field and "." not in s.field:
+            kind = s.kind | None if s.optional or s.default is None else s.kind
+            out.append((s.field, kind, dataclasses.field(default=s.default)))
+    out.append(("images", ImagePolicy, dataclasses.field(default=ImagePolicy(**_IMAGE_DEFAULTS))))
+    return out
+
+
+# The gateway's settings: deadline_s, usage_log, discovery, metrics_port, grace_s, ..., images (an ImagePolicy): each
+# declared once, with its type, default, flag and environment variable, in modelsvc/catalog/gateway_settings.py.
+Settings = dataclasses.make_dataclass("Settings", _settings_fields(), frozen=True)
+Settings.__module__ = __name__
+
+
+def settings_from(values: Mapping[str, Any]) -> Any:
+    """Settings from declared settings' values by name (the parsed `modelsvc serve` flags); the rest default."""
+    kw: dict[str, Any] = {}
+    images: dict[str, Any] = {}
+    for s in GATEWAY_SETTINGS:
+        if s.field and s.name in values:
+            if s.field.startswith("images."):
+                images[s.field.split(".", 1)[1]] = values[s.name]
+            else:
+                kw[s.field] = values[s.name]
+    if kw.get("metrics_host") is None:  # the internal port follows the API's --host unless set
+        kw["metrics_host"] = values.get("host")
+    if images:
+        kw["images"] = ImagePolicy(**{**_IMAGE_DEFAULTS, **images})
+    return Settings(**kw)
 
 
 class _Strict(BaseModel):

@@ -27,7 +27,9 @@ class GatewayError(Exception):
     type = "server_error"
     code: str | None = None
 
-    def __init__(self, message: str, *, param: str | None = None, code: str | None = None, headers=None):
+    def __init__(
+        self, message: str, *, param: str | None = None, code: str | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.param = param
@@ -35,7 +37,7 @@ class GatewayError(Exception):
             self.code = code
         self.headers = headers or {}
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, dict[str, str | None]]:
         message = self.message if self.status < 500 else redact_addresses(self.message)
         return {"error": {"message": message, "type": self.type, "param": self.param, "code": self.code}}
 
@@ -103,6 +105,7 @@ class BackendError(GatewayError):
     status = 502
     type = "server_error"
     code = "backend_error"
+    partial = False  # whether output had already reached the caller (set by the backend that raises it)
 
 
 class BackendUnavailable(BackendError):
@@ -143,7 +146,7 @@ class LimitStoreUnavailable(GatewayError):
     code = "limit_store_unavailable"
 
 
-def openai_error_body(exc: BaseException) -> tuple[int, dict, dict]:
+def openai_error_body(exc: BaseException) -> tuple[int, dict[str, dict[str, str | None]], dict[str, str]]:
     """(status, body, headers) for any exception; unknown ones become a bare 500 without internals."""
     if isinstance(exc, GatewayError):
         return exc.status, exc.body(), exc.headers

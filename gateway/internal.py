@@ -16,7 +16,9 @@ from collections.abc import Callable
 
 import orjson
 from prometheus_client import CONTENT_TYPE_LATEST
+from sanic import HTTPResponse, Request, Sanic
 
+from .config import Settings
 from .metrics import exposition
 
 log = logging.getLogger("gateway.internal")
@@ -93,3 +95,37 @@ class InternalServer:
             await writer.drain()
             writer.close()
             await writer.wait_closed()
+
+
+def setup_internal(app: Sanic, settings: Settings) -> None:
+    """The internal port beside the API (when --metrics-port is set), and the count of every answer's status."""
+
+    @app.before_server_start
+    async def start_internal(app: Sanic) -> None:
+        app.ctx.internal = None
+        if not settings.metrics_port or not serves_internal_port():
+            return
+        host = settings.metrics_host or "127.0.0.1"
+        app.ctx.internal = InternalServer(lambda: app.ctx.runtime, lambda: app.ctx.draining)
+        try:
+            await app.ctx.internal.start(host, settings.metrics_port)
+        except OSError as e:
+            log.error(
+                "cannot listen on the internal port %s:%d (%s): choose another with --metrics-port, or 0 to turn "
+                "it off",
+                host,
+                settings.metrics_port,
+                e.strerror,
+            )
+            raise
+
+    @app.after_server_stop
+    async def stop_internal(app: Sanic) -> None:
+        if app.ctx.internal is not None:
+            await app.ctx.internal.close()
+
+    @app.on_response
+    async def count_response(request: Request, response: HTTPResponse | None) -> None:
+        runtime = app.ctx.runtime
+        if runtime is not None and response is not None:
+            runtime.usage.metrics.responses.labels(str(response.status)).inc()

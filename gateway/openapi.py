@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 
+from .fields import ENDPOINTS
+
 _ERROR = {"$ref": "#/components/schemas/Error"}
 _ERRORS = {
     str(code): {"description": what, "content": {"application/json": {"schema": _ERROR}}}
@@ -19,35 +21,6 @@ _ERRORS = {
         (503, "No instance available"),
         (504, "The engine did not answer in time"),
     ]
-}
-_NUM = {"type": ["number", "null"]}
-_SAMPLING = {
-    "temperature": {**_NUM, "minimum": 0, "maximum": 2},
-    "top_p": {**_NUM, "minimum": 0, "maximum": 1},
-    "presence_penalty": {**_NUM, "minimum": -2, "maximum": 2},
-    "frequency_penalty": {**_NUM, "minimum": -2, "maximum": 2},
-    "seed": {"type": ["integer", "null"]},
-    "stop": {
-        "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}, "maxItems": 4}, {"type": "null"}]
-    },
-    "n": {"type": ["integer", "null"], "const": 1, "description": "Only 1 is supported."},
-    "stream": {"type": ["boolean", "null"]},
-    "stream_options": {"type": ["object", "null"], "properties": {"include_usage": {"type": "boolean"}}},
-    "user": {"type": ["string", "null"]},
-    # engine extensions (vLLM's names): 400 where the model's config has no matching input
-    "top_k": {"type": ["integer", "null"], "minimum": -1},
-    "min_p": {**_NUM, "minimum": 0, "maximum": 1},
-    "min_tokens": {"type": ["integer", "null"], "minimum": 0},
-    "repetition_penalty": {**_NUM, "exclusiveMinimum": 0, "maximum": 2},
-    "length_penalty": {**_NUM, "minimum": -10, "maximum": 10},
-    "ignore_eos": {"type": ["boolean", "null"]},
-    "beam_width": {"type": ["integer", "null"], "minimum": 1, "maximum": 64},
-    "bad_words": {"type": ["array", "null"], "maxItems": 64, "items": {"type": "string", "minLength": 1}},
-}
-_MODEL = {
-    "type": "string",
-    "description": "The service's access name, <owner>/<name>.",
-    "examples": ["u-8105f7322477/test"],
 }
 _USAGE = {
     "type": "object",
@@ -75,22 +48,25 @@ def _post(summary: str, request: str, response: str, streams: bool) -> dict:
     }
 
 
+def _query(name: str, schema: dict, **kw: object) -> dict:
+    return {"name": name, "in": "query", "schema": schema, **kw}
+
+
 @lru_cache(maxsize=1)
 def _usage(summary: str, kind: str) -> dict:
     """OpenAI's usage API (GET /v1/organization/usage/*): buckets of results, paged."""
-    q = lambda name, schema, **kw: {"name": name, "in": "query", "schema": schema, **kw}  # noqa: E731
     array = {"type": "array", "items": {"type": "string", "enum": ["model", "api_key_id"]}}
     return {
         "get": {
             "summary": summary,
             "security": [{"bearer": []}],
             "parameters": [
-                q("start_time", {"type": "integer", "minimum": 0}, required=True),
-                q("end_time", {"type": "integer", "minimum": 0}),
-                q("bucket_width", {"type": "string", "enum": ["1m", "1h", "1d"]}),
-                q("group_by", array, style="form", explode=True),
-                q("limit", {"type": "integer", "minimum": 1, "maximum": 1440}),
-                q("page", {"type": "string"}),
+                _query("start_time", {"type": "integer", "minimum": 0}, required=True),
+                _query("end_time", {"type": "integer", "minimum": 0}),
+                _query("bucket_width", {"type": "string", "enum": ["1m", "1h", "1d"]}),
+                _query("group_by", array, style="form", explode=True),
+                _query("limit", {"type": "integer", "minimum": 1, "maximum": 1440}),
+                _query("page", {"type": "string"}),
             ],
             "responses": {
                 "200": {
@@ -137,33 +113,45 @@ def _usage(summary: str, kind: str) -> dict:
     }
 
 
-def document() -> dict:
-    message = {
-        "type": "object",
-        "required": ["role"],
-        "properties": {
-            "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
-            "content": {
-                "oneOf": [
-                    {"type": "string"},
-                    {"type": "null"},
-                    {
-                        "type": "array",
-                        "items": {
-                            "type": "object",
-                            "required": ["type"],
-                            "properties": {
-                                "type": {"type": "string", "enum": ["text", "image_url"]},
-                                "text": {"type": "string"},
-                                "image_url": {"type": "object", "properties": {"url": {"type": "string"}}},
-                            },
+_MESSAGE = {
+    "type": "object",
+    "required": ["role"],
+    "properties": {
+        "role": {"type": "string", "enum": ["system", "developer", "user", "assistant", "tool"]},
+        "content": {
+            "oneOf": [
+                {"type": "string"},
+                {"type": "null"},
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["type"],
+                        "properties": {
+                            "type": {"type": "string", "enum": ["text", "image_url"]},
+                            "text": {"type": "string"},
+                            "image_url": {"type": "object", "properties": {"url": {"type": "string"}}},
                         },
                     },
-                ]
-            },
+                },
+            ]
         },
+    },
+}
+
+
+def request_schema(endpoint: str) -> dict:
+    """An endpoint's request body, from the field table (gateway/fields.py): every field it accepts, nothing else."""
+    ep = ENDPOINTS[endpoint]
+    return {
+        "type": "object",
+        "required": list(ep.required),
+        "properties": {name: f.json_schema() for name, f in ep.fields.items()},
+        "additionalProperties": False,
     }
-    max_tokens = {"type": ["integer", "null"], "minimum": 1}
+
+
+def document() -> dict:
     return {
         "openapi": "3.1.0",
         "info": {
@@ -191,55 +179,10 @@ def document() -> dict:
                         }
                     },
                 },
-                "ChatCompletionRequest": {
-                    "type": "object",
-                    "required": ["model", "messages"],
-                    "properties": {
-                        "model": _MODEL,
-                        "messages": {"type": "array", "minItems": 1, "items": message},
-                        "max_tokens": max_tokens,
-                        "max_completion_tokens": max_tokens,
-                        **_SAMPLING,
-                        "logprobs": {"type": ["boolean", "null"]},
-                        "top_logprobs": {
-                            "type": ["integer", "null"],
-                            "const": 0,
-                            "description": "Only the chosen tokens' log probabilities are available.",
-                        },
-                    },
-                    "additionalProperties": False,
-                },
-                "CompletionRequest": {
-                    "type": "object",
-                    "required": ["model", "prompt"],
-                    "properties": {
-                        "model": _MODEL,
-                        "prompt": {"type": "string"},
-                        "max_tokens": max_tokens,
-                        **_SAMPLING,
-                        "echo": {"type": ["boolean", "null"]},
-                        "logprobs": {
-                            "type": ["integer", "null"],
-                            "const": 0,
-                            "description": "0: the chosen tokens' log probabilities (no alternatives).",
-                        },
-                    },
-                    "additionalProperties": False,
-                },
-                "ImageRequest": {
-                    "type": "object",
-                    "required": ["model", "prompt"],
-                    "properties": {
-                        "model": _MODEL,
-                        "prompt": {"type": "string", "minLength": 1},
-                        "n": {"type": ["integer", "null"], "minimum": 1, "maximum": 10},
-                        "size": {"type": ["string", "null"], "examples": ["64x64"]},
-                        "response_format": {"type": ["string", "null"], "enum": ["b64_json", None]},
-                        "negative_prompt": {"type": ["string", "null"]},
-                        "user": {"type": ["string", "null"]},
-                    },
-                    "additionalProperties": False,
-                },
+                "Message": _MESSAGE,
+                "ChatCompletionRequest": request_schema("chat.completions"),
+                "CompletionRequest": request_schema("completions"),
+                "ImageRequest": request_schema("images.generations"),
                 "ChatCompletion": {
                     "type": "object",
                     "required": ["id", "object", "created", "model", "choices", "usage"],

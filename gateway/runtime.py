@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
-from modelsvc.catalog import Backend, Catalog, Model, Service
+from modelsvc.catalog import Backend, Catalog, Model, Service, Task
 from modelsvc.catalog.names import headless_service_host, placement_from_env
 
 from .auth import KeyRing
+from .backends.base import Backend as BackendProtocol
 from .backends.openai import OpenAIUpstream
 from .backends.triton import TritonInstance
 from .balancer import DnsEndpoints, InstancePool, StaticEndpoints
@@ -23,13 +25,22 @@ from .limits import Limiter, make_store
 from .usage import Metrics, UsageLog
 
 log = logging.getLogger("gateway.runtime")
+# A model → how one of its instances (an endpoint) is reached.
+BackendFactory = Callable[[Model], Callable[[str], BackendProtocol]]
 
 
 class Runtime:
     def __init__(
-        self, catalog: Catalog, settings: Settings, overlay: LocalOverlay | None = None, usage: UsageLog | None = None
+        self,
+        catalog: Catalog,
+        settings: Settings,
+        overlay: LocalOverlay | None = None,
+        usage: UsageLog | None = None,
+        *,
+        backends: BackendFactory | None = None,
     ):
         self.settings = settings
+        self._backends = backends or self._default_backends
         # where infra put each service's headless Service: the same environment infra's manifest gave this pod
         self.placement = placement_from_env()
         self.usage = usage or UsageLog(None, Metrics())
@@ -42,6 +53,7 @@ class Runtime:
         self._pool_keys: dict[str, tuple] = {}
         self.requests: set[asyncio.Task] = set()  # admitted requests in flight (completions.admitted)
         self.cutting = False  # the shutdown grace is over: in-flight requests are being stopped
+        self._retiring: set[asyncio.Task] = set()
 
     def cut(self) -> None:
         """End of the shutdown grace: stop every request still running; each answers 503 (or ends its stream with
@@ -62,11 +74,16 @@ class Runtime:
             return DnsEndpoints(headless_service_host(service, self.placement), self.settings.dns_port)
         return StaticEndpoints([])
 
-    def _make_backend(self, model: Model):
+    def _default_backends(self, model: Model) -> Callable[[str], BackendProtocol]:
         s = self.settings
         if model.backend is Backend.openai:
+            generates = "images" if model.task is Task.image_generation else "text"
             return lambda endpoint: OpenAIUpstream(
-                endpoint, model.upstream_model, deadline_s=s.deadline_s, connect_timeout_s=s.connect_timeout_s
+                endpoint,
+                model.upstream_model,
+                deadline_s=s.deadline_s,
+                connect_timeout_s=s.connect_timeout_s,
+                generates=generates,
             )
         return lambda endpoint: TritonInstance(
             endpoint, model.triton_model_name, deadline_s=s.deadline_s, connect_timeout_s=s.connect_timeout_s
@@ -84,7 +101,7 @@ class Runtime:
                 pool = InstancePool(
                     svc.access_name,
                     discovery,
-                    self._make_backend(model),
+                    self._backends(model),
                     probe_interval_s=self.settings.probe_interval_s,
                     refresh_interval_s=self.settings.refresh_interval_s,
                     health_interval_s=self.settings.health_interval_s,
@@ -106,7 +123,9 @@ class Runtime:
         self.catalog, self.pools, self._pool_keys = catalog, pools, keys
         self.keyring = KeyRing(list(catalog.keys) + self.overlay.keys())
         for pool in retired:
-            asyncio.create_task(_close_when_idle(pool))
+            task = asyncio.create_task(_close_when_idle(pool))
+            self._retiring.add(task)  # held until done: the loop keeps only weak references to tasks
+            task.add_done_callback(self._retiring.discard)
         log.info(
             "catalog applied: %d services (%d pools new, %d retired)", len(catalog.services), len(new), len(retired)
         )

@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 from urllib.parse import urlsplit
+
+_T = TypeVar("_T")
+_Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
 class HttpFailure(Exception):
     """A failure talking to the upstream. kind: 'timeout' (connect or read), 'connect' (refused), 'io' (anything
     else: reset, malformed response); name is what happened, for the error message."""
 
-    def __init__(self, kind: str, name: str):
+    def __init__(self, kind: str, name: str) -> None:
         super().__init__(name)
         self.kind, self.name = kind, name
 
@@ -24,7 +28,7 @@ class HttpFailure(Exception):
 class _Response:
     __slots__ = ("_chunked", "_client", "_conn", "_done", "_keep", "_length", "status")
 
-    def __init__(self, client: Http1, conn, status: int, headers: dict[bytes, bytes]):
+    def __init__(self, client: Http1, conn: _Conn | None, status: int, headers: dict[bytes, bytes]) -> None:
         self.status, self._client, self._conn = status, client, conn
         length = headers.get(b"content-length")
         self._length = int(length) if length is not None else None
@@ -32,7 +36,7 @@ class _Response:
         self._keep = (self._chunked or self._length is not None) and headers.get(b"connection", b"").lower() != b"close"
         self._done = False
 
-    async def _io(self, aw):
+    async def _io(self, aw: Awaitable[_T]) -> _T:
         try:
             async with asyncio.timeout(self._client.read_timeout):
                 return await aw
@@ -43,9 +47,14 @@ class _Response:
             self.aclose()
             raise HttpFailure("io", type(e).__name__) from None
 
+    def _reader(self) -> asyncio.StreamReader:
+        if self._conn is None:  # closed already (cut short): nothing more to read
+            raise HttpFailure("io", "ConnectionClosed")
+        return self._conn[0]
+
     async def pieces(self) -> AsyncIterator[bytes]:
         """The body as it arrives (one piece per HTTP chunk); the connection goes back to the pool at the end."""
-        reader = self._conn[0]
+        reader = self._reader()
         if self._chunked:
             while True:
                 line = await self._io(reader.readline())
@@ -74,7 +83,7 @@ class _Response:
 
     async def read(self) -> bytes:
         if self._length is not None and not self._chunked:
-            data = await self._io(self._conn[0].readexactly(self._length)) if self._length else b""
+            data = await self._io(self._reader().readexactly(self._length)) if self._length else b""
             self._done = True
             self._release()
             return data
@@ -146,7 +155,7 @@ class Http1:
         self._head = f"host: {u.netloc}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
 
-    async def _connect(self, timeout: float):
+    async def _connect(self, timeout: float) -> _Conn:
         try:
             async with asyncio.timeout(timeout):
                 return await asyncio.open_connection(self.host, self.port, ssl=self.ssl)

@@ -7,13 +7,14 @@ Chat requests are forwarded as messages (the upstream applies its own chat templ
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from typing import Any
 
 import orjson
 
 from ..errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest, UnsupportedParameter
+from .base import MIN_TOKENS_PER_S, SAMPLING_PARAMS, Capabilities, Delta, GenRequest, GenResult, ImageRequest, Work
 from .http1 import Http1, HttpFailure
-from .triton import MIN_TOKENS_PER_S, Delta, GenRequest, GenResult, Work
 
 
 class OpenAIUpstream:
@@ -25,7 +26,8 @@ class OpenAIUpstream:
         deadline_s: float = 60.0,
         connect_timeout_s: float = 5.0,
         api_key: str | None = None,
-    ):
+        generates: str = "text",
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         if "://" not in self.base_url:
             self.base_url = "http://" + self.base_url + "/v1"
@@ -33,7 +35,20 @@ class OpenAIUpstream:
         self.deadline_s = deadline_s
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = Http1(self.base_url, headers, read_timeout=deadline_s, connect_timeout=connect_timeout_s)
-        self.image_size = None
+        self.outstanding = 0
+        # What an OpenAI-compatible server takes: messages (it applies its own chat template), images in them, every
+        # sampling parameter and engine extension (forwarded as given: the upstream validates them).
+        self._capabilities = Capabilities(
+            generates=generates,
+            templates_itself=True,
+            vision=True,
+            sampling=frozenset(SAMPLING_PARAMS),
+            extensions=None,
+        )
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return self._capabilities
 
     async def start(self) -> None:
         if not await self.ready():
@@ -53,20 +68,24 @@ class OpenAIUpstream:
     def check(self, req: GenRequest) -> None:
         if req.image_urls and not req.messages:
             raise InvalidRequest("images need the chat endpoint", param="messages")
-        if req.logprobs:
+        if req.sampling.logprobs:
             raise UnsupportedParameter(
                 "log probabilities are not forwarded to this service's upstream", param="logprobs"
             )
 
-    def _body(self, req: GenRequest, stream: bool) -> tuple[str, dict]:
-        body: dict = {"model": self.upstream_model or "default", "max_tokens": req.max_tokens, "stream": stream}
+    def _body(self, req: GenRequest, stream: bool) -> tuple[str, dict[str, Any]]:
+        body: dict[str, Any] = {
+            "model": self.upstream_model or "default",
+            "max_tokens": req.sampling.max_tokens,
+            "stream": stream,
+        }
         for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty", "seed"):
-            value = getattr(req, name)
+            value = getattr(req.sampling, name)
             if value is not None:
                 body[name] = value
-        if req.stop:
-            body["stop"] = req.stop
-        body.update(req.extensions)  # vLLM's own names: the upstream validates and honours them
+        if req.sampling.stop:
+            body["stop"] = list(req.sampling.stop)
+        body.update(req.sampling.extensions)  # vLLM's own names: the upstream validates and honours them
         if "bad_words" in body:
             body["bad_words"] = list(body["bad_words"])
         if stream:
@@ -78,6 +97,7 @@ class OpenAIUpstream:
         return "/completions", body
 
     def _error(self, e: HttpFailure, partial: bool) -> BackendError:
+        err: BackendError
         if e.kind == "timeout":
             err = BackendTimeout(f"upstream did not answer within {self.deadline_s}s")
         elif e.kind == "connect" and not partial:
@@ -103,10 +123,17 @@ class OpenAIUpstream:
         return err
 
     async def generate(self, req: GenRequest) -> GenResult:
+        self.outstanding += 1
+        try:
+            return await self._generate(req)
+        finally:
+            self.outstanding -= 1
+
+    async def _generate(self, req: GenRequest) -> GenResult:
         path, body = self._body(req, False)
         try:  # a non-streamed answer arrives when generation is done: the wait grows with the work asked
             r = await self._client.request(
-                "POST", path, orjson.dumps(body), timeout=self.deadline_s + req.max_tokens / MIN_TOKENS_PER_S
+                "POST", path, orjson.dumps(body), timeout=self.deadline_s + req.sampling.max_tokens / MIN_TOKENS_PER_S
             )
             content = await r.read()
         except HttpFailure as e:
@@ -131,13 +158,14 @@ class OpenAIUpstream:
         req.work.completion_tokens = result.completion_tokens
         return result
 
-    async def stream(self, req: GenRequest) -> AsyncIterator[Delta | GenResult]:
+    async def stream(self, req: GenRequest) -> AsyncGenerator[Delta | GenResult, None]:
         path, body = self._body(req, True)
         parts: list[str] = []
-        usage: dict = {}
+        usage: dict[str, Any] = {}
         finish = None
         yielded = done = False
         r = None
+        self.outstanding += 1
         try:
             r = await self._client.request("POST", path, orjson.dumps(body))
             if r.status != 200:
@@ -164,6 +192,7 @@ class OpenAIUpstream:
         except HttpFailure as e:
             raise self._error(e, yielded) from None
         finally:
+            self.outstanding -= 1
             if r is not None:
                 r.aclose()  # cut short (caller gone, error event): the upstream request is dropped with it
         finish = finish or "stop"
@@ -172,7 +201,9 @@ class OpenAIUpstream:
         yield GenResult("".join(parts), req.work.prompt_tokens or 0, completion, finish)
 
     @staticmethod
-    def _event(payload: str, finish: str | None, usage: dict, work: Work) -> tuple[list[str], str | None, dict]:
+    def _event(
+        payload: str, finish: str | None, usage: dict[str, Any], work: Work
+    ) -> tuple[list[str], str | None, dict[str, Any]]:
         """(texts, finish reason, usage) after one SSE event; anything not the OpenAI shape raises."""
         event = orjson.loads(payload)
         if event.get("usage"):
@@ -189,10 +220,13 @@ class OpenAIUpstream:
                 finish = str(choice["finish_reason"])
         return texts, finish, usage
 
-    async def generate_images(
-        self, prompt: str, n: int, negative_prompt: str | None = None, work: Work | None = None
-    ) -> list[bytes]:
-        body = {"model": self.upstream_model or "default", "prompt": prompt, "n": n, "response_format": "b64_json"}
+    async def generate_images(self, req: ImageRequest) -> list[bytes]:
+        body = {
+            "model": self.upstream_model or "default",
+            "prompt": req.prompt,
+            "n": req.n,
+            "response_format": "b64_json",
+        }
         try:
             r = await self._client.request("POST", "/images/generations", orjson.dumps(body))
             content = await r.read()
@@ -204,6 +238,5 @@ class OpenAIUpstream:
             images = [base64.b64decode(d["b64_json"], validate=True) for d in orjson.loads(content)["data"]]
         except (ValueError, KeyError, TypeError):
             raise self._garbled("response body", False) from None
-        if work is not None:
-            work.images = len(images)
+        req.work.images = len(images)
         return images

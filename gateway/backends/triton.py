@@ -22,21 +22,19 @@ How the Triton / TensorRT-LLM contract (docs DESIGN.md) is honoured:
 * Streaming = ``ModelStreamInfer`` with ONE request per stream; the server closing the stream is the end signal. It
   works on decoupled models (``stream=True``: one response per token) and non-decoupled ones (``stream=False``: one
   response). ``generate`` uses the same path on decoupled models (unary ``ModelInfer`` is UNIMPLEMENTED there) and
-  unary ``ModelInfer`` otherwise. ``num_output_tokens`` is per response: summed; ``num_input_tokens``: the last
-  value seen.
+  unary ``ModelInfer`` otherwise.
 * Cumulative text (BLS with ``accumulate_tokens``): detected from the model config, not guessed from the text:
   the ``tensorrt_llm_bls`` model's config carries parameter ``accumulate_tokens`` and we diff when it is true
   ("true"/"1"/"yes", case-insensitive). The constructor's ``cumulative=`` overrides the detection.
-* Stop strings are applied here as well (the engine leaves a matched stop string in its output, and only matches
-  on token boundaries): the output is cut before the first match, and while streaming, text that could be the start
-  of a stop string is held back until it is known not to be one. Once a stop string matched, the stream is cancelled.
-* ``finish_reason``: "stop" when a stop string matched; "length" when ``completion_tokens >= max_tokens``; else "stop".
+* Stop strings, cumulative-text diffing, summed token counts and ``finish_reason``: ``assemble.Assembly`` turns the
+  responses into what the caller sees. Once a stop string matched, the stream is cancelled.
 * Deadlines: a non-streamed generation (unary, or ``stream=False`` on a decoupled model: one response when it is
-  done) gets ``deadline_s + max_tokens / MIN_TOKENS_PER_S``; other unary calls ``deadline_s``; a stream must deliver its first response within ``deadline_s`` and
-  every further one within ``idle_timeout_s`` (default ``deadline_s``); the whole stream is capped at
-  ``max_stream_s``. Errors: ``BackendTimeout`` (deadline / silent stream), ``BackendUnavailable`` (connection refused
-  or UNAVAILABLE before any output; safe to retry elsewhere), ``BackendError`` otherwise. Every exception raised here
-  has ``partial: bool`` = whether output had already been yielded to the caller (no retry when true).
+  done) gets ``deadline_s + max_tokens / MIN_TOKENS_PER_S``; other unary calls ``deadline_s``; a stream must deliver
+  its first response within ``deadline_s`` and every further one within ``idle_timeout_s`` (default
+  ``deadline_s``); the whole stream is capped at ``max_stream_s``. Errors: ``BackendTimeout`` (deadline / silent
+  stream), ``BackendUnavailable`` (connection refused or UNAVAILABLE before any output; safe to retry elsewhere),
+  ``BackendError`` otherwise. Every exception raised here has ``partial: bool`` = whether output had already been
+  yielded to the caller (no retry when true).
 * Leaving the ``stream()`` generator early (``aclose()``, or the consuming task being cancelled) cancels the gRPC
   call at once, so the engine stops generating. Always close the generator (``async with contextlib.aclosing``).
 """
@@ -46,15 +44,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
+from typing import Any
 
-import grpc
+import grpc  # type: ignore[import-untyped]  # no type hints (types-grpcio is not a dependency)
 import numpy as np
-from tritonclient.grpc import InferResult, model_config_pb2, service_pb2, service_pb2_grpc
-from tritonclient.utils import InferenceServerException
+from tritonclient.grpc import (  # type: ignore[import-untyped]  # no type hints
+    InferResult,
+    model_config_pb2,
+    service_pb2,
+    service_pb2_grpc,
+)
+from tritonclient.utils import InferenceServerException  # type: ignore[import-untyped]
 
 from gateway.backends import triton_wire as wire
+from gateway.backends.assemble import Assembly
+from gateway.backends.base import (
+    MIN_TOKENS_PER_S,
+    SAMPLING_PARAMS,
+    Capabilities,
+    Delta,
+    GenRequest,
+    GenResult,
+    ImageRequest,
+)
 from gateway.backends.images import encode_png
 from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest, UnsupportedParameter
 
@@ -74,73 +88,6 @@ CHANNEL_ARGS = [
     ("grpc.http2.max_pings_without_data", 2),
 ]
 _TRUE = {"true", "1", "yes", "on"}
-# The slowest generation a non-streamed request on a decoupled model waits for (tokens per second) on top of
-# deadline_s, since its answer only arrives when generation is done.
-MIN_TOKENS_PER_S = 5.0
-
-
-@dataclass
-class Work:
-    """What the engine has done for one request so far, updated as its responses arrive, so that a request cut short
-    (caller gone, error, shutdown) is still metered with what was used."""
-
-    prompt_tokens: int | None = None  # the engine's count, once a response carried it
-    completion_tokens: int = 0
-    images: int = 0
-
-
-def estimate_tokens(text: str) -> int:
-    """The gateway's own prompt-token estimate when the engine's count never arrived (whitespace words, at least a
-    token per 4 characters): only ever recorded marked as an estimate."""
-    return max(len(text.split()), -(-len(text) // 4))
-
-
-@dataclass
-class GenRequest:
-    """Plain, already-validated parameters."""
-
-    prompt: str
-    max_tokens: int
-    temperature: float | None = None
-    top_p: float | None = None
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
-    seed: int | None = None
-    stop: list[str] = field(default_factory=list)
-    image_urls: list[str] = field(default_factory=list)  # vision models only
-    request_id: str = ""
-    messages: list[dict] | None = None  # chat messages, for backends that template them themselves (openai)
-    extensions: dict = field(default_factory=dict)  # gateway.params.EXTENSIONS given (top_k, min_tokens, ...)
-    logprobs: bool = False  # return each chosen token's log probability
-    work: Work = field(default_factory=Work)
-
-    def settle(self, n_in: int | None, completion: int) -> int:
-        """The finished answer's counts into `work`; returns the prompt tokens (the engine's, else the estimate)."""
-        prompt = n_in if n_in is not None else self.estimated_prompt_tokens()
-        self.work.prompt_tokens, self.work.completion_tokens = prompt, completion
-        return prompt
-
-    def estimated_prompt_tokens(self) -> int:
-        if self.messages is None:
-            return estimate_tokens(self.prompt)
-        return estimate_tokens("\n".join(str(m.get("content") or "") for m in self.messages if isinstance(m, dict)))
-
-
-@dataclass
-class Delta:
-    """One streamed piece of text (and, when asked, the tokens received since the previous piece)."""
-
-    text: str
-    logprobs: list[tuple[str, float]] | None = None
-
-
-@dataclass
-class GenResult:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    finish_reason: str  # "stop" | "length"
-    logprobs: list[tuple[str, float]] | None = None  # (token text, log probability) per generated token
 
 
 # API extension → the engine inputs that carry it, first declared wins (names from TensorRT-LLM's ensemble and BLS
@@ -169,27 +116,6 @@ def _wire_type(config_type: int) -> str:
     return "BYTES" if name == "STRING" else name
 
 
-def _stop_cut(text: str, stops: list[str]) -> int | None:
-    """Index of the earliest stop-string match in text, or None."""
-    best = None
-    for s in stops:
-        i = text.find(s)
-        if i != -1 and (best is None or i < best):
-            best = i
-    return best
-
-
-def _holdback(text: str, stops: list[str]) -> int:
-    """Length of the longest suffix of text that is a proper prefix of some stop string."""
-    best = 0
-    for s in stops:
-        for k in range(min(len(s) - 1, len(text)), best, -1):
-            if text.endswith(s[:k]):
-                best = k
-                break
-    return best
-
-
 class _ReadDeadline:
     """The deadline of the read in progress on one stream: ``asyncio.timeout`` around each read, but with one timer
     per stream that is moved lazily (a per-read ``asyncio.timeout`` cost as much CPU as decoding the response).
@@ -205,7 +131,7 @@ class _ReadDeadline:
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[Any] | None = None
         self._cancelling = 0
         self._deadline: float | None = None  # None: no read in progress
         self._armed = 0.0  # when the timer fires
@@ -291,6 +217,7 @@ class TritonInstance:
         self.bos_token: str | None = None
         self.eos_token: str | None = None
         self._outputs: tuple[str, ...] = ()  # outputs asked for
+        self._capabilities: Capabilities | None = None
         self.outstanding = 0  # requests in flight through this instance (for least-outstanding balancing)
 
     def __repr__(self) -> str:
@@ -318,9 +245,37 @@ class TritonInstance:
         self._load_config(resp.config)
         if resp.config.platform == "ensemble" and not self.decoupled:
             self.decoupled = await self._ensemble_decoupled(stub, resp.config)
+        self._capabilities = self._read_capabilities()
         self._started = True
 
-    async def _ensemble_decoupled(self, stub, cfg) -> bool:
+    @property
+    def capabilities(self) -> Capabilities | None:
+        return self._capabilities
+
+    def _read_capabilities(self) -> Capabilities:
+        """What the model's config declares, in the engine contract's terms."""
+        inputs = self.inputs
+        sampling = {n for n in SAMPLING_PARAMS if n != "seed" and n in inputs} | (
+            {"seed"} if self.seed_input else set()
+        )
+        return Capabilities(
+            generates="images" if self.is_image_model else "text",
+            chat_template=self.chat_template,
+            bos_token=self.bos_token,
+            eos_token=self.eos_token,
+            decoupled=self.decoupled,
+            vision=self.vision,
+            max_images=self.max_images,
+            image_size=self.image_size,
+            negative_prompt="negative_prompt" in inputs,
+            sampling=frozenset(sampling),
+            extensions=frozenset(n for n in EXTENSION_INPUTS if self._extension_input(n) is not None),
+            logprobs=self.decoupled and "return_log_probs" in inputs and "output_log_probs" in self.outputs,
+            guided_decoding="guided_decoding_guide_type" in inputs and "guided_decoding_guide" in inputs,
+            n="num_return_sequences" in inputs,
+        )
+
+    async def _ensemble_decoupled(self, stub: Any, cfg: Any) -> bool:
         """Whether a step of the ensemble is decoupled (then the ensemble streams, and Triton refuses unary calls
         to it), for servers that report the ensemble's own config unchanged."""
         for step in cfg.ensemble_scheduling.step:
@@ -335,7 +290,7 @@ class TritonInstance:
                 return True
         return False
 
-    def _load_config(self, cfg) -> None:
+    def _load_config(self, cfg: Any) -> None:
         self.inputs = {i.name: _Declared(_wire_type(i.data_type), tuple(i.dims), bool(i.optional)) for i in cfg.input}
         self.outputs = {o.name for o in cfg.output}
         self.decoupled = bool(cfg.model_transaction_policy.decoupled)
@@ -386,7 +341,7 @@ class TritonInstance:
         exc.partial = partial
         return exc
 
-    def _from_status(self, code, details: str, *, partial: bool) -> BackendError:
+    def _from_status(self, code: Any, details: str, *, partial: bool) -> BackendError:
         name = getattr(code, "name", str(code)).rsplit(".", 1)[-1]
         if name == "DEADLINE_EXCEEDED":
             return self._fail(BackendTimeout, f"deadline exceeded ({details})", partial=partial)
@@ -406,21 +361,21 @@ class TritonInstance:
     def check(self, req: GenRequest) -> None:
         """Refuse parameters the model cannot honour (400). Call before answering the client."""
         self._require(image=False)
-        if req.max_tokens < 1:
+        if req.sampling.max_tokens < 1:
             raise InvalidRequest("max_tokens must be at least 1", param="max_tokens")
         for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
-            if getattr(req, name) is not None and name not in self.inputs:
+            if getattr(req.sampling, name) is not None and name not in self.inputs:
                 raise UnsupportedParameter(f"this model does not support '{name}'", param=name)
-        if req.seed is not None and self.seed_input is None:
+        if req.sampling.seed is not None and self.seed_input is None:
             raise UnsupportedParameter("this model does not support 'seed'", param="seed")
-        for name in req.extensions:
+        for name in req.sampling.extensions:
             if self._extension_input(name) is None:
                 raise UnsupportedParameter(
                     f"this model does not support '{name}' (its config has no "
                     f"{' / '.join(EXTENSION_INPUTS[name])} input)",
                     param=name,
                 )
-        if req.logprobs:
+        if req.sampling.logprobs:
             if "return_log_probs" not in self.inputs or "output_log_probs" not in self.outputs:
                 raise UnsupportedParameter("this model does not return log probabilities", param="logprobs")
             if not self.decoupled:  # one response for the whole answer: no token boundaries in the text
@@ -441,44 +396,44 @@ class TritonInstance:
     def _extension_input(self, name: str) -> str | None:
         return next((i for i in EXTENSION_INPUTS.get(name, ()) if i in self.inputs), None)
 
-    def _tensor(self, name: str, values: list) -> tuple[wire.InputTensor, bytes]:
+    def _tensor(self, name: str, values: list[Any]) -> tuple[wire.Tensor, bytes]:
         """One batched [1, n] input of n values, as tritonclient's InferInput would send it."""
         return wire.encode_input(name, self.inputs[name].wire_type, values)
 
     def _llm_request(self, req: GenRequest, *, stream: bool) -> service_pb2.ModelInferRequest:
-        values: dict[str, list] = {
+        values: dict[str, list[Any]] = {
             "text_input": [req.prompt.encode("utf-8")],
-            "max_tokens": [req.max_tokens],
+            "max_tokens": [req.sampling.max_tokens],
             "exclude_input_in_output": [True],
             "return_num_input_tokens": [True],
             "return_num_output_tokens": [True],
             "stream": [stream],
         }
         for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
-            if getattr(req, name) is not None:
-                values[name] = [getattr(req, name)]
-        if req.seed is not None and self.seed_input:
-            values[self.seed_input] = [req.seed % 2**64]
-        stops = [s for s in req.stop if s]
+            if getattr(req.sampling, name) is not None:
+                values[name] = [getattr(req.sampling, name)]
+        if req.sampling.seed is not None and self.seed_input:
+            values[self.seed_input] = [req.sampling.seed % 2**64]
+        stops = [s for s in req.sampling.stop if s]
         if stops:
             values["stop_words"] = [s.encode("utf-8") for s in stops]
         if req.image_urls:
             values["image_url_input"] = [u.encode("utf-8") for u in req.image_urls]
-        for name, value in req.extensions.items():
-            if name == "ignore_eos":
-                value = -1
-            elif name == "bad_words":
+        for name, value in req.sampling.extensions.items():
+            if name == "bad_words" and isinstance(value, tuple):
                 values["bad_words"] = [w.encode("utf-8") for w in value]
                 continue
-            values[self._extension_input(name)] = [value]
-        if req.logprobs:
+            target = self._extension_input(name)
+            if target is not None:  # check() refused the others
+                values[target] = [-1 if name == "ignore_eos" else value]
+        if req.sampling.logprobs:
             values["return_log_probs"] = [True]
         declared = self.inputs
         try:
             tensors = [self._tensor(k, v) for k, v in values.items() if k in declared]
         except (ValueError, OverflowError, InferenceServerException) as e:
             raise InvalidRequest(f"cannot encode the request for the model: {e}") from None
-        outputs = self._outputs + ("output_log_probs",) if req.logprobs else self._outputs
+        outputs = self._outputs + ("output_log_probs",) if req.sampling.logprobs else self._outputs
         return wire.infer_request(self.model_name, req.request_id, tensors, outputs)
 
     # -- text generation -------------------------------------------------------------------------------------------
@@ -486,7 +441,7 @@ class TritonInstance:
         self._require(image=False)
         self.check(req)
         # Collect the token stream when the model cannot answer in one response, or when token boundaries are needed
-        if self.decoupled and ("stream" not in self.inputs or req.logprobs):
+        if self.decoupled and ("stream" not in self.inputs or req.sampling.logprobs):
             gen = self.stream(req)
             try:
                 async for item in gen:
@@ -502,36 +457,20 @@ class TritonInstance:
                 # Unary ModelInfer is UNIMPLEMENTED on decoupled models; with stream=False the engine still answers
                 # in one response (as Triton's own OpenAI frontend asks), instead of one per token: a fraction of
                 # the gRPC work. The whole generation must then finish within deadline_s.
-                responses = await self._all_responses(request, req.max_tokens)
+                responses = await self._all_responses(request, req.sampling.max_tokens)
             else:
-                responses = [await self._infer(request, self._whole_answer_timeout(req.max_tokens))]
+                responses = [await self._infer(request, self._whole_answer_timeout(req.sampling.max_tokens))]
         finally:
             self.outstanding -= 1
-        text, n_in, n_out = "", None, None
+        assembly = Assembly(req, stream=False)
         for response in responses:  # normally one; summed like a stream if the engine split it anyway
-            piece, ni, no = self._decode(response)
-            text += piece
-            n_in = ni if ni is not None else n_in
-            n_out = (n_out or 0) + no if no is not None else n_out
-        stops = [s for s in req.stop if s]
-        cut = _stop_cut(text, stops)
-        if cut is not None:
-            text = text[:cut]
-        completion = n_out if n_out is not None else len(text.split())
-        prompt_tokens = req.settle(n_in, completion)
-        return GenResult(text, prompt_tokens, completion, self._finish(cut is not None, completion, req.max_tokens))
-
-    @staticmethod
-    def _finish(stopped: bool, completion_tokens: int, max_tokens: int) -> str:
-        if stopped:
-            return "stop"
-        return "length" if completion_tokens >= max_tokens else "stop"
+            assembly.add(*self._decode(response))
+        return assembly.result()
 
     def _decode(self, response: service_pb2.ModelInferResponse) -> tuple[str, int | None, int | None]:
-        decoded = wire.decode_llm(response)
-        if decoded is None:  # out of the ordinary: tritonclient's InferResult reads it
-            decoded = wire.decode_llm_numpy(response)
-        raw, n_in, n_out = decoded
+        fast = wire.decode_llm(response)
+        # out of the ordinary: tritonclient's InferResult reads it
+        raw, n_in, n_out = fast if fast is not None else wire.decode_llm_numpy(response)
         if raw is None:
             raise self._fail(BackendError, "response has no text_output")
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
@@ -551,76 +490,34 @@ class TritonInstance:
         except TimeoutError:
             raise self._fail(BackendTimeout, f"no answer within {timeout}s") from None
 
-    async def stream(self, req: GenRequest) -> AsyncIterator[Delta | GenResult]:
+    async def stream(self, req: GenRequest) -> AsyncGenerator[Delta | GenResult, None]:
         """Deltas, then exactly one GenResult whose text is the whole (stop-stripped) output."""
         self._require(image=False)
         self.check(req)
         request = self._llm_request(req, stream=self.decoupled)  # built (and validated) before the stream opens
-        stops = [s for s in req.stop if s]
-        emitted = ""  # text handed to the caller
-        pending = ""  # text received but not yet handed over (could start a stop string)
-        cumulative = ""  # last cumulative text (BLS accumulate_tokens)
-        n_out_sum, n_out_seen, n_in, responses = 0, False, None, 0
-        stopped = False
-        yielded = False
-        tokens: list[tuple[str, float]] | None = [] if req.logprobs else None  # every token's log probability
-        unsent = 0  # tokens not yet attached to a Delta
+        assembly = Assembly(req, cumulative=self.cumulative)
+        logprobs = req.sampling.logprobs
         self.outstanding += 1
         call = self._open_stream(request)
         deadline = _ReadDeadline()
+        yielded = False
         try:
-            while True:
-                response = await self._next(call, deadline, responses == 0, yielded)
+            while not assembly.stopped:
+                response = await self._next(call, deadline, assembly.responses == 0, yielded)
                 if response is None:  # the server closed the stream: done
                     break
-                responses += 1
-                text, ni, no = self._decode(response)
-                if ni is not None:
-                    n_in = req.work.prompt_tokens = ni
-                if no is not None:
-                    n_out_sum += no
-                    n_out_seen = True
-                req.work.completion_tokens = n_out_sum if n_out_seen else responses
-                if self.cumulative:
-                    if text.startswith(cumulative):
-                        piece = text[len(cumulative) :]
-                    else:  # the detokenizer rewrote earlier text; nothing better to do than continue from the end
-                        log.warning("%r: cumulative text did not extend the previous one", self)
-                        piece = text[len(cumulative) :]
-                    cumulative = text
-                else:
-                    piece = text
-                if tokens is not None:
-                    # One response per token when streaming; if the engine sent several, the text goes with the first
-                    tokens.extend((piece if i == 0 else "", lp) for i, lp in enumerate(self._log_probs(response)))
-                if stops:
-                    pending += piece
-                    cut = _stop_cut(pending, stops)  # a match cannot start in `emitted` (its start was held back)
-                    if cut is not None:
-                        safe, pending, stopped = pending[:cut], "", True
-                    else:
-                        keep = _holdback(pending, stops)
-                        safe, pending = pending[: len(pending) - keep], pending[len(pending) - keep :]
-                else:
-                    safe = piece
-                if safe:
-                    emitted += safe
+                text, n_in, n_out = self._decode(response)
+                delta = assembly.add(text, n_in, n_out, self._log_probs(response) if logprobs else ())
+                if delta is not None:
                     yielded = True
-                    yield Delta(safe, tokens[unsent:] if tokens is not None else None)
-                    unsent = len(tokens) if tokens is not None else 0
-                if stopped:
-                    break
-            if pending:  # the stream ended: held-back text was not a stop string after all
-                emitted += pending
-                yielded = True
-                yield Delta(pending, tokens[unsent:] if tokens is not None else None)
+                    yield delta
+            if (delta := assembly.end()) is not None:
+                yield delta
         finally:
             self.outstanding -= 1
             deadline.close()
             call.cancel()  # no-op when the server already closed the stream; stops the engine otherwise
-        completion = n_out_sum if n_out_seen else (responses if self.decoupled else len(emitted.split()))
-        prompt_tokens = req.settle(n_in, completion)
-        yield GenResult(emitted, prompt_tokens, completion, self._finish(stopped, completion, req.max_tokens), tokens)
+        yield assembly.result(count_responses=self.decoupled)
 
     def _log_probs(self, response: service_pb2.ModelInferResponse) -> list[float]:
         """output_log_probs of one response: FP32 [batch, beam, tokens]; the first beam's values."""
@@ -653,13 +550,13 @@ class TritonInstance:
             raise self._fail(BackendError, "the engine closed the stream without output")
         return responses
 
-    def _open_stream(self, request: service_pb2.ModelInferRequest):
+    def _open_stream(self, request: service_pb2.ModelInferRequest) -> Any:
         """A ModelStreamInfer call carrying this one request: grpc sends it and half-closes (the iterator ends); the
         server closes the stream when the request is done."""
         return self._ensure_stub().ModelStreamInfer(iter((request,)), timeout=self.max_stream_s)
 
     async def _next(
-        self, call, deadline: _ReadDeadline, first: bool, partial: bool, timeout: float | None = None
+        self, call: Any, deadline: _ReadDeadline, first: bool, partial: bool, timeout: float | None = None
     ) -> service_pb2.ModelInferResponse | None:
         """The next response of a one-request stream, None once the server closed it; every failure mapped to our
         errors (partial: whether output was already handed to the caller)."""
@@ -687,7 +584,9 @@ class TritonInstance:
             raise self._fail(BackendError, f"engine error: {message.error_message}", partial=partial)
         return message.infer_response
 
-    async def _responses(self, call, *, partial):
+    async def _responses(
+        self, call: Any, *, partial: Callable[[], bool]
+    ) -> AsyncGenerator[service_pb2.ModelInferResponse, None]:
         """The responses of a one-request stream until the server closes it; every failure mapped to our errors."""
         first = True
         deadline = _ReadDeadline()
@@ -702,11 +601,9 @@ class TritonInstance:
             deadline.close()
 
     # -- images ------------------------------------------------------------------------------------------------------
-    async def generate_images(
-        self, prompt: str, n: int, negative_prompt: str | None = None, work: Work | None = None
-    ) -> list[bytes]:
-        """n images (n requests, concurrently) as PNG bytes; `work.images` counts those the engine finished."""
-        work = work if work is not None else Work()
+    async def generate_images(self, req: ImageRequest) -> list[bytes]:
+        """n images (n requests, concurrently) as PNG bytes; `req.work.images` counts those the engine finished."""
+        prompt, n, negative_prompt, work = req.prompt, req.n, req.negative_prompt, req.work
         self._require(image=True)
         if n < 1:
             raise InvalidRequest("n must be at least 1", param="n")

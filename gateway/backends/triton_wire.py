@@ -16,12 +16,15 @@ errors included, is the same as tritonclient's.
 from __future__ import annotations
 
 import struct
+from typing import Any
 
 import numpy as np
-from tritonclient.grpc import InferInput, InferResult, service_pb2
-from tritonclient.utils import triton_to_np_dtype
+from tritonclient.grpc import InferInput, InferResult, service_pb2  # type: ignore[import-untyped]  # no type hints
+from tritonclient.utils import triton_to_np_dtype  # type: ignore[import-untyped]
 
 InputTensor = service_pb2.ModelInferRequest.InferInputTensor
+Tensor = Any  # an InputTensor (tritonclient's protobufs carry no type hints)
+Message = Any  # a ModelInferRequest / ModelInferResponse
 
 # datatype -> (struct format, accepted Python types, (min, max) for integers)
 _INT_RANGES = {
@@ -44,7 +47,7 @@ _OUT_INTS = {
 }
 
 
-def _pack_fast(datatype: str, values: list) -> bytes | None:
+def _pack_fast(datatype: str, values: list[Any]) -> bytes | None:
     """The raw bytes of a [1, n] tensor, or None where only numpy can say (then the numpy path decides)."""
     if datatype == "BYTES":
         parts = []
@@ -64,18 +67,18 @@ def _pack_fast(datatype: str, values: list) -> bytes | None:
         if all(type(v) is int and lo <= v <= hi for v in values):
             return struct.pack(fmt[0] + fmt[1] * len(values), *values)
         return None
-    fmt = _FLOATS.get(datatype)
-    if fmt is not None:
+    float_fmt = _FLOATS.get(datatype)
+    if float_fmt is not None:
         if all(type(v) is float or type(v) is int for v in values):
             try:
-                return struct.pack(fmt[0] + fmt[1] * len(values), *values)
+                return struct.pack(float_fmt[0] + float_fmt[1] * len(values), *values)
             except (OverflowError, struct.error):  # e.g. out of FP32 range: numpy makes it inf
                 return None
         return None
     return None
 
 
-def encode_input(name: str, datatype: str, values: list) -> tuple[InputTensor, bytes]:
+def encode_input(name: str, datatype: str, values: list[Any]) -> tuple[Tensor, bytes]:
     """The tensor header and raw contents that ``InferInput(name, [1, n], datatype).set_data_from_numpy(
     np.array([values], dtype))`` would put in a request. Raises what that raises (ValueError, OverflowError,
     InferenceServerException) on values it cannot encode."""
@@ -85,7 +88,7 @@ def encode_input(name: str, datatype: str, values: list) -> tuple[InputTensor, b
     return InputTensor(name=name, datatype=datatype, shape=(1, len(values))), raw
 
 
-def encode_input_numpy(name: str, datatype: str, values: list) -> tuple[InputTensor, bytes]:
+def encode_input_numpy(name: str, datatype: str, values: list[Any]) -> tuple[Tensor, bytes]:
     """tritonclient's own encoding (the reference, and the path for anything unusual)."""
     np_dtype = np.object_ if datatype == "BYTES" else triton_to_np_dtype(datatype)
     arr = np.array([values], dtype=np_dtype)  # batched: [1, n]
@@ -95,8 +98,8 @@ def encode_input_numpy(name: str, datatype: str, values: list) -> tuple[InputTen
 
 
 def infer_request(
-    model_name: str, request_id: str, tensors: list[tuple[InputTensor, bytes]], outputs: tuple[str, ...] = ()
-):
+    model_name: str, request_id: str, tensors: list[tuple[Tensor, bytes]], outputs: tuple[str, ...] = ()
+) -> Message:
     """A ModelInferRequest as tritonclient's ``_get_inference_request`` builds it (with ``InferRequestedOutput``
     per name in ``outputs``; none: the server returns all of them)."""
     req = service_pb2.ModelInferRequest(model_name=model_name, model_version="")
@@ -111,7 +114,7 @@ def infer_request(
 _MISSING = object()
 
 
-def _first(out, raw: bytes):
+def _first(out: Any, raw: bytes) -> Any:
     """The only element of a one-element BYTES (-> bytes) or integer (-> int) tensor; _MISSING otherwise."""
     n = 1
     for d in out.shape:
@@ -132,12 +135,12 @@ def _first(out, raw: bytes):
 _LLM_OUTPUTS = {"text_output": 0, "num_input_tokens": 1, "num_output_tokens": 2}
 
 
-def decode_llm(response) -> tuple[bytes | None, int | None, int | None] | None:
+def decode_llm(response: Message) -> tuple[bytes | None, int | None, int | None] | None:
     """(text_output bytes or None when absent, num_input_tokens, num_output_tokens) of a ModelInferResponse, as
     ``InferResult(response).as_numpy(name).reshape(-1)[0]`` gives them (None for an absent output), for the common
     case: one-element BYTES / integer tensors in raw_output_contents. None when something is out of the ordinary
     (then decode with tritonclient's InferResult: decode_llm_numpy)."""
-    found = [None, None, None]
+    found: list[Any] = [None, None, None]
     seen = 0
     raw_all = response.raw_output_contents
     for index, out in enumerate(response.outputs):
@@ -154,12 +157,12 @@ def decode_llm(response) -> tuple[bytes | None, int | None, int | None] | None:
     return found[0], found[1], found[2]
 
 
-def decode_llm_numpy(response) -> tuple[bytes | str | None, int | None, int | None]:
+def decode_llm_numpy(response: Message) -> tuple[bytes | str | None, int | None, int | None]:
     """The same through tritonclient's InferResult.as_numpy (the reference, and the path for anything unusual).
     text is None when the output is absent; b"" when it is empty."""
     result = InferResult(response)
     out = result.as_numpy("text_output")
-    text = None
+    text: bytes | str | None = None
     if out is not None:
         flat = out.reshape(-1)
         text = flat[0] if flat.size else b""

@@ -11,6 +11,10 @@ from .charts import bar_chart
 HOUR, DAY = 3600, 86400
 
 
+def _iso(t: int) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%MZ")
+
+
 def month_start(now: float) -> int:
     d = dt.datetime.fromtimestamp(now, dt.UTC)
     return int(d.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp())
@@ -44,15 +48,14 @@ def summarize(service_id: str, rows: list[tuple], now: float | None = None) -> d
             invoice["completion_tokens"] += completion
             invoice["images"] += images
     invoice["total_tokens"] = invoice["prompt_tokens"] + invoice["completion_tokens"]
-    iso = lambda s: dt.datetime.fromtimestamp(s, dt.UTC).strftime("%Y-%m-%dT%H:%MZ")  # noqa: E731
     return {
         "service_id": service_id,
         "hourly": [{"start": s, "requests": v[0], "tokens": v[1]} for s, v in hourly.items()],
         "daily": [{"start": s, "requests": v[0], "tokens": v[1]} for s, v in daily.items()],
         "invoice": {
             **invoice,
-            "from": iso(mstart),
-            "to": iso(int(now)),
+            "from": _iso(mstart),
+            "to": _iso(int(now)),
             "month": dt.datetime.fromtimestamp(now, dt.UTC).strftime("%Y-%m"),
         },
     }

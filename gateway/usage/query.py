@@ -157,7 +157,7 @@ def page(q: UsageQuery, rows: list[tuple]) -> dict:
 def service_totals(rows: list[tuple]) -> list[dict]:
     """Invoice lines: one per service id (its access names, requests, tokens and images)."""
     out: dict[str, dict] = {}
-    for _, service_id, access_name, _, endpoint, n, prompt, completion, images in rows:
+    for _, service_id, access_name, _, _endpoint, n, prompt, completion, images in rows:
         t = out.setdefault(
             service_id,
             {

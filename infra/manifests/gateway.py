@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from modelsvc.catalog.gateway_settings import env_name
 from modelsvc.catalog.names import ENV_CLUSTER_DOMAIN, ENV_NAMESPACE, ENV_NAMESPACE_MODE
 
 from .. import labels as L
@@ -91,20 +92,21 @@ def deployment(catalog: Catalog, settings: Settings) -> dict:
                         {
                             "name": "gateway",
                             "image": settings.gateway_image,
+                            # the gateway's settings by their declared environment names (gateway_settings.py)
                             "env": [
-                                {"name": "MODELSVC_CATALOG", "value": f"{CATALOG_DIR}/{CATALOG_FILE}"},
-                                {"name": "MODELSVC_PORT", "value": str(settings.gateway_port)},
+                                {"name": env_name("config"), "value": f"{CATALOG_DIR}/{CATALOG_FILE}"},
+                                {"name": env_name("port"), "value": str(settings.gateway_port)},
                                 # `modelsvc serve --metrics-port`: /metrics and per-service readiness, off the API port
-                                {"name": "MODELSVC_METRICS_PORT", "value": str(settings.gateway_metrics_port)},
+                                {"name": env_name("metrics_port"), "value": str(settings.gateway_metrics_port)},
                                 {"name": ENV_NAMESPACE, "value": settings.namespace},
                                 {"name": ENV_NAMESPACE_MODE, "value": settings.namespace_mode},
                                 {"name": ENV_CLUSTER_DOMAIN, "value": settings.cluster_domain},
-                                {"name": "MODELSVC_DRAIN_SECONDS", "value": str(settings.gateway_drain_s)},
-                                {"name": "MODELSVC_GRACE_SECONDS", "value": str(settings.gateway_grace_s)},
+                                {"name": env_name("drain"), "value": str(settings.gateway_drain_s)},
+                                {"name": env_name("grace"), "value": str(settings.gateway_grace_s)},
                                 *(
                                     [
                                         {
-                                            "name": "REDIS_URL",
+                                            "name": env_name("redis_url"),
                                             "valueFrom": {
                                                 "secretKeyRef": {"name": settings.gateway_redis_secret, "key": "url"}
                                             },
@@ -115,12 +117,12 @@ def deployment(catalog: Catalog, settings: Settings) -> dict:
                                 ),
                                 # Usage: the spool in front of the database (or, without one, the local log) lives on
                                 # the pod's volume, never in the container's own filesystem.
-                                {"name": "MODELSVC_USAGE_SPOOL", "value": f"{USAGE_DIR}/spool"},
-                                {"name": "MODELSVC_USAGE_LOG", "value": f"{USAGE_DIR}/usage.jsonl"},
+                                {"name": env_name("usage_spool"), "value": f"{USAGE_DIR}/spool"},
+                                {"name": env_name("usage_log"), "value": f"{USAGE_DIR}/usage.jsonl"},
                                 *(
                                     [
                                         {
-                                            "name": "MODELSVC_USAGE_STORE",
+                                            "name": env_name("usage_store"),
                                             "valueFrom": {
                                                 "secretKeyRef": {"name": settings.gateway_usage_secret, "key": "url"}
                                             },

@@ -1,4 +1,6 @@
-"""Every error path answers with the right status and an OpenAI-shaped error body, and never hangs."""
+"""Every error path answers with the right status and an OpenAI-shaped error body, and never hangs: what needs
+the real server and engines (size limits, timeouts, engines dying). Parameter, auth and routing errors:
+test_app_inproc.py, in process."""
 
 import json
 import time
@@ -6,7 +8,7 @@ import time
 import httpx
 import pytest
 
-from .harness import DEMO_KEY, OTHER_KEY, SEARCH_KEY
+from .harness import SEARCH_KEY
 
 CHAT = "/v1/chat/completions"
 MSG = [{"role": "user", "content": "hi"}]
@@ -21,129 +23,10 @@ def error(r: httpx.Response, status: int) -> dict:
     return body["error"]
 
 
-def test_bad_json(gw):
-    e = error(gw.post(CHAT, b"{not json", headers={"content-type": "application/json"}), 400)
-    assert e["code"] == "invalid_json" and e["type"] == "invalid_request_error"
-    e = error(gw.post(CHAT, b""), 400)
-    assert e["code"] == "invalid_json"
-    e = error(gw.post(CHAT, b"[1, 2]"), 400)
-    assert e["message"] == "the request body must be a JSON object"
-
-
-@pytest.mark.parametrize(
-    "body,param,code",
-    [
-        ({"messages": MSG}, "model", "missing_required_parameter"),
-        ({"model": "u-8105f7322477/test"}, "messages", "missing_required_parameter"),
-        ({"model": "u-8105f7322477/test", "messages": []}, "messages", "invalid_value"),
-        ({"model": "u-8105f7322477/test", "messages": "hi"}, "messages", "invalid_value"),
-        (
-            {"model": "u-8105f7322477/test", "messages": [{"role": "robot", "content": "x"}]},
-            "messages[0].role",
-            "invalid_value",
-        ),
-        (
-            {"model": "u-8105f7322477/test", "messages": [{"role": "user", "content": 5}]},
-            "messages[0].content",
-            "invalid_type",
-        ),
-        ({"model": 7, "messages": MSG}, "model", "invalid_type"),
-        ({"model": "u-8105f7322477/test", "messages": MSG, "temperature": "hot"}, "temperature", "invalid_type"),
-        ({"model": "u-8105f7322477/test", "messages": MSG, "temperature": 3}, "temperature", "invalid_value"),
-        ({"model": "u-8105f7322477/test", "messages": MSG, "top_p": -0.1}, "top_p", "invalid_value"),
-        ({"model": "u-8105f7322477/test", "messages": MSG, "max_tokens": 0}, "max_tokens", "invalid_value"),
-        ({"model": "u-8105f7322477/test", "messages": MSG, "max_tokens": 1.5}, "max_tokens", "invalid_type"),
-        ({"model": "u-8105f7322477/test", "messages": MSG, "max_tokens": 999999}, "max_tokens", "invalid_value"),
-        (
-            {"model": "u-8105f7322477/test", "messages": MSG, "max_completion_tokens": True},
-            "max_completion_tokens",
-            "invalid_type",
-        ),
-        ({"model": "u-8105f7322477/test", "messages": MSG, "n": 2}, "n", "invalid_value"),
-        ({"model": "u-8105f7322477/test", "messages": MSG, "stop": ["a", "b", "c", "d", "e"]}, "stop", "invalid_value"),
-        ({"model": "u-8105f7322477/test", "messages": MSG, "stream": "yes"}, "stream", "invalid_type"),
-        (
-            {"model": "u-8105f7322477/test", "messages": MSG, "stream_options": {"include_usage": True}},
-            "stream_options",
-            "invalid_value",
-        ),
-        (
-            {"model": "u-8105f7322477/test", "messages": MSG, "tools": [{"type": "function"}]},
-            "tools",
-            "unsupported_parameter",
-        ),
-        (
-            {
-                "model": "u-8105f7322477/test",
-                "messages": [
-                    {"role": "user", "content": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]}
-                ],
-            },
-            "messages[0].content[0]",
-            "image_not_supported",
-        ),
-        (
-            {"model": "u-8105f7322477/test", "messages": MSG, "response_format": {"type": "json_object"}},
-            "response_format",
-            "unsupported_parameter",
-        ),
-    ],
-)
-def test_invalid_requests_name_the_parameter(gw, body, param, code):
-    e = error(gw.post(CHAT, body), 400)
-    assert (e["param"], e["code"]) == (param, code), e
-
-
 def test_oversized_body_is_413(gw):
     big = {"model": "u-8105f7322477/test", "messages": [{"role": "user", "content": "x" * 5_000_000}]}
     e = error(gw.post(CHAT, big), 413)
     assert e["code"] == "request_too_large"
-
-
-def test_auth_errors(gw):
-    e = error(gw.post(CHAT, {"model": "u-8105f7322477/test", "messages": MSG}, key=None), 401)
-    assert e["code"] == "invalid_api_key" and "Bearer" in e["message"]
-    e = error(gw.post(CHAT, {"model": "u-8105f7322477/test", "messages": MSG}, key="sk-ms-wrong"), 401)
-    assert e["message"] == "incorrect API key provided"
-    r = httpx.post(
-        gw.url + CHAT,
-        json={"model": "u-8105f7322477/test", "messages": MSG},
-        headers={"authorization": f"Basic {DEMO_KEY}"},
-    )
-    assert error(r, 401)["code"] == "invalid_api_key"
-
-
-def test_unknown_model_and_other_owner_look_the_same(gw):
-    unknown = error(gw.post(CHAT, {"model": "u-8105f7322477/nope", "messages": MSG}), 404)
-    other = error(gw.post(CHAT, {"model": "u-3f9a2c7e51d0/receipts", "messages": MSG}), 404)
-    assert unknown["code"] == other["code"] == "model_not_found"
-    assert other["message"] == unknown["message"].replace("u-8105f7322477/nope", "u-3f9a2c7e51d0/receipts")
-    # access names match exactly: no case folding, no path tricks
-    for name in [
-        "U-8105f7322477/test",
-        "u-8105f7322477/test/",
-        "u-8105f7322477/../u-8105f7322477/test",
-        "u-8105f7322477/test ",
-        "u-8105f7322477%2Ftest",
-    ]:
-        assert error(gw.post(CHAT, {"model": name, "messages": MSG}), 404)["code"] == "model_not_found"
-    r = httpx.get(gw.url + "/v1/models/u-3f9a2c7e51d0%2Freceipts", headers={"authorization": f"Bearer {DEMO_KEY}"})
-    assert error(r, 404)["code"] == "model_not_found"
-    r = httpx.get(gw.url + "/v1/models/u-3f9a2c7e51d0%2Freceipts", headers={"authorization": f"Bearer {OTHER_KEY}"})
-    assert r.status_code == 200 and r.json()["id"] == "u-3f9a2c7e51d0/receipts"
-
-
-def test_wrong_endpoint_for_the_task(gw):
-    e = error(gw.post(CHAT, {"model": "u-3f9a2c7e51d0/product-images", "messages": MSG}, key=OTHER_KEY), 400)
-    assert e["code"] == "wrong_endpoint" and "/v1/images/generations" in e["message"]
-    e = error(gw.post("/v1/images/generations", {"model": "u-8105f7322477/test", "prompt": "x"}), 400)
-    assert e["code"] == "wrong_endpoint"
-
-
-def test_unknown_endpoint_and_method(gw):
-    assert error(httpx.get(gw.url + "/v1/nothing-here"), 404)["code"] == "not_found"
-    assert error(httpx.get(gw.url + "/nothing"), 404)["code"] == "not_found"
-    assert error(httpx.get(gw.url + CHAT), 405)["code"] == "method_not_allowed"
 
 
 def test_backend_down_is_a_clean_503(gw):

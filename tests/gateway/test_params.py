@@ -159,3 +159,76 @@ def test_logprobs_and_echo_forms():
 def test_image_placeholders_come_only_from_image_parts():
     body = {"model": "a/b", "messages": [{"role": "user", "content": [{"type": "text", "text": "<image> twice"}]}]}
     assert "<image>" not in chat_params(body, VISION).messages[0]["content"]
+
+
+# -- the field table drives validation, the unknown-field refusal and the OpenAPI document ----------------------------
+def test_a_field_added_to_the_table_is_validated_accepted_and_documented(monkeypatch):
+    from gateway import fields
+    from gateway.openapi import document
+
+    body = {"model": "a/b", "messages": MSG, "frobnicate": 2}
+    with pytest.raises(InvalidRequest) as e:
+        chat_params(body, CHAT)
+    assert e.value.message == "Unrecognized request argument supplied: frobnicate"
+    assert "frobnicate" not in document()["components"]["schemas"]["ChatCompletionRequest"]["properties"]
+
+    row = fields.Field("frobnicate", ("integer",), lo=0, hi=3, doc="How much to frobnicate.")
+    monkeypatch.setitem(fields.ENDPOINTS, "chat.completions", fields.CHAT.with_fields(row))
+    chat_params(body, CHAT)  # no longer unrecognized: the refusal list is the table's
+    for value, code in [(9, "invalid_value"), ("x", "invalid_type")]:
+        with pytest.raises(InvalidRequest) as e:
+            chat_params({**body, "frobnicate": value}, CHAT)
+        assert (e.value.param, e.value.code) == ("frobnicate", code)
+    schema = document()["components"]["schemas"]["ChatCompletionRequest"]
+    assert schema["properties"]["frobnicate"] == {
+        "type": ["integer", "null"],
+        "minimum": 0,
+        "maximum": 3,
+        "description": "How much to frobnicate.",
+    }
+    assert schema["additionalProperties"] is False
+
+
+def test_a_neutral_row_accepts_its_neutral_values_and_refuses_others_by_name(monkeypatch):
+    from gateway import fields
+    from gateway.openapi import document
+
+    row = fields.Field("verbosity", ("string",), fields.NEUTRAL, neutral=("medium",))
+    monkeypatch.setitem(fields.ENDPOINTS, "chat.completions", fields.CHAT.with_fields(row))
+    chat_params({"model": "a/b", "messages": MSG, "verbosity": "medium"}, CHAT)
+    chat_params({"model": "a/b", "messages": MSG, "verbosity": None}, CHAT)
+    with pytest.raises(UnsupportedParameter) as e:
+        chat_params({"model": "a/b", "messages": MSG, "verbosity": "high"}, CHAT)
+    assert (e.value.param, e.value.code, e.value.status) == ("verbosity", "unsupported_parameter", 400)
+    prop = document()["components"]["schemas"]["ChatCompletionRequest"]["properties"]["verbosity"]
+    assert prop["enum"] == [None, "medium"]
+
+
+@pytest.mark.parametrize("endpoint", ["chat.completions", "completions", "images.generations"])
+def test_every_row_is_in_the_openapi_document_and_nothing_else(endpoint):
+    from gateway import fields
+    from gateway.openapi import document
+
+    name = {"chat.completions": "ChatCompletionRequest", "completions": "CompletionRequest"}.get(
+        endpoint, "ImageRequest"
+    )
+    schema = document()["components"]["schemas"][name]
+    table = fields.ENDPOINTS[endpoint]
+    assert set(schema["properties"]) == set(table.fields)
+    assert set(schema["required"]) == set(table.required)
+
+
+def test_openapi_examples_of_every_row_pass_validation():
+    """What the document allows, validation accepts: each honoured row's bounds, each neutral row's values."""
+    from gateway import fields
+
+    for f in fields.CHAT.fields.values():
+        if f.parse is not None or f.required:
+            continue
+        bounds = (None if f.lo_open else f.lo, f.hi)
+        values = list(f.neutral) if f.support is fields.NEUTRAL else [v for v in bounds if v is not None]
+        for value in values:
+            if "integer" in f.types:
+                value = int(value)
+            extra = {"logprobs": True} if f.name == "top_logprobs" else {}  # the one cross-field rule here
+            chat_params({"model": "a/b", "messages": MSG, f.name: value, **extra}, CHAT)

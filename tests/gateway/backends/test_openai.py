@@ -3,9 +3,14 @@
 import pytest
 
 from devtools.standin.testing_openai import OpenAIUpstreamThread
+from gateway.backends.base import Delta, GenRequest, GenResult, Sampling
 from gateway.backends.openai import OpenAIUpstream
-from gateway.backends.triton import Delta, GenRequest, GenResult
 from gateway.errors import BackendError, BackendUnavailable
+
+
+def genreq(prompt, max_tokens, *, image_urls=(), messages=None, stop=(), **sampling):
+    """A GenRequest the way the flow builds one (the sampling parameters validated into a Sampling)."""
+    return GenRequest(prompt, Sampling(max_tokens, stop=tuple(stop), **sampling), list(image_urls), messages=messages)
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +24,7 @@ async def test_generate_and_stream_agree(upstream):
     b = OpenAIUpstream(upstream.url, "mistral")
     await b.start()
     assert await b.ready()
-    req = GenRequest(prompt="", max_tokens=6, messages=[{"role": "user", "content": "hello"}])
+    req = genreq("", 6, messages=[{"role": "user", "content": "hello"}])
     full = await b.generate(req)
     assert full.completion_tokens == 6 and full.finish_reason == "length"
     items = [x async for x in b.stream(req)]
@@ -31,9 +36,9 @@ async def test_generate_and_stream_agree(upstream):
 
 async def test_stop_strings_and_completions(upstream):
     b = OpenAIUpstream(upstream.url, None)
-    whole = await b.generate(GenRequest(prompt="abc", max_tokens=10))
+    whole = await b.generate(genreq("abc", 10))
     stop = whole.text.split(" ")[3]
-    cut = await b.generate(GenRequest(prompt="abc", max_tokens=10, stop=[" " + stop]))
+    cut = await b.generate(genreq("abc", 10, stop=[" " + stop]))
     assert cut.finish_reason == "stop" and cut.text == " ".join(whole.text.split(" ")[:3])
     await b.close()
 
@@ -44,9 +49,9 @@ async def test_unreachable_upstream_is_unavailable_not_partial():
     with pytest.raises(BackendUnavailable):
         await b.start()
     with pytest.raises(BackendUnavailable) as e:
-        await b.generate(GenRequest(prompt="x", max_tokens=2))
+        await b.generate(genreq("x", 2))
     assert e.value.partial is False
     with pytest.raises(BackendError):
-        async for _ in b.stream(GenRequest(prompt="x", max_tokens=2)):
+        async for _ in b.stream(genreq("x", 2)):
             pass
     await b.close()

@@ -14,9 +14,15 @@ import pytest_asyncio
 
 from devtools.standin import complete, count_input_tokens, generate_image, generate_tokens
 from devtools.standin.testing import StandInThread
+from gateway.backends.base import Delta, GenRequest, GenResult, ImageRequest, Sampling
 from gateway.backends.images import encode_png
-from gateway.backends.triton import Delta, GenRequest, GenResult, TritonInstance
+from gateway.backends.triton import TritonInstance
 from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest, UnsupportedParameter
+
+
+def genreq(prompt, max_tokens, *, image_urls=(), messages=None, stop=(), **sampling):
+    """A GenRequest the way the flow builds one (the sampling parameters validated into a Sampling)."""
+    return GenRequest(prompt, Sampling(max_tokens, stop=tuple(stop), **sampling), list(image_urls), messages=messages)
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +144,38 @@ async def test_start_reads_config(make, chat, chat_nd, legacy, bare, image):
 
 
 @pytest.mark.asyncio
+async def test_capabilities_come_from_the_model_config(make, chat, chat_nd, bare, vision, image):
+    assert TritonInstance("127.0.0.1:1", "ensemble").capabilities is None  # not started: nothing known
+    caps = (await make(chat)).capabilities
+    assert caps.generates == "text" and caps.decoupled and not caps.vision and not caps.templates_itself
+    assert caps.sampling == {"temperature", "top_p", "presence_penalty", "frequency_penalty", "seed"}
+    assert {"top_k", "min_tokens", "repetition_penalty", "ignore_eos", "bad_words"} <= caps.extensions
+    assert caps.logprobs
+    # TensorRT-LLM's ensemble declares the guided decoding inputs and num_return_sequences (the fixtures' configs)
+    assert caps.guided_decoding and caps.n
+    assert not (await make(chat_nd)).capabilities.logprobs  # one response per answer: no token boundaries
+    lean = (await make(bare)).capabilities
+    assert "seed" not in lean.sampling and "temperature" not in lean.sampling
+    v = (await make(vision)).capabilities
+    assert v.vision and v.max_images == 1
+    img = (await make(image, "stable_diffusion")).capabilities
+    assert img.generates == "images" and img.image_size == (40, 24) and img.negative_prompt
+
+
+@pytest.fixture(scope="module")
+def unguided():
+    t = StandInThread("chat", omit_inputs=("guided_decoding_guide_type", "num_return_sequences")).start()
+    yield t
+    t.stop()
+
+
+@pytest.mark.asyncio
+async def test_guided_decoding_and_n_need_their_inputs(make, unguided):
+    caps = (await make(unguided)).capabilities
+    assert not caps.guided_decoding and not caps.n
+
+
+@pytest.mark.asyncio
 async def test_unreachable_start_and_ready():
     inst = TritonInstance(f"127.0.0.1:{free_port()}", "ensemble", connect_timeout_s=1)
     t0 = time.monotonic()
@@ -164,12 +202,12 @@ async def test_generate_text_counts_finish(make, server, request):
     inst = await make(request.getfixturevalue(server))
     prompt = "write a poem about rivers"
     full = generate_tokens(prompt)
-    r = await inst.generate(GenRequest(prompt, 3))
+    r = await inst.generate(genreq(prompt, 3))
     assert r.text == "".join(full[:3])  # no echo of the prompt: exclude_input_in_output was sent
     assert (r.prompt_tokens, r.completion_tokens, r.finish_reason) == (count_input_tokens(prompt), 3, "length")
-    r = await inst.generate(GenRequest(prompt, 100))
+    r = await inst.generate(genreq(prompt, 100))
     assert r.text == "".join(full) and r.completion_tokens == len(full) and r.finish_reason == "stop"
-    r = await inst.generate(GenRequest(prompt, len(full)))  # natural end exactly at max_tokens counts as length
+    r = await inst.generate(genreq(prompt, len(full)))  # natural end exactly at max_tokens counts as length
     assert r.finish_reason == "length"
 
 
@@ -179,7 +217,7 @@ async def test_stream_sums_chunk_counts(make, server, request):
     inst = await make(request.getfixturevalue(server))
     prompt = "count my tokens"
     toks = complete(prompt, 12)
-    deltas, res = await collect(inst, GenRequest(prompt, 12))
+    deltas, res = await collect(inst, genreq(prompt, 12))
     if inst.decoupled:
         assert deltas == toks  # one delta per streamed token
     else:
@@ -192,14 +230,14 @@ async def test_stream_sums_chunk_counts(make, server, request):
 async def test_bls_cumulative_text_is_diffed(make, chat):
     inst = await make(chat, "tensorrt_llm_bls")
     toks = complete("bls please", 30)
-    deltas, res = await collect(inst, GenRequest("bls please", 30))
+    deltas, res = await collect(inst, genreq("bls please", 30))
     assert deltas == toks and res.text == "".join(toks)
     assert res.completion_tokens == len(toks)
-    r = await inst.generate(GenRequest("bls please", 30))
+    r = await inst.generate(genreq("bls please", 30))
     assert r.text == "".join(toks)
     # without the detection the cumulative text would be repeated: the override proves the detection matters
     raw = await make(chat, "tensorrt_llm_bls", cumulative=False)
-    _, res = await collect(raw, GenRequest("bls please", 5))
+    _, res = await collect(raw, genreq("bls please", 5))
     assert res.text != "".join(complete("bls please", 5))
 
 
@@ -207,8 +245,8 @@ async def test_bls_cumulative_text_is_diffed(make, chat):
 @pytest.mark.parametrize("server", ["legacy", "chat"])
 async def test_seed_sent_under_declared_name(make, server, request):
     inst = await make(request.getfixturevalue(server))
-    a = await inst.generate(GenRequest("seeded", 40, seed=7))
-    b = await inst.generate(GenRequest("seeded", 40, seed=8))
+    a = await inst.generate(genreq("seeded", 40, seed=7))
+    b = await inst.generate(genreq("seeded", 40, seed=8))
     assert a.text == "".join(generate_tokens("seeded", 7)) and b.text == "".join(generate_tokens("seeded", 8))
     assert a.text != b.text
 
@@ -227,9 +265,9 @@ def _stop_case(prompt):
 async def test_stop_string_stripped(make, server, request):
     inst = await make(request.getfixturevalue(server))
     full, stop = _stop_case("stop here please")
-    r = await inst.generate(GenRequest("stop here please", 100, stop=["zzz-never", stop]))
+    r = await inst.generate(genreq("stop here please", 100, stop=["zzz-never", stop]))
     assert r.text == full[: full.index(stop)] and stop not in r.text and r.finish_reason == "stop"
-    deltas, res = await collect(inst, GenRequest("stop here please", 100, stop=[stop]))
+    deltas, res = await collect(inst, genreq("stop here please", 100, stop=[stop]))
     assert "".join(deltas) == res.text == full[: full.index(stop)]
     assert res.finish_reason == "stop"
 
@@ -242,12 +280,12 @@ async def test_stream_holds_back_possible_stop_prefix(make, chat):
     full = "".join(toks)
     # a stop string whose start is the next token but which never matches: held back, then released
     fake_stop = toks[2] + "#"
-    deltas, res = await collect(inst, GenRequest(prompt, 100, stop=[fake_stop]))
+    deltas, res = await collect(inst, genreq(prompt, 100, stop=[fake_stop]))
     assert "".join(deltas) == res.text == full and res.finish_reason == "stop"
     assert toks[2] not in deltas  # the token was held back and released later together with what followed
     # a real stop spanning tokens: no delta ever shows any part of it
     _, stop = _stop_case(prompt)
-    deltas, res = await collect(inst, GenRequest(prompt, 100, stop=[stop]))
+    deltas, res = await collect(inst, genreq(prompt, 100, stop=[stop]))
     emitted = "".join(deltas)
     assert emitted == full[: full.index(stop)]  # deltas are never retracted: no part of the stop was ever sent
     assert res.finish_reason == "stop"
@@ -257,7 +295,7 @@ async def test_stream_holds_back_possible_stop_prefix(make, chat):
 async def test_stop_with_max_tokens_reached_is_stop(make, chat_nd):
     inst = await make(chat_nd)
     toks = generate_tokens("edge")
-    r = await inst.generate(GenRequest("edge", 4, stop=[toks[3].strip()]))
+    r = await inst.generate(genreq("edge", 4, stop=[toks[3].strip()]))
     assert r.text == "".join(toks[:3]) + " " and r.finish_reason == "stop"
 
 
@@ -266,21 +304,21 @@ async def test_stop_with_max_tokens_reached_is_stop(make, chat_nd):
 async def test_unsupported_parameters_are_400(make, bare, chat):
     inst = await make(bare)
     for req, param in [
-        (GenRequest("x", 5, seed=1), "seed"),
-        (GenRequest("x", 5, temperature=0.5), "temperature"),
-        (GenRequest("x", 5, image_urls=["https://example.com/a.png"]), "messages"),
+        (genreq("x", 5, seed=1), "seed"),
+        (genreq("x", 5, temperature=0.5), "temperature"),
+        (genreq("x", 5, image_urls=["https://example.com/a.png"]), "messages"),
     ]:
         with pytest.raises(UnsupportedParameter) as ei:
             inst.check(req)
         assert ei.value.status == 400 and ei.value.param == param
         with pytest.raises(UnsupportedParameter):
             await inst.generate(req)
-    inst.check(GenRequest("x", 5, top_p=0.9, stop=["a"]))  # declared / handled client-side: fine
+    inst.check(genreq("x", 5, top_p=0.9, stop=["a"]))  # declared / handled client-side: fine
     # token counts not declared: the gateway's estimate (max of words and characters / 4: 3 words, 13 characters)
-    r = await inst.generate(GenRequest("one two three", 5))
+    r = await inst.generate(genreq("one two three", 5))
     assert r.prompt_tokens == 4 and r.completion_tokens == 5 and r.finish_reason == "length"
     with pytest.raises(InvalidRequest):
-        (await make(chat)).check(GenRequest("x", 0))
+        (await make(chat)).check(genreq("x", 0))
 
 
 # -- vision and images -----------------------------------------------------------------------------------------------
@@ -290,12 +328,12 @@ async def test_vision_image_reaches_engine(make, vision):
     assert inst.vision
     pix = b"not really a png"
     url = "data:image/png;base64," + base64.b64encode(pix).decode()
-    r = await inst.generate(GenRequest("<image> describe", 40, image_urls=[url]))
+    r = await inst.generate(genreq("<image> describe", 40, image_urls=[url]))
     assert r.text.startswith("image-" + hashlib.sha256(pix).hexdigest()[:8])
     with pytest.raises(InvalidRequest):
-        inst.check(GenRequest("<image>", 5, image_urls=["ftp://x/y.png"]))
+        inst.check(genreq("<image>", 5, image_urls=["ftp://x/y.png"]))
     with pytest.raises(BackendError, match="placeholder") as ei:  # engine-side error, no output yet
-        await inst.generate(GenRequest("no placeholder", 5, image_urls=[url]))
+        await inst.generate(genreq("no placeholder", 5, image_urls=[url]))
     assert ei.value.partial is False
 
 
@@ -303,25 +341,25 @@ async def test_vision_image_reaches_engine(make, vision):
 async def test_vision_takes_one_image_per_request_in_this_release(make, vision):
     inst = await make(vision)
     assert inst.max_images == 1  # the pinned multimodal ensemble: image_url_input dims [1]
-    two = GenRequest("<image><image>", 5, image_urls=["https://e.x/a.png", "https://e.x/b.png"])
+    two = genreq("<image><image>", 5, image_urls=["https://e.x/a.png", "https://e.x/b.png"])
     with pytest.raises(InvalidRequest, match="at most 1 image") as ei:
         inst.check(two)
     assert ei.value.param == "messages"
     # no exclude_input_in_output / token-count inputs in the multimodal ensemble: the gateway sends none of them
-    request = inst._llm_request(GenRequest("<image> hi", 5, image_urls=["https://e.x/a.png"]), stream=True)
+    request = inst._llm_request(genreq("<image> hi", 5, image_urls=["https://e.x/a.png"]), stream=True)
     assert {t.name for t in request.inputs} == {"text_input", "max_tokens", "stream", "image_url_input"}
     assert [o.name for o in request.outputs] == ["text_output"]
-    r = await inst.generate(GenRequest("<image> hi", 5, image_urls=["https://e.x/a.png"]))
+    r = await inst.generate(genreq("<image> hi", 5, image_urls=["https://e.x/a.png"]))
     assert r.completion_tokens == 5 and r.prompt_tokens == 3  # estimated here (10 chars / 4): the model cannot tell
 
 
 @pytest.mark.asyncio
 async def test_asks_only_for_the_outputs_it_reads(make, chat):
     inst = await make(chat)
-    request = inst._llm_request(GenRequest("x", 3), stream=True)
+    request = inst._llm_request(genreq("x", 3), stream=True)
     assert [o.name for o in request.outputs] == ["text_output", "num_input_tokens", "num_output_tokens"]
     assert len(inst.outputs) > 10  # the real ensemble declares log probs, logits, timings, kv-cache stats...
-    r = await inst.generate(GenRequest("only what we read", 4))
+    r = await inst.generate(genreq("only what we read", 4))
     assert r.text == "".join(complete("only what we read", 4)) and r.completion_tokens == 4
 
 
@@ -334,7 +372,7 @@ async def test_ensemble_decoupled_through_its_steps(make):
         t.server.models["ensemble"].cfg.model_transaction_policy.decoupled = False
         inst = await make(t)
         assert inst.decoupled
-        pieces, result = await collect(inst, GenRequest("steps", 6))
+        pieces, result = await collect(inst, genreq("steps", 6))
         assert pieces == complete("steps", 6) and result.completion_tokens == 6
     finally:
         t.stop()
@@ -343,15 +381,15 @@ async def test_ensemble_decoupled_through_its_steps(make):
 @pytest.mark.asyncio
 async def test_generate_images_png(make, image, chat):
     inst = await make(image, "stable_diffusion")
-    pngs = await inst.generate_images("a lighthouse", 3)
+    pngs = await inst.generate_images(ImageRequest("a lighthouse", 3))
     assert len(pngs) == 3 and pngs[0] == pngs[1] == pngs[2]
     px = decode_png(pngs[0])
     assert px.shape == (24, 40, 3)  # (height, width) from image_size (40, 24)
     assert np.array_equal(px, generate_image("a lighthouse", "", 40, 24))
-    neg = await inst.generate_images("a lighthouse", 1, negative_prompt="fog")
+    neg = await inst.generate_images(ImageRequest("a lighthouse", 1, negative_prompt="fog"))
     assert neg[0] != pngs[0]
     with pytest.raises(InvalidRequest):
-        await (await make(chat)).generate_images("x", 1)
+        await (await make(chat)).generate_images(ImageRequest("x", 1))
     assert decode_png(encode_png(np.zeros((2, 3, 3), np.uint8))).shape == (2, 3, 3)
 
 
@@ -365,7 +403,7 @@ async def test_hang_times_out_within_deadline(make, server, request):
     for call in (inst.generate, lambda r: collect(inst, r)):
         t0 = time.monotonic()
         with pytest.raises(BackendTimeout) as ei:
-            await call(GenRequest("[standin:hang]", 1))  # non-streamed on decoupled: deadline + 1 token at 5/s
+            await call(genreq("[standin:hang]", 1))  # non-streamed on decoupled: deadline + 1 token at 5/s
         assert 0.35 < time.monotonic() - t0 < 1.5
         assert ei.value.status == 504 and ei.value.partial is False
     assert await wait_until(lambda: srv.server.requests_cancelled >= cancelled + 2)  # the engine was told
@@ -381,7 +419,7 @@ async def test_silent_stream_idle_timeout_is_partial():
         got = []
         t0 = time.monotonic()
         with pytest.raises(BackendTimeout) as ei:
-            async for item in inst.stream(GenRequest("slow", 20)):
+            async for item in inst.stream(genreq("slow", 20)):
                 got.append(item)
         assert time.monotonic() - t0 < 1.0
         assert len(got) == 1 and isinstance(got[0], Delta) and ei.value.partial is True
@@ -397,17 +435,17 @@ async def test_refuse_is_unavailable(make, server, request):
     srv = request.getfixturevalue(server)
     inst = await make(srv)
     with pytest.raises(BackendUnavailable) as ei:
-        await inst.generate(GenRequest("[standin:refuse] hi", 5))
+        await inst.generate(genreq("[standin:refuse] hi", 5))
     assert ei.value.status == 503 and ei.value.partial is False
     with pytest.raises(BackendUnavailable):
-        await collect(inst, GenRequest("[standin:refuse] hi", 5))
+        await collect(inst, genreq("[standin:refuse] hi", 5))
     srv.server.mode = "refuse"
     try:
         with pytest.raises(BackendUnavailable):
-            await inst.generate(GenRequest("fine prompt", 5))
+            await inst.generate(genreq("fine prompt", 5))
     finally:
         srv.server.mode = None
-    assert (await inst.generate(GenRequest("fine prompt", 5))).completion_tokens == 5
+    assert (await inst.generate(genreq("fine prompt", 5))).completion_tokens == 5
 
 
 @pytest.mark.asyncio
@@ -415,12 +453,12 @@ async def test_die_mid_stream_is_partial_backend_error(make, chat):
     inst = await make(chat)
     got = []
     with pytest.raises(BackendError) as ei:
-        async for item in inst.stream(GenRequest("x [standin:die:3]", 30)):
+        async for item in inst.stream(genreq("x [standin:die:3]", 30)):
             got.append(item.text)
     assert type(ei.value) is BackendError and ei.value.partial is True and ei.value.status == 502
     assert "".join(got) == "".join(complete("x [standin:die:3]", 3))
     with pytest.raises(BackendError) as ei:  # dies before any output: an error, not partial
-        await inst.generate(GenRequest("x [standin:die:0]", 30))
+        await inst.generate(genreq("x [standin:die:0]", 30))
     assert ei.value.partial is False and not isinstance(ei.value, BackendUnavailable)
 
 
@@ -431,7 +469,7 @@ async def test_server_gone_is_unavailable():
     await inst.start()
     t.kill()
     with pytest.raises(BackendUnavailable):
-        await inst.generate(GenRequest("x", 5))
+        await inst.generate(genreq("x", 5))
     assert await inst.ready() is False
     await inst.close()
 
@@ -443,7 +481,7 @@ async def test_early_close_cancels_engine(make):
     try:
         inst = TritonInstance(t.url, "ensemble")
         await inst.start()
-        gen = inst.stream(GenRequest("a long answer please", 40))
+        gen = inst.stream(genreq("a long answer please", 40))
         first = await gen.__anext__()
         assert isinstance(first, Delta)
         await gen.aclose()
@@ -451,7 +489,7 @@ async def test_early_close_cancels_engine(make):
         assert t.server.requests_completed == 0 and inst.outstanding == 0
 
         async def consume():
-            async for _ in inst.stream(GenRequest("another long answer", 40)):
+            async for _ in inst.stream(genreq("another long answer", 40)):
                 pass
 
         task = asyncio.create_task(consume())
@@ -470,7 +508,7 @@ async def test_early_close_cancels_engine(make):
 async def test_concurrent_streams_share_one_channel(make, chat):
     inst = await make(chat)
     prompts = [f"prompt number {i}" for i in range(8)]
-    results = await asyncio.gather(*(inst.generate(GenRequest(p, 10)) for p in prompts))
+    results = await asyncio.gather(*(inst.generate(genreq(p, 10)) for p in prompts))
     assert [r.text for r in results] == ["".join(complete(p, 10)) for p in prompts]
     assert inst.outstanding == 0
 
@@ -480,9 +518,9 @@ async def test_request_build_failure_is_backend_error_not_cancellation(make, cha
     # the request is built (and validated) before the stream opens: a value the model's type cannot hold is a 400
     inst = await make(chat)
     with pytest.raises(InvalidRequest, match="cannot encode"):
-        await inst.generate(GenRequest("x", 2**40))  # max_tokens is INT32
+        await inst.generate(genreq("x", 2**40))  # max_tokens is INT32
     with pytest.raises(InvalidRequest, match="cannot encode"):
-        async for _ in inst.stream(GenRequest("x", 2**40)):
+        async for _ in inst.stream(genreq("x", 2**40)):
             pass
     assert inst.outstanding == 0
 

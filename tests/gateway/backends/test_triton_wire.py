@@ -13,7 +13,8 @@ from tritonclient.grpc._utils import _get_inference_request
 from tritonclient.utils import serialize_byte_tensor, triton_to_np_dtype
 
 from gateway.backends import triton_wire as wire
-from gateway.backends.triton import GenRequest, TritonInstance, _Declared, _ReadDeadline
+from gateway.backends.base import GenRequest, Sampling
+from gateway.backends.triton import TritonInstance, _Declared, _ReadDeadline
 from gateway.errors import BackendTimeout, InvalidRequest
 
 
@@ -149,20 +150,22 @@ ENSEMBLE = {
 @pytest.mark.parametrize(
     "req",
     [
-        GenRequest("hello", 24),
+        GenRequest("hello", Sampling(24)),
         GenRequest(
             "héllo <image>",
-            7,
-            temperature=0.3,
-            top_p=0.95,
-            presence_penalty=-0.5,
-            frequency_penalty=1.25,
-            seed=-3,
-            stop=["\n\n", "", "END"],
+            Sampling(
+                7,
+                temperature=0.3,
+                top_p=0.95,
+                presence_penalty=-0.5,
+                frequency_penalty=1.25,
+                seed=-3,
+                stop=("\n\n", "", "END"),
+            ),
             image_urls=["data:image/png;base64,AAAA"],
             request_id="r-9",
         ),
-        GenRequest("x", 1, seed=2**70),
+        GenRequest("x", Sampling(1, seed=2**70)),
     ],
 )
 def test_llm_request_is_what_tritonclient_sent(req, stream):
@@ -171,19 +174,19 @@ def test_llm_request_is_what_tritonclient_sent(req, stream):
     ours = inst._llm_request(req, stream=stream)
     values = {
         "text_input": [req.prompt.encode()],
-        "max_tokens": [req.max_tokens],
+        "max_tokens": [req.sampling.max_tokens],
         "exclude_input_in_output": [True],
         "return_num_input_tokens": [True],
         "return_num_output_tokens": [True],
         "stream": [stream],
     }
     for name in ("temperature", "top_p", "presence_penalty", "frequency_penalty"):
-        if getattr(req, name) is not None:
-            values[name] = [getattr(req, name)]
-    if req.seed is not None:
-        values["seed"] = [req.seed % 2**64]
-    if [s for s in req.stop if s]:
-        values["stop_words"] = [s.encode() for s in req.stop if s]
+        if getattr(req.sampling, name) is not None:
+            values[name] = [getattr(req.sampling, name)]
+    if req.sampling.seed is not None:
+        values["seed"] = [req.sampling.seed % 2**64]
+    if [s for s in req.sampling.stop if s]:
+        values["stop_words"] = [s.encode() for s in req.sampling.stop if s]
     if req.image_urls:
         values["image_url_input"] = [u.encode() for u in req.image_urls]
     ref = _get_inference_request(
@@ -204,10 +207,10 @@ def test_llm_request_is_what_tritonclient_sent(req, stream):
 
 def test_llm_request_sends_only_declared_inputs_and_refuses_unencodable():
     inst = _instance({k: ENSEMBLE[k] for k in ("text_input", "max_tokens", "stream")})
-    r = inst._llm_request(GenRequest("p", 3, stop=["s"]), stream=False)
+    r = inst._llm_request(GenRequest("p", Sampling(3, stop=("s",))), stream=False)
     assert [t.name for t in r.inputs] == ["text_input", "max_tokens", "stream"] and len(r.raw_input_contents) == 3
     with pytest.raises(InvalidRequest, match="cannot encode"):
-        inst._llm_request(GenRequest("p", 2**31), stream=False)
+        inst._llm_request(GenRequest("p", Sampling(2**31)), stream=False)
 
 
 # -- responses -------------------------------------------------------------------------------------------------------
