@@ -25,6 +25,13 @@ if TYPE_CHECKING:
     from modelsvc.catalog import Catalog
 
 
+# Keys an older stack file may still set: refused with what replaced them, never silently ignored.
+REPLACED_KEYS = {
+    "prometheusOperator": 'set modelsvc:monitoring to "install" (the stack installs kube-prometheus-stack and '
+    'prometheus-adapter), "existing" (the cluster has them; checked at preview) or "annotations" (no operator)',
+}
+
+
 def _flag(c: pulumi.Config, key: str, default: bool | None) -> bool | None:
     return c.get_bool(key) if c.get(key) is not None else default
 
@@ -33,6 +40,9 @@ def settings_from_config(config: pulumi.Config | None = None, aws_config: pulumi
     """Stack config (namespace `modelsvc`, plus `aws:region`) → Settings: the one place the program reads it.
     See Pulumi.dev.yaml and docs/infra.md for every key."""
     c = config or pulumi.Config("modelsvc")
+    for old, new in REPLACED_KEYS.items():
+        if c.get(old) is not None:
+            raise ValueError(f"modelsvc:{old} is no longer read: {new}")
     aws_region = (aws_config or pulumi.Config("aws")).get("region")
     d = Settings()
     target = c.get("target") or "eks"
@@ -60,7 +70,7 @@ def settings_from_config(config: pulumi.Config | None = None, aws_config: pulumi
         region=region,
         cluster_name=cluster_name,
         prometheus_release=c.get("prometheusRelease") or d.prometheus_release,
-        prometheus_operator=bool(_flag(c, "prometheusOperator", d.prometheus_operator)),
+        monitoring=c.get("monitoring") or d.monitoring,  # type: ignore[arg-type]
         catalog=c.get("catalog") or d.catalog,
         kubeconfig=c.get_secret("kubeconfig") if target == "kubeconfig" else None,
         availability_zones=tuple(c.get_object("availabilityZones") or ()),  # type: ignore[arg-type]
@@ -75,13 +85,12 @@ def settings_from_config(config: pulumi.Config | None = None, aws_config: pulumi
 @dataclasses.dataclass
 class _Eks:
     """What the eks target hands the Kubernetes part: settings with the IRSA roles, the cluster's kubeconfig, what
-    every Kubernetes object waits for, the usage database's DSN (or None) and the cluster autoscaler."""
+    every Kubernetes object waits for and the usage database's DSN (or None)."""
 
     settings: Settings
     kubeconfig: pulumi.Output
     after: list[pulumi.Resource]
     usage_url: pulumi.Output | None
-    autoscaler: object
 
 
 def _eks(catalog: Catalog, settings: Settings, outputs: dict) -> _Eks:
@@ -113,7 +122,8 @@ def _eks(catalog: Catalog, settings: Settings, outputs: dict) -> _Eks:
         settings = dataclasses.replace(settings, gateway_usage_secret=gateway.USAGE_SECRET)
         usage_url = db.url
         outputs["usageDatabase"] = db.instance.endpoint
-    autoscaler = ClusterAutoscaler(name, cluster, settings.region, settings.kubernetes_version)
+    autoscaler = ClusterAutoscaler(name, cluster)
+    settings = dataclasses.replace(settings, cluster_autoscaler_role_arn=autoscaler.role.arn)
     outputs.update(
         clusterName=cluster.cluster.name,
         nodeGroups={p: {"min": s.min, "desired": s.desired, "max": s.max} for p, s in nodes.sizes.items()},
@@ -121,7 +131,7 @@ def _eks(catalog: Catalog, settings: Settings, outputs: dict) -> _Eks:
         tritonRoleArn=store.triton_role.arn,
         clusterAutoscalerRoleArn=autoscaler.role.arn,
     )
-    return _Eks(settings, cluster.kubeconfig, [nodes.system], usage_url, autoscaler)
+    return _Eks(settings, cluster.kubeconfig, [nodes.system], usage_url)
 
 
 class ModelService(pulumi.ComponentResource):
@@ -151,7 +161,8 @@ def create(p: Plan, opts: pulumi.ResourceOptions) -> dict[Key, pulumi.Resource]:
         return groups[name]
 
     for entry in p:
-        created[entry.key] = k8s_res.create(entry.obj, _options(entry, opts, created, group))
+        options = _options(entry, opts, created, group)
+        created[entry.key] = k8s_res.read(entry.obj, options) if entry.existing else k8s_res.create(entry.obj, options)
     for component in groups.values():
         component.register_outputs({})
     return created
@@ -174,7 +185,6 @@ def build(catalog: Catalog, settings: Settings) -> dict:
     after: list[pulumi.Resource] = []
     usage_url = None
     kubeconfig = settings.kubeconfig
-    eks = None
     if settings.target == "eks":
         eks = _eks(catalog, settings, outputs)
         settings, kubeconfig, after, usage_url = eks.settings, eks.kubeconfig, eks.after, eks.usage_url
@@ -189,8 +199,6 @@ def build(catalog: Catalog, settings: Settings) -> dict:
         )
     provider = k8s.Provider("k8s", kubeconfig=kubeconfig, enable_server_side_apply=True)
     opts = pulumi.ResourceOptions(provider=provider, depends_on=after)
-    if eks is not None:
-        eks.autoscaler.install(opts)  # type: ignore[attr-defined]
     create(plan(catalog, settings, usage_store_url=usage_url), opts)
     outputs["kubeconfig"] = pulumi.Output.secret(kubeconfig)
     outputs["engineCache"] = settings.engine_cache_uri

@@ -8,8 +8,13 @@ from typing import Any, Literal
 from modelsvc.catalog.names import NAMESPACE_MODES, NamespaceMode
 
 Target = Literal["eks", "kubeconfig"]
+Monitoring = Literal["install", "existing", "annotations"]
 
 TARGETS = ("eks", "kubeconfig")
+# install: the stack installs kube-prometheus-stack + prometheus-adapter (pinned charts, infra/charts.py);
+# existing: the cluster runs the Prometheus Operator and prometheus-adapter already (checked at preview);
+# annotations: a Prometheus without the operator scrapes the pods' prometheus.io annotations (no CRD objects).
+MONITORING_MODES = ("install", "existing", "annotations")
 
 
 @dataclass(frozen=True)
@@ -50,10 +55,11 @@ class Settings:
     cluster_name: str = "modelsvc"
     extra_labels: dict[str, str] = field(default_factory=dict)
     # Monitoring and autoscaling (docs/infra.md "Autoscaling"; prometheus-adapter's rules and the dashboard go to
-    # metrics_namespace): the label the Prometheus stack's rule/monitor selectors match, and whether the Prometheus
-    # Operator CRDs exist (PodMonitor, PrometheusRule); without them only the prometheus.io annotations are rendered.
+    # metrics_namespace): who provides the metrics pipeline (MONITORING_MODES), and the Helm release name of
+    # kube-prometheus-stack, i.e. the `release` label its rule/monitor selectors match.
+    monitoring: Monitoring = "install"
     prometheus_release: str = "prometheus"
-    prometheus_operator: bool = True
+    cluster_autoscaler_role_arn: Any = None  # eks: the cluster autoscaler's IRSA role (the program fills it in)
     # The Pulumi program only (render ignores them): where the catalog is, how to reach the cluster, the eks target's
     # network and system nodes, the usage database it may create.
     catalog: str = "services.yaml"
@@ -70,8 +76,15 @@ class Settings:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
         if self.namespace_mode not in NAMESPACE_MODES:
             raise ValueError(f"namespace mode must be one of {NAMESPACE_MODES}, got {self.namespace_mode!r}")
+        if self.monitoring not in MONITORING_MODES:
+            raise ValueError(f"monitoring must be one of {MONITORING_MODES}, got {self.monitoring!r}")
         if not self.engine_cache_uri.startswith("s3://"):
             raise ValueError(f"engine cache must be an s3:// URI, got {self.engine_cache_uri!r}")
+
+    @property
+    def prometheus_operator(self) -> bool:
+        """Whether the Prometheus Operator's CRDs are there (installed by us, or an existing stack's)."""
+        return self.monitoring != "annotations"
 
     @property
     def deploys_device_plugin(self) -> bool:

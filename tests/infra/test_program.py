@@ -30,6 +30,8 @@ class Mocks(pulumi.runtime.Mocks):
                 certificateAuthority={"data": "Q0E="},
                 identities=[{"oidcs": [{"issuer": "https://oidc.eks.us-west-2.amazonaws.com/id/ABC"}]}],
             )
+        if args.typ == "aws:eks/nodeGroup:NodeGroup":  # EKS creates one Auto Scaling group per managed node group
+            state["resources"] = [{"autoscalingGroups": [{"name": f"eks-{args.inputs['nodeGroupName']}-asg"}]}]
         if args.typ == "aws:rds/instance:Instance":
             state.update(address=f"{name}.db.example", endpoint=f"{name}.db.example:5432")
         if args.typ.startswith("aws:"):
@@ -87,31 +89,46 @@ def test_eks_target(mocks, example):
         for pool in ("h100", "l4"):
             ng = by_name[f"gpu-{pool}"]
             sc = ng["scalingConfig"]
-            assert (sc["minSize"], sc["desiredSize"], sc["maxSize"]) == (
-                sizes[pool].min,
-                sizes[pool].desired,
-                sizes[pool].max,
-            )
-            assert sc["minSize"] <= sc["desiredSize"] <= sc["maxSize"]
+            # the floor is 0 (the cluster autoscaler sizes the group; a raised floor could exceed desired), the first
+            # desired size the demand with build room, the ceiling the pool's max_nodes
+            assert (sc["minSize"], sc["desiredSize"], sc["maxSize"]) == (0, sizes[pool].desired, sizes[pool].max)
             assert ng["amiType"] == "AL2023_x86_64_NVIDIA"
             assert ng["instanceTypes"] == [example.pools[pool].instance_type]
             assert ng["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
             assert ng["labels"]["modelsvc.io/pool"] == pool
+            assert ng["labels"]["k8s.amazonaws.com/accelerator"] == (example.pools[pool].gpu_type or pool)
         assert "taints" not in by_name["system"]
         # the cluster autoscaler: discovery tags on every GPU group, an IRSA role for its service account, the chart
         for pool in ("h100", "l4"):
             tags = by_name[f"gpu-{pool}"]["tags"]
             assert tags["k8s.io/cluster-autoscaler/enabled"] == "true"
             assert tags["k8s.io/cluster-autoscaler/modelsvc-test"] == "owned"
+            # what a node will look like reaches the Auto Scaling group itself (EKS does not copy node group tags)
+            on_asg = {
+                t.inputs["tag"]["key"]: t.inputs["tag"]["value"]
+                for t in mocks.of("aws:autoscaling/tag:Tag")
+                if t.inputs["autoscalingGroupName"] == f"eks-gpu-{pool}-asg"
+            }
+            template = "k8s.io/cluster-autoscaler/node-template"
+            assert on_asg[f"{template}/label/modelsvc.io/pool"] == pool
+            assert on_asg[f"{template}/taint/nvidia.com/gpu"] == "true:NoSchedule"
+            assert on_asg[f"{template}/resources/nvidia.com/gpu"] == str(example.pools[pool].gpus_per_node)
+            assert on_asg[f"{template}/resources/ephemeral-storage"] == "440Gi"
+            assert all(not t.inputs["tag"]["propagateAtLaunch"] for t in mocks.of("aws:autoscaling/tag:Tag"))
         ca_role = next(r for r in mocks.of("aws:iam/role:Role") if r.name.endswith("-cluster-autoscaler"))
         ca_trust = json.loads(ca_role.inputs["assumeRolePolicy"])["Statement"][0]["Condition"]["StringEquals"]
         assert ca_trust["oidc.eks.us-west-2.amazonaws.com/id/ABC:sub"] == (
             "system:serviceaccount:kube-system:cluster-autoscaler"
         )
-        release = mocks.of("kubernetes:helm.sh/v3:Release")[0].inputs
-        assert (release["chart"], release["namespace"]) == ("cluster-autoscaler", "kube-system")
+        releases = {r.inputs["name"]: r.inputs for r in mocks.of("kubernetes:helm.sh/v3:Release")}
+        release = releases["cluster-autoscaler"]
+        assert (release["chart"], release["namespace"], release["version"]) == (
+            "cluster-autoscaler",
+            "kube-system",
+            "9.51.0",  # the chart for Kubernetes 1.33 (infra/charts.py): its own image, RBAC that fits it
+        )
         assert release["values"]["autoDiscovery"] == {"clusterName": "modelsvc-test"}
-        assert release["values"]["image"]["tag"] == "v1.33.0"
+        assert "image" not in release["values"]
         assert release["values"]["rbac"]["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"] == (
             "arn:aws:mock:::modelsvc-test-cluster-autoscaler"
         )
@@ -226,7 +243,7 @@ def test_per_owner_namespaces(mocks, example):
 
     def check(services):
         names = sorted(r.inputs["metadata"]["name"] for r in mocks.of("kubernetes:core/v1:Namespace"))
-        assert names == ["modelsvc", "modelsvc-u-3f9a2c7e51d0", "modelsvc-u-8105f7322477"]
+        assert names == ["modelsvc", "modelsvc-u-3f9a2c7e51d0", "modelsvc-u-8105f7322477", "monitoring"]
         assert services["u-3f9a2c7e51d0/receipts"]["namespace"] == "modelsvc-u-3f9a2c7e51d0"
         # one per Triton namespace, one for the gateway
         assert len(mocks.of("kubernetes:networking.k8s.io/v1:NetworkPolicy")) == 3
@@ -338,13 +355,13 @@ def test_monitoring_settings_from_stack_config(mocks):
             "modelsvc:target": "kubeconfig",
             "modelsvc:metricsNamespace": "observability",
             "modelsvc:prometheusRelease": "kps",
-            "modelsvc:prometheusOperator": "false",
+            "modelsvc:monitoring": "existing",
         }
     )
     try:
         s = settings_from_config(pulumi.Config("modelsvc"))
     finally:
         pulumi.runtime.set_all_config({})
-    assert (s.metrics_namespace, s.prometheus_release, s.prometheus_operator) == ("observability", "kps", False)
+    assert (s.metrics_namespace, s.prometheus_release, s.monitoring) == ("observability", "kps", "existing")
     d = settings_from_config(pulumi.Config("modelsvc"))
-    assert (d.metrics_namespace, d.prometheus_release, d.prometheus_operator) == ("monitoring", "prometheus", True)
+    assert (d.metrics_namespace, d.prometheus_release, d.monitoring) == ("monitoring", "prometheus", "install")
