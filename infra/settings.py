@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any, Literal
 
 from modelsvc.catalog.names import NAMESPACE_MODES, NamespaceMode
+
+from . import images
+
+
+def _version() -> str:
+    try:
+        return metadata.version("modelsvc")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
 
 Target = Literal["eks", "kubeconfig"]
 Monitoring = Literal["install", "existing", "annotations"]
@@ -29,7 +40,12 @@ class Settings:
     namespace_mode: NamespaceMode = "shared"
     namespace: str = "modelsvc"  # shared mode: everything; per-owner mode: the gateway and shared objects
     triton_version: str = "25.10"  # NGC release of tritonserver:<v>-trtllm-python-py3 (pins TensorRT-LLM)
-    gateway_image: str = "ghcr.io/example/modelsvc-gateway:latest"
+    # Our images (infra/images.py): a real stack names each by the digest .github/workflows/images.yml pushed; None
+    # here means the local `docker build` name (render, kind clusters). See image().
+    gateway_image: str | None = None
+    build_image: str | None = None  # the build Job's model-repository step
+    vision_image: str | None = None  # vision-chat: Triton TensorRT-LLM + NVIDIA's per-model requirements
+    diffusion_image: str | None = None  # image-generation: the Triton tutorials' Stable Diffusion image
     gateway_port: int = 8000
     gateway_redis_secret: str | None = None  # Secret (key "url") holding REDIS_URL: limits shared by all replicas
     gateway_usage_secret: str | None = None  # Secret (key "url"): postgresql:// DSN of the usage store
@@ -41,9 +57,6 @@ class Settings:
     build_role_arn: Any = None  # IAM role (IRSA) of the build Jobs: read checkpoints, write engines; None: node's
     triton_role_arn: Any = None  # IAM role (IRSA) of Triton pods: read engines only; None: node credentials
     aws_cli_image: str = "public.ecr.aws/aws-cli/aws-cli:2.27.50"
-    # image-generation serving image: the Triton tutorials' Stable Diffusion image (their build.sh; NVIDIA does not
-    # publish it), which has the diffusion backend and its model configs in /workspace/diffusion-models
-    diffusion_image: str = "ghcr.io/example/tritonserver-diffusion:24.08"
     build_disk: str = "400Gi"  # ephemeral storage of a build Job: checkpoint + engine (GPU nodes have 500 GiB)
     metrics_namespace: str = "monitoring"  # where Prometheus runs: admitted to Triton's and the gateway's metrics
     gateway_metrics_port: int = 9091  # the gateway's internal port for /metrics and per-service readiness
@@ -90,6 +103,17 @@ class Settings:
     def deploys_device_plugin(self) -> bool:
         """EKS's GPU AMIs lack the device plugin; other clusters usually run NVIDIA's GPU operator."""
         return self.target == "eks" if self.device_plugin is None else self.device_plugin
+
+    def image(self, name: str) -> str:
+        """The reference of one of our images (gateway, build-tools, vision, diffusion): the configured one, else
+        the local build's name."""
+        configured = {
+            "gateway": self.gateway_image,
+            "build-tools": self.build_image,
+            "vision": self.vision_image,
+            "diffusion": self.diffusion_image,
+        }[name]
+        return configured or images.local(name, _version(), self.triton_version)
 
     @property
     def triton_image(self) -> str:

@@ -140,3 +140,31 @@ def test_plan_refuses_an_object_whose_prerequisite_it_does_not_create(example):
     p.add(obj)
     with pytest.raises(ValueError, match="twice"):
         p.add(dataclasses.replace(p.entries[0]).obj)
+
+
+# Awaits outside the plan on a new eks stack, before any Kubernetes object (AWS's own figures: an EKS control plane
+# takes ~10-15 minutes, a managed node group and the VPC CNI addon several more), and the workflow's own steps.
+EKS_PROVISION_S = 45 * 60
+WORKFLOW_STEPS_S = 15 * 60  # checkout, install, credentials, the summary
+AWAITED = {"Deployment", "DaemonSet", "StatefulSet", "Job", "Ingress", "HelmRelease"}
+
+
+def longest_await_s(p: Plan) -> int:
+    """The longest chain of Pulumi awaits along the plan's dependencies (each entry's timeout, the provider's
+    default for the kinds it awaits without one, a minute for the rest)."""
+    from infra.plan import DEFAULT_TIMEOUT_S
+
+    done: dict = {}
+    for e in p:  # plan order is a topological order
+        own = e.timeout_s or (DEFAULT_TIMEOUT_S if e.obj["kind"] in AWAITED else 60)
+        done[e.key] = own + max((done[k] for k in e.needs), default=0)
+    return max(done.values())
+
+
+def test_the_deploy_job_outlasts_every_await_inside_it(example):
+    from tests.github.workflow_steps import workflow
+
+    limit_min = workflow("deploy.yml")["jobs"]["up"]["timeout-minutes"]
+    chain = longest_await_s(plan(example, TARGETS["eks"]))
+    assert chain >= 4 * 3600  # a build Job, then its Deployment's rollout
+    assert EKS_PROVISION_S + chain + WORKFLOW_STEPS_S <= limit_min * 60 <= 360 * 60  # GitHub-hosted: 6 h at most

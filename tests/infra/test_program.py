@@ -40,8 +40,14 @@ class Mocks(pulumi.runtime.Mocks):
             state.setdefault("bucket", name)
         return f"{name}-id", state
 
+    built: frozenset[str] = frozenset()  # engine cache markers (bucket/key) the engine cache holds
+
     def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}, None
+        if args.token == "aws:s3/getObjects:getObjects":  # the engine cache, read at preview
+            a = args.args
+            keys = [a["prefix"]] if f"{a['bucket']}/{a['prefix']}" in self.built else []
+            return {"bucket": a["bucket"], "keys": keys, "commonPrefixes": [], "owners": [], "id": a["bucket"]}
+        return {}
 
     def of(self, typ: str) -> list:
         return [r for r in self.resources if r.typ == typ]
@@ -176,7 +182,8 @@ def _check_k8s(mocks, catalog):
     jobs = {r.inputs["metadata"]["name"]: r for r in mocks.of("kubernetes:batch/v1:Job")}
     assert len(jobs) == len({service_cache_key(catalog, s, Settings()) for s in triton})
     for job in jobs.values():
-        assert job.inputs["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"
+        assert "pulumi.com/replaceUnready" not in job.inputs["metadata"].get("annotations", {})
+        assert job.inputs["spec"]["ttlSecondsAfterFinished"] == 3600
         assert job.inputs["metadata"]["namespace"] == "modelsvc"
     for dep in mocks.of("kubernetes:apps/v1:Deployment"):
         if dep.inputs["metadata"]["name"] != "modelsvc-gateway":
@@ -292,7 +299,7 @@ def test_main_reads_stack_config(mocks, monkeypatch):
             "modelsvc:target": "kubeconfig",
             "modelsvc:kubeconfig": "kubeconfig-text",
             "modelsvc:catalog": "services.yaml",
-            "modelsvc:gatewayImage": "example/gw:2",
+            **DIGESTS,
         },
         secret_keys=["modelsvc:kubeconfig"],
     )
@@ -303,8 +310,62 @@ def test_main_reads_stack_config(mocks, monkeypatch):
     gw = next(
         r for r in mocks.of("kubernetes:apps/v1:Deployment") if r.inputs["metadata"]["name"] == "modelsvc-gateway"
     )
-    assert gw.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == "example/gw:2"
+    assert gw.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == DIGESTS["modelsvc:gatewayImage"]
     assert len(mocks.of("kubernetes:batch/v1:Job")) == 4
+    pods = [j.inputs["spec"]["template"]["spec"] for j in mocks.of("kubernetes:batch/v1:Job")]
+    images = {c["image"] for pod in pods for c in pod["initContainers"]}
+    assert {
+        DIGESTS["modelsvc:buildImage"],
+        DIGESTS["modelsvc:visionImage"],
+        DIGESTS["modelsvc:diffusionImage"],
+    } <= images
+
+
+DIGESTS = {
+    f"modelsvc:{key}": f"ghcr.io/acme/{name}@sha256:{digit * 64}"
+    for key, name, digit in (
+        ("gatewayImage", "modelsvc-gateway", "1"),
+        ("buildImage", "modelsvc-build", "2"),
+        ("visionImage", "modelsvc-trtllm-vision", "3"),
+        ("diffusionImage", "tritonserver-diffusion", "4"),
+    )
+}
+
+
+@pytest.mark.parametrize(
+    "image, why",
+    [
+        (None, "modelsvc:gatewayImage is not set"),
+        ("ghcr.io/example/modelsvc-gateway:latest", "is a placeholder"),
+        ("ghcr.io/acme/modelsvc-gateway:0.1.0", "not pinned by digest"),
+        ("modelsvc-gateway@sha256:" + "1" * 64, "names no registry"),
+    ],
+)
+def test_a_real_stack_refuses_a_placeholder_image(mocks, monkeypatch, image, why):
+    from infra.program import main
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    config = {"modelsvc:target": "kubeconfig", "modelsvc:kubeconfig": "k", **DIGESTS}
+    config.pop("modelsvc:gatewayImage")
+    if image:
+        config["modelsvc:gatewayImage"] = image
+    pulumi.runtime.set_all_config(config, secret_keys=["modelsvc:kubeconfig"])
+    try:
+        with pytest.raises(ValueError, match="the stack cannot deploy") as e:
+            pulumi.runtime.test(main)()
+    finally:
+        pulumi.runtime.set_all_config({})
+    assert why in str(e.value) and "images.yml" in str(e.value)
+    assert not mocks.of("kubernetes:apps/v1:Deployment")  # refused before anything is planned
+
+
+def test_an_engine_already_in_the_cache_gets_no_build_job(mocks, small):
+    settings = Settings(target="kubeconfig", engine_cache_uri="s3://cache/prefix")
+    key = service_cache_key(small, small.service("alice/chat"), settings)
+    mocks.built = frozenset({f"cache/prefix/engines/{key}/_COMPLETE"})
+    _build(small, settings, "kubeconfig-text")
+    jobs = {r.inputs["metadata"]["name"] for r in mocks.of("kubernetes:batch/v1:Job")}
+    assert engine_job_name(key) not in jobs and len(jobs) == 2  # big and bob/chat (another GPU type) still build
 
 
 def test_eks_target_creates_the_usage_database(mocks, example):
