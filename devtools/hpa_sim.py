@@ -3,15 +3,19 @@
 No cluster runs here, so this drives the controller's documented algorithm (kubernetes.io, "Horizontal Pod
 Autoscaling": desired = ceil(current × metric / target), 10% tolerance, pods not yet ready count as 0 on scale-up,
 stabilisation windows over past recommendations, rate policies per period, min/max clamps) with the HPA object that
-`infra.manifests.autoscaling.hpa` renders. The load side is a queueing model of one Triton pod: at utilisation ρ
-(offered load / ready pods, 1.0 = one pod's capacity) requests wait ρ/(1−ρ) times their compute time (M/M/1), which is
-the queue/compute ratio Triton reports; Prometheus sees it averaged over the recording rule's 1-minute rate window.
+`infra.manifests.autoscaling.hpa` renders. The load side is a queueing model of one Triton pod running TensorRT-LLM:
+in-flight batching serves up to `slots` requests at once (M/M/c, c = slots), the rest wait in the executor. At
+utilisation ρ (offered load / ready pods, 1.0 = one pod's capacity) the executor holds Lq = C(c, cρ)·ρ/(1−ρ) waiting
+(Erlang C) beside Ls = cρ in flight, and the recording rule's queue_ratio is Lq / Ls (infra/observability/rules.py):
+what the HPA reads. Triton's own queue/compute ratio (NVIDIA's guide's signal) reads ~0 on such a pod at any load,
+the decoupled backend taking every request at once: `signal=triton_core_ratio` shows what that would do.
 
     python -m devtools.hpa_sim            # the example catalog's autoscaled service under the standard trace
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import random
 from dataclasses import dataclass
@@ -21,12 +25,50 @@ SYNC_S = 15  # --horizontal-pod-autoscaler-sync-period default
 RATIO_CAP = 20.0  # an overloaded pod's ratio keeps growing; cap it like a full queue would
 
 
+SLOTS = 8  # requests a pod serves at once before the executor queues (KV cache / max batch bound)
+
+
 def queue_compute_ratio(utilisation: float) -> float:
+    """One server (c = 1): waiting/serving = ρ/(1−ρ)."""
+    return executor_ratio(utilisation, slots=1)
+
+
+def erlang_c(c: int, a: float) -> float:
+    """Probability an arrival waits in an M/M/c queue with offered load a = λ/μ (< c)."""
+    term, total = 1.0, 1.0
+    for k in range(1, c):
+        term *= a / k
+        total += term
+    last = term * a / c / (1 - a / c)
+    return last / (total + last)
+
+
+def executor_ratio(utilisation: float, slots: int = SLOTS) -> float:
+    """TensorRT-LLM's waiting / active on one pod (the recorded queue_ratio), capped like a full queue."""
     if utilisation <= 0:
         return 0.0
-    if utilisation >= 0.95:
+    if utilisation >= 0.97:
         return RATIO_CAP
-    return min(RATIO_CAP, utilisation / (1 - utilisation))
+    a = slots * utilisation
+    waiting = erlang_c(slots, a) * utilisation / (1 - utilisation)
+    return min(RATIO_CAP, waiting / a)
+
+
+def requests_in_pod(utilisation: float, slots: int = SLOTS) -> float:
+    """pending_requests as recorded: requests a pod holds, in flight (cρ) and waiting (Lq): proportional to the
+    load below saturation, growing with the queue above it."""
+    if utilisation <= 0:
+        return 0.0
+    if utilisation >= 0.97:
+        return slots * RATIO_CAP
+    a = slots * utilisation
+    return a + erlang_c(slots, a) * utilisation / (1 - utilisation)
+
+
+def triton_core_ratio(utilisation: float) -> float:
+    """Triton's queue/compute ratio on a decoupled TensorRT-LLM pod: the backend takes each request at once, so
+    Triton's queue stays empty whatever the load (the executor's wait counts as compute)."""
+    return 0.0
 
 
 def quantity(q: str) -> float:
@@ -68,6 +110,7 @@ def simulate(
     startup_s: int = 240,
     metric_window_s: int = 60,
     initial: int | None = None,
+    signal=executor_ratio,
 ) -> list[Row]:
     """load(t) → offered load in pods' worth of capacity. Returns one Row per HPA sync."""
     lo, hi = hpa_spec["minReplicas"], hpa_spec["maxReplicas"]
@@ -81,7 +124,7 @@ def simulate(
     rows = []
     for t in range(duration_s):
         ready = sum(1 for r in pods_ready_at if r <= t)
-        samples.append(queue_compute_ratio(load(t) / ready) if ready else RATIO_CAP)
+        samples.append(signal(load(t) / ready) if ready else RATIO_CAP)
         if t % SYNC_S:
             continue
         metric = sum(samples[-metric_window_s:]) / len(samples[-metric_window_s:])
@@ -132,8 +175,10 @@ def standard_load(seed: int = 7):
 
 def flaps(rows: list[Row], window_s: int) -> list[tuple[int, int]]:
     """Direction reversals (down then up, or up then down) closer together than window_s."""
-    changes = [(b.t, b.replicas - a.replicas) for a, b in zip(rows, rows[1:]) if b.replicas != a.replicas]
-    return [(t1, t2) for (t1, d1), (t2, d2) in zip(changes, changes[1:]) if (d1 > 0) != (d2 > 0) and t2 - t1 < window_s]
+    changes = [(b.t, b.replicas - a.replicas) for a, b in itertools.pairwise(rows) if b.replicas != a.replicas]
+    return [
+        (t1, t2) for (t1, d1), (t2, d2) in itertools.pairwise(changes) if (d1 > 0) != (d2 > 0) and t2 - t1 < window_s
+    ]
 
 
 def main() -> None:
@@ -159,6 +204,8 @@ def main() -> None:
             print(f"| {r.t / 60:.2f} | {r.load:.2f} | {r.ready} | {r.replicas} | {r.metric:.2f} |")
         last = r.replicas
     print(f"flaps: {flaps(rows, spec['behavior']['scaleDown']['stabilizationWindowSeconds'])}")
+    core = simulate(spec, load, duration, signal=triton_core_ratio)
+    print(f"on Triton's own queue/compute ratio instead: replicas {sorted({r.replicas for r in core})} all along")
 
 
 if __name__ == "__main__":

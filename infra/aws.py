@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import pulumi
 import pulumi_aws as aws
 
-from modelsvc.catalog.capacity import node_group_sizes
+from modelsvc.catalog.capacity import gpu_type, node_group_sizes
 
 from .labels import POOL
+from .manifests import cluster_autoscaler
 from .manifests.common import BUILD_SERVICE_ACCOUNT, GPU_TAINT_KEY, GPU_TAINT_VALUE, TRITON_SERVICE_ACCOUNT
 
 if TYPE_CHECKING:
@@ -230,14 +232,17 @@ class NodeGroups(pulumi.ComponentResource):
         )
         self.sizes = node_group_sizes(catalog)
         self.pools: dict[str, aws.eks.NodeGroup] = {}
-        # The cluster autoscaler owns desired_size once the group exists (it adds nodes for pending GPU pods):
-        # Pulumi sets min/max and leaves desired alone.
+        # The cluster autoscaler sizes the GPU groups: it adds nodes for pending pods (more instances, an HPA
+        # scale-up, a build) and removes idle ones. Pulumi sets the first desired size (the catalog's demand with
+        # build room, so the first deploy does not wait for the autoscaler) and the ceiling, and then leaves desired
+        # alone; the floor is 0. A floor from the demand could not be raised: EKS refuses a minimum above the current
+        # desired size ("Minimum capacity N can't be greater than desired size M"), and desired is the autoscaler's.
         autoscaled = pulumi.ResourceOptions.merge(
             child, pulumi.ResourceOptions(ignore_changes=["scalingConfig.desiredSize"])
         )
         for pool_name, pool in catalog.pools.items():
             size = self.sizes[pool_name]
-            self.pools[pool_name] = aws.eks.NodeGroup(
+            group = aws.eks.NodeGroup(
                 f"{name}-{pool_name}",
                 cluster_name=cluster.cluster.name,
                 node_group_name=f"gpu-{pool_name}",
@@ -245,29 +250,63 @@ class NodeGroups(pulumi.ComponentResource):
                 subnet_ids=subnets,
                 ami_type=GPU_AMI,
                 instance_types=[pool.instance_type],
-                disk_size=500,
-                scaling_config={"min_size": size.min, "desired_size": size.desired, "max_size": size.max},
-                labels={POOL: pool_name, "nvidia.com/gpu.present": "true"},
+                disk_size=GPU_NODE_DISK_GIB,
+                scaling_config={"min_size": 0, "desired_size": size.desired, "max_size": size.max},
+                labels=gpu_node_labels(catalog, pool_name),
                 taints=[{"key": GPU_TAINT_KEY, "value": GPU_TAINT_VALUE, "effect": "NO_SCHEDULE"}],
-                tags=autoscaler_tags(name, pool_name),
+                tags=discovery_tags(name),
                 update_config={"max_unavailable": 1},
                 opts=autoscaled,
             )
+            self.pools[pool_name] = group
+            _tag_asg(f"{name}-{pool_name}", group, node_template_tags(catalog, pool_name), child)
         self.register_outputs({})
 
 
-CLUSTER_AUTOSCALER_SA = "cluster-autoscaler"  # in kube-system
-CLUSTER_AUTOSCALER_CHART = ("cluster-autoscaler", "9.38.0", "https://kubernetes.github.io/autoscaler")
+GPU_NODE_DISK_GIB = 500
+# What a GPU node offers for ephemeral storage, as the cluster autoscaler assumes for a group at 0 nodes: the disk less
+# what the kubelet and images keep (system reserve, eviction threshold, ~20 GB Triton images): a scale-up it promises
+# must fit (a pod asking for more than the node really offers would make it add nodes that never fit).
+GPU_NODE_EPHEMERAL_STORAGE = "440Gi"
+ACCELERATOR_LABEL = "k8s.amazonaws.com/accelerator"  # cluster-autoscaler/cloudprovider/aws/README.md, GPU instances
 
 
-def autoscaler_tags(cluster_name: str, pool_name: str) -> dict[str, str]:
-    """The cluster autoscaler's auto-discovery tags (EKS managed node groups also put them on their ASG), plus the
-    pool label as a node-template hint so it can scale a pool up from zero nodes."""
-    return {
-        "k8s.io/cluster-autoscaler/enabled": "true",
-        f"k8s.io/cluster-autoscaler/{cluster_name}": "owned",
-        f"k8s.io/cluster-autoscaler/node-template/label/{POOL}": pool_name,
-    }
+def gpu_node_labels(catalog: Catalog, pool_name: str) -> dict[str, str]:
+    """Node labels of a pool's group. The accelerator label is there when the node joins, before the device plugin
+    advertises its GPUs, so the autoscaler does not add a second node for the same pod meanwhile."""
+    return {POOL: pool_name, "nvidia.com/gpu.present": "true", ACCELERATOR_LABEL: gpu_type(catalog, pool_name)}
+
+
+def discovery_tags(cluster_name: str) -> dict[str, str]:
+    """The cluster autoscaler's auto-discovery tags (`autoDiscovery.clusterName`). EKS puts these two on a managed
+    node group's Auto Scaling group itself; any other node group tag stays on the node group (aws/containers-roadmap
+    #608), hence node_template_tags go on the ASG with their own resources."""
+    return {"k8s.io/cluster-autoscaler/enabled": "true", f"k8s.io/cluster-autoscaler/{cluster_name}": "owned"}
+
+
+def node_template_tags(catalog: Catalog, pool_name: str) -> dict[str, str]:
+    """What a node of the group will look like, for the autoscaler to scale it up from 0 nodes: its labels, taint and
+    resources, in the ASG tag format of kubernetes/autoscaler cluster-autoscaler/cloudprovider/aws/README.md ("Auto
+    discovery setup": node-template/label/, /taint/, /resources/), tag cluster-autoscaler-1.33.6."""
+    prefix = "k8s.io/cluster-autoscaler/node-template"
+    tags = {f"{prefix}/label/{k}": v for k, v in gpu_node_labels(catalog, pool_name).items()}
+    tags[f"{prefix}/taint/{GPU_TAINT_KEY}"] = f"{GPU_TAINT_VALUE}:NoSchedule"
+    tags[f"{prefix}/resources/nvidia.com/gpu"] = str(catalog.pools[pool_name].gpus_per_node)
+    tags[f"{prefix}/resources/ephemeral-storage"] = GPU_NODE_EPHEMERAL_STORAGE
+    return tags
+
+
+def _tag_asg(name: str, group: aws.eks.NodeGroup, tags: dict[str, str], opts: pulumi.ResourceOptions) -> None:
+    """One aws.autoscaling.Tag per tag on the node group's (single) Auto Scaling group: pulumi_aws's resource for ASGs
+    that EKS creates (its docs name this case)."""
+    asg = group.resources.apply(lambda rs: rs[0].autoscaling_groups[0].name)
+    for key, value in tags.items():
+        aws.autoscaling.Tag(
+            f"{name}-asg-{re.sub(r'[^A-Za-z0-9]+', '-', key.split('node-template/', 1)[-1]).strip('-')}",
+            autoscaling_group_name=asg,
+            tag={"key": key, "value": value, "propagate_at_launch": False},
+            opts=opts,
+        )
 
 
 def cluster_autoscaler_policy(cluster_name: str) -> dict:
@@ -302,41 +341,14 @@ def cluster_autoscaler_policy(cluster_name: str) -> dict:
     }
 
 
-def cluster_autoscaler_values(cluster_name: str, region: str, kubernetes_version: str, role_arn) -> dict:
-    """Helm values: auto-discovery by tags, IRSA, the image minor matching the cluster's (as the project requires).
-    Scale-down waits 10 minutes: a GPU node takes minutes to join and an engine minutes to load."""
-    return {
-        "cloudProvider": "aws",
-        "awsRegion": region,
-        "autoDiscovery": {"clusterName": cluster_name},
-        "image": {"tag": f"v{kubernetes_version}.0"},
-        "rbac": {
-            "serviceAccount": {
-                "create": True,
-                "name": CLUSTER_AUTOSCALER_SA,
-                "annotations": {"eks.amazonaws.com/role-arn": role_arn},
-            }
-        },
-        "extraArgs": {
-            "expander": "least-waste",
-            "balance-similar-node-groups": "false",
-            "skip-nodes-with-system-pods": "false",
-            "scale-down-unneeded-time": "10m",
-            "scale-down-delay-after-add": "10m",
-        },
-    }
-
-
 class ClusterAutoscaler(pulumi.ComponentResource):
-    """Kubernetes' cluster autoscaler for the GPU node groups: adds a node when a pod is pending for one (an HPA
-    scaled up, a rebuild needs headroom), removes idle ones, within each group's min/max. IRSA role here; the Helm
-    release is installed with the Kubernetes provider (install())."""
+    """The cluster autoscaler's IAM role (IRSA, for its service account in kube-system); its Helm release is in the
+    deployment plan (infra/manifests/cluster_autoscaler.py)."""
 
-    def __init__(self, name: str, cluster: Cluster, region: str, kubernetes_version: str, opts=None):
+    def __init__(self, name: str, cluster: Cluster, opts=None):
         super().__init__("modelsvc:aws:ClusterAutoscaler", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.name, self.region, self.kubernetes_version = name, region, kubernetes_version
-        subject = f"system:serviceaccount:kube-system:{CLUSTER_AUTOSCALER_SA}"
+        subject = f"system:serviceaccount:{cluster_autoscaler.NAMESPACE}:{cluster_autoscaler.SERVICE_ACCOUNT}"
         self.role = aws.iam.Role(
             f"{name}-cluster-autoscaler", assume_role_policy=irsa_trust(cluster, subject), opts=child
         )
@@ -347,20 +359,6 @@ class ClusterAutoscaler(pulumi.ComponentResource):
             opts=child,
         )
         self.register_outputs({"role_arn": self.role.arn})
-
-    def install(self, opts: pulumi.ResourceOptions):
-        import pulumi_kubernetes as k8s
-
-        chart, version, repo = CLUSTER_AUTOSCALER_CHART
-        return k8s.helm.v3.Release(
-            f"{self.name}-cluster-autoscaler",
-            chart=chart,
-            version=version,
-            namespace="kube-system",
-            repository_opts={"repo": repo},
-            values=cluster_autoscaler_values(self.name, self.region, self.kubernetes_version, self.role.arn),
-            opts=pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(parent=self)),
-        )
 
 
 def _s3_buckets(catalog: Catalog) -> list[str]:

@@ -24,7 +24,9 @@ from .settings import Settings
 if TYPE_CHECKING:
     from modelsvc.catalog import Catalog, Model, Service
 
-BUILD_RECIPE = "2"  # bump when the build recipe changes what it writes (2: per-task recipes, infra.modelrepo)
+# bump when the build recipe changes what it writes (2: per-task recipes, infra.modelrepo; 3: TensorRT-LLM 1.0 API,
+# offline builds, NVIDIA's visual-engine batch, the demo's checkpoint layout, KV-cache reuse and instance counts)
+BUILD_RECIPE = "3"
 MAX_BATCH_SIZE = 64  # engine max batch size and Triton max_batch_size
 DECOUPLED = True  # the cached model repository is decoupled (streaming); the gateway uses stream_infer
 COMPLETE_MARKER = "_COMPLETE"
@@ -71,7 +73,7 @@ def engine_cache_key(model: Model, gpu: str, trtllm_version: str) -> str:
 def service_cache_key(catalog: Catalog, service: Service, settings: Settings) -> str:
     model = catalog.model_of(service)
     # the serving image pins the engine format: the Triton release for TensorRT-LLM, the diffusion image for images
-    release = settings.diffusion_image if model.task is Task.image_generation else settings.triton_version
+    release = settings.image("diffusion") if model.task is Task.image_generation else settings.triton_version
     return engine_cache_key(model, gpu_type(catalog, service.pool), release)
 
 

@@ -10,6 +10,7 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from modelsvc.catalog import load
@@ -17,6 +18,8 @@ from modelsvc.catalog.capacity import deployed_services
 from modelsvc.catalog.names import headless_service_host, k8s_name, namespace_of
 
 from . import k8s as k8s_res
+from . import stack
+from .cache import COMPLETE_MARKER, engine_builds
 from .manifests import gateway, system
 from .plan import GATEWAY_GROUP, Entry, Key, Plan, plan
 from .settings import Settings
@@ -25,63 +28,43 @@ if TYPE_CHECKING:
     from modelsvc.catalog import Catalog
 
 
-def _flag(c: pulumi.Config, key: str, default: bool | None) -> bool | None:
-    return c.get_bool(key) if c.get(key) is not None else default
-
-
 def settings_from_config(config: pulumi.Config | None = None, aws_config: pulumi.Config | None = None) -> Settings:
-    """Stack config (namespace `modelsvc`, plus `aws:region`) → Settings: the one place the program reads it.
-    See Pulumi.dev.yaml and docs/infra.md for every key."""
+    """Stack config (namespace `modelsvc`, plus `aws:region`) → Settings: the one place the program reads it
+    (infra/stack.py, shared with `modelsvc validate --stack`)."""
     c = config or pulumi.Config("modelsvc")
     aws_region = (aws_config or pulumi.Config("aws")).get("region")
-    d = Settings()
-    target = c.get("target") or "eks"
-    region = c.get("region") or aws_region or d.region
-    cluster_name = c.get("clusterName") or f"modelsvc-{pulumi.get_stack()}"
-    default_cache = f"s3://{cluster_name}-engines-{region}" if target == "eks" else d.engine_cache_uri
-    return Settings(
-        target=target,  # type: ignore[arg-type]  (Settings checks it)
-        namespace_mode=c.get("namespaceMode") or d.namespace_mode,  # type: ignore[arg-type]
-        namespace=c.get("namespace") or d.namespace,
-        triton_version=c.get("tritonVersion") or d.triton_version,
-        gateway_image=c.get("gatewayImage") or d.gateway_image,
-        gateway_redis_secret=c.get("gatewayRedisSecret") or None,
-        gateway_usage_secret=c.get("gatewayUsageSecret") or None,
-        ingress_host=c.get("ingressHost") or None,
-        ingress_class=c.get("ingressClass") or None,
-        engine_cache_uri=c.get("engineCache") or default_cache,
-        build_role_arn=c.get("engineRoleArn") or None,
-        triton_role_arn=c.get("tritonRoleArn") or None,
-        diffusion_image=c.get("diffusionImage") or d.diffusion_image,
-        build_disk=c.get("buildDisk") or d.build_disk,
-        metrics_namespace=c.get("metricsNamespace") or d.metrics_namespace,
-        device_plugin=_flag(c, "devicePlugin", None),
-        kubernetes_version=c.get("kubernetesVersion") or d.kubernetes_version,
-        region=region,
-        cluster_name=cluster_name,
-        prometheus_release=c.get("prometheusRelease") or d.prometheus_release,
-        prometheus_operator=bool(_flag(c, "prometheusOperator", d.prometheus_operator)),
-        catalog=c.get("catalog") or d.catalog,
-        kubeconfig=c.get_secret("kubeconfig") if target == "kubeconfig" else None,
-        availability_zones=tuple(c.get_object("availabilityZones") or ()),  # type: ignore[arg-type]
-        vpc_cidr=c.get("vpcCidr") or d.vpc_cidr,
-        system_instance_type=c.get("systemInstanceType") or d.system_instance_type,
-        usage_db_password=c.get_secret("usageDbPassword"),
-        usage_db_instance_class=c.get("usageDbInstanceClass") or d.usage_db_instance_class,
-        usage_db_multi_az=bool(_flag(c, "usageDbMultiAz", d.usage_db_multi_az)),
-    )
+    return stack.settings_from(c, aws_region=aws_region, stack=pulumi.get_stack())
+
+
+def built_engines(catalog: Catalog, settings: Settings) -> set[str]:
+    """Cache keys whose engine entry is complete (its `_COMPLETE` marker is in the engine cache), read at preview:
+    they get no build Job, so a re-run never asks for GPUs to find its cache. An unreadable cache (a bucket this
+    deploy creates, no credentials) reads as nothing built: each build Job's first step checks again, and fails on
+    an S3 error instead of building."""
+    rest = settings.engine_cache_uri.removeprefix("s3://").rstrip("/")
+    bucket, _, prefix = rest.partition("/")
+    done = set()
+    for key in engine_builds(catalog, settings):
+        marker = f"{prefix + '/' if prefix else ''}engines/{key}/{COMPLETE_MARKER}"
+        try:
+            found = aws.s3.get_objects(bucket=bucket, prefix=marker, max_keys=1, region=settings.region)
+        except Exception as e:  # the invoke's errors carry no type of their own
+            pulumi.log.warn(f"engine cache {settings.engine_cache_uri} not readable ({e}): planning every build")
+            return set()
+        if marker in (found.keys or []):
+            done.add(key)
+    return done
 
 
 @dataclasses.dataclass
 class _Eks:
     """What the eks target hands the Kubernetes part: settings with the IRSA roles, the cluster's kubeconfig, what
-    every Kubernetes object waits for, the usage database's DSN (or None) and the cluster autoscaler."""
+    every Kubernetes object waits for and the usage database's DSN (or None)."""
 
     settings: Settings
     kubeconfig: pulumi.Output
     after: list[pulumi.Resource]
     usage_url: pulumi.Output | None
-    autoscaler: object
 
 
 def _eks(catalog: Catalog, settings: Settings, outputs: dict) -> _Eks:
@@ -113,7 +96,8 @@ def _eks(catalog: Catalog, settings: Settings, outputs: dict) -> _Eks:
         settings = dataclasses.replace(settings, gateway_usage_secret=gateway.USAGE_SECRET)
         usage_url = db.url
         outputs["usageDatabase"] = db.instance.endpoint
-    autoscaler = ClusterAutoscaler(name, cluster, settings.region, settings.kubernetes_version)
+    autoscaler = ClusterAutoscaler(name, cluster)
+    settings = dataclasses.replace(settings, cluster_autoscaler_role_arn=autoscaler.role.arn)
     outputs.update(
         clusterName=cluster.cluster.name,
         nodeGroups={p: {"min": s.min, "desired": s.desired, "max": s.max} for p, s in nodes.sizes.items()},
@@ -121,7 +105,7 @@ def _eks(catalog: Catalog, settings: Settings, outputs: dict) -> _Eks:
         tritonRoleArn=store.triton_role.arn,
         clusterAutoscalerRoleArn=autoscaler.role.arn,
     )
-    return _Eks(settings, cluster.kubeconfig, [nodes.system], usage_url, autoscaler)
+    return _Eks(settings, cluster.kubeconfig, [nodes.system], usage_url)
 
 
 class ModelService(pulumi.ComponentResource):
@@ -151,7 +135,8 @@ def create(p: Plan, opts: pulumi.ResourceOptions) -> dict[Key, pulumi.Resource]:
         return groups[name]
 
     for entry in p:
-        created[entry.key] = k8s_res.create(entry.obj, _options(entry, opts, created, group))
+        options = _options(entry, opts, created, group)
+        created[entry.key] = k8s_res.read(entry.obj, options) if entry.existing else k8s_res.create(entry.obj, options)
     for component in groups.values():
         component.register_outputs({})
     return created
@@ -174,7 +159,6 @@ def build(catalog: Catalog, settings: Settings) -> dict:
     after: list[pulumi.Resource] = []
     usage_url = None
     kubeconfig = settings.kubeconfig
-    eks = None
     if settings.target == "eks":
         eks = _eks(catalog, settings, outputs)
         settings, kubeconfig, after, usage_url = eks.settings, eks.kubeconfig, eks.after, eks.usage_url
@@ -189,9 +173,7 @@ def build(catalog: Catalog, settings: Settings) -> dict:
         )
     provider = k8s.Provider("k8s", kubeconfig=kubeconfig, enable_server_side_apply=True)
     opts = pulumi.ResourceOptions(provider=provider, depends_on=after)
-    if eks is not None:
-        eks.autoscaler.install(opts)  # type: ignore[attr-defined]
-    create(plan(catalog, settings, usage_store_url=usage_url), opts)
+    create(plan(catalog, settings, usage_store_url=usage_url, built=built_engines(catalog, settings)), opts)
     outputs["kubeconfig"] = pulumi.Output.secret(kubeconfig)
     outputs["engineCache"] = settings.engine_cache_uri
     outputs["gatewayUrl"] = (
@@ -213,7 +195,12 @@ def build(catalog: Catalog, settings: Settings) -> dict:
 
 
 def main() -> None:
-    """Entry point for `pulumi up`: read the stack config once, load the catalog, build, export outputs."""
+    """Entry point for `pulumi up`: read the stack config once, load the catalog, refuse what cannot deploy (every
+    problem at once, as `modelsvc validate --stack` does), build, export outputs."""
     settings = settings_from_config()
-    for key, value in build(load(settings.catalog), settings).items():
+    catalog = load(settings.catalog)
+    found = stack.problems(catalog, settings)
+    if found:
+        raise ValueError("the stack cannot deploy:\n" + "\n".join(f"  - {message}" for _, message in found))
+    for key, value in build(catalog, settings).items():
         pulumi.export(key, value)

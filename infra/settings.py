@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib import metadata
 from typing import Any, Literal
 
 from modelsvc.catalog.names import NAMESPACE_MODES, NamespaceMode
 
+from . import images
+
+
+def _version() -> str:
+    try:
+        return metadata.version("modelsvc")
+    except metadata.PackageNotFoundError:
+        return "dev"
+
+
 Target = Literal["eks", "kubeconfig"]
+Monitoring = Literal["install", "existing", "annotations"]
 
 TARGETS = ("eks", "kubeconfig")
+# install: the stack installs kube-prometheus-stack + prometheus-adapter (pinned charts, infra/charts.py);
+# existing: the cluster runs the Prometheus Operator and prometheus-adapter already (checked at preview);
+# annotations: a Prometheus without the operator scrapes the pods' prometheus.io annotations (no CRD objects).
+MONITORING_MODES = ("install", "existing", "annotations")
 
 
 @dataclass(frozen=True)
@@ -24,7 +40,12 @@ class Settings:
     namespace_mode: NamespaceMode = "shared"
     namespace: str = "modelsvc"  # shared mode: everything; per-owner mode: the gateway and shared objects
     triton_version: str = "25.10"  # NGC release of tritonserver:<v>-trtllm-python-py3 (pins TensorRT-LLM)
-    gateway_image: str = "ghcr.io/example/modelsvc-gateway:latest"
+    # Our images (infra/images.py): a real stack names each by the digest .github/workflows/images.yml pushed; None
+    # here means the local `docker build` name (render, kind clusters). See image().
+    gateway_image: str | None = None
+    build_image: str | None = None  # the build Job's model-repository step
+    vision_image: str | None = None  # vision-chat: Triton TensorRT-LLM + NVIDIA's per-model requirements
+    diffusion_image: str | None = None  # image-generation: the Triton tutorials' Stable Diffusion image
     gateway_port: int = 8000
     gateway_redis_secret: str | None = None  # Secret (key "url") holding REDIS_URL: limits shared by all replicas
     gateway_usage_secret: str | None = None  # Secret (key "url"): postgresql:// DSN of the usage store
@@ -36,9 +57,6 @@ class Settings:
     build_role_arn: Any = None  # IAM role (IRSA) of the build Jobs: read checkpoints, write engines; None: node's
     triton_role_arn: Any = None  # IAM role (IRSA) of Triton pods: read engines only; None: node credentials
     aws_cli_image: str = "public.ecr.aws/aws-cli/aws-cli:2.27.50"
-    # image-generation serving image: the Triton tutorials' Stable Diffusion image (their build.sh; NVIDIA does not
-    # publish it), which has the diffusion backend and its model configs in /workspace/diffusion-models
-    diffusion_image: str = "ghcr.io/example/tritonserver-diffusion:24.08"
     build_disk: str = "400Gi"  # ephemeral storage of a build Job: checkpoint + engine (GPU nodes have 500 GiB)
     metrics_namespace: str = "monitoring"  # where Prometheus runs: admitted to Triton's and the gateway's metrics
     gateway_metrics_port: int = 9091  # the gateway's internal port for /metrics and per-service readiness
@@ -50,10 +68,11 @@ class Settings:
     cluster_name: str = "modelsvc"
     extra_labels: dict[str, str] = field(default_factory=dict)
     # Monitoring and autoscaling (docs/infra.md "Autoscaling"; prometheus-adapter's rules and the dashboard go to
-    # metrics_namespace): the label the Prometheus stack's rule/monitor selectors match, and whether the Prometheus
-    # Operator CRDs exist (PodMonitor, PrometheusRule); without them only the prometheus.io annotations are rendered.
+    # metrics_namespace): who provides the metrics pipeline (MONITORING_MODES), and the Helm release name of
+    # kube-prometheus-stack, i.e. the `release` label its rule/monitor selectors match.
+    monitoring: Monitoring = "install"
     prometheus_release: str = "prometheus"
-    prometheus_operator: bool = True
+    cluster_autoscaler_role_arn: Any = None  # eks: the cluster autoscaler's IRSA role (the program fills it in)
     # The Pulumi program only (render ignores them): where the catalog is, how to reach the cluster, the eks target's
     # network and system nodes, the usage database it may create.
     catalog: str = "services.yaml"
@@ -70,13 +89,31 @@ class Settings:
             raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
         if self.namespace_mode not in NAMESPACE_MODES:
             raise ValueError(f"namespace mode must be one of {NAMESPACE_MODES}, got {self.namespace_mode!r}")
+        if self.monitoring not in MONITORING_MODES:
+            raise ValueError(f"monitoring must be one of {MONITORING_MODES}, got {self.monitoring!r}")
         if not self.engine_cache_uri.startswith("s3://"):
             raise ValueError(f"engine cache must be an s3:// URI, got {self.engine_cache_uri!r}")
+
+    @property
+    def prometheus_operator(self) -> bool:
+        """Whether the Prometheus Operator's CRDs are there (installed by us, or an existing stack's)."""
+        return self.monitoring != "annotations"
 
     @property
     def deploys_device_plugin(self) -> bool:
         """EKS's GPU AMIs lack the device plugin; other clusters usually run NVIDIA's GPU operator."""
         return self.target == "eks" if self.device_plugin is None else self.device_plugin
+
+    def image(self, name: str) -> str:
+        """The reference of one of our images (gateway, build-tools, vision, diffusion): the configured one, else
+        the local build's name."""
+        configured = {
+            "gateway": self.gateway_image,
+            "build-tools": self.build_image,
+            "vision": self.vision_image,
+            "diffusion": self.diffusion_image,
+        }[name]
+        return configured or images.local(name, _version(), self.triton_version)
 
     @property
     def triton_image(self) -> str:

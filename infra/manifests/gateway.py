@@ -91,7 +91,7 @@ def deployment(catalog: Catalog, settings: Settings) -> dict:
                     "containers": [
                         {
                             "name": "gateway",
-                            "image": settings.gateway_image,
+                            "image": settings.image("gateway"),
                             # the gateway's settings by their declared environment names (gateway_settings.py)
                             "env": [
                                 {"name": env_name("config"), "value": f"{CATALOG_DIR}/{CATALOG_FILE}"},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
+from modelsvc.catalog.capacity import build_gpus
 from modelsvc.catalog.model import Task
 from modelsvc.catalog.names import (
     TRITON_GRPC_PORT,
@@ -15,6 +16,7 @@ from modelsvc.catalog.names import (
     namespace_of,
 )
 
+from .. import disk
 from .. import labels as L
 from ..cache import MAX_BATCH_SIZE, engine_builds, engine_uri, max_num_tokens, service_cache_key, spec_json
 from ..settings import Settings
@@ -33,6 +35,17 @@ DIFFUSION_TEMPLATES = "/workspace/diffusion-models"  # the tutorials' diffusion 
 # features (324 for Qwen2-VL at 504x504) × hidden size (8192 covers the 72B model) × max batch size.
 MULTIMODAL_POOL_BYTES = 2 * 324 * 8192 * MAX_BATCH_SIZE
 STARTUP_BUDGET_S = 15 * 60  # engine load of a large model; the startup probe allows this much
+# A finished build Job (complete or failed) is deleted this long after it ends: its logs stay readable meanwhile
+# (`kubectl logs job/engine-build-<key>`), then the next deploy finds the engine cached, or builds it afresh.
+FINISHED_BUILD_TTL_S = 3600
+# No Hugging Face Hub (or any internet) in build and serving pods: every library that could reach for it is told
+# not to, so a missing file fails with its name instead of downloading (a production VPC has no route anyway).
+OFFLINE_ENV = [
+    {"name": "HF_HUB_OFFLINE", "value": "1"},
+    {"name": "TRANSFORMERS_OFFLINE", "value": "1"},
+    {"name": "HF_DATASETS_OFFLINE", "value": "1"},
+]
+HF_CACHE = "hf"  # under the engine entry: the Hub-layout cache the diffusion demo reads its scheduler from
 SHM_SIZE = "8Gi"
 PORTS = [("http", TRITON_HTTP_PORT), ("grpc", TRITON_GRPC_PORT), ("metrics", TRITON_METRICS_PORT)]
 
@@ -88,7 +101,13 @@ def probes() -> dict:
 
 
 def serving_image(model: Model, settings: Settings) -> str:
-    return settings.diffusion_image if model.task is Task.image_generation else settings.triton_image
+    """NVIDIA's Triton TensorRT-LLM image; for vision-chat the same with its per-model requirements; for
+    image-generation the tutorials' diffusion image (infra/images.py)."""
+    if model.task is Task.image_generation:
+        return settings.image("diffusion")
+    if model.task is Task.vision_chat:
+        return settings.image("vision")
+    return settings.triton_image
 
 
 def _templates_dir(model: Model) -> str:
@@ -117,18 +136,17 @@ def engine_job(catalog: Catalog, key: str, services: list[Service], settings: Se
         {"name": "MAX_BATCH_SIZE", "value": str(MAX_BATCH_SIZE)},
         {"name": "MAX_NUM_TOKENS", "value": str(max_num_tokens(model))},
         {"name": "TRITON_MODEL", "value": model.triton_model_name},
+        *OFFLINE_ENV,
     ]
-    disk = {"ephemeral-storage": settings.build_disk}
-    small = {"requests": {"cpu": "1", "memory": "2Gi", **disk}, "limits": {"memory": "4Gi", **disk}}
+    storage = {"ephemeral-storage": settings.build_disk}
+    small = {"requests": {"cpu": "1", "memory": "2Gi", **storage}, "limits": {"memory": "4Gi", **storage}}
     gpu = resources(model)
-    gpu = {"requests": {**gpu["requests"], **disk}, "limits": {**gpu["limits"], **disk}}
+    gpu = {"requests": {**gpu["requests"], **storage}, "limits": {**gpu["limits"], **storage}}
     work = [{"name": "work", "mountPath": "/work"}]
     image = serving_image(model, settings)
-    annotations = {
-        # a failed build is replaced (retried) by the next `pulumi up` instead of blocking it forever
-        "pulumi.com/replaceUnready": "true",
-        "modelsvc.io/model": first.model,
-    }
+    # No pulumi.com/replaceUnready: a running build is unready too, and the next deploy must never replace it.
+    # A failed one is retried once its TTL deletes it (FINISHED_BUILD_TTL_S).
+    annotations = {"modelsvc.io/model": first.model}
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -136,6 +154,7 @@ def engine_job(catalog: Catalog, key: str, services: list[Service], settings: Se
         "spec": {
             "backoffLimit": 1,  # one retry (a lost node); a deterministic failure should not burn GPU hours
             "activeDeadlineSeconds": BUILD_BUDGET_S,
+            "ttlSecondsAfterFinished": FINISHED_BUILD_TTL_S,
             "template": {
                 "metadata": {"labels": lab},
                 "spec": {
@@ -157,15 +176,19 @@ def engine_job(catalog: Catalog, key: str, services: list[Service], settings: Se
                             "image": image,
                             "command": ["sh", "-c"],
                             "args": [scripts.copy_templates(_templates_dir(model))],
+                            "env": OFFLINE_ENV,
                             "resources": small,
                             "volumeMounts": work,
                         },
                         {
                             "name": "model-repo",
-                            "image": settings.gateway_image,
+                            "image": settings.image("build-tools"),
                             "command": ["sh", "-c"],
                             "args": [scripts.MODEL_REPO],
-                            "env": [{"name": "MODEL_REPO_SPEC", "value": json.dumps(spec_json(model), sort_keys=True)}],
+                            "env": [
+                                {"name": "MODEL_REPO_SPEC", "value": json.dumps(spec_json(model), sort_keys=True)},
+                                *OFFLINE_ENV,
+                            ],
                             "resources": small,
                             "volumeMounts": work,
                         },
@@ -252,6 +275,25 @@ def scrape_annotations() -> dict:
     }
 
 
+def rollout(catalog: Catalog, service: Service) -> dict:
+    """A surge pod where the pool's validated headroom holds one: the validator keeps room for the pool's largest
+    engine build beside every instance at its peak (modelsvc.catalog.capacity), and a rollout runs only after its
+    build, so a new pod of this size fits there and the old ones serve until it is ready (no capacity lost, even at
+    one instance). Without that room: one pod at a time, down first."""
+    if build_gpus(catalog, service.pool) >= catalog.model_of(service).gpus:
+        return {"maxSurge": 1, "maxUnavailable": 0}
+    return {"maxSurge": 0, "maxUnavailable": 1}
+
+
+def serving_resources(model: Model) -> dict:
+    """resources() plus the engine's ephemeral storage: the engine directory (an emptyDir) is tens to hundreds of
+    GB; requested, the scheduler places the pod where it fits and the kubelet does not evict it first under disk
+    pressure. No limit: an estimate must not kill a pod."""
+    out = resources(model)
+    out["requests"]["ephemeral-storage"] = disk.serving_request(model)
+    return out
+
+
 def deployment(catalog: Catalog, service: Service, settings: Settings) -> dict:
     model = catalog.model_of(service)
     name = k8s_name(service.access_name)
@@ -268,8 +310,7 @@ def deployment(catalog: Catalog, service: Service, settings: Settings) -> dict:
             # the HPA's choice on every deploy.
             **({} if service.autoscale else {"replicas": service.instances}),
             "selector": {"matchLabels": triton_selector(service)},
-            # One GPU instance cannot be surged onto a full pool: replace pods one at a time instead.
-            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": rollout(catalog, service)},
             "template": {
                 "metadata": {"labels": lab, "annotations": scrape_annotations()},
                 "spec": {
@@ -291,9 +332,9 @@ def deployment(catalog: Catalog, service: Service, settings: Settings) -> dict:
                             "name": "triton",
                             "image": serving_image(model, settings),
                             "command": cmd,
-                            "env": extra_env,
+                            "env": [*OFFLINE_ENV, {"name": "HF_HOME", "value": f"/models/{HF_CACHE}"}, *extra_env],
                             "ports": [{"name": n, "containerPort": p, "protocol": "TCP"} for n, p in PORTS],
-                            "resources": resources(model),
+                            "resources": serving_resources(model),
                             **probes(),
                             "volumeMounts": [models_mount, {"name": "shm", "mountPath": "/dev/shm"}],
                         }

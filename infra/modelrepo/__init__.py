@@ -48,12 +48,19 @@ class RepoSpec:
     decoupled: bool = True  # streaming
     accumulate_tokens: bool = False  # BLS sends the cumulative text when streaming
     enable_chunked_context: bool = True  # prompts longer than max_num_tokens are scheduled in chunks
-    enable_kv_cache_reuse: bool = False
+    # Prefix (system prompt) reuse: the backend's default and NVIDIA's advice (tensorrtllm_backend r25.10
+    # docs/model_config.md); the engine is built with paged context FMHA, which it requires.
+    enable_kv_cache_reuse: bool = True
     kv_cache_free_gpu_mem_fraction: float = 0.9
     prompt_embedding_table_data_type: str = "TYPE_FP16"  # templates of TensorRT-LLM >= 1.2 take it as a key
-    preprocessing_instances: int = 1
-    postprocessing_instances: int = 1
-    bls_instances: int = 1
+    # tensorrtllm_backend r25.10 docs/model_config.md: "setting instance_count to 5 works well" for the Python
+    # pre/postprocessing models; the decoupled BLS serves one request per instance, so as many as the batch
+    # (bls_instance_count: "set the number of model instances to the maximum batch size"). None: max_batch_size.
+    preprocessing_instances: int = 5
+    postprocessing_instances: int = 5
+    bls_instances: int | None = None
+    # multimodal_encoders: at most the visual engine's batch (its optimisation profile's max, set at build time)
+    visual_max_batch_size: int = 4
     diffusion_variant: str = "sd-1.5"  # "sd-1.5" | "sdxl" (the tutorial's two models)
     image_width: int | None = None  # diffusion: None keeps the tutorial's value
     image_height: int | None = None
@@ -134,8 +141,11 @@ def _check(spec: RepoSpec) -> Task:
         "preprocessing_instances",
         "postprocessing_instances",
         "bls_instances",
+        "visual_max_batch_size",
     ):
         value = getattr(spec, name)
+        if name == "bls_instances" and value is None:
+            continue
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise RepoError("spec", f"{name} must be a positive integer, not {value!r}")
     served = spec.served_name or SERVED[task][0]

@@ -125,7 +125,7 @@ def bls(spec, params: dict[str, str], *, visual: bool) -> ModelFill:
         values={
             "triton_max_batch_size": spec.max_batch_size,
             "decoupled_mode": _flag(spec.decoupled),
-            "bls_instance_count": spec.bls_instances,
+            "bls_instance_count": spec.bls_instances or spec.max_batch_size,
             "accumulate_tokens": _flag(spec.accumulate_tokens),
             "tensorrt_llm_model_name": "tensorrt_llm",
             "multimodal_encoders_name": "multimodal_encoders" if visual else "",

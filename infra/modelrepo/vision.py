@@ -26,7 +26,9 @@ def encoders(spec) -> ModelFill:
         "multimodal_encoders",
         "multimodal/multimodal_encoders",
         values={
-            "triton_max_batch_size": spec.max_batch_size,
+            # the visual engine's batch (build_multimodal_engine.py's default, NVIDIA's documented Qwen2-VL build): a
+            # larger Triton batch would exceed its optimisation profile
+            "triton_max_batch_size": min(spec.visual_max_batch_size, spec.max_batch_size),
             "multimodal_model_path": spec.visual_engine_dir,
             "encoder_input_features_data_type": "TYPE_FP16",
             "hf_model_path": spec.tokenizer_dir,

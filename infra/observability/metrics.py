@@ -29,6 +29,10 @@ TRITON = {
     "nv_inference_request_failure",
 }
 
+# The TensorRT-LLM backend's executor statistics (tensorrtllm_backend r25.10 README.md, "Triton Metrics"): label
+# request_type waiting | active | scheduled | context | max. What the autoscaling signal reads.
+TRTLLM = {"nv_trt_llm_request_metrics"}
+
 # kube-state-metrics (part of kube-prometheus-stack): Job, Deployment and HPA status.
 KUBE_STATE = {
     "kube_job_status_failed",
@@ -45,4 +49,4 @@ QUEUE_RATIO = "modelsvc:triton_queue_compute:ratio"
 PENDING = "modelsvc:triton_pending_requests:sum"
 RECORDED = {QUEUE_RATIO, PENDING}
 
-KNOWN = GATEWAY | TRITON | KUBE_STATE | DCGM | RECORDED
+KNOWN = GATEWAY | TRITON | TRTLLM | KUBE_STATE | DCGM | RECORDED

@@ -1,9 +1,23 @@
 """Prometheus rules: the recording rules the autoscaler reads, and the alerts, as Prometheus Operator rule groups.
 
-The queue/compute ratio follows NVIDIA's TensorRT-LLM autoscaling guide (triton-inference-server/tutorials,
-Deployment/Kubernetes/TensorRT-LLM_Autoscaling_and_Load_Balancing): rate of queue time over rate of compute time,
-the divisor clamped at 1 so an idle pod reads 0. Unlike the guide, the wrapper models (ensemble, BLS) are left out:
-their compute time is the sum of their steps', so counting them would halve the ratio.
+The autoscaling signal must see TensorRT-LLM's own executor queue. Triton's core metrics cannot: the decoupled
+TensorRT-LLM backend takes a request from Triton's queue at once and counts it as compute from then on, waiting in
+the executor included, so NVIDIA's guide's queue/compute ratio (triton-inference-server/tutorials,
+Deployment/Kubernetes/TensorRT-LLM_Autoscaling_and_Load_Balancing) *falls* as the GPU saturates. The backend exports
+the executor's state per pod instead (tensorrtllm_backend r25.10 README.md, "Triton Metrics"):
+`nv_trt_llm_request_metrics{request_type="waiting"}` (queued in the executor) and `{request_type="active"}` (in
+flight). So, per pod:
+
+* queue_ratio = waiting / max(active, 1): by Little's law (L = λW, one arrival rate for both) the number waiting over
+  the number being served is the time waiting over the time being served, the ratio the catalog's target means
+  (1: requests wait as long as they run). Pods without TensorRT-LLM (image generation) keep Triton's own
+  queue/compute ratio, which does see their queue; the wrapper models (ensemble, BLS) are left out of it, their
+  compute time being the sum of their steps'.
+* pending_requests = the requests a pod holds: in flight and waiting in the executor, plus any pending in Triton's
+  core. Proportional to the pod's load below saturation (so the HPA's ceil(pods × metric / target) sizes well) and
+  growing with the queue above it. queue_ratio, by contrast, stays near 0 until in-flight batching is full and then
+  climbs steeply: it scales up fast on a burst but can hunt between two pod counts under a steady load that sits
+  between them (devtools/hpa_sim.py; docs/infra.md "Autoscaling").
 """
 
 from __future__ import annotations
@@ -27,18 +41,22 @@ ERROR_RATIO = 0.05  # 5% of answers failing for 5 minutes pages someone
 ADDED_LATENCY_P99_S = 0.025  # the gateway's own p99 overhead; benchmarks show well under 1 ms at load
 
 
+WAITING = f'sum by ({POD}) (nv_trt_llm_request_metrics{{request_type="waiting"}})'
+ACTIVE = f'sum by ({POD}) (nv_trt_llm_request_metrics{{request_type="active"}})'
+CORE_PENDING = f"sum by ({POD}) (nv_inference_pending_request_count{{{ENGINE_MODELS}}})"
+CORE_RATIO = (
+    f"sum by ({POD}) (rate(nv_inference_queue_duration_us{{{ENGINE_MODELS}}}[1m]))\n"
+    f"  / clamp_min(sum by ({POD}) (rate(nv_inference_compute_infer_duration_us{{{ENGINE_MODELS}}}[1m])), 1)"
+)
+
+
 def recording_rules() -> dict:
     return {
         "name": "modelsvc-autoscaling",
         "interval": "15s",
         "rules": [
-            {
-                "record": QUEUE_RATIO,
-                "expr": f"sum by ({POD}) (rate(nv_inference_queue_duration_us{{{ENGINE_MODELS}}}[1m]))\n"
-                f"  / clamp_min(sum by ({POD}) "
-                f"(rate(nv_inference_compute_infer_duration_us{{{ENGINE_MODELS}}}[1m])), 1)",
-            },
-            {"record": PENDING, "expr": f"sum by ({POD}) (nv_inference_pending_request_count{{{ENGINE_MODELS}}})"},
+            {"record": QUEUE_RATIO, "expr": f"{WAITING}\n  / clamp_min({ACTIVE}, 1)\nor\n{CORE_RATIO}"},
+            {"record": PENDING, "expr": f"{WAITING} + {ACTIVE} + {CORE_PENDING}\nor\n{CORE_PENDING}"},
         ],
     }
 

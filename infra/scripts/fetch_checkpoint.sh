@@ -22,5 +22,10 @@ case "$MODEL_SOURCE" in
       exit 1
     fi
     ;;
-  *) printf '%s\n' "$MODEL_SOURCE" > "$work/hf-id" ;;
+  *)
+    # builds have no internet (no Hugging Face Hub): the checkpoint comes from the model store only
+    echo "model source $MODEL_SOURCE is not an s3:// checkpoint: engine builds run without internet access;" >&2
+    echo "copy the checkpoint to the model store (aws s3 sync) and point the model's source at it" >&2
+    exit 1
+    ;;
 esac

@@ -144,8 +144,9 @@ def _duration(value: str) -> str:
 
 
 class ScaleMetric(str, Enum):
-    queue_ratio = "queue_ratio"  # Triton queue time / compute time per pod (NVIDIA's autoscaling guide)
-    pending_requests = "pending_requests"  # requests waiting in Triton per pod (nv_inference_pending_request_count)
+    # per pod; recorded by infra/observability/rules.py from TensorRT-LLM's executor statistics
+    queue_ratio = "queue_ratio"  # time waiting / time being served (executor waiting / in flight, Little's law)
+    pending_requests = "pending_requests"  # requests the pod holds: in flight + waiting
 
 
 # Allowed target per metric: a ratio below 0.05 would scale on noise; 10 means requests wait 10x their compute time.

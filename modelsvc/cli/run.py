@@ -13,7 +13,7 @@ from pathlib import Path
 
 from gateway.config import OverlayError, settings_from
 from gateway.server import WorkersNeedRedis, serve
-from infra.render import render, write_monitoring_files, write_yaml
+from infra.render import APPLY_SCRIPT, render_plan, write_monitoring_files, write_plan
 from infra.settings import Settings as InfraSettings
 from modelsvc.catalog import CatalogError, load
 from modelsvc.catalog.gateway_settings import SETTINGS as GATEWAY_SETTINGS
@@ -37,11 +37,13 @@ def cmd_render(args) -> int:
     except CatalogError as e:
         print(e, file=sys.stderr)
         return 1
-    paths = write_yaml(render(catalog, args.target, InfraSettings()), args.outdir)
+    p = render_plan(catalog, args.target, InfraSettings())
+    write_plan(p, args.outdir)
     extra = write_monitoring_files(catalog, InfraSettings(), args.outdir)
     print(
-        f"wrote {len(paths)} manifests to {args.outdir} (apply with: kubectl apply -f {args.outdir}); "
-        f"Prometheus rules and the Grafana dashboard also as plain files: {', '.join(str(p) for p in extra)}"
+        f"wrote {len(p.objects)} manifests and {len(p.releases)} Helm releases to {args.outdir} "
+        f"(apply in dependency order with: sh {Path(args.outdir) / APPLY_SCRIPT}); "
+        f"Prometheus rules and the Grafana dashboard also as plain files: {', '.join(str(x) for x in extra)}"
     )
     return 0
 

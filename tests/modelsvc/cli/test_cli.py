@@ -212,7 +212,8 @@ def test_render_writes_valid_manifests(tmp_path):
     r = run("render", str(tmp_path / "out"))
     assert r.returncode == 0, r.stderr
     files = sorted((tmp_path / "out").glob("*.yaml"))
-    assert len(files) >= 10 and "kubectl apply -f" in r.stdout
+    assert len(files) >= 10 and "apply.sh" in r.stdout
+    assert (tmp_path / "out" / "apply.sh").read_text().startswith("#!/bin/sh")
     kinds = {yaml.safe_load(f.read_text())["kind"] for f in files}
     assert {"Deployment", "Service", "ConfigMap", "NetworkPolicy", "PodDisruptionBudget", "Job"} <= kinds
 
