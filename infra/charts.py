@@ -1,7 +1,8 @@
 """The Helm charts the stack installs, pinned, and their values (plain dicts: the plan carries them as releases).
 
-Every pin names the chart's source at that version; tests/infra/test_charts.py reads each pinned chart's own files
-(Chart.yaml, values.yaml, its RBAC templates) from the fixture tree and checks what we rely on.
+Every pin names the chart's source at that version; tests/infra/test_charts.py checks what we rely on against the
+facts read from each pinned chart's own files (tests/infra/data/helm-chart-facts.json, written by
+devtools/chart_facts.py: regenerate it with a new pin, docs/infra.md "Helm chart facts").
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ class Chart:
     name: str
     version: str
     repo: str
-    app_version: str  # what the chart's Chart.yaml says it runs (checked against the fixture)
+    app_version: str  # what the chart's Chart.yaml says it runs (checked against its facts)
 
 
 PROMETHEUS_COMMUNITY = "https://prometheus-community.github.io/helm-charts"

@@ -30,11 +30,11 @@ def prometheus_url(settings: Settings) -> str:
 
 
 def kube_prometheus_stack_values(settings: Settings) -> dict:
-    """The chart's defaults, except the fixed fullname. They are what we rely on (values.yaml at the pinned tag, read
-    by tests/infra/test_charts.py): `crds.enabled` (the operator's CRDs), Prometheus selecting PodMonitors and
-    PrometheusRules labelled `release: <release name>` in every namespace (`*SelectorNilUsesHelmValues: true`,
-    `*NamespaceSelector: {}`), Grafana's sidecar loading ConfigMaps labelled `grafana_dashboard: "1"` from all
-    namespaces, kube-state-metrics for the Job/Deployment/HPA alerts."""
+    """The chart's defaults, except the fixed fullname. They are what we rely on (values.yaml at the pinned tag, as its
+    facts record it, checked by tests/infra/test_charts.py): `crds.enabled` (the operator's CRDs), Prometheus selecting
+    PodMonitors and PrometheusRules labelled `release: <release name>` in every namespace
+    (`*SelectorNilUsesHelmValues: true`, `*NamespaceSelector: {}`), Grafana's sidecar loading ConfigMaps labelled
+    `grafana_dashboard: "1"` from all namespaces, kube-state-metrics for the Job/Deployment/HPA alerts."""
     return {"fullnameOverride": FULLNAME, "crds": {"enabled": True}}
 
 

@@ -2,44 +2,27 @@
 never become ready (Pulumi awaits readiness, so a deploy would hang and fail on it).
 
 It knows the built-in kinds of Kubernetes 1.33 (those kubernetes-validate has schemas for), the namespaces `default`
-and `kube-system`, and what the pinned Helm charts install (read from their own files in the fixture tree where the
-chart says it: kube-prometheus-stack's CRD list, prometheus-adapter's APIService condition). Nothing else exists
-until an applied object creates it.
+and `kube-system`, and what the pinned Helm charts install for the release's values (the facts read from the charts'
+own files, tests/infra/helm_facts.py: kube-prometheus-stack's CRD files and the condition installing them,
+prometheus-adapter's APIService and its condition). Nothing else exists until an applied object creates it.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import random
-from pathlib import Path
 
 import kubernetes_validate
-import yaml
 
 from infra.charts import KUBE_PROMETHEUS_STACK, PROMETHEUS_ADAPTER
 from infra.plan import Entry, Plan
-from tests.conftest import ROOT
 
-from . import crds
+from . import crds, helm_facts
 
 K8S_VERSION = "1.33"
-CHARTS_ENV = "MODELSVC_HELM_CHARTS"
-CHARTS_DEFAULT = ROOT.parent / "shared" / "fixtures" / "helm-charts"
 CLUSTER_SCOPED = {"Namespace", "CustomResourceDefinition", "APIService", "ClusterRole", "ClusterRoleBinding"}
 POD_TEMPLATE_KINDS = {"Deployment", "DaemonSet", "StatefulSet", "Job"}
 BUILTIN_PRIORITY_CLASSES = {"system-node-critical", "system-cluster-critical"}
-
-
-def charts_root() -> Path:
-    path = Path(os.environ.get(CHARTS_ENV) or CHARTS_DEFAULT)
-    if not path.is_dir():
-        raise FileNotFoundError(f"the Helm chart fixtures are not at {path}: set {CHARTS_ENV} (see its PROVENANCE.md)")
-    return path
-
-
-def chart_dir(name: str, version: str) -> Path:
-    return charts_root() / f"{name}-{version}"
 
 
 class Refused(Exception):
@@ -61,12 +44,6 @@ def _crd_name(api_version: str, kind: str) -> str | None:
     """The CRD that serves (apiVersion, kind), from the real CRD files: <plural>.<group>."""
     crd = crds.definitions().get((api_version, kind))
     return f"{crd['spec']['names']['plural']}.{crd['spec']['group']}" if crd else None
-
-
-def _truthy(values: dict, *path: str) -> bool:
-    for p in path:
-        values = values.get(p) if isinstance(values, dict) else None  # type: ignore[assignment]
-    return bool(values)
 
 
 class Cluster:
@@ -160,27 +137,23 @@ class Cluster:
         self.applied.append(entry.key)
 
     def _install(self, obj: dict) -> None:
-        """A Helm release: what its pinned chart installs, read from the chart's own files."""
+        """A Helm release: what its pinned chart installs for the release's values, from the chart's facts."""
         md, spec = obj["metadata"], obj["spec"]
         if md["namespace"] not in self.namespaces:
             raise Refused(f'helm release {md["name"]}: namespaces "{md["namespace"]}" not found')
         chart, values = spec["chart"], spec["values"]
-        if chart == KUBE_PROMETHEUS_STACK.name and _truthy(values, "crds", "enabled"):
+        facts = helm_facts.facts((chart, spec["version"]))  # every release's chart version has facts
+        if chart == KUBE_PROMETHEUS_STACK.name and helm_facts.holds(facts["crds"]["when"], facts, values):
             # charts/crds/crds/crd-<plural>.yaml: the operator's CRDs, group monitoring.coreos.com
-            listing = chart_dir(chart, spec["version"]) / "crds.list"
-            for line in listing.read_text().split():
-                self.crds.add(f"{line.removeprefix('crd-').removesuffix('.yaml')}.monitoring.coreos.com")
+            for file in facts["crds"]["files"]:
+                self.crds.add(f"{file.removeprefix('crd-').removesuffix('.yaml')}.monitoring.coreos.com")
         if chart == PROMETHEUS_ADAPTER.name:
-            existing = (values.get("rules") or {}).get("existing")
+            existing = helm_facts.value(facts, values, "rules.existing")
             if existing and not self._has("ConfigMap", md["namespace"], existing):
                 raise Refused(f'helm release {md["name"]} would never become ready: configmap "{existing}" missing')
-            # templates/custom-metrics-apiservice.yaml: `{{- if or .Values.rules.default .Values.rules.custom }}`
-            template = chart_dir(chart, spec["version"]) / "templates" / "custom-metrics-apiservice.yaml"
-            assert "if or .Values.rules.default .Values.rules.custom" in template.read_text()
-            chart_defaults = yaml.safe_load((chart_dir(chart, spec["version"]) / "values.yaml").read_text())
-            rules = {**chart_defaults["rules"], **(values.get("rules") or {})}
-            if rules.get("default") or rules.get("custom"):
-                self.api_services.add("v1beta1.custom.metrics.k8s.io")
+            api = facts["objects"]["APIService"]  # templates/custom-metrics-apiservice.yaml, and its guard
+            if helm_facts.holds(api["when"], facts, values):
+                self.api_services.add(api["name"])
         self.applied.append(("HelmRelease", md["namespace"], md["name"]))
 
 
