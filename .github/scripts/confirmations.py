@@ -30,12 +30,12 @@ import re
 import sys
 from typing import Any
 
-from modelsvc.catalog.model import ACCESS_NAME_RE, LABEL_RE
+from modelsvc.review.changes import CONFIRMATION_RE
 
 KINDS = ("delete", "change")
 HTML_COMMENT = re.compile(r"<!--.*?(-->|$)", re.S)  # invisible in the rendered description: never a confirmation
 BODY_LINE = re.compile(r"^[ \t>*-]*confirm-(delete|change):[ \t]*(\S+)[ \t]*$", re.I | re.M)
-_VALID = {"delete": re.compile(ACCESS_NAME_RE), "change": re.compile(f"{ACCESS_NAME_RE}|{LABEL_RE}")}
+LABEL_DIGEST = re.compile(r"^[0-9a-f]+$")
 
 
 def confirmations(event: dict[str, Any]) -> dict[str, list[str]]:
@@ -46,18 +46,19 @@ def confirmations(event: dict[str, Any]) -> dict[str, list[str]]:
         name = (label.get("name") or "").strip()
         for kind in KINDS:
             prefix = f"confirm-{kind}:"
-            if name.lower().startswith(prefix):
-                found.append((kind, name[len(prefix) :].strip()))
+            if name.lower().startswith(prefix):  # a label holds the digest alone (labels are <= 50 characters)
+                value = name[len(prefix) :].strip()
+                found.append((kind, f"@{value}" if LABEL_DIGEST.match(value) else value))
     body = HTML_COMMENT.sub("", (pr.get("body") or "").replace("\r\n", "\n"))
     found += [(kind.lower(), name) for kind, name in BODY_LINE.findall(body)]
     names: dict[str, list[str]] = {kind: [] for kind in KINDS}
     for kind, name in found:
         name = name.strip("`")
-        if not _VALID[kind].match(name):
+        if not CONFIRMATION_RE.match(name):
             # Never quote it: it is text from the pull request, and this line goes to the log as a workflow command.
             print(
-                f"::warning title=Confirm-{kind.capitalize()}::ignored a value that is not "
-                f"{'an access name (<owner>/<name>)' if kind == 'delete' else 'an access name or key id'}",
+                f"::warning title=Confirm-{kind.capitalize()}::ignored a value that is not '<subject>@<digest>' "
+                "as the review names it",
                 file=sys.stderr,
             )
         elif name not in names[kind]:

@@ -22,6 +22,9 @@ from typing import ClassVar
 
 import pytest
 
+from modelsvc.catalog import loads
+from modelsvc.review import Confirm, diff
+
 from .workflow_steps import GITHUB, ROOT, run_step, step, workflow
 
 MARKER = "<!-- modelsvc-review -->"
@@ -135,6 +138,11 @@ def review(work: Path, runner_env, tmp_path: Path, labels=(), body="") -> tuple[
     return proc, md
 
 
+def digest_of(head_yaml: str, kind: Confirm, subject: str) -> str:
+    """The digest the review names for that confirmation (what a person copies from the comment)."""
+    return diff(loads(BASE_YAML), loads(head_yaml)).digests()[(kind, subject)]
+
+
 def _replace(text: str, old: str, new: str) -> str:
     assert text.count(old) == 1, old
     return text.replace(old, new)
@@ -162,19 +170,27 @@ def test_unchanged_passes_with_no_deployed_change(make_pr, runner_env, tmp_path)
 
 
 def test_rename_needs_a_confirmation(make_pr, runner_env, tmp_path):
-    work = make_pr(_replace(BASE_YAML, "access_name: u-8105f7322477/test\n", "access_name: u-8105f7322477/test-v2\n"))
+    head = _replace(BASE_YAML, "access_name: u-8105f7322477/test\n", "access_name: u-8105f7322477/test-v2\n")
+    work = make_pr(head)
+    digest = digest_of(head, Confirm.change, "u-8105f7322477/test")
     assert validate(work, runner_env).returncode == 0
     proc, md = review(work, runner_env, tmp_path)
     assert proc.returncode == 1
     assert "renamed `u-8105f7322477/test` → `u-8105f7322477/test-v2` (`ms-1d033c426254`)" in md
-    assert "`Confirm-Change: u-8105f7322477/test`" in md and "**Result: ❌ blocked**" in md
+    assert f"`Confirm-Change: u-8105f7322477/test@{digest}`" in md and "**Result: ❌ blocked**" in md
     proc, md = review(work, runner_env, tmp_path, body="Confirm-Change: u-8105f7322477/test")
+    assert proc.returncode == 1, "a bare access name no longer confirms: the confirmation names the change"
+    proc, md = review(work, runner_env, tmp_path, body=f"Confirm-Change: u-8105f7322477/test@{digest}")
     assert proc.returncode == 0 and "passes with confirmed changes callers will notice" in md
+
+
+DELETION = _without_service(BASE_YAML, "u-3f9a2c7e51d0/product-images")
+DELETE = digest_of(DELETION, Confirm.delete, "u-3f9a2c7e51d0/product-images")
 
 
 @pytest.fixture
 def deletion(make_pr):
-    return make_pr(_without_service(BASE_YAML, "u-3f9a2c7e51d0/product-images"))
+    return make_pr(DELETION)
 
 
 def test_deletion_fails_without_confirmation(deletion, runner_env, tmp_path):
@@ -182,19 +198,21 @@ def test_deletion_fails_without_confirmation(deletion, runner_env, tmp_path):
     proc, md = review(deletion, runner_env, tmp_path, labels=["infra"], body="Removing the image service.")
     assert proc.returncode == 1
     assert "❌ removed `u-3f9a2c7e51d0/product-images` (`ms-ab2970f31223`): callers get 404 — **not confirmed**" in md
-    assert "`confirm-delete:u-3f9a2c7e51d0/product-images`" in md
+    assert f"`confirm-delete:{DELETE}`" in md
     assert "**Result: ❌ blocked**" in md
 
 
 def test_deletion_confirmed_by_label(deletion, runner_env, tmp_path):
-    proc, md = review(deletion, runner_env, tmp_path, labels=["confirm-delete:u-3f9a2c7e51d0/product-images"])
+    proc, md = review(deletion, runner_env, tmp_path, labels=[f"confirm-delete:{DELETE}"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "✅ removed `u-3f9a2c7e51d0/product-images` (`ms-ab2970f31223`): callers get 404 — confirmed" in md
     assert "blocked" not in md
 
 
 def test_deletion_confirmed_by_description_line(deletion, runner_env, tmp_path):
-    body = "Image generation moves to the new cluster.\r\n\r\nConfirm-Delete: u-3f9a2c7e51d0/product-images\r\n"
+    body = (
+        f"Image generation moves to the new cluster.\r\n\r\nConfirm-Delete: u-3f9a2c7e51d0/product-images@{DELETE}\r\n"
+    )
     proc, md = review(deletion, runner_env, tmp_path, body=body)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "removed `u-3f9a2c7e51d0/product-images` (`ms-ab2970f31223`): callers get 404 — confirmed" in md
@@ -204,10 +222,12 @@ def test_deletion_confirmed_by_description_line(deletion, runner_env, tmp_path):
     "labels, body",
     [
         # Another service's confirmation does not count, nor a Confirm-Change for a deletion.
-        (["confirm-delete:u-3f9a2c7e51d0/receipts"], "Confirm-Delete: u-8105f7322477/test"),
-        (["confirm-change:u-3f9a2c7e51d0/product-images"], ""),
+        (["confirm-delete:0123456789"], f"Confirm-Delete: u-8105f7322477/test@{DELETE}"),
+        ([f"confirm-change:{DELETE}"], ""),
+        # The bare access name, as before digests: it names no change.
+        (["confirm-delete:u-3f9a2c7e51d0/product-images"], "Confirm-Delete: u-3f9a2c7e51d0/product-images"),
         # A line hidden in an HTML comment (as in the pull request template) is not a confirmation.
-        ([], "<!--\nConfirm-Delete: u-3f9a2c7e51d0/product-images\n-->"),
+        ([], f"<!--\nConfirm-Delete: u-3f9a2c7e51d0/product-images@{DELETE}\n-->"),
         # Shell in the description is text, never code: it reaches no script and confirms nothing.
         ([], 'Confirm-Delete: u-3f9a2c7e51d0/product-images"; touch pwned; echo "'),
         ([], "Confirm-Delete: $(touch pwned)"),
@@ -222,7 +242,7 @@ def test_deletion_not_confirmed_by_anything_else(deletion, runner_env, tmp_path,
 
 def test_the_pr_cannot_change_its_own_reviewer(make_pr, runner_env, tmp_path):
     """A PR that rewrites the confirmation script to confirm everything: the base branch's script runs."""
-    hostile = "#!/usr/bin/env python3\nprint('--confirm-delete=u-3f9a2c7e51d0/product-images')\n"
+    hostile = f"#!/usr/bin/env python3\nprint('--confirm-delete=@{DELETE}')\n"
     work = make_pr(
         _without_service(BASE_YAML, "u-3f9a2c7e51d0/product-images"),
         files={".github/scripts/confirmations.py": hostile},
@@ -416,7 +436,7 @@ def test_review_is_one_sticky_comment(deletion, runner_env, tmp_path, fake_githu
     first = run_step(comment, deletion, _context(runner_env, "1000"), env)
     assert first.returncode == 0, first.stderr
     assert "created comment" in first.stdout
-    review(deletion, runner_env, tmp_path, labels=["confirm-delete:u-3f9a2c7e51d0/product-images"])  # label added
+    review(deletion, runner_env, tmp_path, labels=[f"confirm-delete:{DELETE}"])  # label added
     second = run_step(comment, deletion, _context(runner_env, "1001"), env)
     assert second.returncode == 0, second.stderr
     assert "updated comment" in second.stdout
@@ -433,7 +453,7 @@ def test_review_is_one_sticky_comment(deletion, runner_env, tmp_path, fake_githu
 def test_a_stale_run_never_overwrites_a_newer_review(deletion, runner_env, tmp_path, fake_github):
     env = {**runner_env, "GITHUB_API_URL": fake_github}
     comment = step(REVIEW, "review", "comment")
-    review(deletion, runner_env, tmp_path, labels=["confirm-delete:u-3f9a2c7e51d0/product-images"])
+    review(deletion, runner_env, tmp_path, labels=[f"confirm-delete:{DELETE}"])
     assert "created comment" in run_step(comment, deletion, _context(runner_env, "2000"), env).stdout
     newest = _ours()[0]["body"]
 
