@@ -1,25 +1,19 @@
 #!/usr/bin/env python3
-"""Print the `--confirm-delete=…` / `--confirm-change=…` arguments of a pull request, one per line.
+"""The confirmations a pull request gives: `--confirm-delete=…` / `--confirm-change=…` arguments, one per line.
 
-A pull request confirms a change callers will notice in either of two ways:
-  - a label `confirm-delete:<access name>` / `confirm-change:<access name or key id>`
-  - a line `Confirm-Delete: <access name>` / `Confirm-Change: <access name or key id>` in its description
-    (case-insensitive key, one name per line; lines inside HTML comments, which the rendered description hides,
-    do not count)
+A pull request confirms a change callers will notice, as its review names it (each confirmation carries the digest
+of the change it confirms, so it confirms that change and no later one), in either of two ways:
+  - a line `Confirm-Delete: <access name>@<digest>` / `Confirm-Change: <subject>@<digest>` in its description
+    (case-insensitive key, one per line; lines inside HTML comments, which the rendered description hides, do not
+    count)
+  - a label `confirm-delete:<digest>` / `confirm-change:<digest>` (labels are at most 50 characters: the digest alone)
 
-Confirm-Delete confirms removing a service; Confirm-Change confirms every other change callers notice (a rename, another
-model, token limits, template, task, instances 0; a key revoked, rotated or given to another owner): see
-docs/changing-a-service.md.
+The review job reads the pull request from the API at run time (review_pr.py), never from the event a run was
+started with, nor from `${{ github.event.pull_request.body }}` pasted into a script: the body is text anyone
+opening a pull request controls, and a re-run must not replay old labels. Anything that is not `<subject>@<digest>`
+is reported (without quoting it) as a warning annotation and ignored.
 
-The pull request comes from the event JSON GitHub writes for the run (path in $GITHUB_EVENT_PATH, or the first
-argument), never from `${{ github.event.pull_request.body }}` pasted into a shell script: the body is text anyone
-opening a pull request controls. Each name is checked against the access-name or key-id syntax; anything else is
-reported (without quoting it) as a warning annotation and ignored, so only well-formed names reach `modelsvc review`.
-
-Usage in a workflow step:
-    python .github/scripts/confirmations.py > "$RUNNER_TEMP/confirm.args"
-    mapfile -t confirm < "$RUNNER_TEMP/confirm.args"
-    modelsvc review BASE HEAD "${confirm[@]}"
+    python .github/scripts/confirmations.py PR.json     # the API's pull-request object (or an event holding one)
 """
 
 from __future__ import annotations
@@ -38,9 +32,10 @@ BODY_LINE = re.compile(r"^[ \t>*-]*confirm-(delete|change):[ \t]*(\S+)[ \t]*$", 
 LABEL_DIGEST = re.compile(r"^[0-9a-f]+$")
 
 
-def confirmations(event: dict[str, Any]) -> dict[str, list[str]]:
-    """kind → names confirmed by the pull request of a `pull_request` event, in order, no repeats."""
-    pr = event.get("pull_request") or {}
+def confirmations(pr: dict[str, Any]) -> dict[str, list[str]]:
+    """kind → `subject@digest` / `@digest` tokens the pull request (the API's pull-request object, or an event
+    holding one) confirms, in order, no repeats."""
+    pr = pr.get("pull_request") or pr
     found: list[tuple[str, str]] = []
     for label in pr.get("labels") or []:
         name = (label.get("name") or "").strip()
@@ -69,7 +64,7 @@ def confirmations(event: dict[str, Any]) -> dict[str, list[str]]:
 def main(argv: list[str]) -> int:
     path = argv[1] if len(argv) > 1 else os.environ.get("GITHUB_EVENT_PATH")
     if not path:
-        print("confirmations.py: no event file (set GITHUB_EVENT_PATH or pass a path)", file=sys.stderr)
+        print("confirmations.py: no pull request file (pass a path)", file=sys.stderr)
         return 2
     with open(path, encoding="utf-8") as f:
         event = json.load(f)
