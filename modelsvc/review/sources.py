@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Sequence
 
 from modelsvc.catalog.loader import decode
-from modelsvc.catalog.yamlpos import MAX_BYTES, parse_yaml
+from modelsvc.catalog.yamlpos import MAX_BYTES, load_data, parse_yaml
 
 REGULAR = "100644"
 DEFAULT_CATALOG = "services.yaml"
@@ -115,10 +115,9 @@ def name_history(
     for line in log.decode().splitlines():
         commit, _, date = line.partition("\t")
         try:
-            text = decode(git_blob(commit, path, cwd), path)
-        except Exception:  # a version that was a symlink, too big or not UTF-8 names nobody
+            data = load_data(decode(git_blob(commit, path, cwd), path), path)
+        except Exception:  # a version that was a symlink, too big, not UTF-8 or not YAML names nobody
             continue
-        data, _, _ = parse_yaml(text, path)
         services = data.get("services") if isinstance(data, dict) else None
         for s in services if isinstance(services, list) else []:
             name, sid = (s.get("access_name"), s.get("id")) if isinstance(s, dict) else (None, None)

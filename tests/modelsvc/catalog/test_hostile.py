@@ -154,3 +154,14 @@ def test_pool_null_on_a_triton_service_is_refused():
     assert p.startswith(f"services.yaml:{line}:") and "names no 'pool'" in p and "503" in p
     (p,) = problems(replace(VALID, "    instances: 1\n    pool: h100\n", "    instances: 1\n"))
     assert "names no 'pool'" in p
+
+
+def test_load_data_is_the_same_data_and_as_bounded():
+    """The fast data-only path (libyaml) gives parse_yaml's data, and a file with aliases goes through the bounded
+    reader: the bomb is refused there too, quickly."""
+    from modelsvc.catalog.yamlpos import load_data
+
+    assert load_data(VALID, "f") == parse_yaml(VALID, "f")[0]
+    start = time.process_time()
+    assert load_data(VALID + _laughs(), "f") is None
+    assert time.process_time() - start < 1.0
