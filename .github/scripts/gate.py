@@ -23,7 +23,8 @@ head commit by someone other than its author.
 A skipped or missing check is never success. The gate waits while the code checks are queued or running (a label
 added during the tests re-evaluates the gate without re-running them, and can never turn it green on its own).
 
-Environment: REVIEW_RESULT (needs.review.result), HEAD_SHA, PR_NUMBER, REQUIRED_CHECKS (comma-separated check
+Environment: REVIEW_RESULT (needs.review.result), REVIEW_STATE (needs.review.outputs.state: the digest of the head,
+description and labels the review saw; github_api.pr_state), HEAD_SHA, PR_NUMBER, REQUIRED_CHECKS (comma-separated check
 names), CHECKS_WORKFLOW (default .github/workflows/pull-request.yml), DEFINITIONS (comma-separated path prefixes,
 default .github/actions/), GITHUB_TOKEN (checks, actions and pull-requests read), CHECK_TOKEN (checks: write;
 default GITHUB_TOKEN), CHECK_NAME (default `modelsvc gate`), DETAILS_URL, GITHUB_REPOSITORY, GITHUB_API_URL,
@@ -41,7 +42,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from github_api import Api
+from github_api import Api, pr_state
 
 Json = dict[str, Any]
 ACTIONS_APP = "github-actions"
@@ -180,6 +181,11 @@ class Gate:
         pr = self.read.get(f"/repos/{{repo}}/pulls/{self.number}")
         if pr["head"]["sha"] != self.head:
             return self.fail(f"the pull request moved on to {pr['head']['sha'][:12]}: its own run decides")
+        if pr_state(pr) != self.env.get("REVIEW_STATE"):
+            return self.fail(
+                "the pull request's description or labels changed since this run's review (a re-run reuses the "
+                "old review's result): the run for the newest change decides"
+            )
         others = [
             p["number"]
             for p in self.read.pages("/repos/{repo}/pulls?state=open&per_page=100")

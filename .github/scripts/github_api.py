@@ -7,6 +7,7 @@ library only: the scripts run in jobs that install nothing else.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -61,3 +62,12 @@ class Api:
 
 
 HTTPError = urllib.error.HTTPError
+
+
+def pr_state(pr: dict[str, Any]) -> str:
+    """A digest of what a review depends on in a pull request: its head, description and labels. The review job
+    outputs it; the gate recomputes it from the API, so a re-run that reuses an old review result cannot pass on a
+    pull request that has changed since (a confirmation removed, a label dropped, a push)."""
+    labels = sorted(str(label.get("name") or "") for label in pr.get("labels") or [])
+    facts = [str((pr.get("head") or {}).get("sha") or ""), str(pr.get("body") or ""), labels]
+    return hashlib.sha256(json.dumps(facts, ensure_ascii=True).encode()).hexdigest()[:16]

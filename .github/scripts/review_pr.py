@@ -14,7 +14,8 @@ pull request is checked out or executed:
    (a symlink or any mode but 100644 is refused) and reviewed with `modelsvc.review`.
 
 Writes REVIEW_DIR/review.md (the whole review) and REVIEW_DIR/comment.md (what fits a comment), appends the review
-to the job summary, prints `head=<sha>` to GITHUB_OUTPUT and exits 1 unless the review passes.
+to the job summary, prints `head=<sha>` and `state=<digest of head, description and labels>` to GITHUB_OUTPUT and
+exits 1 unless the review passes.
 
 Environment: GITHUB_TOKEN (contents: read), PR_NUMBER, GITHUB_REPOSITORY, GITHUB_API_URL, GITHUB_SERVER_URL,
 GITHUB_STEP_SUMMARY, GITHUB_OUTPUT, REVIEW_DIR, STACK_FILE (default Pulumi.prod.yaml), HISTORY_DAYS (default 90).
@@ -29,7 +30,7 @@ import sys
 from pathlib import Path
 
 from confirmations import confirmations
-from github_api import Api
+from github_api import Api, pr_state
 from mask_secrets import values as secret_values
 
 from modelsvc.catalog import Problem
@@ -86,7 +87,7 @@ def given_confirmations(pr: dict[str, object]) -> list[Confirmation]:
     return out
 
 
-def run(repo: str) -> tuple[Review, str]:
+def run(repo: str) -> tuple[Review, str, str]:
     env = os.environ
     api = Api(env["GITHUB_TOKEN"], agent="modelsvc-review")
     number = env["PR_NUMBER"]
@@ -117,16 +118,16 @@ def run(repo: str) -> tuple[Review, str]:
         cwd=repo,
         where=where,
     )
-    return r, head
+    return r, head, pr_state(pr)
 
 
 def main(argv: list[str]) -> int:
     repo = argv[1] if len(argv) > 1 else "."
     out = Path(os.environ.get("REVIEW_DIR") or ".")
     out.mkdir(parents=True, exist_ok=True)
-    head = ""
+    head = state = ""
     try:
-        r, head = run(repo)
+        r, head, state = run(repo)
     except SourceError as e:
         r = review_invalid(
             [Problem("services.yaml", 1, 1, str(e), "services.yaml must be a regular file")], "the pull request"
@@ -140,7 +141,7 @@ def main(argv: list[str]) -> int:
     output = os.environ.get("GITHUB_OUTPUT")
     if output and head:
         with open(output, "a", encoding="utf-8") as f:
-            f.write(f"head={head}\n")
+            f.write(f"head={head}\nstate={state}\n")
     verdict = "passes" if r.ok else "fails"
     print(f"review of {head[:12] or 'the pull request'}: {verdict} (the review is in the job summary)")
     return 0 if r.ok else 1

@@ -10,6 +10,7 @@ request (its current head, description and labels), its comments and check runs,
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
@@ -27,6 +28,11 @@ from modelsvc.review import Confirm, diff
 
 from . import octokit
 from .workflow_steps import GITHUB, ROOT, run_step, step, workflow
+
+# The scripts' own helper (stdlib only), loaded from the file the workflow runs.
+_spec = importlib.util.spec_from_file_location("github_api", GITHUB / "scripts" / "github_api.py")
+github_api = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(github_api)
 
 MARKER = "<!-- modelsvc-review -->"
 BASE_YAML = (ROOT / "services.yaml").read_text(encoding="utf-8")
@@ -603,10 +609,20 @@ def workflow_run(suite: int, *, path=WORKFLOW, event="pull_request", sha=None) -
     return run
 
 
-def _gate(work: Path, runner_env, review_result: str = "success", wait: str = "20", app: bool = False):
+def _gate(
+    work: Path,
+    runner_env,
+    review_result: str = "success",
+    wait: str = "20",
+    app: bool = False,
+    state: str | None = None,
+):
     gate = step(REVIEW, "gate", "gate")
+    if FakeGitHub.pr is None:
+        FakeGitHub.pr = _pr()
     ctx = {
         "needs.review.result": review_result,
+        "needs.review.outputs.state": github_api.pr_state(FakeGitHub.pr) if state is None else state,
         "needs.review.outputs.head || github.event.pull_request.head.sha": FakeGitHub.head,
         "github.event.pull_request.number": "7",
         "github.token": "test-token",
@@ -616,8 +632,6 @@ def _gate(work: Path, runner_env, review_result: str = "success", wait: str = "2
         "github.run_id": "4242",
     }
     env = {**runner_env, "GITHUB_API_URL": FakeGitHub.url, "GATE_POLL_S": "0.05", "GATE_WAIT_S": wait}
-    if FakeGitHub.pr is None:
-        FakeGitHub.pr = _pr()
     return run_step(gate, work / "base", ctx, env)
 
 
@@ -804,6 +818,20 @@ def test_the_gate_publishes_its_verdict_with_the_app_token(make_pr, runner_env):
     final = _verdict()
     assert final["conclusion"] == "success" and "tests: success" in final["output"]["summary"]
     assert final["details_url"] == "https://github.invalid/example/models/actions/runs/4242"
+
+
+def test_a_re_run_of_the_gate_cannot_reuse_an_old_review(make_pr, runner_env):
+    """Re-running the gate of an old run reuses that run's review result: the gate compares what the review saw
+    (head, description, labels) with the pull request now, and refuses when a confirmation has gone since."""
+    work = make_pr(BASE_YAML)
+    FakeGitHub.pr = _pr(body=f"Confirm-Delete: u-3f9a2c7e51d0/product-images@{DELETE}")
+    seen = github_api.pr_state(FakeGitHub.pr)
+    FakeGitHub.pr["body"] = "confirmation removed"
+    FakeGitHub.check_runs = {n: [[_genuine(n, i)]] for i, n in enumerate(["validate services.yaml", "tests"], 1)}
+    proc = _gate(work, runner_env, state=seen)
+    assert proc.returncode == 1 and "description or labels changed since this run's review" in proc.stdout
+    assert _verdict()["conclusion"] == "failure"
+    assert _gate(work, runner_env).returncode == 0, "the run for the newest state decides"
 
 
 def test_a_re_run_judges_the_current_head(make_pr, runner_env):
