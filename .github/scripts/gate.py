@@ -186,10 +186,12 @@ class Gate:
                 "the pull request's description or labels changed since this run's review (a re-run reuses the "
                 "old review's result): the run for the newest change decides"
             )
-        others = [
+        others = [  # the pull requests whose head is this commit (GitHub's list for a commit)
             p["number"]
-            for p in self.read.pages("/repos/{repo}/pulls?state=open&per_page=100")
-            if p["head"]["sha"] == self.head and str(p["number"]) != self.number
+            for p in self.read.pages(f"/repos/{{repo}}/commits/{self.head}/pulls?per_page=100")
+            if p.get("state") == "open"
+            and (p.get("head") or {}).get("sha") == self.head
+            and str(p["number"]) != self.number
         ]
         if others:
             return self.fail(

@@ -102,6 +102,16 @@ def _pr(labels=(), body="") -> dict:
     return pr
 
 
+def _listed(pr: dict) -> dict:
+    """A pull request as GET /repos/{owner}/{repo}/commits/{commit_sha}/pulls lists it (pull-request-simple)."""
+    item = octokit.example("pull-request-simple")
+    item.update(number=pr["number"], state=pr["state"])
+    item["requested_teams"] = []  # the example's team predates the `type` and `parent` the schema now requires
+    item["head"]["sha"] = pr["head"]["sha"]
+    item["base"]["ref"] = pr["base"]["ref"]
+    return item
+
+
 def _context(runner_env, run_id: str = "1000"):
     return {
         "runner.temp": runner_env["RUNNER_TEMP"],
@@ -443,8 +453,10 @@ class FakeGitHub(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         if path == f"{repo}/pulls/7":
             return self._send(200, self.pr or {"number": 7, "head": {"sha": self.head}})
-        if path == f"{repo}/pulls":
-            return self._send(200, self.open_prs if self.open_prs is not None else [self.pr or _pr()])
+        if re.fullmatch(rf"{repo}/commits/\w+/pulls", path):
+            prs = [_listed(p) for p in (self.open_prs if self.open_prs is not None else [self.pr or _pr()])]
+            octokit.validate_response(prs, "/repos/{owner}/{repo}/commits/{commit_sha}/pulls")
+            return self._send(200, prs)
         if path == f"{repo}/pulls/7/files":
             return self._send(200, self.files)
         if path == f"{repo}/pulls/7/reviews":

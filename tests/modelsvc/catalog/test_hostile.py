@@ -39,6 +39,19 @@ def test_an_alias_bomb_is_refused_in_under_a_second_with_its_line():
     assert "expand to more than" in p and p.startswith(f"services.yaml:{VALID.count(chr(10)) + 1}:")
 
 
+def test_the_bomb_is_refused_by_load_and_validate_as_fast(tmp_path):
+    """The gateway's reload and `modelsvc validate` read through load(): the same reader, the same limit."""
+    from modelsvc.catalog import load
+
+    path = tmp_path / "services.yaml"
+    path.write_text(VALID + _laughs())
+    start = time.process_time()
+    with pytest.raises(CatalogError) as e:
+        load(str(path))
+    assert time.process_time() - start < 1.0
+    assert any("YAML refused" in p.message for p in e.value.problems)
+
+
 def test_too_many_aliases_are_refused_before_any_expansion():
     anchors = "shared: &l {requests_per_minute: 10}\n" + "".join(f"a{i}: *l\n" for i in range(MAX_ALIASES + 1))
     (p,) = [p for p in problems(VALID + anchors) if "YAML refused" in p]
