@@ -13,12 +13,13 @@ problem, raised while reading, long before the work would add up.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 
 from .errors import Problem
 
-Path = tuple  # of str | int
+Path = tuple[Any, ...]  # of str | int (mapping keys, list indices)
 
 MAX_BYTES = 16 * 1024 * 1024  # a 3,000-service file is under 1 MB
 MAX_DEPTH = 64  # services.yaml needs 6 levels
@@ -26,11 +27,11 @@ MAX_ALIASES = 1_000
 MAX_EXPANSION = 100_000  # nodes built beyond those written (aliases and merge keys re-use nodes)
 
 
-class _Limit(yaml.MarkedYAMLError):
+class _Limit(yaml.MarkedYAMLError):  # type: ignore[misc,unused-ignore]  # PyYAML ships no types
     """A reading limit was hit: reported like a syntax error, at the spot where it happened."""
 
 
-class _BoundedLoader(yaml.SafeLoader):
+class _BoundedLoader(yaml.SafeLoader):  # type: ignore[misc,unused-ignore]
     """SafeLoader that counts nesting depth and aliases while composing, before any of it is expanded."""
 
     def __init__(self, stream: str) -> None:
@@ -38,25 +39,26 @@ class _BoundedLoader(yaml.SafeLoader):
         self._depth = 0
         self._aliases = 0
 
-    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+    def _mark(self) -> Any:
+        return self.peek_event().start_mark  # type: ignore[no-untyped-call,unused-ignore]  # untyped in the stubs
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
-                raise _Limit(
-                    problem=f"more than {MAX_ALIASES} aliases ('*name')", problem_mark=self.peek_event().start_mark
-                )
+                raise _Limit(problem=f"more than {MAX_ALIASES} aliases ('*name')", problem_mark=self._mark())
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
                 raise _Limit(
                     problem=f"nested too deeply (more than {MAX_DEPTH} levels)",
-                    problem_mark=self.peek_event().start_mark,
+                    problem_mark=self._mark(),
                 )
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
-    def flatten_mapping(self, node):  # type: ignore[no-untyped-def]
+    def flatten_mapping(self, node: Any) -> None:
         # Merge keys copy the merged mappings' entries into the node (recursively): `<<: [*a, *a]` chains double at
         # each level, so the size is checked after each level, before the next one doubles it again.
         super().flatten_mapping(node)
@@ -85,7 +87,7 @@ class Positions:
             path = path[:-1]
 
 
-def _pos(mark) -> tuple[int, int]:
+def _pos(mark: Any) -> tuple[int, int]:
     return (mark.line + 1, mark.column + 1)
 
 
@@ -104,7 +106,7 @@ def parse_yaml(text: str, filename: str) -> tuple[object, Positions, list[Proble
             return None, positions, problems
         budget = [_count(root) + MAX_EXPANSION]
 
-        def build(node, path: Path):
+        def build(node: Any, path: Path) -> object:
             budget[0] -= 1
             if budget[0] < 0:
                 raise _Limit(
@@ -114,7 +116,7 @@ def parse_yaml(text: str, filename: str) -> tuple[object, Positions, list[Proble
             positions.values[path] = _pos(node.start_mark)
             if isinstance(node, yaml.MappingNode):
                 loader.flatten_mapping(node)  # resolve YAML merge keys (<<) the way PyYAML does
-                out: dict = {}
+                out: dict[object, object] = {}
                 for key_node, value_node in node.value:
                     key = loader.construct_object(key_node, deep=True)
                     if not isinstance(key, (str, int, float, bool)) or key is None:
