@@ -13,27 +13,18 @@ GITHUB_API_URL, BRANCH (default main). Standard library only.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import urllib.request
+
+from github_api import Api
 
 
 def main() -> int:
     env = os.environ
-    api = env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
     branch = env.get("BRANCH") or "main"
-    req = urllib.request.Request(
-        f"{api}/repos/{env['GITHUB_REPOSITORY']}/git/ref/heads/{branch}",
-        headers={
-            "Accept": "application/vnd.github+json",
-            "Authorization": f"Bearer {env['GITHUB_TOKEN']}",
-            "X-GitHub-Api-Version": "2022-11-28",
-            "User-Agent": "modelsvc-deploy",
-        },
-    )
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        head = json.load(resp)["object"]["sha"]
+    head = Api(env["GITHUB_TOKEN"], agent="modelsvc-deploy").get(f"/repos/{{repo}}/git/ref/heads/{branch}")["object"][
+        "sha"
+    ]
     sha = env["GITHUB_SHA"]
     if head != sha:
         print(

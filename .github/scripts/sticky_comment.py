@@ -20,39 +20,21 @@ the login behind GITHUB_TOKEN). Standard library only.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import sys
-import urllib.request
 from typing import Any
+
+from github_api import Api
 
 PER_PAGE = 100
 META = re.compile(r"^<!-- modelsvc-run head=([0-9a-f]{40}) run=([0-9]+) -->$", re.M)
 
 
-def _call(method: str, url: str, token: str, payload: dict[str, Any] | None = None) -> Any:
-    data = json.dumps(payload).encode() if payload is not None else None
-    req = urllib.request.Request(
-        url,
-        data=data,
-        method=method,
-        headers={
-            "Accept": "application/vnd.github+json",
-            "Authorization": f"Bearer {token}",
-            "X-GitHub-Api-Version": "2022-11-28",
-            "User-Agent": "modelsvc-sticky-comment",
-            **({"Content-Type": "application/json"} if data is not None else {}),
-        },
-    )
-    with urllib.request.urlopen(req, timeout=30) as resp:
-        return json.load(resp)
-
-
-def find_comment(api: str, repo: str, pr: str, token: str, marker: str, author: str) -> dict[str, Any] | None:
+def find_comment(api: Api, pr: str, marker: str, author: str) -> dict[str, Any] | None:
     page = 1
     while True:
-        comments = _call("GET", f"{api}/repos/{repo}/issues/{pr}/comments?per_page={PER_PAGE}&page={page}", token)
+        comments = api.get(f"/repos/{{repo}}/issues/{pr}/comments?per_page={PER_PAGE}&page={page}")
         for c in comments:
             if (c.get("user") or {}).get("login") == author and (c.get("body") or "").startswith(marker):
                 return dict(c)
@@ -72,22 +54,22 @@ def main(argv: list[str]) -> int:
         print(f"sticky_comment.py: {argv[1]} must start with an HTML comment marker line", file=sys.stderr)
         return 2
     env = os.environ
-    api = env.get("GITHUB_API_URL", "https://api.github.com").rstrip("/")
-    repo, pr, token = env["GITHUB_REPOSITORY"], env["PR_NUMBER"], env["GITHUB_TOKEN"]
+    api = Api(env["GITHUB_TOKEN"], agent="modelsvc-sticky-comment")
+    pr = env["PR_NUMBER"]
     author = env.get("COMMENT_AUTHOR") or "github-actions[bot]"
     head, run = env.get("HEAD_SHA", ""), env.get("RUN_ID", "")
     if not (re.fullmatch(r"[0-9a-f]{40}", head) and run.isdigit()):
         print("sticky_comment.py: HEAD_SHA (40 hex) and RUN_ID (digits) are required", file=sys.stderr)
         return 2
 
-    current = (_call("GET", f"{api}/repos/{repo}/pulls/{pr}", token).get("head") or {}).get("sha")
+    current = (api.get(f"/repos/{{repo}}/pulls/{pr}").get("head") or {}).get("sha")
     if current != head:
         print(
             f"not posting: this run reviewed {head[:12]}, the pull request's head is now {str(current)[:12]} "
             "(its own run posts that review)"
         )
         return 0
-    existing = find_comment(api, repo, pr, token, marker, author)
+    existing = find_comment(api, pr, marker, author)
     if existing is not None:
         m = META.search(existing.get("body") or "")
         if m and m.group(1) == head and int(m.group(2)) > int(run):
@@ -96,10 +78,10 @@ def main(argv: list[str]) -> int:
     marker_line, _, rest = body.partition("\n")
     body = f"{marker_line}\n<!-- modelsvc-run head={head} run={run} -->\n{rest}"
     if existing is None:
-        c = _call("POST", f"{api}/repos/{repo}/issues/{pr}/comments", token, {"body": body})
+        c = api.call("POST", f"/repos/{{repo}}/issues/{pr}/comments", {"body": body})[0]
         print(f"created comment {c.get('html_url', c.get('id'))}")
     else:
-        c = _call("PATCH", f"{api}/repos/{repo}/issues/comments/{existing['id']}", token, {"body": body})
+        c = api.call("PATCH", f"/repos/{{repo}}/issues/comments/{existing['id']}", {"body": body})[0]
         print(f"updated comment {c.get('html_url', existing['id'])}")
     return 0
 

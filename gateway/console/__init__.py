@@ -326,8 +326,9 @@ def gitops_actions(svc: Service) -> dict:
                 f"git switch -c delete-{branch}",
                 f"modelsvc delete {name} --confirm {name}",
                 f'git commit -am "Delete {name}"',
-                f"git push and open a pull request with the line `Confirm-Delete: {name}` in its description "
-                f"(or the label `confirm-delete:{name}`): without it the review blocks the merge",
+                f"git push and open a pull request; add the line `Confirm-Delete: {name}@<digest>` its review "
+                "comment names to the description (or the label `confirm-delete:<digest>`): without it the review "
+                "blocks the merge",
                 "merge after approval: the deploy removes the instances; the service id is never reused",
             ],
         },

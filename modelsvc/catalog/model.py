@@ -23,19 +23,40 @@ MODEL_NAME_RE = r"^[a-z0-9]([-a-z0-9._]*[a-z0-9])?$"
 
 
 def _http_url(value: str) -> str:
+    _no_control(value)
     if not re.match(r"^https?://[^\s/]+(/\S*)?$", value):
         raise ValueError("must be an http:// or https:// URL, e.g. https://models.example.com/v1")
     return value.rstrip("/")
 
 
+# Shown in PR reviews (Markdown), workflow logs, annotations and the console: no control or invisible formatting
+# characters (newlines, escape sequences, bidi overrides, zero-width characters) that could start a line, a workflow
+# command, or make one value look like another.
+_REFUSED_CATEGORIES = ("Cc", "Cf", "Zl", "Zp", "Cs")
+_REFUSED_MESSAGE = (
+    "must not contain control characters or invisible formatting characters such as bidi overrides (it is shown in "
+    "reviews, logs and the console)"
+)
+
+
+def refused_char(value: str, allow: str = "") -> str | None:
+    """The first character of value that no services.yaml string may hold (allow: exceptions, e.g. newlines)."""
+    for c in value:
+        if unicodedata.category(c) in _REFUSED_CATEGORIES and c not in allow:
+            return c
+    return None
+
+
 def _no_control(value: str) -> str:
-    # Shown in PR reviews (Markdown), workflow logs and the console: no control or invisible formatting characters
-    # (newlines, escape sequences, bidi overrides) that could start a line, a workflow command or hide text.
-    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in value):
-        raise ValueError(
-            "must not contain control characters or invisible formatting characters (it is shown in "
-            "reviews, logs and the console)"
-        )
+    if refused_char(value) is not None:
+        raise ValueError(_REFUSED_MESSAGE)
+    return value
+
+
+def _template_text(value: str) -> str:
+    # A Jinja chat template is multi-line text: tabs and newlines are part of it, nothing else invisible is.
+    if refused_char(value, allow="\t\n\r") is not None:
+        raise ValueError(_REFUSED_MESSAGE.replace("control characters", "control characters other than newlines"))
     return value
 
 
@@ -51,6 +72,8 @@ def _display_name(value: str) -> str:
 HttpUrl = Annotated[StrictStr, AfterValidator(_http_url)]
 DisplayName = Annotated[StrictStr, AfterValidator(_display_name)]
 DisplayText = Annotated[StrictStr, AfterValidator(_no_control)]  # descriptions: '<' '>' are escaped where shown
+Text = Annotated[StrictStr, AfterValidator(_no_control)]  # every other free-text field
+TemplateText = Annotated[StrictStr, AfterValidator(_template_text)]
 Label = Annotated[StrictStr, Field(pattern=LABEL_RE, max_length=63)]
 
 
@@ -78,7 +101,7 @@ class Gateway(_Frozen):
 
 
 class Pool(_Frozen):
-    instance_type: StrictStr = Field(min_length=1, max_length=64, description="Cloud instance type, e.g. p5.48xlarge.")
+    instance_type: Text = Field(min_length=1, max_length=64, description="Cloud instance type, e.g. p5.48xlarge.")
     gpus_per_node: StrictInt = Field(ge=1, le=16)
     max_nodes: StrictInt = Field(ge=1, le=1000)
     gpu_type: Label | None = Field(
@@ -89,21 +112,19 @@ class Pool(_Frozen):
 class Model(_Frozen):
     task: Task = Task.chat
     backend: Backend = Backend.triton
-    source: StrictStr | None = Field(
+    source: Text | None = Field(
         None, min_length=1, description="Checkpoint the engine is built from (triton backend), e.g. s3://bucket/path."
     )
     upstream: HttpUrl | None = Field(None, description="OpenAI-compatible base URL (openai backend), ending in /v1.")
-    upstream_model: StrictStr | None = Field(
-        None, min_length=1, description="Model name at the upstream (openai backend)."
-    )
-    triton_model: StrictStr | None = Field(
+    upstream_model: Text | None = Field(None, min_length=1, description="Model name at the upstream (openai backend).")
+    triton_model: Text | None = Field(
         None, min_length=1, description="Triton model to call (default: ensemble; stable_diffusion for images)."
     )
     gpus: StrictInt = Field(1, ge=1, le=16, description="GPUs per instance (tensor parallel size).")
     dtype: Literal["float16", "bfloat16", "fp8", "int8", "int4"] = "bfloat16"
     max_input_tokens: StrictInt = Field(4096, ge=1, le=1_048_576)
     max_output_tokens: StrictInt = Field(1024, ge=1, le=1_048_576)
-    chat_template: StrictStr | None = Field(
+    chat_template: TemplateText | None = Field(
         None, min_length=1, description="Jinja2 chat template (HF tokenizer_config style); a default is used if unset."
     )
 
@@ -184,9 +205,9 @@ class Service(_Frozen):
         pattern=ACCESS_NAME_RE, max_length=127, description='"<owner>/<name>": what callers put in "model".'
     )
     id: StrictStr = Field(pattern=SERVICE_ID_RE, description="Service id for billing and tracking; never reused.")
-    model: StrictStr
+    model: Text
     instances: StrictInt = Field(1, ge=0, le=256)
-    pool: StrictStr | None = Field(None, description="GPU pool (required for triton-backed models).")
+    pool: Text | None = Field(None, description="GPU pool (required for triton-backed models).")
     description: DisplayText | None = Field(None, max_length=500)
     limits: Limits | None = Field(None, description="Limits for this service, over all keys calling it.")
     autoscale: Autoscale | None = Field(

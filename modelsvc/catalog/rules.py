@@ -154,13 +154,14 @@ def check(data, pos: Positions, path: str) -> list[Problem]:
                 f"pool '{pool_name}' is not defined under 'pools'",
                 f"did you mean '{guess[0]}'?" if guess else f"use one of: {', '.join(pools) or '(none defined)'}",
             )
-        if "pool" not in s and backend == "triton":
+        if s.get("pool") is None and backend == "triton":  # missing or `pool: null`: nothing would be deployed
             report(
-                loc,
-                f"service '{s.get('access_name', i)}' runs a triton model but names no 'pool'",
-                f"add 'pool:' with one of: {', '.join(pools) or '(define a pool first)'}",
+                loc + ("pool",) if "pool" in s else loc,
+                f"service '{s.get('access_name', i)}' runs a triton model but names no 'pool' (infra would deploy "
+                "nothing and callers would get 503)",
+                f"set 'pool:' to one of: {', '.join(pools) or '(define a pool first)'}",
             )
-        if "pool" in s and backend == "openai":
+        if s.get("pool") is not None and backend == "openai":
             report(
                 loc + ("pool",),
                 "'pool' has no effect: the model uses backend openai, so nothing is deployed",

@@ -60,7 +60,7 @@ def cmd_scale(args) -> int:
 def cmd_delete(args) -> int:
     rc = _write_edit(args, lambda t: delete(t, args.file, args.access_name, args.confirm))
     if rc == 0:
-        print(f"{args.access_name}: removed from {args.file}; its review needs Confirm-Delete: {args.access_name}")
+        print(f"{args.access_name}: removed from {args.file}; its review asks for a Confirm-Delete line naming it")
     return rc
 
 

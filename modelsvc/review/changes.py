@@ -9,7 +9,9 @@ renders them.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -80,6 +82,13 @@ class Kind(str, Enum):
     key_rotated = "key-rotated"
     key_limits = "key-limits"
     key_description = "key-description"
+    # what callers or owners feel that the kinds above do not say
+    model_source = "model-source"  # other weights or another upstream behind the same model name
+    pool_hardware = "pool-hardware"  # another instance type or GPU type under the services of a pool
+    key_moved = "key-moved"  # a key's digest (the secret) now under another key id, maybe another owner
+    name_recycled = "name-recycled"  # an access name freed recently (git history) and now given to another service id
+    lookalike = "lookalike"  # a new owner or access name that reads like an existing one
+    catalog_file = "catalog-file"  # the stack's modelsvc:catalog names another file
 
 
 @dataclass(frozen=True)
@@ -103,6 +112,17 @@ class Diff:
     @property
     def confirmable(self) -> list[Change]:
         return [c for c in self.changes if c.confirm is not None]
+
+    def groups(self) -> dict[tuple[Confirm, str], list[Change]]:
+        """(confirmation, subject) → the changes one confirmation line covers, in review order."""
+        out: dict[tuple[Confirm, str], list[Change]] = {}
+        for c in self.confirmable:
+            assert c.confirm is not None
+            out.setdefault((c.confirm, c.subject), []).append(c)
+        return out
+
+    def digests(self) -> dict[tuple[Confirm, str], str]:
+        return {key: change_digest(changes) for key, changes in self.groups().items()}
 
     def section(self, section: Section) -> list[Change]:
         return [c for c in self.changes if c.section is section and c.confirm is None]
@@ -137,3 +157,55 @@ def limits_text(limits: Limits | None) -> str:
     if limits is None:
         return "none"
     return ", ".join(f"{k}={v}" for k, v in limits.model_dump(exclude_none=True).items()) or "none"
+
+
+DIGEST_LEN = 10  # hex digits: what a person copies into the description
+
+
+def change_digest(changes: Sequence[Change]) -> str:
+    """A short digest of exactly these changes (kind, subject, services touched, values before and after): a
+    confirmation names it, so it confirms this change and no later one on the same subject."""
+    facts = [
+        [
+            c.kind.value,
+            c.subject,
+            c.confirm.value if c.confirm else None,
+            list(c.services),
+            dict(c.before),
+            dict(c.after),
+        ]
+        for c in changes
+    ]
+    text = json.dumps(facts, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:DIGEST_LEN]
+
+
+CONFIRMATION_RE = re.compile(
+    r"^(?P<subject>[A-Za-z0-9][A-Za-z0-9._/-]*)?@(?P<digest>[0-9a-f]{" + str(DIGEST_LEN) + "})$"
+)
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """`Confirm-<kind>: <subject>@<digest>` (a description line) or `confirm-<kind>:<digest>` (a label, which has
+    room for no access name: GitHub labels are at most 50 characters)."""
+
+    kind: Confirm
+    digest: str
+    subject: str | None = None
+
+    @classmethod
+    def parse(cls, kind: Confirm, token: str) -> Confirmation:
+        """`subject@digest` or `@digest`; ValueError otherwise."""
+        m = CONFIRMATION_RE.match(token.strip())
+        if not m:
+            raise ValueError(f"a confirmation is '<subject>@<{DIGEST_LEN} hex digits>' as the review shows it")
+        return cls(kind, m.group("digest"), m.group("subject"))
+
+    def confirms(self, kind: Confirm, subject: str, digest: str) -> bool:
+        return self.kind is kind and self.digest == digest and self.subject in (None, subject)
+
+
+def token(kind: Confirm, subject: str, digest: str) -> tuple[str, str]:
+    """(description line, label) that confirm the (kind, subject) group whose digest is given."""
+    return f"Confirm-{kind.value}: {subject}@{digest}", f"confirm-{kind.value.lower()}:{digest}"

@@ -5,7 +5,7 @@ GPU counts come from `modelsvc.catalog.capacity`, the one place that says what i
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from modelsvc.catalog import Catalog, Model, Pool, Problem, Service
@@ -26,14 +26,30 @@ from .changes import (
     limits_text,
     shown,
 )
+from .lookalike import lookalikes
 from .scaling import scaling_changes
 
+# An access name's recent holders from the file's git history (newest first): (service id, commit, date).
+History = Mapping[str, Sequence[tuple[str, str, str]]]
+SOURCE_FIELDS = ("backend", "source", "upstream", "upstream_model")  # where a model's answers come from
+HARDWARE_FIELDS = ("instance_type", "gpu_type")  # what the services of a pool run on
 
-def diff(base: Catalog, head: Catalog, head_problems: Iterable[Problem] = ()) -> Diff:
+
+def diff(
+    base: Catalog,
+    head: Catalog,
+    head_problems: Iterable[Problem] = (),
+    *,
+    history: History | None = None,
+    catalog_files: tuple[str, str] | None = None,
+) -> Diff:
+    """history: the access names' recent holders (a name freed and given to another service id in two pull
+    requests); catalog_files: (base, head) of the file the stack's modelsvc:catalog names."""
     changes = [
-        *_services(base, head),
+        *_services(base, head, history or {}),
+        *lookalikes(base, head),
         *_models(base, head),
-        *_gateway(base, head),
+        *_gateway(base, head, catalog_files),
         *_capacity(base, head),
         *scaling_changes(base, head),
         *_keys(base, head),
@@ -49,10 +65,11 @@ def diff(base: Catalog, head: Catalog, head_problems: Iterable[Problem] = ()) ->
 # --- services -----------------------------------------------------------------------------------------------------
 
 
-def _services(base: Catalog, head: Catalog) -> list[Change]:
+def _services(base: Catalog, head: Catalog, history: History) -> list[Change]:
     base_by_id = {s.id: s for s in base.services}
     head_by_id = {s.id: s for s in head.services}
     out = _added(base, head, base_by_id, head_by_id)
+    out += _recycled(base, head, history)
     out += [
         Change(
             Kind.service_removed,
@@ -101,6 +118,31 @@ def _added(
                     (s.access_name,),
                     Confirm.change,
                     before={"id": old.id},
+                    after={"id": s.id},
+                )
+            )
+    return out
+
+
+def _recycled(base: Catalog, head: Catalog, history: History) -> list[Change]:
+    """An access name new in this pull request that another service id held recently: a rename done in two pull
+    requests (free the name, then give it to another id) reads as one change, not two unrelated ones."""
+    base_names = {s.access_name for s in base.services}
+    out = []
+    for s in head.services:
+        if s.access_name in base_names:
+            continue  # held in base: the rename and reuse changes say what happens to it
+        held = [h for h in history.get(s.access_name, ()) if h[0] != s.id]
+        if held:
+            old_id, commit, date = held[0]
+            out.append(
+                Change(
+                    Kind.name_recycled,
+                    Section.services,
+                    s.access_name,
+                    (s.access_name,),
+                    Confirm.change,
+                    before={"id": old_id, "commit": commit, "date": date},
                     after={"id": s.id},
                 )
             )
@@ -216,6 +258,14 @@ def _gpu_type(catalog: Catalog, pool: str | None) -> str | None:
 # --- models, gateway, capacity ------------------------------------------------------------------------------------
 
 
+def _on_model(catalog: Catalog, model: str) -> list[str]:
+    return [s.access_name for s in catalog.services if s.model == model]
+
+
+def _on_pool(catalog: Catalog, pool: str) -> list[str]:
+    return [s.access_name for s in catalog.services if s.pool == pool]
+
+
 def _models(base: Catalog, head: Catalog) -> list[Change]:
     out = [
         Change(Kind.model_added, Section.models, m, after={"task": shown(model, "task"), "gpus": model.gpus})
@@ -228,12 +278,28 @@ def _models(base: Catalog, head: Catalog) -> list[Change]:
         if old is not None and old != model:
             before, after = field_changes(old, model, CALLER_VISIBLE_MODEL_FIELDS + ENGINE_FIELDS)
             out.append(Change(Kind.model_changed, Section.models, m, before=before, after=after))
+            before, after = field_changes(old, model, SOURCE_FIELDS)
+            services = tuple(dict.fromkeys(_on_model(head, m) + _on_model(base, m)))
+            if after and services:  # other weights or another server under the same model name
+                out.append(Change(Kind.model_source, Section.models, m, services, Confirm.change, before, after))
     return out
 
 
-def _gateway(base: Catalog, head: Catalog) -> list[Change]:
+def _gateway(base: Catalog, head: Catalog, catalog_files: tuple[str, str] | None) -> list[Change]:
     bg, hg = base.gateway, head.gateway
     out = []
+    if catalog_files is not None and catalog_files[0] != catalog_files[1]:
+        out.append(
+            Change(
+                Kind.catalog_file,
+                Section.gateway,
+                "modelsvc-catalog",
+                tuple(s.access_name for s in head.services),
+                Confirm.change,
+                before={"file": catalog_files[0]},
+                after={"file": catalog_files[1]},
+            )
+        )
     for kind, name in (
         (Kind.public_url, "public_url"),
         (Kind.replicas, "replicas"),
@@ -256,6 +322,7 @@ def _capacity(base: Catalog, head: Catalog) -> list[Change]:
         elif bp != hp:
             before, after = field_changes(bp, hp, POOL_FIELDS)
             out.append(Change(Kind.pool_changed, Section.capacity, p, before=before, after=after))
+            out += _hardware(base, head, p)
     out += [Change(Kind.pool_removed, Section.capacity, p) for p in base.pools if p not in head.pools]
 
     bu, hu = pool_usage(base), pool_usage(head)
@@ -270,48 +337,118 @@ def _capacity(base: Catalog, head: Catalog) -> list[Change]:
     return out
 
 
+def _hardware(base: Catalog, head: Catalog, pool: str) -> list[Change]:
+    """Another instance type or GPU type under a pool: every service on it runs on other GPUs (and rebuilds)."""
+    before, after = field_changes(base.pools[pool], head.pools[pool], HARDWARE_FIELDS)
+    services = tuple(dict.fromkeys(_on_pool(head, pool) + _on_pool(base, pool)))
+    if not after or not services:
+        return []
+    base_by_name = {s.access_name: s for s in base.services}
+    head_by_name = {s.access_name: s for s in head.services}
+    for name in services:
+        b, h = base_by_name.get(name), head_by_name.get(name)
+        before[f"gpus:{name}"] = b.instances * gpus_per_instance(base, b) if b and b.pool == pool else 0
+        after[f"gpus:{name}"] = h.instances * gpus_per_instance(head, h) if h and h.pool == pool else 0
+    return [Change(Kind.pool_hardware, Section.capacity, pool, services, Confirm.change, before, after)]
+
+
 # --- keys ---------------------------------------------------------------------------------------------------------
+
+
+def _reaches(catalog: Catalog) -> dict[str, tuple[str, ...]]:
+    """owner → the services a key of that owner can call (a key authorises its owner's services, `<owner>/*`)."""
+    out: dict[str, list[str]] = {}
+    for s in catalog.services:
+        out.setdefault(s.owner, []).append(s.access_name)
+    return {owner: tuple(names) for owner, names in out.items()}
 
 
 def _keys(base: Catalog, head: Catalog) -> list[Change]:
     bk, hk = {k.id: k for k in base.keys}, {k.id: k for k in head.keys}
-    out = [Change(Kind.key_added, Section.keys, k, after={"owner": hk[k].owner}) for k in hk if k not in bk]
+    base_reach, head_reach = _reaches(base), _reaches(head)
+
+    def _reach(catalog: Catalog, owner: str) -> tuple[str, ...]:
+        return (base_reach if catalog is base else head_reach).get(owner, ())
+
+    base_digest = {k.sha256: k for k in base.keys}
+    moved = {
+        k.id: base_digest[k.sha256] for k in head.keys if k.sha256 in base_digest and base_digest[k.sha256].id != k.id
+    }
+    moved_from = {old.id for old in moved.values()}
+    out = []
+    for k, new in hk.items():
+        if k in moved:  # the same secret under another key id: not a new key, not a revocation
+            old = moved[k]
+            out.append(
+                Change(
+                    Kind.key_moved,
+                    Section.keys,
+                    old.id,
+                    tuple(dict.fromkeys(_reach(head, new.owner) + _reach(base, old.owner))),
+                    Confirm.change,
+                    before={"id": old.id, "owner": old.owner, "reach": len(_reach(base, old.owner))},
+                    after={"id": k, "owner": new.owner, "reach": len(_reach(head, new.owner))},
+                )
+            )
+        elif k not in bk:
+            reach = _reach(head, new.owner)
+            out.append(
+                Change(
+                    Kind.key_added,
+                    Section.keys,
+                    k,
+                    reach,
+                    Confirm.change,
+                    after={"owner": new.owner, "reach": len(reach)},
+                )
+            )
     for k, old in bk.items():
-        new = hk.get(k)
-        if new is None:
-            out.append(Change(Kind.key_revoked, Section.keys, k, confirm=Confirm.change, before={"owner": old.owner}))
+        kept = hk.get(k)
+        if kept is None:
+            if k not in moved_from:
+                out.append(
+                    Change(
+                        Kind.key_revoked,
+                        Section.keys,
+                        k,
+                        _reach(base, old.owner),
+                        Confirm.change,
+                        before={"owner": old.owner},
+                    )
+                )
             continue
-        if old.owner != new.owner:
+        if old.owner != kept.owner:
             out.append(
                 Change(
                     Kind.key_owner,
                     Section.keys,
                     k,
-                    confirm=Confirm.change,
-                    before={"owner": old.owner},
-                    after={"owner": new.owner},
+                    tuple(dict.fromkeys(_reach(head, kept.owner) + _reach(base, old.owner))),
+                    Confirm.change,
+                    before={"owner": old.owner, "reach": len(_reach(base, old.owner))},
+                    after={"owner": kept.owner, "reach": len(_reach(head, kept.owner))},
                 )
             )
-        if old.sha256 != new.sha256:
-            out.append(Change(Kind.key_rotated, Section.keys, k, confirm=Confirm.change))
-        if old.limits != new.limits:
+        if old.sha256 != kept.sha256 and k not in moved_from:
+            out.append(Change(Kind.key_rotated, Section.keys, k, _reach(base, old.owner), Confirm.change))
+        if old.limits != kept.limits:
             out.append(
                 Change(
                     Kind.key_limits,
                     Section.keys,
                     k,
                     before={"limits": limits_text(old.limits)},
-                    after={"limits": limits_text(new.limits)},
+                    after={"limits": limits_text(kept.limits)},
                 )
             )
-        if old.description != new.description:
+        if old.description != kept.description:
             out.append(
                 Change(
                     Kind.key_description,
                     Section.keys,
                     k,
                     before={"description": old.description},
-                    after={"description": new.description},
+                    after={"description": kept.description},
                 )
             )
     return out

@@ -12,10 +12,13 @@ from collections.abc import Callable, Iterable, Sequence
 
 from modelsvc.catalog import Problem
 
-from .changes import Change, Diff, Kind, Section, Value
+from .changes import Change, Diff, Kind, Section, Value, token
 
 MARKER = "<!-- modelsvc-review -->"
 TITLE = "## services.yaml review"
+COMMENT_LIMIT = 65_536  # characters GitHub accepts in a comment body
+COMMENT_BUDGET = COMMENT_LIMIT - 4_096  # room for the sticky comment's own lines
+LISTED = 10  # access names listed per change before "and N more"
 
 
 def code(value: object, *, cell: bool = False) -> str:
@@ -67,6 +70,74 @@ def _name(c: Change) -> str:
     return code(c.services[0])
 
 
+def _names(names: Sequence[str]) -> str:
+    shown = ", ".join(code(n) for n in names[:LISTED])
+    return shown + (f" and {len(names) - LISTED} more" if len(names) > LISTED else "") if names else "none"
+
+
+def _model_source(c: Change) -> str:
+    return (
+        f"model {code(c.subject)}: {_fields(c)}: other weights or another server behind the same model name; "
+        f"every caller of {_names(c.services)} gets answers from it"
+    )
+
+
+def _pool_hardware(c: Change) -> str:
+    fields = [f for f in c.after if not f.startswith("gpus:")]
+    moved = ", ".join(f"`{f}` {code(c.before.get(f))} → {code(c.after[f])}" for f in fields)
+    per = [f"{code(n)} {c.before.get('gpus:' + n)} → {c.after.get('gpus:' + n)} GPU(s)" for n in c.services[:LISTED]]
+    more = f" and {len(c.services) - LISTED} more" if len(c.services) > LISTED else ""
+    return f"pool {code(c.subject)}: {moved}: other GPUs under {', '.join(per)}{more} (engine rebuilds)"
+
+
+def _key_added(c: Change) -> str:
+    return f"new key {code(c.subject)} for {code(c.after['owner'])}: it can call {_names(c.services)}"
+
+
+def _key_owner(c: Change) -> str:
+    b, a = c.before, c.after
+    return (
+        f"key {code(c.subject)} changes owner {code(b['owner'])} → {code(a['owner'])}: it calls the services of "
+        f"{code(a['owner'])} now, no longer those of {code(b['owner'])} (now reaches: {_names(c.services)})"
+    )
+
+
+def _key_moved(c: Change) -> str:
+    b, a = c.before, c.after
+    if b["owner"] == a["owner"]:
+        return (
+            f"key {code(b['id'])} is now key {code(a['id'])} (the same secret, same owner {code(a['owner'])}): its "
+            "callers keep working, their usage is recorded under the new key id"
+        )
+    return (
+        f"the secret of key {code(b['id'])} (owner {code(b['owner'])}) moves to owner {code(a['owner'])} as key "
+        f"{code(a['id'])}: it is not revoked, the same secret now calls the services of {code(a['owner'])} "
+        f"and no longer those of {code(b['owner'])} (reaches: {_names(c.services)})"
+    )
+
+
+def _recycled(c: Change) -> str:
+    b = c.before
+    return (
+        f"{code(c.subject)} was the access name of service {code(b['id'])} until commit {code(str(b['commit'])[:12])} "
+        f"({code(b['date'])}) and is now given to another service id {code(c.after['id'])}: callers of the old "
+        "service reach the new one, and their usage is billed to it"
+    )
+
+
+def _lookalike(c: Change) -> str:
+    a = c.after
+    like = _names(str(a["like"]).split(", "))
+    return f"new {a['what']} {code(a['name'])} reads like {like}: a caller or owner can take one for the other"
+
+
+def _catalog_file(c: Change) -> str:
+    return (
+        f"the stack's `modelsvc:catalog` changes {code(c.before['file'])} → {code(c.after['file'])}: the deploy "
+        "reads another file (the review compares the two)"
+    )
+
+
 CONFIRMABLE: dict[Kind, Callable[[Change], str]] = {
     Kind.name_reused: lambda c: (
         f"{code(c.subject)} is now served by a new service id {code(c.after['id'])} "
@@ -83,25 +154,27 @@ CONFIRMABLE: dict[Kind, Callable[[Change], str]] = {
         f"{_name(c)}: instances {c.before['instances']} → 0: the service answers 503 until it is scaled up again"
     ),
     Kind.key_revoked: lambda c: f"key {code(c.subject)} of {code(c.before['owner'])} revoked: callers using it get 401",
-    Kind.key_owner: lambda c: (
-        f"key {code(c.subject)} changes owner {code(c.before['owner'])} → "
-        f"{code(c.after['owner'])}: it calls the services of {code(c.after['owner'])} now, "
-        f"no longer those of {code(c.before['owner'])}"
-    ),
+    Kind.key_owner: _key_owner,
     Kind.key_rotated: lambda c: f"key {code(c.subject)} rotated (new digest): callers using the old key get 401",
+    Kind.key_added: _key_added,
+    Kind.key_moved: _key_moved,
+    Kind.model_source: _model_source,
+    Kind.pool_hardware: _pool_hardware,
+    Kind.name_recycled: _recycled,
+    Kind.lookalike: _lookalike,
+    Kind.catalog_file: _catalog_file,
 }
 
 
-def confirmation_line(c: Change, confirmed: bool) -> str:
+def confirmation_line(c: Change, confirmed: bool, digest: str) -> str:
     assert c.confirm is not None
     what = CONFIRMABLE[c.kind](c)
     if confirmed:
-        return f"- ✅ {what} — confirmed"
-    kind = c.confirm.value
+        return f"- ✅ {what} — confirmed ({code(digest)})"
+    line, label = token(c.confirm, c.subject, digest)
     return (
-        f"- ❌ {what} — **not confirmed**: add the line "
-        f"{code(f'Confirm-{kind}: {c.subject}')} to the pull request's description (or "
-        f"the label {code(f'confirm-{kind.lower()}:{c.subject}')})"
+        f"- ❌ {what} — **not confirmed**: add the line {code(line)} to the pull request's description (or the "
+        f"label {code(label)})"
     )
 
 
@@ -187,7 +260,6 @@ LINE: dict[Kind, Callable[[Change], str]] = {
     Kind.pool_changed: lambda c: f"- pool {code(c.subject)}: " + _fields(c),
     Kind.pool_removed: lambda c: f"- ➖ pool {code(c.subject)} removed",
     Kind.scaling: _scaling,
-    Kind.key_added: lambda c: f"- ➕ key {code(c.subject)} for {code(c.after['owner'])}",
     Kind.key_limits: lambda c: (
         f"- key {code(c.subject)}: limits {code(c.before['limits'])} → {code(c.after['limits'])}"
     ),
@@ -242,8 +314,7 @@ def _problems(problems: Iterable[Problem]) -> list[str]:
     return [f"- {code(p)}" for p in problems]
 
 
-def render(diff: Diff, confirmed: Sequence[bool]) -> str:
-    """The whole comment; confirmed[i]: whether the i-th change of diff.confirmable is confirmed."""
+def _head(diff: Diff) -> list[str]:
     lines: list[str] = [MARKER, TITLE, ""]
     problems = diff.head_problems
     if problems:
@@ -259,27 +330,85 @@ def render(diff: Diff, confirmed: Sequence[bool]) -> str:
             "only); nothing is rolled or rebuilt.",
             "",
         ]
-    confirmable = diff.confirmable
-    confirm_lines = [confirmation_line(c, ok) for c, ok in zip(confirmable, confirmed)]
-    lines += ["### Changes callers will notice (each needs a confirmation)", *(confirm_lines or ["- none"]), ""]
+    return lines
+
+
+def _result(diff: Diff, confirmed: Sequence[bool]) -> str:
+    problems = diff.head_problems
+    unconfirmed = [c.subject for c, ok in zip(diff.confirmable, confirmed) if not ok]
+    if problems:
+        return f"**Result: ❌ the new services.yaml is invalid** ({len(problems)} problem(s), listed above)"
+    if unconfirmed:
+        subjects = list(dict.fromkeys(unconfirmed))
+        more = f" and {len(subjects) - 20} more" if len(subjects) > 20 else ""
+        return (
+            f"**Result: ❌ blocked** — {len(unconfirmed)} unconfirmed change(s) callers will notice, on "
+            + ", ".join(code(n) for n in subjects[:20])
+            + more
+        )
+    if diff.confirmable:
+        return "**Result: ⚠️ passes with confirmed changes callers will notice** — tell them before merging."
+    return "**Result: ✅ passes**"
+
+
+def _confirm_lines(diff: Diff, confirmed: Sequence[bool]) -> list[str]:
+    digests = diff.digests()
+    return [
+        confirmation_line(c, ok, digests[(c.confirm, c.subject)])
+        for c, ok in zip(diff.confirmable, confirmed)
+        if c.confirm is not None
+    ]
+
+
+CONFIRM_TITLE = "### Changes callers will notice (each needs a confirmation)"
+
+
+def render(diff: Diff, confirmed: Sequence[bool]) -> str:
+    """The whole review; confirmed[i]: whether the i-th change of diff.confirmable is confirmed."""
+    lines = _head(diff)
+    lines += [CONFIRM_TITLE, *(_confirm_lines(diff, confirmed) or ["- none"]), ""]
     for section in Section:
         if section is Section.autoscaling and not diff.autoscaled:
             continue
         lines += [f"### {section.value}", *(section_lines(diff, section) or ["- no change"]), ""]
-
-    unconfirmed = [c.subject for c, ok in zip(confirmable, confirmed) if not ok]
-    if problems:
-        lines += [f"**Result: ❌ the new services.yaml is invalid** ({len(problems)} problem(s), listed above)"]
-    elif unconfirmed:
-        lines += [
-            f"**Result: ❌ blocked** — {len(unconfirmed)} unconfirmed change(s) callers will notice, on "
-            + ", ".join(code(n) for n in dict.fromkeys(unconfirmed))
-        ]
-    elif confirmable:
-        lines += ["**Result: ⚠️ passes with confirmed changes callers will notice** — tell them before merging."]
-    else:
-        lines += ["**Result: ✅ passes**"]
+    lines += [_result(diff, confirmed)]
     return "\n".join(lines) + "\n"
+
+
+def render_comment(diff: Diff, confirmed: Sequence[bool], full: str, where: str, limit: int = COMMENT_BUDGET) -> str:
+    """The pull request comment: the whole review when it fits GitHub's limit, else a summary that does (counts per
+    change kind, the unconfirmed changes first, as many of the rest as fit) pointing at `where` for the rest."""
+    if len(full) <= limit:
+        return full
+    lines = _head(diff)
+    counts: dict[str, int] = {}
+    for c in diff.changes:
+        if c.kind not in (Kind.pool_usage, Kind.pool_peak):
+            counts[c.kind.value] = counts.get(c.kind.value, 0) + 1
+    lines += [
+        f"**This review is too long for a comment** ({len(full):,} characters): the whole review is {where}.",
+        "",
+        "| change | count |",
+        "|---|---|",
+        *(f"| {kind} | {n} |" for kind, n in sorted(counts.items(), key=lambda kv: -kv[1])),
+        "",
+        CONFIRM_TITLE,
+    ]
+    result = ["", _result(diff, confirmed)]
+    order = sorted(zip(_confirm_lines(diff, confirmed), confirmed), key=lambda lo: lo[1])  # unconfirmed first
+    budget = limit - sum(len(x) + 1 for x in lines + result) - 200
+    shown = 0
+    for line, _ in order:
+        if budget - len(line) - 1 < 0:
+            break
+        lines.append(line)
+        budget -= len(line) + 1
+        shown += 1
+    if shown < len(order):
+        lines.append(f"- … and {len(order) - shown} more (in the whole review, {where})")
+    if not order:
+        lines.append("- none")
+    return "\n".join(lines + result) + "\n"
 
 
 def render_invalid(problems: Sequence[Problem], which: str) -> str:

@@ -137,8 +137,9 @@ def test_review_needs_a_confirmation_for_a_rename(tmp_path):
     r = run("review", base, head)
     assert r.returncode == 1
     assert "renamed `u-a/test` → `u-a/test2` (`ms-000000000001`): callers of the old name get 404" in r.stdout
-    assert "`Confirm-Change: u-a/test`" in r.stdout
-    r = run("review", base, head, "--confirm-change", "u-a/test")
+    [line] = re.findall(r"`Confirm-Change: (u-a/test@[0-9a-f]{10})`", r.stdout)
+    assert run("review", base, head, "--confirm-change", "u-a/test").returncode == 2, "a bare name binds nothing"
+    r = run("review", base, head, "--confirm-change", line)
     assert r.returncode == 0 and "passes with confirmed changes callers will notice" in r.stdout
 
 
@@ -149,8 +150,8 @@ def test_review_blocks_unconfirmed_deletion(tmp_path):
     r = run("review", base, head)
     assert r.returncode == 1
     assert "removed `u-b/big` (`ms-000000000002`): callers get 404 — **not confirmed**" in r.stdout
-    assert "Confirm-Delete: u-b/big" in r.stdout
-    r = run("review", base, head, "--confirm-delete", "u-b/big")
+    [token] = re.findall(r"`Confirm-Delete: (u-b/big@[0-9a-f]{10})`", r.stdout)
+    r = run("review", base, head, "--confirm-delete", token)
     assert r.returncode == 0
     assert "removed `u-b/big` (`ms-000000000002`): callers get 404 — confirmed" in r.stdout
     assert "| `h100` | 3 → 1 | 9 → 1 (-8) | 2 → 1 | 2 |" in r.stdout
@@ -168,17 +169,12 @@ def test_review_shows_gpu_delta_model_change_and_keys(tmp_path):
     md = Path(out).read_text()
     assert "`u-b/big`: instances 2 → 1 (-1 instance(s), -4 GPU(s))" in md
     assert "`u-a/test`: model `chat-8b` → `chat-70b`: every caller gets answers from another model" in md
-    assert "- ➕ key `k-b2` for `u-b`" in md and "key `k-b` of `u-b` revoked" in md
+    assert "key `k-b` is now key `k-b2` (the same secret, same owner `u-b`)" in md
     assert md.startswith("<!-- modelsvc-review -->")
-    r = run(
-        "review",
-        write(tmp_path, "b.yaml", VALID),
-        write(tmp_path, "h.yaml", head_text),
-        "--confirm-change",
-        "u-a/test",
-        "--confirm-change",
-        "k-b",
-    )
+    tokens = re.findall(r"`Confirm-Change: ([a-z0-9/-]+@[0-9a-f]{10})`", md)
+    assert sorted(t.split("@")[0] for t in tokens) == ["k-b", "u-a/test"]
+    args = [a for t in tokens for a in ("--confirm-change", t)]
+    r = run("review", write(tmp_path, "b.yaml", VALID), write(tmp_path, "h.yaml", head_text), *args)
     assert r.returncode == 0, r.stdout
 
 
@@ -203,7 +199,7 @@ def test_review_reads_git_revisions(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "`u-a/test`: instances 1 → 3 (+2 instance(s), +2 GPU(s))" in r.stdout
     r = run("review", "nope:services.yaml", "HEAD:services.yaml", cwd=tmp_path)
-    assert r.returncode == 2 and "cannot read nope:services.yaml from git" in r.stderr
+    assert r.returncode == 2 and "bad revision 'nope'" in r.stderr
 
 
 def test_render_writes_valid_manifests(tmp_path):

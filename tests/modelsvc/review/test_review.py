@@ -12,8 +12,8 @@ import re
 import pytest
 from markdown_it import MarkdownIt
 
-from modelsvc.catalog import loads
-from modelsvc.review import MARKER, code, review, review_sources
+from modelsvc.catalog import Catalog, loads
+from modelsvc.review import MARKER, Confirm, Confirmation, code, diff, review, review_sources
 from tests.modelsvc.catalog.samples import DIGEST_B, KEY_A, VALID, replace
 
 BASE = replace(
@@ -28,6 +28,11 @@ BASE = replace(
     BASE, "    pool: h100\n  - name: Big", "    pool: h100\n    limits:\n      requests_per_minute: 60\n  - name: Big"
 )
 BASE = replace(BASE, "    owner: u-b\n", "    owner: u-b\n    limits:\n      tokens_per_minute: 1000\n")
+
+
+def confirm_all(base: Catalog, head: Catalog) -> list[Confirmation]:
+    """The confirmations the review asks for, as the pull request would give them (subject@digest)."""
+    return [Confirmation(kind, digest, subject) for (kind, subject), digest in diff(base, head).digests().items()]
 
 
 def edits(*pairs: tuple[str, str]) -> str:
@@ -131,8 +136,17 @@ CASES = [
     ),
     (
         "key revoked",
+        edits(("  - id: k-b\n    owner: u-b\n", "  - id: k-b2\n    owner: u-b\n"), (DIGEST_B, "d" * 64)),
+        [
+            "❌ key `k-b` of `u-b` revoked: callers using it get 401",
+            "❌ new key `k-b2` for `u-b`: it can call `u-b/big`",
+        ],
+        {"k-b", "k-b2"},
+    ),
+    (
+        "key renamed (same secret)",
         edits(("  - id: k-b\n    owner: u-b\n", "  - id: k-b2\n    owner: u-b\n")),
-        ["❌ key `k-b` of `u-b` revoked: callers using it get 401", "- ➕ key `k-b2` for `u-b`"],
+        ["key `k-b` is now key `k-b2` (the same secret, same owner `u-b`): its callers keep working"],
         {"k-b"},
     ),
     ("key rotated", edits((DIGEST_B, "c" * 64)), ["key `k-b` rotated (new digest)"], {"k-b"}),
@@ -180,8 +194,12 @@ CASES = [
     (
         "instance_type",
         edits(("instance_type: p5.48xlarge", "instance_type: p5e.48xlarge")),
-        ["- pool `h100`: `instance_type` `p5.48xlarge` → `p5e.48xlarge`"],
-        set(),
+        [
+            "- pool `h100`: `instance_type` `p5.48xlarge` → `p5e.48xlarge`",
+            "❌ pool `h100`: `instance_type` `p5.48xlarge` → `p5e.48xlarge`: other GPUs under `u-a/test` 1 → 1 GPU(s), "
+            "`u-b/big` 8 → 8 GPU(s) (engine rebuilds)",
+        ],
+        {"h100"},
     ),
     (
         "max_nodes",
@@ -203,8 +221,8 @@ CASES = [
         BASE[: BASE.index("  - name: Big")],
         [
             "removed `u-b/big` (`ms-000000000002`): callers get 404",
-            "`Confirm-Delete: u-b/big`",
-            "`confirm-delete:u-b/big`",
+            "`Confirm-Delete: u-b/big@",
+            "the label `confirm-delete:",
         ],
         {"u-b/big"},
     ),
@@ -243,7 +261,7 @@ def test_every_signal_shows_and_caller_visible_ones_need_a_confirmation(case, he
     section = r.markdown.split("### Changes callers will notice (each needs a confirmation)\n")[1].split("###")[0]
     if needs:
         assert "**Result: ❌ blocked**" in r.markdown and section.count("**not confirmed**") >= len(needs)
-        confirmed = review(base_c, head_c, needs, needs)
+        confirmed = review(base_c, head_c, confirm_all(base_c, head_c))
         assert confirmed.ok and not confirmed.unconfirmed, confirmed.markdown
         assert "passes with confirmed changes callers will notice" in confirmed.markdown
         assert "**not confirmed**" not in confirmed.markdown and "— confirmed" in confirmed.markdown
@@ -253,9 +271,11 @@ def test_every_signal_shows_and_caller_visible_ones_need_a_confirmation(case, he
 
 
 def test_a_deletion_needs_confirm_delete_not_confirm_change():
-    head = loads(BASE[: BASE.index("  - name: Big")])
-    assert not review(loads(BASE), head, set(), {"u-b/big"}).ok
-    assert review(loads(BASE), head, {"u-b/big"}, set()).ok
+    base, head = loads(BASE), loads(BASE[: BASE.index("  - name: Big")])
+    [(kind, subject, digest)] = [(k, s, d) for (k, s), d in diff(base, head).digests().items()]
+    assert (kind, subject) == (Confirm.delete, "u-b/big")
+    assert not review(base, head, [Confirmation(Confirm.change, digest, "u-b/big")]).ok
+    assert review(base, head, [Confirmation(Confirm.delete, digest, "u-b/big")]).ok
 
 
 def _reordered() -> str:
@@ -330,13 +350,13 @@ def test_hostile_display_names_stay_inside_code_spans(name):
             f"    model: chat-70b\n    description: {quoted}\n    instances: 2\n",
         ),
     )
-    r = review(loads(BASE), loads(head))
+    r = review(loads(BASE), loads(head), confirm_all(loads(BASE), loads(head)))  # the instance type is confirmed
     outside = _outside_code(r.markdown)
-    assert outside.count("<strong>Result") == 1 and "✅ passes" in outside
+    assert outside.count("<strong>Result") == 1 and "passes" in outside and "❌" not in outside
     for fragment in ("evil.example", "::warning", "::add-mask", "pwned", "<a ", "<img", "&lt;!--", "| pipe"):
         assert fragment not in outside, (fragment, outside)
     assert not any(line.lstrip().startswith("::") for line in r.markdown.splitlines())
-    assert r.markdown.count(code(name)) == 4, r.markdown
+    assert r.markdown.count(code(name)) == 5, r.markdown  # the instance type twice: capacity and confirmation
 
 
 @pytest.mark.parametrize(
