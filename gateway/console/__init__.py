@@ -333,3 +333,6 @@ def gitops_actions(svc: Service) -> dict:
             ],
         },
     }
+
+
+from . import actions  # noqa: E402,F401  (the actions' routes, on this blueprint)
