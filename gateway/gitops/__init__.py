@@ -56,6 +56,7 @@ class GitOps:
         self._list_lock = asyncio.Lock()
         self._details: dict[int, _Cached] = {}
         self._opened: dict[int, dict[str, Any]] = {}  # opened by this replica, shown before GitHub lists them
+        self._live: set[int] = set()  # merged pull requests seen live
         self._service_locks: dict[str, asyncio.Lock] = {}
         self.actions = Counter(
             "modelsvc_console_actions",
@@ -268,14 +269,24 @@ class GitOps:
 
     async def pending(self, catalog: Catalog, force: bool = False) -> list[dict[str, Any]]:
         """Every pull request of this console that is not live yet: open ones, merged ones the gateway's catalog
-        does not show yet, and (not blocking) ones closed without merging in the last day."""
+        does not show yet, and (not blocking) ones closed without merging in the last day. A merged one is live
+        once the catalog holds what it asked for, or once a later merged one of the same service supersedes it;
+        once seen live it stays so (a later change of the same service does not bring it back)."""
         out = []
         now = time.time()
-        for e in await self._listed(force):
-            live = is_live({"service_id": e["service_id"], "expect": e["expect"]}, catalog)
-            if e["state"] == "merged" and live:
-                continue
-            if e["state"] == "closed" and now - _epoch(e["closed_at"]) > CLOSED_SHOWN_S:
+        entries = await self._listed(force)
+        latest_merge: dict[str, str] = {}
+        for e in entries:
+            if e["state"] == "merged" and e["merged_at"] > latest_merge.get(e["service_id"], ""):
+                latest_merge[e["service_id"]] = e["merged_at"]
+        for e in entries:
+            if e["state"] == "merged":
+                superseded = e["merged_at"] < latest_merge[e["service_id"]]
+                if e["number"] in self._live or superseded or is_live(e, catalog):
+                    self._live.add(e["number"])
+                    continue
+            ended = e["closed_at"] if e["state"] != "open" else None
+            if ended and now - _epoch(ended) > CLOSED_SHOWN_S:
                 continue
             out.append({**e, **_stage(e), "blocking": e["state"] != "closed"})
         return out

@@ -113,8 +113,9 @@ def _refused(e: EditError, attempted: str | None, access_name: str, default: str
         {
             "field": _field_of(attempted, p.line, start, end) if attempted else None,
             "line": p.line,
-            "message": p.message + (f" — {p.hint}" if p.hint else ""),
-            "located": str(p),
+            "message": p.message,
+            "hint": p.hint,
+            "located": str(p),  # file:line:col: message — hint, as the CLI prints it
         }
         for p in e.problems
     ]
@@ -287,11 +288,14 @@ def propose_delete(base_text: str, path: str, who: Who, access_name: str, confir
 
 
 def is_live(marker: dict[str, Any], catalog: Catalog) -> bool:
-    """Whether the gateway's catalog already holds what the pull request asked for."""
+    """Whether the gateway's catalog already holds what the pull request asked for: a deployed service exists, a
+    deleted one is gone, a scaled one has the counts asked for."""
     sid, expect = marker.get("service_id"), marker.get("expect") or {}
     svc = next((s for s in catalog.services if s.id == sid), None)
     if not expect.get("present"):
         return svc is None
+    if marker.get("action") == "deploy":
+        return svc is not None
     return (
         svc is not None
         and svc.instances == expect.get("instances")
