@@ -30,7 +30,17 @@ from modelsvc.review import MARKER as REVIEW_MARKER
 
 from ..errors import ActionsUnavailable, Conflict, GatewayError, RateLimited
 from . import github
-from .proposal import Proposal, Who, branch_owner, is_live, parse_marker, propose_delete, propose_deploy, propose_scale
+from .proposal import (
+    Proposal,
+    Who,
+    branch_owner,
+    is_live,
+    own_service,
+    parse_marker,
+    propose_delete,
+    propose_deploy,
+    propose_scale,
+)
 
 log = logging.getLogger("gateway.gitops")
 RECHECK_S = 60.0  # a refused or unreachable identity is checked again this often (a fixed App needs no restart)
@@ -166,9 +176,7 @@ class GitOps:
     async def _act(self, who: Who, action: str, catalog: Catalog, subject: str | None, form: dict[str, Any]) -> dict:
         repo = self.ready()
         if subject is not None:  # scale / delete: the owner's own service, as the gateway knows it (else 404)
-            from .proposal import _own
-
-            _own(catalog, subject, who.owner)
+            own_service(catalog, subject, who.owner)
         await self._rate_limit(who.owner)
         lock_key = subject or f"{who.owner}/new"
         lock = self._service_locks.setdefault(lock_key, asyncio.Lock())

@@ -151,7 +151,7 @@ def confirmations(base: Catalog, head: Catalog) -> tuple[str, ...]:
 # -- scope: an owner's own service, nothing else ---------------------------------------------------------------------
 
 
-def _own(catalog: Catalog, access_name: str, owner: str) -> Service:
+def own_service(catalog: Catalog, access_name: str, owner: str) -> Service:
     svc = catalog.service(access_name)
     if svc is None or svc.owner != owner:  # another owner's service looks exactly like an unknown one
         raise NotFound(f"the service '{access_name}' does not exist or you do not have access to it")
@@ -253,7 +253,7 @@ def propose_deploy(base_text: str, path: str, who: Who, form: dict[str, Any]) ->
 
 def propose_scale(base_text: str, path: str, who: Who, access_name: str, form: dict[str, Any]) -> Proposal:
     base = load_base(base_text, path)
-    svc = _own(base, access_name, who.owner)
+    svc = own_service(base, access_name, who.owner)
     text, head = _attempt(
         base_text,
         path,
@@ -278,7 +278,7 @@ def propose_scale(base_text: str, path: str, who: Who, access_name: str, form: d
 
 def propose_delete(base_text: str, path: str, who: Who, access_name: str, confirm: str) -> Proposal:
     base = load_base(base_text, path)
-    svc = _own(base, access_name, who.owner)
+    svc = own_service(base, access_name, who.owner)
     text, head = _attempt(base_text, path, delete, access_name, confirm)
     what = (
         f"**Delete** the service {code(access_name)} ({code(svc.name)}, id {code(svc.id)}): callers of this "
