@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from ..errors import GitHubUnavailable
+from ..errors import Conflict, GitHubUnavailable
 from . import permissions
 
 log = logging.getLogger("gateway.gitops")
@@ -161,12 +161,15 @@ async def open_pull_request(
     r: Repo, *, base_sha: str, blob_sha: str, branch: str, text: str, title: str, body: str, message: str
 ) -> dict[str, Any]:
     """A branch from the base's head, one commit that replaces services.yaml, the pull request. Returns the pull
-    request (GitHub's JSON). A failure after the branch exists leaves a branch without a pull request, which the
-    next action never reuses (each has its own name)."""
+    request (GitHub's JSON). If a step fails after the branch exists, the branch is deleted again (best effort), so
+    a refused action leaves nothing behind."""
     from githubkit.exception import GitHubException
 
     try:
         await r.gh.rest.git.async_create_ref(r.owner, r.name, ref=f"refs/heads/{branch}", sha=base_sha)
+    except GitHubException as e:
+        raise _failed("create the branch", e) from None
+    try:
         await r.gh.rest.repos.async_create_or_update_file_contents(
             r.owner,
             r.name,
@@ -178,8 +181,22 @@ async def open_pull_request(
         )
         pr = await r.gh.rest.pulls.async_create(r.owner, r.name, title=title, head=branch, base=r.base, body=body)
     except GitHubException as e:
+        await _delete_branch(r, branch)
+        if _status(e) == 409:
+            raise Conflict(
+                f"{r.path} changed on {r.base} while the action was prepared; nothing was opened, try again"
+            ) from None
         raise _failed("open the pull request", e) from None
     return pr.json()
+
+
+async def _delete_branch(r: Repo, branch: str) -> None:
+    from githubkit.exception import GitHubException
+
+    try:
+        await r.gh.rest.git.async_delete_ref(r.owner, r.name, f"heads/{branch}")
+    except GitHubException as e:
+        log.warning("could not delete the branch %s of a refused action (%r); delete it by hand", branch, e)
 
 
 # -- follow-through ---------------------------------------------------------------------------------------------------

@@ -40,8 +40,10 @@ WEB = "https://github.com"
 # permission each operation needs (GitHub's docs, "Fine-grained access tokens" section of each endpoint)
 NEEDS = {
     ("get", "/repos/{owner}/{repo}"): ("metadata", "read"),
+    ("get", "/user"): ("metadata", "read"),  # any token may read its own user
     ("get", "/repos/{owner}/{repo}/git/ref/{ref}"): ("contents", "read"),
     ("post", "/repos/{owner}/{repo}/git/refs"): ("contents", "write"),
+    ("delete", "/repos/{owner}/{repo}/git/refs/{ref}"): ("contents", "write"),
     ("get", "/repos/{owner}/{repo}/contents/{path}"): ("contents", "read"),
     ("put", "/repos/{owner}/{repo}/contents/{path}"): ("contents", "write"),
     ("post", "/repos/{owner}/{repo}/pulls"): ("pull_requests", "write"),
@@ -131,6 +133,7 @@ class FakeGitHub:
         self.check_runs: dict[str, list[dict[str, Any]]] = {}
         self.exchanges: list[Exchange] = []
         self.violations: list[str] = []
+        self.refuse: dict[tuple[str, str], int] = {}  # (method, template) → status to answer instead, once
         self._ids = itertools.count(1000)
         self._lock = threading.Lock()
         self.refs["main"] = self._commit(None, files, "initial")
@@ -241,8 +244,13 @@ class FakeGitHub:
             self.violations.append(str(e))
             return self._json(500, {"message": f"fake GitHub: {e}"}, method, path, q, body, auth)
         with self._lock:
-            status, payload = self._route(method.lower(), template, path, q, body, auth)
-        if status < 400 or str(status) in op["responses"]:
+            refused = self.refuse.pop((method.upper(), template), None)
+            if refused is not None:
+                status, payload = self._error(refused, "refused by the test")
+            else:
+                status, payload = self._route(method.lower(), template, path, q, body, auth)
+        # (an error a test asked for is not checked: the description's 409 is a oneOf that any error body matches twice)
+        if refused is None and (status < 400 or str(status) in op["responses"]):
             try:
                 octokit.check_response(op, status, payload, f"{method} {template}")
             except octokit.ContractError as e:
@@ -345,7 +353,11 @@ class FakeGitHub:
     # -- repository -------------------------------------------------------------------------------------------------
     def _get_repos_owner_repo(self, parts, q, body, who):
         repo = octokit.example("full-repository-default-response")
-        repo.update(name=self.repo, full_name=f"{self.owner}/{self.repo}", default_branch="main")
+        repo.update(name=self.repo, full_name=f"{self.owner}/{self.repo}", default_branch="main", fork=False)
+        # (the description's example is of a fork, and lacks the `language` its schema requires; ours is no fork)
+        repo.pop("source", None)
+        repo.pop("parent", None)
+        repo["language"] = None
         return 200, repo
 
     def _get_user(self, parts, q, body, who):
@@ -382,6 +394,16 @@ class FakeGitHub:
             }
         self.refs[name] = sha
         return 201, self._ref_json(name, sha)
+
+    def _delete_repos_owner_repo_git_refs_ref(self, parts, q, body, who):
+        ref = "/".join(parts[5:])
+        if not ref.startswith("heads/") or ref[6:] not in self.refs or ref[6:] == "main":
+            return 422, {
+                "message": "Reference does not exist",
+                "documentation_url": "https://docs.github.com/rest/git/refs#delete-a-reference",
+            }
+        del self.refs[ref[6:]]
+        return 204, None
 
     def _content_json(self, path: str, text: str, ref: str) -> dict[str, Any]:
         c = octokit.example("content-file-response-if-content-is-a-file")

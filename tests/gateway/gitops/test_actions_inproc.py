@@ -315,3 +315,51 @@ async def test_actions_are_rate_limited_per_owner_and_metered(tmp_path, app_key,
             )
             == 2
         )
+
+
+@pytest.mark.parametrize("status, code", [(409, 409), (500, 502), (403, 502)])
+async def test_a_failed_commit_leaves_no_branch_and_a_clean_error(gw, fake, status, code):
+    fake.refuse[("PUT", "/repos/{owner}/{repo}/contents/{path}")] = status
+    r = await gw.client.post(f"/console/api/actions/scale/{OWN}", json={"add": 1}, headers=H())
+    assert r.status_code == code and set(r.json()["error"]) == {"message", "type", "param", "code"}, r.text
+    assert "nothing" in r.json()["error"]["message"]
+    assert list(fake.refs) == ["main"] and fake.pulls == []  # the branch was deleted again
+    r = await gw.client.post(f"/console/api/actions/scale/{OWN}", json={"add": 1}, headers=H())
+    assert r.status_code == 201  # and the next try works
+
+
+async def test_github_unreachable_is_a_clean_502(gw, fake):
+    fake.refuse[("GET", "/repos/{owner}/{repo}/git/ref/{ref}")] = 503
+    r = await gw.client.post(f"/console/api/actions/scale/{OWN}", json={"add": 1}, headers=H())
+    assert r.status_code == 502 and r.json()["error"]["code"] == "github_error" and writes(fake) == []
+
+
+async def test_fallback_a_fine_grained_token(tmp_path, app_key):
+    pat = "github_pat_11TEST0000000000000000_abcdefghijklmnopqrstuvwxyz"
+    fake = make_fake(app_key, pat=pat, pat_permissions={"contents": "write", "pull_requests": "write"})
+    token_file = tmp_path / "token"
+    token_file.write_text(pat + "\n")
+    settings = {**gitops_settings(tmp_path, app_key), "github_app_id": None, "github_app_key_file": None}
+    async with InProcessGateway(
+        tmp_path, github_transport=fake.transport(), **settings, github_token_file=str(token_file)
+    ) as g:
+        assert (await wait_enabled(g, DEMO_KEY))["enabled"]
+        assert (
+            await g.client.post(f"/console/api/actions/scale/{OWN}", json={"add": 1}, headers=H())
+        ).status_code == 201
+        assert fake.pull(1).login == "octocat"
+        p = (await g.client.get(f"/console/api/pending/{OWN}", headers=H())).json()["data"][0]
+        assert p["number"] == 1 and p["gate_visible"] is False
+    assert fake.violations == []
+
+
+async def test_a_classic_token_is_refused(tmp_path, app_key, fake):
+    token_file = tmp_path / "token"
+    token_file.write_text("ghp_0123456789abcdefghijklmnopqrstuvwxyzAB")
+    settings = {**gitops_settings(tmp_path, app_key), "github_app_id": None, "github_app_key_file": None}
+    async with InProcessGateway(
+        tmp_path, github_transport=fake.transport(), **settings, github_token_file=str(token_file)
+    ) as g:
+        body = await wait_enabled(g, DEMO_KEY, want=False)
+        assert body["enabled"] is False and "fine-grained" in body["reason"]
+    assert fake.exchanges == []
