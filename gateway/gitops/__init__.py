@@ -28,7 +28,8 @@ from sanic import Sanic
 from modelsvc.catalog import Catalog
 from modelsvc.review import MARKER as REVIEW_MARKER
 
-from ..errors import ActionsUnavailable, Conflict, GatewayError, RateLimited
+from ..errors import ActionsUnavailable, Conflict, GatewayError, GitHubUnavailable, RateLimited
+from ..limits import STORE_ERRORS
 from . import github
 from .proposal import (
     Proposal,
@@ -133,9 +134,13 @@ class GitOps:
         now = time.time()
         window = int(now // 60)
         key = f"modelsvc:console-actions:{owner}:{window}"
-        used = await self.store.increment(key, 1)
-        if used == 1:
-            await self.store.expire(key, 120)
+        try:
+            used = await self.store.increment(key, 1)
+            if used == 1:
+                await self.store.expire(key, 120)
+        except STORE_ERRORS as e:  # like the API's per-minute windows: a Redis outage does not stop the console
+            log.warning("limit store unreachable (%s): console actions are not rate-limited", type(e).__name__)
+            return
         if used > limit:
             reset = math.ceil((window + 1) * 60 - now)
             raise RateLimited(
@@ -308,12 +313,15 @@ class GitOps:
         if cached and cached.value["head_sha"] == entry["head_sha"]:
             if time.monotonic() - cached.at < self.settings.github_poll_s:
                 return cached.value
-        gate = await github.gate(repo, entry["head_sha"], self.settings.github_gate_check)
-        summary = None
-        for c in await github.comments(repo, entry["number"]):
-            if (c.get("user") or {}).get("login") == REVIEW_AUTHOR and REVIEW_MARKER in (c.get("body") or ""):
-                summary = _result_line(c["body"])
-        value = {"head_sha": entry["head_sha"], "gate": gate, "gate_visible": repo.can_read_checks, "review": summary}
+        value: dict[str, Any] = {"head_sha": entry["head_sha"], "gate_visible": repo.can_read_checks}
+        try:
+            value["gate"] = await github.gate(repo, entry["head_sha"], self.settings.github_gate_check)
+            value["review"] = None
+            for c in await github.comments(repo, entry["number"]):
+                if (c.get("user") or {}).get("login") == REVIEW_AUTHOR and REVIEW_MARKER in (c.get("body") or ""):
+                    value["review"] = _result_line(c["body"])
+        except GitHubUnavailable as e:  # the panel still shows the pull request; its status says why no result
+            return {**value, "gate": None, "review": None, "details_error": e.message}
         self._details[key] = _Cached(time.monotonic(), value)
         return value
 

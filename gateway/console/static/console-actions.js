@@ -257,6 +257,7 @@
                          el("dd", { "data-field": "review", text: p.review || "no review comment yet" })])
       ]));
     }
+    if (p.details_error) li.append(el("p", { "class": "muted", text: "Review status unavailable: " + p.details_error }));
     if (p.merged_at) li.append(el("p", { "class": "muted", text: "Merged " + new Date(p.merged_at).toLocaleString() }));
     return li;
   }

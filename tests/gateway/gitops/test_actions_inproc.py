@@ -363,3 +363,12 @@ async def test_a_classic_token_is_refused(tmp_path, app_key, fake):
         body = await wait_enabled(g, DEMO_KEY, want=False)
         assert body["enabled"] is False and "fine-grained" in body["reason"]
     assert fake.exchanges == []
+
+
+async def test_the_pending_panel_survives_github_failing_on_details(gw, fake):
+    assert (await gw.client.post(f"/console/api/actions/scale/{OWN}", json={"add": 1}, headers=H())).status_code == 201
+    fake.refuse[("GET", "/repos/{owner}/{repo}/issues/{issue_number}/comments")] = 502
+    r = await gw.client.get(f"/console/api/pending/{OWN}", headers=H())
+    assert r.status_code == 200
+    p = r.json()["data"][0]
+    assert p["number"] == 1 and p["review"] is None and "HTTP 502" in p["details_error"]
