@@ -13,7 +13,7 @@ from typing import Any
 
 from modelsvc.catalog import Catalog, CatalogError, Service, loads
 from modelsvc.catalog.edit import EditError, create, default_access_name, delete, scale
-from modelsvc.review import code, diff, review
+from modelsvc.review import Confirmation, code, diff, review, token
 
 from ..errors import Conflict, InvalidEdit, NotFound
 
@@ -137,13 +137,15 @@ def _attempt(base_text: str, path: str, fn, *args, **kw) -> tuple[str, Catalog]:
 
 
 def confirmations(base: Catalog, head: Catalog) -> tuple[str, ...]:
-    """The description lines the review of base → head asks for (modelsvc.review's own diff), and a check that the
+    """The description lines the review of base → head asks for — one `Confirm-<Kind>: <subject>@<digest>` per
+    group of changes that needs one, from modelsvc.review's own typed diff and digests — and a check that the
     review passes with exactly them."""
     d = diff(base, head)
-    lines = tuple(dict.fromkeys(f"Confirm-{c.confirm.value}: {c.subject}" for c in d.confirmable if c.confirm))
-    deletes = {c.subject for c in d.confirmable if c.confirm and c.confirm.value == "Delete"}
-    changes = {c.subject for c in d.confirmable if c.confirm and c.confirm.value != "Delete"}
-    if not review(base, head, deletes, changes).ok:  # cannot happen for a valid head: the review says what it needs
+    digests = d.digests()
+    groups = list(dict.fromkeys((c.confirm, c.subject) for c in d.confirmable if c.confirm is not None))
+    lines = tuple(token(kind, subject, digests[(kind, subject)])[0] for kind, subject in groups)
+    given = [Confirmation(kind, digests[(kind, subject)], subject) for kind, subject in groups]
+    if not review(base, head, given).ok:  # cannot happen for a valid head: the review says what it needs
         raise Conflict("the review of this change would not pass; change services.yaml in a pull request by hand")
     return lines
 

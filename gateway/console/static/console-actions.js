@@ -59,8 +59,10 @@
     var field = fieldMap[err.param] || err.param;
     var target = field ? $(prefix + "-" + field + "-error") : null;
     // beside the field: what is wrong there (its located problem, else the first), not the refusal's header line
-    var mine = (err.problems || []).filter(function (p) { return p.field === err.param; })[0] || (err.problems || [])[0];
-    var first = mine ? mine.message : err.message.split("\n")[0];
+    var problems = err.problems || [];
+    var mine = problems.filter(function (p) { return p.field === err.param; })[0];
+    var first = mine ? mine.message
+      : problems.length ? "Refused: see the problem above." : err.message.split("\n")[0];
     if (target) {
       target.textContent = first;
       var input = document.querySelector('[aria-describedby~="' + target.id + '"]');
@@ -122,6 +124,8 @@
     syncAccess();
     $("deploy-open").hidden = false;
     $("deploy-open").addEventListener("click", function () { clearErrors("deploy"); dialog.showModal(); });
+    form.addEventListener("input", function () { clearErrors("deploy"); });  // a changed form: the old refusal goes
+    form.addEventListener("change", function () { clearErrors("deploy"); });
     form.addEventListener("submit", function (ev) {
       ev.preventDefault();
       clearErrors("deploy");
@@ -201,6 +205,7 @@
       $("delete-submit").disabled = $("delete-confirm").value !== service.access_name;
     });
 
+    $("scale-form").addEventListener("input", function () { clearErrors("scale"); });
     $("scale-form").addEventListener("submit", function (ev) {
       ev.preventDefault();
       clearErrors("scale");

@@ -59,7 +59,7 @@ def gw(github, tmp_path_factory):
 def page(gw):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        ctx = browser.new_context(viewport={"width": 1280, "height": 900})
+        ctx = browser.new_context(viewport={"width": 1280, "height": 1000})
         pg = ctx.new_page()
         pg.set_default_timeout(15_000)
         problems: list[str] = []
@@ -131,7 +131,7 @@ def test_deploy_scale_and_delete_as_reviewed_pull_requests(page, gw, github, tmp
     page.get_by_label("Base model").select_option("llama-3.1-70b-instruct")
     page.get_by_label("Instances", exact=True).fill("9")
     page.get_by_role("button", name="Open pull request").click()
-    expect(page.locator("#deploy-instances-error")).to_contain_text("max_nodes is 4")
+    expect(page.locator("#deploy-instances-error")).to_have_text("Refused: see the problem above.")
     expect(page.locator("#deploy-problems li").first).to_contain_text("max_nodes")
     assert page.get_by_label("Instances", exact=True).get_attribute("aria-invalid") == "true"
     shot(page, "console-deploy-refused.png", dialog)
@@ -141,6 +141,7 @@ def test_deploy_scale_and_delete_as_reviewed_pull_requests(page, gw, github, tmp
     page.get_by_label("Instances", exact=True).fill("1")
     page.get_by_label("GPU pool").select_option("h100")
     expect(page.locator("#deploy-access-default")).to_have_text(NEW)
+    expect(page.locator("#deploy-problems li")).to_have_count(0)  # the changed form: the old refusal is gone
     shot(page, "console-deploy.png", dialog)
     base = fake.file("main", "services.yaml")
     page.get_by_role("button", name="Open pull request").click()
