@@ -158,7 +158,7 @@ class GitOps:
             log.info(
                 "console %s %s by owner %s key %s refused: %s %s",
                 action,
-                subject or form.get("name", ""),
+                subject or repr(str(form.get("name", ""))[:64]),  # typed text: repr, so it cannot forge a line
                 who.owner,
                 who.key_id,
                 e.status,
