@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from typing import Any
 
 from sanic import Sanic
 
@@ -14,6 +15,7 @@ from . import console
 from .api import health, openai
 from .api import usage as usage_api
 from .config import LocalOverlay, Settings
+from .gitops import setup_gitops
 from .hooks import setup_http
 from .internal import setup_internal
 from .lifecycle import configure, setup_lifecycle
@@ -30,9 +32,11 @@ def create_app(
     *,
     name: str | None = None,
     backends: BackendFactory | None = None,
+    github_transport: Any = None,
 ) -> Sanic:
     """`backends`: how each model's instances are reached (default: Triton's gRPC client, or the OpenAI-compatible
-    HTTP client for `backend: openai`); tests pass devtools.fake_backend's."""
+    HTTP client for `backend: openai`); tests pass devtools.fake_backend's. `github_transport`: an httpx transport
+    for the console's GitHub calls (tests: the fake GitHub, in process)."""
     settings = settings or Settings()
     app = Sanic(name or f"modelsvc_gateway_{os.getpid()}_{next(_names)}", configure_logging=False)
     configure(app, catalog, settings)
@@ -42,5 +46,6 @@ def create_app(
     setup_lifecycle(app, catalog, settings, overlay, backends)
     setup_internal(app, settings)
     setup_reload(app)
+    setup_gitops(app, github_transport)
     setup_http(app)
     return app

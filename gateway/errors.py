@@ -86,6 +86,28 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+class InvalidEdit(InvalidRequest):
+    """A console action whose services.yaml edit is refused (modelsvc.catalog.edit): the message names the input
+    (`param`), and `problems` carries each located problem so the form shows it beside its field."""
+
+    code = "invalid_edit"
+
+    def __init__(self, message: str, *, param: str | None = None, problems: list[dict] | None = None) -> None:
+        super().__init__(message, param=param)
+        self.problems = problems or []
+
+    def body(self) -> dict:
+        return {**super().body(), "problems": self.problems}
+
+
+class Conflict(GatewayError):
+    """The action cannot be taken now: the service has a pending pull request, or main changed under it."""
+
+    status = 409
+    type = "invalid_request_error"
+    code = "conflict"
+
+
 class MethodNotAllowed(GatewayError):
     status = 405
     type = "invalid_request_error"
@@ -129,6 +151,22 @@ class UsageUnavailable(GatewayError):
     status = 503
     type = "server_error"
     code = "usage_unavailable"
+
+
+class GitHubUnavailable(GatewayError):
+    """GitHub refused or failed a call of the console's actions (the pull request was not opened)."""
+
+    status = 502
+    type = "server_error"
+    code = "github_error"
+
+
+class ActionsUnavailable(GatewayError):
+    """The console's actions are not configured, or their GitHub access failed its start-up check."""
+
+    status = 503
+    type = "server_error"
+    code = "console_actions_unavailable"
 
 
 # -- the gateway's own state (5xx) -------------------------------------------------------------------------------------

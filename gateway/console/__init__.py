@@ -90,7 +90,11 @@ async def _security_headers(request: Request, response: HTTPResponse):
 
 def render_page(template: str, **ctx) -> HTTPResponse:
     html = _env.get_template(template).render(
-        css=_asset_url("console.css"), js=_asset_url("console.js"), poll_ms=POLL_MS, **ctx
+        css=_asset_url("console.css"),
+        js=_asset_url("console.js"),
+        actions_js=_asset_url("console-actions.js"),
+        poll_ms=POLL_MS,
+        **ctx,
     )
     return _secure(HTTPResponse(html, content_type="text/html; charset=utf-8", headers={"cache-control": "no-cache"}))
 
@@ -333,3 +337,6 @@ def gitops_actions(svc: Service) -> dict:
             ],
         },
     }
+
+
+from . import actions  # noqa: E402,F401  (the actions' routes, on this blueprint)

@@ -42,6 +42,7 @@ def cmd_create(args) -> int:
             instances=args.instances,
             pool=args.pool,
             access_name=args.access_name,
+            max_instances=args.max_instances,
         ),
         show_review=True,
     )
@@ -51,7 +52,9 @@ def cmd_create(args) -> int:
 
 
 def cmd_scale(args) -> int:
-    rc = _write_edit(args, lambda t: scale(t, args.file, args.access_name, to=args.to, add=args.add))
+    rc = _write_edit(
+        args, lambda t: scale(t, args.file, args.access_name, to=args.to, add=args.add, max_instances=args.max)
+    )
     if rc == 0:
         print(f"{args.access_name}: instances updated in {args.file}")
     return rc
@@ -72,14 +75,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     cr.add_argument("--instances", type=int, default=1, metavar="K")
     cr.add_argument("--pool", metavar="P", help="GPU pool (default: the only pool, if there is one)")
     cr.add_argument("--access-name", metavar="OWNER/NAME", help="default: <owner>/<name as a slug>")
+    cr.add_argument(
+        "--max-instances", type=int, metavar="M", help="autoscale between --instances (the minimum) and M on load"
+    )
     cr.add_argument("--file", default=DEFAULT_FILE)
     cr.set_defaults(func=cmd_create)
 
     s = sub.add_parser("scale", help="change a service's instance count in place")
     s.add_argument("access_name")
-    g = s.add_mutually_exclusive_group(required=True)
-    g.add_argument("--to", type=int, metavar="N")
+    g = s.add_mutually_exclusive_group()
+    g.add_argument("--to", type=int, metavar="N", help="instances (an autoscaled service's minimum)")
     g.add_argument("--add", type=int, metavar="N", help="negative to remove instances")
+    s.add_argument("--max", type=int, metavar="M", help="an autoscaled service's most instances")
     s.add_argument("--file", default=DEFAULT_FILE)
     s.set_defaults(func=cmd_scale)
 

@@ -28,7 +28,7 @@ Sanic.test_mode = True
 
 
 class InProcessGateway:
-    def __init__(self, tmp_path: Path, catalog_text: str | None = None, **settings):
+    def __init__(self, tmp_path: Path, catalog_text: str | None = None, github_transport=None, **settings):
         catalog = loads(catalog_text or example_catalog())
         self.usage_log = tmp_path / "usage.jsonl"
         self.settings = Settings(
@@ -45,7 +45,12 @@ class InProcessGateway:
         )
         self.backends: dict[str, FakeBackend] = {}
         self.app = create_app(
-            catalog, self.settings, overlay, name=f"inproc_{next(_ids)}", backends=fake_backends(self.backends)
+            catalog,
+            self.settings,
+            overlay,
+            name=f"inproc_{next(_ids)}",
+            backends=fake_backends(self.backends),
+            github_transport=github_transport,
         )
         self._to_app: asyncio.Queue = asyncio.Queue()
         self._from_app: asyncio.Queue = asyncio.Queue()

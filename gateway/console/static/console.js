@@ -73,6 +73,11 @@
     return "/console/services/" + accessName.split("/").map(encodeURIComponent).join("/");
   }
 
+  // what console-actions.js (the Deploy / Scale / Delete pull requests) uses of this script
+  window.modelsvcConsole = { api: api, el: el, announce: announce, getKey: getKey, ApiError: ApiError,
+                             onAuthError: function (err) { return onAuthError(err); }, detailHref: detailHref };
+  function loaded(kind, data) { document.dispatchEvent(new CustomEvent("modelsvc:" + kind, { detail: data })); }
+
   // -- sign in / out -------------------------------------------------------------------------------------------
   var started = false;
 
@@ -148,6 +153,7 @@
     });
     $("list-error").textContent = "";
     $("updated").textContent = "Status updated " + new Date().toLocaleTimeString();
+    loaded("list", data);
   }
 
   function refreshList() {
@@ -280,6 +286,7 @@
         $("detail").hidden = false;
       }
       $("detail-error").textContent = "";
+      loaded("service", s);
     }, function (err) {
       if (onAuthError(err)) return;
       $("detail-error").textContent = (first ? "" : "Could not refresh: ") + err.message;

@@ -45,6 +45,7 @@ def assert_security_headers(r: httpx.Response) -> None:
     PAGES
     + [
         "/console/static/console.js",
+        "/console/static/console-actions.js",
         "/console/static/console.css",
         "/console/api/services",
         f"/console/api/services/{CHAT}",
@@ -104,7 +105,8 @@ def test_pages_are_shells_without_service_data(console_gw, path):
     ):
         assert secret not in text
     assert "<script>" not in text  # only <script src=...>: no inline script (the CSP would block it anyway)
-    assert text.count("<script") == 1 and 'src="/console/static/console.js?v=' in text
+    assert text.count("<script") == 2 and 'src="/console/static/console.js?v=' in text
+    assert 'src="/console/static/console-actions.js?v=' in text
     assert "http://" not in text and "https://" not in text  # no assets from the internet
 
 
@@ -196,11 +198,13 @@ def test_api_requires_a_valid_key(console_gw):
 
 def test_static_assets_are_versioned_and_cacheable(console_gw):
     page = get(console_gw, "/console/", key=None).text
-    href = page.split('src="', 1)[1].split('"', 1)[0]
-    r = get(console_gw, href, key=None)
-    assert r.headers["content-type"].startswith("text/javascript")
-    assert "immutable" in r.headers["cache-control"]
-    assert "innerHTML" not in r.text.replace("never innerHTML", "")  # data goes in with textContent only
+    hrefs = [part.split('"', 1)[0] for part in page.split('src="')[1:]]
+    assert len(hrefs) == 2
+    for href in hrefs:
+        r = get(console_gw, href, key=None)
+        assert r.headers["content-type"].startswith("text/javascript")
+        assert "immutable" in r.headers["cache-control"]
+        assert "innerHTML" not in r.text.replace("never innerHTML", "")  # data goes in with textContent only
 
 
 def test_usage_api_and_charts_count_the_services_records(console_gw):
