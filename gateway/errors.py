@@ -81,9 +81,25 @@ class ModelNotFound(GatewayError):
 
 
 class NotFound(GatewayError):
+    """An unknown URL or object. OpenAI answers unknown URLs with code null ("Invalid URL (GET /v1/x)") — never a
+    code a client could read as "model not found"."""
+
     status = 404
     type = "invalid_request_error"
-    code = "not_found"
+    code = None
+
+
+def unknown_url(method: str, path: str) -> NotFound:
+    """OpenAI's own answers: "Invalid URL (POST /v1/x)" under /v1, code null; elsewhere "Unknown request URL",
+    code "unknown_url"."""
+    shown = path if len(path) <= 200 else path[:200] + "…"
+    if path.startswith("/v1/"):
+        return NotFound(f"Invalid URL ({method} {shown})")
+    return NotFound(
+        f"Unknown request URL: {method} {shown}. Please check the URL for typos, or see the docs at "
+        "https://platform.openai.com/docs/api-reference/.",
+        code="unknown_url",
+    )
 
 
 class InvalidEdit(InvalidRequest):
@@ -130,6 +146,16 @@ class BackendError(GatewayError):
     partial = False  # whether output had already reached the caller (set by the backend that raises it)
 
 
+class ModelOutputError(GatewayError):
+    """The model wrote what cannot be the answer asked for (a tool call that broke after it went out, arguments
+    that do not fit a strict schema): OpenAI's "model_error". 502: the engine answered, badly; not the caller's
+    fault, and not retried (the engine did the work, and would likely write the same)."""
+
+    status = 502
+    type = "model_error"
+    code = "invalid_model_output"
+
+
 class BackendUnavailable(BackendError):
     """No instance could be reached (connection refused, not ready). Safe to retry on another instance."""
 
@@ -167,6 +193,14 @@ class ActionsUnavailable(GatewayError):
     status = 503
     type = "server_error"
     code = "console_actions_unavailable"
+
+
+class StoreUnavailable(GatewayError):
+    """Stored responses cannot be read (the database is down): a follow-up cannot be answered right now."""
+
+    status = 503
+    type = "server_error"
+    code = "store_unavailable"
 
 
 # -- the gateway's own state (5xx) -------------------------------------------------------------------------------------

@@ -19,8 +19,22 @@ MIN_TOKENS_PER_S = 5.0
 
 # An engine extension's validated value (gateway/fields.py: top_k, min_p, ignore_eos, bad_words, ...).
 ExtensionValue = int | float | bool | tuple[str, ...]
+# TensorRT-LLM's guide types (guided_decoding_guide_type), as both its backends map them: tensorrtllm_backend
+# all_models/inflight_batcher_llm/tensorrt_llm/1/model.py get_guided_decoding_params_from_request and the C++
+# utils.cc; any other string is silently ignored there, so only these are ever sent.
+GUIDE_TYPES = ("json", "json_schema", "regex", "ebnf_grammar")
 Message = dict[str, object]  # one chat message as the caller sent it (forwarded to upstreams that template)
 TokenLogprob = tuple[str, float]  # (token text, log probability)
+
+
+@dataclass(frozen=True, slots=True)
+class Guide:
+    """Guided decoding: the output is constrained to this guide (the guided_decoding_guide_type and
+    guided_decoding_guide inputs). `text`: the JSON Schema, regex or EBNF grammar ("" for "json")."""
+
+    type: str  # one of GUIDE_TYPES
+    text: str = ""
+    param: str = "response_format"  # the request field it comes from (named when the model cannot honour it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +50,8 @@ class Sampling:
     stop: tuple[str, ...] = ()
     extensions: Mapping[str, ExtensionValue] = field(default_factory=dict)  # only those given (ignore_eos when true)
     logprobs: bool = False  # the chosen tokens' log probabilities
+    guide: Guide | None = None  # structured output / forced tool call (Capabilities.guided_decoding)
+    n: int = 1  # choices (num_return_sequences; Capabilities.n)
 
 
 # Sampling's optional OpenAI parameters a backend may or may not honour (Capabilities.sampling lists those it does).
@@ -69,6 +85,12 @@ class GenRequest:
     request_id: str = ""
     messages: list[Message] | None = None  # chat messages, for backends that template them themselves (openai)
     work: Work = field(default_factory=Work)
+    # The model's end-of-turn tokens besides the engine's one end_id: they end generation too (sent as stop words)
+    # and, like stop strings, never reach the caller.
+    end_tokens: tuple[str, ...] = ()
+    # OpenAI fields a templating backend forwards as given (tools, tool_choice, response_format, ...): it renders,
+    # constrains and parses them itself (the openai backend); a Triton model gets them rendered and as a guide.
+    forward: dict[str, object] = field(default_factory=dict)
 
     def settle(self, n_in: int | None, completion: int) -> int:
         """The finished answer's counts into `work`; returns the prompt tokens (the engine's, else the estimate)."""
@@ -94,22 +116,66 @@ class ImageRequest:
 
 
 @dataclass(slots=True)
+class ToolCall:
+    """A function call the model made: its id, the function's name and the arguments as JSON text."""
+
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(slots=True)
+class ToolCallDelta:
+    """A piece of a streamed tool call (OpenAI's tool_calls delta): the first piece of call `index` has the id and
+    the name, later ones argument text."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(slots=True)
 class Delta:
-    """One streamed piece of text (and, when asked, the tokens received since the previous piece)."""
+    """One streamed piece of one choice: text (and, when asked, the tokens received since the previous piece);
+    once parsed (gateway/tools, or an upstream that parses its own output) also reasoning and tool-call pieces."""
 
     text: str
     logprobs: list[TokenLogprob] | None = None
+    index: int = 0  # the choice (num_return_sequences: the engine's sequence_index)
+    reasoning: str = ""
+    tool_calls: list[ToolCallDelta] | None = None
+
+
+@dataclass(slots=True)
+class Choice:
+    """One finished choice of a generation with n > 1 (the first is the GenResult itself)."""
+
+    text: str
+    finish_reason: str
+    completion_tokens: int = 0
+    logprobs: list[TokenLogprob] | None = None
+    reasoning: str = ""
+    tool_calls: list[ToolCall] | None = None
 
 
 @dataclass(slots=True)
 class GenResult:
-    """A finished generation: the whole (stop-stripped) text and the engine's counts."""
+    """A finished generation: the whole (stop-stripped) text of the first choice, the engine's counts (completion
+    tokens: of all choices), and the other choices when n > 1."""
 
     text: str
     prompt_tokens: int
     completion_tokens: int
-    finish_reason: str  # "stop" | "length"
+    finish_reason: str  # "stop" | "length" | "tool_calls"
     logprobs: list[TokenLogprob] | None = None  # per generated token, when asked
+    reasoning: str = ""  # the model's reasoning, split off the text (gateway/tools)
+    tool_calls: list[ToolCall] | None = None  # the calls the model made (parsed from the text, or the upstream's)
+    more: list[Choice] = field(default_factory=list)  # choices 1..n-1
+
+    def choices(self) -> list[Choice]:
+        first = Choice(self.text, self.finish_reason, 0, self.logprobs, self.reasoning, self.tool_calls)
+        return [first, *self.more]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +203,9 @@ class Capabilities:
     # TensorRT-LLM's guided decoding inputs (guided_decoding_guide_type / guided_decoding_guide): structured outputs
     guided_decoding: bool = False
     n: bool = False  # num_return_sequences: several choices per request
+    # tools, tool_choice, response_format and n forwarded to an engine that renders, constrains and parses them
+    # itself (an OpenAI-compatible upstream); False: the gateway renders tools and parses the output itself
+    parses_tools: bool = False
 
 
 class Backend(Protocol):
