@@ -71,6 +71,11 @@ class FakeBackend:
                 raise UnsupportedParameter(f"this model does not support '{name}'", param=name)
         if req.sampling.logprobs and not caps.logprobs:
             raise UnsupportedParameter("this model does not return log probabilities", param="logprobs")
+        guide = req.sampling.guide
+        if guide is not None and not caps.guided_decoding:
+            raise UnsupportedParameter(f"'{guide.param}' needs guided decoding", param=guide.param)
+        if req.sampling.n > 1 and not caps.n:
+            raise UnsupportedParameter("n > 1 is not supported by this model", param="n")
         if req.image_urls and not caps.vision:
             raise UnsupportedParameter("this model does not accept images", param="messages")
         if caps.max_images is not None and len(req.image_urls) > caps.max_images:

@@ -35,6 +35,18 @@ How the Triton / TensorRT-LLM contract (docs DESIGN.md) is honoured:
   stream), ``BackendUnavailable`` (connection refused or UNAVAILABLE before any output; safe to retry elsewhere),
   ``BackendError`` otherwise. Every exception raised here has ``partial: bool`` = whether output had already been
   yielded to the caller (no retry when true).
+* Guided decoding (structured outputs, forced tool calls): only where the served model declares the
+  ``guided_decoding_guide_type`` / ``guided_decoding_guide`` inputs *and* its engine model (the ensemble's
+  ``tensorrt_llm`` step, or the model named by the BLS's ``tensorrt_llm_model_name``) has a guided decoder:
+  ``guided_decoding_backend`` xgrammar and, for the C++ backend, ``xgrammar_tokenizer_info_path`` (Python backend:
+  ``tokenizer_dir``) — the conditions of tensorrtllm_backend's model_instance_state.cc
+  getGuidedDecodingConfigFromParams and tensorrt_llm/1/model.py get_guided_decoding_config. Without one the executor
+  fails every guided request ("GuidedDecoder is not setup"), so the gateway refuses them first (400). Both tensors
+  go as BYTES [1, 1].
+* n > 1: ``num_return_sequences`` (INT32 [1, 1]) on a decoupled model that declares it; every response carries its
+  sequence's ``sequence_index`` and its own counts (``assemble.Choices`` keeps the sequences apart).
+* The model's other end-of-turn tokens (``GenRequest.end_tokens``) go as stop words beside the caller's stop strings
+  (TensorRT-LLM takes one ``end_id``) and are cut like them.
 * Leaving the ``stream()`` generator early (``aclose()``, or the consuming task being cancelled) cancels the gRPC
   call at once, so the engine stops generating. Always close the generator (``async with contextlib.aclosing``).
 """
@@ -59,7 +71,7 @@ from tritonclient.grpc import (  # type: ignore[import-untyped]  # no type hints
 from tritonclient.utils import InferenceServerException  # type: ignore[import-untyped]
 
 from gateway.backends import triton_wire as wire
-from gateway.backends.assemble import Assembly
+from gateway.backends.assemble import Assembly, Choices
 from gateway.backends.base import (
     MIN_TOKENS_PER_S,
     SAMPLING_PARAMS,
@@ -181,6 +193,21 @@ class _ReadDeadline:
             self._task.cancel()
 
 
+def has_guided_decoder(cfg: Any) -> bool:
+    """Whether a TensorRT-LLM model config sets up xgrammar (see the module docstring)."""
+    params = {k: v.string_value.strip() for k, v in cfg.parameters.items()}
+
+    def filled(name: str) -> bool:
+        value = params.get(name, "")
+        return bool(value) and not value.startswith("${")
+
+    if params.get("guided_decoding_backend") != "xgrammar":
+        return False
+    if cfg.backend == "python":
+        return filled("tokenizer_dir")
+    return filled("xgrammar_tokenizer_info_path")
+
+
 class TritonInstance:
     def __init__(
         self,
@@ -217,6 +244,7 @@ class TritonInstance:
         self.bos_token: str | None = None
         self.eos_token: str | None = None
         self._outputs: tuple[str, ...] = ()  # outputs asked for
+        self.guided = False  # the engine model has a guided decoder (see the module docstring)
         self._capabilities: Capabilities | None = None
         self.outstanding = 0  # requests in flight through this instance (for least-outstanding balancing)
 
@@ -245,6 +273,8 @@ class TritonInstance:
         self._load_config(resp.config)
         if resp.config.platform == "ensemble" and not self.decoupled:
             self.decoupled = await self._ensemble_decoupled(stub, resp.config)
+        engine = await self._engine_config(stub, resp.config)
+        self.guided = engine is not None and has_guided_decoder(engine)
         self._capabilities = self._read_capabilities()
         self._started = True
 
@@ -271,9 +301,33 @@ class TritonInstance:
             sampling=frozenset(sampling),
             extensions=frozenset(n for n in EXTENSION_INPUTS if self._extension_input(n) is not None),
             logprobs=self.decoupled and "return_log_probs" in inputs and "output_log_probs" in self.outputs,
-            guided_decoding="guided_decoding_guide_type" in inputs and "guided_decoding_guide" in inputs,
-            n="num_return_sequences" in inputs,
+            guided_decoding=self.guided
+            and "guided_decoding_guide_type" in inputs
+            and "guided_decoding_guide" in inputs,
+            n=self.decoupled and "num_return_sequences" in inputs and "sequence_index" in self.outputs,
         )
+
+    async def _engine_config(self, stub: Any, cfg: Any) -> Any | None:
+        """The config of the TensorRT-LLM model behind the served one (None where it cannot be read): the
+        ensemble's step whose parameters configure the engine, or the model the BLS names."""
+        params = {k: v.string_value for k, v in cfg.parameters.items()}
+        if "guided_decoding_backend" in params or cfg.backend == "tensorrtllm":
+            return cfg  # the engine model itself
+        names = [s.model_name for s in cfg.ensemble_scheduling.step]
+        if params.get("tensorrt_llm_model_name", "").strip():
+            names = [params["tensorrt_llm_model_name"].strip()]
+        for name in names:
+            try:
+                async with asyncio.timeout(self.connect_timeout_s + 1):
+                    r = await stub.ModelConfig(
+                        service_pb2.ModelConfigRequest(name=name, version=""), timeout=self.connect_timeout_s
+                    )
+            except (grpc.RpcError, TimeoutError):
+                continue
+            step = r.config
+            if step.backend == "tensorrtllm" or "guided_decoding_backend" in step.parameters:
+                return step
+        return None
 
     async def _ensemble_decoupled(self, stub: Any, cfg: Any) -> bool:
         """Whether a step of the ensemble is decoupled (then the ensemble streams, and Triton refuses unary calls
@@ -375,11 +429,7 @@ class TritonInstance:
                     f"{' / '.join(EXTENSION_INPUTS[name])} input)",
                     param=name,
                 )
-        if req.sampling.logprobs:
-            if "return_log_probs" not in self.inputs or "output_log_probs" not in self.outputs:
-                raise UnsupportedParameter("this model does not return log probabilities", param="logprobs")
-            if not self.decoupled:  # one response for the whole answer: no token boundaries in the text
-                raise UnsupportedParameter("log probabilities need a streaming (decoupled) model", param="logprobs")
+        self._check_features(req)
         if req.image_urls:
             if not self.vision:
                 raise UnsupportedParameter("this model does not accept images", param="messages")
@@ -392,6 +442,29 @@ class TritonInstance:
                 if not u.startswith(("http://", "https://", "data:")):
                     raise InvalidRequest("image URLs must be http(s):// or data: URLs", param="messages")
         # stop strings are always honoured: sent as stop_words when declared, and applied here in any case.
+
+    def _check_features(self, req: GenRequest) -> None:
+        """Log probabilities, guided decoding, n > 1: each only where the model's config provides it."""
+        caps = self._capabilities
+        if req.sampling.logprobs:
+            if "return_log_probs" not in self.inputs or "output_log_probs" not in self.outputs:
+                raise UnsupportedParameter("this model does not return log probabilities", param="logprobs")
+            if not self.decoupled:  # one response for the whole answer: no token boundaries in the text
+                raise UnsupportedParameter("log probabilities need a streaming (decoupled) model", param="logprobs")
+        guide = req.sampling.guide
+        if guide is not None and not (caps and caps.guided_decoding):
+            raise UnsupportedParameter(
+                f"'{guide.param}' needs guided decoding, which this model's deployment does not have (its Triton "
+                "config declares no guided_decoding_guide_type input, or its TensorRT-LLM model no xgrammar "
+                "guided_decoding_backend)",
+                param=guide.param,
+            )
+        if req.sampling.n > 1 and not (caps and caps.n):
+            raise UnsupportedParameter(
+                "n > 1 is not supported by this model (it needs a streaming model whose config declares the "
+                "num_return_sequences input and the sequence_index output); send several requests instead",
+                param="n",
+            )
 
     def _extension_input(self, name: str) -> str | None:
         return next((i for i in EXTENSION_INPUTS.get(name, ()) if i in self.inputs), None)
@@ -415,8 +488,16 @@ class TritonInstance:
         if req.sampling.seed is not None and self.seed_input:
             values[self.seed_input] = [req.sampling.seed % 2**64]
         stops = [s for s in req.sampling.stop if s]
+        stops += [t for t in req.end_tokens if t and t not in stops]
         if stops:
             values["stop_words"] = [s.encode("utf-8") for s in stops]
+        guide = req.sampling.guide
+        if guide is not None:
+            values["guided_decoding_guide_type"] = [guide.type.encode()]
+            if guide.text:
+                values["guided_decoding_guide"] = [guide.text.encode("utf-8")]
+        if req.sampling.n > 1:
+            values["num_return_sequences"] = [req.sampling.n]
         if req.image_urls:
             values["image_url_input"] = [u.encode("utf-8") for u in req.image_urls]
         for name, value in req.sampling.extensions.items():
@@ -434,6 +515,8 @@ class TritonInstance:
         except (ValueError, OverflowError, InferenceServerException) as e:
             raise InvalidRequest(f"cannot encode the request for the model: {e}") from None
         outputs = self._outputs + ("output_log_probs",) if req.sampling.logprobs else self._outputs
+        if req.sampling.n > 1:
+            outputs += ("sequence_index",)
         return wire.infer_request(self.model_name, req.request_id, tensors, outputs)
 
     # -- text generation -------------------------------------------------------------------------------------------
@@ -462,10 +545,22 @@ class TritonInstance:
                 responses = [await self._infer(request, self._whole_answer_timeout(req.sampling.max_tokens))]
         finally:
             self.outstanding -= 1
+        if req.sampling.n > 1:
+            choices = Choices(req, stream=False)
+            for response in responses:  # one per sequence (each final), or pieces of them
+                choices.add(self._sequence(response), *self._decode(response))
+            return choices.result()
         assembly = Assembly(req, stream=False)
         for response in responses:  # normally one; summed like a stream if the engine split it anyway
             assembly.add(*self._decode(response))
         return assembly.result()
+
+    def _sequence(self, response: service_pb2.ModelInferResponse) -> int:
+        """The response's sequence_index (n > 1)."""
+        index = wire.decode_int(response, "sequence_index")
+        if index is None:
+            raise self._fail(BackendError, "a response of an n > 1 request has no sequence_index")
+        return index
 
     def _decode(self, response: service_pb2.ModelInferResponse) -> tuple[str, int | None, int | None]:
         fast = wire.decode_llm(response)
@@ -495,7 +590,10 @@ class TritonInstance:
         self._require(image=False)
         self.check(req)
         request = self._llm_request(req, stream=self.decoupled)  # built (and validated) before the stream opens
-        assembly = Assembly(req, cumulative=self.cumulative)
+        several = req.sampling.n > 1
+        assembly: Assembly | Choices = (
+            Choices(req, cumulative=self.cumulative) if several else Assembly(req, cumulative=self.cumulative)
+        )
         logprobs = req.sampling.logprobs
         self.outstanding += 1
         call = self._open_stream(request)
@@ -506,12 +604,21 @@ class TritonInstance:
                 response = await self._next(call, deadline, assembly.responses == 0, yielded)
                 if response is None:  # the server closed the stream: done
                     break
+                if several and not response.raw_output_contents:
+                    continue  # the empty final response some releases send
                 text, n_in, n_out = self._decode(response)
-                delta = assembly.add(text, n_in, n_out, self._log_probs(response) if logprobs else ())
+                lps = self._log_probs(response) if logprobs else ()
+                if isinstance(assembly, Choices):
+                    delta = assembly.add(self._sequence(response), text, n_in, n_out, lps)
+                else:
+                    delta = assembly.add(text, n_in, n_out, lps)
                 if delta is not None:
                     yielded = True
                     yield delta
-            if (delta := assembly.end()) is not None:
+            if isinstance(assembly, Choices):
+                for delta in assembly.end():
+                    yield delta
+            elif (delta := assembly.end()) is not None:
                 yield delta
         finally:
             self.outstanding -= 1

@@ -173,3 +173,17 @@ def decode_llm_numpy(response: Message) -> tuple[bytes | str | None, int | None,
         int(n_in.reshape(-1)[0]) if n_in is not None and n_in.size else None,
         int(n_out.reshape(-1)[0]) if n_out is not None and n_out.size else None,
     )
+
+
+def decode_int(response: Message, name: str) -> int | None:
+    """The one integer of output `name` (sequence_index), None when absent."""
+    raw_all = response.raw_output_contents
+    for index, out in enumerate(response.outputs):
+        if out.name == name:
+            if index < len(raw_all):
+                value = _first(out, raw_all[index])
+                if value is not _MISSING and not isinstance(value, bytes):
+                    return int(value)
+            arr = InferResult(response).as_numpy(name)
+            return int(arr.reshape(-1)[0]) if arr is not None and arr.size else None
+    return None

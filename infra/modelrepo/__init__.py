@@ -51,6 +51,9 @@ class RepoSpec:
     # Prefix (system prompt) reuse: the backend's default and NVIDIA's advice (tensorrtllm_backend r25.10
     # docs/model_config.md); the engine is built with paged context FMHA, which it requires.
     enable_kv_cache_reuse: bool = True
+    guided_decoding: bool = True  # xgrammar (structured outputs, forced tool calls; chat and vision-chat)
+    # what the build Job writes with TensorRT-LLM's generate_xgrammar_tokenizer_info.py (infra/scripts/build_engine.py)
+    xgrammar_tokenizer_info: str = "/models/tokenizer_info/xgrammar_tokenizer_info.json"
     kv_cache_free_gpu_mem_fraction: float = 0.9
     prompt_embedding_table_data_type: str = "TYPE_FP16"  # templates of TensorRT-LLM >= 1.2 take it as a key
     # tensorrtllm_backend r25.10 docs/model_config.md: "setting instance_count to 5 works well" for the Python

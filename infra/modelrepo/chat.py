@@ -26,7 +26,6 @@ TRTLLM_UNSET = (
     "encoder_engine_dir",
     "gpu_device_ids",
     "gpu_weights_percent",
-    "guided_decoding_backend",
     "iter_stats_max_iterations",
     "kv_cache_host_memory_bytes",
     "kv_cache_onboard_blocks",
@@ -49,15 +48,27 @@ TRTLLM_UNSET = (
     "sink_token_length",
     "speculative_decoding_fast_logits",
     "stats_check_period_ms",
-    "xgrammar_tokenizer_info_path",
 )
+# Guided decoding (structured outputs, forced tool calls): xgrammar is the only backend TensorRT-LLM's Triton backend
+# accepts, and the C++ backend (triton_backend "tensorrtllm") needs xgrammar's tokenizer-info JSON, made once per
+# tokenizer by TensorRT-LLM's examples/generate_xgrammar_tokenizer_info.py (tensorrtllm_backend
+# docs/guided_decoding.md, "C++ Backend"; with either parameter empty, model_instance_state.cc
+# getGuidedDecodingConfigFromParams sets up no guided decoder at all).
+GUIDED_DECODING = ("guided_decoding_backend", "xgrammar_tokenizer_info_path")
 
 
 def _flag(v: bool) -> str:
     return "True" if v else "False"
 
 
+def _guided(spec) -> dict[str, str]:
+    if not spec.guided_decoding:
+        return {}
+    return {"guided_decoding_backend": "xgrammar", "xgrammar_tokenizer_info_path": spec.xgrammar_tokenizer_info}
+
+
 def tensorrt_llm(spec) -> ModelFill:
+    guided = _guided(spec)
     return ModelFill(
         "tensorrt_llm",
         f"{IFB}/tensorrt_llm",
@@ -78,9 +89,10 @@ def tensorrt_llm(spec) -> ModelFill:
             "max_queue_size": 0,
             "encoder_input_features_data_type": "TYPE_FP16",
             "logits_datatype": "TYPE_FP32",
+            **guided,
         },
         if_present={"prompt_embedding_table_data_type": spec.prompt_embedding_table_data_type},
-        unset=TRTLLM_UNSET,
+        unset=TRTLLM_UNSET + tuple(k for k in GUIDED_DECODING if k not in guided),
     )
 
 
