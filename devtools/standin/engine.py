@@ -108,12 +108,18 @@ def complete(
 ) -> list[str]:
     """Tokens the engine actually emits: cut at max_tokens, or right after the token that completes a stop string
     (the stop string stays in the output, as with TensorRT-LLM)."""
+    natural = len(generate_tokens(prompt, seed, image_hashes))
+    length = max_tokens if ignore_eos else max(natural, min(min_tokens, max_tokens))
+    return cut(generate_tokens(prompt, seed, image_hashes, length), max_tokens, stop)
+
+
+def cut(tokens: list[str], max_tokens: int, stop: list[str] | tuple[str, ...] = ()) -> list[str]:
+    """What the engine emits of a planned answer: at most max_tokens, and nothing after the token that completes
+    a stop string (which stays in the output, as with TensorRT-LLM)."""
     out: list[str] = []
     text = ""
     stops = [s for s in stop if s]
-    natural = len(generate_tokens(prompt, seed, image_hashes))
-    length = max_tokens if ignore_eos else max(natural, min(min_tokens, max_tokens))
-    for tok in generate_tokens(prompt, seed, image_hashes, length):
+    for tok in tokens:
         if len(out) >= max_tokens:
             break
         out.append(tok)

@@ -17,7 +17,16 @@ Behaviour reproduced from Triton / TensorRT-LLM:
   ``num_output_tokens`` is per response (1), ``num_input_tokens`` is repeated in every response;
 * a matched stop string stays in the output; generation ends at ``max_tokens`` or the natural length;
 * request errors (unknown input, missing input, wrong type/shape) are INVALID_ARGUMENT with Triton's wording, unknown
-  models NOT_FOUND; in a stream they arrive as the response's ``error_message``, as Triton sends them.
+  models NOT_FOUND; in a stream they arrive as the response's ``error_message``, as Triton sends them;
+* guided decoding: the guide inputs are refused where the config does not declare them (as any undeclared input),
+  and fail like TensorRT-LLM's executor where the engine has no guided decoder; a guide type the backend does not
+  know is ignored (as both of NVIDIA's backends do); the answer satisfies the guide and tools offered in the prompt
+  are called in the family's format (agents.py);
+* ``num_return_sequences`` > 1 (decoupled models): that many sequences, each response carrying its
+  ``sequence_index`` and its own counts; streamed token by token, interleaved.
+
+``received``: the decoded inputs of the latest requests (name → list of values; BYTES as text), so tests can see
+what the gateway sent (the inner schema, the stop words).
 
 Failure injection (``server.mode``, or per request by a marker in the prompt such as ``[standin:hang]``):
 
@@ -33,17 +42,20 @@ passed mid-request: generation stops at once and the event is logged), ``request
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import struct
+from collections import deque
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 
 import grpc
 import numpy as np
 from tritonclient.grpc import service_pb2 as pb
 from tritonclient.grpc import service_pb2_grpc as pb_grpc
 
-from . import engine
+from . import agents, engine
 from .models import ModelDef, build_models
 
 log = logging.getLogger("devtools.standin")
@@ -242,6 +254,21 @@ def _fillers(model: ModelDef, produced: set[str]) -> list[tuple[str, str, list[i
 Sink = Callable[[pb.ModelInferResponse], Awaitable[None]]
 
 
+@dataclass
+class _Call:
+    """One inference request being answered (what _infer hands the LLM path)."""
+
+    req: pb.ModelInferRequest
+    model: ModelDef
+    inputs: dict[str, np.ndarray]
+    prompt: str
+    rid: str
+    sink: Sink
+    response: Callable[[list, bool], pb.ModelInferResponse]
+    died: Callable[[], StandInError]
+    die_at: int | None
+
+
 # -- the servicer ------------------------------------------------------------------------------------------------------
 class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, owner: StandInServer):
@@ -398,6 +425,8 @@ class StandInServer:
         mode: str | None = None,
         die_after: int = 2,
         model_repo: str | None = None,
+        family: str | None = None,
+        guided: bool = True,
     ):
         self.profile = profile
         self.decoupled = decoupled
@@ -410,6 +439,8 @@ class StandInServer:
             image_height=image_height,
             steps=steps,
             model_repo=model_repo,
+            family=family,
+            guided=guided,
         )
         self.token_delay = float(token_delay)
         self.image_width, self.image_height, self.steps = image_width, image_height, steps
@@ -419,6 +450,7 @@ class StandInServer:
         self.requests_completed = 0
         self.requests_cancelled = 0
         self.requests_failed = 0
+        self.received: deque[dict[str, list]] = deque(maxlen=64)  # the latest requests' inputs, decoded
         self.port: int | None = None
         self.host: str | None = None
         self._server: grpc.aio.Server | None = None
@@ -532,6 +564,7 @@ class StandInServer:
                 f"call {', '.join(n for n, m in self.models.items() if m.kind != 'step')}",
             )
         inputs = decode_inputs(model, req)
+        self.received.append(_readable(inputs))
         text_name = "prompt" if model.kind == "diffusion" else "text_input"
         prompt = _text(_scalar(inputs, text_name, b""), text_name, rid)
 
@@ -580,7 +613,21 @@ class StandInServer:
             await sink(response([("generated_image", "UINT8", [1, *img.shape], img.tobytes())], True))
             return
 
-        # -- LLM
+        await self._llm(_Call(req, model, inputs, prompt, rid, sink, response, died, die_at))
+
+    async def _llm(self, c: _Call) -> None:
+        """One LLM request: the inputs as TensorRT-LLM's ensemble reads them, then the sequences' responses."""
+        req, model, inputs, prompt, rid, sink, response, died, die_at = (
+            c.req,
+            c.model,
+            c.inputs,
+            c.prompt,
+            c.rid,
+            c.sink,
+            c.response,
+            c.died,
+            c.die_at,
+        )
         max_tokens = int(_scalar(inputs, "max_tokens", 0))
         if max_tokens <= 0:
             raise StandInError(
@@ -598,22 +645,7 @@ class StandInServer:
         exclude = bool(_scalar(inputs, "exclude_input_in_output", model.exclude_input_default))
         ret_in = bool(_scalar(inputs, "return_num_input_tokens", False))
         ret_out = bool(_scalar(inputs, "return_num_output_tokens", False))
-        hashes: list[str] = []
-        if model.vision and "image_url_input" in inputs:
-            for u in inputs["image_url_input"].reshape(-1):
-                try:
-                    hashes.append(engine.image_hash(_text(u, "image_url_input", rid)))
-                except ValueError as e:
-                    raise StandInError(
-                        grpc.StatusCode.INVALID_ARGUMENT, f"[request id: {rid}] image_url_input: {e}"
-                    ) from None
-            n_ph = prompt.count(engine.IMAGE_PLACEHOLDER)
-            if n_ph != len(hashes):
-                raise StandInError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"[request id: {rid}] {len(hashes)} image(s) given but text_input has {n_ph} "
-                    f"'{engine.IMAGE_PLACEHOLDER}' placeholder(s)",
-                )
+        hashes = _image_hashes(model, inputs, prompt, rid)
         if stream and not model.decoupled:
             raise StandInError(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -622,19 +654,27 @@ class StandInServer:
         n_in = engine.count_input_tokens(prompt)
         min_tokens = int(_scalar(inputs, "min_tokens", 0))
         ignore_eos = int(_scalar(inputs, "end_id", 0)) == -1  # TensorRT-LLM: end_id -1 = never stop at an end token
-        tokens = engine.complete(prompt, max_tokens, seed, stops, hashes, min_tokens, ignore_eos)
+        guide = _guide(model, inputs, rid)
+        n_seq = _sequences(model, inputs, rid)
+        eos = model.parameters.get("eos_token")
+        # sequence i > 0 continues a different sample of the same prompt (sequence 0 is the n = 1 answer)
+        prompts = [prompt if i == 0 else f"{prompt}\x00seq{i}" for i in range(n_seq)]
+        plans = [_plan(p, prompt, seed, hashes, guide, stops, eos, max_tokens, min_tokens, ignore_eos) for p in prompts]
         want_lp = bool(_scalar(inputs, "return_log_probs", False)) and model.output("output_log_probs") is not None
+        with_index = n_seq > 1 and model.output("sequence_index") is not None
 
-        def outputs(text: str, n_out: int, first: int = 0):
+        def outputs(text: str, n_out: int, first: int = 0, seq: int = 0):
             outs = [("text_output", "BYTES", [1, 1], encode_bytes([text.encode()]))]
             if want_lp:  # [batch, beam, tokens] of this response's tokens; cum_log_probs [batch, beam]
-                lps = [engine.token_logprob(prompt, seed, hashes, first + k) for k in range(n_out)]
+                lps = [engine.token_logprob(prompts[seq], seed, hashes, first + k) for k in range(n_out)]
                 outs.append(("output_log_probs", "FP32", [1, 1, n_out], struct.pack(f"<{n_out}f", *lps)))
                 outs.append(("cum_log_probs", "FP32", [1, 1], struct.pack("<f", sum(lps))))
             if ret_in and model.output("num_input_tokens"):
                 outs.append(("num_input_tokens", "INT32", [1, 1], struct.pack("<i", n_in)))
             if ret_out and model.output("num_output_tokens"):
                 outs.append(("num_output_tokens", "INT32", [1, 1], struct.pack("<i", n_out)))
+            if with_index:
+                outs.append(("sequence_index", "INT32", [1, 1], struct.pack("<i", seq)))
             return outs
 
         if stream:
@@ -642,23 +682,146 @@ class StandInServer:
                 "triton_enable_empty_final_response" in req.parameters
                 and req.parameters["triton_enable_empty_final_response"].bool_param
             )
-            acc = ""
-            for i, tok in enumerate(tokens):
+            # token by token, the sequences interleaved (as the executor's results arrive)
+            steps = [
+                (j, seq, tok)
+                for j in range(max(map(len, plans), default=0))
+                for seq, toks in enumerate(plans)
+                if j < len(toks)
+                for tok in (toks[j],)
+            ]
+            acc = [""] * n_seq
+            for k, (j, seq, tok) in enumerate(steps):
                 await self._tick(self.token_delay)
-                if die_at is not None and i >= die_at:
+                if die_at is not None and k >= die_at:
                     raise died()
-                acc += tok
-                last = i == len(tokens) - 1
-                await sink(response(outputs(acc if model.cumulative else tok, 1, i), last and not empty_final))
+                acc[seq] += tok
+                last = k == len(steps) - 1
+                text = acc[seq] if model.cumulative else tok
+                await sink(response(outputs(text, 1, j, seq), last and not empty_final))
             if empty_final:
                 await sink(response([], True))
             return
 
-        for i in range(len(tokens)):
+        for i in range(max(map(len, plans), default=0)):
             await self._tick(self.token_delay)
             if die_at is not None and i >= die_at:
                 raise died()
-        text = "".join(tokens)
-        if not exclude:  # the whole sequence decoded: prompt, a word boundary, the completion
-            text = prompt + ("" if not prompt or prompt[-1].isspace() else " ") + text
-        await sink(response(outputs(text, len(tokens)), True))
+        for seq, tokens in enumerate(plans):
+            text = "".join(tokens)
+            if not exclude:  # the whole sequence decoded: prompt, a word boundary, the completion
+                text = prompt + ("" if not prompt or prompt[-1].isspace() else " ") + text
+            await sink(response(outputs(text, len(tokens), 0, seq), seq == n_seq - 1))
+
+
+def _image_hashes(model: ModelDef, inputs: dict[str, np.ndarray], prompt: str, rid: str) -> list[str]:
+    hashes: list[str] = []
+    if not (model.vision and "image_url_input" in inputs):
+        return hashes
+    for u in inputs["image_url_input"].reshape(-1):
+        try:
+            hashes.append(engine.image_hash(_text(u, "image_url_input", rid)))
+        except ValueError as e:
+            raise StandInError(grpc.StatusCode.INVALID_ARGUMENT, f"[request id: {rid}] image_url_input: {e}") from None
+    n_ph = prompt.count(engine.IMAGE_PLACEHOLDER)
+    if n_ph != len(hashes):
+        raise StandInError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"[request id: {rid}] {len(hashes)} image(s) given but text_input has {n_ph} "
+            f"'{engine.IMAGE_PLACEHOLDER}' placeholder(s)",
+        )
+    return hashes
+
+
+def _sequences(model: ModelDef, inputs: dict[str, np.ndarray], rid: str) -> int:
+    n_seq = int(_scalar(inputs, "num_return_sequences", 1))
+    if n_seq < 1 or n_seq > 64:
+        raise StandInError(
+            grpc.StatusCode.INVALID_ARGUMENT, f"[request id: {rid}] num_return_sequences must be 1..64, got {n_seq}"
+        )
+    if n_seq > 1 and not model.decoupled:
+        raise StandInError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"[request id: {rid}] stand-in: num_return_sequences > 1 needs a decoupled model (one response per "
+            "sequence)",
+        )
+    return n_seq
+
+
+def _readable(inputs: dict[str, np.ndarray]) -> dict[str, list]:
+    """A request's inputs as plain values (BYTES decoded as UTF-8 text where they are)."""
+    out: dict[str, list] = {}
+    for name, arr in inputs.items():
+        values = []
+        for v in arr.reshape(-1).tolist():
+            if isinstance(v, bytes):
+                try:
+                    v = v.decode("utf-8")
+                except UnicodeDecodeError:
+                    pass
+            values.append(v)
+        out[name] = values
+    return out
+
+
+def _guide(model: ModelDef, inputs: dict[str, np.ndarray], rid: str) -> tuple[str, str] | None:
+    """(guide type, guide) of the request, as TensorRT-LLM's backends read them; None: unconstrained."""
+    if "guided_decoding_guide_type" not in inputs and "guided_decoding_guide" not in inputs:
+        return None
+    if not model.guided:
+        # what the executor answers when its config set up no guided decoder (NVIDIA/TensorRT-LLM#2624)
+        raise StandInError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"[request id: {rid}] Request is specified with GuidedDecodingParams, but GuidedDecoder is not setup. "
+            "Please provide a valid GuidedDecodingConfig to setup GuidedDecoder.",
+        )
+    kind = _text(_scalar(inputs, "guided_decoding_guide_type", b""), "guided_decoding_guide_type", rid)
+    text = _text(_scalar(inputs, "guided_decoding_guide", b""), "guided_decoding_guide", rid)
+    if kind not in ("json", "json_schema", "regex", "ebnf_grammar"):
+        return None  # unknown guide types are silently ignored by both backends: unconstrained output
+    if kind != "json" and not text:
+        raise StandInError(grpc.StatusCode.INVALID_ARGUMENT, f"[request id: {rid}] guide type {kind} needs a guide")
+    if kind == "json_schema":
+        try:
+            json.loads(text)
+        except ValueError as e:
+            raise StandInError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"[request id: {rid}] xgrammar: invalid JSON schema: {e}"
+            ) from None
+    return kind, text
+
+
+def _plan(
+    prompt: str,
+    rendered: str,
+    seed: int | None,
+    hashes: list[str],
+    guide: tuple[str, str] | None,
+    stops: list[str],
+    eos: str | None,
+    max_tokens: int,
+    min_tokens: int,
+    ignore_eos: bool,
+) -> list[str]:
+    """One sequence's tokens as the engine emits them (engine.py's rule, or agents.py's for guides and tools)."""
+    material = engine.material(prompt, seed, hashes)
+    think = (
+        ["<think>\n", *engine.generate_tokens(prompt + "|think", seed, hashes, 4), "\n</think>\n\n"]
+        if agents.THINK_MARKER in rendered
+        else []
+    )
+    tokens = agents.guided_tokens(*guide, rendered, material) if guide else None
+    if tokens is None:
+        wanted = None if guide else agents.wanted_call(rendered)
+        if wanted is None:
+            if not think:
+                return engine.complete(prompt, max_tokens, seed, stops, hashes, min_tokens, ignore_eos)
+            tokens = engine.generate_tokens(prompt, seed, hashes)
+        else:
+            family, tool = wanted
+            tokens = agents.call_tokens(family, tool, material)
+            eom = agents.EOM.get(family)
+            if eom is not None and eom != eos and eom not in stops:
+                # not an end token the engine was told about: it writes on (NVIDIA's FIXME in its Llama parser)
+                tokens = [*tokens, "assistant", "\n\n", *engine.generate_tokens(prompt + "|after", seed, hashes)]
+    return engine.cut(think + tokens, max_tokens, stops)
