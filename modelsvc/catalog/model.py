@@ -87,6 +87,15 @@ class Task(str, Enum):
     image_generation = "image-generation"
 
 
+class ToolParser(str, Enum):
+    """How the gateway reads tool calls in a model's output (gateway/tools; docs/agents.md)."""
+
+    llama3_json = "llama3_json"  # Llama 3.1 / 3.2 / 3.3: {"name": ..., "parameters": {...}}
+    hermes = "hermes"  # Qwen2.5, Qwen3, QwQ, Hermes: <tool_call>{...}</tool_call>, <think> split off
+    mistral = "mistral"  # Mistral 7B v0.3, Nemo, Small: [TOOL_CALLS] [{...}]
+    none = "none"  # no tool calls: tools are refused
+
+
 class Backend(str, Enum):
     triton = "triton"  # infra deploys Triton + TensorRT-LLM for the model
     openai = "openai"  # an OpenAI-compatible server that already runs elsewhere; the gateway forwards
@@ -126,6 +135,11 @@ class Model(_Frozen):
     max_output_tokens: StrictInt = Field(1024, ge=1, le=1_048_576)
     chat_template: TemplateText | None = Field(
         None, min_length=1, description="Jinja2 chat template (HF tokenizer_config style); a default is used if unset."
+    )
+    tool_parser: ToolParser | None = Field(
+        None,
+        description="How tool calls are read from the model's output: llama3_json, hermes, mistral or none "
+        "(default: from the model family in its name or source; triton backend only).",
     )
 
     @property

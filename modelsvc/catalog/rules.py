@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 
-from . import secrets
+from . import chat_templates, secrets
 from .capacity import nodes_needed
 from .errors import Problem
 from .model import ACCESS_NAME_RE, TARGET_RANGES, ScaleMetric
@@ -75,6 +75,7 @@ def check(data, pos: Positions, path: str) -> list[Problem]:
     for name, m in models.items():
         if not isinstance(m, dict):
             continue
+        _templates_and_tools(name, m, report)
         backend = m.get("backend", "triton")
         if backend == "triton":
             if "source" not in m:
@@ -182,6 +183,47 @@ def check(data, pos: Positions, path: str) -> list[Problem]:
         _autoscale(i, s, report)
     _capacity(pools, models, services, report)
     return problems
+
+
+def _templates_and_tools(name: str, m: dict, report) -> None:
+    """chat_template must be Jinja2; tool_parser only where the gateway reads the model's raw output and its
+    template (when services.yaml gives it) renders tools."""
+    template = m.get("chat_template")
+    if isinstance(template, str):
+        problem = chat_templates.syntax_error(template)
+        if problem:
+            report(
+                ("models", name, "chat_template"),
+                f"chat_template of model '{name}' is not valid Jinja2 ({problem})",
+                "fix the template (it is the model's tokenizer_config.json chat_template) or remove it to use the "
+                "checkpoint's own",
+            )
+    parser = m.get("tool_parser")
+    if not isinstance(parser, str) or parser == "none":
+        return
+    loc = ("models", name, "tool_parser")
+    if m.get("backend", "triton") == "openai":
+        report(
+            loc,
+            f"tool_parser has no effect on model '{name}': with backend openai the upstream renders and reads its "
+            "own tool calls",
+            "remove tool_parser (set the tool-call parser on the upstream server, e.g. vLLM's --tool-call-parser)",
+            key=True,
+        )
+    elif m.get("task", "chat") == "image-generation":
+        report(loc, f"model '{name}' generates images: it takes no tools", "remove tool_parser", key=True)
+    elif (
+        isinstance(template, str)
+        and not chat_templates.syntax_error(template)
+        and not chat_templates.takes_tools(template)
+    ):
+        report(
+            loc,
+            f"model '{name}' sets tool_parser: {parser}, but its chat_template never renders `tools`, so the model "
+            "would never see the tools it is offered",
+            "use a chat template that renders tools (the checkpoint's own, if it has one: remove chat_template), "
+            "or set tool_parser: none",
+        )
 
 
 def peak_instances(service: dict) -> int | None:
