@@ -28,6 +28,8 @@ from .errors import InvalidRequest, UnsupportedParameter
 MAX_MESSAGES = 4096
 MAX_STOP = 4
 MAX_BAD_WORDS = 64
+MAX_TOOLS = 128  # OpenAI's limit ("array too long. Expected an array with maximum length 128")
+MAX_N = 128  # OpenAI's limit for n
 
 
 class Support(str, Enum):
@@ -189,6 +191,19 @@ def _prompt(name: str, v: Any) -> str:
     return v
 
 
+def _tools(name: str, v: Any) -> list[Any]:
+    if not isinstance(v, list):
+        raise InvalidRequest(f"'{name}' must be an array", param=name, code="invalid_type")
+    if len(v) > MAX_TOOLS:
+        raise InvalidRequest(
+            f"Invalid '{name}': array too long. Expected an array with maximum length {MAX_TOOLS}, but got an "
+            f"array with length {len(v)} instead.",
+            param=name,
+            code="array_above_max_length",
+        )
+    return v  # each tool: gateway/params.py (names, schemas, the kinds this gateway runs)
+
+
 def _stream_options(name: str, v: Any) -> dict[str, bool]:
     if not isinstance(v, dict):
         raise InvalidRequest(f"'{name}' must be an object", param=name, code="invalid_type")
@@ -253,9 +268,8 @@ _TEXT_COMMON = (
         "n",
         ("integer",),
         lo=1,
-        hi=1,
-        out_of_range="only n=1 is supported; send several requests for several choices",
-        doc="Only 1 is supported.",
+        hi=MAX_N,
+        doc="Choices (the engine's num_return_sequences: only where the model's config declares it).",
     ),
     _flag("stream", "Server-sent events, ending with data: [DONE]."),
     Field(
@@ -279,6 +293,15 @@ _TEXT_COMMON = (
     Field("logit_bias", ("object",), NEUTRAL, neutral=({},)),
     *_EXTENSIONS,
 )
+_NOT_STORED = (
+    "'store' is not supported for chat completions: stored responses are the Responses API's (POST /v1/responses)"
+)
+_NO_BUILTIN_TOOLS = (
+    "built-in tools (web search, file search, code interpreter, MCP, computer use) are not run by this gateway"
+)
+_NO_MODERATION = "'moderation' is not supported: this gateway runs no moderation model"
+_NO_TRUNCATION = "only truncation 'disabled' is supported: an input longer than the model's context is refused"
+_NO_CONVERSATIONS = "the Conversations API is not supported: chain responses with 'previous_response_id'"
 _LOGPROBS_ALTERNATIVES = (
     "above 0 is not supported: the engine returns the log probability of each chosen token, not of alternatives"
 )
@@ -310,25 +333,46 @@ CHAT = Endpoint(
             Field(
                 "response_format",
                 ("object",),
-                NEUTRAL,
-                neutral=({"type": "text"},),
-                refusal='\'response_format\' other than {"type": "text"} is not supported',
+                doc="text, json_object or json_schema: enforced with the engine's guided decoding (refused where the "
+                "model has none).",
             ),
-            Field("tools", ("array",), NEUTRAL, neutral=([],)),
-            Field("tool_choice", ("string", "object"), NEUTRAL, neutral=("none",)),
-            Field("functions", ("array",), NEUTRAL, neutral=([],)),
-            Field("function_call", ("string", "object"), NEUTRAL, neutral=("none",)),
+            Field(
+                "tools",
+                ("array",),
+                parse=_tools,
+                doc="Function tools, rendered with the model's chat template.",
+                schema={"maxItems": MAX_TOOLS, "items": {"type": "object"}},
+            ),
+            Field("tool_choice", ("string", "object"), doc="none, auto, required or a named function."),
+            _flag("parallel_tool_calls", "false: at most one call per answer."),
+            Field(
+                "functions",
+                ("array",),
+                NEUTRAL,
+                neutral=([],),
+                refusal="'functions' is deprecated and not supported: send 'tools'",
+            ),
+            Field(
+                "function_call",
+                ("string", "object"),
+                NEUTRAL,
+                neutral=("none",),
+                refusal="'function_call' is deprecated and not supported: send 'tool_choice'",
+            ),
             Field("audio", ("object",), REFUSED),
             Field("prediction", ("object",), REFUSED),
-            Field("store", ("boolean",), NEUTRAL, neutral=(False,)),
+            Field("store", ("boolean",), NEUTRAL, neutral=(False,), refusal=_NOT_STORED),
             Field("modalities", ("array",), NEUTRAL, neutral=(["text"],)),
             Field("reasoning_effort", ("string",), REFUSED),
-            Field("web_search_options", ("object",), REFUSED),
+            Field("web_search_options", ("object",), REFUSED, refusal=_NO_BUILTIN_TOOLS),
             Field("service_tier", ("string",), NEUTRAL, neutral=("auto", "default")),
+            Field("verbosity", ("string",), NEUTRAL, neutral=("medium",), doc="medium: the model's own."),
+            Field("moderation", ("object",), REFUSED, refusal=_NO_MODERATION),
             # labels that change nothing in the answer
             Field("metadata", ("object",), doc="Accepted, recorded nowhere."),
-            _flag("parallel_tool_calls", "Accepted (no tools are called)."),
             _text("prompt_cache_key", "Accepted (no prompt cache)."),
+            _text("prompt_cache_retention", "Accepted (no prompt cache)."),
+            Field("prompt_cache_options", ("object",), doc="Accepted (no prompt cache)."),
             _text("safety_identifier", "Accepted, recorded nowhere."),
         )
     },
@@ -379,12 +423,130 @@ IMAGES = Endpoint(
                 neutral=("b64_json",),
                 refusal="only response_format 'b64_json' is supported (images are not stored)",
             ),
+            # OpenAI's image options, at the values that describe what the engine makes: one opaque PNG
+            Field("quality", ("string",), NEUTRAL, neutral=("auto", "standard"), doc="The deployed model's quality."),
+            Field(
+                "style", ("string",), NEUTRAL, neutral=("vivid",), doc="vivid (OpenAI's default): the prompt decides."
+            ),
+            Field("background", ("string",), NEUTRAL, neutral=("auto", "opaque"), doc="Images are opaque."),
+            Field("output_format", ("string",), NEUTRAL, neutral=("png",), doc="Images are PNG."),
+            Field("output_compression", ("integer",), NEUTRAL, neutral=(100,), doc="PNG: no lossy compression."),
+            Field(
+                "moderation",
+                ("string",),
+                NEUTRAL,
+                neutral=("auto", "low"),
+                doc="This gateway runs no image moderation.",
+            ),
+            Field("partial_images", ("integer",), NEUTRAL, neutral=(0,), doc="No streamed partial images."),
+            _flag("stream", "false: images are not streamed.", support=NEUTRAL, neutral=(False,)),
+            Field("complexity", ("string",), REFUSED),
+            Field("svg", ("object",), REFUSED),
+            Field("frame_count", ("integer",), REFUSED),
+            Field("frame_duration_ms", ("integer",), REFUSED),
             _text("user", "A label for the caller's end user (recorded nowhere)."),
+            _text("safety_identifier", "Accepted, recorded nowhere."),
             _text("negative_prompt", "What not to draw (where the model takes one)."),
         )
     },
 )
-ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (CHAT, COMPLETIONS, IMAGES)}
+
+
+def _input(name: str, v: Any) -> str | list[Any]:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, list):
+        if len(v) > MAX_MESSAGES:
+            raise InvalidRequest(
+                f"'{name}' has {len(v)} items; at most {MAX_MESSAGES} are accepted", param=name, code="invalid_value"
+            )
+        return v  # each item: gateway/responses/translate.py
+    raise InvalidRequest(f"'{name}' must be a string or an array of input items", param=name, code="invalid_type")
+
+
+def _reasoning(name: str, v: Any) -> dict[str, Any]:
+    """Accepted so that clients that always send it (with nothing asked) work; a setting is refused by name."""
+    if not isinstance(v, dict):
+        raise InvalidRequest(f"'{name}' must be an object", param=name, code="invalid_type")
+    for key, value in v.items():
+        if key not in ("effort", "summary", "generate_summary"):
+            raise InvalidRequest(f"Unrecognized request argument supplied: {name}.{key}", param=f"{name}.{key}")
+        if value is not None:
+            raise UnsupportedParameter(
+                f"'{name}.{key}' is not supported: this gateway's models do not take reasoning settings "
+                "(a model that reasons shows it as a reasoning item)",
+                param=f"{name}.{key}",
+            )
+    return v
+
+
+def _text_config(name: str, v: Any) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise InvalidRequest(f"'{name}' must be an object", param=name, code="invalid_type")
+    for key, value in v.items():
+        if key not in ("format", "verbosity"):
+            raise InvalidRequest(f"Unrecognized request argument supplied: {name}.{key}", param=f"{name}.{key}")
+        if key == "verbosity" and value not in (None, "medium"):
+            raise UnsupportedParameter(
+                f"'{name}.verbosity' other than 'medium' is not supported", param=f"{name}.verbosity"
+            )
+    return v  # text.format: gateway/structured.py
+
+
+RESPONSES = Endpoint(
+    "responses",
+    {
+        f.name: f
+        for f in (
+            MODEL,
+            Field(
+                "input",
+                ("string", "array"),
+                parse=_input,
+                doc="Text, or input items: messages (text, images), function calls and their outputs.",
+                schema={"maxItems": MAX_MESSAGES},
+            ),
+            _text("instructions", "A system message before the input (not carried to follow-ups)."),
+            Field("tools", ("array",), parse=_tools, schema={"maxItems": MAX_TOOLS, "items": {"type": "object"}}),
+            Field("tool_choice", ("string", "object"), doc="none, auto, required or a named function."),
+            _flag("parallel_tool_calls", "false: at most one call per answer."),
+            Field("text", ("object",), parse=_text_config, doc="format: text, json_object or json_schema."),
+            Field("max_output_tokens", ("integer",), lo=16, doc="At most the model's max_output_tokens."),
+            _number("temperature", 0, 2, "Sampling temperature."),
+            _number("top_p", 0, 1, "Nucleus sampling."),
+            Field("top_logprobs", ("integer",), NEUTRAL, lo=0, hi=20, neutral=(0,)),
+            _flag("stream", "Typed server-sent events, ending with response.completed (no [DONE])."),
+            Field(
+                "stream_options",
+                ("object",),
+                parse=_stream_options,
+                schema={"properties": {"include_obfuscation": {"type": "boolean"}}, "additionalProperties": False},
+            ),
+            _flag("store", "Keep the response for previous_response_id and GET /v1/responses/{id} (default true)."),
+            _text("previous_response_id", "Continue from a stored response of the same owner."),
+            Field("metadata", ("object",), doc="Stored with the response and returned with it."),
+            Field("reasoning", ("object",), parse=_reasoning, doc="Accepted with no setting in it."),
+            Field("include", ("array",), NEUTRAL, neutral=([],)),
+            Field("truncation", ("string",), NEUTRAL, neutral=("disabled",), refusal=_NO_TRUNCATION),
+            Field("service_tier", ("string",), NEUTRAL, neutral=("auto", "default")),
+            _flag("background", "false: no background responses.", support=NEUTRAL, neutral=(False,)),
+            Field("max_tool_calls", ("integer",), lo=1, doc="Built-in tool calls: this gateway runs none."),
+            Field("conversation", ("string", "object"), REFUSED, refusal=_NO_CONVERSATIONS),
+            Field("prompt", ("object",), REFUSED, refusal="stored prompt templates are not supported"),
+            Field("moderation", ("object",), REFUSED, refusal=_NO_MODERATION),
+            Field("context_management", ("array",), REFUSED),
+            Field("background_options", ("object",), REFUSED),
+            Field("access_programs", ("object",), REFUSED),
+            Field("image", ("object",), REFUSED),
+            _text("user", "A label for the caller's end user (recorded nowhere)."),
+            _text("safety_identifier", "Accepted, recorded nowhere."),
+            _text("prompt_cache_key", "Accepted (no prompt cache)."),
+            _text("prompt_cache_retention", "Accepted (no prompt cache)."),
+            Field("prompt_cache_options", ("object",), doc="Accepted (no prompt cache)."),
+        )
+    },
+)
+ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (CHAT, COMPLETIONS, IMAGES, RESPONSES)}
 
 
 def fields_of(group: str, endpoint: str = "chat.completions") -> tuple[str, ...]:

@@ -18,16 +18,32 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from modelsvc.catalog import Backend, Key, Model, Service
+from modelsvc.catalog.chat_templates import takes_tools
+from modelsvc.catalog.families import END_TOKENS, tool_parser
+from modelsvc.catalog.model import ToolParser
 
 from . import image_fetch, params
 from .auth import authorize
 from .backends.base import Capabilities, Delta, GenRequest, GenResult, ImageRequest, Sampling, Work
 from .balancer import Instance, InstancePool
-from .errors import BackendError, BackendTimeout, BackendUnavailable, GatewayError, InvalidRequest, ShuttingDown
+from .errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    GatewayError,
+    InvalidRequest,
+    ShuttingDown,
+    StoreUnavailable,
+    UnsupportedParameter,
+)
 from .limits import Admission
-from .prompt import render_chat
+from .prompt import mistral_id, render_chat
+from .responses import ResponsesRequest, responses_request, validated
 from .runtime import Runtime
-from .shape import StreamShape, TextShape, images_body
+from .shape import ResponsesShape, StreamShape, TextShape, images_body
+from .tools import mistral_call_id, openai_call_id
+from .tools.reading import Reading
+from .tooluse import ToolUse
 from .usage import UsageRecord
 
 log = logging.getLogger("gateway.flow")
@@ -80,6 +96,9 @@ class Call:
     work: Work = field(default_factory=Work)  # what the engine did so far (backends update it)
     req: GenRequest | None = None
     recorded: bool = False
+    reading: Reading | None = None  # how the model's raw text is read (tool calls, reasoning); None: as it is
+    responses: ResponsesRequest | None = None  # a Responses API call: what it asked (and what is stored)
+    history: list[dict[str, Any]] = field(default_factory=list)  # the stored items previous_response_id names
 
     def elapsed_ms(self) -> float:
         return (time.perf_counter() - self.t0) * 1000
@@ -162,6 +181,8 @@ async def run(call: Call, respond: Respond) -> dict[str, Any] | None:
     if call.endpoint == "images.generations":
         async with _admitted(call, False):
             return await _images(call)
+    if call.endpoint == "responses":
+        await _responses_history(call)
     req, shape = _prepare(call)
     if req.image_urls and call.model.backend is Backend.triton:
         # Triton engines get image bytes, never a URL to fetch (gateway/image_fetch.py); openai upstreams get the
@@ -169,10 +190,54 @@ async def run(call: Call, respond: Respond) -> dict[str, Any] | None:
         req.image_urls = await image_fetch.inline_images(req.image_urls, call.runtime.settings.images)
     async with _admitted(call, call.stream):
         if not call.stream:
-            return shape.body(await _complete(call, req))
+            body = shape.body(await _complete(call, req))
+            await _store(call, shape)
+            return body
         stream = await _open_stream(call, req)  # errors before the first byte are plain JSON errors
         await _relay(stream, shape, respond)
         return None
+
+
+async def _responses_history(call: Call) -> None:
+    """A Responses call's validated body and, for previous_response_id, the stored items it continues (the key's
+    owner's only: another owner's id is answered as one that does not exist)."""
+    v = validated(call.body)
+    call.body = v
+    previous = v.get("previous_response_id")
+    if previous is None:
+        return
+    store = call.runtime.responses
+    if store is None:
+        raise InvalidRequest(
+            "'previous_response_id' needs stored responses, which this gateway does not keep (its responses store "
+            "is turned off)",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
+    try:
+        found = await store.get(call.key.owner, previous)
+    except Exception as e:
+        log.error("responses store read failed: %s: %s", type(e).__name__, e)
+        raise StoreUnavailable("stored responses cannot be read right now; retry later") from None
+    if found is None:
+        raise InvalidRequest(
+            f"Previous response with id '{previous[:100]}' not found.",
+            param="previous_response_id",
+            code="previous_response_not_found",
+        )
+    call.history = found.history()
+
+
+async def _store(call: Call, shape: StreamShape | TextShape | ResponsesShape) -> None:
+    """Keep a finished Responses answer (store: true) for follow-ups and GET /v1/responses/{id}."""
+    r = call.responses
+    store = call.runtime.responses
+    if r is None or not r.store or store is None or not isinstance(shape, ResponsesShape) or shape.final is None:
+        return
+    try:
+        await store.put(call.key.owner, shape.final, r.input_items, call.history)
+    except Exception as e:  # the answer stands; only the follow-up will not find it
+        log.error("responses store write failed for %s: %s: %s", shape.response_id, type(e).__name__, e)
 
 
 @contextlib.asynccontextmanager
@@ -203,38 +268,109 @@ def _capabilities(call: Call) -> Capabilities | None:
     return None
 
 
-def _prepare(call: Call) -> tuple[GenRequest, TextShape]:
-    """(backend request, answer shape) for chat.completions or completions."""
+def _prepare(call: Call) -> tuple[GenRequest, TextShape | ResponsesShape]:
+    """(backend request, answer shape) for chat.completions, completions or responses."""
     m = call.model
-    echo = ""
-    images: tuple[str, ...] = ()
-    messages = None
-    if call.endpoint == "chat.completions":
-        p = params.chat_params(call.body, m)
-        sampling: Sampling = p.sampling
-        stream, include_usage, images = p.stream, p.include_usage, p.images
-        if m.backend is Backend.openai:  # the upstream applies its own chat template
-            prompt, messages = "", list(p.raw_messages)
-        else:
-            caps = _capabilities(call)
-            prompt = render_chat(
-                p.messages,
-                m.chat_template or (caps.chat_template if caps else None),
-                bos_token=caps.bos_token if caps else None,
-                eos_token=caps.eos_token if caps else None,
-                model=call.service.model if caps is not None else "",
-            )
-    else:
+    if call.endpoint == "completions":
         c = params.completion_params(call.body, m)
-        prompt, sampling, stream, include_usage = c.prompt, c.sampling, c.stream, c.include_usage
-        echo = c.prompt if c.echo else ""
-    call.stream = stream
-    call.req = req = GenRequest(prompt, sampling, list(images), call.request_id, messages, call.work)
-    chat = call.endpoint == "chat.completions"
-    shape = TextShape(
-        chat, call.request_id, call.created, call.service.access_name, echo=echo, include_usage=include_usage
+        call.stream = c.stream
+        call.req = req = GenRequest(c.prompt, c.sampling, [], call.request_id, None, call.work)
+        shape = TextShape(
+            False,
+            call.request_id,
+            call.created,
+            call.service.access_name,
+            echo=c.prompt if c.echo else "",
+            include_usage=c.include_usage,
+            n=c.sampling.n,
+        )
+        return req, shape
+    if call.endpoint == "responses":
+        call.responses = r = responses_request(call.body, m, call.history, storing=call.runtime.responses is not None)
+        p = r.chat
+        response_shape = ResponsesShape("resp_" + call.request_id, call.created, call.service.access_name, r.settings)
+        return _chat_request(call, p), response_shape
+    p = params.chat_params(call.body, m)
+    req = _chat_request(call, p)
+    chat_shape = TextShape(
+        True,
+        call.request_id,
+        call.created,
+        call.service.access_name,
+        include_usage=p.include_usage,
+        n=p.sampling.n,
     )
-    return req, shape
+    return req, chat_shape
+
+
+def _chat_request(call: Call, p: params.ChatParams) -> GenRequest:
+    """The engine request of a chat (or Responses) call: the prompt rendered with the model's template, tools and
+    all, and how its output will be read."""
+    m = call.model
+    call.stream = p.stream
+    sampling: Sampling = p.sampling
+    if m.backend is Backend.openai:  # the upstream applies its own chat template and reads its own tool calls
+        messages = list(p.raw_messages)
+        call.req = req = GenRequest("", sampling, list(p.images), call.request_id, messages, call.work)
+        req.forward = dict(p.forward or {})
+        return req
+    caps = _capabilities(call)
+    template = m.chat_template or (caps.chat_template if caps else None)
+    parser = tool_parser(call.service.model, m)
+    tools = p.tools
+    if tools.offered:
+        _check_tools(parser, template, caps)
+    prompt = render_chat(
+        p.messages,
+        template,
+        bos_token=caps.bos_token if caps else None,
+        eos_token=caps.eos_token if caps else None,
+        model=call.service.model if caps is not None else "",
+        tools=[t.as_template_tool() for t in tools.tools] if tools.offered else None,
+        id_map=mistral_id if parser is ToolParser.mistral else None,
+    )
+    call.reading = _reading(parser, tools, prompt)
+    end_tokens = END_TOKENS[parser]
+    if caps is not None and caps.eos_token and caps.eos_token not in end_tokens:
+        end_tokens = (*end_tokens, caps.eos_token)
+    call.req = req = GenRequest(prompt, sampling, list(p.images), call.request_id, None, call.work, end_tokens)
+    return req
+
+
+def _check_tools(parser: ToolParser, template: str | None, caps: Capabilities | None) -> None:
+    if caps is not None and caps.parses_tools:
+        return
+    if parser is ToolParser.none:
+        raise UnsupportedParameter(
+            "'tools' are not supported by this model: no tool-call format is known for it (set tool_parser for "
+            "the model in services.yaml: llama3_json, hermes or mistral)",
+            param="tools",
+        )
+    if template is None or not takes_tools(template):
+        raise UnsupportedParameter(
+            "'tools' are not supported by this model: its chat template does not render tools, so the model "
+            "would never see them",
+            param="tools",
+        )
+
+
+def _reading(parser: ToolParser, tools: ToolUse, prompt: str) -> Reading | None:
+    """How the answer is read: the tool-call format the request leads to (gateway/tooluse.py), and Qwen-style
+    reasoning split off; None: the text is the answer as it is (the plain chat path)."""
+    reasoning = parser is ToolParser.hermes
+    fmt = {"family": parser.value, "array": "array", "named": "named"}.get(tools.reading, "text")
+    if fmt == "text" and not reasoning:
+        return None
+    return Reading(
+        fmt,
+        tools=tools.names if tools.offered else None,
+        new_id=mistral_call_id if parser is ToolParser.mistral else openai_call_id,
+        reasoning=reasoning,
+        in_reasoning=reasoning and prompt.rstrip().endswith("<think>"),
+        forced=tools.forced,
+        max_calls=None if tools.parallel else 1,
+        strict={t.name: t.parameters for t in tools.tools if t.strict} if tools.reading == "family" else {},
+    )
 
 
 def _check(call: Call, req: GenRequest) -> None:
@@ -273,6 +409,12 @@ async def _complete(call: Call, req: GenRequest) -> GenResult:
         return await inst.backend.generate(req)
 
     result: GenResult = await _on_instance(call, attempt)
+    if call.reading is not None:
+        try:
+            result = call.reading.whole(result)
+        except GatewayError as e:
+            call.failed(e)
+            raise
     call.record("ok")
     return result
 
@@ -362,12 +504,16 @@ async def _events(s: _Stream, shape: StreamShape) -> AsyncIterator[bytes]:
     """The stream's bytes. Errors after the first byte become the shape's error event (the status is already
     sent); `s.status` says how it ended."""
     call = s.call
+    reader = call.reading.stream() if call.reading is not None else None
     try:
         if head := shape.head():
             yield head
         item = s.first
         while not isinstance(item, GenResult):
-            if item.text:
+            if reader is not None:
+                for piece in reader.feed(item):
+                    yield shape.delta(piece)
+            elif item.text or item.tool_calls or item.reasoning:
                 yield shape.delta(item)
             t = time.perf_counter()
             try:
@@ -376,9 +522,15 @@ async def _events(s: _Stream, shape: StreamShape) -> AsyncIterator[bytes]:
                 raise BackendError("the engine closed the stream before it finished") from None
             finally:
                 call.backend_s += time.perf_counter() - t
-        yield shape.end(item)
+        if reader is not None:
+            rest, item = reader.finish(item)
+            for piece in rest:
+                yield shape.delta(piece)
+        end = shape.end(item)
         s.status = "ok"
         call.record(s.status)  # before the caller can see the end: an answered stream is always billed
+        await _store(call, shape)  # before the caller can see the end: a follow-up finds it
+        yield end
         yield shape.done()
     except Exception as e:
         err = e if isinstance(e, GatewayError) else GatewayError("internal error")

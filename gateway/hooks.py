@@ -16,9 +16,9 @@ from .errors import (
     HeadersTooLarge,
     InvalidRequest,
     MethodNotAllowed,
-    NotFound,
     UsageUnavailable,
     openai_error_body,
+    unknown_url,
 )
 
 log = logging.getLogger("gateway")
@@ -40,18 +40,18 @@ def setup_http(app: Sanic) -> None:
     @app.exception(Exception)
     async def on_error(request: Request, exc: Exception) -> HTTPResponse:
         if isinstance(exc, SanicException) and not isinstance(exc, GatewayError):
-            exc = from_sanic(exc)
+            exc = from_sanic(exc, request)
         if not isinstance(exc, GatewayError):
             log.exception("unhandled error on %s %s", request.method, request.path)
         status, body, headers = openai_error_body(exc)
         return json_response(body, status=status, headers=headers)
 
 
-def from_sanic(exc: SanicException) -> GatewayError:
+def from_sanic(exc: SanicException, request: Request | None = None) -> GatewayError:
     """Sanic's own refusals (routing, size limits, malformed HTTP) in the OpenAI error shape."""
     status = exc.status_code
     if status == 404:
-        return NotFound("unknown endpoint")
+        return unknown_url(request.method, request.path) if request is not None else unknown_url("GET", "/")
     if status == 405:
         return MethodNotAllowed("method not allowed on this endpoint")
     if status == 413:

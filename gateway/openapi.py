@@ -48,6 +48,17 @@ def _post(summary: str, request: str, response: str, streams: bool) -> dict:
     }
 
 
+def _stored(summary: str, schema: str | None) -> dict:
+    """An operation on one stored response (GET, DELETE, input items)."""
+    body = {"$ref": f"#/components/schemas/{schema}"} if schema else {"type": "object"}
+    return {
+        "summary": summary,
+        "security": [{"bearer": []}],
+        "parameters": [{"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": body}}}, **_ERRORS},
+    }
+
+
 def _query(name: str, schema: dict, **kw: object) -> dict:
     return {"name": name, "in": "query", "schema": schema, **kw}
 
@@ -183,6 +194,20 @@ def document() -> dict:
                 "ChatCompletionRequest": request_schema("chat.completions"),
                 "CompletionRequest": request_schema("completions"),
                 "ImageRequest": request_schema("images.generations"),
+                "ResponseRequest": request_schema("responses"),
+                "Response": {
+                    "type": "object",
+                    "required": ["id", "object", "created_at", "status", "model", "output"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "object": {"const": "response"},
+                        "created_at": {"type": "integer"},
+                        "status": {"enum": ["completed", "incomplete", "in_progress", "failed"]},
+                        "model": {"type": "string"},
+                        "output": {"type": "array", "items": {"type": "object"}},
+                        "usage": {"type": ["object", "null"]},
+                    },
+                },
                 "ChatCompletion": {
                     "type": "object",
                     "required": ["id", "object", "created", "model", "choices", "usage"],
@@ -197,10 +222,14 @@ def document() -> dict:
                                 "type": "object",
                                 "properties": {
                                     "index": {"type": "integer"},
-                                    "finish_reason": {"enum": ["stop", "length"]},
+                                    "finish_reason": {"enum": ["stop", "length", "tool_calls"]},
                                     "message": {
                                         "type": "object",
-                                        "properties": {"role": {"const": "assistant"}, "content": {"type": "string"}},
+                                        "properties": {
+                                            "role": {"const": "assistant"},
+                                            "content": {"type": ["string", "null"]},
+                                            "tool_calls": {"type": "array", "items": {"type": "object"}},
+                                        },
                                     },
                                 },
                             },
@@ -266,6 +295,14 @@ def document() -> dict:
             "/v1/images/generations": _post(
                 "Generate images (image-generation models)", "ImageRequest", "Images", False
             ),
+            "/v1/responses": _post(
+                "Create a response (streams typed events with stream: true)", "ResponseRequest", "Response", True
+            ),
+            "/v1/responses/{response_id}": {
+                "get": _stored("A stored response (the key's owner's only)", "Response"),
+                "delete": _stored("Delete a stored response", None),
+            },
+            "/v1/responses/{response_id}/input_items": {"get": _stored("A stored response's input items", None)},
             "/v1/models": {
                 "get": {
                     "summary": "The services the key may use",

@@ -12,6 +12,11 @@ from modelsvc.catalog import Model, Task
 from .backends.base import SAMPLING_PARAMS, Sampling
 from .errors import InvalidRequest, UnsupportedParameter
 from .fields import EXTENSIONS, MODEL, validate
+from .tooluse import NO_TOOLS, ToolUse, tool_use
+
+# The chat fields a templating backend (an OpenAI-compatible upstream) gets as given: it renders, constrains and
+# parses them itself.
+FORWARDED = ("tools", "tool_choice", "parallel_tool_calls", "response_format")
 
 ROLES = {"system", "developer", "user", "assistant", "tool"}
 # No tokenizer in the gateway: a prompt longer than this many characters per allowed input token cannot fit any
@@ -29,6 +34,8 @@ class ChatParams:
     stream: bool = False
     include_usage: bool = False
     user: str | None = None
+    tools: ToolUse = NO_TOOLS  # tools offered, tool_choice, the guide and how the output is read
+    forward: dict[str, Any] | None = None  # FORWARDED fields as given (openai-backend upstreams)
 
 
 @dataclass(frozen=True)
@@ -66,9 +73,19 @@ def model_name(body: Any) -> str:
     return MODEL.check(name)
 
 
-def _sampling(v: dict[str, Any], model: Model, *, default_max: int, chat: bool) -> Sampling:
+def _sampling(
+    v: dict[str, Any],
+    model: Model,
+    *,
+    default_max: int,
+    chat: bool,
+    tools: ToolUse = NO_TOOLS,
+    max_names: tuple[str, ...] | None = None,
+) -> Sampling:
     max_tokens = None
-    for name in ("max_completion_tokens", "max_tokens") if chat else ("max_tokens",):
+    if max_names is None:
+        max_names = ("max_completion_tokens", "max_tokens") if chat else ("max_tokens",)
+    for name in max_names:
         value = v.get(name)
         if value is not None:
             if value > model.max_output_tokens:
@@ -101,6 +118,8 @@ def _sampling(v: dict[str, Any], model: Model, *, default_max: int, chat: bool) 
         stop=v.get("stop", ()),
         extensions=_extensions(v, max_tokens) if any(name in v for name in EXTENSIONS) else {},
         logprobs=logprobs,
+        guide=tools.guide,
+        n=v.get("n", 1),
         **given,
     )
 
@@ -137,9 +156,68 @@ def _include_usage(v: dict[str, Any], stream: bool) -> bool:
     return opts.get("include_usage", False)
 
 
+def _tool_calls(calls: Any, where: str) -> list[dict[str, Any]]:
+    """An assistant message's tool_calls, checked ({id, type: function, function: {name, arguments}})."""
+    if not isinstance(calls, list):
+        raise InvalidRequest(f"'{where}' must be an array", param=where, code="invalid_type")
+    out = []
+    for j, call in enumerate(calls):
+        cw = f"{where}[{j}]"
+        fn = call.get("function") if isinstance(call, dict) else None
+        if not isinstance(fn, dict) or call.get("type", "function") != "function":
+            raise InvalidRequest(f"'{cw}' must be a function call", param=cw, code="invalid_value")
+        call_id, name, arguments = call.get("id"), fn.get("name"), fn.get("arguments")
+        for value, field in ((call_id, "id"), (name, "function.name"), (arguments, "function.arguments")):
+            if not isinstance(value, str):
+                raise InvalidRequest(
+                    f"Missing required parameter: '{cw}.{field}'.",
+                    param=f"{cw}.{field}",
+                    code="missing_required_parameter",
+                )
+        out.append({"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}})
+    return out
+
+
+def _text_parts(content: list, where: str, model: Model, images: list[str]) -> str:
+    texts = []
+    for j, part in enumerate(content):
+        pwhere = f"{where}.content[{j}]"
+        kind = part.get("type") if isinstance(part, dict) else None
+        if kind == "text" and isinstance(part.get("text"), str):
+            text = part["text"]
+            if model.task is Task.vision_chat:  # only the gateway places image placeholders
+                text = text.replace("<image>", "<\u200bimage>")
+            texts.append(text)
+        elif kind == "image_url":
+            if model.task is not Task.vision_chat:
+                raise InvalidRequest(
+                    f"'{pwhere}': this model does not accept images (task {model.task.value}); "
+                    "use a vision-chat service",
+                    param=pwhere,
+                    code="image_not_supported",
+                )
+            url = (part.get("image_url") or {}).get("url") if isinstance(part.get("image_url"), dict) else None
+            if not isinstance(url, str) or not url.startswith(("http://", "https://", "data:image/")):
+                raise InvalidRequest(
+                    f"'{pwhere}.image_url.url' must be an http(s) URL or a data:image/… URL",
+                    param=f"{pwhere}.image_url.url",
+                    code="invalid_value",
+                )
+            images.append(url)
+            texts.append("<image>")  # the multimodal ensemble's placeholder
+        else:
+            raise InvalidRequest(
+                f"'{pwhere}' must be a text or image_url content part", param=pwhere, code="invalid_value"
+            )
+    return "\n".join(texts)
+
+
 def _messages(messages: list, model: Model) -> tuple[tuple[dict, ...], tuple[str, ...]]:
-    """Each message checked; content parts flattened to text, image parts to the ensemble's placeholder."""
-    out, images = [], []
+    """Each message checked; content parts flattened to text, image parts to the ensemble's placeholder; an
+    assistant's tool_calls and a tool result's tool_call_id kept for the chat template."""
+    out: list[dict[str, Any]] = []
+    images: list[str] = []
+    names: dict[str, str] = {}  # tool call id -> function name (tool results carry the name for some templates)
     for i, m in enumerate(messages):
         where = f"messages[{i}]"
         if not isinstance(m, dict):
@@ -153,45 +231,31 @@ def _messages(messages: list, model: Model) -> tuple[tuple[dict, ...], tuple[str
         if content is None and role == "assistant":
             content = ""
         if isinstance(content, str):
-            out.append({"role": role, "content": content})
-            continue
-        if not isinstance(content, list):
+            text = content
+        elif isinstance(content, list):
+            text = _text_parts(content, where, model, images)
+        else:
             raise InvalidRequest(
                 f"'{where}.content' must be a string or an array of content parts",
                 param=f"{where}.content",
                 code="invalid_type",
             )
-        texts = []
-        for j, part in enumerate(content):
-            pwhere = f"{where}.content[{j}]"
-            kind = part.get("type") if isinstance(part, dict) else None
-            if kind == "text" and isinstance(part.get("text"), str):
-                text = part["text"]
-                if model.task is Task.vision_chat:  # only the gateway places image placeholders
-                    text = text.replace("<image>", "<\u200bimage>")
-                texts.append(text)
-            elif kind == "image_url":
-                if model.task is not Task.vision_chat:
-                    raise InvalidRequest(
-                        f"'{pwhere}': this model does not accept images (task {model.task.value}); "
-                        "use a vision-chat service",
-                        param=pwhere,
-                        code="image_not_supported",
-                    )
-                url = (part.get("image_url") or {}).get("url") if isinstance(part.get("image_url"), dict) else None
-                if not isinstance(url, str) or not url.startswith(("http://", "https://", "data:image/")):
-                    raise InvalidRequest(
-                        f"'{pwhere}.image_url.url' must be an http(s) URL or a data:image/… URL",
-                        param=f"{pwhere}.image_url.url",
-                        code="invalid_value",
-                    )
-                images.append(url)
-                texts.append("<image>")  # the multimodal ensemble's placeholder
-            else:
+        msg: dict[str, Any] = {"role": role, "content": text}
+        if role == "assistant" and m.get("tool_calls") is not None:
+            msg["tool_calls"] = _tool_calls(m["tool_calls"], f"{where}.tool_calls")
+            names.update((c["id"], c["function"]["name"]) for c in msg["tool_calls"])
+        if role == "tool":
+            call_id = m.get("tool_call_id")
+            if not isinstance(call_id, str):
                 raise InvalidRequest(
-                    f"'{pwhere}' must be a text or image_url content part", param=pwhere, code="invalid_value"
+                    f"Missing required parameter: '{where}.tool_call_id'.",
+                    param=f"{where}.tool_call_id",
+                    code="missing_required_parameter",
                 )
-        out.append({"role": role, "content": "\n".join(texts)})
+            msg["tool_call_id"] = call_id
+            if call_id in names:
+                msg["name"] = names[call_id]
+        out.append(msg)
     return tuple(out), tuple(images)
 
 
@@ -214,15 +278,50 @@ def chat_params(body: dict, model: Model) -> ChatParams:
     messages, images = _messages(v["messages"], model)
     check_prompt_size(sum(len(m["content"]) for m in messages), model, "messages")
     stream = v.get("stream", False)
+    tools = tool_use(v) if any(k in v for k in FORWARDED) else NO_TOOLS
     return ChatParams(
         model=v["model"],
         messages=messages,
         images=images,
         raw_messages=tuple(v["messages"]),
-        sampling=_sampling(v, model, default_max=model.max_output_tokens, chat=True),
+        sampling=_sampling(v, model, default_max=model.max_output_tokens, chat=True, tools=tools),
         stream=stream,
         include_usage=_include_usage(v, stream),
         user=v.get("user"),
+        tools=tools,
+        forward={k: v[k] for k in FORWARDED if k in v} or None,
+    )
+
+
+def responses_chat_params(
+    v: dict[str, Any], messages: list[dict], model: Model, tools: ToolUse, forward: dict[str, Any] | None = None
+) -> ChatParams:
+    """The chat parameters of a Responses request (gateway/responses/translate.py made its input into chat
+    messages; `v`: its validated fields)."""
+    if model.task is Task.image_generation:
+        raise InvalidRequest(
+            "this model generates images: use POST /v1/images/generations", param="model", code="wrong_endpoint"
+        )
+    checked, images = _messages(messages, model)
+    check_prompt_size(sum(len(m["content"]) for m in checked), model, "input")
+    sampling = {k: v[k] for k in ("temperature", "top_p", "max_output_tokens") if k in v}
+    return ChatParams(
+        model=v["model"],
+        messages=checked,
+        images=images,
+        raw_messages=tuple(messages),
+        sampling=_sampling(
+            sampling,
+            model,
+            default_max=model.max_output_tokens,
+            chat=True,
+            tools=tools,
+            max_names=("max_output_tokens",),
+        ),
+        stream=v.get("stream", False),
+        user=v.get("user"),
+        tools=tools,
+        forward=forward,
     )
 
 

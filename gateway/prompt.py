@@ -11,9 +11,15 @@ added by the tokenizer. A BOS the template puts anywhere else (Llama-2 style, on
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
+import string
+from collections.abc import Callable
+from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 from jinja2 import TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -93,9 +99,71 @@ def neutralise(text: str, special_tokens: tuple[str, ...] = DEFAULT_SPECIAL_TOKE
     return _special_pattern(tuple(special_tokens)).sub(lambda m: m[0][0] + ZWSP + m[0][1:], text)
 
 
+def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, separators=None, sort_keys=False) -> str:
+    """transformers' tojson for chat templates (its environment replaces Jinja's, which HTML-escapes < > & ')."""
+    return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)  # Llama 3.2's templates date the system prompt with it
+
+
 # transformers renders chat templates in this environment; templates come from files users edit and checkpoints.
 _env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+_env.filters["tojson"] = _tojson
+_env.globals["strftime_now"] = _strftime_now
 _warned: set[str] = set()
+_ALNUM = string.ascii_letters + string.digits
+
+
+def mistral_id(call_id: str) -> str:
+    """A tool-call id as Mistral's templates demand it (9 letters or digits), the same for the call and its result;
+    ids the gateway made for a Mistral model already are."""
+    if len(call_id) == 9 and call_id.isalnum() and call_id.isascii():
+        return call_id
+    digest = int.from_bytes(hashlib.sha256(call_id.encode()).digest()[:8], "big")
+    out = []
+    for _ in range(9):
+        digest, k = divmod(digest, len(_ALNUM))
+        out.append(_ALNUM[k])
+    return "".join(out)
+
+
+def _neutral(value: Any, tokens: tuple[str, ...]) -> Any:
+    """Every string of a JSON value (tool definitions, arguments) with special tokens neutralised."""
+    if isinstance(value, str):
+        return neutralise(value, tokens)
+    if isinstance(value, dict):
+        return {neutralise(str(k), tokens): _neutral(v, tokens) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_neutral(v, tokens) for v in value]
+    return value
+
+
+def _template_message(m: dict, tokens: tuple[str, ...], id_map: Callable[[str], str] | None) -> dict:
+    """One checked message as chat templates read it: tool-call arguments as objects (transformers' convention;
+    Llama's and Qwen2.5's templates tojson them), ids as the model's template wants them."""
+    out = {**m, "content": neutralise(m["content"], tokens)} if isinstance(m.get("content"), str) else dict(m)
+    if "tool_calls" in m:
+        calls = []
+        for call in m["tool_calls"]:
+            fn = call["function"]
+            try:
+                arguments: Any = json.loads(fn["arguments"])
+            except ValueError:
+                arguments = fn["arguments"]  # not JSON: the template gets the text (Qwen3's takes strings too)
+            call_id = id_map(call["id"]) if id_map else call["id"]
+            calls.append(
+                {
+                    "id": call_id,
+                    "type": "function",
+                    "function": {"name": fn["name"], "arguments": _neutral(arguments, tokens)},
+                }
+            )
+        out["tool_calls"] = calls
+    if "tool_call_id" in m and id_map:
+        out["tool_call_id"] = id_map(m["tool_call_id"])
+    return out
 
 
 def _raise_exception(message):
@@ -115,13 +183,17 @@ def render_chat(
     eos_token: str | None = None,
     model: str = "",
     special_tokens: tuple[str, ...] = DEFAULT_SPECIAL_TOKENS,
+    tools: list[dict] | None = None,
+    id_map: Callable[[str], str] | None = None,
 ) -> str:
     """Message contents are the caller's text: special tokens in them (the family defaults plus the model's own
-    bos/eos) are neutralised, so only the template writes role markers."""
+    bos/eos) are neutralised, so only the template writes role markers. `tools` (chat tool objects) are rendered
+    by the template, as transformers passes them (``tools=``); so are assistant tool calls and tool results."""
     tokens = tuple(special_tokens) + tuple(t for t in (bos_token, eos_token) if t)
-    safe = [
-        {**m, "content": neutralise(m["content"], tokens)} if isinstance(m.get("content"), str) else m for m in messages
-    ]
+    safe = [_template_message(m, tokens, id_map) for m in messages]
+    context: dict[str, Any] = {}
+    if tools:
+        context["tools"] = _neutral(tools, tokens)
     if template is None:
         if model and model not in _warned:
             _warned.add(model)
@@ -138,6 +210,7 @@ def render_chat(
             bos_token=bos_token or "",
             eos_token=eos_token or "",
             raise_exception=_raise_exception,
+            **context,
         )
     except TemplateError as e:
         # A template's own raise_exception (e.g. "roles must alternate") is the caller's error to fix.

@@ -22,6 +22,8 @@ from .balancer import DnsEndpoints, InstancePool, StaticEndpoints
 from .config import LocalOverlay, Settings
 from .instance_metrics import InstanceCollector
 from .limits import Limiter, make_store
+from .responses import ResponseStore
+from .responses import make_store as make_responses_store
 from .usage import Metrics, UsageLog
 
 log = logging.getLogger("gateway.runtime")
@@ -46,6 +48,10 @@ class Runtime:
         self.usage = usage or UsageLog(None, Metrics())
         self.usage.metrics.registry.register(InstanceCollector(self))
         self.limiter = Limiter(make_store(settings.redis_url), lease_ttl=settings.stream_lease_s)
+        # stored Responses API responses: in the usage database when it is PostgreSQL, else a local SQLite file
+        self.responses: ResponseStore | None = make_responses_store(
+            settings.responses_store, settings.usage_store, settings.responses_ttl_s
+        )
         self.overlay = overlay or LocalOverlay()
         self.catalog = catalog
         self.keyring = KeyRing(list(catalog.keys) + self.overlay.keys())
@@ -133,6 +139,8 @@ class Runtime:
     async def close(self) -> None:
         await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)
         await self.limiter.close()
+        if self.responses is not None:
+            await self.responses.close()
 
     def status(self, service: Service) -> str:
         ready, total = self.pools[service.access_name].counts()

@@ -7,7 +7,7 @@ import logging
 
 from sanic import Blueprint, Request
 
-from ..errors import NotFound, UsageUnavailable
+from ..errors import UsageUnavailable, unknown_url
 from ..usage import owner_of, query
 from .common import json_response
 from .openai import _key
@@ -30,7 +30,7 @@ async def rows_or_503(usage, owner: str | None, since: int, until: int) -> list[
 async def usage(request: Request, kind: str):
     """/completions (chat.completions and completions) or /images (images.generations)."""
     if kind not in query.KINDS:
-        raise NotFound(f"unknown endpoint GET /v1/organization/usage/{kind[:40]}")
+        raise unknown_url("GET", request.path)
     key = _key(request)
     q = query.parse(kind, request.args)
     since, until, _ = query.window(q)

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _OVERHEAD_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1)
 
-COMPLETION_ENDPOINTS = ("chat.completions", "completions")
+COMPLETION_ENDPOINTS = ("chat.completions", "completions", "responses")
 IMAGE_ENDPOINTS = ("images.generations",)
 
 
@@ -20,7 +20,7 @@ class UsageRecord:
     service_id: str
     access_name: str  # "<owner>/<name>": the owner the usage API scopes by is its prefix
     key_id: str
-    endpoint: str  # "chat.completions" | "completions" | "images.generations"
+    endpoint: str  # "chat.completions" | "completions" | "responses" | "images.generations"
     stream: bool
     status: str  # "ok" | "error" | "cancelled"
     prompt_tokens: int

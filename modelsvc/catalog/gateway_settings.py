@@ -175,6 +175,27 @@ SETTINGS: tuple[GatewaySetting, ...] = (
         "records kept in memory while the disk refuses them; beyond that, 503 (fail closed)",
         "usage_buffer_max",
     ),
+    # -- stored responses (the Responses API's store / previous_response_id) ---------------------------------------
+    _s(
+        "responses_store",
+        str,
+        "var/responses.sqlite3",
+        "--responses-store",
+        "MODELSVC_RESPONSES_STORE",
+        "the local store of Responses API responses, a SQLite file (with --usage-store set to PostgreSQL, "
+        "responses are kept there instead); empty: responses are not stored",
+        "responses_store",
+        optional=True,
+    ),
+    _s(
+        "responses_ttl",
+        float,
+        30 * 86400.0,
+        "--responses-ttl",
+        "MODELSVC_RESPONSES_TTL_SECONDS",
+        "seconds a stored response is kept (OpenAI keeps them 30 days)",
+        "responses_ttl_s",
+    ),
     # -- limits ----------------------------------------------------------------------------------------------------
     _s(
         "redis_url",

@@ -34,6 +34,7 @@ class InProcessGateway:
         self.settings = Settings(
             usage_log=str(self.usage_log),
             usage_spool=str(tmp_path / "spool"),
+            responses_store=str(tmp_path / "responses.sqlite3"),
             metrics_port=0,  # no internal port: nothing listens
             reload_poll_s=0,
             health_interval_s=0,

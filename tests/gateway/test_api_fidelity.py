@@ -144,10 +144,23 @@ def test_logprobs_of_the_chosen_tokens(client):
 @pytest.mark.parametrize(
     "kwargs,param",
     [
-        ({"n": 2}, "n"),
+        ({"n": 129}, "n"),
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
+        # the stand-in's chat profile has no chat template (ChatML): it renders no tools
         ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
-        ({"response_format": {"type": "json_object"}}, "response_format"),
+        (  # strict mode as OpenAI checks it: every object closed, every property required
+            {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {
+                        "name": "x",
+                        "strict": True,
+                        "schema": {"type": "object", "properties": {"a": {"type": "string"}}},
+                    },
+                }
+            },
+            "response_format",
+        ),
         ({"logit_bias": {"50256": -100}}, "logit_bias"),
         ({"stream_options": {"include_usage": True}}, "stream_options"),  # without stream
         ({"max_completion_tokens": 10**6}, "max_completion_tokens"),

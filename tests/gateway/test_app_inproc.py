@@ -68,11 +68,26 @@ async def test_bad_json(gw):
         ({"model": SVC, "messages": MSG, "max_tokens": 1.5}, "max_tokens", "invalid_type"),
         ({"model": SVC, "messages": MSG, "max_tokens": 999999}, "max_tokens", "invalid_value"),
         ({"model": SVC, "messages": MSG, "max_completion_tokens": True}, "max_completion_tokens", "invalid_type"),
-        ({"model": SVC, "messages": MSG, "n": 2}, "n", "invalid_value"),
+        ({"model": SVC, "messages": MSG, "n": 2}, "n", "unsupported_parameter"),  # no num_return_sequences
+        ({"model": SVC, "messages": MSG, "n": 129}, "n", "invalid_value"),
         ({"model": SVC, "messages": MSG, "stop": ["a", "b", "c", "d", "e"]}, "stop", "invalid_value"),
         ({"model": SVC, "messages": MSG, "stream": "yes"}, "stream", "invalid_type"),
         ({"model": SVC, "messages": MSG, "stream_options": {"include_usage": True}}, "stream_options", "invalid_value"),
-        ({"model": SVC, "messages": MSG, "tools": [{"type": "function"}]}, "tools", "unsupported_parameter"),
+        (
+            {"model": SVC, "messages": MSG, "tools": [{"type": "function"}]},
+            "tools[0].function",
+            "missing_required_parameter",
+        ),
+        (  # a valid tool, but the model (ChatML, no template of its own) renders no tools
+            {"model": SVC, "messages": MSG, "tools": [{"type": "function", "function": {"name": "f"}}]},
+            "tools",
+            "unsupported_parameter",
+        ),
+        (
+            {"model": SVC, "messages": MSG, "tools": [{"type": "web_search"}]},
+            "tools[0].type",
+            "unsupported_parameter",
+        ),
         (
             {
                 "model": SVC,
@@ -134,8 +149,17 @@ async def test_wrong_endpoint_for_the_task(gw):
 
 
 async def test_unknown_endpoint_and_method(gw):
-    assert error(await gw.client.get("/v1/nothing-here"), 404)["code"] == "not_found"
-    assert error(await gw.client.get("/nothing"), 404)["code"] == "not_found"
+    # OpenAI's own answers: under /v1 "Invalid URL (...)" with code null (a code like "not_found" reads as "model
+    # not found" in LangChain and Pydantic AI), elsewhere "Unknown request URL" with code "unknown_url"
+    e = error(await gw.client.post("/v1/nothing-here", json={}), 404)
+    assert e == {
+        "message": "Invalid URL (POST /v1/nothing-here)",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+    e = error(await gw.client.get("/nothing"), 404)
+    assert e["code"] == "unknown_url" and e["message"].startswith("Unknown request URL: GET /nothing.")
     assert error(await gw.client.get(CHAT), 405)["code"] == "method_not_allowed"
 
 

@@ -45,7 +45,10 @@ def test_what_the_sdks_parse_helper_sends_is_accepted_and_sent_as_is():
 
 
 def test_the_inner_schema_is_the_guide():
-    fmt = {"type": "json_schema", "json_schema": {"name": "Math", "strict": True, "schema": to_strict_json_schema(Math)}}
+    fmt = {
+        "type": "json_schema",
+        "json_schema": {"name": "Math", "strict": True, "schema": to_strict_json_schema(Math)},
+    }
     guide = format_guide(fmt, param="response_format", flat=False)
     assert guide.type == "json_schema" and json.loads(guide.text) == fmt["json_schema"]["schema"]
     flat = {"type": "json_schema", "name": "Math", "strict": True, "schema": to_strict_json_schema(Math)}
@@ -74,7 +77,7 @@ def test_json_object_is_an_object_schema_not_any_json():
         (
             {"type": "array", "items": {"type": "string"}},
             "Invalid schema for response_format 'x': schema must be a JSON Schema of 'type: \"object\"', got 'type: "
-            "\"array\"'.",
+            '"array"\'.',
         ),
         (
             {
@@ -96,8 +99,9 @@ def test_strict_mode_refusals_in_openais_words(schema, message):
 
 
 def test_non_strict_schemas_skip_the_strict_rules_but_not_the_rest():
-    check_schema({"type": "object", "properties": {"a": {"type": "string", "minLength": 3}}}, what="x", strict=False,
-                 param="p")
+    check_schema(
+        {"type": "object", "properties": {"a": {"type": "string", "minLength": 3}}}, what="x", strict=False, param="p"
+    )
     check_schema({"type": "array"}, what="x", strict=False, param="p")  # any root outside strict mode
     assert "not a valid JSON Schema" in refusal({"type": "strin"}, strict=False).message
 
@@ -149,7 +153,11 @@ def test_required_guide_is_a_valid_schema_of_offered_calls_only():
     jsonschema.Draft202012Validator.check_schema(schema)
     jsonschema.validate([{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}], schema)
     jsonschema.validate([{"name": "get_time", "arguments": {}}, {"name": "get_time", "arguments": {}}], schema)
-    for bad in ([], [{"name": "rm", "arguments": {}}], [{"name": "get_weather", "arguments": {"city": "P", "unit": "k"}}]):
+    for bad in (
+        [],
+        [{"name": "rm", "arguments": {}}],
+        [{"name": "get_weather", "arguments": {"city": "P", "unit": "k"}}],
+    ):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
     single = json.loads(required_tool_guide(TOOL_PARAMS, parallel=False).text)

@@ -63,5 +63,5 @@ def test_members_locate_keys_and_values():
 def test_the_end_is_found_without_reading_past_it():
     s = JsonScan()
     assert s.feed('{"a": 1') == -1
-    assert s.feed('} and then text') == 1
+    assert s.feed("} and then text") == 1
     assert s.done

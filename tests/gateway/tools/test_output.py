@@ -65,8 +65,10 @@ QWEN3 = (
 )
 # Mistral 7B v0.3 / Nemo ([TOOL_CALLS] is special: dropped by postprocessing) and the v11 tokenizer's format
 MISTRAL = '[TOOL_CALLS] [{"name": "get_weather", "arguments": {"city": "Paris", "format": "celsius"}}]'
-MISTRAL_STRIPPED = '[{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_temperature_date", ' \
+MISTRAL_STRIPPED = (
+    '[{"name": "get_weather", "arguments": {"city": "Paris"}}, {"name": "get_temperature_date", '
     '"arguments": {"location": "Paris", "date": "2024-10-01"}}]'
+)
 MISTRAL_V11 = '[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}[TOOL_CALLS]get_temperature_date[ARGS]{"location": "x"}'
 MISTRAL_V11_STRIPPED = 'get_weather{"city": "Paris"}'
 
@@ -109,7 +111,11 @@ CASES = [
     (
         "mistral",
         MISTRAL_STRIPPED,
-        ("", "", [("get_weather", {"city": "Paris"}), ("get_temperature_date", {"location": "Paris", "date": "2024-10-01"})]),
+        (
+            "",
+            "",
+            [("get_weather", {"city": "Paris"}), ("get_temperature_date", {"location": "Paris", "date": "2024-10-01"})],
+        ),
     ),
     (
         "mistral",
@@ -117,7 +123,11 @@ CASES = [
         ("", "", [("get_weather", {"city": "Paris"}), ("get_temperature_date", {"location": "x"})]),
     ),
     ("mistral", MISTRAL_V11_STRIPPED, ("", "", [("get_weather", {"city": "Paris"})])),
-    ("array", '[{"name": "get_weather", "arguments": {"city": "Paris"}}]', ("", "", [("get_weather", {"city": "Paris"})])),
+    (
+        "array",
+        '[{"name": "get_weather", "arguments": {"city": "Paris"}}]',
+        ("", "", [("get_weather", {"city": "Paris"})]),
+    ),
 ]
 
 
@@ -214,7 +224,7 @@ def test_a_half_call_without_its_head_is_text():
 @pytest.mark.parametrize(
     "text",
     [
-        "<tool_call><tool_call>{\"name\": \"get_weather\"}</tool_call>",  # nested opening markers
+        '<tool_call><tool_call>{"name": "get_weather"}</tool_call>',  # nested opening markers
         "</tool_call> stray close",  # a close without an open
         "<tool_call>\nnot json at all\n</tool_call>",
         "<tool_call>\n[1, 2]\n</tool_call>",

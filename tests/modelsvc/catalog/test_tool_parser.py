@@ -48,7 +48,9 @@ def test_end_tokens_are_the_checkpoints():
 
 
 def test_valid_settings_load():
-    text = replace(VALID, "    gpus: 1\n", f"    gpus: 1\n    tool_parser: hermes\n    chat_template: {TOOLS_TEMPLATE}\n")
+    text = replace(
+        VALID, "    gpus: 1\n", f"    gpus: 1\n    tool_parser: hermes\n    chat_template: {TOOLS_TEMPLATE}\n"
+    )
     assert loads(text).models["chat-8b"].tool_parser is ToolParser.hermes
 
 
@@ -59,7 +61,9 @@ def test_unknown_values_are_refused_with_the_choices():
 
 
 def test_a_template_that_renders_no_tools_is_refused_where_the_parser_is_set():
-    text = replace(VALID, "    gpus: 1\n", f"    gpus: 1\n    tool_parser: llama3_json\n    chat_template: {PLAIN_TEMPLATE}\n")
+    text = replace(
+        VALID, "    gpus: 1\n", f"    gpus: 1\n    tool_parser: llama3_json\n    chat_template: {PLAIN_TEMPLATE}\n"
+    )
     (p,) = problems(text)
     assert p.startswith("services.yaml:15:") and "never renders `tools`" in p and "tool_parser: none" in p
 
