@@ -7,6 +7,10 @@ the upstream's own cost is small next to the gateway's.
 
     python -m devtools.standin.openai_upstream --port 18005 [--token-delay 0.0]
 
+Like vLLM with a tool parser it answers tool calls itself: given ``tools``, a forced or required ``tool_choice`` or
+a last user message that names an offered function gets a call (arguments valid for the function's parameters,
+devtools/standin/agents.py); ``received`` keeps the latest request bodies.
+
 Failure injection, by a marker in the prompt (or in a chat message), for the gateway's tests of a misbehaving
 upstream: ``[standin:garbage]`` answers 200 with a body that is not JSON (streamed or not);
 ``[standin:bad-event:K]`` streams K good events, then one whose data is not JSON, then carries on.
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+from collections import deque
 import signal
 import time
 
@@ -96,6 +101,12 @@ class _Http(asyncio.Protocol):
                 self._next()
 
     async def _complete(self, chat: bool, req: dict):
+        self.app.received.append(req)
+        if chat and req.get("tools"):
+            call = _wanted_call(req)
+            if call is not None:
+                self._tool_call(req, call)
+                return
         prompt = _render(req["messages"]) if chat else req["prompt"]
         max_tokens = int(req.get("max_tokens") or req.get("max_completion_tokens") or 16)
         stop = req.get("stop") or []
@@ -187,10 +198,69 @@ class _Http(asyncio.Protocol):
         done = b"data: [DONE]\n\n"
         t.write(f"{len(done):x}\r\n".encode() + done + b"\r\n0\r\n\r\n")
 
+    def _tool_call(self, req: dict, tool: dict) -> None:
+        """An answer with one tool call, whole or as OpenAI's tool_calls deltas."""
+        from .agents import instance
+
+        args = orjson.dumps(instance(tool.get("parameters") or {"type": "object"}, _render(req["messages"]))).decode()
+        call_id = f"call_standin{len(self.app.received)}"
+        rid, created, model = f"standin-{id(req):x}", int(time.time()), req.get("model")
+        usage = {"prompt_tokens": 7, "completion_tokens": 5, "total_tokens": 12}
+        finish = "stop" if isinstance(req.get("tool_choice"), dict) else "tool_calls"
+        if not req.get("stream"):
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {"id": call_id, "type": "function", "function": {"name": tool["name"], "arguments": args}}
+                ],
+            }
+            body = {"id": rid, "object": "chat.completion", "created": created, "model": model, "usage": usage}
+            self._send(200, {**body, "choices": [{"index": 0, "message": message, "finish_reason": finish}]})
+            return
+        t = self.transport
+        t.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
+        base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
+        head = {"index": 0, "id": call_id, "type": "function", "function": {"name": tool["name"], "arguments": ""}}
+        deltas = [{"tool_calls": [head]}]
+        deltas += [
+            {"tool_calls": [{"index": 0, "function": {"arguments": args[i : i + 5]}}]} for i in range(0, len(args), 5)
+        ]
+        events = [{**base, "choices": [{"index": 0, "delta": d, "finish_reason": None}]} for d in deltas]
+        events.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
+        if (req.get("stream_options") or {}).get("include_usage"):
+            events.append({**base, "choices": [], "usage": usage})
+        for o in events:
+            data = b"data: " + orjson.dumps(o) + b"\n\n"
+            t.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        done = b"data: [DONE]\n\n"
+        t.write(f"{len(done):x}\r\n".encode() + done + b"\r\n0\r\n\r\n")
+
+
+def _wanted_call(req: dict) -> dict | None:
+    """The function a tool-parsing upstream would call: the forced one, the first if required, or the one the last
+    user message names."""
+    tools = [t.get("function", t) for t in req.get("tools") or () if isinstance(t, dict)]
+    choice = req.get("tool_choice")
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        return next((t for t in tools if t.get("name") == name), None)
+    if choice == "required":
+        return tools[0] if tools else None
+    if choice == "none":
+        return None
+    users = [m for m in req.get("messages") or () if isinstance(m, dict) and m.get("role") in ("user", "tool")]
+    last = users[-1] if users else None
+    if last is None or last.get("role") != "user":
+        return None
+    text = str(last.get("content"))
+    return next((t for t in tools if re.search(rf"\b{re.escape(str(t.get('name')))}\b", text)), None)
+
 
 class OpenAIUpstream:
     def __init__(self, token_delay: float = 0.0):
         self.token_delay = token_delay
+        self.received: deque[dict] = deque(maxlen=64)  # the latest request bodies
         self.server: asyncio.base_events.Server | None = None
         self.port = 0
 

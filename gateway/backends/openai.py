@@ -2,6 +2,11 @@
 NIM, Triton's OpenAI frontend). Same interface as TritonInstance, so balancing, retries and metering are shared.
 
 Chat requests are forwarded as messages (the upstream applies its own chat template); completions as the prompt.
+Tools, tool_choice, parallel_tool_calls, response_format and n go as the caller sent them (``GenRequest.forward``):
+vLLM, trtllm-serve and NIM render, constrain and parse them themselves, so their tool_calls (and reasoning_content)
+come back in the answer and are passed on as they are. Responses API calls reach an upstream as chat requests
+(gateway/responses/translate.py): stored responses and ``previous_response_id`` stay in this gateway, scoped to the
+caller's owner, which an upstream's own store could not be.
 """
 
 from __future__ import annotations
@@ -13,7 +18,19 @@ from typing import Any
 import orjson
 
 from ..errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest, UnsupportedParameter
-from .base import MIN_TOKENS_PER_S, SAMPLING_PARAMS, Capabilities, Delta, GenRequest, GenResult, ImageRequest, Work
+from .base import (
+    MIN_TOKENS_PER_S,
+    SAMPLING_PARAMS,
+    Capabilities,
+    Choice,
+    Delta,
+    GenRequest,
+    GenResult,
+    ImageRequest,
+    ToolCall,
+    ToolCallDelta,
+    Work,
+)
 from .http1 import Http1, HttpFailure
 
 
@@ -44,6 +61,9 @@ class OpenAIUpstream:
             vision=True,
             sampling=frozenset(SAMPLING_PARAMS),
             extensions=None,
+            guided_decoding=True,  # response_format is forwarded: the upstream enforces (or refuses) it
+            n=True,
+            parses_tools=True,
         )
 
     @property
@@ -88,6 +108,10 @@ class OpenAIUpstream:
         body.update(req.sampling.extensions)  # vLLM's own names: the upstream validates and honours them
         if "bad_words" in body:
             body["bad_words"] = list(body["bad_words"])
+        if req.sampling.n > 1:
+            body["n"] = req.sampling.n
+        if req.messages is not None:
+            body.update(req.forward)  # tools, tool_choice, parallel_tool_calls, response_format: as given
         if stream:
             body["stream_options"] = {"include_usage": True}
         if req.messages is not None:
@@ -142,14 +166,18 @@ class OpenAIUpstream:
             raise self._status_error(r.status, content.decode(errors="replace"))
         try:
             data = orjson.loads(content)
-            choice = data["choices"][0]
-            text = choice["message"]["content"] if "message" in choice else choice.get("text", "")
+            choices = sorted(data["choices"], key=lambda c: int(c.get("index") or 0))
+            parsed = [self._choice(c) for c in choices]
             usage = data.get("usage") or {}
+            first = parsed[0]
             result = GenResult(
-                str(text or ""),
+                first.text,
                 int(usage.get("prompt_tokens") or 0),
                 int(usage.get("completion_tokens") or 0),
-                str(choice.get("finish_reason") or "stop"),
+                first.finish_reason,
+                reasoning=first.reasoning,
+                tool_calls=first.tool_calls,
+                more=parsed[1:],
             )
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise self._garbled("response body", False) from None
@@ -158,11 +186,33 @@ class OpenAIUpstream:
         req.work.completion_tokens = result.completion_tokens
         return result
 
+    @staticmethod
+    def _choice(c: dict[str, Any]) -> Choice:
+        """One choice of an upstream's answer: its text, and for chat its reasoning and tool calls."""
+        msg = c.get("message")
+        if msg is None:
+            return Choice(str(c.get("text") or ""), str(c.get("finish_reason") or "stop"))
+        calls = [
+            ToolCall(str(t["id"]), str(t["function"]["name"]), str(t["function"].get("arguments") or ""))
+            for t in msg.get("tool_calls") or ()
+        ]
+        reasoning = msg.get("reasoning_content") or msg.get("reasoning") or ""
+        return Choice(
+            str(msg.get("content") or ""),
+            str(c.get("finish_reason") or "stop"),
+            reasoning=str(reasoning),
+            tool_calls=calls or None,
+        )
+
     async def stream(self, req: GenRequest) -> AsyncGenerator[Delta | GenResult, None]:
         path, body = self._body(req, True)
         parts: list[str] = []
         usage: dict[str, Any] = {}
         finish = None
+        calls: dict[tuple[int, int], list[str]] = {}  # (choice, call index) -> [id, name, arguments]
+        texts: dict[int, list[str]] = {}
+        reasons: dict[int, str] = {}
+        reasoning: dict[int, list[str]] = {}
         yielded = done = False
         r = None
         self.outstanding += 1
@@ -179,14 +229,22 @@ class OpenAIUpstream:
                     done = True
                     break
                 try:
-                    texts, finish, usage = self._event(payload, finish, usage, req.work)
+                    deltas, finish, usage = self._event(payload, finish, usage, req.work, reasons)
                 except (ValueError, KeyError, IndexError, TypeError, AttributeError):
                     raise self._garbled("stream event", yielded) from None
-                for text in texts:
-                    parts.append(text)
+                for delta in deltas:
+                    parts.append(delta.text)
+                    texts.setdefault(delta.index, []).append(delta.text)
+                    if delta.reasoning:
+                        reasoning.setdefault(delta.index, []).append(delta.reasoning)
+                    for t in delta.tool_calls or ():
+                        entry = calls.setdefault((delta.index, t.index), ["", "", ""])
+                        entry[0] = t.id or entry[0]
+                        entry[1] = t.name or entry[1]
+                        entry[2] += t.arguments
                     req.work.completion_tokens = max(req.work.completion_tokens, len(parts))
                     yielded = True
-                    yield Delta(text)
+                    yield delta
             if not done and finish is None:  # a body that was no SSE at all, or cut before its end
                 raise self._garbled("stream: it ended without a finish_reason or [DONE]", yielded)
         except HttpFailure as e:
@@ -195,30 +253,64 @@ class OpenAIUpstream:
             self.outstanding -= 1
             if r is not None:
                 r.aclose()  # cut short (caller gone, error event): the upstream request is dropped with it
-        finish = finish or "stop"
         completion = int(usage.get("completion_tokens") or len(parts))
         req.work.completion_tokens = completion
-        yield GenResult("".join(parts), req.work.prompt_tokens or 0, completion, finish)
+        choices = []
+        for i in range(max(1, req.sampling.n)):
+            made = [ToolCall(*entry) for (c, _), entry in sorted(calls.items()) if c == i]
+            choices.append(
+                Choice(
+                    "".join(texts.get(i, ())),
+                    reasons.get(i) or finish or "stop",
+                    reasoning="".join(reasoning.get(i, ())),
+                    tool_calls=made or None,
+                )
+            )
+        first = choices[0]
+        yield GenResult(
+            first.text,
+            req.work.prompt_tokens or 0,
+            completion,
+            first.finish_reason,
+            reasoning=first.reasoning,
+            tool_calls=first.tool_calls,
+            more=choices[1:],
+        )
 
     @staticmethod
     def _event(
-        payload: str, finish: str | None, usage: dict[str, Any], work: Work
-    ) -> tuple[list[str], str | None, dict[str, Any]]:
-        """(texts, finish reason, usage) after one SSE event; anything not the OpenAI shape raises."""
+        payload: str, finish: str | None, usage: dict[str, Any], work: Work, reasons: dict[int, str]
+    ) -> tuple[list[Delta], str | None, dict[str, Any]]:
+        """(deltas, finish reason, usage) after one SSE event; anything not the OpenAI shape raises."""
         event = orjson.loads(payload)
         if event.get("usage"):
             usage = event["usage"]
             if usage.get("prompt_tokens") is not None:
                 work.prompt_tokens = int(usage["prompt_tokens"])
-        texts = []
+        deltas = []
         for choice in event.get("choices") or ():
-            delta = choice.get("delta") or {}
-            text = delta.get("content") if "delta" in choice else choice.get("text")
-            if text:
-                texts.append(str(text))
+            index = int(choice.get("index") or 0)
+            if "delta" in choice:
+                delta = choice.get("delta") or {}
+                text = str(delta.get("content") or "")
+                reasoning = str(delta.get("reasoning_content") or delta.get("reasoning") or "")
+                pieces = [
+                    ToolCallDelta(
+                        int(t.get("index") or 0),
+                        t.get("id"),
+                        (t.get("function") or {}).get("name"),
+                        str((t.get("function") or {}).get("arguments") or ""),
+                    )
+                    for t in delta.get("tool_calls") or ()
+                ]
+                if text or reasoning or pieces:
+                    deltas.append(Delta(text, index=index, reasoning=reasoning, tool_calls=pieces or None))
+            elif choice.get("text"):
+                deltas.append(Delta(str(choice["text"]), index=index))
             if choice.get("finish_reason"):
                 finish = str(choice["finish_reason"])
-        return texts, finish, usage
+                reasons[index] = finish
+        return deltas, finish, usage
 
     async def generate_images(self, req: ImageRequest) -> list[bytes]:
         body = {

@@ -190,3 +190,53 @@ def test_openai_backend_forwards_to_the_upstream(gw):
     assert chunks[-1].usage.completion_tokens == 5
     c = client.completions.create(model="team-search/query-rewriter", prompt="abc", max_tokens=3)
     assert c.usage.completion_tokens == 3
+
+
+def test_openai_backend_forwards_tools_and_formats_and_passes_their_calls_on(gw, engines):
+    """vLLM, trtllm-serve and NIM parse their own tool calls: the gateway forwards tools, tool_choice and
+    response_format as given, and passes the upstream's tool_calls on; Responses calls reach it as chat."""
+    from .harness import SEARCH_KEY
+
+    client = OpenAI(base_url=gw.url + "/v1", api_key=SEARCH_KEY, max_retries=0)
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "search",
+                "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+            },
+        }
+    ]
+    up = engines["upstream"].upstream
+    r = client.chat.completions.create(
+        model="team-search/query-rewriter",
+        messages=[{"role": "user", "content": "find flights, use search"}],
+        tools=tools,
+        tool_choice="auto",
+        parallel_tool_calls=False,
+        response_format={"type": "json_object"},
+    )
+    sent = up.received[-1]
+    assert sent["tools"] == tools and sent["tool_choice"] == "auto" and sent["parallel_tool_calls"] is False
+    assert sent["response_format"] == {"type": "json_object"} and sent["model"] == "mistralai/Mistral-7B-Instruct-v0.3"
+    (call,) = r.choices[0].message.tool_calls
+    assert call.function.name == "search" and json.loads(call.function.arguments)["q"]
+    assert r.choices[0].finish_reason == "tool_calls"
+    chunks = list(
+        client.chat.completions.create(
+            model="team-search/query-rewriter",
+            messages=[{"role": "user", "content": "find flights, use search"}],
+            tools=tools,
+            stream=True,
+        )
+    )
+    pieces = [t for c in chunks if c.choices for t in c.choices[0].delta.tool_calls or ()]
+    assert pieces[0].function.name == "search"
+    assert json.loads("".join(p.function.arguments or "" for p in pieces))["q"]
+    resp = client.responses.create(
+        model="team-search/query-rewriter",
+        input="find flights, use search",
+        tools=[{"type": "function", **tools[0]["function"]}],
+    )
+    assert [o.type for o in resp.output] == ["function_call"] and resp.output[0].name == "search"
+    assert up.received[-1]["tools"] == [{"type": "function", "function": tools[0]["function"]}]
