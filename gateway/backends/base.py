@@ -174,7 +174,8 @@ class GenResult:
     more: list[Choice] = field(default_factory=list)  # choices 1..n-1
 
     def choices(self) -> list[Choice]:
-        first = Choice(self.text, self.finish_reason, 0, self.logprobs, self.reasoning, self.tool_calls)
+        tokens = self.completion_tokens - sum(c.completion_tokens for c in self.more)
+        first = Choice(self.text, self.finish_reason, tokens, self.logprobs, self.reasoning, self.tool_calls)
         return [first, *self.more]
 
 

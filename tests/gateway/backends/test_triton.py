@@ -3,6 +3,7 @@
 import asyncio
 import base64
 import hashlib
+import json
 import socket
 import struct
 import time
@@ -14,7 +15,7 @@ import pytest_asyncio
 
 from devtools.standin import complete, count_input_tokens, generate_image, generate_tokens
 from devtools.standin.testing import StandInThread
-from gateway.backends.base import Delta, GenRequest, GenResult, ImageRequest, Sampling
+from gateway.backends.base import Delta, GenRequest, GenResult, Guide, ImageRequest, Sampling
 from gateway.backends.images import encode_png
 from gateway.backends.triton import TritonInstance
 from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest, UnsupportedParameter
@@ -534,3 +535,105 @@ async def test_request_build_failure_is_backend_error_not_cancellation(make, cha
         async for _ in inst._responses(call, partial=lambda: False):
             pass
     assert ei.value.partial is False
+
+
+# -- guided decoding, n > 1, end tokens (issue 19) ---------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def no_decoder():
+    t = StandInThread("chat", guided=False).start()  # the inputs are declared, the engine has no guided decoder
+    yield t
+    t.stop()
+
+
+@pytest.mark.asyncio
+async def test_guided_decoding_needs_the_engines_guided_decoder(make, chat, no_decoder):
+    assert (await make(chat)).guided and (await make(chat, "tensorrt_llm_bls")).capabilities.guided_decoding
+    inst = await make(no_decoder)
+    assert "guided_decoding_guide_type" in inst.inputs and not inst.capabilities.guided_decoding
+    req = genreq("hi", 20, guide=Guide("json_schema", '{"type":"object"}'))
+    with pytest.raises(UnsupportedParameter) as e:
+        await inst.generate(req)
+    assert e.value.param == "response_format" and "guided decoding" in e.value.message
+    assert no_decoder.server.requests_started == 0  # refused before the engine
+
+
+def test_the_guided_decoder_rule_is_the_backends():
+    from tritonclient.grpc import model_config_pb2 as mc
+
+    from gateway.backends.triton import has_guided_decoder
+
+    def cfg(backend, **params):
+        c = mc.ModelConfig(backend=backend)
+        for k, v in params.items():
+            c.parameters[k].string_value = v
+        return c
+
+    assert has_guided_decoder(
+        cfg("tensorrtllm", guided_decoding_backend="xgrammar", xgrammar_tokenizer_info_path="/t.json")
+    )
+    assert not has_guided_decoder(cfg("tensorrtllm", guided_decoding_backend="xgrammar"))  # C++ needs the info file
+    assert not has_guided_decoder(
+        cfg(
+            "tensorrtllm",
+            guided_decoding_backend="xgrammar",
+            xgrammar_tokenizer_info_path="${xgrammar_tokenizer_info_path}",
+        )
+    )
+    assert has_guided_decoder(cfg("python", guided_decoding_backend="xgrammar", tokenizer_dir="/tok"))
+    assert not has_guided_decoder(cfg("python", guided_decoding_backend="outlines", tokenizer_dir="/tok"))
+
+
+@pytest.mark.asyncio
+async def test_the_guide_goes_as_the_two_tensors(make, chat):
+    inst = await make(chat)
+    schema = '{"type":"object","properties":{"a":{"type":"integer"}},"required":["a"]}'
+    r = await inst.generate(genreq("hi", 50, guide=Guide("json_schema", schema)))
+    got = chat.server.received[-1]
+    assert got["guided_decoding_guide_type"] == ["json_schema"] and got["guided_decoding_guide"] == [schema]
+    assert isinstance(json.loads(r.text)["a"], int)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("server", ["chat", "bls"])
+async def test_n_sequences_are_told_apart_by_sequence_index(make, chat, server):
+    inst = await make(chat, "ensemble" if server == "chat" else "tensorrt_llm_bls")
+    req = genreq("Count", 5, n=3)
+    whole = await inst.generate(req)
+    assert len(whole.choices()) == 3 and len({c.text for c in whole.choices()}) == 3
+    assert whole.completion_tokens == sum(c.completion_tokens for c in whole.choices()) == 15
+    assert whole.text == "".join(complete("Count", 5))  # sequence 0 is the n = 1 answer
+    assert chat.server.received[-1]["num_return_sequences"] == [3]
+    stream_req = genreq("Count", 5, n=3)
+    texts: dict[int, str] = {}
+    result = None
+    async for item in inst.stream(stream_req):
+        if isinstance(item, Delta):
+            texts[item.index] = texts.get(item.index, "") + item.text
+        else:
+            result = item
+    assert texts == {i: c.text for i, c in enumerate(whole.choices())}
+    assert result is not None and result.completion_tokens == 15 and stream_req.work.completion_tokens == 15
+
+
+@pytest.mark.asyncio
+async def test_n_needs_num_return_sequences_and_a_stream(make, chat_nd, unguided):
+    for server in (chat_nd, unguided):
+        with pytest.raises(UnsupportedParameter) as e:
+            (await make(server)).check(genreq("x", 5, n=2))
+        assert e.value.param == "n"
+
+
+@pytest.mark.asyncio
+async def test_end_tokens_go_as_stop_words_and_never_reach_the_caller(make, chat):
+    inst = await make(chat)
+    words = "".join(complete("Count", 12)).split(" ")
+    end = " " + words[3]  # the stand-in emits what the model would: its end token stays in the text, as stop words do
+    req = genreq("Count", 12)
+    req.end_tokens = ("<|eot_id|>", end)
+    r = await inst.generate(req)
+    assert chat.server.received[-1]["stop_words"] == ["<|eot_id|>", end]
+    assert r.text == " ".join(words[:3]) and r.finish_reason == "stop"
+    req = genreq("Count", 12, stop=["zzz"])
+    req.end_tokens = (end,)
+    texts, r = await collect(inst, req)
+    assert "".join(texts) == " ".join(words[:3]) and chat.server.received[-1]["stop_words"] == ["zzz", end]
