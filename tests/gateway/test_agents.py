@@ -300,3 +300,18 @@ def test_node_sdk_tools_and_responses(gw):
     assert out["streamedArguments"] == out["toolCall"]["function"]["arguments"] or out["streamedName"] == "get_weather"
     assert out["answer"] and out["responseText"] and out["followUpInput"] > out["firstInput"]
     assert out["lastEvent"] == "response.completed"
+
+
+def test_the_examples_run(gw, monkeypatch, capsys):
+    """The Python example `modelsvc examples` and the console show (chat, a tool call and its result, a parsed
+    structured output) runs as written against this gateway."""
+    from modelsvc.catalog import loads
+    from modelsvc.catalog.examples import KEY_ENV, examples
+
+    catalog = loads(gw.config.read_text())
+    code = {e.language: e.code for e in examples(catalog, catalog.service(SVC))}
+    monkeypatch.setenv(KEY_ENV, DEMO_KEY)
+    exec(compile(code["python"].replace(catalog.gateway.public_url, gw.url + "/v1"), "example.py", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[1].startswith("get_weather {") and "name=" in printed[-1] and "summary=" in printed[-1]
+    compile(code["python-agents"], "agents_example.py", "exec")  # the Agents SDK example is valid Python

@@ -298,7 +298,8 @@
   var inflight = null;
 
   function bubble(role, text) {
-    var b = el("div", { "class": "msg " + role }, [el("span", { "class": "who", text: role === "user" ? "You" : "Model" })]);
+    var who = role === "user" ? "You" : role === "tool" ? "You (tool result)" : "Model";
+    var b = el("div", { "class": "msg " + role }, [el("span", { "class": "who", text: who })]);
     var t = el("div", { "class": "text", text: text || "" });
     b.append(t);
     $("chat-log").append(b);
@@ -359,21 +360,30 @@
     if (file && file.size > MAX_IMAGE_BYTES) { $("chat-usage").textContent = "The image is larger than 3 MB."; return; }
     var temperature = parseFloat($("chat-temperature").value);
     var maxTokens = parseInt($("chat-max-tokens").value, 10);
+    var extra;
+    try { extra = structuredOptions(); } catch (err) { $("chat-usage").textContent = err.message; return; }
     (file ? readAsDataURL(file) : Promise.resolve(null)).then(function (dataUrl) {
       var content = text;
-      var userText = bubble("user", text);
+      var last = history[history.length - 1];
+      var pending = last && last.role === "assistant" && last.tool_calls ? last.tool_calls : null;
+      var userText = bubble(pending ? "tool" : "user", text);
       if (dataUrl) {
         content = [{ type: "text", text: text }, { type: "image_url", image_url: { url: dataUrl } }];
         userText.parentNode.append(el("img", { "class": "thumb", src: dataUrl, alt: "Attached image" }));
         fileInput.value = "";
       }
-      history.push({ role: "user", content: content });
+      var added = pending  // after a tool call: the message is each call's result
+        ? pending.map(function (c) { return { role: "tool", tool_call_id: c.id, content: text }; })
+        : [{ role: "user", content: content }];
+      added.forEach(function (m) { history.push(m); });
       $("chat-input").value = "";
       var answer = bubble("assistant", "");
       answer.parentNode.setAttribute("data-streaming", "true");
       var req = { model: service.access_name, messages: history, stream: true, stream_options: { include_usage: true } };
       if (!isNaN(temperature)) req.temperature = temperature;
       if (!isNaN(maxTokens)) req.max_tokens = maxTokens;
+      Object.keys(extra).forEach(function (k) { req[k] = extra[k]; });
+      var calls = [];
       var controller = new AbortController();
       inflight = controller;
       setBusy(true);
@@ -395,18 +405,27 @@
             full += choice.delta.content;
             answer.append(choice.delta.content);  // a text node: token by token
           }
+          (choice && choice.delta && choice.delta.tool_calls || []).forEach(function (t) {
+            var c = calls[t.index] || (calls[t.index] = { id: "", type: "function", function: { name: "", arguments: "" } });
+            if (t.id) c.id = t.id;
+            if (t.function && t.function.name) c.function.name = t.function.name;
+            if (t.function && t.function.arguments) c.function.arguments += t.function.arguments;
+            showCalls(answer, calls);
+          });
           if (choice && choice.finish_reason) finish = choice.finish_reason;
           if (obj.usage) usage = obj.usage;
         });
       }).then(function () {
-        history.push({ role: "assistant", content: full });
+        var made = calls.filter(Boolean);
+        history.push(made.length ? { role: "assistant", content: full || null, tool_calls: made }
+                                 : { role: "assistant", content: full });
         var secs = ((performance.now() - t0) / 1000).toFixed(2);
         $("chat-usage").textContent = usage
           ? "Usage: " + usage.prompt_tokens + " prompt + " + usage.completion_tokens + " completion = " +
             usage.total_tokens + " tokens · " + secs + " s" + (finish ? " · finish: " + finish : "")
           : "Done in " + secs + " s (no usage reported)";
       }).catch(function (err) {
-        history.pop();  // the user turn did not get an answer
+        added.forEach(function () { history.pop(); });  // the turn did not get an answer
         var aborted = err && err.name === "AbortError";
         answer.parentNode.classList.add("failed");
         answer.append(el("span", { "class": "error", text: aborted ? " [stopped]" : " [error: " + err.message + "]" }));
@@ -421,6 +440,33 @@
       var streaming = $("chat-log").querySelector('[data-streaming="true"]');
       if (streaming) streaming.removeAttribute("data-streaming");
     });
+  }
+
+  /* The trial's optional response format and tools (JSON typed in the form; an Error says what is wrong). */
+  function structuredOptions() {
+    var out = {}, schema = $("chat-schema").value.trim(), tools = $("chat-tools").value.trim();
+    if (schema) {
+      var parsed;
+      try { parsed = JSON.parse(schema); } catch (e) { throw new Error("The JSON Schema is not JSON: " + e.message); }
+      out.response_format = { type: "json_schema",
+                              json_schema: { name: "trial", strict: $("chat-strict").checked, schema: parsed } };
+    }
+    if (tools) {
+      var list;
+      try { list = JSON.parse(tools); } catch (e) { throw new Error("The tools are not JSON: " + e.message); }
+      if (!Array.isArray(list)) throw new Error("Tools must be a JSON array of function tools.");
+      out.tools = list;
+    }
+    return out;
+  }
+
+  /* The tool calls of an answer, as they stream: one line per call, its name and arguments (text nodes only). */
+  function showCalls(answer, calls) {
+    var box = answer.parentNode.querySelector(".tool-calls");
+    if (!box) { box = el("div", { "class": "tool-calls" }); answer.parentNode.append(box); }
+    box.replaceChildren.apply(box, calls.filter(Boolean).map(function (c) {
+      return el("pre", { "class": "code tool-call", text: "Tool call " + c.function.name + "(" + c.function.arguments + ")" });
+    }));
   }
 
   // -- online trial: images ------------------------------------------------------------------------------------

@@ -81,8 +81,9 @@ services:
 @pytest.fixture(scope="module")
 def console_engines():
     threads = {
-        "chat": StandInThread("chat", token_delay=0.01).start(),
-        "chat2": StandInThread("chat", token_delay=0.01).start(),
+        # the Support Bot's model is a Llama 3.1: its stand-ins serve Llama 3.1's chat template (tools, end tokens)
+        "chat": StandInThread("chat", token_delay=0.01, family="llama3").start(),
+        "chat2": StandInThread("chat", token_delay=0.01, family="llama3").start(),
         "vision": StandInThread("vision").start(),
         "image": StandInThread("image").start(),
     }

@@ -171,7 +171,7 @@ def test_detail_api(console_gw):
     assert d["access_name"] == CHAT and d["id"] == "ms-a2547eda8901" and d["pool"] == "h100"
     assert d["status"] == "running" and (d["instances_ready"], d["instances_total"]) == (2, 2)
     assert d["key_command"] == "modelsvc keys new --owner u-8105f7322477"
-    assert [e["language"] for e in d["examples"]] == ["curl", "python", "node"]
+    assert [e["language"] for e in d["examples"]] == ["curl", "python", "node", "python-agents"]
     for e in d["examples"]:
         assert "https://models.test.example/v1" in e["code"] and CHAT in e["code"]
     assert '"object": "chat.completion"' in d["example_response"]

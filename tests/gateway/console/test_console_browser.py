@@ -8,6 +8,7 @@ Screenshots go to test-artifacts/; with UPDATE_DOCS_SCREENSHOT=1 the detail page
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import time
@@ -209,6 +210,54 @@ def test_console_end_to_end(page, console_gw, console_engines):
     shot(page, "console-usage.png")
     if os.environ.get("UPDATE_DOCS_SCREENSHOT") == "1":
         page.screenshot(path=str(ROOT / "docs" / "console-usage.png"), full_page=True)
+    assert page.problems == []
+
+
+def test_trial_with_a_json_schema_and_a_tool_round_trip(page, console_gw):
+    expect = sync_api.expect
+    sign_in(page, console_gw)
+    page.goto(console_gw.url + f"/console/services/{CHAT}")
+    expect(page.locator("#service-title")).to_have_text("Support Bot")
+    api = httpx.get(console_gw.url + f"/console/api/services/{CHAT}", headers=console_gw.headers()).json()
+    langs = [e["language"] for e in api["examples"]]
+    assert langs == ["curl", "python", "node", "python-agents"]  # tool calls and structured outputs inside
+    for e in api["examples"][:3]:
+        assert "get_weather" in e["code"] and ("json_schema" in e["code"] or "parse(" in e["code"])
+    assert "OpenAIChatCompletionsModel" in api["examples"][3]["code"]
+
+    page.locator("#chat-structured summary").click()
+    schema = json.dumps(
+        {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "temp": {"type": "integer"}},
+            "required": ["city", "temp"],
+        }
+    )
+    page.get_by_label("JSON Schema (response_format)").fill(schema)
+    page.get_by_label("Message", exact=True).fill("Weather in Paris as JSON")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#chat-usage")).to_contain_text("Usage:", timeout=15_000)
+    answer = json.loads(page.locator(".msg.assistant .text").last.inner_text())
+    assert isinstance(answer["city"], str) and isinstance(answer["temp"], int)
+
+    page.get_by_label("JSON Schema (response_format)").fill("")
+    parameters = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    tools = json.dumps([{"type": "function", "function": {"name": "get_weather", "parameters": parameters}}])
+    page.get_by_label("Tools (a JSON array)").fill(tools)
+    page.get_by_label("Message", exact=True).fill("What is the weather in Paris? Use get_weather.")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#chat-usage")).to_contain_text("finish: tool_calls", timeout=15_000)
+    call = page.locator(".tool-call").last.inner_text()
+    assert call.startswith("Tool call get_weather(") and json.loads(call[len("Tool call get_weather(") : -1])["city"]
+    page.get_by_label("Message", exact=True).fill('{"temperature": 21}')  # the tool's result
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator(".msg.tool")).to_have_count(1)
+    expect(page.locator("#chat-usage")).to_contain_text("finish: stop", timeout=15_000)
+    assert page.locator(".msg.assistant .text").last.inner_text().strip()
+    page.get_by_label("Tools (a JSON array)").fill("[not json")
+    page.get_by_label("Message", exact=True).fill("x")
+    page.get_by_role("button", name="Send").click()
+    expect(page.locator("#chat-usage")).to_contain_text("The tools are not JSON")
     assert page.problems == []
 
 
