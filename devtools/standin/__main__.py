@@ -14,7 +14,7 @@ import sys
 
 from infra.modelrepo import RepoError
 
-from .models import PROFILES
+from .models import FAMILIES, PROFILES
 from .server import MODES, StandInServer
 
 
@@ -52,6 +52,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve this model repository (written by `modelsvc model-repo`) instead of building the "
         "profile's from the pinned release's templates (MODELSVC_TRITON_TEMPLATES)",
     )
+    p.add_argument(
+        "--family",
+        choices=sorted(FAMILIES),
+        default=None,
+        help="serve that family's real chat template (built into the configs, as from its tokenizer_config.json)",
+    )
+    p.add_argument(
+        "--no-guided", dest="guided", action="store_false", help="build tensorrt_llm without a guided decoder"
+    )
     p.add_argument("--mode", choices=[m for m in MODES if m], default=None, help="failure injection from the start")
     p.add_argument("--log-level", default="INFO")
     return p
@@ -68,6 +77,8 @@ async def _serve(args) -> None:
         steps=args.steps,
         mode=args.mode,
         model_repo=args.model_repo,
+        family=args.family,
+        guided=args.guided,
     )
     port = await server.start(args.host, args.port)
     print(
