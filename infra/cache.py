@@ -25,8 +25,9 @@ if TYPE_CHECKING:
     from modelsvc.catalog import Catalog, Model, Service
 
 # bump when the build recipe changes what it writes (2: per-task recipes, infra.modelrepo; 3: TensorRT-LLM 1.0 API,
-# offline builds, NVIDIA's visual-engine batch, the demo's checkpoint layout, KV-cache reuse and instance counts)
-BUILD_RECIPE = "3"
+# offline builds, NVIDIA's visual-engine batch, the demo's checkpoint layout, KV-cache reuse and instance counts;
+# 4: guided decoding, the xgrammar tokenizer info the repository's tensorrt_llm now loads at start)
+BUILD_RECIPE = "4"
 MAX_BATCH_SIZE = 64  # engine max batch size and Triton max_batch_size
 DECOUPLED = True  # the cached model repository is decoupled (streaming); the gateway uses stream_infer
 COMPLETE_MARKER = "_COMPLETE"

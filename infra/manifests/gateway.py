@@ -119,6 +119,8 @@ def deployment(catalog: Catalog, settings: Settings) -> dict:
                                 # the pod's volume, never in the container's own filesystem.
                                 {"name": env_name("usage_spool"), "value": f"{USAGE_DIR}/spool"},
                                 {"name": env_name("usage_log"), "value": f"{USAGE_DIR}/usage.jsonl"},
+                                # stored Responses API responses without a usage database: beside the local log
+                                {"name": env_name("responses_store"), "value": f"{USAGE_DIR}/responses.sqlite3"},
                                 *(
                                     [
                                         {

@@ -5,8 +5,8 @@ that image plus NVIDIA's per-model requirements (infra/docker/vision.Dockerfile)
 tutorials' Stable Diffusion image. Offline: everything comes from /work/checkpoint (the model store) and the image;
 the Job sets HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE/HF_DATASETS_OFFLINE, and so does main() before any import.
 
-Inputs: /work/checkpoint, /work/out/repo (the model repository the model-repo step wrote). Outputs under /work/out,
-then build.json. Env: TASK, ENGINE_KEY, TP_SIZE, DTYPE, MAX_INPUT_TOKENS, MAX_OUTPUT_TOKENS, MAX_BATCH_SIZE,
+Inputs: /work/checkpoint, /work/out/repo (the model repository the model-repo step wrote). Outputs under /work/out
+(engine, tokenizer, tokenizer_info for guided decoding), then build.json. Env: TASK, ENGINE_KEY, TP_SIZE, DTYPE, MAX_INPUT_TOKENS, MAX_OUTPUT_TOKENS, MAX_BATCH_SIZE,
 MAX_NUM_TOKENS, TRITON_MODEL; WORK (default /work); BUILD_HTTP_PORT, BUILD_POLL_SECONDS (image generation's local
 server). Recipes and the NVIDIA files they follow: docs/infra.md "Build recipes".
 """
@@ -41,6 +41,8 @@ TOKENIZER_FILES = (
 # from the model store: <source>/calibration/, a datasets directory whose train split has a `text` column
 # (TensorRT-LLM quantization/quantize_by_modelopt.py get_calib_dataloader: "Recognized local dataset repo").
 CALIBRATION_DIR = "calibration"
+# TensorRT-LLM's examples/generate_xgrammar_tokenizer_info.py, where the Triton TensorRT-LLM image has it
+XGRAMMAR_SCRIPT = "/app/examples/generate_xgrammar_tokenizer_info.py"
 # Qwen2-VL (docs/multimodal.md of the pinned release): image features per 504x504 image
 QWEN2_VL_FEATURES_PER_IMAGE = 324
 # The tutorial's versions and the TensorRT demo's pipeline for each (backend/diffusion/model.py _KNOWN_VERSIONS), the
@@ -100,6 +102,24 @@ def copy_tokenizer(src: str) -> None:
     for pattern in TOKENIZER_FILES:
         for f in glob.glob(f"{src}/{pattern}"):
             shutil.copy(f, f"{OUT}/tokenizer/")
+
+
+def tokenizer_info(src: str) -> None:
+    """xgrammar's tokenizer information, which the C++ backend's guided decoder loads at start (tensorrt_llm/config.pbtxt
+    xgrammar_tokenizer_info_path, /models/tokenizer_info/xgrammar_tokenizer_info.json once fetched): made with
+    NVIDIA's own script from the checkpoint's tokenizer, as tensorrtllm_backend docs/guided_decoding.md ("C++
+    Backend") does; the Triton TensorRT-LLM image ships it at /app/examples (what Triton's OpenAI frontend tests run).
+    Offline: the tokenizer is read from the checkpoint (HF_HUB_OFFLINE)."""
+    script = os.environ.get("XGRAMMAR_TOKENIZER_INFO_SCRIPT", XGRAMMAR_SCRIPT)
+    if not os.path.isfile(script):
+        fail(
+            f"{script} is missing: guided decoding needs it to write xgrammar's tokenizer info (the Triton "
+            "TensorRT-LLM image ships it under /app/examples)"
+        )
+    out = f"{OUT}/tokenizer_info"
+    subprocess.run([sys.executable, script, "--model_dir", src, "--output_dir", out], check=True)
+    if not os.path.isfile(f"{out}/xgrammar_tokenizer_info.json"):
+        fail(f"{script} wrote no {out}/xgrammar_tokenizer_info.json")
 
 
 def build_chat(src: str, lim: dict) -> None:
@@ -288,6 +308,7 @@ def main() -> None:
         trtllm = tensorrt_llm.__version__
         (build_vision_chat if task == "vision-chat" else build_chat)(src, limits())
         copy_tokenizer(src)
+        tokenizer_info(src)  # the recipe turns guided decoding on for chat and vision-chat
     json.dump({"key": os.environ["ENGINE_KEY"], "task": task, "trtllm": trtllm}, open(f"{OUT}/build.json", "w"))
 
 

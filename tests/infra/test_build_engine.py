@@ -206,6 +206,7 @@ def _llm_work(tmp_path: Path, task: str, dtype: str, model_type: str = "llama", 
         "MAX_NUM_TOKENS": "8192",
         "TRITON_MODEL": "ensemble",
         "FAKE_TRTLLM_LOG": str(tmp_path / "calls.jsonl"),
+        "XGRAMMAR_TOKENIZER_INFO_SCRIPT": str(FAKE / "generate_xgrammar_tokenizer_info.py"),
     }
     return work, env
 
@@ -227,6 +228,30 @@ def test_chat_builds_with_the_tensorrt_flow_llm_api(tmp_path):
     assert (work / "out" / "engine" / "rank0.engine").exists()
     assert (work / "out" / "tokenizer" / "tokenizer_config.json").exists()
     assert json.loads((work / "out" / "build.json").read_text())["trtllm"] == "1.0.0"
+
+
+@pytest.mark.parametrize("task", ["chat", "vision-chat"])
+def test_xgrammar_tokenizer_info_is_written_where_the_recipe_points(tmp_path, task):
+    """Guided decoding on the C++ backend loads this file (tensorrt_llm's xgrammar_tokenizer_info_path)."""
+    from infra.modelrepo import RepoSpec
+
+    work, env = _llm_work(tmp_path, task, "bfloat16", "qwen2_vl" if task == "vision-chat" else "llama")
+    proc = _run(env)
+    assert proc.returncode == 0, proc.stderr
+    (call,) = [c for c in _calls(tmp_path) if c["call"] == "generate_xgrammar_tokenizer_info"]
+    assert call["model_dir"] == str(work / "checkpoint")
+    written = work / "out" / "tokenizer_info" / "xgrammar_tokenizer_info.json"
+    assert written.exists()
+    # the fetch step copies out/ to /models: the recipe's path is where this file lands
+    default = RepoSpec(task="chat", max_batch_size=1, max_input_tokens=1, max_output_tokens=1)
+    assert default.xgrammar_tokenizer_info == "/models/" + str(written.relative_to(work / "out"))
+
+
+def test_a_missing_tokenizer_info_script_fails_the_build(tmp_path):
+    work, env = _llm_work(tmp_path, "chat", "bfloat16")
+    env["XGRAMMAR_TOKENIZER_INFO_SCRIPT"] = str(tmp_path / "nope.py")
+    proc = _run(env)
+    assert proc.returncode != 0 and "guided decoding needs it" in proc.stderr
 
 
 def test_fp8_calibrates_on_the_model_stores_data_never_the_hub(tmp_path):

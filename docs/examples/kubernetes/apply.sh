@@ -16,24 +16,24 @@ kubectl apply --server-side -f 008-deployment-modelsvc-modelsvc-gateway.yaml
 kubectl apply --server-side -f 009-service-modelsvc-modelsvc-gateway.yaml
 kubectl apply --server-side -f 010-poddisruptionbudget-modelsvc-modelsvc-gateway.yaml
 kubectl apply --server-side -f 011-networkpolicy-modelsvc-modelsvc-gateway-metrics.yaml
-kubectl apply --server-side -f 012-job-modelsvc-engine-build-4f12ef5fb9db0619.yaml
-kubectl apply --server-side -f 013-job-modelsvc-engine-build-f52636efc83347a3.yaml
-kubectl apply --server-side -f 014-job-modelsvc-engine-build-a51c59a590bf101e.yaml
-kubectl apply --server-side -f 015-job-modelsvc-engine-build-d3c78353e4429c6c.yaml
-kubectl wait --for=condition=complete --timeout=14400s -n modelsvc job/engine-build-4f12ef5fb9db0619
+kubectl apply --server-side -f 012-job-modelsvc-engine-build-45cf7896f6309b1a.yaml
+kubectl apply --server-side -f 013-job-modelsvc-engine-build-98e3e7d0a6478d44.yaml
+kubectl apply --server-side -f 014-job-modelsvc-engine-build-648ac36aae271341.yaml
+kubectl apply --server-side -f 015-job-modelsvc-engine-build-8f63ee0324fcdae8.yaml
+kubectl wait --for=condition=complete --timeout=14400s -n modelsvc job/engine-build-45cf7896f6309b1a
 kubectl apply --server-side -f 016-deployment-modelsvc-u-8105f7322477--test.yaml
 kubectl apply --server-side -f 017-service-modelsvc-u-8105f7322477--test.yaml
 kubectl apply --server-side -f 018-poddisruptionbudget-modelsvc-u-8105f7322477--test.yaml
-kubectl wait --for=condition=complete --timeout=14400s -n modelsvc job/engine-build-f52636efc83347a3
+kubectl wait --for=condition=complete --timeout=14400s -n modelsvc job/engine-build-98e3e7d0a6478d44
 kubectl apply --server-side -f 019-deployment-modelsvc-u-8105f7322477--support-bot.yaml
 kubectl apply --server-side -f 020-service-modelsvc-u-8105f7322477--support-bot.yaml
 kubectl apply --server-side -f 021-poddisruptionbudget-modelsvc-u-8105f7322477--support-bot.yaml
 kubectl apply --server-side -f 022-horizontalpodautoscaler-modelsvc-u-8105f7322477--support-bot.yaml
-kubectl wait --for=condition=complete --timeout=14400s -n modelsvc job/engine-build-a51c59a590bf101e
+kubectl wait --for=condition=complete --timeout=14400s -n modelsvc job/engine-build-648ac36aae271341
 kubectl apply --server-side -f 023-deployment-modelsvc-u-3f9a2c7e51d0--receipts.yaml
 kubectl apply --server-side -f 024-service-modelsvc-u-3f9a2c7e51d0--receipts.yaml
 kubectl apply --server-side -f 025-poddisruptionbudget-modelsvc-u-3f9a2c7e51d0--receipts.yaml
-kubectl wait --for=condition=complete --timeout=14400s -n modelsvc job/engine-build-d3c78353e4429c6c
+kubectl wait --for=condition=complete --timeout=14400s -n modelsvc job/engine-build-8f63ee0324fcdae8
 kubectl apply --server-side -f 026-deployment-modelsvc-u-3f9a2c7e51d0--product-images.yaml
 kubectl apply --server-side -f 027-service-modelsvc-u-3f9a2c7e51d0--product-images.yaml
 kubectl apply --server-side -f 028-poddisruptionbudget-modelsvc-u-3f9a2c7e51d0--product-images.yaml
