@@ -319,6 +319,8 @@ def _chat_request(call: Call, p: params.ChatParams) -> GenRequest:
     parser = tool_parser(call.service.model, m)
     tools = p.tools
     if tools.offered:
+        if caps is None and m.chat_template is None:  # no instance has started: its template is not known yet
+            raise BackendUnavailable("no instance of this service is ready yet; retry shortly")
         _check_tools(parser, template, caps)
     prompt = render_chat(
         p.messages,
