@@ -67,6 +67,7 @@ class Assembly:
     __slots__ = (
         "_cumulative",
         "_emitted",
+        "_firsts",
         "_last",
         "_n_in",
         "_n_out",
@@ -93,6 +94,7 @@ class Assembly:
         self._stops = [s for s in req.sampling.stop if s]
         if req.end_tokens:
             self._stops += [t for t in req.end_tokens if t]
+        self._firsts = tuple({st[0] for st in self._stops})  # the first characters of the stop strings
         self._emitted: list[str] = []  # text handed to the caller (streaming) or collected (not streaming)
         self._pending = ""  # received but not handed over yet (could start a stop string)
         self._last = ""  # the previous cumulative text (BLS accumulate_tokens)
@@ -115,7 +117,7 @@ class Assembly:
         if n_out is not None:
             self._n_out = (self._n_out or 0) + n_out
         if self.meter:
-            work.completion_tokens = self.count
+            work.completion_tokens = self._n_out if self._n_out is not None else self.responses
         if self._cumulative:
             if not text.startswith(self._last):  # the detokenizer rewrote earlier text: continue from the end
                 log.warning("cumulative text did not extend the previous one")
@@ -130,6 +132,10 @@ class Assembly:
             return None
         if self._stops:
             pending = self._pending + piece
+            if not any(c in pending for c in self._firsts):
+                # no stop string can be in it or start in it: the common case, one scan per first character
+                self._pending = ""
+                return self._delta(pending) if pending else None
             cut = stop_cut(pending, self._stops)  # a match cannot start in what was emitted (its start was held)
             if cut is not None:
                 safe, self._pending, self.stopped = pending[:cut], "", True

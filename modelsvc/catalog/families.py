@@ -8,6 +8,7 @@ The end-of-turn tokens are the checkpoints' own (generation_config.json ``eos_to
 
 from __future__ import annotations
 
+import functools
 import re
 
 from .model import Backend, Model, Task, ToolParser
@@ -30,8 +31,12 @@ END_TOKENS = {
 
 
 def family(name: str, model: Model) -> str | None:
-    """ "llama3", "qwen", "mistral" or None, from the model's name and its source (or upstream model)."""
-    text = " ".join(x for x in (name, model.source, model.upstream_model) if x)
+    """The family ("llama3", "qwen", "mistral") in the model's name and its source (or upstream model), or None."""
+    return _family(" ".join(x for x in (name, model.source, model.upstream_model) if x))
+
+
+@functools.lru_cache(maxsize=256)
+def _family(text: str) -> str | None:
     return next((fam for pattern, fam in _FAMILIES if pattern.search(text)), None)
 
 
