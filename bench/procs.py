@@ -154,6 +154,8 @@ def bench_catalog(services: list[tuple[str, str]]) -> str:
         "pools: {bench: {instance_type: bench.large, gpus_per_node: 8, max_nodes: 8}}",
         "models:",
         "  bench-triton: {task: chat, source: 's3://bench/none', gpus: 1, max_output_tokens: 64}",
+        # a Llama 3.1 checkpoint (the stand-in serves its chat template): its tool-call format and end tokens
+        "  bench-llama: {task: chat, source: 's3://bench/llama-3.1-8b-instruct', gpus: 1, max_output_tokens: 64}",
         "  bench-openai: {task: chat, backend: openai, upstream: 'http://127.0.0.1:9/v1', upstream_model: standin,"
         " max_output_tokens: 64}",
         "keys:",
@@ -161,7 +163,7 @@ def bench_catalog(services: list[tuple[str, str]]) -> str:
         "services:",
     ]
     for i, (name, backend) in enumerate(services):
-        pool = ", pool: bench" if backend == "triton" else ""
+        pool = ", pool: bench" if backend in ("triton", "llama") else ""
         lines.append(
             f"  - {{name: {name}, access_name: bench/{name}, id: ms-{i + 1:012x}, model: bench-{backend},"
             f" instances: 1{pool}}}"

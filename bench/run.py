@@ -245,6 +245,26 @@ class Bench:
                 cpus=self.side_cpus,
             )
             self.up[f"openai-{name}"] = (proc, f"http://127.0.0.1:{port}/v1")
+        # the agents rows: the fast stand-in with Llama 3.1's chat template (tool calls, end tokens)
+        port = free_port()
+        proc = self._spawn(
+            "llama-fast",
+            [
+                PY,
+                "-m",
+                "devtools.standin",
+                "--port",
+                str(port),
+                "--profile",
+                "chat",
+                "--family",
+                "llama3",
+                "--log-level",
+                "WARNING",
+            ],
+            cpus=self.side_cpus,
+        )
+        self.up["llama-fast"] = (proc, f"127.0.0.1:{port}")
         for proc, _ in self.up.values():
             proc.wait_log("ready", 30)
 
@@ -381,6 +401,8 @@ class Bench:
                 self.gw,
                 f"direct/{backend}",
             )
+        if variant == "fast" and not stream and "llama-fast" in self.up:
+            out.update(self._agent_targets(auth))
         if self.llm:
             out["litellm/openai"] = (
                 {
@@ -408,6 +430,46 @@ class Bench:
                 "direct/openai",
             )
         return out
+
+    def _agent_targets(self, auth: dict) -> dict[str, tuple[dict, Proc | None, str]]:
+        """Rows beside gateway/triton (same run, same stand-in speed): a Llama model (its end-of-turn tokens go as
+        stop words), an automatic tool call read in Llama's format, JSON mode (a guide; the stand-in answers an
+        object). CPU per request is the comparison; their answers differ from the plain rows', so no floor."""
+        tools = [
+            {
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+                },
+            }
+        ]
+        ask = [{"role": "user", "content": "What is the weather in Paris? Use get_weather."}]
+        base = {
+            "kind": "http",
+            "host": "127.0.0.1",
+            "port": self.gw_port,
+            "path": "/v1/chat/completions",
+            "headers": auth,
+        }
+        llama = {"model": "bench/llama-fast", "max_tokens": TOKENS, "stream": False}
+        return {
+            "gateway/triton-llama": ({**base, "body": {**llama, "messages": self.messages}}, self.gw, ""),
+            "gateway/triton+tools": ({**base, "body": {**llama, "messages": ask, "tools": tools}}, self.gw, ""),
+            "gateway/triton+json": (
+                {
+                    **base,
+                    "body": {
+                        "model": "bench/triton-fast",
+                        "messages": self.messages,
+                        "max_tokens": TOKENS,
+                        "response_format": {"type": "json_object"},
+                    },
+                },
+                self.gw,
+                "",
+            ),
+        }
 
     def _note(self, path: str, res: dict) -> None:
         agg = self.result["paths"].setdefault(path, {"requests": 0, "errors": 0})
