@@ -333,8 +333,10 @@ def _chat_request(call: Call, p: params.ChatParams) -> GenRequest:
     )
     call.reading = _reading(parser, tools, prompt)
     end_tokens = END_TOKENS[parser]
-    if caps is not None and caps.eos_token and caps.eos_token not in end_tokens:
-        end_tokens = (*end_tokens, caps.eos_token)
+    if end_tokens and caps is not None and caps.eos_token in end_tokens:
+        # NVIDIA's preprocessing model sends the tokenizer's eos_token as END_ID (tensorrtllm_backend
+        # all_models/inflight_batcher_llm/preprocessing/1/model.py, tokenizer_end_id): the engine ends there itself
+        end_tokens = tuple(t for t in end_tokens if t != caps.eos_token)
     call.req = req = GenRequest(prompt, sampling, list(p.images), call.request_id, None, call.work, end_tokens)
     return req
 

@@ -315,3 +315,12 @@ def test_the_examples_run(gw, monkeypatch, capsys):
     printed = capsys.readouterr().out.splitlines()
     assert printed[1].startswith("get_weather {") and "name=" in printed[-1] and "summary=" in printed[-1]
     compile(code["python-agents"], "agents_example.py", "exec")  # the Agents SDK example is valid Python
+
+
+def test_the_end_tokens_beyond_the_engines_end_id_go_as_stop_words(client, engines):
+    # The preprocessing model sends the tokenizer's eos_token as END_ID; Llama 3.1's other end tokens, and Qwen's
+    # <|endoftext|>, end generation only as stop words
+    client.chat.completions.create(model=SVC, messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+    assert engines["llama"].server.received[-1]["stop_words"] == ["<|eom_id|>", "<|end_of_text|>"]
+    client.chat.completions.create(model=QWEN, messages=[{"role": "user", "content": "Hi"}], max_tokens=4)
+    assert engines["qwen"].server.received[-1]["stop_words"] == ["<|endoftext|>"]
