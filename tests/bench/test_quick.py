@@ -5,6 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # every test here runs the benchmark as a subprocess
+
 ROOT = Path(__file__).resolve().parents[2]
 PATHS = ("direct/triton", "direct/openai", "gateway/triton", "gateway/openai")
 

@@ -5,6 +5,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # every test here runs the soak tool as a subprocess
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -15,7 +15,7 @@ MSG = [{"role": "user", "content": "tell me about extensions"}]
 
 
 @pytest.fixture(scope="module")
-def fid(tmp_path_factory):
+def fid(e2e, tmp_path_factory):
     engines = [
         StandInThread("chat").start(),
         StandInThread("image").start(),

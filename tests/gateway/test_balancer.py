@@ -14,7 +14,7 @@ SVC = "u-8105f7322477/test"
 
 
 @pytest.fixture
-def three(tmp_path):
+def three(e2e, tmp_path):
     threads = [StandInThread("chat", token_delay=0.002).start() for _ in range(3)]
     g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{t.server.port}" for t in threads]}).start()
     yield g, threads

@@ -18,7 +18,7 @@ from .test_prompt import LLAMA31, LLAMA31_HI, MESSAGES
 
 
 @pytest.fixture(scope="module")
-def llama_engine(tmp_path_factory):
+def llama_engine(e2e, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("llama")
     tc = tmp / "tokenizer_config.json"
     tc.write_text(
@@ -75,6 +75,7 @@ def test_services_yaml_template_overrides_the_checkpoints(llama_engine, tmp_path
         g.stop()
 
 
+@pytest.mark.e2e
 def test_chatml_only_without_any_template_and_warned(tmp_path):
     with StandInThread("chat") as t:  # built without a tokenizer config: no chat_template parameter
         g = Gateway(tmp_path, {"u-8105f7322477/test": [t.url]}).start()

@@ -14,7 +14,7 @@ SVC = "u-8105f7322477/test"
 
 
 @pytest.fixture(scope="module")
-def hard(tmp_path_factory):
+def hard(e2e, tmp_path_factory):
     t = StandInThread("chat").start()
     g = Gateway(
         tmp_path_factory.mktemp("hard"), {SVC: [f"127.0.0.1:{t.server.port}"]}, args=("--request-timeout", "1")

@@ -46,7 +46,7 @@ class _Images(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def image_host():
+def image_host(e2e):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -55,7 +55,7 @@ def image_host():
 
 
 @pytest.fixture(scope="module")
-def gateways(tmp_path_factory):
+def gateways(e2e, tmp_path_factory):
     engine = StandInThread("vision").start()
     ep = {SVC: [f"127.0.0.1:{engine.server.port}"]}
     strict = Gateway(tmp_path_factory.mktemp("strict"), ep).start()

@@ -13,7 +13,7 @@ SVC = "u-8105f7322477/test"
 
 
 @pytest.fixture(scope="module")
-def gwi(tmp_path_factory):
+def gwi(e2e, tmp_path_factory):
     t = StandInThread("chat").start()
     g = Gateway(tmp_path_factory.mktemp("internal"), {SVC: [f"127.0.0.1:{t.server.port}"]}).start()
     yield g
@@ -47,6 +47,7 @@ def test_internal_port_survives_garbage(gwi):
     assert httpx.get(gwi.internal_url + "/readyz").status_code == 200
 
 
+@pytest.mark.e2e
 def test_metrics_port_zero_turns_it_off(tmp_path):
     t = StandInThread("chat").start()
     g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{t.server.port}"]}, args=("--metrics-port", "0")).start()

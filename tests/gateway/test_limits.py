@@ -25,14 +25,14 @@ def catalog_with_service_limits(limits: str) -> str:
 
 
 @pytest.fixture
-def redis_server(tmp_path):
+def redis_server(e2e, tmp_path):
     r = RedisServer(tmp_path)
     yield r
     r.stop()
 
 
 @pytest.fixture
-def engine():
+def engine(e2e):
     t = StandInThread("chat").start()
     yield t
     t.stop()
@@ -130,6 +130,7 @@ def test_max_concurrent_streams(tmp_path, engine):
         g.stop()
 
 
+@pytest.mark.e2e
 def test_refused_streams_give_their_slot_back(tmp_path):
     """A stream refused after admission (seed on a model without a seed input: 400) frees its slot at once."""
     t = StandInThread("chat", seed_name=None).start()

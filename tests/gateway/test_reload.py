@@ -14,7 +14,7 @@ SVC = "u-8105f7322477/test"
 
 
 @pytest.fixture
-def gw1(tmp_path):
+def gw1(e2e, tmp_path):
     t = StandInThread("chat").start()
     g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{t.server.port}"]}).start()
     yield g, t
@@ -49,6 +49,7 @@ def test_file_change_is_picked_up_and_invalid_file_refused(gw1):
     assert r.status_code == 200
 
 
+@pytest.mark.e2e
 def test_sighup_reloads(tmp_path):
     t = StandInThread("chat").start()
     g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{t.server.port}"]}, args=("--reload-poll", "0")).start()

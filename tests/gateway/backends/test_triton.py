@@ -26,28 +26,28 @@ def genreq(prompt, max_tokens, *, image_urls=(), messages=None, stop=(), **sampl
 
 
 @pytest.fixture(scope="module")
-def chat():
+def chat(e2e):
     t = StandInThread("chat").start()
     yield t
     t.stop()
 
 
 @pytest.fixture(scope="module")
-def chat_nd():
+def chat_nd(e2e):
     t = StandInThread("chat", decoupled=False).start()
     yield t
     t.stop()
 
 
 @pytest.fixture(scope="module")
-def legacy():
+def legacy(e2e):
     t = StandInThread("chat", seed_name="random_seed", decoupled=False).start()
     yield t
     t.stop()
 
 
 @pytest.fixture(scope="module")
-def bare():  # no seed input, no sampling knobs, no token counts
+def bare(e2e):  # no seed input, no sampling knobs, no token counts
     t = StandInThread(
         "chat",
         seed_name=None,
@@ -58,14 +58,14 @@ def bare():  # no seed input, no sampling knobs, no token counts
 
 
 @pytest.fixture(scope="module")
-def vision():
+def vision(e2e):
     t = StandInThread("vision").start()
     yield t
     t.stop()
 
 
 @pytest.fixture(scope="module")
-def image():
+def image(e2e):
     t = StandInThread("image", image_width=40, image_height=24).start()
     yield t
     t.stop()
@@ -198,6 +198,7 @@ async def test_unknown_model_is_unavailable(chat):
 # -- generate / stream: text, counts, finish reasons -----------------------------------------------------------------
 @pytest.mark.asyncio
 @pytest.mark.parametrize("server", ["chat", "chat_nd"])
+@pytest.mark.e2e
 async def test_generate_text_counts_finish(make, server, request):
     inst = await make(request.getfixturevalue(server))
     prompt = "write a poem about rivers"
@@ -213,6 +214,7 @@ async def test_generate_text_counts_finish(make, server, request):
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("server", ["chat", "chat_nd"])
+@pytest.mark.e2e
 async def test_stream_sums_chunk_counts(make, server, request):
     inst = await make(request.getfixturevalue(server))
     prompt = "count my tokens"
@@ -243,6 +245,7 @@ async def test_bls_cumulative_text_is_diffed(make, chat):
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("server", ["legacy", "chat"])
+@pytest.mark.e2e
 async def test_seed_sent_under_declared_name(make, server, request):
     inst = await make(request.getfixturevalue(server))
     a = await inst.generate(genreq("seeded", 40, seed=7))
@@ -262,6 +265,7 @@ def _stop_case(prompt):
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("server", ["chat", "chat_nd"])
+@pytest.mark.e2e
 async def test_stop_string_stripped(make, server, request):
     inst = await make(request.getfixturevalue(server))
     full, stop = _stop_case("stop here please")
@@ -364,6 +368,7 @@ async def test_asks_only_for_the_outputs_it_reads(make, chat):
 
 
 @pytest.mark.asyncio
+@pytest.mark.e2e
 async def test_ensemble_decoupled_through_its_steps(make):
     """A server that reports the ensemble's own config unchanged (no transaction policy): the gateway reads the
     steps' configs and streams, since the decoupled tensorrt_llm step makes the ensemble decoupled."""
@@ -396,6 +401,7 @@ async def test_generate_images_png(make, image, chat):
 # -- failures --------------------------------------------------------------------------------------------------------
 @pytest.mark.asyncio
 @pytest.mark.parametrize("server", ["chat", "chat_nd"])
+@pytest.mark.e2e
 async def test_hang_times_out_within_deadline(make, server, request):
     srv = request.getfixturevalue(server)
     inst = await make(srv, deadline_s=0.4)
@@ -410,6 +416,7 @@ async def test_hang_times_out_within_deadline(make, server, request):
 
 
 @pytest.mark.asyncio
+@pytest.mark.e2e
 async def test_silent_stream_idle_timeout_is_partial():
     # first response may take deadline_s (0.3 s arrives fine), every later one only idle_timeout_s (0.1 s: too slow)
     t = StandInThread("chat", token_delay=0.3).start()
@@ -431,6 +438,7 @@ async def test_silent_stream_idle_timeout_is_partial():
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("server", ["chat", "chat_nd"])
+@pytest.mark.e2e
 async def test_refuse_is_unavailable(make, server, request):
     srv = request.getfixturevalue(server)
     inst = await make(srv)
@@ -463,6 +471,7 @@ async def test_die_mid_stream_is_partial_backend_error(make, chat):
 
 
 @pytest.mark.asyncio
+@pytest.mark.e2e
 async def test_server_gone_is_unavailable():
     t = StandInThread("chat").start()
     inst = TritonInstance(t.url, "ensemble", connect_timeout_s=0.5)
@@ -476,6 +485,7 @@ async def test_server_gone_is_unavailable():
 
 # -- the caller goes away --------------------------------------------------------------------------------------------
 @pytest.mark.asyncio
+@pytest.mark.e2e
 async def test_early_close_cancels_engine(make):
     t = StandInThread("chat", token_delay=0.02).start()
     try:

@@ -79,7 +79,7 @@ services:
 
 
 @pytest.fixture(scope="module")
-def console_engines():
+def console_engines(e2e):
     threads = {
         "chat": StandInThread("chat", token_delay=0.01).start(),
         "chat2": StandInThread("chat", token_delay=0.01).start(),
@@ -123,7 +123,7 @@ def seed_history(path, now: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def console_gw(console_engines, tmp_path_factory):
+def console_gw(e2e, console_engines, tmp_path_factory):
     e = {k: t.url for k, t in console_engines.items()}
     g = Gateway(
         tmp_path_factory.mktemp("console-gw"),

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from gateway.usage.appendfile import read_lines
 from gateway.usage.record import Metrics
 from gateway.usage.spool import Spool
@@ -24,6 +26,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.e2e
 def test_live_segments_stay_and_dead_ones_are_adopted(tmp_path):
     spool_dir = str(tmp_path / "spool")
     writer = subprocess.Popen(
