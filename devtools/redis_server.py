@@ -1,4 +1,4 @@
-"""A real redis-server on a free loopback port, for tests and the soak (installed by .ci/run from Debian's packages)."""
+"""A real redis-server on a free loopback port, for tests and the soak (installed by ./dev test from Debian's packages)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import time
 class RedisServer:
     def __init__(self, tmp_path):
         exe = shutil.which("redis-server")
-        assert exe, "redis-server is required: apt-get install -y redis-server (.ci/run does)"
+        assert exe, "redis-server is required: apt-get install -y redis-server (./dev test does)"
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
