@@ -1,4 +1,5 @@
-"""A real redis-server on a free loopback port, for tests and the soak (installed by ./dev test from Debian's packages)."""
+"""A real redis-server on a free loopback port, for tests and the soak (Debian's `redis-server`, installed by
+./dev test)."""
 
 from __future__ import annotations
 

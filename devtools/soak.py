@@ -22,6 +22,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import cast
 
 import httpx
 import redis
@@ -58,7 +59,8 @@ def wait_http(url: str, timeout: float = 20) -> None:
 
 class Engine:
     def __init__(self, port: int, workdir: Path):
-        self.port, self.workdir, self.proc = port, workdir, None
+        self.port, self.workdir = port, workdir
+        self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -79,17 +81,19 @@ class Engine:
             stderr=subprocess.DEVNULL,
             text=True,
         )
-        if not self.proc.stdout.readline():
+        if self.proc.stdout is None or not self.proc.stdout.readline():
             raise RuntimeError("stand-in did not start")
 
     def kill(self) -> None:
+        assert self.proc is not None, "kill() before start()"
         self.proc.kill()
         self.proc.wait()
 
 
 class Replica:
     def __init__(self, name: str, workdir: Path, redis_url: str):
-        self.name, self.port, self.proc = name, free_port(), None
+        self.name, self.port = name, free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
         self.workdir, self.redis_url = workdir, redis_url
         self.url = f"http://127.0.0.1:{self.port}"
         self.usage_log = workdir / f"usage-{name}.jsonl"
@@ -293,7 +297,8 @@ def run(duration: float, max_requests: int, workers: int, chaos_every: float, se
     ids = [rec["request_id"] for rec in records]
     ok_records = {rec["request_id"] for rec in records if rec["status"] == "ok"}
     store = redis.Redis.from_url(redis_server.url)
-    redis_requests = sum(int(store.get(k) or 0) for k in store.keys("modelsvc:usage:*:requests"))
+    keys = cast(list[bytes], store.keys("modelsvc:usage:*:requests"))  # (redis-py types sync and async as one)
+    redis_requests = sum(int(cast(bytes | None, store.get(k)) or 0) for k in keys)
     redis_server.stop()
     unexpected = {
         k: v

@@ -166,7 +166,7 @@ class _Guard:
             thread._modelsvc_test = guard.owner if t is threading.main_thread() else getattr(t, "_modelsvc_test", None)
             return thread_start(thread, *args, **kwargs)
 
-        threading.Thread.start = start
+        setattr(threading.Thread, "start", start)  # noqa: B010  (mypy refuses assigning to a method)
         self._undo.append((threading.Thread, "start", thread_start))
         self.patch(subprocess.Popen, "_execute_child", lambda popen, args, *a, **k: f"the process {args!r}")
         self.patch(_posixsubprocess, "fork_exec", lambda args, *a, **k: f"the process {args!r}")  # multiprocessing

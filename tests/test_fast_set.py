@@ -13,7 +13,7 @@ from tests.conftest import ROOT
 pytest_plugins = ("pytester",)
 pytestmark = pytest.mark.e2e  # every test here runs pytest as a subprocess
 
-SUITE = '''
+SUITE = """
 import socket
 import subprocess
 
@@ -59,7 +59,7 @@ def test_unmarked_but_listens():
 @pytest.mark.e2e
 def test_marked_but_starts_nothing():
     assert True
-'''
+"""
 
 
 @pytest.fixture

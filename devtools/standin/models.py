@@ -141,7 +141,7 @@ def models_from_configs(
     configs: dict[str, mc.ModelConfig], *, seed_name: str | None = "seed", omit_inputs: tuple[str, ...] = ()
 ) -> dict[str, ModelDef]:
     trtllm = configs.get("tensorrt_llm")
-    exclude = bool(trtllm) and trtllm.parameters["exclude_input_in_output"].string_value.lower() in _TRUE
+    exclude = trtllm is not None and trtllm.parameters["exclude_input_in_output"].string_value.lower() in _TRUE
     out: dict[str, ModelDef] = {}
     for name, cfg in configs.items():
         ins, outs = {t.name for t in cfg.input}, {t.name for t in cfg.output}

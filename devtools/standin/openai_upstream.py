@@ -36,8 +36,9 @@ class _Http(asyncio.Protocol):
     def __init__(self, app: OpenAIUpstream):
         self.app = app
         self.buf = b""
-        self.transport = None
         self.busy = False
+        self.transport: asyncio.Transport | None = None
+        self.task: asyncio.Future | None = None  # the request being answered (the loop keeps only a weak reference)
 
     def connection_made(self, transport):
         self.transport = transport
@@ -63,15 +64,19 @@ class _Http(asyncio.Protocol):
         body = self.buf[head_end + 4 : head_end + 4 + length]
         self.buf = self.buf[head_end + 4 + length :]
         self.busy = True
-        asyncio.ensure_future(self._handle(method, path, body))
+        self.task = asyncio.ensure_future(self._handle(method, path, body))
 
     def connection_lost(self, exc):
         self.transport = None
 
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None:  # else the client went away: nobody to answer
+            self.transport.write(data)
+
     def _send(self, status: int, obj) -> None:
         payload = orjson.dumps(obj)
         reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "Error")
-        self.transport.write(
+        self._write(
             f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
             f"content-length: {len(payload)}\r\n\r\n".encode()
             + payload
@@ -114,7 +119,7 @@ class _Http(asyncio.Protocol):
         rid, created = f"standin-{id(req):x}", int(time.time())
         obj = "chat.completion" if chat else "text_completion"
         if "[standin:garbage]" in prompt:
-            self.transport.write(
+            self._write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                 b"content-length: %d\r\n\r\n" % len(GARBAGE) + GARBAGE
             )
@@ -140,6 +145,8 @@ class _Http(asyncio.Protocol):
             )
             return
         t = self.transport
+        if t is None:  # the client went away before its answer started
+            return
         t.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
 
         def event(o) -> None:

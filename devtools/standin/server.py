@@ -267,10 +267,11 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def _model_or_abort(self, name: str, version: str, context) -> ModelDef:
         model = self.s.models.get(name)
-        if model is None or version not in ("", "1"):
-            v = f" version {version}" if version else ""
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"Request for unknown model: '{name}'{v} is not found")
-        return model
+        if model is not None and version in ("", "1"):
+            return model
+        v = f" version {version}" if version else ""
+        await context.abort(grpc.StatusCode.NOT_FOUND, f"Request for unknown model: '{name}'{v} is not found")
+        raise AssertionError("unreachable: grpc.aio's abort() raises")
 
     async def ModelMetadata(self, request, context):
         model = await self._model_or_abort(request.name, request.version, context)
@@ -509,6 +510,25 @@ class StandInServer:
 
     async def _infer(self, req: pb.ModelInferRequest, sink: Sink, streaming_rpc: bool) -> None:
         rid = _rid(req)
+        model = self._servable(req)
+        inputs = decode_inputs(model, req)
+        text_name = "prompt" if model.kind == "diffusion" else "text_input"
+        prompt = _text(_scalar(inputs, text_name, b""), text_name, rid)
+        die_at = await self._injected_failure(req, prompt)
+        reply = _Reply(req, model, streaming_rpc)
+        if model.kind == "diffusion":
+            negative = _text(_scalar(inputs, "negative_prompt", b""), "negative_prompt", rid)
+            for _ in range(self.steps):
+                await self._tick(self.token_delay)
+            if die_at is not None:
+                raise _died()
+            img = engine.generate_image(prompt, negative, self.image_width, self.image_height)
+            await sink(reply([("generated_image", "UINT8", [1, *img.shape], img.tobytes())], True))
+            return
+        await self._llm(req, model, inputs, prompt, die_at, reply, sink)
+
+    def _servable(self, req: pb.ModelInferRequest) -> ModelDef:
+        """The model the request names, if it exists, is ready and runs requests itself."""
         model = self.models.get(req.model_name)
         if model is None or req.model_version not in ("", "1"):
             v = f" version {req.model_version}" if req.model_version else ""
@@ -522,19 +542,18 @@ class StandInServer:
                 in_stream=False,
             )
         if self.mode == "refuse":
-            raise StandInError(
-                grpc.StatusCode.UNAVAILABLE, "stand-in: refusing requests (failure injection: refuse)", in_stream=False
-            )
+            raise _refused()
         if model.kind == "step":
             raise StandInError(
                 grpc.StatusCode.UNIMPLEMENTED,
                 f"stand-in engine: '{model.name}' is a composing model (config and metadata only); "
                 f"call {', '.join(n for n, m in self.models.items() if m.kind != 'step')}",
             )
-        inputs = decode_inputs(model, req)
-        text_name = "prompt" if model.kind == "diffusion" else "text_input"
-        prompt = _text(_scalar(inputs, text_name, b""), text_name, rid)
+        return model
 
+    async def _injected_failure(self, req: pb.ModelInferRequest, prompt: str) -> int | None:
+        """The failure injection for this request (server mode, or a marker in the prompt): refuse raises, hang
+        never returns, die returns the response index the request dies at (None: it does not)."""
         mode, die_after = self.mode, self.die_after
         m = MARKER_RE.search(prompt)
         if m:
@@ -542,45 +561,23 @@ class StandInServer:
             if m.group(2) is not None:
                 die_after = int(m.group(2))
         if mode == "refuse":
-            raise StandInError(
-                grpc.StatusCode.UNAVAILABLE, "stand-in: refusing requests (failure injection: refuse)", in_stream=False
-            )
+            raise _refused()
         if mode == "hang":
             log.info("request %r: hanging (failure injection)", req.id)
             await asyncio.Event().wait()
-        die_at = die_after if mode == "die" else None
+        return die_after if mode == "die" else None
 
-        def died():
-            return StandInError(
-                grpc.StatusCode.INTERNAL, "stand-in: engine died (failure injection: die)", in_stream=False
-            )
-
-        def want(name: str) -> bool:
-            return not req.outputs or any(o.name == name for o in req.outputs)
-
-        def response(outputs: list[tuple[str, str, list[int], bytes]], final: bool) -> pb.ModelInferResponse:
-            r = pb.ModelInferResponse(model_name=model.name, model_version="1", id=req.id)
-            if outputs and not req.outputs:  # none asked for: Triton returns every output the model produced
-                outputs = outputs + _fillers(model, {o[0] for o in outputs})
-            for name, dtype, shape, raw in outputs:
-                if want(name):
-                    r.outputs.append(pb.ModelInferResponse.InferOutputTensor(name=name, datatype=dtype, shape=shape))
-                    r.raw_output_contents.append(raw)
-            if streaming_rpc:
-                r.parameters["triton_final_response"].bool_param = final
-            return r
-
-        if model.kind == "diffusion":
-            negative = _text(_scalar(inputs, "negative_prompt", b""), "negative_prompt", rid)
-            for _ in range(self.steps):
-                await self._tick(self.token_delay)
-            if die_at is not None:
-                raise died()
-            img = engine.generate_image(prompt, negative, self.image_width, self.image_height)
-            await sink(response([("generated_image", "UINT8", [1, *img.shape], img.tobytes())], True))
-            return
-
-        # -- LLM
+    async def _llm(
+        self,
+        req: pb.ModelInferRequest,
+        model: ModelDef,
+        inputs: dict[str, np.ndarray],
+        prompt: str,
+        die_at: int | None,
+        reply: _Reply,
+        sink: Sink,
+    ) -> None:
+        rid = _rid(req)
         max_tokens = int(_scalar(inputs, "max_tokens", 0))
         if max_tokens <= 0:
             raise StandInError(
@@ -596,46 +593,16 @@ class StandInServer:
         stream = bool(_scalar(inputs, "stream", False))
         # absent input: tensorrt_llm's exclude_input_in_output parameter decides (the recipe fills it True)
         exclude = bool(_scalar(inputs, "exclude_input_in_output", model.exclude_input_default))
-        ret_in = bool(_scalar(inputs, "return_num_input_tokens", False))
-        ret_out = bool(_scalar(inputs, "return_num_output_tokens", False))
-        hashes: list[str] = []
-        if model.vision and "image_url_input" in inputs:
-            for u in inputs["image_url_input"].reshape(-1):
-                try:
-                    hashes.append(engine.image_hash(_text(u, "image_url_input", rid)))
-                except ValueError as e:
-                    raise StandInError(
-                        grpc.StatusCode.INVALID_ARGUMENT, f"[request id: {rid}] image_url_input: {e}"
-                    ) from None
-            n_ph = prompt.count(engine.IMAGE_PLACEHOLDER)
-            if n_ph != len(hashes):
-                raise StandInError(
-                    grpc.StatusCode.INVALID_ARGUMENT,
-                    f"[request id: {rid}] {len(hashes)} image(s) given but text_input has {n_ph} "
-                    f"'{engine.IMAGE_PLACEHOLDER}' placeholder(s)",
-                )
+        hashes = _image_hashes(model, inputs, prompt, rid)
         if stream and not model.decoupled:
             raise StandInError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"[request id: {rid}] Streaming is only supported if model is deployed using decoupled mode.",
             )
-        n_in = engine.count_input_tokens(prompt)
         min_tokens = int(_scalar(inputs, "min_tokens", 0))
         ignore_eos = int(_scalar(inputs, "end_id", 0)) == -1  # TensorRT-LLM: end_id -1 = never stop at an end token
         tokens = engine.complete(prompt, max_tokens, seed, stops, hashes, min_tokens, ignore_eos)
-        want_lp = bool(_scalar(inputs, "return_log_probs", False)) and model.output("output_log_probs") is not None
-
-        def outputs(text: str, n_out: int, first: int = 0):
-            outs = [("text_output", "BYTES", [1, 1], encode_bytes([text.encode()]))]
-            if want_lp:  # [batch, beam, tokens] of this response's tokens; cum_log_probs [batch, beam]
-                lps = [engine.token_logprob(prompt, seed, hashes, first + k) for k in range(n_out)]
-                outs.append(("output_log_probs", "FP32", [1, 1, n_out], struct.pack(f"<{n_out}f", *lps)))
-                outs.append(("cum_log_probs", "FP32", [1, 1], struct.pack("<f", sum(lps))))
-            if ret_in and model.output("num_input_tokens"):
-                outs.append(("num_input_tokens", "INT32", [1, 1], struct.pack("<i", n_in)))
-            if ret_out and model.output("num_output_tokens"):
-                outs.append(("num_output_tokens", "INT32", [1, 1], struct.pack("<i", n_out)))
-            return outs
+        outputs = _llm_outputs(model, inputs, prompt, seed, hashes)
 
         if stream:
             empty_final = (
@@ -646,19 +613,99 @@ class StandInServer:
             for i, tok in enumerate(tokens):
                 await self._tick(self.token_delay)
                 if die_at is not None and i >= die_at:
-                    raise died()
+                    raise _died()
                 acc += tok
                 last = i == len(tokens) - 1
-                await sink(response(outputs(acc if model.cumulative else tok, 1, i), last and not empty_final))
+                await sink(reply(outputs(acc if model.cumulative else tok, 1, i), last and not empty_final))
             if empty_final:
-                await sink(response([], True))
+                await sink(reply([], True))
             return
 
         for i in range(len(tokens)):
             await self._tick(self.token_delay)
             if die_at is not None and i >= die_at:
-                raise died()
+                raise _died()
         text = "".join(tokens)
         if not exclude:  # the whole sequence decoded: prompt, a word boundary, the completion
             text = prompt + ("" if not prompt or prompt[-1].isspace() else " ") + text
-        await sink(response(outputs(text, len(tokens)), True))
+        await sink(reply(outputs(text, len(tokens)), True))
+
+
+Output = tuple[str, str, list[int], bytes]  # name, datatype, shape, raw contents
+
+
+class _Reply:
+    """Builds the responses of one request: the outputs it asked for (every one the model produced when it named
+    none, as Triton does), and on a streaming RPC the ``triton_final_response`` parameter."""
+
+    def __init__(self, req: pb.ModelInferRequest, model: ModelDef, streaming_rpc: bool):
+        self.req, self.model, self.streaming_rpc = req, model, streaming_rpc
+
+    def _wanted(self, name: str) -> bool:
+        return not self.req.outputs or any(o.name == name for o in self.req.outputs)
+
+    def __call__(self, outputs: list[Output], final: bool) -> pb.ModelInferResponse:
+        r = pb.ModelInferResponse(model_name=self.model.name, model_version="1", id=self.req.id)
+        if outputs and not self.req.outputs:  # none asked for: Triton returns every output the model produced
+            outputs = outputs + _fillers(self.model, {o[0] for o in outputs})
+        for name, dtype, shape, raw in outputs:
+            if self._wanted(name):
+                r.outputs.append(pb.ModelInferResponse.InferOutputTensor(name=name, datatype=dtype, shape=shape))
+                r.raw_output_contents.append(raw)
+        if self.streaming_rpc:
+            r.parameters["triton_final_response"].bool_param = final
+        return r
+
+
+def _refused() -> StandInError:
+    return StandInError(
+        grpc.StatusCode.UNAVAILABLE, "stand-in: refusing requests (failure injection: refuse)", in_stream=False
+    )
+
+
+def _died() -> StandInError:
+    return StandInError(grpc.StatusCode.INTERNAL, "stand-in: engine died (failure injection: die)", in_stream=False)
+
+
+def _image_hashes(model: ModelDef, inputs: dict[str, np.ndarray], prompt: str, rid: str) -> list[str]:
+    """One hash per image of a vision request, which must match the prompt's image placeholders."""
+    hashes: list[str] = []
+    if not (model.vision and "image_url_input" in inputs):
+        return hashes
+    for u in inputs["image_url_input"].reshape(-1):
+        try:
+            hashes.append(engine.image_hash(_text(u, "image_url_input", rid)))
+        except ValueError as e:
+            raise StandInError(grpc.StatusCode.INVALID_ARGUMENT, f"[request id: {rid}] image_url_input: {e}") from None
+    n_ph = prompt.count(engine.IMAGE_PLACEHOLDER)
+    if n_ph != len(hashes):
+        raise StandInError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"[request id: {rid}] {len(hashes)} image(s) given but text_input has {n_ph} "
+            f"'{engine.IMAGE_PLACEHOLDER}' placeholder(s)",
+        )
+    return hashes
+
+
+def _llm_outputs(
+    model: ModelDef, inputs: dict[str, np.ndarray], prompt: str, seed: int | None, hashes: list[str]
+) -> Callable[..., list[Output]]:
+    """outputs(text, n_out, first=0): the output tensors of one response carrying n_out tokens from index first."""
+    ret_in = bool(_scalar(inputs, "return_num_input_tokens", False))
+    ret_out = bool(_scalar(inputs, "return_num_output_tokens", False))
+    want_lp = bool(_scalar(inputs, "return_log_probs", False)) and model.output("output_log_probs") is not None
+    n_in = engine.count_input_tokens(prompt)
+
+    def outputs(text: str, n_out: int, first: int = 0) -> list[Output]:
+        outs = [("text_output", "BYTES", [1, 1], encode_bytes([text.encode()]))]
+        if want_lp:  # [batch, beam, tokens] of this response's tokens; cum_log_probs [batch, beam]
+            lps = [engine.token_logprob(prompt, seed, hashes, first + k) for k in range(n_out)]
+            outs.append(("output_log_probs", "FP32", [1, 1, n_out], struct.pack(f"<{n_out}f", *lps)))
+            outs.append(("cum_log_probs", "FP32", [1, 1], struct.pack("<f", sum(lps))))
+        if ret_in and model.output("num_input_tokens"):
+            outs.append(("num_input_tokens", "INT32", [1, 1], struct.pack("<i", n_in)))
+        if ret_out and model.output("num_output_tokens"):
+            outs.append(("num_output_tokens", "INT32", [1, 1], struct.pack("<i", n_out)))
+        return outs
+
+    return outputs

@@ -33,7 +33,8 @@ def _when(text: str) -> int:
     try:
         t = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise SystemExit(f"modelsvc usage export: '{text}' is not a date (YYYY-MM-DD[THH:MM]) or Unix seconds")
+        problem = f"modelsvc usage export: '{text}' is not a date (YYYY-MM-DD[THH:MM]) or Unix seconds"
+        raise SystemExit(problem) from None
     return int((t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp())
 
 

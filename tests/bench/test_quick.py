@@ -1,4 +1,5 @@
-"""`python -m bench --quick` end to end: every one of our paths measured, none with an error, numbers that make sense."""
+"""`python -m bench --quick` end to end: every one of our paths measured, none with an error, numbers that make
+sense."""
 
 import json
 import subprocess

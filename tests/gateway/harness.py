@@ -104,8 +104,9 @@ class Gateway:
             time.sleep(0.1)
         raise RuntimeError(f"gateway did not start:\n{self.logs()}")
 
-    def stop(self, sig=signal.SIGTERM, timeout: float = 15.0) -> int:
-        if self.proc and self.proc.poll() is None:
+    def stop(self, sig=signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        assert self.proc is not None, "stop() before start()"
+        if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)

@@ -50,7 +50,7 @@ def test_failover_when_an_instance_is_killed_and_recovery(three):
     threads[0].kill()
     statuses = _send(g, 60) + _send(g, 30, stream=True)
     assert statuses.count(200) == 90, statuses  # every request retried onto a live instance
-    assert g.wait_until(lambda: "instance 127.0.0.1:%d failed" % port in g.logs(), 5)
+    assert g.wait_until(lambda: f"instance 127.0.0.1:{port} failed" in g.logs(), 5)
     ready = httpx.get(g.internal_url + "/readyz").json()["services"][SVC]
     assert ready == "degraded"
 

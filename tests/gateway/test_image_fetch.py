@@ -5,6 +5,7 @@ import hashlib
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
@@ -20,7 +21,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 
 
 class _Images(BaseHTTPRequestHandler):
-    hosts: list = []
+    hosts: ClassVar[list] = []
 
     def do_GET(self):
         _Images.hosts.append(self.headers.get("host"))

@@ -58,9 +58,8 @@ def test_client_disconnect_cancels_the_backend_stream(gw, engines):
     cancelled = server.requests_cancelled
     try:
         sock = socket.create_connection(("127.0.0.1", gw.port))
-        body = (
-            '{"model": "%s", "stream": true, "max_tokens": 200, "messages": [{"role": "user", '
-            '"content": "a long story"}]}' % SVC
+        body = json.dumps(
+            {"model": SVC, "stream": True, "max_tokens": 200, "messages": [{"role": "user", "content": "a long story"}]}
         ).encode()
         sock.sendall(
             b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

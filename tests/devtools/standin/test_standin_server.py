@@ -371,7 +371,7 @@ async def test_die_after_k_chunks(chat):
 
     got = []
     with pytest.raises(grpc.aio.AioRpcError) as ei:
-        async for r, e in client.stream_infer(reqs()):
+        async for r, _e in client.stream_infer(reqs()):
             got.append(text_of(r))
     await client.close()
     assert len(got) == 3 and ei.value.code() == grpc.StatusCode.INTERNAL
@@ -390,7 +390,7 @@ async def test_cancellation_counted_and_logged(caplog):
 
         it = client.stream_infer(reqs())
         n = 0
-        async for r, e in it:
+        async for _r, _e in it:
             n += 1
             if n == 2:
                 it.cancel()

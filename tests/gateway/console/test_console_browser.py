@@ -38,6 +38,7 @@ PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 )
 
+
 @pytest.fixture(scope="module")
 def browser(e2e):
     # checked here, not at import: the fast set collects this module on machines without Chromium
