@@ -3,6 +3,7 @@ splits the suite into the fast set and the `e2e` tests (see "The fast set" below
 
 import _posixsubprocess
 import os
+import platform
 import socket
 import subprocess
 import sys
@@ -191,6 +192,7 @@ _guard = _Guard()
 
 
 def pytest_configure(config):
+    platform.uname().processor  # noqa: B018  (computed by running `uname -p`, once per process: not in a test)
     _guard.install()
 
 

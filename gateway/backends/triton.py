@@ -48,15 +48,15 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import grpc  # type: ignore[import-untyped]  # no type hints (types-grpcio is not a dependency)
+import grpc
 import numpy as np
-from tritonclient.grpc import (  # type: ignore[import-untyped]  # no type hints
+from tritonclient.grpc import (
     InferResult,
     model_config_pb2,
     service_pb2,
     service_pb2_grpc,
 )
-from tritonclient.utils import InferenceServerException  # type: ignore[import-untyped]
+from tritonclient.utils import InferenceServerException
 
 from gateway.backends import triton_wire as wire
 from gateway.backends.assemble import Assembly

@@ -66,6 +66,7 @@ class InProcessGateway:
         return self
 
     async def __aexit__(self, *exc) -> None:
+        assert self.client is not None
         await self.client.aclose()
         await self._to_app.put({"type": "lifespan.shutdown"})
         await asyncio.wait_for(self._lifespan, 10)

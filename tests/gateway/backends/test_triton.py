@@ -163,7 +163,7 @@ async def test_capabilities_come_from_the_model_config(make, chat, chat_nd, bare
 
 
 @pytest.fixture(scope="module")
-def unguided():
+def unguided(e2e):
     t = StandInThread("chat", omit_inputs=("guided_decoding_guide_type", "num_return_sequences")).start()
     yield t
     t.stop()
