@@ -664,7 +664,7 @@ PEERS = ("litellm", "portkey")  # every target is a ratio against each peer that
 
 
 def targets_status(r: dict) -> dict:
-    """Where we stand against the bar in DESIGN.md (None: not measured in this run)."""
+    """Where we stand against the targets of docs/benchmarks.md, "Against the targets" (None: not measured)."""
     ov = {(o["path"], o["offered_rps"]): o for o in r["overhead"]}
     tp = {t["path"]: t["throughput_rps"] for t in r["throughput"] if t.get("workers", 1) == 1}
     so = {s["path"]: s for s in r["stream_overhead"]}

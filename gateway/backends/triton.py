@@ -8,7 +8,7 @@ more CPU than everything else in the gateway. Requests are built and responses r
 and reads exactly the bytes tritonclient does (proved against InferInput / InferResult in the tests) and hands
 anything unusual to tritonclient's own code.
 
-How the Triton / TensorRT-LLM contract (docs DESIGN.md) is honoured:
+How the Triton / TensorRT-LLM contract (docs/triton-contract.md) is honoured:
 
 * ``start()`` reads ``ModelConfig`` once: the declared inputs (only those are ever sent) and outputs (only
   ``text_output`` and the token counts are asked for: the real ensemble declares about twenty), decoupled or not
