@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +17,7 @@ from tests.conftest import ROOT
 
 pytestmark = pytest.mark.e2e  # every test here runs ./dev
 
-TOOLS = ("bash", "dirname", "ls", "touch", "python3", "node", "npm", "chromium", "curl", "promtool", "redis-server")
+TOOLS = ("bash", "dirname", "ls", "node", "npm", "chromium", "curl", "promtool", "redis-server")
 # an installer that only records how it was called
 RECORDER = '#!/bin/sh\necho "${0##*/} $*" >> "$CALLS"\n'
 
@@ -37,10 +39,30 @@ def _bin(tmp_path: Path, *, missing: tuple[str, ...] = (), uid: int = 0, sudo: b
     return bin_dir
 
 
+def _checkout(tmp_path: Path) -> Path:
+    """A copy of `dev` in a checkout whose venv and Node client are set up (stamps newer than the locks), so only
+    the system packages are left to decide: the real checkout's venv is never touched."""
+    work = tmp_path / "checkout"
+    for path in ("requirements/dev.lock", "pyproject.toml", "tests/node/package-lock.json", "tests/node/package.json"):
+        (work / path).parent.mkdir(parents=True, exist_ok=True)
+        (work / path).write_text("")
+    (work / ".venv" / "bin").mkdir(parents=True)
+    (work / ".venv" / "bin" / "python").symlink_to(sys.executable)
+    (work / "tests" / "node" / "node_modules").mkdir()
+    shutil.copy2(ROOT / "dev", work / "dev")
+    stamp = work / ".venv" / ".installed"
+    stamp.write_text("")
+    later = time.time() + 5
+    os.utime(stamp, (later, later))
+    os.utime(work / "tests" / "node" / "node_modules", (later, later))
+    return work
+
+
 def _setup(tmp_path: Path, bin_dir: Path) -> tuple[subprocess.CompletedProcess, list[str]]:
     calls = tmp_path / "calls"
     env = {"PATH": str(bin_dir), "CALLS": str(calls), "HOME": os.environ.get("HOME", "/root")}
-    proc = subprocess.run([str(ROOT / "dev"), "setup"], env=env, capture_output=True, text=True, timeout=600)
+    dev = _checkout(tmp_path) / "dev"
+    proc = subprocess.run([str(dev), "setup"], env=env, capture_output=True, text=True, timeout=60)
     return proc, calls.read_text().splitlines() if calls.exists() else []
 
 
