@@ -1,6 +1,6 @@
-"""The documentation stands on its own: no comment or document cites a file outside the repository (the one setting
-that defaults to a folder beside the checkout, MODELSVC_TRITON_TEMPLATES, is named as a setting), and every relative
-link in the Markdown files reaches a file of the repository, and a heading of it when it names one."""
+"""The documentation stands on its own: no comment or document cites a file outside the repository (the settings
+whose defaults are fixture folders beside the checkout are named as settings), and every relative link in the
+Markdown files reaches a file of the repository, and a heading of it when it names one."""
 
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ from tests.conftest import ROOT
 SKIP = {".git", ".venv", "node_modules", "__pycache__", ".mypy_cache", ".ruff_cache", ".hypothesis", "build", "dist"}
 SKIP |= {"var", "test-artifacts", ".venv-litellm", ".portkey", "results"}
 TEXT = {".py", ".md", ".yml", ".yaml", ".toml", ".sh", ".mjs", ".json", ".txt", ".cfg", ".ini", ""}
-OUTSIDE = re.compile(r"DESIGN\.md|PROVENANCE\.md|HELPERS\.md|agents-api\.md|\.\./shared/(?!fixtures/triton-templates)")
+# ../shared/fixtures/... is where the fixture settings point by default (MODELSVC_TRITON_TEMPLATES, MODELSVC_K8S_CRDS,
+# MODELSVC_HELM_CHARTS): a setting, not a citation
+OUTSIDE = re.compile(r"DESIGN\.md|PROVENANCE\.md|HELPERS\.md|agents-api\.md|\.\./shared/(?!fixtures/)")
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 

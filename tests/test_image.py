@@ -90,9 +90,17 @@ def test_each_lock_is_the_exact_closure_of_what_pyproject_declares():
         assert lock == closure, f"requirements/{name} is stale: run ./dev lock"
 
 
+def test_the_build_tools_lock_is_the_closure_of_what_the_build_step_imports():
+    wanted = [line.strip() for line in (LOCKS / "build-tools.in").read_text().splitlines()]
+    closure = _closure([w for w in wanted if w and not w.startswith("#")])
+    assert _lock("build-tools.lock") == closure, "requirements/build-tools.lock is stale: run ./dev lock"
+    dockerfile = (ROOT / "infra" / "docker" / "build-tools.Dockerfile").read_text()
+    assert "pip install --no-cache-dir --require-hashes -r requirements/build-tools.lock" in dockerfile
+
+
 def test_the_locks_are_one_resolution_and_keep_pyproject_pins():
     dev = _lock("dev.lock")
-    for name in ("runtime.lock", "infra.lock"):
+    for name in ("runtime.lock", "infra.lock", "build-tools.lock"):
         assert {k: dev[k] for k in _lock(name)} == _lock(name), f"{name} pins differ from dev.lock"
     for spec in _declared(*PROJECT["optional-dependencies"]):
         req = Requirement(spec)
