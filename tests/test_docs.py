@@ -13,9 +13,11 @@ from tests.conftest import ROOT
 SKIP = {".git", ".venv", "node_modules", "__pycache__", ".mypy_cache", ".ruff_cache", ".hypothesis", "build", "dist"}
 SKIP |= {"var", "test-artifacts", ".venv-litellm", ".portkey", "results"}
 TEXT = {".py", ".md", ".yml", ".yaml", ".toml", ".sh", ".mjs", ".json", ".txt", ".cfg", ".ini", ""}
-# ../shared/fixtures/... is where the fixture settings point by default (MODELSVC_TRITON_TEMPLATES, MODELSVC_K8S_CRDS,
-# MODELSVC_HELM_CHARTS): a setting, not a citation
-OUTSIDE = re.compile(r"DESIGN\.md|PROVENANCE\.md|HELPERS\.md|agents-api\.md|\.\./shared/(?!fixtures/)")
+# ../shared/fixtures/... is where the fixture settings point by default (MODELSVC_TRITON_TEMPLATES, MODELSVC_K8S_CRDS):
+# a setting, not a citation; a fixture tree's own files are (and so is a PROVENANCE.md read as a fixture's).
+OUTSIDE = re.compile(
+    r"DESIGN\.md|HELPERS\.md|agents-api\.md|\.\./shared/(?!fixtures\b)|shared/fixtures/\S*PROVENANCE|its PROVENANCE\.md"
+)
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 
