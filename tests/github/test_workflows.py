@@ -33,6 +33,7 @@ def test_workflow_files_exist():
 
 
 @pytest.mark.parametrize("name", WORKFLOW_FILES)
+@pytest.mark.e2e
 def test_actionlint_clean(name):
     # -shellcheck: the run: scripts are checked too (quoting, globbing). The local composite actions under
     # .github/actions are read and checked where the workflows use them.
@@ -46,6 +47,7 @@ def test_actionlint_clean(name):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.e2e
 def test_shell_scripts_pass_shellcheck():
     scripts = sorted((GITHUB / "scripts").glob("*.sh"))
     assert scripts
@@ -53,6 +55,7 @@ def test_shell_scripts_pass_shellcheck():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.e2e
 def test_actionlint_catches_an_injection(tmp_path):
     """The lint is real: a PR body pasted into a script is reported."""
     wf = tmp_path / ".github" / "workflows" / "bad.yml"
@@ -436,6 +439,7 @@ def test_scripts_are_python_with_stdlib_and_the_project_only():
         assert "modelsvc" not in set(re.findall(r"^(?:from|import) (\w+)", text, re.M)), f"{name} runs on python3 alone"
 
 
+@pytest.mark.e2e
 def test_zizmor_auditor_finds_nothing_and_every_suppression_says_why():
     """zizmor in its auditor persona (false positives included), offline; each finding fixed or ignored in place
     with its reason."""
@@ -454,6 +458,7 @@ def test_zizmor_auditor_finds_nothing_and_every_suppression_says_why():
                 assert len(m.group(2).strip()) > 10, f"{path.name}: ignore[{m.group(1)}] without a reason"
 
 
+@pytest.mark.e2e
 def test_zizmor_is_real(tmp_path):
     """The audit catches what it is run for: a pull_request_target job that checks out and runs the PR's head."""
     wf = tmp_path / ".github" / "workflows" / "bad.yml"
