@@ -49,12 +49,13 @@ def _checkout(tmp_path: Path) -> Path:
     (work / ".venv" / "bin").mkdir(parents=True)
     (work / ".venv" / "bin" / "python").symlink_to(sys.executable)
     (work / "tests" / "node" / "node_modules").mkdir()
+    (work / "tests" / "node" / "node_modules" / ".package-lock.json").write_text("")  # what npm ci leaves
     shutil.copy2(ROOT / "dev", work / "dev")
     stamp = work / ".venv" / ".installed"
     stamp.write_text("")
     later = time.time() + 5
     os.utime(stamp, (later, later))
-    os.utime(work / "tests" / "node" / "node_modules", (later, later))
+    os.utime(work / "tests" / "node" / "node_modules" / ".package-lock.json", (later, later))
     return work
 
 
