@@ -170,6 +170,13 @@ class ActionsUnavailable(GatewayError):
 
 
 # -- the gateway's own state (5xx) -------------------------------------------------------------------------------------
+class ImagesBusy(GatewayError):
+    """The image bytes the process may hold at once (fetched for requests in flight) are spent: retry shortly."""
+
+    status = 503
+    code = "images_busy"
+
+
 class ShuttingDown(GatewayError):
     """The gateway stopped at the end of its shutdown grace with this request still running."""
 

@@ -19,11 +19,13 @@ from typing import Any, Protocol
 
 from modelsvc.catalog import Backend, Key, Model, Service
 
-from . import image_fetch, params
+from . import params
 from .auth import authorize
 from .backends.base import Capabilities, Delta, GenRequest, GenResult, ImageRequest, Sampling, Work
 from .balancer import Instance, InstancePool
 from .errors import BackendError, BackendTimeout, BackendUnavailable, GatewayError, InvalidRequest, ShuttingDown
+from .image_fetch import ImageBytes
+from .image_fetch import check as check_images
 from .limits import Admission
 from .prompt import render_chat
 from .runtime import Runtime
@@ -78,6 +80,7 @@ class Call:
     instance: str = ""
     admission: Admission = field(default_factory=Admission)
     work: Work = field(default_factory=Work)  # what the engine did so far (backends update it)
+    images: ImageBytes = field(default_factory=ImageBytes)  # fetched image bytes held until the request is done
     req: GenRequest | None = None
     recorded: bool = False
 
@@ -163,11 +166,18 @@ async def run(call: Call, respond: Respond) -> dict[str, Any] | None:
         async with _admitted(call, False):
             return await _images(call)
     req, shape = _prepare(call)
-    if req.image_urls and call.model.backend is Backend.triton:
-        # Triton engines get image bytes, never a URL to fetch (gateway/image_fetch.py); openai upstreams get the
-        # caller's messages as they are.
-        req.image_urls = await image_fetch.inline_images(req.image_urls, call.runtime.settings.images)
+    # Everything that can be refused without work is, before the limits are touched and before any outbound fetch:
+    # the parameters (above), what the model cannot honour, the number and inline size of the images.
+    _check(call, req)
+    fetch = bool(req.image_urls) and call.model.backend is Backend.triton
+    if fetch:
+        check_images(req.image_urls, call.runtime.settings.images)
     async with _admitted(call, call.stream):
+        if fetch:
+            # Triton engines get image bytes, never a URL to fetch (gateway/image_fetch.py); openai upstreams get
+            # the caller's messages as they are.
+            call.images = ImageBytes(call.runtime.images)
+            req.image_urls = await call.runtime.images.inline(req.image_urls, call.images)
         if not call.stream:
             return shape.body(await _complete(call, req))
         stream = await _open_stream(call, req)  # errors before the first byte are plain JSON errors
@@ -188,6 +198,7 @@ async def _admitted(call: Call, stream: bool) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        call.images.release()
         if task is not None:
             rt.requests.discard(task)
         if call.admission.stream_keys:
@@ -265,8 +276,7 @@ async def _on_instance(
 
 
 async def _complete(call: Call, req: GenRequest) -> GenResult:
-    """Non-streaming chat.completions / completions."""
-    _check(call, req)
+    """Non-streaming chat.completions / completions (the parameters were checked before admission)."""
 
     async def attempt(inst: Instance) -> GenResult:
         call.instance = inst.endpoint
@@ -291,8 +301,8 @@ class _Stream:
 
 async def _open_stream(call: Call, req: GenRequest) -> _Stream:
     """Start the backend stream and wait for its first piece, so that a failure before any byte reached the caller
-    can still be retried elsewhere or answered with a plain JSON error."""
-    _check(call, req)
+    can still be retried elsewhere or answered with a plain JSON error (the parameters were checked before
+    admission)."""
 
     async def first_piece(
         inst: Instance,

@@ -20,6 +20,7 @@ from .backends.openai import OpenAIUpstream
 from .backends.triton import TritonInstance
 from .balancer import DnsEndpoints, InstancePool, StaticEndpoints
 from .config import LocalOverlay, Settings
+from .image_fetch import ImageFetcher
 from .instance_metrics import InstanceCollector
 from .limits import Limiter, make_store
 from .usage import Metrics, UsageLog
@@ -46,6 +47,7 @@ class Runtime:
         self.usage = usage or UsageLog(None, Metrics())
         self.usage.metrics.registry.register(InstanceCollector(self))
         self.limiter = Limiter(make_store(settings.redis_url), lease_ttl=settings.stream_lease_s)
+        self.images = ImageFetcher(settings.images)  # one HTTP client and one budget for every image URL
         self.overlay = overlay or LocalOverlay()
         self.catalog = catalog
         self.keyring = KeyRing(list(catalog.keys) + self.overlay.keys())
@@ -112,6 +114,7 @@ class Runtime:
         return pools, keys, new
 
     async def start(self) -> None:
+        await self.images.start()
         self.pools, self._pool_keys, new = self._build(self.catalog)
         await asyncio.gather(*(p.start() for p in new))
 
@@ -132,6 +135,7 @@ class Runtime:
 
     async def close(self) -> None:
         await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)
+        await self.images.close()
         await self.limiter.close()
 
     def status(self, service: Service) -> str:

@@ -28,7 +28,16 @@ Sanic.test_mode = True
 
 
 class InProcessGateway:
-    def __init__(self, tmp_path: Path, catalog_text: str | None = None, github_transport=None, **settings):
+    def __init__(
+        self,
+        tmp_path: Path,
+        catalog_text: str | None = None,
+        github_transport=None,
+        *,
+        demo_keys: list[dict] = DEMO_KEYS,
+        capabilities: dict | None = None,
+        **settings,
+    ):
         catalog = loads(catalog_text or example_catalog())
         self.usage_log = tmp_path / "usage.jsonl"
         self.settings = Settings(
@@ -41,7 +50,7 @@ class InProcessGateway:
         )
         overlay = LocalOverlay(
             endpoints={s.access_name: [f"fake-{s.access_name}"] for s in catalog.services},
-            demo_keys=[DemoKey(**k) for k in DEMO_KEYS],
+            demo_keys=[DemoKey(**k) for k in demo_keys],
         )
         self.backends: dict[str, FakeBackend] = {}
         self.app = create_app(
@@ -49,7 +58,7 @@ class InProcessGateway:
             self.settings,
             overlay,
             name=f"inproc_{next(_ids)}",
-            backends=fake_backends(self.backends),
+            backends=fake_backends(self.backends, capabilities),
             github_transport=github_transport,
         )
         self._to_app: asyncio.Queue = asyncio.Queue()
