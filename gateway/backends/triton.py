@@ -88,6 +88,12 @@ CHANNEL_ARGS = [
     ("grpc.http2.max_pings_without_data", 2),
 ]
 _TRUE = {"true", "1", "yes", "on"}
+# INTERNAL statuses gRPC itself gives a call its transport lost (the engine said nothing): grpc's Python client sets
+# "Internal error from Core" when sending the request on the stream fails (grpc/aio/_call.py: _write →
+# set_internal_error; a peer SIGKILLed as the call starts), and core reports a reset HTTP/2 stream as "Stream
+# removed" / "Received RST_STREAM". Unavailability like UNAVAILABLE, so retried elsewhere before the first byte; an
+# engine's own INTERNAL (its error message) stays its error.
+_TRANSPORT_LOST = ("Internal error from Core", "Stream removed", "Received RST_STREAM")
 
 
 # API extension → the engine inputs that carry it, first declared wins (names from TensorRT-LLM's ensemble and BLS
@@ -345,7 +351,8 @@ class TritonInstance:
         name = getattr(code, "name", str(code)).rsplit(".", 1)[-1]
         if name == "DEADLINE_EXCEEDED":
             return self._fail(BackendTimeout, f"deadline exceeded ({details})", partial=partial)
-        if name == "UNAVAILABLE" and not partial:
+        lost = name == "INTERNAL" and details.startswith(_TRANSPORT_LOST)
+        if (name == "UNAVAILABLE" or lost) and not partial:
             return self._fail(BackendUnavailable, f"unavailable: {details}", partial=False)
         return self._fail(BackendError, f"{name}: {details}", partial=partial)
 

@@ -544,3 +544,80 @@ async def test_request_build_failure_is_backend_error_not_cancellation(make, cha
         async for _ in inst._responses(call, partial=lambda: False):
             pass
     assert ei.value.partial is False
+
+
+# -- a call lost by the transport, not refused by the engine -----------------------------------------------------------
+def _lose_transport(inst: TritonInstance, peer) -> None:
+    """From now on inst's calls go to a peer that resets every HTTP/2 stream (the model config was read first)."""
+    import grpc
+
+    from gateway.backends.triton import CHANNEL_ARGS, service_pb2_grpc
+
+    inst._channel = grpc.aio.insecure_channel(peer.url, options=CHANNEL_ARGS)
+    inst._stub = service_pb2_grpc.GRPCInferenceServiceStub(inst._channel)
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("server", ["chat", "chat_nd"])
+async def test_a_stream_reset_by_the_transport_is_unavailability(make, server, request):
+    """gRPC reports a reset HTTP/2 stream as INTERNAL ('Stream removed ... RST_STREAM'): the transport lost the
+    call, the engine said nothing. Before any output that is BackendUnavailable (retried on another instance),
+    never the engine's error (502)."""
+    from .h2reset import ResettingPeer
+
+    inst = await make(request.getfixturevalue(server))
+    peer = ResettingPeer()
+    try:
+        _lose_transport(inst, peer)
+        with pytest.raises(BackendUnavailable) as ei:
+            await inst.generate(genreq("hi", 5))
+        assert ei.value.partial is False and "RST_STREAM" in ei.value.message
+        with pytest.raises(BackendUnavailable):
+            await collect(inst, genreq("hi", 5))
+        assert peer.resets == 2
+    finally:
+        peer.close()
+
+
+def test_internal_from_the_clients_own_transport_is_unavailability():
+    """The soak's flake, as grpc reports it: when sending the request on a stream fails (the engine was SIGKILLed
+    as the call started), grpc's Python client sets the status itself: INTERNAL 'Internal error from Core'
+    (grpc/aio/_call.py, _write → set_internal_error). An engine's own INTERNAL stays its error."""
+    import grpc
+
+    inst = TritonInstance("127.0.0.1:1", "ensemble")
+    lost = inst._from_status(grpc.StatusCode.INTERNAL, "Internal error from Core", partial=False)
+    assert isinstance(lost, BackendUnavailable) and lost.status == 503
+    late = inst._from_status(grpc.StatusCode.INTERNAL, "Internal error from Core", partial=True)
+    assert type(late) is BackendError and late.partial  # output reached the caller: an error event, no retry
+    engine = inst._from_status(grpc.StatusCode.INTERNAL, "[TensorRT-LLM][ERROR] Assertion failed", partial=False)
+    assert type(engine) is BackendError
+
+
+@pytest.mark.asyncio
+async def test_a_unary_request_whose_transport_is_lost_is_retried_on_another_instance(chat):
+    """The CI flake end to end at the balancer: a non-streamed request (the decoupled model's stream path) on an
+    instance whose transport fails is answered by the other instance, every time."""
+    from gateway.balancer import InstancePool, StaticEndpoints
+    from gateway.flow import _retryable_unary
+
+    from .h2reset import ResettingPeer
+
+    other = StandInThread("chat").start()
+    peer = ResettingPeer()
+    pool = InstancePool("svc", StaticEndpoints([chat.url, other.url]), lambda ep: TritonInstance(ep, "ensemble"))
+    try:
+        await pool.start()
+        broken = next(i for i in pool.instances if i.endpoint == chat.url)
+        _lose_transport(broken.backend, peer)
+        served = []
+        for _ in range(4):
+            result = await pool.run(lambda i: i.backend.generate(genreq("hi", 3)), retryable=_retryable_unary)
+            served.append(result.completion_tokens)
+        assert served == [3, 3, 3, 3] and peer.resets >= 1  # the broken one was tried, and the request survived
+    finally:
+        await pool.close()
+        for i in pool.instances:
+            await i.backend.close()
+        peer.close()
+        other.stop()
