@@ -73,7 +73,8 @@ SETTINGS: tuple[GatewaySetting, ...] = (
         None,
         "--metrics-host",
         "MODELSVC_METRICS_HOST",
-        "address of the internal port (default: the --host)",
+        "address of the internal port (default: 127.0.0.1, whatever the --host; in Kubernetes set it, e.g. "
+        "0.0.0.0, so that Prometheus reaches it)",
         "metrics_host",
         optional=True,
     ),
