@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -16,6 +17,13 @@ class RedisServer:
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
+        self.exe, self.dir = exe, tmp_path
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.start()
+
+    def start(self) -> None:
+        """A fresh server on the same port (after stop(): a Redis restarted without persistence, its data gone)."""
+        exe, tmp_path = self.exe, self.dir
         self.proc = subprocess.Popen(
             [
                 exe,
@@ -33,7 +41,6 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.url = f"redis://127.0.0.1:{self.port}/0"
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
@@ -46,5 +53,14 @@ class RedisServer:
         raise RuntimeError("redis-server did not start")
 
     def stop(self) -> None:
-        self.proc.terminate()
+        if self.proc.poll() is None:
+            self.resume()  # a stopped process cannot act on SIGTERM
+            self.proc.terminate()
         self.proc.wait(10)
+
+    def pause(self) -> None:
+        """SIGSTOP: connections are accepted by the kernel, nothing is ever answered (a hung Redis)."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)

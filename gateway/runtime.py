@@ -46,7 +46,9 @@ class Runtime:
         self.placement = placement_from_env()
         self.usage = usage or UsageLog(None, Metrics())
         self.usage.metrics.registry.register(InstanceCollector(self))
-        self.limiter = Limiter(make_store(settings.redis_url), lease_ttl=settings.stream_lease_s)
+        self.limiter = Limiter(
+            make_store(settings.redis_url, settings.redis_timeout_s), lease_ttl=settings.stream_lease_s
+        )
         self.images = ImageFetcher(settings.images)  # one HTTP client and one budget for every image URL
         self.overlay = overlay or LocalOverlay()
         self.catalog = catalog

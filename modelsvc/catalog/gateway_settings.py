@@ -188,6 +188,15 @@ SETTINGS: tuple[GatewaySetting, ...] = (
         optional=True,
     ),
     _s(
+        "redis_timeout",
+        float,
+        0.25,
+        "--redis-timeout",
+        "MODELSVC_REDIS_TIMEOUT_SECONDS",
+        "deadline of every Redis call (connect, command, script); past it the limits' outage policy applies",
+        "redis_timeout_s",
+    ),
+    _s(
         "stream_lease",
         float,
         45.0,

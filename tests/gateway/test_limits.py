@@ -1,5 +1,6 @@
 """Rate limits shared by two gateway processes through a real Redis, and usage totals that survive a restart."""
 
+import asyncio
 import signal
 import time
 
@@ -236,3 +237,66 @@ def test_several_workers_share_limits_and_metrics(tmp_path, redis_server, engine
             assert sum(float(line.rsplit(" ", 1)[1]) for line in ok) == 35, ok
     finally:
         g.stop()
+
+
+def test_a_hanging_redis_fails_open_for_windows_and_closed_for_streams_within_the_bound(tmp_path, redis_server, engine):
+    """SIGSTOP: Redis accepts connections and never answers. Before, a rate-limited request stalled 5 s (aiocache's
+    own timeout) and stream admission had no deadline at all (no answer in 60 s). Now the outage policy applies
+    within one Redis deadline (--redis-timeout, 0.25 s), then at once while the store is known to be down."""
+    cat = catalog_with_service_limits("{requests_per_minute: 100, max_concurrent_streams: 2}")
+    g = Gateway(
+        tmp_path, {SVC: [f"127.0.0.1:{engine.server.port}"]}, catalog_text=cat, args=("--redis-url", redis_server.url)
+    ).start()
+    chat = {"model": SVC, "messages": MSG, "max_tokens": 2}
+    try:
+        assert g.post("/v1/chat/completions", chat).status_code == 200
+        redis_server.pause()
+        for _ in range(3):
+            t = time.monotonic()
+            r = g.post("/v1/chat/completions", chat, timeout=30)
+            assert r.status_code == 200 and time.monotonic() - t < 2.5, (r.status_code, time.monotonic() - t)
+            t = time.monotonic()
+            r = g.post("/v1/chat/completions", {**chat, "stream": True}, timeout=30)
+            assert r.status_code == 503 and time.monotonic() - t < 2.5, (r.status_code, time.monotonic() - t)
+            assert r.json()["error"]["code"] == "limit_store_unavailable"
+        assert "limit store unreachable (TimeoutError" in g.logs()
+        redis_server.resume()
+        assert g.wait_until(
+            lambda: g.post("/v1/chat/completions", {**chat, "stream": True}).status_code == 200, timeout=10
+        )
+    finally:
+        redis_server.resume()
+        g.stop()
+
+
+async def test_leases_come_back_after_redis_loses_its_data(redis_server):
+    """Redis restarted without persistence forgets every lease: before, renewals only refreshed leases still
+    present (ZADD XX), so 6 streams ran on a limit of 3. The renewal re-adds the running streams' leases."""
+    from gateway.errors import RateLimited
+    from gateway.limits import Limiter, make_store
+    from modelsvc.catalog import Key, loads
+
+    service = loads(catalog_with_service_limits("{max_concurrent_streams: 3}")).service(SVC)
+    key = Key(id="k-test", owner="u-8105f7322477", sha256="0" * 64)
+    limiter = Limiter(make_store(redis_server.url), lease_ttl=1.5)  # renewed every 0.5 s
+    client = redis.Redis.from_url(redis_server.url)
+    leases = "modelsvc:streams:svc:" + service.id
+    try:
+        held = [await limiter.admit(key, service, stream=True) for _ in range(3)]
+        with pytest.raises(RateLimited):
+            await limiter.admit(key, service, stream=True)
+        redis_server.stop()
+        redis_server.start()  # same port, no data
+        assert client.zcard(leases) == 0
+        deadline = time.monotonic() + 10
+        while client.zcard(leases) < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert client.zcard(leases) == 3  # the three running streams count again
+        with pytest.raises(RateLimited):
+            await limiter.admit(key, service, stream=True)
+        await limiter.release(held[0])
+        await asyncio.sleep(1.2)  # two renewals: the released lease stays released
+        assert client.zcard(leases) == 2
+        assert (await limiter.admit(key, service, stream=True)).stream_keys == [leases]
+    finally:
+        await limiter.close()
