@@ -1,4 +1,4 @@
-"""The gateway's HTTP/1.1 connections: Sanic's protocol with four changes.
+"""The gateway's HTTP/1.1 connections: Sanic's protocol with five changes.
 
 * A whole-request deadline. Sanic's request timeout is an idle timer, reset by every byte, so a client sending a
   header line or a body byte every few seconds holds a connection forever. Here a request (request line, headers
@@ -13,6 +13,8 @@
   body was read as the next request) or the value (a bare CR or LF stays in it). Any of these is what lets a front
   proxy and this server disagree on where a request ends (request smuggling): 400, and the connection is closed.
   Reported upstream (docs/reliability.md has the text); the checks here run before Sanic parses the same bytes.
+* A connection cap (`--max-connections`): past it a new connection gets 503 with Retry-After and is closed at
+  once, before any byte of it is read, instead of costing memory and file descriptors without bound.
 """
 
 from __future__ import annotations
@@ -67,20 +69,48 @@ class _Http(Http):
             Http.create_empty_request(self)
 
 
+_TOO_MANY_BODY = (
+    b'{"error": {"message": "the gateway has as many connections open as it accepts; retry shortly", '
+    b'"type": "server_error", "param": null, "code": "too_many_connections"}}'
+)
+TOO_MANY_CONNECTIONS = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n"
+    b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(_TOO_MANY_BODY), _TOO_MANY_BODY)
+)
+
+
 class GatewayProtocol(HttpProtocol):
     HTTP_CLASS = _Http
-    __slots__ = ("_deadline", "_first", "_seq")
+    __slots__ = ("_deadline", "_first", "_refused", "_seq")
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self._seq = 0
         self._first = True
         self._deadline = None
+        self._refused = False
         self.app.ctx.connections = self.connections  # the server's set of open connections (drain closes them)
 
     def connection_made(self, transport):
+        cap = self.app.ctx.settings.max_connections
+        if cap and len(self.connections) >= cap:
+            self._refused = True
+            runtime = self.app.ctx.runtime
+            if runtime is not None:
+                runtime.usage.metrics.connections_refused.inc()
+            transport.write(TOO_MANY_CONNECTIONS)
+            transport.close()
+            return
         super().connection_made(transport)
         self._arm()  # the first request counts from the connection: connecting and sending nothing is slow too
+
+    def data_received(self, data: bytes):
+        if not self._refused:
+            super().data_received(data)
+
+    def connection_lost(self, exc):
+        if not self._refused:
+            super().connection_lost(exc)
 
     def request_begins(self) -> None:
         if self._first:

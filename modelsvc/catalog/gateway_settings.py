@@ -225,6 +225,15 @@ SETTINGS: tuple[GatewaySetting, ...] = (
         "grace_s",
     ),
     _s(
+        "max_connections",
+        int,
+        4096,
+        "--max-connections",
+        "MODELSVC_MAX_CONNECTIONS",
+        "open client connections per process; past it a new one gets 503 and is closed (0: no cap)",
+        "max_connections",
+    ),
+    _s(
         "request_timeout",
         float,
         15.0,

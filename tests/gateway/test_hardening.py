@@ -240,3 +240,36 @@ def test_well_formed_chunked_bodies_still_pass(hard):
         hard.port, _chunked(b"%X\r\n%s\r\n0\r\n\r\n" % (len(BODY), BODY), b"Transfer-Encoding: chunked\r\n") + SMUGGLED
     )
     assert out.startswith(b"HTTP/1.1 200 ") and out.count(b"HTTP/1.1 200 ") == 2, out[:300]  # pipelining works
+
+
+def test_connections_past_the_cap_get_503_and_are_closed(tmp_path):
+    t = StandInThread("chat").start()
+    g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{t.server.port}"]}, args=("--max-connections", "4")).start()
+    held = []
+    try:
+        time.sleep(0.3)  # the harness's own start-up probes have closed
+        for _ in range(4):  # four keep-alive connections, each proven open by an answer
+            s = socket.create_connection(("127.0.0.1", g.port))
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.settimeout(5)
+            assert s.recv(4096).startswith(b"HTTP/1.1 200 ")
+            held.append(s)
+        out = _exchange(g.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 503 ") and b"too_many_connections" in out and b"retry-after: 1" in out
+        held[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # the open ones are still served
+        assert held[0].recv(4096).startswith(b"HTTP/1.1 200 ")
+        held.pop().close()
+        assert g.wait_until(
+            lambda: _exchange(g.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(
+                b"HTTP/1.1 200 "
+            ),
+            10,
+        )
+        metrics = httpx.get(g.internal_url + "/metrics").text
+        refused = next(line for line in metrics.splitlines() if line.startswith("modelsvc_connections_refused_total"))
+        assert float(refused.split()[1]) >= 1
+    finally:
+        for s in held:
+            s.close()
+        g.stop()
+        t.stop()
