@@ -261,6 +261,28 @@ class Limiter:
                     headers={**adm.headers, "retry-after": str(reset)},
                 )
 
+    async def throttle(self, name: str, per_minute: int, what: str) -> None:
+        """At most per_minute calls per calendar minute for `name` (0: unlimited): 429 past it. Fails open, like the
+        request windows."""
+        if not per_minute or self.store_down:
+            return
+        window, reset = self._window(time.time())
+        try:
+            used = await self._incr(f"{self.ns}:throttle:{name}:{window}", 1, 2 * WINDOW_S)
+        except STORE_ERRORS as e:
+            self._store_down(e)
+            return
+        if used > per_minute:
+            raise RateLimited(
+                f"rate limit reached for {what}: {per_minute} per minute per API key; retry in {reset}s",
+                headers={
+                    "retry-after": str(reset),
+                    "x-ratelimit-limit-requests": str(per_minute),
+                    "x-ratelimit-remaining-requests": "0",
+                    "x-ratelimit-reset-requests": f"{reset}s",
+                },
+            )
+
     def _ensure_heartbeat(self) -> None:
         if self._heartbeat is None or self._heartbeat.done():
             self._heartbeat = asyncio.ensure_future(self._renew_loop())

@@ -168,6 +168,15 @@ SETTINGS: tuple[GatewaySetting, ...] = (
         "usage_spool",
     ),
     _s(
+        "usage_api_rpm",
+        int,
+        60,
+        "--usage-api-rpm",
+        "MODELSVC_USAGE_API_RPM",
+        "usage queries per API key per minute (the usage API and the console's usage pages; 0: unlimited)",
+        "usage_api_rpm",
+    ),
+    _s(
         "usage_buffer_max",
         int,
         100_000,

@@ -11,7 +11,7 @@ import sys
 
 from gateway.usage.postgres import PostgresStore
 from gateway.usage.query import service_totals
-from gateway.usage.sink import scan_minute_rows
+from gateway.usage.sink import indexed_minute_rows
 
 FIELDS = [
     "service_id",
@@ -40,7 +40,7 @@ def _when(text: str) -> int:
 
 async def _rows(store: str | None, log_path: str, start: int, end: int) -> list[tuple]:
     if not store:
-        return scan_minute_rows(log_path, None, start, end)
+        return indexed_minute_rows(log_path, None, start, end)
     pg = PostgresStore(store)
     try:
         return await pg.minute_rows(None, start, end)
