@@ -137,6 +137,15 @@ SETTINGS: tuple[GatewaySetting, ...] = (
         "seconds between checks of the catalog file for changes (0: SIGHUP only)",
         "reload_poll_s",
     ),
+    _s(
+        "reload_settle",
+        float,
+        1.0,
+        "--reload-settle",
+        "MODELSVC_RELOAD_SETTLE_SECONDS",
+        "a changed catalog file is read once it has not changed for this long (a writer may still be writing)",
+        "reload_settle_s",
+    ),
     # -- usage -----------------------------------------------------------------------------------------------------
     _s(
         "usage_log",

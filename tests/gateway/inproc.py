@@ -17,7 +17,7 @@ from sanic import Sanic
 from devtools.fake_backend import FakeBackend, fake_backends
 from gateway.app import create_app
 from gateway.config import DemoKey, LocalOverlay, Settings
-from modelsvc.catalog import loads
+from modelsvc.catalog import load, loads
 
 from .harness import DEMO_KEYS, example_catalog
 
@@ -36,17 +36,25 @@ class InProcessGateway:
         *,
         demo_keys: list[dict] = DEMO_KEYS,
         capabilities: dict | None = None,
+        catalog_file: bool = False,
         **settings,
     ):
-        catalog = loads(catalog_text or example_catalog())
+        if catalog_file:  # a real file, for tests that watch it (settings reload_poll_s)
+            path = tmp_path / "services.yaml"
+            path.write_text(catalog_text or example_catalog())
+            catalog = load(str(path))
+        else:
+            catalog = loads(catalog_text or example_catalog())
         self.usage_log = tmp_path / "usage.jsonl"
         self.settings = Settings(
-            usage_log=str(self.usage_log),
-            usage_spool=str(tmp_path / "spool"),
-            metrics_port=0,  # no internal port: nothing listens
-            reload_poll_s=0,
-            health_interval_s=0,
-            **settings,
+            **{
+                "usage_log": str(self.usage_log),
+                "usage_spool": str(tmp_path / "spool"),
+                "metrics_port": 0,  # no internal port: nothing listens
+                "reload_poll_s": 0,
+                "health_interval_s": 0,
+                **settings,
+            }
         )
         overlay = LocalOverlay(
             endpoints={s.access_name: [f"fake-{s.access_name}"] for s in catalog.services},
