@@ -17,7 +17,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from modelsvc.catalog import Backend, Key, Model, Service
+from modelsvc.catalog import Backend, Key, Model, Service, Task
 
 from . import params
 from .auth import authorize
@@ -234,6 +234,8 @@ def _prepare(call: Call) -> tuple[GenRequest, TextShape]:
                 bos_token=caps.bos_token if caps else None,
                 eos_token=caps.eos_token if caps else None,
                 model=call.service.model if caps is not None else "",
+                special_tokens=caps.special_tokens if caps else frozenset(),
+                placeholder=params.IMAGE_PLACEHOLDER if m.task is Task.vision_chat else None,
             )
     else:
         c = params.completion_params(call.body, m)

@@ -15,7 +15,8 @@ How the Triton / TensorRT-LLM contract (docs/triton-contract.md) is honoured:
   (an ensemble is decoupled when one of its steps is: their configs are read too), the seed input's name (``seed``,
   or ``random_seed`` in older releases), ``image_url_input`` (vision; dims ``[1]``: one image per request), the
   image size (parameters ``image_width`` / ``image_height``), BLS accumulation (see below), and the chat template
-  the model-repository builder put in the parameters (``chat_template``, ``bos_token``, ``eos_token``).
+  the model-repository builder put in the parameters (``chat_template``, ``bos_token``, ``eos_token``, and
+  ``special_tokens``: a JSON list of the tokens caller text is cleaned of).
 * Always ``exclude_input_in_output=True`` and ``return_num_input_tokens`` / ``return_num_output_tokens`` when
   declared. Without the counts: completion tokens = responses received when streaming, words otherwise; prompt
   tokens = words in the prompt (approximations, used only when the model cannot tell).
@@ -43,6 +44,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
@@ -222,6 +224,7 @@ class TritonInstance:
         self.chat_template: str | None = None  # from the model config's parameters (the checkpoint's template)
         self.bos_token: str | None = None
         self.eos_token: str | None = None
+        self.special_tokens: frozenset[str] = frozenset()
         self._outputs: tuple[str, ...] = ()  # outputs asked for
         self._capabilities: Capabilities | None = None
         self.outstanding = 0  # requests in flight through this instance (for least-outstanding balancing)
@@ -269,6 +272,7 @@ class TritonInstance:
             chat_template=self.chat_template,
             bos_token=self.bos_token,
             eos_token=self.eos_token,
+            special_tokens=self.special_tokens,
             decoupled=self.decoupled,
             vision=self.vision,
             max_images=self.max_images,
@@ -311,6 +315,7 @@ class TritonInstance:
         self.chat_template = params.get("chat_template") or None
         self.bos_token = params.get("bos_token") or None
         self.eos_token = params.get("eos_token") or None
+        self.special_tokens = self._special_tokens(params.get("special_tokens"))
         self._outputs = tuple(n for n in ("text_output", "num_input_tokens", "num_output_tokens") if n in self.outputs)
         self.is_image_model = "generated_image" in self.outputs and "prompt" in self.inputs
         self.image_size = None
@@ -321,6 +326,19 @@ class TritonInstance:
                 self.image_size = None
         elif "text_input" not in self.inputs or "text_output" not in self.outputs:
             raise self._fail(BackendError, "model has neither text_input/text_output nor prompt/generated_image")
+
+    def _special_tokens(self, raw: str | None) -> frozenset[str]:
+        """The config parameter special_tokens: a JSON list of strings (infra/modelrepo/tokenizer.py writes it)."""
+        if not raw:
+            return frozenset()
+        try:
+            tokens = json.loads(raw)
+        except ValueError:
+            tokens = None
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            log.warning("%s: parameter special_tokens is not a JSON list of strings; ignored", self)
+            return frozenset()
+        return frozenset(tokens)
 
     async def ready(self) -> bool:
         """ServerReady and ModelReady within connect_timeout_s. Never raises."""
