@@ -99,6 +99,8 @@ class Call:
             self.instance or "-",
             e.message,
         )
+        if isinstance(e, InvalidRequest):  # the engine refused the caller's input: their error to fix, not billed
+            return
         # No instance could be reached: nothing was sent, nothing to meter but the attempt.
         reached = not (isinstance(e, BackendUnavailable) and not _partial(e))
         self.record("error", error=e.code or type(e).__name__, reached=reached)
@@ -258,16 +260,13 @@ def _check(call: Call, req: GenRequest) -> None:
             return
 
 
-async def _on_instance(
-    call: Call, attempt: Callable[[Instance], Awaitable[Any]], *, record_invalid: bool = True
-) -> Any:
+async def _on_instance(call: Call, attempt: Callable[[Instance], Awaitable[Any]]) -> Any:
     """pool.run for a one-answer request, metering every way it can end but success (the caller records that)."""
     t = time.perf_counter()
     try:
         return await call.pool.run(attempt, retryable=_retryable_unary)
     except GatewayError as e:
-        if record_invalid or not isinstance(e, InvalidRequest):
-            call.failed(e)
+        call.failed(e)
         raise
     except asyncio.CancelledError:
         if (err := call.interrupted()) is None:
@@ -427,6 +426,6 @@ async def _images(call: Call) -> dict[str, Any]:
             )
         return await inst.backend.generate_images(req)
 
-    pngs = await _on_instance(call, attempt, record_invalid=False)
+    pngs = await _on_instance(call, attempt)
     call.record("ok")
     return images_body(call.created, pngs)

@@ -103,9 +103,26 @@ class _Http(asyncio.Protocol):
     async def _complete(self, chat: bool, req: dict):
         prompt = _render(req["messages"]) if chat else req["prompt"]
         max_tokens = int(req.get("max_tokens") or req.get("max_completion_tokens") or 16)
+        limit = self.app.max_context
+        if limit is not None and count_input_tokens(prompt) + max_tokens > limit:  # vLLM's refusal: 400
+            self._send(
+                400,
+                {
+                    "object": "error",
+                    "message": f"This model's maximum context length is {limit} tokens. However, you requested "
+                    f"{count_input_tokens(prompt) + max_tokens} tokens. Please reduce the length of the messages.",
+                    "type": "BadRequestError",
+                    "param": None,
+                    "code": 400,
+                },
+            )
+            return
         stop = req.get("stop") or []
         stop = [stop] if isinstance(stop, str) else stop
-        tokens = complete(prompt, max_tokens, req.get("seed"), stop)
+        # vLLM's min_tokens and ignore_eos, as the Triton stand-in honours them
+        tokens = complete(
+            prompt, max_tokens, req.get("seed"), stop, (), int(req.get("min_tokens") or 0), bool(req.get("ignore_eos"))
+        )
         text = "".join(tokens)
         cut = min((text.find(s) for s in stop if s in text), default=-1)
         finish = "stop" if cut >= 0 or len(tokens) < max_tokens else "length"
@@ -163,6 +180,7 @@ class _Http(asyncio.Protocol):
                 await asyncio.sleep(self.app.token_delay)
             if self.transport is None:
                 return
+            self.app.tokens_generated += 1
             piece = tok[: max(0, len(text) - len(emitted))]
             emitted += piece
             if piece:
@@ -198,6 +216,8 @@ class _Http(asyncio.Protocol):
 class OpenAIUpstream:
     def __init__(self, token_delay: float = 0.0):
         self.token_delay = token_delay
+        self.tokens_generated = 0  # tokens streamed, whoever was still listening
+        self.max_context = None  # prompt + max_tokens past this: 400, as vLLM answers (None: no limit)
         self.server: asyncio.base_events.Server | None = None
         self.port = 0
 

@@ -27,7 +27,10 @@ Failure injection (``server.mode``, or per request by a marker in the prompt suc
 * ``not_ready`` (server mode only): ServerReady / ModelReady answer false, inference fails with UNAVAILABLE.
 
 Counters: ``requests_started``, ``requests_completed``, ``requests_cancelled`` (the client went away or its deadline
-passed mid-request: generation stops at once and the event is logged), ``requests_failed``.
+passed mid-request: generation stops at once and the event is logged), ``requests_failed``, ``tokens_generated``.
+
+A prompt longer than ``max_input_len`` tokens (the engine's build limit; None by default: no limit) is refused with
+TensorRT-LLM's message, as the request's error (INVALID_ARGUMENT; in a stream, the error message).
 """
 
 from __future__ import annotations
@@ -399,6 +402,7 @@ class StandInServer:
         mode: str | None = None,
         die_after: int = 2,
         model_repo: str | None = None,
+        max_input_len: int | None = None,
     ):
         self.profile = profile
         self.decoupled = decoupled
@@ -413,6 +417,7 @@ class StandInServer:
             model_repo=model_repo,
         )
         self.token_delay = float(token_delay)
+        self.max_input_len = max_input_len  # the engine's build limit on prompt tokens (None: no limit)
         self.image_width, self.image_height, self.steps = image_width, image_height, steps
         self.mode = mode
         self.die_after = die_after
@@ -420,6 +425,7 @@ class StandInServer:
         self.requests_completed = 0
         self.requests_cancelled = 0
         self.requests_failed = 0
+        self.tokens_generated = 0  # every token the engine produced, whoever was still listening
         self.port: int | None = None
         self.host: str | None = None
         self._server: grpc.aio.Server | None = None
@@ -599,6 +605,12 @@ class StandInServer:
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"[request id: {rid}] Streaming is only supported if model is deployed using decoupled mode.",
             )
+        n_in = engine.count_input_tokens(prompt)
+        if self.max_input_len is not None and n_in > self.max_input_len:  # TensorRT-LLM's GenericLlmRequest::validate
+            raise StandInError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"[request id: {rid}] Prompt length ({n_in}) exceeds maximum input length ({self.max_input_len}).",
+            )
         min_tokens = int(_scalar(inputs, "min_tokens", 0))
         ignore_eos = int(_scalar(inputs, "end_id", 0)) == -1  # TensorRT-LLM: end_id -1 = never stop at an end token
         tokens = engine.complete(prompt, max_tokens, seed, stops, hashes, min_tokens, ignore_eos)
@@ -614,6 +626,7 @@ class StandInServer:
                 await self._tick(self.token_delay)
                 if die_at is not None and i >= die_at:
                     raise _died()
+                self.tokens_generated += 1
                 acc += tok
                 last = i == len(tokens) - 1
                 await sink(reply(outputs(acc if model.cumulative else tok, 1, i), last and not empty_final))
@@ -625,6 +638,7 @@ class StandInServer:
             await self._tick(self.token_delay)
             if die_at is not None and i >= die_at:
                 raise _died()
+            self.tokens_generated += 1
         text = "".join(tokens)
         if not exclude:  # the whole sequence decoded: prompt, a word boundary, the completion
             text = prompt + ("" if not prompt or prompt[-1].isspace() else " ") + text

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from ..errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest, UnsupportedParameter
-from .base import MIN_TOKENS_PER_S, SAMPLING_PARAMS, Capabilities, Delta, GenRequest, GenResult, ImageRequest, Work
+from .base import SAMPLING_PARAMS, Capabilities, Delta, GenRequest, GenResult, ImageRequest, Work
 from .http1 import Http1, HttpFailure
 
 
@@ -116,47 +116,34 @@ class OpenAIUpstream:
         return err
 
     @staticmethod
-    def _status_error(status: int, text: str) -> BackendError:
+    def _status_error(status: int, text: str) -> BackendError | InvalidRequest:
+        if status in (400, 422):  # the upstream refused the caller's input (vLLM: the context length): theirs to fix
+            try:  # OpenAI's {"error": {"message": ...}}, or vLLM's own {"object": "error", "message": ...}
+                data = orjson.loads(text)
+                message = str((data.get("error") or data).get("message") or "")
+            except (ValueError, AttributeError):
+                message = ""
+            return InvalidRequest(f"the model refused the request: {message[:300] or f'HTTP {status}'}")
         cls = BackendUnavailable if status in (502, 503) else BackendError
         err = cls(f"upstream answered {status}: {text[:200]}")
         err.partial = False
         return err
 
     async def generate(self, req: GenRequest) -> GenResult:
-        self.outstanding += 1
+        """The upstream's token stream, collected: each event counts what it generated, so a request whose caller
+        leaves is metered with the tokens produced until then (a one-answer response arrives at the end: a
+        cancelled one had no count). Nothing reached the caller, so no failure is partial."""
+        gen = self.stream(req)
         try:
-            return await self._generate(req)
+            async for item in gen:
+                if isinstance(item, GenResult):
+                    return item
+        except BackendError as e:
+            e.partial = False
+            raise
         finally:
-            self.outstanding -= 1
-
-    async def _generate(self, req: GenRequest) -> GenResult:
-        path, body = self._body(req, False)
-        try:  # a non-streamed answer arrives when generation is done: the wait grows with the work asked
-            r = await self._client.request(
-                "POST", path, orjson.dumps(body), timeout=self.deadline_s + req.sampling.max_tokens / MIN_TOKENS_PER_S
-            )
-            content = await r.read()
-        except HttpFailure as e:
-            raise self._error(e, False) from None
-        if r.status != 200:
-            raise self._status_error(r.status, content.decode(errors="replace"))
-        try:
-            data = orjson.loads(content)
-            choice = data["choices"][0]
-            text = choice["message"]["content"] if "message" in choice else choice.get("text", "")
-            usage = data.get("usage") or {}
-            result = GenResult(
-                str(text or ""),
-                int(usage.get("prompt_tokens") or 0),
-                int(usage.get("completion_tokens") or 0),
-                str(choice.get("finish_reason") or "stop"),
-            )
-        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
-            raise self._garbled("response body", False) from None
-        if usage.get("prompt_tokens") is not None:
-            req.work.prompt_tokens = result.prompt_tokens
-        req.work.completion_tokens = result.completion_tokens
-        return result
+            await gen.aclose()
+        raise self._garbled("stream: it ended without a result", False)
 
     async def stream(self, req: GenRequest) -> AsyncGenerator[Delta | GenResult, None]:
         path, body = self._body(req, True)

@@ -22,15 +22,16 @@ How the Triton / TensorRT-LLM contract (docs/triton-contract.md) is honoured:
   tokens = words in the prompt (approximations, used only when the model cannot tell).
 * Streaming = ``ModelStreamInfer`` with ONE request per stream; the server closing the stream is the end signal. It
   works on decoupled models (``stream=True``: one response per token) and non-decoupled ones (``stream=False``: one
-  response). ``generate`` uses the same path on decoupled models (unary ``ModelInfer`` is UNIMPLEMENTED there) and
+  response). ``generate`` collects the same token stream on decoupled models (unary ``ModelInfer`` is
+  UNIMPLEMENTED there; and each response's count meters a request whose caller leaves mid-generation) and uses
   unary ``ModelInfer`` otherwise.
 * Cumulative text (BLS with ``accumulate_tokens``): detected from the model config, not guessed from the text:
   the ``tensorrt_llm_bls`` model's config carries parameter ``accumulate_tokens`` and we diff when it is true
   ("true"/"1"/"yes", case-insensitive). The constructor's ``cumulative=`` overrides the detection.
 * Stop strings, cumulative-text diffing, summed token counts and ``finish_reason``: ``assemble.Assembly`` turns the
   responses into what the caller sees. Once a stop string matched, the stream is cancelled.
-* Deadlines: a non-streamed generation (unary, or ``stream=False`` on a decoupled model: one response when it is
-  done) gets ``deadline_s + max_tokens / MIN_TOKENS_PER_S``; other unary calls ``deadline_s``; a stream must deliver
+* Deadlines: a non-streamed generation (unary, or the collected stream on a decoupled model) gets ``deadline_s +
+  max_tokens / MIN_TOKENS_PER_S`` for the whole answer; other unary calls ``deadline_s``; a stream must deliver
   its first response within ``deadline_s`` and every further one within ``idle_timeout_s`` (default
   ``deadline_s``); the whole stream is capped at ``max_stream_s``. Errors: ``BackendTimeout`` (deadline / silent
   stream), ``BackendUnavailable`` (connection refused or UNAVAILABLE before any output; safe to retry elsewhere),
@@ -46,6 +47,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -72,7 +74,14 @@ from gateway.backends.base import (
     ImageRequest,
 )
 from gateway.backends.images import encode_png
-from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest, UnsupportedParameter
+from gateway.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    InvalidRequest,
+    UnsupportedParameter,
+    redact_addresses,
+)
 
 log = logging.getLogger("gateway.backends.triton")
 
@@ -96,6 +105,23 @@ _TRUE = {"true", "1", "yes", "on"}
 # removed" / "Received RST_STREAM". Unavailability like UNAVAILABLE, so retried elsewhere before the first byte; an
 # engine's own INTERNAL (its error message) stays its error.
 _TRANSPORT_LOST = ("Internal error from Core", "Stream removed", "Received RST_STREAM")
+# The engine refusing the request's input (the caller's to fix: 400, not retried, not billed): Triton's status for
+# an invalid argument (TRITONSERVER_ERROR_INVALID_ARG), and TensorRT-LLM's refusal of a prompt longer than the
+# engine was built for, which a decoupled model reports only as the stream's error message
+# (NVIDIA/TensorRT-LLM cpp/include/tensorrt_llm/batch_manager/llmRequest.h, GenericLlmRequest::validate).
+_PROMPT_TOO_LONG = re.compile(r"Prompt length \((\d+)\) exceeds maximum input length \((\d+)\)")
+
+
+def _refused_input(details: str, status: str = "") -> InvalidRequest | None:
+    if m := _PROMPT_TOO_LONG.search(details):
+        return InvalidRequest(
+            f"the prompt is {m[1]} tokens; this model's engine takes at most {m[2]}: shorten the input",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    if status == "INVALID_ARGUMENT":
+        return InvalidRequest(f"the model refused the request: {redact_addresses(details)[:300]}")
+    return None
 
 
 # API extension → the engine inputs that carry it, first declared wins (names from TensorRT-LLM's ensemble and BLS
@@ -365,10 +391,12 @@ class TritonInstance:
         exc.partial = partial
         return exc
 
-    def _from_status(self, code: Any, details: str, *, partial: bool) -> BackendError:
+    def _from_status(self, code: Any, details: str, *, partial: bool) -> BackendError | InvalidRequest:
         name = getattr(code, "name", str(code)).rsplit(".", 1)[-1]
         if name == "DEADLINE_EXCEEDED":
             return self._fail(BackendTimeout, f"deadline exceeded ({details})", partial=partial)
+        if not partial and (refused := _refused_input(details, name)) is not None:
+            return refused
         lost = name == "INTERNAL" and details.startswith(_TRANSPORT_LOST)
         if (name == "UNAVAILABLE" or lost) and not partial:
             return self._fail(BackendUnavailable, f"unavailable: {details}", partial=False)
@@ -465,9 +493,11 @@ class TritonInstance:
     async def generate(self, req: GenRequest) -> GenResult:
         self._require(image=False)
         self.check(req)
-        # Collect the token stream when the model cannot answer in one response, or when token boundaries are needed
-        if self.decoupled and ("stream" not in self.inputs or req.sampling.logprobs):
-            gen = self.stream(req)
+        if self.decoupled:
+            # The token stream, collected: each response updates req.work, so a request whose caller leaves is
+            # metered with what the engine generated until the cancel (with stream=False the engine answered once,
+            # at the end, and a cancelled request had no count at all). The whole answer has the non-streamed budget.
+            gen = self._stream(req, self._whole_answer_timeout(req.sampling.max_tokens))
             try:
                 async for item in gen:
                     if isinstance(item, GenResult):
@@ -475,21 +505,15 @@ class TritonInstance:
             finally:
                 await gen.aclose()
             raise self._fail(BackendError, "stream ended without a result")
+        # Non-decoupled: one unary answer; a cancelled one has no count (docs/reliability.md, loss bounds).
         request = self._llm_request(req, stream=False)
         self.outstanding += 1
         try:
-            if self.decoupled:
-                # Unary ModelInfer is UNIMPLEMENTED on decoupled models; with stream=False the engine still answers
-                # in one response (as Triton's own OpenAI frontend asks), instead of one per token: a fraction of
-                # the gRPC work. The whole generation must then finish within deadline_s.
-                responses = await self._all_responses(request, req.sampling.max_tokens)
-            else:
-                responses = [await self._infer(request, self._whole_answer_timeout(req.sampling.max_tokens))]
+            response = await self._infer(request, self._whole_answer_timeout(req.sampling.max_tokens))
         finally:
             self.outstanding -= 1
         assembly = Assembly(req, stream=False)
-        for response in responses:  # normally one; summed like a stream if the engine split it anyway
-            assembly.add(*self._decode(response))
+        assembly.add(*self._decode(response))
         return assembly.result()
 
     def _decode(self, response: service_pb2.ModelInferResponse) -> tuple[str, int | None, int | None]:
@@ -519,6 +543,13 @@ class TritonInstance:
         """Deltas, then exactly one GenResult whose text is the whole (stop-stripped) output."""
         self._require(image=False)
         self.check(req)
+        async with contextlib.aclosing(self._stream(req, None)) as gen:
+            async for item in gen:
+                yield item
+
+    async def _stream(self, req: GenRequest, budget: float | None) -> AsyncGenerator[Delta | GenResult, None]:
+        """The stream; with a budget (a non-streamed answer being collected) every response may take what is left
+        of it, instead of the first-response deadline and the idle timeout."""
         request = self._llm_request(req, stream=self.decoupled)  # built (and validated) before the stream opens
         assembly = Assembly(req, cumulative=self.cumulative)
         logprobs = req.sampling.logprobs
@@ -526,9 +557,11 @@ class TritonInstance:
         call = self._open_stream(request)
         deadline = _ReadDeadline()
         yielded = False
+        end = None if budget is None else asyncio.get_running_loop().time() + budget
         try:
             while not assembly.stopped:
-                response = await self._next(call, deadline, assembly.responses == 0, yielded)
+                left = None if end is None else max(0.0, end - asyncio.get_running_loop().time())
+                response = await self._next(call, deadline, assembly.responses == 0, yielded, left)
                 if response is None:  # the server closed the stream: done
                     break
                 text, n_in, n_out = self._decode(response)
@@ -554,26 +587,6 @@ class TritonInstance:
 
     def _whole_answer_timeout(self, max_tokens: int) -> float:
         return self.deadline_s + max_tokens / MIN_TOKENS_PER_S
-
-    async def _all_responses(
-        self, request: service_pb2.ModelInferRequest, max_tokens: int
-    ) -> list[service_pb2.ModelInferResponse]:
-        """Every response of a one-request stream (with stream=False: one). The whole generation arrives at once, so
-        the wait grows with the work asked: deadline_s plus a floor of MIN_TOKENS_PER_S for max_tokens."""
-        call = self._open_stream(request)
-        deadline = _ReadDeadline()
-        timeout = self._whole_answer_timeout(max_tokens)
-        responses = []
-        try:
-            while (response := await self._next(call, deadline, True, False, timeout)) is not None:
-                if response.raw_output_contents:  # not the empty final flag some releases send
-                    responses.append(response)
-        finally:
-            deadline.close()
-            call.cancel()
-        if not responses:
-            raise self._fail(BackendError, "the engine closed the stream without output")
-        return responses
 
     def _open_stream(self, request: service_pb2.ModelInferRequest) -> Any:
         """A ModelStreamInfer call carrying this one request: grpc sends it and half-closes (the iterator ends); the
@@ -606,6 +619,8 @@ class TritonInstance:
         if message is grpc.aio.EOF:
             return None
         if message.error_message != "":
+            if not partial and (refused := _refused_input(message.error_message)) is not None:
+                raise refused
             raise self._fail(BackendError, f"engine error: {message.error_message}", partial=partial)
         return message.infer_response
 
