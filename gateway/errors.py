@@ -92,11 +92,13 @@ class InvalidEdit(InvalidRequest):
 
     code = "invalid_edit"
 
-    def __init__(self, message: str, *, param: str | None = None, problems: list[dict] | None = None) -> None:
+    def __init__(
+        self, message: str, *, param: str | None = None, problems: list[dict[str, object]] | None = None
+    ) -> None:
         super().__init__(message, param=param)
         self.problems = problems or []
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, object]:  # type: ignore[override]  # adds "problems" beside "error"
         return {**super().body(), "problems": self.problems}
 
 

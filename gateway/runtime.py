@@ -88,9 +88,14 @@ class Runtime:
                 deadline_s=s.deadline_s,
                 connect_timeout_s=s.connect_timeout_s,
                 generates=generates,
+                collect=s.non_streamed == "stream",
             )
         return lambda endpoint: TritonInstance(
-            endpoint, model.triton_model_name, deadline_s=s.deadline_s, connect_timeout_s=s.connect_timeout_s
+            endpoint,
+            model.triton_model_name,
+            deadline_s=s.deadline_s,
+            connect_timeout_s=s.connect_timeout_s,
+            collect=s.non_streamed == "stream",
         )
 
     def _build(self, catalog: Catalog) -> tuple[dict[str, InstancePool], dict[str, tuple], list[InstancePool]]:

@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from ..errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest, UnsupportedParameter
-from .base import SAMPLING_PARAMS, Capabilities, Delta, GenRequest, GenResult, ImageRequest, Work
+from .base import MIN_TOKENS_PER_S, SAMPLING_PARAMS, Capabilities, Delta, GenRequest, GenResult, ImageRequest, Work
 from .http1 import Http1, HttpFailure
 
 
@@ -27,12 +27,14 @@ class OpenAIUpstream:
         connect_timeout_s: float = 5.0,
         api_key: str | None = None,
         generates: str = "text",
+        collect: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         if "://" not in self.base_url:
             self.base_url = "http://" + self.base_url + "/v1"
         self.upstream_model = upstream_model
         self.deadline_s = deadline_s
+        self.collect = collect  # a non-streamed answer from the upstream's stream (see generate)
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = Http1(self.base_url, headers, read_timeout=deadline_s, connect_timeout=connect_timeout_s)
         self.outstanding = 0
@@ -132,7 +134,14 @@ class OpenAIUpstream:
     async def generate(self, req: GenRequest) -> GenResult:
         """The upstream's token stream, collected: each event counts what it generated, so a request whose caller
         leaves is metered with the tokens produced until then (a one-answer response arrives at the end: a
-        cancelled one had no count). Nothing reached the caller, so no failure is partial."""
+        cancelled one had no count). Nothing reached the caller, so no failure is partial. collect=False: one
+        non-streamed exchange (cheaper; a cancelled request has no count)."""
+        if not self.collect:
+            self.outstanding += 1
+            try:
+                return await self._whole(req)
+            finally:
+                self.outstanding -= 1
         gen = self.stream(req)
         try:
             async for item in gen:
@@ -144,6 +153,35 @@ class OpenAIUpstream:
         finally:
             await gen.aclose()
         raise self._garbled("stream: it ended without a result", False)
+
+    async def _whole(self, req: GenRequest) -> GenResult:
+        path, body = self._body(req, False)
+        try:  # a non-streamed answer arrives when generation is done: the wait grows with the work asked
+            r = await self._client.request(
+                "POST", path, orjson.dumps(body), timeout=self.deadline_s + req.sampling.max_tokens / MIN_TOKENS_PER_S
+            )
+            content = await r.read()
+        except HttpFailure as e:
+            raise self._error(e, False) from None
+        if r.status != 200:
+            raise self._status_error(r.status, content.decode(errors="replace"))
+        try:
+            data = orjson.loads(content)
+            choice = data["choices"][0]
+            text = choice["message"]["content"] if "message" in choice else choice.get("text", "")
+            usage = data.get("usage") or {}
+            result = GenResult(
+                str(text or ""),
+                int(usage.get("prompt_tokens") or 0),
+                int(usage.get("completion_tokens") or 0),
+                str(choice.get("finish_reason") or "stop"),
+            )
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+            raise self._garbled("response body", False) from None
+        if usage.get("prompt_tokens") is not None:
+            req.work.prompt_tokens = result.prompt_tokens
+        req.work.completion_tokens = result.completion_tokens
+        return result
 
     async def stream(self, req: GenRequest) -> AsyncGenerator[Delta | GenResult, None]:
         path, body = self._body(req, True)

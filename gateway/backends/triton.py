@@ -226,8 +226,12 @@ class TritonInstance:
         idle_timeout_s: float | None = None,
         max_stream_s: float = 1800.0,
         cumulative: bool | None = None,
+        collect: bool = True,
     ):
+        """collect: read a non-streamed answer on a decoupled model from the token stream (a caller who leaves is
+        billed what was generated; a gRPC message per token) instead of one answer at the end (--non-streamed)."""
         self.url = url
+        self.collect = collect
         self.model_name = model_name
         self.deadline_s = deadline_s
         self.connect_timeout_s = connect_timeout_s
@@ -493,28 +497,66 @@ class TritonInstance:
     async def generate(self, req: GenRequest) -> GenResult:
         self._require(image=False)
         self.check(req)
-        if self.decoupled:
-            # The token stream, collected: each response updates req.work, so a request whose caller leaves is
-            # metered with what the engine generated until the cancel (with stream=False the engine answered once,
-            # at the end, and a cancelled request had no count at all). The whole answer has the non-streamed budget.
-            gen = self._stream(req, self._whole_answer_timeout(req.sampling.max_tokens))
-            try:
-                async for item in gen:
-                    if isinstance(item, GenResult):
-                        return item
-            finally:
-                await gen.aclose()
-            raise self._fail(BackendError, "stream ended without a result")
-        # Non-decoupled: one unary answer; a cancelled one has no count (docs/reliability.md, loss bounds).
+        budget = self._whole_answer_timeout(req.sampling.max_tokens)
+        if self.decoupled and (self.collect or "stream" not in self.inputs or req.sampling.logprobs):
+            # The token stream, collected (logprobs need the token boundaries; and without collect=False each
+            # response updates req.work, so a request whose caller leaves is billed what the engine generated until
+            # the cancel). With one answer at the end, a cancelled request has no count (docs/reliability.md).
+            return await self._collect(req, budget)
         request = self._llm_request(req, stream=False)
         self.outstanding += 1
         try:
-            response = await self._infer(request, self._whole_answer_timeout(req.sampling.max_tokens))
+            if self.decoupled:  # stream=False: the engine answers once, at the end (unary is UNIMPLEMENTED here)
+                responses = await self._collect_responses(request, budget)
+            else:
+                responses = [await self._infer(request, budget)]
         finally:
             self.outstanding -= 1
         assembly = Assembly(req, stream=False)
-        assembly.add(*self._decode(response))
+        for response in responses:  # normally one; summed like a stream if the engine split it anyway
+            assembly.add(*self._decode(response))
         return assembly.result()
+
+    async def _collect(self, req: GenRequest, budget: float) -> GenResult:
+        """The token stream read into one answer (no deltas: stop strings are cut at the end, like a unary answer),
+        each response within what is left of the budget."""
+        request = self._llm_request(req, stream=True)
+        assembly = Assembly(req, stream=False, cumulative=self.cumulative)
+        logprobs = req.sampling.logprobs
+        loop = asyncio.get_running_loop()
+        end = loop.time() + budget
+        self.outstanding += 1
+        call = self._open_stream(request)
+        deadline = _ReadDeadline()
+        try:
+            while (response := await self._next(call, deadline, False, False, max(0.0, end - loop.time()))) is not None:
+                text, n_in, n_out = self._decode(response)
+                assembly.add(text, n_in, n_out, self._log_probs(response) if logprobs else ())
+        finally:
+            self.outstanding -= 1
+            deadline.close()
+            call.cancel()
+        if assembly.responses == 0:
+            raise self._fail(BackendError, "the engine closed the stream without output")
+        return assembly.result(count_responses=True)
+
+    async def _collect_responses(
+        self, request: service_pb2.ModelInferRequest, budget: float
+    ) -> list[service_pb2.ModelInferResponse]:
+        """Every response of a one-request stream asked with stream=False (one, at the end)."""
+        call = self._open_stream(request)
+        deadline = _ReadDeadline()
+        responses = []
+        try:
+            while (response := await self._next(call, deadline, True, False, budget)) is not None:
+                if response.raw_output_contents:  # not the empty final flag some releases send
+                    responses.append(response)
+        finally:
+            deadline.close()
+            call.cancel()
+        if not responses:
+            raise self._fail(BackendError, "the engine closed the stream without output")
+        return responses
 
     def _decode(self, response: service_pb2.ModelInferResponse) -> tuple[str, int | None, int | None]:
         fast = wire.decode_llm(response)
@@ -543,13 +585,6 @@ class TritonInstance:
         """Deltas, then exactly one GenResult whose text is the whole (stop-stripped) output."""
         self._require(image=False)
         self.check(req)
-        async with contextlib.aclosing(self._stream(req, None)) as gen:
-            async for item in gen:
-                yield item
-
-    async def _stream(self, req: GenRequest, budget: float | None) -> AsyncGenerator[Delta | GenResult, None]:
-        """The stream; with a budget (a non-streamed answer being collected) every response may take what is left
-        of it, instead of the first-response deadline and the idle timeout."""
         request = self._llm_request(req, stream=self.decoupled)  # built (and validated) before the stream opens
         assembly = Assembly(req, cumulative=self.cumulative)
         logprobs = req.sampling.logprobs
@@ -557,11 +592,9 @@ class TritonInstance:
         call = self._open_stream(request)
         deadline = _ReadDeadline()
         yielded = False
-        end = None if budget is None else asyncio.get_running_loop().time() + budget
         try:
             while not assembly.stopped:
-                left = None if end is None else max(0.0, end - asyncio.get_running_loop().time())
-                response = await self._next(call, deadline, assembly.responses == 0, yielded, left)
+                response = await self._next(call, deadline, assembly.responses == 0, yielded)
                 if response is None:  # the server closed the stream: done
                     break
                 text, n_in, n_out = self._decode(response)

@@ -90,6 +90,18 @@ SETTINGS: tuple[GatewaySetting, ...] = (
         "connect_timeout_s",
     ),
     _s(
+        "non_streamed",
+        str,
+        "stream",
+        "--non-streamed",
+        "MODELSVC_NON_STREAMED",
+        "how a non-streamed answer is read: stream (the engine's token stream, collected: a caller who leaves is "
+        "billed what was generated; a message per token) or whole (one answer at the end: less CPU, but a cancelled "
+        "request bills no output tokens)",
+        "non_streamed",
+        choices=("stream", "whole"),
+    ),
+    _s(
         "discovery",
         str,
         "static",

@@ -623,3 +623,22 @@ async def test_a_unary_request_whose_transport_is_lost_is_retried_on_another_ins
             await i.backend.close()
         peer.close()
         other.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_collected_stream_and_one_whole_answer_agree(make, chat):
+    """--non-streamed stream (the default: the token stream collected, so a cancelled request has its counts) and
+    whole (one answer at the end) give the same answer; a stop string is cut either way."""
+    collected, whole = await make(chat), await make(chat, collect=False)
+    for req in (lambda: genreq("tell me", 12), lambda: genreq("tell me", 30, stop=[" the"])):
+        a, b = await collected.generate(req()), await whole.generate(req())
+        assert (a.text, a.completion_tokens, a.prompt_tokens, a.finish_reason) == (
+            b.text,
+            b.completion_tokens,
+            b.prompt_tokens,
+            b.finish_reason,
+        )
+    started = chat.server.tokens_generated
+    r = genreq("tell me", 12)
+    await collected.generate(r)
+    assert r.work.completion_tokens == chat.server.tokens_generated - started  # every token counted as it came
