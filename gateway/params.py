@@ -137,7 +137,7 @@ def _include_usage(v: dict[str, Any], stream: bool) -> bool:
     return opts.get("include_usage", False)
 
 
-IMAGE_PLACEHOLDER = "<image>"  # the multimodal ensemble's (DESIGN.md, the Triton / TensorRT-LLM contract)
+IMAGE_PLACEHOLDER = "<image>"  # the multimodal ensemble's (docs/triton-contract.md)
 
 
 def _caller_text(text: str, model: Model) -> str:

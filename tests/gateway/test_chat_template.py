@@ -88,6 +88,7 @@ def test_chatml_only_without_any_template_and_warned(tmp_path):
             g.stop()
 
 
+@pytest.mark.e2e
 def test_the_checkpoints_special_tokens_reach_the_gateway_and_clean_caller_text(tmp_path):
     """DeepSeek-R1's role markers (in its tokenizer.json, not in tokenizer_config.json) travel like the template:
     builder → config parameter special_tokens → the gateway's Triton client → the caller's text, neutralised. The

@@ -167,6 +167,7 @@ def test_a_bad_upstream_event_mid_stream_ends_with_an_error_event(gw):
 LONG = " ".join(f"w{i}" for i in range(120))  # over the engines' limit of 50 input tokens below
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "decoupled,stream",
     [(True, False), (True, True), (False, False), (False, True)],
@@ -197,6 +198,7 @@ def test_an_input_the_engine_refuses_is_the_callers_400_and_not_billed(tmp_path,
         other.stop()
 
 
+@pytest.mark.e2e
 def test_an_input_the_upstream_refuses_is_the_callers_400(tmp_path):
     up = OpenAIUpstreamThread().start()
     up.upstream.max_context = 50

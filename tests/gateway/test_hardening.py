@@ -242,6 +242,7 @@ def test_well_formed_chunked_bodies_still_pass(hard):
     assert out.startswith(b"HTTP/1.1 200 ") and out.count(b"HTTP/1.1 200 ") == 2, out[:300]  # pipelining works
 
 
+@pytest.mark.e2e
 def test_connections_past_the_cap_get_503_and_are_closed(tmp_path):
     t = StandInThread("chat").start()
     g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{t.server.port}"]}, args=("--max-connections", "4")).start()

@@ -106,6 +106,7 @@ def policy(**kw) -> ImagePolicy:
     return ImagePolicy(allow_networks=("127.0.0.0/8",), timeout_s=20, **kw)
 
 
+@pytest.mark.e2e
 async def test_images_are_counted_before_anything_is_fetched(tmp_path, image_host):
     """500 URLs in a 37 KB body: refused by count, and the image host never hears of them."""
     reset(image_host)

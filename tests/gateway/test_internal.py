@@ -69,6 +69,7 @@ def _reachable(host: str, port: int) -> bool:
         return False
 
 
+@pytest.mark.e2e
 def test_the_internal_port_stays_on_loopback_when_the_api_listens_everywhere(tmp_path):
     """--host 0.0.0.0 opens the API on every interface; the metrics and per-service readiness must not follow it
     (they name every owner's services). 127.0.0.2 is another address of this host (Linux routes 127/8 to lo): the

@@ -253,6 +253,7 @@ def _raw(port: int, key: str, body: dict) -> socket.socket:
     return sock
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("backend", ["triton", "openai"])
 def test_an_abandoned_non_streamed_request_is_billed_for_what_the_engine_generated(tmp_path, backend):
     """Before: a caller leaving a non-streamed request was billed 0 output tokens, whatever the engine generated

@@ -557,6 +557,7 @@ def _lose_transport(inst: TritonInstance, peer) -> None:
     inst._stub = service_pb2_grpc.GRPCInferenceServiceStub(inst._channel)
 
 
+@pytest.mark.e2e
 @pytest.mark.asyncio
 @pytest.mark.parametrize("server", ["chat", "chat_nd"])
 async def test_a_stream_reset_by_the_transport_is_unavailability(make, server, request):

@@ -88,6 +88,7 @@ RESTARTED = textwrap.dedent("""
 
     class Store:
         ids = []
+        connect_timeout_s = 1.0
         async def pool(self):
             return None
         async def insert(self, records):
@@ -111,6 +112,7 @@ RESTARTED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.e2e
 def test_a_restarted_container_with_the_same_pid_loses_nothing(tmp_path):
     """In a container the gateway is always PID 1: segment names by PID alone made the restarted process reopen
     the dead one's active segment as its own, skip adopting it, and delete it as empty at SIGTERM. Simulated here by
