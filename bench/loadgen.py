@@ -209,7 +209,7 @@ class TritonTarget:
                 return True, 0.0, time.perf_counter(), 0, ""
             first, n = 0.0, 0
             async with asyncio.timeout(TIMEOUT_S):
-                async for item in self.backend.stream(self.make()):
+                async for _item in self.backend.stream(self.make()):
                     if not first:
                         first = time.perf_counter()
                     n += 1
@@ -258,7 +258,8 @@ def _summary(samples, errors: dict, wall: float, lags: list[float]) -> dict:
 async def run_open(target, rate: float, duration: float, warmup: float) -> dict:
     await target.prewarm(min(256, max(8, int(rate * 0.02))))
     # Warm-up at the same rate, not measured (JIT-free Python still has caches, pools and connections to fill).
-    samples, errors, lags, tasks = [], {}, [], set()
+    samples, lags, tasks = [], [], set()
+    errors: dict[str, int] = {}
     loop = asyncio.get_running_loop()
     n_warm, n = int(rate * warmup), int(rate * (warmup + duration))
     t0 = time.perf_counter() + 0.05
@@ -291,7 +292,8 @@ async def run_open(target, rate: float, duration: float, warmup: float) -> dict:
 
 async def run_closed(target, concurrency: int, duration: float, warmup: float) -> dict:
     await target.prewarm(concurrency)
-    samples, errors = [], {}
+    samples = []
+    errors: dict[str, int] = {}
     t_start = time.perf_counter()
     t_measure, t_end = t_start + warmup, t_start + warmup + duration
 
@@ -383,7 +385,7 @@ def main() -> int:
     cpu = os.environ.get("BENCH_LOADGEN_CPU")
     if cpu:
         os.sched_setaffinity(0, {int(cpu)})
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     try:
         import uvloop

@@ -62,7 +62,7 @@ def start(port: int, cpus, log_dir: Path) -> Proc:
     server = ensure_installed()
     p = Proc(
         "portkey",
-        [shutil.which("node"), "--import", SHIM.as_uri(), str(server), f"--port={port}", "--headless"],
+        [shutil.which("node") or "node", "--import", SHIM.as_uri(), str(server), f"--port={port}", "--headless"],
         cpus=cpus,
         log_dir=log_dir,
         cwd=DIR,

@@ -111,13 +111,15 @@ class LoadGen:
             text=True,
             start_new_session=True,
         )
+        assert self.p.stdin is not None and self.p.stdout is not None  # both PIPE
+        self.stdin, self.stdout = self.p.stdin, self.p.stdout
 
     def _send(self, obj) -> None:
-        self.p.stdin.write(json.dumps(obj) + "\n")
-        self.p.stdin.flush()
+        self.stdin.write(json.dumps(obj) + "\n")
+        self.stdin.flush()
 
     def _read(self) -> str:
-        line = self.p.stdout.readline()
+        line = self.stdout.readline()
         if not line:
             raise RuntimeError(f"load generator died (rc={self.p.poll()}); see loadgen.log")
         return line
@@ -137,8 +139,8 @@ class LoadGen:
             out = json.loads(line)
             raise RuntimeError(f"load generator: {out.get('fatal', out)}")
         peak = at_peak()
-        self.p.stdin.write("go\n")
-        self.p.stdin.flush()
+        self.stdin.write("go\n")
+        self.stdin.flush()
         out = json.loads(self._read())
         if "fatal" in out:
             raise RuntimeError(f"load generator: {out['fatal']}")
@@ -146,7 +148,7 @@ class LoadGen:
 
     def close(self) -> None:
         try:
-            self.p.stdin.close()
+            self.stdin.close()
             self.p.wait(10)
         except (OSError, subprocess.TimeoutExpired):
             self.p.kill()
@@ -370,7 +372,7 @@ class Bench:
         """path name → (loadgen target, process whose CPU/RSS is measured, baseline path name)."""
         m = self.messages
         gw_body = {"model": None, "messages": m, "max_tokens": TOKENS, "stream": stream}
-        out = {}
+        out: dict[str, tuple[dict, Proc | None, str]] = {}
         tproc, tep = self.up[f"triton-{variant}"]
         oproc, oep = self.up[f"openai-{variant}"]
         out["direct/triton"] = (
@@ -492,7 +494,7 @@ class Bench:
         p, best = self.prof, {}
         for path, (target, proc, _) in targets.items():
 
-            def one():
+            def one(path=path, target=target, proc=proc):  # bound now (called at once, by _guard)
                 cpu0 = proc.cpu_s()
                 res = self._lg(target).run(
                     {
@@ -542,7 +544,7 @@ class Bench:
                     print(f"  latency {path:<18} @{rate:>5} req/s  skipped (capacity {cap:.0f} req/s)", flush=True)
                     continue
 
-                def one():
+                def one(path=path, target=target, proc=proc, rate=rate):  # bound now (called at once, by _guard)
                     cpu0 = proc.cpu_s()
                     res = self._lg(target).run(
                         {"mode": "open", "target": target, "rate": rate, "duration": p.duration, "warmup": p.warmup}
@@ -580,9 +582,9 @@ class Bench:
     def measure_streams(self, targets) -> None:
         p = self.prof
         res_by = {}
-        for path, (target, proc, _) in targets.items():
+        for path, (target, _proc, _) in targets.items():
 
-            def one():
+            def one(path=path, target=target):  # bound now (called at once, by _guard)
                 res = self._lg(target).run(
                     {
                         "mode": "open",
@@ -627,7 +629,7 @@ class Bench:
             if not path.startswith(("gateway/", "litellm/", "portkey/")):
                 continue
 
-            def one():
+            def one(path=path, target=target, proc=proc):  # bound now (called at once, by _guard)
                 idle = proc.rss_mb()
                 res = self.lg.hold({"target": target, "concurrency": n}, lambda: {"rss_mb": round(proc.rss_mb(), 1)})
                 res.update(path=path, rss_idle_mb=round(idle, 1))
@@ -674,15 +676,14 @@ class Bench:
             # gRPC client's cost is where it would be through the gateway, and only what the gateway adds shows.
             self.lg_grpc = LoadGen(min(self.gw_cpus) if self.gw_cpus else None, self.tmp)
             fast = self.targets("fast", False)
-            print("max throughput (closed loop, %d connections):" % self.prof.concurrency, flush=True)
+            print(f"max throughput (closed loop, {self.prof.concurrency} connections):", flush=True)
             cap = self.measure_throughput(fast)
             print("added latency (open loop):", flush=True)
             self.measure_latency(fast, cap)
-            print("streams (fixed %.0f ms/token upstream):" % (self.prof.stream_delay * 1000), flush=True)
+            print(f"streams (fixed {self.prof.stream_delay * 1000:.0f} ms/token upstream):", flush=True)
             self.measure_streams(self.targets("delay", True))
             print(
-                "memory at %d concurrent streams (%.0f ms/token upstream):"
-                % (self.prof.hold, self.prof.slow_delay * 1000)
+                f"memory at {self.prof.hold} concurrent streams ({self.prof.slow_delay * 1000:.0f} ms/token upstream):"
             )
             self.measure_rss(self.targets("slow", True))
             if self.args.workers_scaling and not self.args.quick:
@@ -725,7 +726,7 @@ PEERS = ("litellm", "portkey")  # every target is a ratio against each peer that
 
 
 def targets_status(r: dict) -> dict:
-    """Where we stand against the bar in DESIGN.md (None: not measured in this run)."""
+    """Where we stand against the targets of docs/benchmarks.md, "Against the targets" (None: not measured)."""
     ov = {(o["path"], o["offered_rps"]): o for o in r["overhead"]}
     tp = {t["path"]: t["throughput_rps"] for t in r["throughput"] if t.get("workers", 1) == 1}
     so = {s["path"]: s for s in r["stream_overhead"]}

@@ -11,6 +11,7 @@ Markers in the prompt steer it, like the stand-in's: ``[fake:refuse]`` (unreacha
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncGenerator, Callable
 
@@ -47,6 +48,7 @@ class FakeBackend:
         self.started = False
         self.outstanding = 0
         self.requests: list[GenRequest | ImageRequest] = []  # what reached this engine, in order
+        self.gate: asyncio.Event | None = None  # when set: every generation waits for it (a busy engine)
 
     @property
     def capabilities(self) -> Capabilities | None:
@@ -96,6 +98,8 @@ class FakeBackend:
     async def generate(self, req: GenRequest) -> GenResult:
         self.requests.append(req)
         self.check(req)
+        if self.gate is not None:
+            await self.gate.wait()
         tokens = self._tokens(req)
         die = self._die_after(req)
         if die is not None:
@@ -113,6 +117,8 @@ class FakeBackend:
         assembly = Assembly(req)
         self.outstanding += 1
         try:
+            if self.gate is not None:
+                await self.gate.wait()
             for i, token in enumerate(tokens):
                 if die is not None and i == die:
                     raise _fail(BackendError, f"{self.endpoint}: the engine died", partial=i > 0)
@@ -138,12 +144,14 @@ class FakeBackend:
 
 def fake_backends(
     made: dict[str, FakeBackend] | None = None,
+    capabilities: dict[Task, Capabilities] | None = None,
 ) -> Callable[[Model], Callable[[str], Backend]]:
-    """`create_app(..., backends=...)`: a FakeBackend per endpoint with the model's task's capabilities; `made`
-    collects them by endpoint (to look at the requests they received)."""
+    """`create_app(..., backends=...)`: a FakeBackend per endpoint with the model's task's capabilities (or those
+    given per task); `made` collects them by endpoint (to look at the requests they received)."""
+    by_task = {Task.image_generation: IMAGES, Task.vision_chat: VISION, **(capabilities or {})}
 
     def for_model(model: Model) -> Callable[[str], Backend]:
-        caps = {Task.image_generation: IMAGES, Task.vision_chat: VISION}.get(model.task, TEXT)
+        caps = by_task.get(model.task, TEXT)
 
         def make(endpoint: str) -> Backend:
             backend = FakeBackend(endpoint, caps)

@@ -1,4 +1,4 @@
-"""A real PostgreSQL server (Debian's `postgresql` package, installed by .ci/run) in a temporary cluster on a free
+"""A real PostgreSQL server (Debian's `postgresql` package, installed by ./dev test) in a temporary cluster on a free
 loopback port, for tests and the chaos run. Root cannot run postgres, so as root the cluster belongs to the
 `postgres` system user the package creates."""
 
@@ -14,7 +14,7 @@ import tempfile
 
 def _bindir() -> str:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    assert found, "PostgreSQL is required: apt-get install -y postgresql (.ci/run does)"
+    assert found, "PostgreSQL is required: apt-get install -y postgresql (./dev test does)"
     return os.path.dirname(found[-1])
 
 

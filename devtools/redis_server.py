@@ -1,8 +1,10 @@
-"""A real redis-server on a free loopback port, for tests and the soak (installed by .ci/run from Debian's packages)."""
+"""A real redis-server on a free loopback port, for tests and the soak (Debian's `redis-server`, installed by
+./dev test)."""
 
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -11,10 +13,17 @@ import time
 class RedisServer:
     def __init__(self, tmp_path):
         exe = shutil.which("redis-server")
-        assert exe, "redis-server is required: apt-get install -y redis-server (.ci/run does)"
+        assert exe, "redis-server is required: apt-get install -y redis-server (./dev test does)"
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
+        self.exe, self.dir = exe, tmp_path
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.start()
+
+    def start(self) -> None:
+        """A fresh server on the same port (after stop(): a Redis restarted without persistence, its data gone)."""
+        exe, tmp_path = self.exe, self.dir
         self.proc = subprocess.Popen(
             [
                 exe,
@@ -32,7 +41,6 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        self.url = f"redis://127.0.0.1:{self.port}/0"
         deadline = time.time() + 10
         while time.time() < deadline:
             try:
@@ -45,5 +53,14 @@ class RedisServer:
         raise RuntimeError("redis-server did not start")
 
     def stop(self) -> None:
-        self.proc.terminate()
+        if self.proc.poll() is None:
+            self.resume()  # a stopped process cannot act on SIGTERM
+            self.proc.terminate()
         self.proc.wait(10)
+
+    def pause(self) -> None:
+        """SIGSTOP: connections are accepted by the kernel, nothing is ever answered (a hung Redis)."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.proc.send_signal(signal.SIGCONT)

@@ -22,6 +22,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import cast
 
 import httpx
 import redis
@@ -58,7 +59,8 @@ def wait_http(url: str, timeout: float = 20) -> None:
 
 class Engine:
     def __init__(self, port: int, workdir: Path):
-        self.port, self.workdir, self.proc = port, workdir, None
+        self.port, self.workdir = port, workdir
+        self.proc: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
@@ -79,17 +81,19 @@ class Engine:
             stderr=subprocess.DEVNULL,
             text=True,
         )
-        if not self.proc.stdout.readline():
+        if self.proc.stdout is None or not self.proc.stdout.readline():
             raise RuntimeError("stand-in did not start")
 
     def kill(self) -> None:
+        assert self.proc is not None, "kill() before start()"
         self.proc.kill()
         self.proc.wait()
 
 
 class Replica:
     def __init__(self, name: str, workdir: Path, redis_url: str):
-        self.name, self.port, self.proc = name, free_port(), None
+        self.name, self.port = name, free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
         self.workdir, self.redis_url = workdir, redis_url
         self.url = f"http://127.0.0.1:{self.port}"
         self.usage_log = workdir / f"usage-{name}.jsonl"
@@ -122,6 +126,10 @@ class Replica:
                 "0",
                 "--metrics-port",
                 "0",
+                # the soak checks the Redis totals exactly: a loaded machine must not make a healthy Redis look
+                # hung (the hang policy has its own test: test_limits.py)
+                "--redis-timeout",
+                "5",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -138,8 +146,9 @@ class Replica:
 class Traffic:
     """Workers sending a mix of requests to random replicas; each outcome is classified."""
 
-    def __init__(self, replicas: list[Replica], deadline: float, max_requests: int, seed: int):
-        self.replicas, self.deadline, self.max_requests = replicas, deadline, max_requests
+    def __init__(self, replicas: list[Replica], max_requests: int, seed: int):
+        self.replicas, self.max_requests = replicas, max_requests
+        self.stopped = threading.Event()  # set by run() once the chaos is over and enough was sent
         self.lock = threading.Lock()
         self.sent = 0
         self.outcomes: Counter = Counter()
@@ -150,7 +159,7 @@ class Traffic:
 
     def _take(self) -> bool:
         with self.lock:
-            if self.sent >= self.max_requests or time.time() >= self.deadline:
+            if self.sent >= self.max_requests or self.stopped.is_set():
                 return False
             self.sent += 1
             return True
@@ -235,11 +244,19 @@ class Traffic:
 
 
 def chaos(
-    traffic: Traffic, engines: list[Engine], replicas: list[Replica], until: float, rng: random.Random, every: float
+    traffic: Traffic,
+    engines: list[Engine],
+    replicas: list[Replica],
+    until: float,
+    rng: random.Random,
+    every: float,
+    min_kills: int = 0,
 ) -> None:
+    """An engine SIGKILLed every `every` s until `until` and at least `min_kills` times (a loaded machine makes
+    restarts slow: the run lasts longer instead of doing less), one gateway replica half-way through."""
     gateway_killed = False
     start = time.time()
-    while time.time() < until - every:
+    while time.time() < until - every or traffic.engine_kills < min_kills:
         time.sleep(every)
         victim = rng.choice(engines)
         victim.kill()
@@ -257,7 +274,17 @@ def chaos(
             traffic.down.discard(replica.name)
 
 
-def run(duration: float, max_requests: int, workers: int, chaos_every: float, seed: int) -> dict:
+def run(
+    duration: float,
+    max_requests: int,
+    workers: int,
+    chaos_every: float,
+    seed: int,
+    min_requests: int = 0,
+    min_kills: int = 0,
+) -> dict:
+    """Traffic for `duration` s, and on until the chaos did at least `min_kills` engine kills and `min_requests`
+    were sent (bounded at 4 x duration), so the checks do not depend on how fast a loaded machine is."""
     rng = random.Random(seed)
     workdir = Path(tempfile.mkdtemp(prefix="modelsvc-soak-"))
     redis_server = RedisServer(workdir)
@@ -273,13 +300,20 @@ def run(duration: float, max_requests: int, workers: int, chaos_every: float, se
     for r in replicas:
         r.start()
     t0 = time.time()
-    traffic = Traffic(replicas, t0 + duration, max_requests, seed)
+    traffic = Traffic(replicas, max_requests, seed)
     threads = [threading.Thread(target=traffic.worker, args=(seed + i,)) for i in range(workers)]
-    chaos_thread = threading.Thread(target=chaos, args=(traffic, engines, replicas, t0 + duration, rng, chaos_every))
+    chaos_thread = threading.Thread(
+        target=chaos, args=(traffic, engines, replicas, t0 + duration, rng, chaos_every, min_kills)
+    )
     for t in threads + [chaos_thread]:
         t.start()
+    hard_end = t0 + 4 * duration
+    chaos_thread.join(max(0.0, hard_end - time.time()))
+    while (time.time() < t0 + duration or traffic.sent < min_requests) and time.time() < hard_end:
+        time.sleep(0.1)
+    traffic.stopped.set()
     for t in threads + [chaos_thread]:
-        t.join(duration + 120)
+        t.join(120)
     elapsed = time.time() - t0
     for r in replicas:
         r.stop()  # graceful: flushes usage logs and pending totals
@@ -293,7 +327,8 @@ def run(duration: float, max_requests: int, workers: int, chaos_every: float, se
     ids = [rec["request_id"] for rec in records]
     ok_records = {rec["request_id"] for rec in records if rec["status"] == "ok"}
     store = redis.Redis.from_url(redis_server.url)
-    redis_requests = sum(int(store.get(k) or 0) for k in store.keys("modelsvc:usage:*:requests"))
+    keys = cast(list[bytes], store.keys("modelsvc:usage:*:requests"))  # (redis-py types sync and async as one)
+    redis_requests = sum(int(cast(bytes | None, store.get(k)) or 0) for k in keys)
     redis_server.stop()
     unexpected = {
         k: v
@@ -328,9 +363,19 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=6)
     p.add_argument("--chaos-every", type=float, default=6.0, help="seconds between engine kills")
     p.add_argument("--seed", type=int, default=7)
+    p.add_argument("--min-requests", type=int, default=0, help="go on past --duration until this many were sent")
+    p.add_argument("--min-engine-kills", type=int, default=0, help="go on past --duration until this many kills")
     p.add_argument("--json", help="write the report here too")
     args = p.parse_args(argv)
-    report = run(min(args.duration, 3600), args.max_requests, args.workers, args.chaos_every, args.seed)
+    report = run(
+        min(args.duration, 3600),
+        args.max_requests,
+        args.workers,
+        args.chaos_every,
+        args.seed,
+        args.min_requests,
+        args.min_engine_kills,
+    )
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:

@@ -51,8 +51,6 @@ def settings_from(values: Mapping[str, Any]) -> Any:
                 images[s.field.split(".", 1)[1]] = values[s.name]
             else:
                 kw[s.field] = values[s.name]
-    if kw.get("metrics_host") is None:  # the internal port follows the API's --host unless set
-        kw["metrics_host"] = values.get("host")
     if images:
         kw["images"] = ImagePolicy(**{**_IMAGE_DEFAULTS, **images})
     return Settings(**kw)

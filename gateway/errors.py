@@ -108,11 +108,13 @@ class InvalidEdit(InvalidRequest):
 
     code = "invalid_edit"
 
-    def __init__(self, message: str, *, param: str | None = None, problems: list[dict] | None = None) -> None:
+    def __init__(
+        self, message: str, *, param: str | None = None, problems: list[dict[str, object]] | None = None
+    ) -> None:
         super().__init__(message, param=param)
         self.problems = problems or []
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, object]:  # type: ignore[override]  # adds "problems" beside "error"
         return {**super().body(), "problems": self.problems}
 
 
@@ -204,6 +206,13 @@ class StoreUnavailable(GatewayError):
 
 
 # -- the gateway's own state (5xx) -------------------------------------------------------------------------------------
+class ImagesBusy(GatewayError):
+    """The image bytes the process may hold at once (fetched for requests in flight) are spent: retry shortly."""
+
+    status = 503
+    code = "images_busy"
+
+
 class ShuttingDown(GatewayError):
     """The gateway stopped at the end of its shutdown grace with this request still running."""
 

@@ -17,12 +17,12 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from modelsvc.catalog import Backend, Key, Model, Service
+from modelsvc.catalog import Backend, Key, Model, Service, Task
 from modelsvc.catalog.chat_templates import takes_tools
 from modelsvc.catalog.families import END_TOKENS, tool_parser
 from modelsvc.catalog.model import ToolParser
 
-from . import image_fetch, params
+from . import params
 from .auth import authorize
 from .backends.base import Capabilities, Delta, GenRequest, GenResult, ImageRequest, Sampling, Work
 from .balancer import Instance, InstancePool
@@ -36,6 +36,8 @@ from .errors import (
     StoreUnavailable,
     UnsupportedParameter,
 )
+from .image_fetch import ImageBytes
+from .image_fetch import check as check_images
 from .limits import Admission
 from .prompt import mistral_id, render_chat
 from .responses import ResponsesRequest, responses_request, validated
@@ -94,6 +96,7 @@ class Call:
     instance: str = ""
     admission: Admission = field(default_factory=Admission)
     work: Work = field(default_factory=Work)  # what the engine did so far (backends update it)
+    images: ImageBytes = field(default_factory=ImageBytes)  # fetched image bytes held until the request is done
     req: GenRequest | None = None
     recorded: bool = False
     reading: Reading | None = None  # how the model's raw text is read (tool calls, reasoning); None: as it is
@@ -115,6 +118,8 @@ class Call:
             self.instance or "-",
             e.message,
         )
+        if isinstance(e, InvalidRequest):  # the engine refused the caller's input: their error to fix, not billed
+            return
         # No instance could be reached: nothing was sent, nothing to meter but the attempt.
         reached = not (isinstance(e, BackendUnavailable) and not _partial(e))
         self.record("error", error=e.code or type(e).__name__, reached=reached)
@@ -184,11 +189,18 @@ async def run(call: Call, respond: Respond) -> dict[str, Any] | None:
     if call.endpoint == "responses":
         await _responses_history(call)
     req, shape = _prepare(call)
-    if req.image_urls and call.model.backend is Backend.triton:
-        # Triton engines get image bytes, never a URL to fetch (gateway/image_fetch.py); openai upstreams get the
-        # caller's messages as they are.
-        req.image_urls = await image_fetch.inline_images(req.image_urls, call.runtime.settings.images)
+    # Everything that can be refused without work is, before the limits are touched and before any outbound fetch:
+    # the parameters (above), what the model cannot honour, the number and inline size of the images.
+    _check(call, req)
+    fetch = bool(req.image_urls) and call.model.backend is Backend.triton
+    if fetch:
+        check_images(req.image_urls, call.runtime.settings.images)
     async with _admitted(call, call.stream):
+        if fetch:
+            # Triton engines get image bytes, never a URL to fetch (gateway/image_fetch.py); openai upstreams get
+            # the caller's messages as they are.
+            call.images = ImageBytes(call.runtime.images)
+            req.image_urls = await call.runtime.images.inline(req.image_urls, call.images)
         if not call.stream:
             body = shape.body(await _complete(call, req))
             await _store(call, shape)
@@ -253,6 +265,7 @@ async def _admitted(call: Call, stream: bool) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        call.images.release()
         if task is not None:
             rt.requests.discard(task)
         if call.admission.stream_keys:
@@ -328,6 +341,8 @@ def _chat_request(call: Call, p: params.ChatParams) -> GenRequest:
         bos_token=caps.bos_token if caps else None,
         eos_token=caps.eos_token if caps else None,
         model=call.service.model if caps is not None else "",
+        special_tokens=caps.special_tokens if caps else frozenset(),
+        placeholder=params.IMAGE_PLACEHOLDER if m.task is Task.vision_chat else None,
         tools=[t.as_template_tool() for t in tools.tools] if tools.offered else None,
         id_map=mistral_id if parser is ToolParser.mistral else None,
     )
@@ -385,16 +400,13 @@ def _check(call: Call, req: GenRequest) -> None:
             return
 
 
-async def _on_instance(
-    call: Call, attempt: Callable[[Instance], Awaitable[Any]], *, record_invalid: bool = True
-) -> Any:
+async def _on_instance(call: Call, attempt: Callable[[Instance], Awaitable[Any]]) -> Any:
     """pool.run for a one-answer request, metering every way it can end but success (the caller records that)."""
     t = time.perf_counter()
     try:
         return await call.pool.run(attempt, retryable=_retryable_unary)
     except GatewayError as e:
-        if record_invalid or not isinstance(e, InvalidRequest):
-            call.failed(e)
+        call.failed(e)
         raise
     except asyncio.CancelledError:
         if (err := call.interrupted()) is None:
@@ -405,8 +417,7 @@ async def _on_instance(
 
 
 async def _complete(call: Call, req: GenRequest) -> GenResult:
-    """Non-streaming chat.completions / completions."""
-    _check(call, req)
+    """Non-streaming chat.completions / completions (the parameters were checked before admission)."""
 
     async def attempt(inst: Instance) -> GenResult:
         call.instance = inst.endpoint
@@ -437,8 +448,8 @@ class _Stream:
 
 async def _open_stream(call: Call, req: GenRequest) -> _Stream:
     """Start the backend stream and wait for its first piece, so that a failure before any byte reached the caller
-    can still be retried elsewhere or answered with a plain JSON error."""
-    _check(call, req)
+    can still be retried elsewhere or answered with a plain JSON error (the parameters were checked before
+    admission)."""
 
     async def first_piece(
         inst: Instance,
@@ -571,6 +582,6 @@ async def _images(call: Call) -> dict[str, Any]:
             )
         return await inst.backend.generate_images(req)
 
-    pngs = await _on_instance(call, attempt, record_invalid=False)
+    pngs = await _on_instance(call, attempt)
     call.record("ok")
     return images_body(call.created, pngs)

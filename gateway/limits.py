@@ -8,8 +8,14 @@ Concurrent streams are leases, not a counter: one member per open stream in a so
 heartbeat. The replica holding a stream renews it every LEASE_TTL_S / 3; a lease not renewed for LEASE_TTL_S (its
 replica was killed) stops counting on its own. Admission prunes stale leases, counts and adds atomically (Lua).
 
-Redis unreachable (docs/reliability.md): the per-minute windows fail open (served, logged), the stream leases
-fail closed (503 limit_store_unavailable): an unbounded number of long streams is what the limit exists to stop.
+Redis unreachable or hanging (docs/reliability.md): the per-minute windows fail open (served, logged), the stream
+leases fail closed (503 limit_store_unavailable): an unbounded number of long streams is what the limit exists to
+stop. Every Redis call has a deadline (`--redis-timeout`, 0.25 s: connect, socket reads and writes, scripts), and
+after a failure the store is left alone for STORE_RETRY_S, so the policy applies at once instead of costing every
+request its own timeout; a request waits on a broken store at most one deadline.
+
+A Redis that lost its data (restarted without persistence) forgets the leases: the renewal re-adds this replica's
+running streams (and says so), so they count again within one renewal period.
 """
 
 from __future__ import annotations
@@ -32,6 +38,8 @@ log = logging.getLogger("gateway.limits")
 WINDOW_S = 60
 LEASE_TTL_S = 45.0  # a stream lease not renewed for this long (its replica died) stops counting
 STORE_ERRORS = (RedisError, OSError, asyncio.TimeoutError)
+STORE_TIMEOUT_S = 0.25  # every Redis call (connect, command, script): the bound on a request's wait for the store
+STORE_RETRY_S = 1.0  # after a failure, the store is not tried again for this long (the policy applies at once)
 
 # KEYS[1] the lease set; ARGV: ttl, limit, member. Scores are Redis's own clock: replicas' clocks never matter.
 _ACQUIRE = """
@@ -43,12 +51,18 @@ redis.call('ZADD', KEYS[1], now, ARGV[3])
 redis.call('EXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1]) * 2))
 return 1
 """
-# KEYS: lease sets, ARGV: their members (pairwise); only leases still present are renewed (XX).
+# KEYS: lease sets, ARGV: ttl, then their members (pairwise). Re-adds what is missing (a Redis that lost its data
+# forgot the leases of streams still running) and returns how many were; a lease released while its renewal was in
+# flight is removed again by the releasing side (Limiter._renew_loop).
 _RENEW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-for i, key in ipairs(KEYS) do redis.call('ZADD', key, 'XX', now, ARGV[i]) end
-return #KEYS
+local added = 0
+for i, key in ipairs(KEYS) do
+  added = added + redis.call('ZADD', key, now, ARGV[i + 1])
+  redis.call('EXPIRE', key, math.ceil(tonumber(ARGV[1]) * 2))
+end
+return added
 """
 
 
@@ -69,11 +83,11 @@ class MemoryLeases:
         leases[member] = now
         return True
 
-    async def renew(self, held: list[tuple[str, str]]) -> None:
+    async def renew(self, held: list[tuple[str, str]]) -> int:
         now = time.monotonic()
         for key, member in held:
-            if member in self.sets.get(key, {}):
-                self.sets[key][member] = now
+            self.sets.setdefault(key, {})[member] = now
+        return 0
 
     async def release(self, key: str, member: str) -> None:
         self.sets.get(key, {}).pop(member, None)
@@ -89,18 +103,33 @@ class RedisLeases:
     async def acquire(self, key: str, member: str, limit: int) -> bool:
         return bool(await self._acquire(keys=[key], args=[self.ttl, limit, member]))
 
-    async def renew(self, held: list[tuple[str, str]]) -> None:
-        if held:
-            await self._renew(keys=[k for k, _ in held], args=[m for _, m in held])
+    async def renew(self, held: list[tuple[str, str]]) -> int:
+        """Renew (re-adding any the store lost); returns how many had to be re-added."""
+        if not held:
+            return 0
+        return int(await self._renew(keys=[k for k, _ in held], args=[self.ttl, *(m for _, m in held)]))
 
     async def release(self, key: str, member: str) -> None:
         await self.client.zrem(key, member)
 
 
-def make_store(redis_url: str | None):
-    if redis_url:
-        return Cache.from_url(redis_url)
-    return SimpleMemoryCache()
+def make_store(redis_url: str | None, timeout_s: float = STORE_TIMEOUT_S):
+    """aiocache over Redis with a deadline on everything: aiocache's own per-operation timeout (5 s by default: every
+    rate-limited request stalled that long on a hung Redis) and redis-py's connect and socket timeouts, which the
+    lease scripts (called on the client directly) need too."""
+    if not redis_url:
+        return SimpleMemoryCache()
+    store = Cache.from_url(redis_url)  # parses host, port, db and password as before
+    return Cache(
+        Cache.REDIS,
+        endpoint=store.endpoint,
+        port=store.port,
+        db=store.db,
+        password=store.password,
+        timeout=timeout_s,
+        create_connection_timeout=timeout_s,
+        connection_pool_kwargs={"socket_timeout": timeout_s},
+    )
 
 
 @dataclass
@@ -123,9 +152,15 @@ class Limiter:
         self._heartbeat: asyncio.Task | None = None
         self._pending: set[asyncio.Task] = set()
         self._warned = 0.0
+        self._down_until = 0.0  # the store failed: not tried again before this (monotonic)
+
+    @property
+    def store_down(self) -> bool:
+        return time.monotonic() < self._down_until
 
     def _store_down(self, e: BaseException) -> None:
         now = time.monotonic()
+        self._down_until = now + STORE_RETRY_S
         if now - self._warned > 10:  # one line per 10 s, not one per request
             self._warned = now
             log.warning(
@@ -162,22 +197,26 @@ class Limiter:
 
     async def _admit_one(self, adm: Admission, name: str, lim: Limits, window: int, reset: int, stream: bool) -> None:
         what = "key" if name.startswith("key:") else "service"
-        try:
-            await self._windows(adm, name, what, lim, window, reset)
-        except STORE_ERRORS as e:  # fail open: a Redis outage must not take the API down with it
-            self._store_down(e)
+        if not self.store_down:
+            try:
+                await self._windows(adm, name, what, lim, window, reset)
+            except STORE_ERRORS as e:  # fail open: a Redis outage must not take the API down with it
+                self._store_down(e)
         if stream and lim.max_concurrent_streams is not None:
             skey = f"{self.ns}:streams:{name}"
             adm.lease_id = adm.lease_id or uuid.uuid4().hex
+            unavailable = LimitStoreUnavailable(
+                f"this {what} limits concurrent streams and the gateway cannot reach its limit store right now; "
+                "retry shortly, or send the request without 'stream'",
+                headers={"retry-after": "5"},
+            )
+            if self.store_down:  # fail closed at once: it failed moments ago
+                raise unavailable
             try:
                 ok = await self.leases.acquire(skey, adm.lease_id, lim.max_concurrent_streams)
             except STORE_ERRORS as e:  # fail closed: no lease others can see, no stream
                 self._store_down(e)
-                raise LimitStoreUnavailable(
-                    f"this {what} limits concurrent streams and the gateway cannot reach its limit store right now; "
-                    "retry shortly, or send the request without 'stream'",
-                    headers={"retry-after": "5"},
-                ) from None
+                raise unavailable from None
             if not ok:
                 raise RateLimited(
                     f"too many concurrent streams for this {what} (at most "
@@ -222,6 +261,28 @@ class Limiter:
                     headers={**adm.headers, "retry-after": str(reset)},
                 )
 
+    async def throttle(self, name: str, per_minute: int, what: str) -> None:
+        """At most per_minute calls per calendar minute for `name` (0: unlimited): 429 past it. Fails open, like the
+        request windows."""
+        if not per_minute or self.store_down:
+            return
+        window, reset = self._window(time.time())
+        try:
+            used = await self._incr(f"{self.ns}:throttle:{name}:{window}", 1, 2 * WINDOW_S)
+        except STORE_ERRORS as e:
+            self._store_down(e)
+            return
+        if used > per_minute:
+            raise RateLimited(
+                f"rate limit reached for {what}: {per_minute} per minute per API key; retry in {reset}s",
+                headers={
+                    "retry-after": str(reset),
+                    "x-ratelimit-limit-requests": str(per_minute),
+                    "x-ratelimit-remaining-requests": "0",
+                    "x-ratelimit-reset-requests": f"{reset}s",
+                },
+            )
+
     def _ensure_heartbeat(self) -> None:
         if self._heartbeat is None or self._heartbeat.done():
             self._heartbeat = asyncio.ensure_future(self._renew_loop())
@@ -230,10 +291,25 @@ class Limiter:
         """Renew this process's stream leases while it holds any (a killed process stops renewing: they expire)."""
         while self._held:
             await asyncio.sleep(self.leases.ttl / 3)
+            held = list(self._held)
             try:
-                await self.leases.renew(list(self._held))
+                added = await self.leases.renew(held)
             except STORE_ERRORS as e:
                 self._store_down(e)
+                continue
+            if added:
+                log.warning(
+                    "limit store had lost %d of this replica's %d stream leases (restarted without its data?); "
+                    "added them back",
+                    added,
+                    len(held),
+                )
+            for skey, lease in held:  # released while the renewal was in flight: the renewal may have re-added it
+                if (skey, lease) not in self._held:
+                    try:
+                        await self.leases.release(skey, lease)
+                    except STORE_ERRORS as e:
+                        self._store_down(e)
 
     async def release(self, adm: Admission) -> None:
         keys, adm.stream_keys = adm.stream_keys, []
@@ -254,6 +330,9 @@ class Limiter:
     async def _spend(self, adm, key, service, prompt_tokens, completion_tokens) -> None:
         tokens = prompt_tokens + completion_tokens
         prefix = f"{self.ns}:usage:{service.id}:{key.id}"
+        if self.store_down:
+            log.warning("shared usage totals not updated: the limit store failed moments ago")
+            return
         try:
             await asyncio.gather(
                 *(self._incr(k, tokens, 2 * WINDOW_S) for k in adm.token_keys if tokens),
@@ -262,6 +341,8 @@ class Limiter:
                 self.store.increment(f"{prefix}:completion_tokens", completion_tokens),
             )
         except Exception as e:
+            if isinstance(e, STORE_ERRORS):
+                self._store_down(e)
             log.warning("could not update shared usage totals: %s", e)
 
     async def totals(self, service_id: str, key_id: str) -> dict[str, int]:

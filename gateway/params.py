@@ -156,6 +156,17 @@ def _include_usage(v: dict[str, Any], stream: bool) -> bool:
     return opts.get("include_usage", False)
 
 
+IMAGE_PLACEHOLDER = "<image>"  # the multimodal ensemble's (docs/triton-contract.md)
+
+
+def _caller_text(text: str, model: Model) -> str:
+    """On a vision model only the gateway places image placeholders: a caller's own spelling of one, in any content
+    form, is broken with a zero-width space (prompt.py neutralises the special tokens)."""
+    if model.task is Task.vision_chat and IMAGE_PLACEHOLDER in text:
+        return text.replace(IMAGE_PLACEHOLDER, IMAGE_PLACEHOLDER[0] + "\u200b" + IMAGE_PLACEHOLDER[1:])
+    return text
+
+
 def _tool_calls(calls: Any, where: str) -> list[dict[str, Any]]:
     """An assistant message's tool_calls, checked ({id, type: function, function: {name, arguments}})."""
     if not isinstance(calls, list):
@@ -184,10 +195,7 @@ def _text_parts(content: list, where: str, model: Model, images: list[str]) -> s
         pwhere = f"{where}.content[{j}]"
         kind = part.get("type") if isinstance(part, dict) else None
         if kind == "text" and isinstance(part.get("text"), str):
-            text = part["text"]
-            if model.task is Task.vision_chat:  # only the gateway places image placeholders
-                text = text.replace("<image>", "<\u200bimage>")
-            texts.append(text)
+            texts.append(_caller_text(part["text"], model))
         elif kind == "image_url":
             if model.task is not Task.vision_chat:
                 raise InvalidRequest(
@@ -204,7 +212,7 @@ def _text_parts(content: list, where: str, model: Model, images: list[str]) -> s
                     code="invalid_value",
                 )
             images.append(url)
-            texts.append("<image>")  # the multimodal ensemble's placeholder
+            texts.append(IMAGE_PLACEHOLDER)
         else:
             raise InvalidRequest(
                 f"'{pwhere}' must be a text or image_url content part", param=pwhere, code="invalid_value"
@@ -231,7 +239,7 @@ def _messages(messages: list, model: Model) -> tuple[tuple[dict, ...], tuple[str
         if content is None and role == "assistant":
             content = ""
         if isinstance(content, str):
-            text = content
+            text = _caller_text(content, model)
         elif isinstance(content, list):
             text = _text_parts(content, where, model, images)
         else:

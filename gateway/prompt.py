@@ -38,7 +38,8 @@ DEFAULT_TEMPLATE = (
 
 # Control strings of the known model families. A caller who types one into a message must not be able to close
 # their turn and open a system turn of their own ("prompt injection by role marker"): the tokenizer would read the
-# string as the special token itself. The model's own list (tokenizer_config.json) can be passed instead.
+# string as the special token itself. The model's own tokens (its checkpoint's tokenizer files: every special token,
+# and every added token its chat template writes; infra/modelrepo/tokenizer.py) are added to these.
 DEFAULT_SPECIAL_TOKENS = (
     # ChatML (Qwen, many fine-tunes), GPT-style end of text
     "<|im_start|>",
@@ -68,35 +69,82 @@ DEFAULT_SPECIAL_TOKENS = (
     "[/AVAILABLE_TOOLS]",
     "[TOOL_RESULTS]",
     "[/TOOL_RESULTS]",
-    # Gemma
+    # Gemma (3: images too)
     "<start_of_turn>",
     "<end_of_turn>",
     "<bos>",
     "<eos>",
+    "<start_of_image>",
+    "<end_of_image>",
+    "<image_soft_token>",
     # Phi-3
     "<|system|>",
     "<|user|>",
     "<|assistant|>",
     "<|end|>",
+    # GLM-4
+    "[gMASK]",
+    "[sMASK]",
+    "[MASK]",
+    "<sop>",
+    "<eop>",
+    # Qwen 2.5 tool calls, DeepSeek-R1 reasoning
+    "<tool_call>",
+    "</tool_call>",
+    "<think>",
+    "</think>",
 )
-# Any "<|name|>" is reserved in the families above (Llama 3's <|reserved_special_token_N|>, Phi's <|placeholderN|>).
-_RESERVED = re.compile(r"<\|[A-Za-z0-9_]{1,64}\|>")
+# Always reserved, whatever the list: any "<|name|>" (Llama 3's <|reserved_special_token_N|>, Phi's <|placeholderN|>,
+# Qwen's <|vision_start|> ...) and DeepSeek's full-width "<｜name｜>" (<｜User｜>, <｜tool▁calls▁begin｜> ...).
+_RESERVED = (r"<\|[A-Za-z0-9_]{1,64}\|>", r"<\uff5c[^\uff5c\s]{1,64}\uff5c>")
+# Where the listed tokens are looked for: the shapes nearly all of them have (one regex scan finds candidates, a set
+# lookup decides), then the few of other shapes spelled out.
+_SHAPES = (r"<[^<>\s]{1,64}>", r"\[[^\[\]\s]{1,64}\]")
 # U+200B ZERO WIDTH SPACE after the first character: the text reads the same to the model and to a person, but no
 # longer spells the special token, so the tokenizer encodes it as ordinary characters.
 ZWSP = "\u200b"
 
 
+class _Tokens:
+    """One token list, compiled: the regex that finds candidates and the set that decides."""
+
+    def __init__(self, tokens: frozenset[str]):
+        self.tokens = tokens
+        shaped = re.compile("|".join(_SHAPES))
+        others = sorted((t for t in tokens if not shaped.fullmatch(t)), key=len, reverse=True)
+        self.pattern = re.compile("|".join([re.escape(t) for t in others] + list(_RESERVED) + list(_SHAPES)))
+        self.starts = frozenset("<[\uff5c" + "".join(t[0] for t in others))
+        self.reserved = re.compile("|".join(_RESERVED))
+
+    def sub(self, m: re.Match) -> str:
+        found = m[0]
+        if found in self.tokens or self.reserved.fullmatch(found):
+            return found[0] + ZWSP + found[1:]
+        return found
+
+
 @lru_cache(maxsize=64)
-def _special_pattern(tokens: tuple[str, ...]) -> re.Pattern:
-    alternatives = sorted({t for t in tokens if t}, key=len, reverse=True)
-    return re.compile("|".join([_RESERVED.pattern] + [re.escape(t) for t in alternatives]))
+def _compiled(tokens: frozenset[str]) -> _Tokens:
+    return _Tokens(tokens)
 
 
-def neutralise(text: str, special_tokens: tuple[str, ...] = DEFAULT_SPECIAL_TOKENS) -> str:
+def neutralise(text: str, special_tokens: frozenset[str] | tuple[str, ...] = DEFAULT_SPECIAL_TOKENS) -> str:
     """Caller text with every special-token spelling broken by a zero-width space (see ZWSP)."""
-    if "<" not in text and "[" not in text and not any(t and t[0] in text for t in special_tokens):
+    tokens = _compiled(special_tokens if isinstance(special_tokens, frozenset) else frozenset(special_tokens))
+    if not any(c in text for c in tokens.starts):
         return text  # the common case: nothing that could start a token
-    return _special_pattern(tuple(special_tokens)).sub(lambda m: m[0][0] + ZWSP + m[0][1:], text)
+    return tokens.pattern.sub(tokens.sub, text)
+
+
+def usable_tokens(tokens) -> frozenset[str]:
+    """The tokens worth neutralising: at least two characters, no whitespace, not only letters and digits (a
+    special token that is a plain word or a newline would be broken everywhere it is written)."""
+    return frozenset(
+        t for t in tokens if isinstance(t, str) and len(t) >= 2 and not any(c.isspace() for c in t) and not t.isalnum()
+    )
+
+
+_DEFAULTS = usable_tokens(DEFAULT_SPECIAL_TOKENS)
 
 
 def _tojson(value: Any, ensure_ascii: bool = False, indent: int | None = None, separators=None, sort_keys=False) -> str:
@@ -129,7 +177,7 @@ def mistral_id(call_id: str) -> str:
     return "".join(out)
 
 
-def _neutral(value: Any, tokens: tuple[str, ...]) -> Any:
+def _neutral(value: Any, tokens: frozenset[str]) -> Any:
     """Every string of a JSON value (tool definitions, arguments) with special tokens neutralised."""
     if isinstance(value, str):
         return neutralise(value, tokens)
@@ -140,10 +188,13 @@ def _neutral(value: Any, tokens: tuple[str, ...]) -> Any:
     return value
 
 
-def _template_message(m: dict, tokens: tuple[str, ...], id_map: Callable[[str], str] | None) -> dict:
+def _template_message(
+    m: dict, tokens: frozenset[str], placeholder: str | None, id_map: Callable[[str], str] | None
+) -> dict:
     """One checked message as chat templates read it: tool-call arguments as objects (transformers' convention;
     Llama's and Qwen2.5's templates tojson them), ids as the model's template wants them."""
-    out = {**m, "content": neutralise(m["content"], tokens)} if isinstance(m.get("content"), str) else dict(m)
+    content = m.get("content")
+    out = {**m, "content": _safe_content(content, tokens, placeholder)} if isinstance(content, str) else dict(m)
     if "tool_calls" in m:
         calls = []
         for call in m["tool_calls"]:
@@ -175,6 +226,21 @@ def _compile(source: str):
     return _env.from_string(source)
 
 
+@lru_cache(maxsize=64)
+def _token_set(own: frozenset[str], bos: str | None, eos: str | None, placeholder: str | None) -> frozenset[str]:
+    """The tokens a model's messages are cleaned of (cached: a model's list can have thousands)."""
+    if not own and not bos and not eos and placeholder is None:
+        return _DEFAULTS
+    return (_DEFAULTS | usable_tokens(own | {t for t in (bos, eos) if t})) - {placeholder}
+
+
+def _safe_content(content: str, tokens: frozenset[str], placeholder: str | None) -> str:
+    if placeholder is None:
+        return neutralise(content, tokens)
+    # the placeholders the gateway put where image parts were (caller text spelling one was broken before)
+    return placeholder.join(neutralise(piece, tokens) for piece in content.split(placeholder))
+
+
 def render_chat(
     messages,
     template: str | None,
@@ -182,15 +248,18 @@ def render_chat(
     bos_token: str | None = None,
     eos_token: str | None = None,
     model: str = "",
-    special_tokens: tuple[str, ...] = DEFAULT_SPECIAL_TOKENS,
+    special_tokens=(),
+    placeholder: str | None = None,
     tools: list[dict] | None = None,
     id_map: Callable[[str], str] | None = None,
 ) -> str:
-    """Message contents are the caller's text: special tokens in them (the family defaults plus the model's own
-    bos/eos) are neutralised, so only the template writes role markers. `tools` (chat tool objects) are rendered
-    by the template, as transformers passes them (``tools=``); so are assistant tool calls and tool results."""
-    tokens = tuple(special_tokens) + tuple(t for t in (bos_token, eos_token) if t)
-    safe = [_template_message(m, tokens, id_map) for m in messages]
+    """Message contents are the caller's text: special tokens in them (the known families', the model's own
+    `special_tokens` and bos/eos) are neutralised, so only the template writes role markers. `placeholder`: the
+    vision placeholder the gateway itself put in the contents (params.py), kept as it is. `tools` (chat tool
+    objects) are rendered by the template, as transformers passes them (``tools=``); so are assistant tool calls and
+    tool results."""
+    tokens = _token_set(frozenset(special_tokens), bos_token, eos_token, placeholder)
+    safe = [_template_message(m, tokens, placeholder, id_map) for m in messages]
     context: dict[str, Any] = {}
     if tools:
         context["tools"] = _neutral(tools, tokens)

@@ -20,6 +20,7 @@ from .backends.openai import OpenAIUpstream
 from .backends.triton import TritonInstance
 from .balancer import DnsEndpoints, InstancePool, StaticEndpoints
 from .config import LocalOverlay, Settings
+from .image_fetch import ImageFetcher
 from .instance_metrics import InstanceCollector
 from .limits import Limiter, make_store
 from .responses import ResponseStore
@@ -47,7 +48,10 @@ class Runtime:
         self.placement = placement_from_env()
         self.usage = usage or UsageLog(None, Metrics())
         self.usage.metrics.registry.register(InstanceCollector(self))
-        self.limiter = Limiter(make_store(settings.redis_url), lease_ttl=settings.stream_lease_s)
+        self.limiter = Limiter(
+            make_store(settings.redis_url, settings.redis_timeout_s), lease_ttl=settings.stream_lease_s
+        )
+        self.images = ImageFetcher(settings.images)  # one HTTP client and one budget for every image URL
         # stored Responses API responses: in the usage database when it is PostgreSQL, else a local SQLite file
         self.responses: ResponseStore | None = make_responses_store(
             settings.responses_store, settings.usage_store, settings.responses_ttl_s
@@ -90,9 +94,14 @@ class Runtime:
                 deadline_s=s.deadline_s,
                 connect_timeout_s=s.connect_timeout_s,
                 generates=generates,
+                collect=s.non_streamed == "stream",
             )
         return lambda endpoint: TritonInstance(
-            endpoint, model.triton_model_name, deadline_s=s.deadline_s, connect_timeout_s=s.connect_timeout_s
+            endpoint,
+            model.triton_model_name,
+            deadline_s=s.deadline_s,
+            connect_timeout_s=s.connect_timeout_s,
+            collect=s.non_streamed == "stream",
         )
 
     def _build(self, catalog: Catalog) -> tuple[dict[str, InstancePool], dict[str, tuple], list[InstancePool]]:
@@ -118,6 +127,7 @@ class Runtime:
         return pools, keys, new
 
     async def start(self) -> None:
+        await self.images.start()
         self.pools, self._pool_keys, new = self._build(self.catalog)
         await asyncio.gather(*(p.start() for p in new))
 
@@ -138,6 +148,7 @@ class Runtime:
 
     async def close(self) -> None:
         await asyncio.gather(*(p.close() for p in self.pools.values()), return_exceptions=True)
+        await self.images.close()
         await self.limiter.close()
         if self.responses is not None:
             await self.responses.close()

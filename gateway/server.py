@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import resource
 import signal
 from functools import partial
 
@@ -33,6 +34,17 @@ def _forward_sighup(signum, frame) -> None:
             pass
 
 
+def _room_for_connections(cap: int) -> None:
+    """Raise the soft file-descriptor limit (often 1024) so the connection cap, not EMFILE, is what bounds
+    connections (a process may raise its soft limit up to the hard one)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = cap + 1024 if cap else hard  # engines, usage files, the internal port
+    if hard != resource.RLIM_INFINITY:
+        want = min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
 class WorkersNeedRedis(Exception):
     pass
 
@@ -46,6 +58,7 @@ def serve(config: str, overlay_path: str | None, settings: Settings, *, host: st
         )
     if workers > 1:
         prepare_workers()  # /metrics merges every worker's samples
+    _room_for_connections(settings.max_connections)
     # Each Sanic worker process builds its own app (and its own gRPC channels) from the same factory.
     loader = AppLoader(factory=partial(build, config, overlay_path, settings))
     app = loader.load()

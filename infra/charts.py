@@ -20,7 +20,7 @@ class Chart:
 
 PROMETHEUS_COMMUNITY = "https://prometheus-community.github.io/helm-charts"
 # prometheus-community/helm-charts tag kube-prometheus-stack-88.3.0 (54199b5b): Prometheus Operator v0.93.0, whose
-# CRDs (charts/crds/crds/) are the ones ../shared/fixtures/k8s-crds/prometheus-operator-v0.93.0 holds.
+# CRDs (charts/crds/crds/) are the ones the tests validate our resources against (MODELSVC_K8S_CRDS).
 KUBE_PROMETHEUS_STACK = Chart("kube-prometheus-stack", "88.3.0", PROMETHEUS_COMMUNITY, "v0.93.0")
 # tag prometheus-adapter-5.3.0 (e6e041b6): prometheus-adapter v0.12.0.
 PROMETHEUS_ADAPTER = Chart("prometheus-adapter", "5.3.0", PROMETHEUS_COMMUNITY, "v0.12.0")

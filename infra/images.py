@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 BUILD_TOOLS_INPUTS = (
     "infra/docker/build-tools.Dockerfile",
-    "requirements.lock",
+    "requirements/build-tools.lock",
     "modelsvc/__init__.py",
     "modelsvc/catalog",
     "infra/__init__.py",

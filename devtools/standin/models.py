@@ -16,8 +16,9 @@ What Triton itself does at load time is done here too: an ensemble with a decoup
 (``model_transaction_policy.decoupled`` is reported true; unary ModelInfer is refused on it).
 
 ``family``: the chat template (and BOS/EOS) of a real checkpoint of that family is built into the served configs,
-as the builder does from a checkpoint's tokenizer_config.json (templates/, see its PROVENANCE.md): ``llama3``,
-``qwen2.5``, ``qwen3``, ``mistral``. Without one, no template (the gateway falls back to ChatML).
+as the builder does from a checkpoint's tokenizer_config.json (devtools/standin/templates/; sources:
+templates/PROVENANCE.md): ``llama3``, ``qwen2.5``, ``qwen3``, ``mistral``. Without one, no template (the gateway falls
+back to ChatML).
 
 Guided decoding: the chat recipe gives ``tensorrt_llm`` an xgrammar guided decoder (``guided=False`` builds it
 without), and ``ModelDef.guided`` says whether the served model's engine has one, read from that config as Triton's
@@ -178,7 +179,7 @@ def models_from_configs(
     configs: dict[str, mc.ModelConfig], *, seed_name: str | None = "seed", omit_inputs: tuple[str, ...] = ()
 ) -> dict[str, ModelDef]:
     trtllm = configs.get("tensorrt_llm")
-    exclude = bool(trtllm) and trtllm.parameters["exclude_input_in_output"].string_value.lower() in _TRUE
+    exclude = trtllm is not None and trtllm.parameters["exclude_input_in_output"].string_value.lower() in _TRUE
     guided = trtllm is not None and _has_guided_decoder(trtllm)
     out: dict[str, ModelDef] = {}
     for name, cfg in configs.items():

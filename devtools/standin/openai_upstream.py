@@ -21,9 +21,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-from collections import deque
 import signal
 import time
+from collections import deque
 
 import orjson
 
@@ -41,8 +41,9 @@ class _Http(asyncio.Protocol):
     def __init__(self, app: OpenAIUpstream):
         self.app = app
         self.buf = b""
-        self.transport = None
         self.busy = False
+        self.transport: asyncio.Transport | None = None
+        self.task: asyncio.Future | None = None  # the request being answered (the loop keeps only a weak reference)
 
     def connection_made(self, transport):
         self.transport = transport
@@ -68,15 +69,19 @@ class _Http(asyncio.Protocol):
         body = self.buf[head_end + 4 : head_end + 4 + length]
         self.buf = self.buf[head_end + 4 + length :]
         self.busy = True
-        asyncio.ensure_future(self._handle(method, path, body))
+        self.task = asyncio.ensure_future(self._handle(method, path, body))
 
     def connection_lost(self, exc):
         self.transport = None
 
+    def _write(self, data: bytes) -> None:
+        if self.transport is not None:  # else the client went away: nobody to answer
+            self.transport.write(data)
+
     def _send(self, status: int, obj) -> None:
         payload = orjson.dumps(obj)
         reason = {200: "OK", 400: "Bad Request", 404: "Not Found"}.get(status, "Error")
-        self.transport.write(
+        self._write(
             f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
             f"content-length: {len(payload)}\r\n\r\n".encode()
             + payload
@@ -109,9 +114,26 @@ class _Http(asyncio.Protocol):
                 return
         prompt = _render(req["messages"]) if chat else req["prompt"]
         max_tokens = int(req.get("max_tokens") or req.get("max_completion_tokens") or 16)
+        limit = self.app.max_context
+        if limit is not None and count_input_tokens(prompt) + max_tokens > limit:  # vLLM's refusal: 400
+            self._send(
+                400,
+                {
+                    "object": "error",
+                    "message": f"This model's maximum context length is {limit} tokens. However, you requested "
+                    f"{count_input_tokens(prompt) + max_tokens} tokens. Please reduce the length of the messages.",
+                    "type": "BadRequestError",
+                    "param": None,
+                    "code": 400,
+                },
+            )
+            return
         stop = req.get("stop") or []
         stop = [stop] if isinstance(stop, str) else stop
-        tokens = complete(prompt, max_tokens, req.get("seed"), stop)
+        # vLLM's min_tokens and ignore_eos, as the Triton stand-in honours them
+        tokens = complete(
+            prompt, max_tokens, req.get("seed"), stop, (), int(req.get("min_tokens") or 0), bool(req.get("ignore_eos"))
+        )
         text = "".join(tokens)
         cut = min((text.find(s) for s in stop if s in text), default=-1)
         finish = "stop" if cut >= 0 or len(tokens) < max_tokens else "length"
@@ -125,7 +147,7 @@ class _Http(asyncio.Protocol):
         rid, created = f"standin-{id(req):x}", int(time.time())
         obj = "chat.completion" if chat else "text_completion"
         if "[standin:garbage]" in prompt:
-            self.transport.write(
+            self._write(
                 b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n"
                 b"content-length: %d\r\n\r\n" % len(GARBAGE) + GARBAGE
             )
@@ -151,6 +173,8 @@ class _Http(asyncio.Protocol):
             )
             return
         t = self.transport
+        if t is None:  # the client went away before its answer started
+            return
         t.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
 
         def event(o) -> None:
@@ -167,6 +191,7 @@ class _Http(asyncio.Protocol):
                 await asyncio.sleep(self.app.token_delay)
             if self.transport is None:
                 return
+            self.app.tokens_generated += 1
             piece = tok[: max(0, len(text) - len(emitted))]
             emitted += piece
             if piece:
@@ -261,6 +286,8 @@ class OpenAIUpstream:
     def __init__(self, token_delay: float = 0.0):
         self.token_delay = token_delay
         self.received: deque[dict] = deque(maxlen=64)  # the latest request bodies
+        self.tokens_generated = 0  # tokens streamed, whoever was still listening
+        self.max_context = None  # prompt + max_tokens past this: 400, as vLLM answers (None: no limit)
         self.server: asyncio.base_events.Server | None = None
         self.port = 0
 

@@ -36,7 +36,10 @@ Failure injection (``server.mode``, or per request by a marker in the prompt suc
 * ``not_ready`` (server mode only): ServerReady / ModelReady answer false, inference fails with UNAVAILABLE.
 
 Counters: ``requests_started``, ``requests_completed``, ``requests_cancelled`` (the client went away or its deadline
-passed mid-request: generation stops at once and the event is logged), ``requests_failed``.
+passed mid-request: generation stops at once and the event is logged), ``requests_failed``, ``tokens_generated``.
+
+A prompt longer than ``max_input_len`` tokens (the engine's build limit; None by default: no limit) is refused with
+TensorRT-LLM's message, as the request's error (INVALID_ARGUMENT; in a stream, the error message).
 """
 
 from __future__ import annotations
@@ -48,7 +51,6 @@ import re
 import struct
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import grpc
 import numpy as np
@@ -254,21 +256,6 @@ def _fillers(model: ModelDef, produced: set[str]) -> list[tuple[str, str, list[i
 Sink = Callable[[pb.ModelInferResponse], Awaitable[None]]
 
 
-@dataclass
-class _Call:
-    """One inference request being answered (what _infer hands the LLM path)."""
-
-    req: pb.ModelInferRequest
-    model: ModelDef
-    inputs: dict[str, np.ndarray]
-    prompt: str
-    rid: str
-    sink: Sink
-    response: Callable[[list, bool], pb.ModelInferResponse]
-    died: Callable[[], StandInError]
-    die_at: int | None
-
-
 # -- the servicer ------------------------------------------------------------------------------------------------------
 class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
     def __init__(self, owner: StandInServer):
@@ -294,10 +281,11 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
     async def _model_or_abort(self, name: str, version: str, context) -> ModelDef:
         model = self.s.models.get(name)
-        if model is None or version not in ("", "1"):
-            v = f" version {version}" if version else ""
-            await context.abort(grpc.StatusCode.NOT_FOUND, f"Request for unknown model: '{name}'{v} is not found")
-        return model
+        if model is not None and version in ("", "1"):
+            return model
+        v = f" version {version}" if version else ""
+        await context.abort(grpc.StatusCode.NOT_FOUND, f"Request for unknown model: '{name}'{v} is not found")
+        raise AssertionError("unreachable: grpc.aio's abort() raises")
 
     async def ModelMetadata(self, request, context):
         model = await self._model_or_abort(request.name, request.version, context)
@@ -425,6 +413,7 @@ class StandInServer:
         mode: str | None = None,
         die_after: int = 2,
         model_repo: str | None = None,
+        max_input_len: int | None = None,
         family: str | None = None,
         guided: bool = True,
     ):
@@ -443,6 +432,7 @@ class StandInServer:
             guided=guided,
         )
         self.token_delay = float(token_delay)
+        self.max_input_len = max_input_len  # the engine's build limit on prompt tokens (None: no limit)
         self.image_width, self.image_height, self.steps = image_width, image_height, steps
         self.mode = mode
         self.die_after = die_after
@@ -450,6 +440,7 @@ class StandInServer:
         self.requests_completed = 0
         self.requests_cancelled = 0
         self.requests_failed = 0
+        self.tokens_generated = 0  # every token the engine produced, whoever was still listening
         self.received: deque[dict[str, list]] = deque(maxlen=64)  # the latest requests' inputs, decoded
         self.port: int | None = None
         self.host: str | None = None
@@ -541,6 +532,26 @@ class StandInServer:
 
     async def _infer(self, req: pb.ModelInferRequest, sink: Sink, streaming_rpc: bool) -> None:
         rid = _rid(req)
+        model = self._servable(req)
+        inputs = decode_inputs(model, req)
+        self.received.append(_readable(inputs))
+        text_name = "prompt" if model.kind == "diffusion" else "text_input"
+        prompt = _text(_scalar(inputs, text_name, b""), text_name, rid)
+        die_at = await self._injected_failure(req, prompt)
+        reply = _Reply(req, model, streaming_rpc)
+        if model.kind == "diffusion":
+            negative = _text(_scalar(inputs, "negative_prompt", b""), "negative_prompt", rid)
+            for _ in range(self.steps):
+                await self._tick(self.token_delay)
+            if die_at is not None:
+                raise _died()
+            img = engine.generate_image(prompt, negative, self.image_width, self.image_height)
+            await sink(reply([("generated_image", "UINT8", [1, *img.shape], img.tobytes())], True))
+            return
+        await self._llm(req, model, inputs, prompt, die_at, reply, sink)
+
+    def _servable(self, req: pb.ModelInferRequest) -> ModelDef:
+        """The model the request names, if it exists, is ready and runs requests itself."""
         model = self.models.get(req.model_name)
         if model is None or req.model_version not in ("", "1"):
             v = f" version {req.model_version}" if req.model_version else ""
@@ -554,20 +565,18 @@ class StandInServer:
                 in_stream=False,
             )
         if self.mode == "refuse":
-            raise StandInError(
-                grpc.StatusCode.UNAVAILABLE, "stand-in: refusing requests (failure injection: refuse)", in_stream=False
-            )
+            raise _refused()
         if model.kind == "step":
             raise StandInError(
                 grpc.StatusCode.UNIMPLEMENTED,
                 f"stand-in engine: '{model.name}' is a composing model (config and metadata only); "
                 f"call {', '.join(n for n, m in self.models.items() if m.kind != 'step')}",
             )
-        inputs = decode_inputs(model, req)
-        self.received.append(_readable(inputs))
-        text_name = "prompt" if model.kind == "diffusion" else "text_input"
-        prompt = _text(_scalar(inputs, text_name, b""), text_name, rid)
+        return model
 
+    async def _injected_failure(self, req: pb.ModelInferRequest, prompt: str) -> int | None:
+        """The failure injection for this request (server mode, or a marker in the prompt): refuse raises, hang
+        never returns, die returns the response index the request dies at (None: it does not)."""
         mode, die_after = self.mode, self.die_after
         m = MARKER_RE.search(prompt)
         if m:
@@ -575,59 +584,24 @@ class StandInServer:
             if m.group(2) is not None:
                 die_after = int(m.group(2))
         if mode == "refuse":
-            raise StandInError(
-                grpc.StatusCode.UNAVAILABLE, "stand-in: refusing requests (failure injection: refuse)", in_stream=False
-            )
+            raise _refused()
         if mode == "hang":
             log.info("request %r: hanging (failure injection)", req.id)
             await asyncio.Event().wait()
-        die_at = die_after if mode == "die" else None
+        return die_after if mode == "die" else None
 
-        def died():
-            return StandInError(
-                grpc.StatusCode.INTERNAL, "stand-in: engine died (failure injection: die)", in_stream=False
-            )
-
-        def want(name: str) -> bool:
-            return not req.outputs or any(o.name == name for o in req.outputs)
-
-        def response(outputs: list[tuple[str, str, list[int], bytes]], final: bool) -> pb.ModelInferResponse:
-            r = pb.ModelInferResponse(model_name=model.name, model_version="1", id=req.id)
-            if outputs and not req.outputs:  # none asked for: Triton returns every output the model produced
-                outputs = outputs + _fillers(model, {o[0] for o in outputs})
-            for name, dtype, shape, raw in outputs:
-                if want(name):
-                    r.outputs.append(pb.ModelInferResponse.InferOutputTensor(name=name, datatype=dtype, shape=shape))
-                    r.raw_output_contents.append(raw)
-            if streaming_rpc:
-                r.parameters["triton_final_response"].bool_param = final
-            return r
-
-        if model.kind == "diffusion":
-            negative = _text(_scalar(inputs, "negative_prompt", b""), "negative_prompt", rid)
-            for _ in range(self.steps):
-                await self._tick(self.token_delay)
-            if die_at is not None:
-                raise died()
-            img = engine.generate_image(prompt, negative, self.image_width, self.image_height)
-            await sink(response([("generated_image", "UINT8", [1, *img.shape], img.tobytes())], True))
-            return
-
-        await self._llm(_Call(req, model, inputs, prompt, rid, sink, response, died, die_at))
-
-    async def _llm(self, c: _Call) -> None:
+    async def _llm(
+        self,
+        req: pb.ModelInferRequest,
+        model: ModelDef,
+        inputs: dict[str, np.ndarray],
+        prompt: str,
+        die_at: int | None,
+        reply: _Reply,
+        sink: Sink,
+    ) -> None:
         """One LLM request: the inputs as TensorRT-LLM's ensemble reads them, then the sequences' responses."""
-        req, model, inputs, prompt, rid, sink, response, died, die_at = (
-            c.req,
-            c.model,
-            c.inputs,
-            c.prompt,
-            c.rid,
-            c.sink,
-            c.response,
-            c.died,
-            c.die_at,
-        )
+        rid = _rid(req)
         max_tokens = int(_scalar(inputs, "max_tokens", 0))
         if max_tokens <= 0:
             raise StandInError(
@@ -643,8 +617,6 @@ class StandInServer:
         stream = bool(_scalar(inputs, "stream", False))
         # absent input: tensorrt_llm's exclude_input_in_output parameter decides (the recipe fills it True)
         exclude = bool(_scalar(inputs, "exclude_input_in_output", model.exclude_input_default))
-        ret_in = bool(_scalar(inputs, "return_num_input_tokens", False))
-        ret_out = bool(_scalar(inputs, "return_num_output_tokens", False))
         hashes = _image_hashes(model, inputs, prompt, rid)
         if stream and not model.decoupled:
             raise StandInError(
@@ -652,6 +624,11 @@ class StandInServer:
                 f"[request id: {rid}] Streaming is only supported if model is deployed using decoupled mode.",
             )
         n_in = engine.count_input_tokens(prompt)
+        if self.max_input_len is not None and n_in > self.max_input_len:  # TensorRT-LLM's GenericLlmRequest::validate
+            raise StandInError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"[request id: {rid}] Prompt length ({n_in}) exceeds maximum input length ({self.max_input_len}).",
+            )
         min_tokens = int(_scalar(inputs, "min_tokens", 0))
         ignore_eos = int(_scalar(inputs, "end_id", 0)) == -1  # TensorRT-LLM: end_id -1 = never stop at an end token
         guide = _guide(model, inputs, rid)
@@ -660,58 +637,124 @@ class StandInServer:
         # sequence i > 0 continues a different sample of the same prompt (sequence 0 is the n = 1 answer)
         prompts = [prompt if i == 0 else f"{prompt}\x00seq{i}" for i in range(n_seq)]
         plans = [_plan(p, prompt, seed, hashes, guide, stops, eos, max_tokens, min_tokens, ignore_eos) for p in prompts]
-        want_lp = bool(_scalar(inputs, "return_log_probs", False)) and model.output("output_log_probs") is not None
-        with_index = n_seq > 1 and model.output("sequence_index") is not None
-
-        def outputs(text: str, n_out: int, first: int = 0, seq: int = 0):
-            outs = [("text_output", "BYTES", [1, 1], encode_bytes([text.encode()]))]
-            if want_lp:  # [batch, beam, tokens] of this response's tokens; cum_log_probs [batch, beam]
-                lps = [engine.token_logprob(prompts[seq], seed, hashes, first + k) for k in range(n_out)]
-                outs.append(("output_log_probs", "FP32", [1, 1, n_out], struct.pack(f"<{n_out}f", *lps)))
-                outs.append(("cum_log_probs", "FP32", [1, 1], struct.pack("<f", sum(lps))))
-            if ret_in and model.output("num_input_tokens"):
-                outs.append(("num_input_tokens", "INT32", [1, 1], struct.pack("<i", n_in)))
-            if ret_out and model.output("num_output_tokens"):
-                outs.append(("num_output_tokens", "INT32", [1, 1], struct.pack("<i", n_out)))
-            if with_index:
-                outs.append(("sequence_index", "INT32", [1, 1], struct.pack("<i", seq)))
-            return outs
+        outputs = _llm_outputs(model, inputs, prompts, seed, hashes, n_in)
 
         if stream:
             empty_final = (
                 "triton_enable_empty_final_response" in req.parameters
                 and req.parameters["triton_enable_empty_final_response"].bool_param
             )
-            # token by token, the sequences interleaved (as the executor's results arrive)
-            steps = [
-                (j, seq, tok)
-                for j in range(max(map(len, plans), default=0))
-                for seq, toks in enumerate(plans)
-                if j < len(toks)
-                for tok in (toks[j],)
-            ]
-            acc = [""] * n_seq
-            for k, (j, seq, tok) in enumerate(steps):
-                await self._tick(self.token_delay)
-                if die_at is not None and k >= die_at:
-                    raise died()
-                acc[seq] += tok
-                last = k == len(steps) - 1
-                text = acc[seq] if model.cumulative else tok
-                await sink(response(outputs(text, 1, j, seq), last and not empty_final))
-            if empty_final:
-                await sink(response([], True))
+            await self._stream_sequences(plans, model.cumulative, outputs, die_at, reply, sink, empty_final)
             return
 
         for i in range(max(map(len, plans), default=0)):
             await self._tick(self.token_delay)
             if die_at is not None and i >= die_at:
-                raise died()
+                raise _died()
+            self.tokens_generated += sum(1 for toks in plans if i < len(toks))
         for seq, tokens in enumerate(plans):
             text = "".join(tokens)
             if not exclude:  # the whole sequence decoded: prompt, a word boundary, the completion
                 text = prompt + ("" if not prompt or prompt[-1].isspace() else " ") + text
-            await sink(response(outputs(text, len(tokens), 0, seq), seq == n_seq - 1))
+            await sink(reply(outputs(text, len(tokens), 0, seq), seq == len(plans) - 1))
+
+    async def _stream_sequences(
+        self,
+        plans: list[list[str]],
+        cumulative: bool,
+        outputs: Callable[..., list[Output]],
+        die_at: int | None,
+        reply: _Reply,
+        sink: Sink,
+        empty_final: bool,
+    ) -> None:
+        """Token by token, the sequences interleaved (as the executor's results arrive)."""
+        steps = [
+            (j, seq, toks[j])
+            for j in range(max(map(len, plans), default=0))
+            for seq, toks in enumerate(plans)
+            if j < len(toks)
+        ]
+        acc = [""] * len(plans)
+        for k, (j, seq, tok) in enumerate(steps):
+            await self._tick(self.token_delay)
+            if die_at is not None and k >= die_at:
+                raise _died()
+            self.tokens_generated += 1
+            acc[seq] += tok
+            last = k == len(steps) - 1
+            text = acc[seq] if cumulative else tok
+            await sink(reply(outputs(text, 1, j, seq), last and not empty_final))
+        if empty_final:
+            await sink(reply([], True))
+
+
+Output = tuple[str, str, list[int], bytes]  # name, datatype, shape, raw contents
+
+
+class _Reply:
+    """Builds the responses of one request: the outputs it asked for (every one the model produced when it named
+    none, as Triton does), and on a streaming RPC the ``triton_final_response`` parameter."""
+
+    def __init__(self, req: pb.ModelInferRequest, model: ModelDef, streaming_rpc: bool):
+        self.req, self.model, self.streaming_rpc = req, model, streaming_rpc
+
+    def _wanted(self, name: str) -> bool:
+        return not self.req.outputs or any(o.name == name for o in self.req.outputs)
+
+    def __call__(self, outputs: list[Output], final: bool) -> pb.ModelInferResponse:
+        r = pb.ModelInferResponse(model_name=self.model.name, model_version="1", id=self.req.id)
+        if outputs and not self.req.outputs:  # none asked for: Triton returns every output the model produced
+            outputs = outputs + _fillers(self.model, {o[0] for o in outputs})
+        for name, dtype, shape, raw in outputs:
+            if self._wanted(name):
+                r.outputs.append(pb.ModelInferResponse.InferOutputTensor(name=name, datatype=dtype, shape=shape))
+                r.raw_output_contents.append(raw)
+        if self.streaming_rpc:
+            r.parameters["triton_final_response"].bool_param = final
+        return r
+
+
+def _refused() -> StandInError:
+    return StandInError(
+        grpc.StatusCode.UNAVAILABLE, "stand-in: refusing requests (failure injection: refuse)", in_stream=False
+    )
+
+
+def _died() -> StandInError:
+    return StandInError(grpc.StatusCode.INTERNAL, "stand-in: engine died (failure injection: die)", in_stream=False)
+
+
+def _llm_outputs(
+    model: ModelDef,
+    inputs: dict[str, np.ndarray],
+    prompts: list[str],
+    seed: int | None,
+    hashes: list[str],
+    n_in: int,
+) -> Callable[..., list[Output]]:
+    """outputs(text, n_out, first=0, seq=0): the output tensors of one response of sequence seq carrying n_out
+    tokens from index first."""
+    ret_in = bool(_scalar(inputs, "return_num_input_tokens", False))
+    ret_out = bool(_scalar(inputs, "return_num_output_tokens", False))
+    want_lp = bool(_scalar(inputs, "return_log_probs", False)) and model.output("output_log_probs") is not None
+    with_index = len(prompts) > 1 and model.output("sequence_index") is not None
+
+    def outputs(text: str, n_out: int, first: int = 0, seq: int = 0) -> list[Output]:
+        outs = [("text_output", "BYTES", [1, 1], encode_bytes([text.encode()]))]
+        if want_lp:  # [batch, beam, tokens] of this response's tokens; cum_log_probs [batch, beam]
+            lps = [engine.token_logprob(prompts[seq], seed, hashes, first + k) for k in range(n_out)]
+            outs.append(("output_log_probs", "FP32", [1, 1, n_out], struct.pack(f"<{n_out}f", *lps)))
+            outs.append(("cum_log_probs", "FP32", [1, 1], struct.pack("<f", sum(lps))))
+        if ret_in and model.output("num_input_tokens"):
+            outs.append(("num_input_tokens", "INT32", [1, 1], struct.pack("<i", n_in)))
+        if ret_out and model.output("num_output_tokens"):
+            outs.append(("num_output_tokens", "INT32", [1, 1], struct.pack("<i", n_out)))
+        if with_index:
+            outs.append(("sequence_index", "INT32", [1, 1], struct.pack("<i", seq)))
+        return outs
+
+    return outputs
 
 
 def _image_hashes(model: ModelDef, inputs: dict[str, np.ndarray], prompt: str, rid: str) -> list[str]:

@@ -16,9 +16,13 @@ bp = Blueprint("usage", url_prefix="/v1/organization/usage")
 log = logging.getLogger("gateway.usage")
 
 
-async def rows_or_503(usage, owner: str | None, since: int, until: int) -> list[tuple]:
+async def usage_rows(request: Request, key, owner: str | None, since: int, until: int) -> list[tuple]:
+    """The store's minute rows for a caller: throttled per key (a query reads the store; requests are cheap to
+    send), 503 when the store cannot answer."""
+    rt = request.app.ctx.runtime
+    await rt.limiter.throttle(f"usage-api:{key.id}", rt.settings.usage_api_rpm, "usage queries")
     try:
-        return await usage.minute_rows(owner, since, until)
+        return await rt.usage.minute_rows(owner, since, until)
     except Exception as e:
         log.error("usage query failed: %s: %s", type(e).__name__, e)
         raise UsageUnavailable(
@@ -34,6 +38,6 @@ async def usage(request: Request, kind: str):
     key = _key(request)
     q = query.parse(kind, request.args)
     since, until, _ = query.window(q)
-    rows = await rows_or_503(request.app.ctx.runtime.usage, key.owner, since, until)
+    rows = await usage_rows(request, key, key.owner, since, until)
     rows = [r for r in rows if owner_of(r[2]) == key.owner]  # the store scoped it already; belt and braces
     return json_response(query.page(q, rows), headers={"cache-control": "no-store"})

@@ -191,7 +191,9 @@ class Capabilities:
     chat_template: str | None = None
     bos_token: str | None = None
     eos_token: str | None = None
-    special_tokens: tuple[str, ...] = ()  # the model's own added/special tokens, where known (beyond bos/eos)
+    # the model's own special tokens and the added tokens its chat template writes (the checkpoint's tokenizer files,
+    # as the model-repository builder put them in the config: parameter special_tokens); caller text is cleaned of them
+    special_tokens: frozenset[str] = frozenset()
     decoupled: bool = False  # streams token by token (a non-decoupled model answers in one response)
     vision: bool = False  # takes image URLs with the chat messages
     max_images: int | None = None  # images per request (None: any number)

@@ -44,12 +44,14 @@ class OpenAIUpstream:
         connect_timeout_s: float = 5.0,
         api_key: str | None = None,
         generates: str = "text",
+        collect: bool = True,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         if "://" not in self.base_url:
             self.base_url = "http://" + self.base_url + "/v1"
         self.upstream_model = upstream_model
         self.deadline_s = deadline_s
+        self.collect = collect  # a non-streamed answer from the upstream's stream (see generate)
         headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = Http1(self.base_url, headers, read_timeout=deadline_s, connect_timeout=connect_timeout_s)
         self.outstanding = 0
@@ -140,20 +142,43 @@ class OpenAIUpstream:
         return err
 
     @staticmethod
-    def _status_error(status: int, text: str) -> BackendError:
+    def _status_error(status: int, text: str) -> BackendError | InvalidRequest:
+        if status in (400, 422):  # the upstream refused the caller's input (vLLM: the context length): theirs to fix
+            try:  # OpenAI's {"error": {"message": ...}}, or vLLM's own {"object": "error", "message": ...}
+                data = orjson.loads(text)
+                message = str((data.get("error") or data).get("message") or "")
+            except (ValueError, AttributeError):
+                message = ""
+            return InvalidRequest(f"the model refused the request: {message[:300] or f'HTTP {status}'}")
         cls = BackendUnavailable if status in (502, 503) else BackendError
         err = cls(f"upstream answered {status}: {text[:200]}")
         err.partial = False
         return err
 
     async def generate(self, req: GenRequest) -> GenResult:
-        self.outstanding += 1
+        """The upstream's token stream, collected: each event counts what it generated, so a request whose caller
+        leaves is metered with the tokens produced until then (a one-answer response arrives at the end: a
+        cancelled one had no count). Nothing reached the caller, so no failure is partial. collect=False: one
+        non-streamed exchange (cheaper; a cancelled request has no count)."""
+        if not self.collect:
+            self.outstanding += 1
+            try:
+                return await self._whole(req)
+            finally:
+                self.outstanding -= 1
+        gen = self.stream(req)
         try:
-            return await self._generate(req)
+            async for item in gen:
+                if isinstance(item, GenResult):
+                    return item
+        except BackendError as e:
+            e.partial = False
+            raise
         finally:
-            self.outstanding -= 1
+            await gen.aclose()
+        raise self._garbled("stream: it ended without a result", False)
 
-    async def _generate(self, req: GenRequest) -> GenResult:
+    async def _whole(self, req: GenRequest) -> GenResult:
         path, body = self._body(req, False)
         try:  # a non-streamed answer arrives when generation is done: the wait grows with the work asked
             r = await self._client.request(

@@ -8,28 +8,30 @@ more CPU than everything else in the gateway. Requests are built and responses r
 and reads exactly the bytes tritonclient does (proved against InferInput / InferResult in the tests) and hands
 anything unusual to tritonclient's own code.
 
-How the Triton / TensorRT-LLM contract (docs DESIGN.md) is honoured:
+How the Triton / TensorRT-LLM contract (docs/triton-contract.md) is honoured:
 
 * ``start()`` reads ``ModelConfig`` once: the declared inputs (only those are ever sent) and outputs (only
   ``text_output`` and the token counts are asked for: the real ensemble declares about twenty), decoupled or not
   (an ensemble is decoupled when one of its steps is: their configs are read too), the seed input's name (``seed``,
   or ``random_seed`` in older releases), ``image_url_input`` (vision; dims ``[1]``: one image per request), the
   image size (parameters ``image_width`` / ``image_height``), BLS accumulation (see below), and the chat template
-  the model-repository builder put in the parameters (``chat_template``, ``bos_token``, ``eos_token``).
+  the model-repository builder put in the parameters (``chat_template``, ``bos_token``, ``eos_token``, and
+  ``special_tokens``: a JSON list of the tokens caller text is cleaned of).
 * Always ``exclude_input_in_output=True`` and ``return_num_input_tokens`` / ``return_num_output_tokens`` when
   declared. Without the counts: completion tokens = responses received when streaming, words otherwise; prompt
   tokens = words in the prompt (approximations, used only when the model cannot tell).
 * Streaming = ``ModelStreamInfer`` with ONE request per stream; the server closing the stream is the end signal. It
   works on decoupled models (``stream=True``: one response per token) and non-decoupled ones (``stream=False``: one
-  response). ``generate`` uses the same path on decoupled models (unary ``ModelInfer`` is UNIMPLEMENTED there) and
+  response). ``generate`` collects the same token stream on decoupled models (unary ``ModelInfer`` is
+  UNIMPLEMENTED there; and each response's count meters a request whose caller leaves mid-generation) and uses
   unary ``ModelInfer`` otherwise.
 * Cumulative text (BLS with ``accumulate_tokens``): detected from the model config, not guessed from the text:
   the ``tensorrt_llm_bls`` model's config carries parameter ``accumulate_tokens`` and we diff when it is true
   ("true"/"1"/"yes", case-insensitive). The constructor's ``cumulative=`` overrides the detection.
 * Stop strings, cumulative-text diffing, summed token counts and ``finish_reason``: ``assemble.Assembly`` turns the
   responses into what the caller sees. Once a stop string matched, the stream is cancelled.
-* Deadlines: a non-streamed generation (unary, or ``stream=False`` on a decoupled model: one response when it is
-  done) gets ``deadline_s + max_tokens / MIN_TOKENS_PER_S``; other unary calls ``deadline_s``; a stream must deliver
+* Deadlines: a non-streamed generation (unary, or the collected stream on a decoupled model) gets ``deadline_s +
+  max_tokens / MIN_TOKENS_PER_S`` for the whole answer; other unary calls ``deadline_s``; a stream must deliver
   its first response within ``deadline_s`` and every further one within ``idle_timeout_s`` (default
   ``deadline_s``); the whole stream is capped at ``max_stream_s``. Errors: ``BackendTimeout`` (deadline / silent
   stream), ``BackendUnavailable`` (connection refused or UNAVAILABLE before any output; safe to retry elsewhere),
@@ -55,20 +57,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
+import re
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import grpc  # type: ignore[import-untyped]  # no type hints (types-grpcio is not a dependency)
+import grpc
 import numpy as np
-from tritonclient.grpc import (  # type: ignore[import-untyped]  # no type hints
+from tritonclient.grpc import (
     InferResult,
     model_config_pb2,
     service_pb2,
     service_pb2_grpc,
 )
-from tritonclient.utils import InferenceServerException  # type: ignore[import-untyped]
+from tritonclient.utils import InferenceServerException
 
 from gateway.backends import triton_wire as wire
 from gateway.backends.assemble import Assembly, Choices
@@ -82,7 +86,14 @@ from gateway.backends.base import (
     ImageRequest,
 )
 from gateway.backends.images import encode_png
-from gateway.errors import BackendError, BackendTimeout, BackendUnavailable, InvalidRequest, UnsupportedParameter
+from gateway.errors import (
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    InvalidRequest,
+    UnsupportedParameter,
+    redact_addresses,
+)
 
 log = logging.getLogger("gateway.backends.triton")
 
@@ -100,6 +111,29 @@ CHANNEL_ARGS = [
     ("grpc.http2.max_pings_without_data", 2),
 ]
 _TRUE = {"true", "1", "yes", "on"}
+# INTERNAL statuses gRPC itself gives a call its transport lost (the engine said nothing): grpc's Python client sets
+# "Internal error from Core" when sending the request on the stream fails (grpc/aio/_call.py: _write →
+# set_internal_error; a peer SIGKILLed as the call starts), and core reports a reset HTTP/2 stream as "Stream
+# removed" / "Received RST_STREAM". Unavailability like UNAVAILABLE, so retried elsewhere before the first byte; an
+# engine's own INTERNAL (its error message) stays its error.
+_TRANSPORT_LOST = ("Internal error from Core", "Stream removed", "Received RST_STREAM")
+# The engine refusing the request's input (the caller's to fix: 400, not retried, not billed): Triton's status for
+# an invalid argument (TRITONSERVER_ERROR_INVALID_ARG), and TensorRT-LLM's refusal of a prompt longer than the
+# engine was built for, which a decoupled model reports only as the stream's error message
+# (NVIDIA/TensorRT-LLM cpp/include/tensorrt_llm/batch_manager/llmRequest.h, GenericLlmRequest::validate).
+_PROMPT_TOO_LONG = re.compile(r"Prompt length \((\d+)\) exceeds maximum input length \((\d+)\)")
+
+
+def _refused_input(details: str, status: str = "") -> InvalidRequest | None:
+    if m := _PROMPT_TOO_LONG.search(details):
+        return InvalidRequest(
+            f"the prompt is {m[1]} tokens; this model's engine takes at most {m[2]}: shorten the input",
+            param="messages",
+            code="context_length_exceeded",
+        )
+    if status == "INVALID_ARGUMENT":
+        return InvalidRequest(f"the model refused the request: {redact_addresses(details)[:300]}")
+    return None
 
 
 # API extension → the engine inputs that carry it, first declared wins (names from TensorRT-LLM's ensemble and BLS
@@ -219,8 +253,12 @@ class TritonInstance:
         idle_timeout_s: float | None = None,
         max_stream_s: float = 1800.0,
         cumulative: bool | None = None,
+        collect: bool = True,
     ):
+        """collect: read a non-streamed answer on a decoupled model from the token stream (a caller who leaves is
+        billed what was generated; a gRPC message per token) instead of one answer at the end (--non-streamed)."""
         self.url = url
+        self.collect = collect
         self.model_name = model_name
         self.deadline_s = deadline_s
         self.connect_timeout_s = connect_timeout_s
@@ -243,6 +281,7 @@ class TritonInstance:
         self.chat_template: str | None = None  # from the model config's parameters (the checkpoint's template)
         self.bos_token: str | None = None
         self.eos_token: str | None = None
+        self.special_tokens: frozenset[str] = frozenset()
         self._outputs: tuple[str, ...] = ()  # outputs asked for
         self.guided = False  # the engine model has a guided decoder (see the module docstring)
         self._capabilities: Capabilities | None = None
@@ -293,6 +332,7 @@ class TritonInstance:
             chat_template=self.chat_template,
             bos_token=self.bos_token,
             eos_token=self.eos_token,
+            special_tokens=self.special_tokens,
             decoupled=self.decoupled,
             vision=self.vision,
             max_images=self.max_images,
@@ -359,6 +399,7 @@ class TritonInstance:
         self.chat_template = params.get("chat_template") or None
         self.bos_token = params.get("bos_token") or None
         self.eos_token = params.get("eos_token") or None
+        self.special_tokens = self._special_tokens(params.get("special_tokens"))
         self._outputs = tuple(n for n in ("text_output", "num_input_tokens", "num_output_tokens") if n in self.outputs)
         self.is_image_model = "generated_image" in self.outputs and "prompt" in self.inputs
         self.image_size = None
@@ -369,6 +410,19 @@ class TritonInstance:
                 self.image_size = None
         elif "text_input" not in self.inputs or "text_output" not in self.outputs:
             raise self._fail(BackendError, "model has neither text_input/text_output nor prompt/generated_image")
+
+    def _special_tokens(self, raw: str | None) -> frozenset[str]:
+        """The config parameter special_tokens: a JSON list of strings (infra/modelrepo/tokenizer.py writes it)."""
+        if not raw:
+            return frozenset()
+        try:
+            tokens = json.loads(raw)
+        except ValueError:
+            tokens = None
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            log.warning("%s: parameter special_tokens is not a JSON list of strings; ignored", self)
+            return frozenset()
+        return frozenset(tokens)
 
     async def ready(self) -> bool:
         """ServerReady and ModelReady within connect_timeout_s. Never raises."""
@@ -395,11 +449,14 @@ class TritonInstance:
         exc.partial = partial
         return exc
 
-    def _from_status(self, code: Any, details: str, *, partial: bool) -> BackendError:
+    def _from_status(self, code: Any, details: str, *, partial: bool) -> BackendError | InvalidRequest:
         name = getattr(code, "name", str(code)).rsplit(".", 1)[-1]
         if name == "DEADLINE_EXCEEDED":
             return self._fail(BackendTimeout, f"deadline exceeded ({details})", partial=partial)
-        if name == "UNAVAILABLE" and not partial:
+        if not partial and (refused := _refused_input(details, name)) is not None:
+            return refused
+        lost = name == "INTERNAL" and details.startswith(_TRANSPORT_LOST)
+        if (name == "UNAVAILABLE" or lost) and not partial:
             return self._fail(BackendUnavailable, f"unavailable: {details}", partial=False)
         return self._fail(BackendError, f"{name}: {details}", partial=partial)
 
@@ -523,26 +580,19 @@ class TritonInstance:
     async def generate(self, req: GenRequest) -> GenResult:
         self._require(image=False)
         self.check(req)
-        # Collect the token stream when the model cannot answer in one response, or when token boundaries are needed
-        if self.decoupled and ("stream" not in self.inputs or req.sampling.logprobs):
-            gen = self.stream(req)
-            try:
-                async for item in gen:
-                    if isinstance(item, GenResult):
-                        return item
-            finally:
-                await gen.aclose()
-            raise self._fail(BackendError, "stream ended without a result")
+        budget = self._whole_answer_timeout(req.sampling.max_tokens)
+        if self.decoupled and (self.collect or "stream" not in self.inputs or req.sampling.logprobs):
+            # The token stream, collected (logprobs need the token boundaries; and without collect=False each
+            # response updates req.work, so a request whose caller leaves is billed what the engine generated until
+            # the cancel). With one answer at the end, a cancelled request has no count (docs/reliability.md).
+            return await self._collect(req, budget)
         request = self._llm_request(req, stream=False)
         self.outstanding += 1
         try:
-            if self.decoupled:
-                # Unary ModelInfer is UNIMPLEMENTED on decoupled models; with stream=False the engine still answers
-                # in one response (as Triton's own OpenAI frontend asks), instead of one per token: a fraction of
-                # the gRPC work. The whole generation must then finish within deadline_s.
-                responses = await self._all_responses(request, req.sampling.max_tokens)
+            if self.decoupled:  # stream=False: the engine answers once, at the end (unary is UNIMPLEMENTED here)
+                responses = await self._collect_responses(request, budget)
             else:
-                responses = [await self._infer(request, self._whole_answer_timeout(req.sampling.max_tokens))]
+                responses = [await self._infer(request, budget)]
         finally:
             self.outstanding -= 1
         if req.sampling.n > 1:
@@ -554,6 +604,58 @@ class TritonInstance:
         for response in responses:  # normally one; summed like a stream if the engine split it anyway
             assembly.add(*self._decode(response))
         return assembly.result()
+
+    async def _collect(self, req: GenRequest, budget: float) -> GenResult:
+        """The token stream read into one answer (no deltas: stop strings are cut at the end, like a unary answer),
+        each response within what is left of the budget."""
+        request = self._llm_request(req, stream=True)
+        several = req.sampling.n > 1
+        assembly: Assembly | Choices = (
+            Choices(req, stream=False, cumulative=self.cumulative)
+            if several
+            else Assembly(req, stream=False, cumulative=self.cumulative)
+        )
+        logprobs = req.sampling.logprobs
+        loop = asyncio.get_running_loop()
+        end = loop.time() + budget
+        self.outstanding += 1
+        call = self._open_stream(request)
+        deadline = _ReadDeadline()
+        try:
+            while (response := await self._next(call, deadline, False, False, max(0.0, end - loop.time()))) is not None:
+                if several and not response.raw_output_contents:
+                    continue  # the empty final response some releases send
+                text, n_in, n_out = self._decode(response)
+                lps = self._log_probs(response) if logprobs else ()
+                if isinstance(assembly, Choices):
+                    assembly.add(self._sequence(response), text, n_in, n_out, lps)
+                else:
+                    assembly.add(text, n_in, n_out, lps)
+        finally:
+            self.outstanding -= 1
+            deadline.close()
+            call.cancel()
+        if assembly.responses == 0:
+            raise self._fail(BackendError, "the engine closed the stream without output")
+        return assembly.result(count_responses=True)
+
+    async def _collect_responses(
+        self, request: service_pb2.ModelInferRequest, budget: float
+    ) -> list[service_pb2.ModelInferResponse]:
+        """Every response of a one-request stream asked with stream=False (one, at the end)."""
+        call = self._open_stream(request)
+        deadline = _ReadDeadline()
+        responses = []
+        try:
+            while (response := await self._next(call, deadline, True, False, budget)) is not None:
+                if response.raw_output_contents:  # not the empty final flag some releases send
+                    responses.append(response)
+        finally:
+            deadline.close()
+            call.cancel()
+        if not responses:
+            raise self._fail(BackendError, "the engine closed the stream without output")
+        return responses
 
     def _sequence(self, response: service_pb2.ModelInferResponse) -> int:
         """The response's sequence_index (n > 1)."""
@@ -637,26 +739,6 @@ class TritonInstance:
     def _whole_answer_timeout(self, max_tokens: int) -> float:
         return self.deadline_s + max_tokens / MIN_TOKENS_PER_S
 
-    async def _all_responses(
-        self, request: service_pb2.ModelInferRequest, max_tokens: int
-    ) -> list[service_pb2.ModelInferResponse]:
-        """Every response of a one-request stream (with stream=False: one). The whole generation arrives at once, so
-        the wait grows with the work asked: deadline_s plus a floor of MIN_TOKENS_PER_S for max_tokens."""
-        call = self._open_stream(request)
-        deadline = _ReadDeadline()
-        timeout = self._whole_answer_timeout(max_tokens)
-        responses = []
-        try:
-            while (response := await self._next(call, deadline, True, False, timeout)) is not None:
-                if response.raw_output_contents:  # not the empty final flag some releases send
-                    responses.append(response)
-        finally:
-            deadline.close()
-            call.cancel()
-        if not responses:
-            raise self._fail(BackendError, "the engine closed the stream without output")
-        return responses
-
     def _open_stream(self, request: service_pb2.ModelInferRequest) -> Any:
         """A ModelStreamInfer call carrying this one request: grpc sends it and half-closes (the iterator ends); the
         server closes the stream when the request is done."""
@@ -688,6 +770,8 @@ class TritonInstance:
         if message is grpc.aio.EOF:
             return None
         if message.error_message != "":
+            if not partial and (refused := _refused_input(message.error_message)) is not None:
+                raise refused
             raise self._fail(BackendError, f"engine error: {message.error_message}", partial=partial)
         return message.infer_response
 

@@ -19,8 +19,8 @@ import struct
 from typing import Any
 
 import numpy as np
-from tritonclient.grpc import InferInput, InferResult, service_pb2  # type: ignore[import-untyped]  # no type hints
-from tritonclient.utils import triton_to_np_dtype  # type: ignore[import-untyped]
+from tritonclient.grpc import InferInput, InferResult, service_pb2
+from tritonclient.utils import triton_to_np_dtype
 
 InputTensor = service_pb2.ModelInferRequest.InferInputTensor
 Tensor = Any  # an InputTensor (tritonclient's protobufs carry no type hints)

@@ -28,7 +28,7 @@ from modelsvc.catalog import Catalog, Service, Task
 from modelsvc.catalog.examples import KEY_ENV, examples
 
 from ..api.common import json_response
-from ..api.usage import rows_or_503
+from ..api.usage import usage_rows
 from ..errors import NotFound
 from . import usage as usage_view
 
@@ -233,7 +233,7 @@ def _own_service(request: Request, access_name: str) -> Service:
     access_name = unquote(access_name)
     svc = _rt(request).catalog.service(access_name)
     if svc is None or svc.owner != owner:  # another owner's service looks exactly like an unknown one
-        raise NotFound(f"the service '{access_name}' does not exist or you do not have access to it")
+        raise NotFound(f"the service '{access_name}' does not exist or you do not have access to it", code="not_found")
     return svc
 
 
@@ -274,7 +274,8 @@ async def _usage_summary(request: Request, access_name: str) -> tuple[Service, d
     svc = _own_service(request, access_name)
     now = time.time()
     start, end = usage_view.window(now)
-    rows = await rows_or_503(_rt(request).usage, svc.owner, start, end)
+    key = _rt(request).keyring.authenticate(request.headers.get("authorization"))
+    rows = await usage_rows(request, key, svc.owner, start, end)
     return svc, usage_view.summarize(svc.id, rows, now)
 
 

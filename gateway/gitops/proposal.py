@@ -156,7 +156,7 @@ def confirmations(base: Catalog, head: Catalog) -> tuple[str, ...]:
 def own_service(catalog: Catalog, access_name: str, owner: str) -> Service:
     svc = catalog.service(access_name)
     if svc is None or svc.owner != owner:  # another owner's service looks exactly like an unknown one
-        raise NotFound(f"the service '{access_name}' does not exist or you do not have access to it")
+        raise NotFound(f"the service '{access_name}' does not exist or you do not have access to it", code="not_found")
     return svc
 
 

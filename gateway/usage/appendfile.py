@@ -24,7 +24,7 @@ log = logging.getLogger("gateway.usage")
 
 
 class AppendFile:
-    def __init__(self, path: str, metrics, max_buffered: int = 100_000, lock: bool = False):
+    def __init__(self, path: str, metrics, max_buffered: int = 100_000, lock: bool = False, exclusive: bool = False):
         self.path = path
         self.metrics = metrics
         self.max_buffered = max_buffered
@@ -33,7 +33,8 @@ class AppendFile:
         self._torn = False  # a short write left a fragment: the next line starts with "\n"
         parent = os.path.dirname(os.path.abspath(path))
         os.makedirs(parent, exist_ok=True)
-        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        # exclusive: a new file or an error, never another process's (a spool segment)
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | (os.O_EXCL if exclusive else 0), 0o640)
         if lock:  # a spool segment: held by this process while it lives, so another can tell it is orphaned
             fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 

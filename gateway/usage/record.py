@@ -94,6 +94,11 @@ class Metrics:
             "torn by a full disk; the record itself was written again whole)",
             registry=r,
         )
+        self.connections_refused = Counter(
+            "modelsvc_connections_refused",
+            "Connections refused with 503 because --max-connections were open",
+            registry=r,
+        )
         # The gateway 5xx-ratio alert (infra/observability/rules.py): answers by HTTP status code.
         self.responses = Counter("modelsvc_http_responses", "HTTP responses by status code", ["code"], registry=r)
 

@@ -1,6 +1,7 @@
 """Where usage records go: `UsageLog.record()` is called once per request that reached an engine.
 
-* Local default (no database server): a JSON-lines file (`--usage-log`), queried by scanning it.
+* Local default (no database server): a JSON-lines file (`--usage-log`), queried through an SQLite index beside it
+  (index.py) that reads only what was appended since the previous query.
 * Production (`--usage-store postgresql://…`): a local spool (`--usage-spool`, a volume) drained to PostgreSQL
   in the background; nothing is deleted from the spool before the database committed it.
 
@@ -14,11 +15,13 @@ import asyncio
 import collections
 import logging
 import os
+import sqlite3
 import time
 
 import orjson
 
 from .appendfile import AppendFile, read_lines
+from .index import UsageIndex
 from .postgres import PostgresStore
 from .record import Metrics, UsageRecord, owner_of
 from .spool import SEGMENT_MAX_BYTES, Spool
@@ -156,7 +159,17 @@ class UsageLog:
             return await self.store.minute_rows(owner, start, end)
         if not self.path:
             return []
-        return await asyncio.to_thread(scan_minute_rows, self.path, owner, start, end, self.metrics)
+        return await asyncio.to_thread(indexed_minute_rows, self.path, owner, start, end, self.metrics)
+
+
+def indexed_minute_rows(path: str, owner: str | None, start: int, end: int, metrics=None) -> list[tuple]:
+    """The local store's query, through its index; a scan of the file when the index cannot be used (a read-only
+    directory, a damaged index file: it is only a cache of the log)."""
+    try:
+        return UsageIndex(path, metrics).minute_rows(owner, start, end)
+    except sqlite3.Error as e:
+        log.warning("usage index beside %s unusable (%s): scanning the log", path, e)
+        return scan_minute_rows(path, owner, start, end, metrics)
 
 
 def scan_minute_rows(path: str, owner: str | None, start: int, end: int, metrics=None) -> list[tuple]:

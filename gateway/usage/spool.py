@@ -1,12 +1,15 @@
 """The local spool in front of the database: records are appended to a segment file, sealed segments are delivered
 to the store and deleted only after the commit.
 
-    <dir>/active-<pid>-<n>.jsonl   the segment this process appends to; flock'd while the process lives
-    <dir>/sealed-<ns>-<pid>.jsonl  closed segments waiting for delivery, oldest first
+    <dir>/active-<start>-<n>.jsonl         the segment this process appends to; flock'd while the process lives
+    <dir>/sealed-<ns>-<start>-<n>.jsonl    closed segments waiting for delivery, oldest first
 
-A process that died (SIGKILL, OOM) leaves its active segment unlocked: whoever drains next seals and delivers it,
-so a restarted container (same volume) loses nothing. Several workers share one spool; one delivers at a time
-(`.drain.lock`), and delivery is idempotent on request id, so a segment sent twice is still counted once.
+<start> names one process start (time, PID and random bits), never the PID alone: in a container the gateway is
+always PID 1, and a restarted one must not take the dead one's segment for its own. A segment is created with
+O_EXCL (never reopened) and owned through its flock: a process that died (SIGKILL, OOM) leaves its active segment
+unlocked, and the next start (and every drain after) seals and delivers every unlocked segment, so a restarted
+container (same volume) loses nothing. Several workers share one spool; one delivers at a time (`.drain.lock`),
+and delivery is idempotent on request id, so a segment sent twice is still counted once.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import glob
 import itertools
 import logging
 import os
+import secrets
 import time
 
 from .appendfile import AppendFile, read_lines
@@ -32,12 +36,13 @@ class Spool:
         self.metrics = metrics
         self.max_buffered = max_buffered
         os.makedirs(directory, exist_ok=True)
+        self.start = f"{time.time_ns():x}-{os.getpid()}-{secrets.token_hex(4)}"  # this process start's name
         self._seq = itertools.count()
         self.active = self._open_active()
 
     def _open_active(self) -> AppendFile:
-        path = os.path.join(self.dir, f"active-{os.getpid()}-{next(self._seq)}.jsonl")
-        return AppendFile(path, self.metrics, self.max_buffered, lock=True)
+        path = os.path.join(self.dir, f"active-{self.start}-{next(self._seq)}.jsonl")
+        return AppendFile(path, self.metrics, self.max_buffered, lock=True, exclusive=True)
 
     def append(self, line: bytes) -> None:
         self.active.append(line)
@@ -62,8 +67,8 @@ class Spool:
         old.close()
         self.active = new
 
-    def _sealed_name(self) -> str:
-        return os.path.join(self.dir, f"sealed-{time.time_ns():020d}-{os.getpid()}.jsonl")
+    def _sealed_name(self) -> str:  # unique: a rename onto an existing name would replace its records
+        return os.path.join(self.dir, f"sealed-{time.time_ns():020d}-{self.start}-{next(self._seq)}.jsonl")
 
     def adopt_orphans(self) -> int:
         """Seal the active segments of processes that are gone (their flock died with them)."""
@@ -131,9 +136,11 @@ class Spool:
             os.close(lock_fd)
 
     def close(self) -> None:
-        self.active.close()
-        if self.active.size == 0 and not self.active.pending:
+        active = self.active
+        empty = not active.pending and os.fstat(active.fd).st_size == 0  # the file's size, not what we wrote
+        active.close()
+        if empty:
             try:
-                os.unlink(self.active.path)
+                os.unlink(active.path)
             except FileNotFoundError:
                 pass

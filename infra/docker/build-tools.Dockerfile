@@ -5,10 +5,9 @@
 # the base by tag, as the gateway image: the workflow builds a content tag once, so the pushed digest stays put
 FROM python:3.11-slim
 WORKDIR /app
-COPY requirements.lock ./
-# the lock pins every transitive version: the same install from the same sources
-RUN pip install --no-cache-dir -c requirements.lock "tritonclient[grpc]" protobuf pydantic PyYAML ruamel.yaml \
-    && useradd --uid 10001 build
+COPY requirements/build-tools.lock requirements/
+# the lock (requirements/build-tools.in, pinned by `./dev lock`) holds every transitive version with its hash
+RUN pip install --no-cache-dir --require-hashes -r requirements/build-tools.lock && useradd --uid 10001 build
 COPY modelsvc/__init__.py modelsvc/__init__.py
 COPY modelsvc/catalog/ modelsvc/catalog/
 COPY infra/__init__.py infra/__init__.py

@@ -98,6 +98,9 @@ def deployment(catalog: Catalog, settings: Settings) -> dict:
                                 {"name": env_name("port"), "value": str(settings.gateway_port)},
                                 # `modelsvc serve --metrics-port`: /metrics and per-service readiness, off the API port
                                 {"name": env_name("metrics_port"), "value": str(settings.gateway_metrics_port)},
+                                # it binds loopback unless told: Prometheus scrapes the pod's address (the
+                                # NetworkPolicy limits who may; the Service never exposes the port)
+                                {"name": env_name("metrics_host"), "value": "0.0.0.0"},
                                 {"name": ENV_NAMESPACE, "value": settings.namespace},
                                 {"name": ENV_NAMESPACE_MODE, "value": settings.namespace_mode},
                                 {"name": ENV_CLUSTER_DOMAIN, "value": settings.cluster_domain},

@@ -9,6 +9,7 @@ Plain importable Python, no network: run by the engine-build Job (on the image's
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -29,7 +30,7 @@ __all__ = ["TASKS", "RepoError", "RepoSpec", "build_repository", "has_recipe", "
 SERVED = {Task.chat: chat.SERVED, Task.vision_chat: vision.SERVED, Task.image_generation: ("stable_diffusion",)}
 TASKS = tuple(t.value for t in SERVED)  # RepoSpec.task: the task's name (the spec travels as JSON)
 # Parameters of the served models' configs that carry the checkpoint's chat template to the gateway.
-CHAT_TEMPLATE_PARAMS = ("chat_template", "bos_token", "eos_token")
+CHAT_TEMPLATE_PARAMS = ("chat_template", "bos_token", "eos_token", "special_tokens")
 
 
 @dataclass(frozen=True)
@@ -162,10 +163,13 @@ def _check(spec: RepoSpec) -> Task:
 def chat_parameters(spec: RepoSpec, tokenizer_config: Path | None) -> dict[str, str]:
     """The chat template (services.yaml override, else the checkpoint's) and BOS/EOS text, as config parameters."""
     found = read_tokenizer_config(Path(tokenizer_config)) if tokenizer_config else ChatTemplate(None)
+    template = spec.chat_template or found.template
+    special = found.special_tokens(template)  # a JSON list: the gateway cleans caller text of them
     values = {
-        "chat_template": spec.chat_template or found.template,
+        "chat_template": template,
         "bos_token": found.bos_token,
         "eos_token": found.eos_token,
+        "special_tokens": json.dumps(list(special), ensure_ascii=False) if special else None,
     }
     return {k: v for k, v in values.items() if v}
 

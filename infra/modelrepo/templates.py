@@ -1,8 +1,9 @@
 """Where NVIDIA's templates are found when no Triton image is at hand (the stand-in engine, tests, ``./dev``).
 
 ONE setting: ``MODELSVC_TRITON_TEMPLATES``, default ``<repo root>/../shared/fixtures/triton-templates`` (the fixture
-tree CI keeps beside every checkout; see its PROVENANCE.md). It may instead point at a release's ``all_models``
-(e.g. a copy of the Triton image's ``/app/all_models``), which is then the pinned release.
+tree CI keeps beside every checkout, which records where each file comes from; docs/triton-contract.md). It may
+instead point at a release's ``all_models`` (e.g. a copy of the Triton image's ``/app/all_models``), which is then
+the pinned release.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ def root() -> Path:
         raise RepoError(
             str(path),
             f"NVIDIA's Triton model templates are not here. Set {ENV} to the fixture tree "
-            "(shared/fixtures/triton-templates, see its PROVENANCE.md) or to a copy of the "
+            "(../shared/fixtures/triton-templates beside the checkout; docs/triton-contract.md) or to a copy of the "
             "Triton TensorRT-LLM image's /app/all_models",
         )
     return path

@@ -6,9 +6,10 @@ tutorials' Stable Diffusion image. Offline: everything comes from /work/checkpoi
 the Job sets HF_HUB_OFFLINE/TRANSFORMERS_OFFLINE/HF_DATASETS_OFFLINE, and so does main() before any import.
 
 Inputs: /work/checkpoint, /work/out/repo (the model repository the model-repo step wrote). Outputs under /work/out
-(engine, tokenizer, tokenizer_info for guided decoding), then build.json. Env: TASK, ENGINE_KEY, TP_SIZE, DTYPE, MAX_INPUT_TOKENS, MAX_OUTPUT_TOKENS, MAX_BATCH_SIZE,
-MAX_NUM_TOKENS, TRITON_MODEL; WORK (default /work); BUILD_HTTP_PORT, BUILD_POLL_SECONDS (image generation's local
-server). Recipes and the NVIDIA files they follow: docs/infra.md "Build recipes".
+(engine, tokenizer, tokenizer_info for guided decoding), then build.json. Env: TASK, ENGINE_KEY, TP_SIZE, DTYPE,
+MAX_INPUT_TOKENS, MAX_OUTPUT_TOKENS, MAX_BATCH_SIZE, MAX_NUM_TOKENS, TRITON_MODEL; WORK (default /work);
+BUILD_HTTP_PORT, BUILD_POLL_SECONDS (image generation's local server). Recipes and the NVIDIA files they follow:
+docs/infra.md "Build recipes".
 """
 
 import glob
@@ -105,11 +106,11 @@ def copy_tokenizer(src: str) -> None:
 
 
 def tokenizer_info(src: str) -> None:
-    """xgrammar's tokenizer information, which the C++ backend's guided decoder loads at start (tensorrt_llm/config.pbtxt
-    xgrammar_tokenizer_info_path, /models/tokenizer_info/xgrammar_tokenizer_info.json once fetched): made with
-    NVIDIA's own script from the checkpoint's tokenizer, as tensorrtllm_backend docs/guided_decoding.md ("C++
-    Backend") does; the Triton TensorRT-LLM image ships it at /app/examples (what Triton's OpenAI frontend tests run).
-    Offline: the tokenizer is read from the checkpoint (HF_HUB_OFFLINE)."""
+    """xgrammar's tokenizer information, which the C++ backend's guided decoder loads at start
+    (tensorrt_llm/config.pbtxt xgrammar_tokenizer_info_path, /models/tokenizer_info/xgrammar_tokenizer_info.json once
+    fetched): made with NVIDIA's own script from the checkpoint's tokenizer, as tensorrtllm_backend
+    docs/guided_decoding.md ("C++ Backend") does; the Triton TensorRT-LLM image ships it at /app/examples (what
+    Triton's OpenAI frontend tests run). Offline: the tokenizer is read from the checkpoint (HF_HUB_OFFLINE)."""
     script = os.environ.get("XGRAMMAR_TOKENIZER_INFO_SCRIPT", XGRAMMAR_SCRIPT)
     if not os.path.isfile(script):
         fail(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
 from .errors import CatalogError, Problem
 from .loader import decode, parse_document
@@ -82,11 +83,11 @@ class Catalog:
     def services_of(self, owner: str) -> tuple[Service, ...]:
         return tuple(s for s in self.doc.services if s.owner == owner)
 
-    def to_data(self) -> dict:
+    def to_data(self) -> dict[str, Any]:
         """Plain data that loads back to an equal catalog (defaults omitted, file order kept)."""
         return self.doc.model_dump(mode="json", exclude_defaults=True)
 
-    def canonical_data(self) -> dict:
+    def canonical_data(self) -> dict[str, Any]:
         """What the catalog means, whatever the spelling: no comments, defaults omitted, keys and services in id
         order. Two files with equal canonical data deploy the same thing (a comment-only edit rolls nothing)."""
         data = self.to_data()

@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from . import Catalog, CatalogError, Problem, loads
 from .keys import new_service_id
+
+Edited = tuple[str, Catalog]  # the new text and the catalog it loads to
+Data = CommentedMap  # the round-trip document ruamel.yaml loads and dumps
 
 
 class EditError(Exception):
@@ -46,7 +50,7 @@ def _detect_indent(text: str) -> tuple[int, int]:
     return 4, 2
 
 
-def _edit(text: str, path: str, change) -> tuple[str, Catalog]:
+def _edit(text: str, path: str, change: Callable[[Data], None]) -> Edited:
     y = _yaml()
     seq, off = _detect_indent(text)
     y.indent(mapping=2, sequence=seq, offset=off)
@@ -63,7 +67,7 @@ def _edit(text: str, path: str, change) -> tuple[str, Catalog]:
         ) from e
 
 
-def _find(data, access_name: str) -> int:
+def _find(data: Data, access_name: str) -> int:
     for i, s in enumerate(data.get("services") or []):
         if s.get("access_name") == access_name:
             return i
@@ -78,13 +82,13 @@ def scale(
     to: int | None = None,
     add: int | None = None,
     max_instances: int | None = None,
-):
+) -> Edited:
     """Set the instance count (`to`) or change it by `add` (negative removes); for an autoscaled service that count is
     the minimum, and `max_instances` sets the most the autoscaler may run."""
     if to is None and add is None and max_instances is None:
         raise EditError("say how to scale: --to N, --add N or --max N", field="instances")
 
-    def change(data):
+    def change(data: Data) -> None:
         svc = data["services"][_find(data, access_name)]
         current = svc.get("instances", 1)
         target = current if to is None and add is None else to if to is not None else current + add
@@ -108,11 +112,11 @@ def scale(
     return _edit(text, path, change)
 
 
-def delete(text: str, path: str, access_name: str, confirm: str):
+def delete(text: str, path: str, access_name: str, confirm: str) -> Edited:
     if confirm != access_name:
         raise EditError(f"to delete, confirm with the exact access name: --confirm {access_name}", field="confirm")
 
-    def change(data):
+    def change(data: Data) -> None:
         del data["services"][_find(data, access_name)]
 
     return _edit(text, path, change)
@@ -138,7 +142,7 @@ def create(
     pool: str | None = None,
     access_name: str | None = None,
     max_instances: int | None = None,
-):
+) -> Edited:
     """Append a new service with a fresh id. The access name defaults to `<owner>/<name as a slug>`; the pool, for a
     model deployed on GPUs, to the only pool when there is one; `max_instances` makes it autoscaled between
     `instances` and that. Refused (nothing written) if the file would be invalid: over capacity, an owner without a
@@ -153,7 +157,7 @@ def create(
             f"the most instances ({max_instances}) cannot be below the minimum ({instances})", field="max_instances"
         )
 
-    def change(data):
+    def change(data: Data) -> None:
         models, pools = data.get("models") or {}, data.get("pools") or {}
         spec = models.get(model)
         on_gpus = isinstance(spec, dict) and spec.get("backend", "triton") == "triton"

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 from . import Catalog, Service, Task
 
@@ -20,7 +21,7 @@ class Example:
     code: str
 
 
-def _chat_messages(task: Task) -> list[dict]:
+def _chat_messages(task: Task) -> list[dict[str, Any]]:
     if task is Task.vision_chat:
         return [
             {
@@ -39,7 +40,11 @@ def examples(catalog: Catalog, service: Service) -> list[Example]:
     model = catalog.model_of(service)
     name = service.access_name
     if model.task is Task.image_generation:
-        body = {"model": name, "prompt": "a red bicycle on a white background", "response_format": "b64_json"}
+        body: dict[str, Any] = {
+            "model": name,
+            "prompt": "a red bicycle on a white background",
+            "response_format": "b64_json",
+        }
         return [
             Example(
                 "curl",

@@ -6,6 +6,7 @@ import difflib
 import re
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from . import rules, secrets
 from .errors import CatalogError, Problem
@@ -13,8 +14,14 @@ from .model import SHA256_RE, Autoscale, Document, Gateway, Key, Limits, Model, 
 from .yamlpos import Positions, parse_yaml
 
 # Which class validates the mapping found at a path, to list the allowed fields for "did you mean".
-_SECTION_CLASS = {"gateway": Gateway, "pools": Pool, "models": Model, "keys": Key, "services": Service}
-_NESTED_CLASS = {"limits": Limits, "autoscale": Autoscale}
+_SECTION_CLASS: dict[object, type[BaseModel]] = {
+    "gateway": Gateway,
+    "pools": Pool,
+    "models": Model,
+    "keys": Key,
+    "services": Service,
+}
+_NESTED_CLASS: dict[str, type[BaseModel]] = {"limits": Limits, "autoscale": Autoscale}
 
 # Field names that mean someone pasted a secret into the file.
 _SECRET_FIELDS = re.compile(r"^(api[_-]?key|key|secret|token|password|passwd|bearer|access[_-]?key)$", re.I)
@@ -80,7 +87,7 @@ def parse_document_and_problems(text: str, path: str) -> tuple[Document | None, 
     return doc, _redacted(problems, data)
 
 
-def _redacted(problems: list[Problem], data) -> list[Problem]:
+def _redacted(problems: list[Problem], data: object) -> list[Problem]:
     """Problems that quote nothing secret-shaped: neither a known token shape nor whatever sits in a sha256 field
     (a key pasted there instead of its digest). Errors say which line, never what."""
     pasted = [
@@ -93,7 +100,7 @@ def _redacted(problems: list[Problem], data) -> list[Problem]:
     ]
 
 
-def _located(err: dict, data, positions: Positions, path: str) -> Problem:
+def _located(err: ErrorDetails, data: object, positions: Positions, path: str) -> Problem:
     loc = tuple(err["loc"])
     kind = err["type"]
     ctx = err.get("ctx") or {}
@@ -187,7 +194,7 @@ def _located(err: dict, data, positions: Positions, path: str) -> Problem:
     return Problem(path, line, col, f"'{field}': {err['msg']}", "see schema/services.schema.json")
 
 
-def _class_for(loc: tuple) -> type[BaseModel] | None:
+def _class_for(loc: tuple[object, ...]) -> type[BaseModel] | None:
     """The model class that validates the mapping at loc (e.g. ('services', 0) → Service)."""
     if not loc:
         return Document
@@ -196,7 +203,7 @@ def _class_for(loc: tuple) -> type[BaseModel] | None:
     return _SECTION_CLASS.get(loc[0])
 
 
-def _describe(value) -> str:
+def _describe(value: object) -> str:
     if value is None:
         return "an empty value"
     if isinstance(value, bool):

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import difflib
 import re
+from typing import Any, Protocol
 
 from . import chat_templates, secrets
 from .capacity import nodes_needed
 from .errors import Problem
 from .model import ACCESS_NAME_RE, TARGET_RANGES, ScaleMetric
 from .yamlpos import Positions
+
+Raw = dict[str, Any]  # a mapping of the parsed file, before validation
+Items = list[tuple[int, Raw]]  # (index, item) of a list section's mappings
+
+
+class Report(Protocol):
+    def __call__(self, loc: tuple[object, ...], message: str, hint: str, *, key: bool = False) -> None: ...
 
 
 def plaintext_secrets(text: str, path: str) -> list[Problem]:
@@ -37,32 +45,32 @@ def plaintext_secrets(text: str, path: str) -> list[Problem]:
     return found
 
 
-def _mapping(data, key) -> dict:
+def _mapping(data: object, key: str) -> Raw:
     value = data.get(key) if isinstance(data, dict) else None
     return value if isinstance(value, dict) else {}
 
 
-def _items(data, key) -> list[tuple[int, dict]]:
+def _items(data: object, key: str) -> Items:
     value = data.get(key) if isinstance(data, dict) else None
     if not isinstance(value, list):
         return []
     return [(i, item) for i, item in enumerate(value) if isinstance(item, dict)]
 
 
-def _str(item: dict, field: str) -> str | None:
+def _str(item: Raw, field: str) -> str | None:
     value = item.get(field)
     return value if isinstance(value, str) else None
 
 
-def _int(item: dict, field: str, default: int | None = None) -> int | None:
+def _int(item: Raw, field: str, default: int | None = None) -> int | None:
     value = item.get(field, default)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def check(data, pos: Positions, path: str) -> list[Problem]:
+def check(data: object, pos: Positions, path: str) -> list[Problem]:
     problems: list[Problem] = []
 
-    def report(loc: tuple, message: str, hint: str, *, key: bool = False) -> None:
+    def report(loc: tuple[object, ...], message: str, hint: str, *, key: bool = False) -> None:
         line, col = pos.of(loc, key=key)
         problems.append(Problem(path, line, col, message, hint))
 
@@ -71,52 +79,11 @@ def check(data, pos: Positions, path: str) -> list[Problem]:
     keys = _items(data, "keys")
     services = _items(data, "services")
 
-    # -- models: backend-specific fields ------------------------------------------------------------------------------
     for name, m in models.items():
-        if not isinstance(m, dict):
-            continue
-        _templates_and_tools(name, m, report)
-        backend = m.get("backend", "triton")
-        if backend == "triton":
-            if "source" not in m:
-                report(
-                    ("models", name),
-                    f"model '{name}' has no 'source'",
-                    "add 'source: s3://…' (the checkpoint the engine is built from) or set 'backend: openai'",
-                )
-            for field in ("upstream", "upstream_model"):
-                if field in m:
-                    report(
-                        ("models", name, field),
-                        f"'{field}' is only used with 'backend: openai'",
-                        "remove it, or set 'backend: openai'",
-                        key=True,
-                    )
-        elif backend == "openai":
-            if "upstream" not in m:
-                report(
-                    ("models", name),
-                    f"model '{name}' uses backend openai but has no 'upstream'",
-                    "add 'upstream: http://host:port/v1' (the OpenAI-compatible server to forward to)",
-                )
-            for field in ("source", "triton_model"):
-                if field in m:
-                    report(
-                        ("models", name, field),
-                        f"'{field}' is only used with 'backend: triton'",
-                        "remove it: the upstream server already runs the model",
-                        key=True,
-                    )
-
-    # -- keys: unique ids and digests ---------------------------------------------------------------------------------
-    owners_with_keys = set()
-    _unique(keys, "id", "key id", "keys", report, "give each key its own id", pos)
-    _unique(keys, "sha256", "key digest", "keys", report, "a key must not be listed twice; make a new one", pos)
-    for _, k in keys:
-        if _str(k, "owner"):
-            owners_with_keys.add(k["owner"])
-
-    # -- services: uniqueness, references -----------------------------------------------------------------------------
+        if isinstance(m, dict):
+            _templates_and_tools(name, m, report)
+            _model_backend(name, m, report)
+    owners_with_keys = _keys(keys, report, pos)
     _unique(
         services,
         "access_name",
@@ -136,56 +103,14 @@ def check(data, pos: Positions, path: str) -> list[Problem]:
         pos,
     )
     for i, s in services:
-        loc = ("services", i)
-        model_name = _str(s, "model")
-        model = models.get(model_name) if model_name else None
-        if model_name and model is None:
-            guess = difflib.get_close_matches(model_name, list(models), n=1)
-            report(
-                loc + ("model",),
-                f"model '{model_name}' is not defined under 'models'",
-                f"did you mean '{guess[0]}'?" if guess else "define it under 'models' or fix the name",
-            )
-        backend = model.get("backend", "triton") if isinstance(model, dict) else None
-        pool_name = _str(s, "pool")
-        if pool_name is not None and pool_name not in pools:
-            guess = difflib.get_close_matches(pool_name, list(pools), n=1)
-            report(
-                loc + ("pool",),
-                f"pool '{pool_name}' is not defined under 'pools'",
-                f"did you mean '{guess[0]}'?" if guess else f"use one of: {', '.join(pools) or '(none defined)'}",
-            )
-        if s.get("pool") is None and backend == "triton":  # missing or `pool: null`: nothing would be deployed
-            report(
-                loc + ("pool",) if "pool" in s else loc,
-                f"service '{s.get('access_name', i)}' runs a triton model but names no 'pool' (infra would deploy "
-                "nothing and callers would get 503)",
-                f"set 'pool:' to one of: {', '.join(pools) or '(define a pool first)'}",
-            )
-        if s.get("pool") is not None and backend == "openai":
-            report(
-                loc + ("pool",),
-                "'pool' has no effect: the model uses backend openai, so nothing is deployed",
-                "remove 'pool'",
-                key=True,
-            )
-        access = _str(s, "access_name")
-        if access and re.match(ACCESS_NAME_RE, access):  # a malformed one is already reported by the schema
-            owner = access.split("/", 1)[0]
-            if owner not in owners_with_keys:
-                report(
-                    loc + ("access_name",),
-                    f"owner '{owner}' has no API key, so nobody could call this service",
-                    f"add one: `modelsvc keys new --owner {owner}`",
-                )
-
+        _service_references(i, s, models, pools, owners_with_keys, report)
     for i, s in services:
         _autoscale(i, s, report)
     _capacity(pools, models, services, report)
     return problems
 
 
-def _templates_and_tools(name: str, m: dict, report) -> None:
+def _templates_and_tools(name: str, m: Raw, report: Report) -> None:
     """chat_template must be Jinja2; tool_parser only where the gateway reads the model's raw output and its
     template (when services.yaml gives it) renders tools."""
     template = m.get("chat_template")
@@ -226,7 +151,95 @@ def _templates_and_tools(name: str, m: dict, report) -> None:
         )
 
 
-def peak_instances(service: dict) -> int | None:
+def _model_backend(name: str, m: Raw, report: Report) -> None:
+    """Backend-specific fields: a triton model needs a source, an openai one an upstream; neither takes the other's."""
+    backend = m.get("backend", "triton")
+    if backend == "triton":
+        if "source" not in m:
+            report(
+                ("models", name),
+                f"model '{name}' has no 'source'",
+                "add 'source: s3://…' (the checkpoint the engine is built from) or set 'backend: openai'",
+            )
+        for field in ("upstream", "upstream_model"):
+            if field in m:
+                report(
+                    ("models", name, field),
+                    f"'{field}' is only used with 'backend: openai'",
+                    "remove it, or set 'backend: openai'",
+                    key=True,
+                )
+    elif backend == "openai":
+        if "upstream" not in m:
+            report(
+                ("models", name),
+                f"model '{name}' uses backend openai but has no 'upstream'",
+                "add 'upstream: http://host:port/v1' (the OpenAI-compatible server to forward to)",
+            )
+        for field in ("source", "triton_model"):
+            if field in m:
+                report(
+                    ("models", name, field),
+                    f"'{field}' is only used with 'backend: triton'",
+                    "remove it: the upstream server already runs the model",
+                    key=True,
+                )
+
+
+def _keys(keys: Items, report: Report, pos: Positions) -> set[str]:
+    """Unique ids and digests; returns the owners that have a key."""
+    _unique(keys, "id", "key id", "keys", report, "give each key its own id", pos)
+    _unique(keys, "sha256", "key digest", "keys", report, "a key must not be listed twice; make a new one", pos)
+    return {k["owner"] for _, k in keys if _str(k, "owner")}
+
+
+def _service_references(i: int, s: Raw, models: Raw, pools: Raw, owners_with_keys: set[str], report: Report) -> None:
+    """The model and pool a service names exist and fit its backend; its owner has a key."""
+    loc = ("services", i)
+    model_name = _str(s, "model")
+    model = models.get(model_name) if model_name else None
+    if model_name and model is None:
+        guess = difflib.get_close_matches(model_name, list(models), n=1)
+        report(
+            loc + ("model",),
+            f"model '{model_name}' is not defined under 'models'",
+            f"did you mean '{guess[0]}'?" if guess else "define it under 'models' or fix the name",
+        )
+    backend = model.get("backend", "triton") if isinstance(model, dict) else None
+    pool_name = _str(s, "pool")
+    if pool_name is not None and pool_name not in pools:
+        guess = difflib.get_close_matches(pool_name, list(pools), n=1)
+        report(
+            loc + ("pool",),
+            f"pool '{pool_name}' is not defined under 'pools'",
+            f"did you mean '{guess[0]}'?" if guess else f"use one of: {', '.join(pools) or '(none defined)'}",
+        )
+    if s.get("pool") is None and backend == "triton":  # missing or `pool: null`: nothing would be deployed
+        report(
+            loc + ("pool",) if "pool" in s else loc,
+            f"service '{s.get('access_name', i)}' runs a triton model but names no 'pool' (infra would deploy "
+            "nothing and callers would get 503)",
+            f"set 'pool:' to one of: {', '.join(pools) or '(define a pool first)'}",
+        )
+    if s.get("pool") is not None and backend == "openai":
+        report(
+            loc + ("pool",),
+            "'pool' has no effect: the model uses backend openai, so nothing is deployed",
+            "remove 'pool'",
+            key=True,
+        )
+    access = _str(s, "access_name")
+    if access and re.match(ACCESS_NAME_RE, access):  # a malformed one is already reported by the schema
+        owner = access.split("/", 1)[0]
+        if owner not in owners_with_keys:
+            report(
+                loc + ("access_name",),
+                f"owner '{owner}' has no API key, so nobody could call this service",
+                f"add one: `modelsvc keys new --owner {owner}`",
+            )
+
+
+def peak_instances(service: Raw) -> int | None:
     """Most instances a (raw) service can run: autoscale.max_instances, else instances. Capacity is checked at it."""
     auto = service.get("autoscale")
     if isinstance(auto, dict) and "max_instances" in auto:
@@ -234,7 +247,7 @@ def peak_instances(service: dict) -> int | None:
     return _int(service, "instances", 1)
 
 
-def _autoscale(i: int, s: dict, report) -> None:
+def _autoscale(i: int, s: Raw, report: Report) -> None:
     auto = s.get("autoscale")
     if not isinstance(auto, dict):
         return
@@ -272,7 +285,7 @@ def _autoscale(i: int, s: dict, report) -> None:
             )
 
 
-def _unique(items, field, what, section, report, hint, pos: Positions) -> None:
+def _unique(items: Items, field: str, what: str, section: str, report: Report, hint: str, pos: Positions) -> None:
     seen: dict[str, int] = {}
     for i, item in items:
         value = _str(item, field)
@@ -285,7 +298,7 @@ def _unique(items, field, what, section, report, hint, pos: Positions) -> None:
             seen[value] = i
 
 
-def _capacity(pools, models, services, report) -> None:
+def _capacity(pools: Raw, models: Raw, services: Items, report: Report) -> None:
     """Each pool must hold its services at their peak (autoscale.max_instances, else instances; one instance on one
     node, all on max_nodes nodes) plus room to build its largest engine beside them: a rebuild must never wait for
     GPUs that the running pods hold."""
@@ -312,7 +325,7 @@ def _capacity(pools, models, services, report) -> None:
     for name, wanted in demand.items():
         pool = pools[name]
         per_node, max_nodes = _int(pool, "gpus_per_node"), _int(pool, "max_nodes")
-        if max_nodes is None:
+        if max_nodes is None or per_node is None:  # (per_node is known: the pool has demand)
             continue
         needed = nodes_needed([g for g, _ in wanted], per_node, build.get(name, 0))
         if needed > max_nodes:
@@ -323,4 +336,3 @@ def _capacity(pools, models, services, report) -> None:
                 f"a {build.get(name, 0)}-GPU engine beside them, but max_nodes is {max_nodes}",
                 f"raise max_nodes to {needed} or lower the instances of the services using it",
             )
-    return []

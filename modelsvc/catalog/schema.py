@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from .model import Document
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema" / "services.schema.json"
 
 
-def json_schema() -> dict:
+def json_schema() -> dict[str, Any]:
     schema = Document.model_json_schema()
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",

@@ -8,6 +8,7 @@ and edit history). `redact` is applied to every message the loader produces; `fi
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 PATTERNS = [
     (re.compile(r"\bsk-[A-Za-z0-9_\-]{16,}"), "an API key"),
@@ -28,7 +29,7 @@ def find(text: str) -> list[tuple[int, int, str]]:
     return sorted(found)
 
 
-def redact(text: str, values=()) -> str:
+def redact(text: str, values: Iterable[str | None] = ()) -> str:
     """text with every secret-shaped span, and every one of `values` (e.g. what sits in a sha256 field), replaced."""
     for value in sorted((v for v in values if v), key=len, reverse=True):
         text = text.replace(value, REDACTED)

@@ -50,7 +50,7 @@ def cmd_review(args: argparse.Namespace) -> int:
     return 0 if r.ok else 1
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     r = sub.add_parser("review", help="Markdown review of a services.yaml change (paths or git REV:PATH)")
     r.add_argument("base", help="path or git REV:PATH (with --catalog-from: a revision)")
     r.add_argument("head", help="path or git REV:PATH (with --catalog-from: a revision or tree)")

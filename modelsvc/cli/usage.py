@@ -11,7 +11,7 @@ import sys
 
 from gateway.usage.postgres import PostgresStore
 from gateway.usage.query import service_totals
-from gateway.usage.sink import scan_minute_rows
+from gateway.usage.sink import indexed_minute_rows
 
 FIELDS = [
     "service_id",
@@ -33,13 +33,14 @@ def _when(text: str) -> int:
     try:
         t = dt.datetime.fromisoformat(text)
     except ValueError:
-        raise SystemExit(f"modelsvc usage export: '{text}' is not a date (YYYY-MM-DD[THH:MM]) or Unix seconds")
+        problem = f"modelsvc usage export: '{text}' is not a date (YYYY-MM-DD[THH:MM]) or Unix seconds"
+        raise SystemExit(problem) from None
     return int((t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp())
 
 
 async def _rows(store: str | None, log_path: str, start: int, end: int) -> list[tuple]:
     if not store:
-        return scan_minute_rows(log_path, None, start, end)
+        return indexed_minute_rows(log_path, None, start, end)
     pg = PostgresStore(store)
     try:
         return await pg.minute_rows(None, start, end)

@@ -1,9 +1,14 @@
-"""`python -m bench --quick` end to end: every one of our paths measured, none with an error, numbers that make sense."""
+"""`python -m bench --quick` end to end: every one of our paths measured, none with an error, numbers that make
+sense."""
 
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e  # every test here runs the benchmark as a subprocess
 
 ROOT = Path(__file__).resolve().parents[2]
 PATHS = ("direct/triton", "direct/openai", "gateway/triton", "gateway/openai")

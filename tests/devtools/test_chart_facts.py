@@ -149,6 +149,7 @@ def test_a_chart_in_another_shape_is_refused(tmp_path, capsys):
     assert "its Chart.yaml is cluster-autoscaler 1.2.4" in capsys.readouterr().err
 
 
+@pytest.mark.e2e  # runs git
 def test_a_git_repository_at_the_commit_gives_the_same_bytes(tmp_path):
     tree = tmp_path / "tree"
     chart = _write_tree(tree)

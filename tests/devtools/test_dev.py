@@ -12,10 +12,13 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from tests.conftest import ROOT
 from tests.gateway.harness import free_port
+
+pytestmark = pytest.mark.e2e  # every test here runs `modelsvc dev` and the stand-in CLI as processes
 
 MODELSVC = str(Path(sys.executable).parent / "modelsvc")
 

@@ -5,16 +5,33 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.e2e  # every test here runs the soak tool as a subprocess
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_soak_loses_no_usage_record_and_has_no_unexpected_failure(tmp_path):
     out = tmp_path / "soak.json"
     r = subprocess.run(
-        [sys.executable, "-m", "devtools.soak", "--duration", "60", "--json", str(out)],
+        # at least 1,500 requests and 5 engine kills however slow the machine: the run lasts longer instead
+        [
+            sys.executable,
+            "-m",
+            "devtools.soak",
+            "--duration",
+            "60",
+            "--min-requests",
+            "1500",
+            "--min-engine-kills",
+            "5",
+            "--json",
+            str(out),
+        ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         cwd=ROOT,
     )
     assert out.exists(), r.stdout + r.stderr

@@ -7,7 +7,7 @@ from .harness import Gateway
 
 
 @pytest.fixture(scope="module")
-def engines():
+def engines(e2e):
     threads = {
         "chat": StandInThread("chat").start(),
         "chat2": StandInThread("chat").start(),
@@ -21,7 +21,7 @@ def engines():
 
 
 @pytest.fixture(scope="module")
-def gw(engines, tmp_path_factory):
+def gw(e2e, engines, tmp_path_factory):
     """The example catalog served over stand-ins (the search team's openai-backed service over the stand-in
     OpenAI-compatible upstream)."""
     e = {k: f"127.0.0.1:{t.server.port}" for k, t in engines.items() if k != "upstream"}

@@ -51,6 +51,7 @@ class Gateway:
         catalog_text: str | None = None,
         args: tuple[str, ...] = (),
         demo_keys=DEMO_KEYS,
+        wrap: tuple[str, ...] = (),
     ):
         self.dir = tmp_path
         self.config = tmp_path / "services.yaml"
@@ -64,10 +65,12 @@ class Gateway:
         self.metrics_port = free_port()
         self.internal_url = f"http://127.0.0.1:{self.metrics_port}"  # /metrics and per-service /readyz
         self.args = args
+        self.wrap = wrap  # a command the gateway runs under (e.g. unshare, to give it a PID namespace)
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 20.0) -> Gateway:
         cmd = [
+            *self.wrap,
             MODELSVC,
             "serve",
             "--config",
@@ -104,8 +107,9 @@ class Gateway:
             time.sleep(0.1)
         raise RuntimeError(f"gateway did not start:\n{self.logs()}")
 
-    def stop(self, sig=signal.SIGTERM, timeout: float = 15.0) -> int:
-        if self.proc and self.proc.poll() is None:
+    def stop(self, sig=signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        assert self.proc is not None, "stop() before start()"
+        if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
                 self.proc.wait(timeout)

@@ -17,7 +17,7 @@ from sanic import Sanic
 from devtools.fake_backend import FakeBackend, fake_backends
 from gateway.app import create_app
 from gateway.config import DemoKey, LocalOverlay, Settings
-from modelsvc.catalog import loads
+from modelsvc.catalog import load, loads
 
 from .harness import DEMO_KEYS, example_catalog
 
@@ -28,21 +28,38 @@ Sanic.test_mode = True
 
 
 class InProcessGateway:
-    def __init__(self, tmp_path: Path, catalog_text: str | None = None, github_transport=None, **settings):
-        catalog = loads(catalog_text or example_catalog())
+    def __init__(
+        self,
+        tmp_path: Path,
+        catalog_text: str | None = None,
+        github_transport=None,
+        *,
+        demo_keys: list[dict] = DEMO_KEYS,
+        capabilities: dict | None = None,
+        catalog_file: bool = False,
+        **settings,
+    ):
+        if catalog_file:  # a real file, for tests that watch it (settings reload_poll_s)
+            path = tmp_path / "services.yaml"
+            path.write_text(catalog_text or example_catalog())
+            catalog = load(str(path))
+        else:
+            catalog = loads(catalog_text or example_catalog())
         self.usage_log = tmp_path / "usage.jsonl"
         self.settings = Settings(
-            usage_log=str(self.usage_log),
-            usage_spool=str(tmp_path / "spool"),
-            responses_store=str(tmp_path / "responses.sqlite3"),
-            metrics_port=0,  # no internal port: nothing listens
-            reload_poll_s=0,
-            health_interval_s=0,
-            **settings,
+            **{
+                "usage_log": str(self.usage_log),
+                "usage_spool": str(tmp_path / "spool"),
+                "responses_store": str(tmp_path / "responses.sqlite3"),
+                "metrics_port": 0,  # no internal port: nothing listens
+                "reload_poll_s": 0,
+                "health_interval_s": 0,
+                **settings,
+            }
         )
         overlay = LocalOverlay(
             endpoints={s.access_name: [f"fake-{s.access_name}"] for s in catalog.services},
-            demo_keys=[DemoKey(**k) for k in DEMO_KEYS],
+            demo_keys=[DemoKey(**k) for k in demo_keys],
         )
         self.backends: dict[str, FakeBackend] = {}
         self.app = create_app(
@@ -50,7 +67,7 @@ class InProcessGateway:
             self.settings,
             overlay,
             name=f"inproc_{next(_ids)}",
-            backends=fake_backends(self.backends),
+            backends=fake_backends(self.backends, capabilities),
             github_transport=github_transport,
         )
         self._to_app: asyncio.Queue = asyncio.Queue()
@@ -67,6 +84,7 @@ class InProcessGateway:
         return self
 
     async def __aexit__(self, *exc) -> None:
+        assert self.client is not None
         await self.client.aclose()
         await self._to_app.put({"type": "lifespan.shutdown"})
         await asyncio.wait_for(self._lifespan, 10)

@@ -40,7 +40,7 @@ ASK = [{"role": "user", "content": "What is the weather in Paris? Use get_weathe
 
 
 @pytest.fixture(scope="module")
-def engines():
+def engines(e2e):
     threads = {
         "llama": StandInThread("chat", family="llama3").start(),
         "qwen": StandInThread("chat", family="qwen3").start(),

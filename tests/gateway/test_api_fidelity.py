@@ -15,7 +15,7 @@ MSG = [{"role": "user", "content": "tell me about extensions"}]
 
 
 @pytest.fixture(scope="module")
-def fid(tmp_path_factory):
+def fid(e2e, tmp_path_factory):
     engines = [
         StandInThread("chat").start(),
         StandInThread("image").start(),
@@ -37,7 +37,7 @@ def client(fid):
 def bad_request(call) -> dict:
     with pytest.raises(openai.BadRequestError) as e:
         call()
-    assert e.value.status_code == 400
+    assert e.value.status_code == 400 and isinstance(e.value.body, dict)
     return e.value.body
 
 

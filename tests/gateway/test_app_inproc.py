@@ -4,7 +4,9 @@ validation, error shapes, auth, limits, metering and the answer's shapes, over d
 What needs the real protocol (Sanic's HTTP parser and size limits, signals, gRPC, the stand-in's real model configs)
 stays in the process-level tests beside this file."""
 
+import asyncio
 import json
+import time
 
 import httpx
 import pytest
@@ -264,3 +266,22 @@ async def test_the_rate_limit_answers_429_with_retry_after_and_meters_nothing(tm
         e = error(r := await post(g, CHAT, {"model": SVC, "messages": MSG, "max_tokens": 2}), 429)
         assert e["code"] == "rate_limit_exceeded" and int(r.headers["retry-after"]) >= 1
         assert len(g.usage()) == 2 and len(g.backend(SVC).requests) == 2
+
+
+async def test_usage_queries_are_throttled_per_key(tmp_path):
+    """A usage query reads the store (a scan of the whole log, before the index); sending one costs the caller
+    nothing. Each key gets --usage-api-rpm of them per minute (the console's usage pages included), then 429."""
+    async with InProcessGateway(tmp_path, usage_api_rpm=3) as g:
+        if time.time() % 60 > 55:  # fixed one-minute windows: don't straddle one
+            await asyncio.sleep(61 - time.time() % 60)
+        url = f"/v1/organization/usage/completions?start_time={int(time.time()) - 60}"
+        codes = [(await g.client.get(url, headers=AUTH)).status_code for _ in range(2)]
+        r = await g.client.get(f"/console/api/usage/{SVC}", headers=AUTH)
+        codes.append(r.status_code)
+        r = await g.client.get(url, headers=AUTH)
+        assert codes == [200, 200, 200], codes
+        e = error(r, 429)
+        assert e["code"] == "rate_limit_exceeded" and "usage queries" in e["message"]
+        assert 1 <= int(r.headers["retry-after"]) <= 60
+        other = await g.client.get(url, headers={"authorization": f"Bearer {OTHER_KEY}"})
+        assert other.status_code == 200  # per key

@@ -14,7 +14,7 @@ SVC = "u-8105f7322477/test"
 
 
 @pytest.fixture
-def three(tmp_path):
+def three(e2e, tmp_path):
     threads = [StandInThread("chat", token_delay=0.002).start() for _ in range(3)]
     g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{t.server.port}" for t in threads]}).start()
     yield g, threads
@@ -50,7 +50,7 @@ def test_failover_when_an_instance_is_killed_and_recovery(three):
     threads[0].kill()
     statuses = _send(g, 60) + _send(g, 30, stream=True)
     assert statuses.count(200) == 90, statuses  # every request retried onto a live instance
-    assert g.wait_until(lambda: "instance 127.0.0.1:%d failed" % port in g.logs(), 5)
+    assert g.wait_until(lambda: f"instance 127.0.0.1:{port} failed" in g.logs(), 5)
     ready = httpx.get(g.internal_url + "/readyz").json()["services"][SVC]
     assert ready == "degraded"
 

@@ -144,7 +144,7 @@ def test_python_sdk_vision_and_images(gw):
 
 def test_node_sdk(gw):
     node = shutil.which("node")
-    assert node, "node is required (installed by .ci/run)"
+    assert node, "node is required (installed by ./dev test)"
     assert (NODE_DIR / "node_modules" / "openai").exists(), "run `./dev setup` (npm ci in tests/node)"
     r = subprocess.run(
         [node, str(NODE_DIR / "chat.mjs"), gw.url + "/v1", DEMO_KEY, "u-8105f7322477/test"],

@@ -8,7 +8,10 @@ import time
 import httpx
 import pytest
 
-from .harness import SEARCH_KEY
+from devtools.standin.testing import StandInThread
+from devtools.standin.testing_openai import OpenAIUpstreamThread
+
+from .harness import SEARCH_KEY, Gateway
 
 CHAT = "/v1/chat/completions"
 MSG = [{"role": "user", "content": "hi"}]
@@ -158,3 +161,59 @@ def test_a_bad_upstream_event_mid_stream_ends_with_an_error_event(gw):
     assert gw.wait_until(lambda: len(gw.usage()) > before)
     rec = gw.usage()[-1]
     assert rec["status"] == "error" and rec["completion_tokens"] >= 3
+
+
+# -- what the engine refuses because of the caller's input is the caller's 400, and costs them nothing -----------------
+LONG = " ".join(f"w{i}" for i in range(120))  # over the engines' limit of 50 input tokens below
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "decoupled,stream",
+    [(True, False), (True, True), (False, False), (False, True)],
+    ids=["dec", "dec-stream", "unary", "nd-stream"],
+)
+def test_an_input_the_engine_refuses_is_the_callers_400_and_not_billed(tmp_path, decoupled, stream):
+    """TensorRT-LLM refuses a prompt longer than its engine was built for (INVALID_ARGUMENT; on a decoupled model
+    only as the stream's error message). Before: 502 backend_error, and the attempt billed with its estimated prompt.
+    Now: 400 context_length_exceeded, not retried, no usage record."""
+    engine = StandInThread("chat", decoupled=decoupled, max_input_len=50).start()
+    other = StandInThread("chat", decoupled=decoupled, max_input_len=50).start()
+    g = Gateway(tmp_path, {"u-8105f7322477/test": [engine.url, other.url]}).start()
+    try:
+        body = {"model": "u-8105f7322477/test", "messages": [{"role": "user", "content": LONG}], "stream": stream}
+        e = error(g.post(CHAT, body), 400)
+        assert (e["code"], e["param"], e["type"]) == ("context_length_exceeded", "messages", "invalid_request_error")
+        assert "at most 50" in e["message"]
+        assert engine.server.requests_started + other.server.requests_started == 1  # refused, not retried elsewhere
+        ok = g.post(CHAT, {"model": "u-8105f7322477/test", "messages": MSG, "max_tokens": 2})
+        assert ok.status_code == 200
+        assert g.wait_until(lambda: len(g.usage()) >= 1)
+        time.sleep(0.3)
+        assert [u["request_id"] for u in g.usage()] == [ok.headers["x-request-id"]]  # the refusal left no record
+        assert httpx.get(g.internal_url + "/readyz").json()["services"]["u-8105f7322477/test"] == "running"
+    finally:
+        g.stop()
+        engine.stop()
+        other.stop()
+
+
+@pytest.mark.e2e
+def test_an_input_the_upstream_refuses_is_the_callers_400(tmp_path):
+    up = OpenAIUpstreamThread().start()
+    up.upstream.max_context = 50
+    g = Gateway(tmp_path, {"team-search/query-rewriter": [up.url]}).start()
+    try:
+        for stream in (False, True):
+            body = {
+                "model": "team-search/query-rewriter",
+                "messages": [{"role": "user", "content": LONG}],
+                "stream": stream,
+            }
+            e = error(g.post(CHAT, body, key=SEARCH_KEY), 400)
+            assert "maximum context length is 50 tokens" in e["message"] and e["type"] == "invalid_request_error"
+        time.sleep(0.3)
+        assert g.usage() == []
+    finally:
+        g.stop()
+        up.stop()

@@ -14,7 +14,7 @@ SVC = "u-8105f7322477/test"
 
 
 @pytest.fixture(scope="module")
-def hard(tmp_path_factory):
+def hard(e2e, tmp_path_factory):
     t = StandInThread("chat").start()
     g = Gateway(
         tmp_path_factory.mktemp("hard"), {SVC: [f"127.0.0.1:{t.server.port}"]}, args=("--request-timeout", "1")
@@ -165,3 +165,114 @@ def test_a_nul_byte_in_the_url_leaves_no_key_in_the_logs(hard):
     time.sleep(0.3)
     logs = hard.logs()
     assert secret not in logs and "Traceback" not in logs, logs[-3000:]
+
+
+# -- strict HTTP/1.1 framing (RFC 9112): what a front proxy might read differently is refused, and the connection
+# closed, so no byte of it can be taken for the next request (request smuggling) ------------------------------------
+SMUGGLED = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+def _exchange(port: int, data: bytes) -> bytes:
+    s = socket.create_connection(("127.0.0.1", port))
+    s.sendall(data)
+    out, _ = _read_all(s, 5)
+    s.close()
+    return out
+
+
+def _chunked(body_part: bytes, extra_headers: bytes = b"") -> bytes:
+    return (
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + DEMO_KEY.encode() + b"\r\n" + extra_headers + b"\r\n" + body_part
+    )
+
+
+BODY = b'{"model": "u-8105f7322477/test", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}'
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        # chunk sizes must be 1*HEXDIG: Python's int(x, 16) also takes "0x", "+", " " and "_"
+        _chunked(b"0x%x\r\n%s\r\n0\r\n\r\n" % (len(BODY), BODY), b"Transfer-Encoding: chunked\r\n"),
+        _chunked(b"%x \r\n%s\r\n0\r\n\r\n" % (len(BODY), BODY), b"Transfer-Encoding: chunked\r\n"),
+        _chunked(b" %x\r\n%s\r\n0\r\n\r\n" % (len(BODY), BODY), b"Transfer-Encoding: chunked\r\n"),
+        _chunked(b"%x\r\n%s\r\n%s\r\n0\r\n\r\n" % (len(BODY), BODY, b"1" * 20), b"Transfer-Encoding: chunked\r\n"),
+        # chunk data must end with CRLF: the two bytes after it were skipped unread
+        _chunked(b"%x\r\n%sXX0\r\n\r\n" % (len(BODY), BODY), b"Transfer-Encoding: chunked\r\n"),
+        # no whitespace between a field name and its colon: "Transfer-Encoding :" was an unknown header, so the body
+        # (here a second request) was parsed as the next request
+        _chunked(SMUGGLED, b"Transfer-Encoding : chunked\r\n"),
+        _chunked(SMUGGLED, b"Content-Length\t: 0\r\n"),
+        # a bare CR or LF inside a field value, obsolete line folding, an empty field name
+        _chunked(b"", b"X-Note: a\rTransfer-Encoding: chunked\r\nContent-Length: 0\r\n"),
+        _chunked(b"", b"X-Note: a\nTransfer-Encoding: chunked\r\nContent-Length: 0\r\n"),
+        _chunked(b"", b"X-Note: a\r\n folded\r\nContent-Length: 0\r\n"),
+        _chunked(b"", b": nameless\r\nContent-Length: 0\r\n"),
+    ],
+    ids=[
+        "0x-size",
+        "size-trailing-space",
+        "size-leading-space",
+        "size-too-long",
+        "data-without-crlf",
+        "space-before-colon",
+        "tab-before-colon",
+        "bare-cr-in-value",
+        "bare-lf-in-value",
+        "obs-fold",
+        "empty-name",
+    ],
+)
+def test_ambiguous_framing_is_refused_and_the_connection_closed(hard, request_bytes):
+    out = _exchange(hard.port, request_bytes + SMUGGLED)
+    assert out.startswith(b"HTTP/1.1 400 "), out[:300]
+    assert out.count(b"HTTP/1.1 ") == 1, out  # nothing after the refusal was read as a request
+    assert b'"error"' in out and b"invalid_request_error" in out
+
+
+def test_well_formed_chunked_bodies_still_pass(hard):
+    body = BODY[:10], BODY[10:]
+    chunked = b"".join(b"%x;ext=1\r\n%s\r\n" % (len(p), p) for p in body) + b"0\r\n\r\n"
+    out = _exchange(hard.port, _chunked(chunked, b"Transfer-Encoding: chunked\r\nConnection: close\r\n"))
+    assert out.startswith(b"HTTP/1.1 200 "), out[:300]
+    out = _exchange(
+        hard.port, _chunked(b"%X\r\n%s\r\n0\r\n\r\n" % (len(BODY), BODY), b"Transfer-Encoding: chunked\r\n") + SMUGGLED
+    )
+    assert out.startswith(b"HTTP/1.1 200 ") and out.count(b"HTTP/1.1 200 ") == 2, out[:300]  # pipelining works
+
+
+@pytest.mark.e2e
+def test_connections_past_the_cap_get_503_and_are_closed(tmp_path):
+    t = StandInThread("chat").start()
+    g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{t.server.port}"]}, args=("--max-connections", "4")).start()
+    held = []
+    try:
+        while len(held) < 4:  # four keep-alive connections, each proven open by an answer
+            s = socket.create_connection(("127.0.0.1", g.port))
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            s.settimeout(5)
+            if s.recv(4096).startswith(b"HTTP/1.1 200 "):
+                held.append(s)
+            else:  # the harness's start-up probe is still being closed: it counts until then
+                s.close()
+                time.sleep(0.05)
+        out = _exchange(g.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 503 ") and b"too_many_connections" in out and b"retry-after: 1" in out
+        held[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # the open ones are still served
+        assert held[0].recv(4096).startswith(b"HTTP/1.1 200 ")
+        held.pop().close()
+        assert g.wait_until(
+            lambda: _exchange(g.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").startswith(
+                b"HTTP/1.1 200 "
+            ),
+            10,
+        )
+        metrics = httpx.get(g.internal_url + "/metrics").text
+        refused = next(line for line in metrics.splitlines() if line.startswith("modelsvc_connections_refused_total"))
+        assert float(refused.split()[1]) >= 1
+    finally:
+        for s in held:
+            s.close()
+        g.stop()
+        t.stop()

@@ -5,13 +5,14 @@ import hashlib
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
 
 import pytest
 
 from devtools.standin.testing import StandInThread
 from gateway import image_fetch
 from gateway.errors import InvalidRequest
-from gateway.image_fetch import ImagePolicy, inline_images
+from gateway.image_fetch import ImageBytes, ImageFetcher, ImagePolicy
 
 from .harness import OTHER_KEY, Gateway
 
@@ -19,8 +20,24 @@ SVC = "u-3f9a2c7e51d0/receipts"  # vision-chat
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8
 
 
+def inline_images(urls, policy):
+    """The fetcher of a gateway process, for one request."""
+
+    async def run():
+        fetcher = ImageFetcher(policy)
+        held = ImageBytes(fetcher)
+        try:
+            return await fetcher.inline(urls, held)
+        finally:
+            held.release()
+            await fetcher.close()
+            assert fetcher.in_flight == 0
+
+    return run()
+
+
 class _Images(BaseHTTPRequestHandler):
-    hosts: list = []
+    hosts: ClassVar[list] = []
 
     def do_GET(self):
         _Images.hosts.append(self.headers.get("host"))
@@ -46,7 +63,7 @@ class _Images(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def image_host():
+def image_host(e2e):
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Images)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -55,7 +72,7 @@ def image_host():
 
 
 @pytest.fixture(scope="module")
-def gateways(tmp_path_factory):
+def gateways(e2e, tmp_path_factory):
     engine = StandInThread("vision").start()
     ep = {SVC: [f"127.0.0.1:{engine.server.port}"]}
     strict = Gateway(tmp_path_factory.mktemp("strict"), ep).start()
@@ -177,3 +194,38 @@ def test_the_checked_address_is_the_one_connected_to(image_host, monkeypatch):
                 ImagePolicy(allow_networks=("127.0.0.0/8",), allow_hosts=("cdn.example",)),
             )
         )
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "2002:a9fe:a9fe::1",  # 6to4 of 169.254.169.254 (cloud metadata)
+        "2002:a00:7::1",  # 6to4 of 10.0.0.7
+        "fec0::1",  # site-local (deprecated, still routed inside some networks)
+        "fed0:1::5",  # site-local too (fec0::/10)
+        "64:ff9b::7f00:1",  # NAT64 of 127.0.0.1
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "64:ff9b:1::a00:7",  # local-use NAT64 (RFC 8215)
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo: a tunnel to an address it hides
+        "::127.0.0.1",  # IPv4-compatible (deprecated)
+        "::ffff:a9fe:a9fe",  # IPv4-mapped metadata
+    ],
+)
+def test_ipv6_forms_that_embed_an_internal_ipv4_are_refused(image_host, monkeypatch, address):
+    """6to4, NAT64, Teredo and IPv4-compatible addresses carry an IPv4 address inside; Python's is_global says
+    True for some of them (2002::/16, fec0::/10). The embedded address is checked, or the form refused."""
+
+    async def fake_resolve(host, p):
+        return [address]
+
+    monkeypatch.setattr(image_fetch, "resolve", fake_resolve)
+    _Images.hosts.clear()
+    with pytest.raises(InvalidRequest, match="not a public address"):
+        asyncio.run(inline_images(["http://images.example/cat.png"], ImagePolicy()))
+    assert _Images.hosts == []
+
+
+@pytest.mark.parametrize("address", ["2002:808:808::1", "64:ff9b::808:808", "2606:4700::1111", "8.8.8.8"])
+def test_ipv6_forms_of_public_addresses_stay_public(address):
+    assert image_fetch._public(image_fetch.ipaddress.ip_address(address), [])

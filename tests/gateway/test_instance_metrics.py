@@ -13,7 +13,7 @@ from .test_balancer_unit import pool_of
 
 
 async def test_discovery_changes_are_recorded_as_scaling_events():
-    pool, made = await pool_of("a", "b")
+    pool, _made = await pool_of("a", "b")
     assert [(e["from"], e["to"], e["added"], e["removed"]) for e in pool.events] == [(0, 2, 2, 0)]
     pool.discovery.endpoints = ["a", "b", "c", "d"]  # the HPA added two pods
     await pool.refresh()

@@ -13,7 +13,7 @@ SVC = "u-8105f7322477/test"
 
 
 @pytest.fixture(scope="module")
-def gwi(tmp_path_factory):
+def gwi(e2e, tmp_path_factory):
     t = StandInThread("chat").start()
     g = Gateway(tmp_path_factory.mktemp("internal"), {SVC: [f"127.0.0.1:{t.server.port}"]}).start()
     yield g
@@ -47,6 +47,7 @@ def test_internal_port_survives_garbage(gwi):
     assert httpx.get(gwi.internal_url + "/readyz").status_code == 200
 
 
+@pytest.mark.e2e
 def test_metrics_port_zero_turns_it_off(tmp_path):
     t = StandInThread("chat").start()
     g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{t.server.port}"]}, args=("--metrics-port", "0")).start()
@@ -55,6 +56,35 @@ def test_metrics_port_zero_turns_it_off(tmp_path):
         with pytest.raises(httpx.ConnectError):
             httpx.get(g.internal_url + "/metrics")
         assert "internal port" not in g.logs()
+    finally:
+        g.stop()
+        t.stop()
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.mark.e2e
+def test_the_internal_port_stays_on_loopback_when_the_api_listens_everywhere(tmp_path):
+    """--host 0.0.0.0 opens the API on every interface; the metrics and per-service readiness must not follow it
+    (they name every owner's services). 127.0.0.2 is another address of this host (Linux routes 127/8 to lo): the
+    API answers there, the internal port does not, until --metrics-host says so."""
+    t = StandInThread("chat").start()
+    g = Gateway(tmp_path, {SVC: [f"127.0.0.1:{t.server.port}"]}, args=("--host", "0.0.0.0")).start()
+    try:
+        assert httpx.get(f"http://127.0.0.2:{g.port}/healthz").status_code == 200
+        assert _reachable("127.0.0.1", g.metrics_port) and not _reachable("127.0.0.2", g.metrics_port)
+    finally:
+        g.stop()
+    g.args = ("--host", "0.0.0.0", "--metrics-host", "0.0.0.0")
+    g.start()
+    try:
+        assert httpx.get(f"http://127.0.0.2:{g.metrics_port}/metrics").status_code == 200
     finally:
         g.stop()
         t.stop()

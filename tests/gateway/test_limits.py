@@ -1,5 +1,6 @@
 """Rate limits shared by two gateway processes through a real Redis, and usage totals that survive a restart."""
 
+import asyncio
 import signal
 import time
 
@@ -16,6 +17,12 @@ SVC = "u-8105f7322477/test"
 MSG = [{"role": "user", "content": "limit me"}]
 
 
+# Tests that count exactly through Redis give it a deadline a loaded machine cannot reach: at the default 0.25 s a
+# descheduled redis-server would make the windows fail open (an extra 200) or a stream fail closed (503). The
+# default deadline and the hang policy have their own test (SIGSTOP) below.
+PATIENT = ("--redis-timeout", "5")
+
+
 def catalog_with_service_limits(limits: str) -> str:
     return example_catalog().replace(
         "    model: llama-3.1-8b-instruct\n    instances: 1\n    pool: h100\n",
@@ -25,14 +32,14 @@ def catalog_with_service_limits(limits: str) -> str:
 
 
 @pytest.fixture
-def redis_server(tmp_path):
+def redis_server(e2e, tmp_path):
     r = RedisServer(tmp_path)
     yield r
     r.stop()
 
 
 @pytest.fixture
-def engine():
+def engine(e2e):
     t = StandInThread("chat").start()
     yield t
     t.stop()
@@ -48,8 +55,8 @@ def test_requests_per_minute_shared_by_two_replicas(tmp_path, redis_server, engi
     eps = {SVC: [f"127.0.0.1:{engine.server.port}"]}
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    a = Gateway(tmp_path / "a", eps, catalog_text=cat, args=("--redis-url", redis_server.url)).start()
-    b = Gateway(tmp_path / "b", eps, catalog_text=cat, args=("--redis-url", redis_server.url)).start()
+    a = Gateway(tmp_path / "a", eps, catalog_text=cat, args=("--redis-url", redis_server.url, *PATIENT)).start()
+    b = Gateway(tmp_path / "b", eps, catalog_text=cat, args=("--redis-url", redis_server.url, *PATIENT)).start()
     try:
         _not_near_a_minute_boundary()
         results = [
@@ -75,7 +82,7 @@ def test_requests_per_minute_shared_by_two_replicas(tmp_path, redis_server, engi
 
 def test_usage_totals_survive_a_restart(tmp_path, redis_server, engine):
     eps = {SVC: [f"127.0.0.1:{engine.server.port}"]}
-    g = Gateway(tmp_path, eps, args=("--redis-url", redis_server.url)).start()
+    g = Gateway(tmp_path, eps, args=("--redis-url", redis_server.url, *PATIENT)).start()
     for _ in range(3):
         assert g.post("/v1/chat/completions", {"model": SVC, "messages": MSG, "max_tokens": 3}).status_code == 200
     g.stop()
@@ -130,6 +137,7 @@ def test_max_concurrent_streams(tmp_path, engine):
         g.stop()
 
 
+@pytest.mark.e2e
 def test_refused_streams_give_their_slot_back(tmp_path):
     """A stream refused after admission (seed on a model without a seed input: 400) frees its slot at once."""
     t = StandInThread("chat", seed_name=None).start()
@@ -153,7 +161,7 @@ def test_a_killed_replicas_streams_stop_counting_on_their_own(tmp_path, redis_se
     eps = {SVC: [f"127.0.0.1:{engine.server.port}"]}
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    args = ("--redis-url", redis_server.url, "--stream-lease", "2")
+    args = ("--redis-url", redis_server.url, "--stream-lease", "2", *PATIENT)
     a = Gateway(tmp_path / "a", eps, catalog_text=cat, args=args).start()
     b = Gateway(tmp_path / "b", eps, catalog_text=cat, args=args).start()
     engine.server.token_delay = 0.25  # the held stream lasts several lease periods (it is renewed meanwhile)
@@ -209,7 +217,9 @@ def test_several_workers_share_limits_and_metrics(tmp_path, redis_server, engine
     alone = Gateway(tmp_path, eps, catalog_text=cat, args=("--workers", "2"))
     with pytest.raises(RuntimeError, match="needs --redis-url"):
         alone.start()  # in-memory limits would be per worker: refused, not pretended
-    g = Gateway(tmp_path, eps, catalog_text=cat, args=("--workers", "2", "--redis-url", redis_server.url)).start()
+    g = Gateway(
+        tmp_path, eps, catalog_text=cat, args=("--workers", "2", "--redis-url", redis_server.url, *PATIENT)
+    ).start()
     try:
         _not_near_a_minute_boundary()
         codes = [
@@ -235,3 +245,67 @@ def test_several_workers_share_limits_and_metrics(tmp_path, redis_server, engine
             assert sum(float(line.rsplit(" ", 1)[1]) for line in ok) == 35, ok
     finally:
         g.stop()
+
+
+def test_a_hanging_redis_fails_open_for_windows_and_closed_for_streams_within_the_bound(tmp_path, redis_server, engine):
+    """SIGSTOP: Redis accepts connections and never answers. Before, a rate-limited request stalled 5 s (aiocache's
+    own timeout) and stream admission had no deadline at all (no answer in 60 s). Now the outage policy applies
+    within one Redis deadline (--redis-timeout, 0.25 s), then at once while the store is known to be down."""
+    cat = catalog_with_service_limits("{requests_per_minute: 100, max_concurrent_streams: 2}")
+    g = Gateway(
+        tmp_path, {SVC: [f"127.0.0.1:{engine.server.port}"]}, catalog_text=cat, args=("--redis-url", redis_server.url)
+    ).start()
+    chat = {"model": SVC, "messages": MSG, "max_tokens": 2}
+    try:
+        assert g.post("/v1/chat/completions", chat).status_code == 200
+        redis_server.pause()
+        t = time.monotonic()
+        for _ in range(3):
+            r = g.post("/v1/chat/completions", chat, timeout=30)
+            assert r.status_code == 200, r.text
+            r = g.post("/v1/chat/completions", {**chat, "stream": True}, timeout=30)  # before: no answer at all
+            assert r.status_code == 503 and r.json()["error"]["code"] == "limit_store_unavailable", r.text
+        # six requests: at most one store deadline each (0.25 s), most none (the store is known to be down);
+        # before, the three rate-limited ones alone took 3 x 5 s
+        assert time.monotonic() - t < 6, time.monotonic() - t
+        assert "limit store unreachable (TimeoutError" in g.logs()
+        redis_server.resume()
+        assert g.wait_until(
+            lambda: g.post("/v1/chat/completions", {**chat, "stream": True}).status_code == 200, timeout=10
+        )
+    finally:
+        redis_server.resume()
+        g.stop()
+
+
+async def test_leases_come_back_after_redis_loses_its_data(redis_server):
+    """Redis restarted without persistence forgets every lease: before, renewals only refreshed leases still
+    present (ZADD XX), so 6 streams ran on a limit of 3. The renewal re-adds the running streams' leases."""
+    from gateway.errors import RateLimited
+    from gateway.limits import Limiter, make_store
+    from modelsvc.catalog import Key, loads
+
+    service = loads(catalog_with_service_limits("{max_concurrent_streams: 3}")).service(SVC)
+    key = Key(id="k-test", owner="u-8105f7322477", sha256="0" * 64)
+    limiter = Limiter(make_store(redis_server.url), lease_ttl=1.5)  # renewed every 0.5 s
+    client = redis.Redis.from_url(redis_server.url)
+    leases = "modelsvc:streams:svc:" + service.id
+    try:
+        held = [await limiter.admit(key, service, stream=True) for _ in range(3)]
+        with pytest.raises(RateLimited):
+            await limiter.admit(key, service, stream=True)
+        redis_server.stop()
+        redis_server.start()  # same port, no data
+        assert client.zcard(leases) == 0
+        deadline = time.monotonic() + 10
+        while client.zcard(leases) < 3 and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert client.zcard(leases) == 3  # the three running streams count again
+        with pytest.raises(RateLimited):
+            await limiter.admit(key, service, stream=True)
+        await limiter.release(held[0])
+        await asyncio.sleep(1.2)  # two renewals: the released lease stays released
+        assert client.zcard(leases) == 2
+        assert (await limiter.admit(key, service, stream=True)).stream_keys == [leases]
+    finally:
+        await limiter.close()

@@ -30,7 +30,7 @@ OPERATIONS = [
 
 
 @pytest.fixture(scope="module")
-def api_schema(tmp_path_factory):
+def api_schema(e2e, tmp_path_factory):
     engines = [StandInThread("chat").start(), StandInThread("image").start()]
     g = Gateway(
         tmp_path_factory.mktemp("fuzz"),

@@ -52,6 +52,21 @@ def test_parts_images_and_placeholders():
     assert e.value.param == "messages[0].content[0].image_url.url"
 
 
+def test_a_callers_image_placeholder_is_text_in_every_content_form():
+    """On a vision model only image parts place <image>: typed into a plain-string message (before: it reached the
+    engine as a placeholder with no image, a 502) or a text part, it is text."""
+    typed = "what is <image> here"
+    for content in (typed, [{"type": "text", "text": typed}]):
+        body = {"model": "x", "messages": [{"role": "system", "content": typed}, {"role": "user", "content": content}]}
+        p = chat_params(body, VISION)
+        assert p.images == () and all("<image>" not in m["content"] for m in p.messages)
+        assert all(m["content"].replace("\u200b", "") == typed for m in p.messages)
+    assert (
+        chat_params({"model": "x", "messages": [{"role": "user", "content": typed}]}, CHAT).messages[0]["content"]
+        == typed
+    )  # on a text model <image> means nothing
+
+
 def test_neutral_values_of_unsupported_parameters_pass():
     chat_params(
         {"model": "a/b", "messages": MSG, "tools": [], "logprobs": False, "response_format": {"type": "text"}}, CHAT

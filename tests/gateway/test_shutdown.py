@@ -17,7 +17,7 @@ SVC = "u-8105f7322477/test"
 
 
 @pytest.fixture
-def engine():
+def engine(e2e):
     t = StandInThread("chat").start()
     yield t
     t.stop()

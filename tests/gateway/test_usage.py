@@ -5,10 +5,13 @@ import socket
 import time
 
 import httpx
+import pytest
 
 from devtools.standin.engine import generate_tokens
+from devtools.standin.testing import StandInThread
+from devtools.standin.testing_openai import OpenAIUpstreamThread
 
-from .harness import DEMO_KEY, OTHER_KEY
+from .harness import DEMO_KEY, DEMO_KEYS, OTHER_KEY, SEARCH_KEY, Gateway
 
 SVC = "u-8105f7322477/test"
 
@@ -58,9 +61,8 @@ def test_client_disconnect_cancels_the_backend_stream(gw, engines):
     cancelled = server.requests_cancelled
     try:
         sock = socket.create_connection(("127.0.0.1", gw.port))
-        body = (
-            '{"model": "%s", "stream": true, "max_tokens": 200, "messages": [{"role": "user", '
-            '"content": "a long story"}]}' % SVC
+        body = json.dumps(
+            {"model": SVC, "stream": True, "max_tokens": 200, "messages": [{"role": "user", "content": "a long story"}]}
         ).encode()
         sock.sendall(
             b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
@@ -143,7 +145,15 @@ def test_non_streamed_request_whose_caller_leaves_is_metered(gw, engines):
     cancelled, started = server.requests_cancelled, server.requests_started
     before = len(gw.usage())
     try:
-        sock = _send_raw(gw, {"model": SVC, "max_tokens": 200, "messages": [{"role": "user", "content": LONG_PROMPT}]})
+        # [standin:hang]: the engine answers nothing before the caller leaves (else its first response's count)
+        sock = _send_raw(
+            gw,
+            {
+                "model": SVC,
+                "max_tokens": 200,
+                "messages": [{"role": "user", "content": "[standin:hang] " + LONG_PROMPT}],
+            },
+        )
         assert engines["chat"].wait_for(lambda s: s.requests_started > started, 5)
         sock.close()
         assert engines["chat"].wait_for(lambda s: s.requests_cancelled > cancelled, 5), "engine kept generating"
@@ -223,3 +233,57 @@ def test_a_long_non_streamed_answer_outlasts_the_server_timeouts(gw, engines):
     assert r.json()["usage"]["completion_tokens"] == n
     rec = _new_records(gw, before)[0]
     assert rec["status"] == "ok" and rec["completion_tokens"] == n and rec["latency_ms"] > 70_000
+
+
+# -- abandoned work is metered, and charged to the key's token limits -----------------------------------------------
+LIMITED = [dict(k, limits={"tokens_per_minute": 1_000_000}) for k in DEMO_KEYS]
+
+
+def _raw(port: int, key: str, body: dict) -> socket.socket:
+    data = json.dumps(body).encode()
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.sendall(
+        b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nAuthorization: Bearer "
+        + key.encode()
+        + b"\r\nContent-Length: "
+        + str(len(data)).encode()
+        + b"\r\n\r\n"
+        + data
+    )
+    return sock
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("backend", ["triton", "openai"])
+def test_an_abandoned_non_streamed_request_is_billed_for_what_the_engine_generated(tmp_path, backend):
+    """Before: a caller leaving a non-streamed request was billed 0 output tokens, whatever the engine generated
+    until the cancel (its one answer only comes at the end). The engine's tokens until the cancel are recorded
+    and count against the key's tokens per minute."""
+    if backend == "triton":
+        engine, svc, key = StandInThread("chat", token_delay=0.02).start(), SVC, DEMO_KEY
+        counter, url = engine.server, engine.url
+    else:
+        engine, svc, key = OpenAIUpstreamThread(token_delay=0.02).start(), "team-search/query-rewriter", SEARCH_KEY
+        counter, url = engine.upstream, engine.url
+    g = Gateway(tmp_path, {svc: [url]}, demo_keys=LIMITED).start()
+    try:
+        story = [{"role": "user", "content": "a long, long story"}]
+        body = {"model": svc, "max_tokens": 400, "ignore_eos": True, "messages": story}  # all 400 unless cut
+        before = counter.tokens_generated
+        sock = _raw(g.port, key, body)
+        end = time.monotonic() + 20
+        while counter.tokens_generated - before < 25 and time.monotonic() < end:
+            time.sleep(0.01)
+        sock.close()  # the caller goes away mid-generation
+        assert g.wait_until(lambda: any(u["status"] == "cancelled" for u in g.usage()), 10), g.logs()[-2000:]
+        (rec,) = [u for u in g.usage() if u["status"] == "cancelled"]
+        generated = counter.tokens_generated - before
+        assert rec["stream"] is False and 25 <= rec["completion_tokens"] <= generated <= 400, (rec, generated)
+        spent = rec["prompt_tokens"] + rec["completion_tokens"]
+        remaining = lambda: int(  # noqa: E731
+            g.post("/v1/chat/completions", {**body, "max_tokens": 1}, key=key).headers["x-ratelimit-remaining-tokens"]
+        )
+        assert g.wait_until(lambda: remaining() <= 1_000_000 - spent, 5)  # charged to the key's limit
+    finally:
+        g.stop()
+        engine.stop()

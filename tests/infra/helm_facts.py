@@ -1,6 +1,6 @@
 """What the tests know of the pinned Helm charts: tests/infra/data/helm-chart-facts.json, data read from each chart's
 own files at its upstream tag by devtools/chart_facts.py (the charts are other projects' code and stay out of the
-repository; docs/decisions/helm-chart-facts.md). Value paths are dotted (`rules.default`); a condition is
+repository; docs/decisions/0006-helm-chart-facts.md). Value paths are dotted (`rules.default`); a condition is
 {"all_of" | "any_of" | "none_of": [value paths]}, evaluated here as Helm would: our values over the chart's defaults.
 """
 

@@ -133,6 +133,7 @@ def _run(env: dict, script: str = scripts.BUILD_ENGINE, timeout: int = 120) -> s
     )
 
 
+@pytest.mark.e2e
 def test_image_generation_builds_from_where_the_demo_reads_offline(tmp_path):
     work, env = _diffusion_work(tmp_path)
     proc = _run(env)
@@ -156,6 +157,7 @@ def test_image_generation_builds_from_where_the_demo_reads_offline(tmp_path):
     }
 
 
+@pytest.mark.e2e
 def test_image_generation_refuses_a_checkpoint_the_demo_would_complete_from_the_hub(tmp_path):
     work, env = _diffusion_work(tmp_path, [f for f in SDXL_FILES if not f.startswith("unet")])
     proc = _run(env)
@@ -163,6 +165,7 @@ def test_image_generation_refuses_a_checkpoint_the_demo_would_complete_from_the_
     assert "Hub" in proc.stderr and not (work / "out" / "build.json").exists()
 
 
+@pytest.mark.e2e
 def test_image_generation_build_fails_when_the_server_does(tmp_path):
     work, env = _diffusion_work(tmp_path)
     proc = _run({**env, "FAKE_FAIL": "1"})
@@ -170,6 +173,7 @@ def test_image_generation_build_fails_when_the_server_does(tmp_path):
     assert not (work / "out" / "build.json").exists()  # no build.json, so the upload step cannot write a marker
 
 
+@pytest.mark.e2e
 def test_a_cached_entry_builds_nothing(tmp_path):
     work, env = _diffusion_work(tmp_path)
     (work / "cached").touch()
@@ -216,6 +220,7 @@ def _calls(tmp_path: Path) -> list[dict]:
     return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
+@pytest.mark.e2e
 def test_chat_builds_with_the_tensorrt_flow_llm_api(tmp_path):
     work, env = _llm_work(tmp_path, "chat", "bfloat16")
     proc = _run(env)
@@ -230,6 +235,7 @@ def test_chat_builds_with_the_tensorrt_flow_llm_api(tmp_path):
     assert json.loads((work / "out" / "build.json").read_text())["trtllm"] == "1.0.0"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("task", ["chat", "vision-chat"])
 def test_xgrammar_tokenizer_info_is_written_where_the_recipe_points(tmp_path, task):
     """Guided decoding on the C++ backend loads this file (tensorrt_llm's xgrammar_tokenizer_info_path)."""
@@ -247,13 +253,15 @@ def test_xgrammar_tokenizer_info_is_written_where_the_recipe_points(tmp_path, ta
     assert default.xgrammar_tokenizer_info == "/models/" + str(written.relative_to(work / "out"))
 
 
+@pytest.mark.e2e
 def test_a_missing_tokenizer_info_script_fails_the_build(tmp_path):
-    work, env = _llm_work(tmp_path, "chat", "bfloat16")
+    _work, env = _llm_work(tmp_path, "chat", "bfloat16")
     env["XGRAMMAR_TOKENIZER_INFO_SCRIPT"] = str(tmp_path / "nope.py")
     proc = _run(env)
     assert proc.returncode != 0 and "guided decoding needs it" in proc.stderr
 
 
+@pytest.mark.e2e
 def test_fp8_calibrates_on_the_model_stores_data_never_the_hub(tmp_path):
     work, env = _llm_work(tmp_path, "chat", "fp8")
     proc = _run(env)
@@ -268,6 +276,7 @@ def test_fp8_calibrates_on_the_model_stores_data_never_the_hub(tmp_path):
 
 
 @pytest.mark.parametrize("dtype, algo", [("int8", "W8A16"), ("int4", "W4A16")])
+@pytest.mark.e2e
 def test_weight_only_quantisation_needs_no_calibration(tmp_path, dtype, algo):
     _, env = _llm_work(tmp_path, "chat", dtype)
     proc = _run(env)
@@ -276,6 +285,7 @@ def test_weight_only_quantisation_needs_no_calibration(tmp_path, dtype, algo):
     assert llm["quant_config"]["quant_algo"] == algo and "calib_config" not in llm
 
 
+@pytest.mark.e2e
 def test_vision_chat_builds_nvidias_documented_engines_offline(tmp_path):
     work, env = _llm_work(tmp_path, "vision-chat", "bfloat16", model_type="qwen2_vl")
     proc = _run(env)
@@ -292,6 +302,7 @@ def test_vision_chat_builds_nvidias_documented_engines_offline(tmp_path):
     assert config["builder_config"]["max_batch_size"] == 4
 
 
+@pytest.mark.e2e
 def test_vision_chat_refuses_an_image_without_nvidias_per_model_requirements(tmp_path):
     _, env = _llm_work(tmp_path, "vision-chat", "bfloat16", model_type="qwen2_vl", packages=("tensorrt_llm", "PIL"))
     proc = _run(env)
@@ -312,6 +323,7 @@ def test_vision_chat_refuses_an_image_without_nvidias_per_model_requirements(tmp
         ("    _offline_vision_info()\n", "", "would download https://"),
     ],
 )  # fmt: skip
+@pytest.mark.e2e
 def test_the_old_vision_recipe_fails_here(tmp_path, old, new, error):
     """Each defect the old script had, put back into today's: the stand-in catches it."""
     assert old in scripts.BUILD_ENGINE
@@ -324,6 +336,7 @@ def test_the_old_vision_recipe_fails_here(tmp_path, old, new, error):
     assert proc.returncode != 0 and error in proc.stderr, proc.stderr
 
 
+@pytest.mark.e2e
 def test_a_hub_id_source_is_never_fetched(tmp_path):
     _, env = _llm_work(tmp_path, "chat", "bfloat16")
     shutil.rmtree(Path(env["WORK"]) / "checkpoint")

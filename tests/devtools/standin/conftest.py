@@ -9,28 +9,28 @@ def _thread(profile, **kw):
 
 
 @pytest.fixture(scope="module")
-def chat():
+def chat(e2e):
     t = _thread("chat")
     yield t
     t.stop()
 
 
 @pytest.fixture(scope="module")
-def chat_nd():
+def chat_nd(e2e):
     t = _thread("chat", decoupled=False)
     yield t
     t.stop()
 
 
 @pytest.fixture(scope="module")
-def vision():
+def vision(e2e):
     t = _thread("vision")
     yield t
     t.stop()
 
 
 @pytest.fixture(scope="module")
-def image():
+def image(e2e):
     t = _thread("image", image_width=48, image_height=32)
     yield t
     t.stop()

@@ -40,14 +40,14 @@ TOOLS = [
 
 
 @pytest.fixture(scope="module")
-def llama():
+def llama(e2e):
     t = StandInThread("chat", family="llama3").start()
     yield t
     t.stop()
 
 
 @pytest.fixture(scope="module")
-def unguided():
+def unguided(e2e):
     t = StandInThread("chat", guided=False).start()
     yield t
     t.stop()
@@ -100,6 +100,7 @@ def test_guides_need_a_guided_decoder(unguided):
     assert cfg.parameters["guided_decoding_backend"].string_value == ""
 
 
+@pytest.mark.e2e
 def test_undeclared_guide_inputs_are_refused_as_triton_does(tmp_path):
     with StandInThread("chat", omit_inputs=("guided_decoding_guide_type", "guided_decoding_guide")) as t:
         with pytest.raises(InferenceServerException) as e:

@@ -107,6 +107,7 @@ def test_model_config_shapes(chat, chat_nd):
 
 
 @pytest.mark.parametrize("profile", ["chat", "vision", "image"])
+@pytest.mark.e2e
 def test_configs_are_the_builders_output(tmp_path, profile):
     """What the stand-in serves is what infra.modelrepo writes for the pinned release (NVIDIA's templates), except
     that a loaded ensemble with a decoupled step reports itself decoupled, as Triton does."""
@@ -133,6 +134,7 @@ def test_composing_models_serve_config_but_not_inference(chat):
     assert "composing model" in ei.value.message()
 
 
+@pytest.mark.e2e
 def test_serves_a_built_repository(tmp_path):
     spec = repo_spec("chat", decoupled=False)
     build_repository(spec, templates.for_task("chat"), tmp_path / "repo")
@@ -142,6 +144,7 @@ def test_serves_a_built_repository(tmp_path):
         assert text_of(c.infer("ensemble", llm_inputs("from disk", 3))) == "".join(complete("from disk", 3))
 
 
+@pytest.mark.e2e
 def test_legacy_seed_name():
     with StandInThread("chat", seed_name="random_seed") as t:
         names = {i.name for i in tg.InferenceServerClient(t.url).get_model_config("ensemble").config.input}
@@ -368,7 +371,7 @@ async def test_die_after_k_chunks(chat):
 
     got = []
     with pytest.raises(grpc.aio.AioRpcError) as ei:
-        async for r, e in client.stream_infer(reqs()):
+        async for r, _e in client.stream_infer(reqs()):
             got.append(text_of(r))
     await client.close()
     assert len(got) == 3 and ei.value.code() == grpc.StatusCode.INTERNAL
@@ -376,6 +379,7 @@ async def test_die_after_k_chunks(chat):
 
 
 @pytest.mark.asyncio
+@pytest.mark.e2e
 async def test_cancellation_counted_and_logged(caplog):
     caplog.set_level(logging.INFO, logger="devtools.standin")
     async with running_standin("chat", token_delay=0.02) as server:
@@ -386,7 +390,7 @@ async def test_cancellation_counted_and_logged(caplog):
 
         it = client.stream_infer(reqs())
         n = 0
-        async for r, e in it:
+        async for _r, _e in it:
             n += 1
             if n == 2:
                 it.cancel()
@@ -404,6 +408,7 @@ async def test_cancellation_counted_and_logged(caplog):
 
 
 @pytest.mark.asyncio
+@pytest.mark.e2e
 async def test_hang_until_client_deadline():
     async with running_standin("chat", mode="hang") as server:
         client = tga.InferenceServerClient(f"127.0.0.1:{server.port}")
@@ -431,6 +436,7 @@ def test_runtime_mode_validation():
         StandInServer("nope")
 
 
+@pytest.mark.e2e
 def test_cli_prints_ready_line():
     proc = subprocess.Popen(
         [sys.executable, "-m", "devtools.standin", "--port", "0", "--profile", "image", "--no-decoupled"],

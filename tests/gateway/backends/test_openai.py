@@ -14,7 +14,7 @@ def genreq(prompt, max_tokens, *, image_urls=(), messages=None, stop=(), **sampl
 
 
 @pytest.fixture(scope="module")
-def upstream():
+def upstream(e2e):
     t = OpenAIUpstreamThread().start()
     yield t
     t.stop()

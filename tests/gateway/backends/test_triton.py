@@ -27,28 +27,28 @@ def genreq(prompt, max_tokens, *, image_urls=(), messages=None, stop=(), **sampl
 
 
 @pytest.fixture(scope="module")
-def chat():
+def chat(e2e):
     t = StandInThread("chat").start()
     yield t
     t.stop()
 
 
 @pytest.fixture(scope="module")
-def chat_nd():
+def chat_nd(e2e):
     t = StandInThread("chat", decoupled=False).start()
     yield t
     t.stop()
 
 
 @pytest.fixture(scope="module")
-def legacy():
+def legacy(e2e):
     t = StandInThread("chat", seed_name="random_seed", decoupled=False).start()
     yield t
     t.stop()
 
 
 @pytest.fixture(scope="module")
-def bare():  # no seed input, no sampling knobs, no token counts
+def bare(e2e):  # no seed input, no sampling knobs, no token counts
     t = StandInThread(
         "chat",
         seed_name=None,
@@ -59,14 +59,14 @@ def bare():  # no seed input, no sampling knobs, no token counts
 
 
 @pytest.fixture(scope="module")
-def vision():
+def vision(e2e):
     t = StandInThread("vision").start()
     yield t
     t.stop()
 
 
 @pytest.fixture(scope="module")
-def image():
+def image(e2e):
     t = StandInThread("image", image_width=40, image_height=24).start()
     yield t
     t.stop()
@@ -164,7 +164,7 @@ async def test_capabilities_come_from_the_model_config(make, chat, chat_nd, bare
 
 
 @pytest.fixture(scope="module")
-def unguided():
+def unguided(e2e):
     t = StandInThread("chat", omit_inputs=("guided_decoding_guide_type", "num_return_sequences")).start()
     yield t
     t.stop()
@@ -199,6 +199,7 @@ async def test_unknown_model_is_unavailable(chat):
 # -- generate / stream: text, counts, finish reasons -----------------------------------------------------------------
 @pytest.mark.asyncio
 @pytest.mark.parametrize("server", ["chat", "chat_nd"])
+@pytest.mark.e2e
 async def test_generate_text_counts_finish(make, server, request):
     inst = await make(request.getfixturevalue(server))
     prompt = "write a poem about rivers"
@@ -214,6 +215,7 @@ async def test_generate_text_counts_finish(make, server, request):
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("server", ["chat", "chat_nd"])
+@pytest.mark.e2e
 async def test_stream_sums_chunk_counts(make, server, request):
     inst = await make(request.getfixturevalue(server))
     prompt = "count my tokens"
@@ -244,6 +246,7 @@ async def test_bls_cumulative_text_is_diffed(make, chat):
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("server", ["legacy", "chat"])
+@pytest.mark.e2e
 async def test_seed_sent_under_declared_name(make, server, request):
     inst = await make(request.getfixturevalue(server))
     a = await inst.generate(genreq("seeded", 40, seed=7))
@@ -263,6 +266,7 @@ def _stop_case(prompt):
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("server", ["chat", "chat_nd"])
+@pytest.mark.e2e
 async def test_stop_string_stripped(make, server, request):
     inst = await make(request.getfixturevalue(server))
     full, stop = _stop_case("stop here please")
@@ -365,6 +369,7 @@ async def test_asks_only_for_the_outputs_it_reads(make, chat):
 
 
 @pytest.mark.asyncio
+@pytest.mark.e2e
 async def test_ensemble_decoupled_through_its_steps(make):
     """A server that reports the ensemble's own config unchanged (no transaction policy): the gateway reads the
     steps' configs and streams, since the decoupled tensorrt_llm step makes the ensemble decoupled."""
@@ -397,6 +402,7 @@ async def test_generate_images_png(make, image, chat):
 # -- failures --------------------------------------------------------------------------------------------------------
 @pytest.mark.asyncio
 @pytest.mark.parametrize("server", ["chat", "chat_nd"])
+@pytest.mark.e2e
 async def test_hang_times_out_within_deadline(make, server, request):
     srv = request.getfixturevalue(server)
     inst = await make(srv, deadline_s=0.4)
@@ -411,6 +417,7 @@ async def test_hang_times_out_within_deadline(make, server, request):
 
 
 @pytest.mark.asyncio
+@pytest.mark.e2e
 async def test_silent_stream_idle_timeout_is_partial():
     # first response may take deadline_s (0.3 s arrives fine), every later one only idle_timeout_s (0.1 s: too slow)
     t = StandInThread("chat", token_delay=0.3).start()
@@ -432,6 +439,7 @@ async def test_silent_stream_idle_timeout_is_partial():
 
 @pytest.mark.asyncio
 @pytest.mark.parametrize("server", ["chat", "chat_nd"])
+@pytest.mark.e2e
 async def test_refuse_is_unavailable(make, server, request):
     srv = request.getfixturevalue(server)
     inst = await make(srv)
@@ -464,6 +472,7 @@ async def test_die_mid_stream_is_partial_backend_error(make, chat):
 
 
 @pytest.mark.asyncio
+@pytest.mark.e2e
 async def test_server_gone_is_unavailable():
     t = StandInThread("chat").start()
     inst = TritonInstance(t.url, "ensemble", connect_timeout_s=0.5)
@@ -477,6 +486,7 @@ async def test_server_gone_is_unavailable():
 
 # -- the caller goes away --------------------------------------------------------------------------------------------
 @pytest.mark.asyncio
+@pytest.mark.e2e
 async def test_early_close_cancels_engine(make):
     t = StandInThread("chat", token_delay=0.02).start()
     try:
@@ -537,9 +547,108 @@ async def test_request_build_failure_is_backend_error_not_cancellation(make, cha
     assert ei.value.partial is False
 
 
+# -- a call lost by the transport, not refused by the engine -----------------------------------------------------------
+def _lose_transport(inst: TritonInstance, peer) -> None:
+    """From now on inst's calls go to a peer that resets every HTTP/2 stream (the model config was read first)."""
+    import grpc
+
+    from gateway.backends.triton import CHANNEL_ARGS, service_pb2_grpc
+
+    inst._channel = grpc.aio.insecure_channel(peer.url, options=CHANNEL_ARGS)
+    inst._stub = service_pb2_grpc.GRPCInferenceServiceStub(inst._channel)
+
+
+@pytest.mark.e2e
+@pytest.mark.asyncio
+@pytest.mark.parametrize("server", ["chat", "chat_nd"])
+async def test_a_stream_reset_by_the_transport_is_unavailability(make, server, request):
+    """gRPC reports a reset HTTP/2 stream as INTERNAL: 'Stream removed ... RST_STREAM' from core, or — when the reset
+    races the client sending the request on the stream — 'Internal error from Core' from grpc's Python client, the
+    soak's flake. Either way the transport lost the call and the engine said nothing: before any output that is
+    BackendUnavailable (retried on another instance), never the engine's error (502)."""
+    from .h2reset import ResettingPeer
+
+    inst = await make(request.getfixturevalue(server))
+    peer = ResettingPeer()
+    try:
+        _lose_transport(inst, peer)
+        with pytest.raises(BackendUnavailable) as ei:
+            await inst.generate(genreq("hi", 5))
+        assert ei.value.partial is False
+        assert "RST_STREAM" in ei.value.message or "Internal error from Core" in ei.value.message
+        with pytest.raises(BackendUnavailable):
+            await collect(inst, genreq("hi", 5))
+        assert peer.resets == 2
+    finally:
+        peer.close()
+
+
+def test_internal_from_the_clients_own_transport_is_unavailability():
+    """The soak's flake, as grpc reports it: when sending the request on a stream fails (the engine was SIGKILLed
+    as the call started), grpc's Python client sets the status itself: INTERNAL 'Internal error from Core'
+    (grpc/aio/_call.py, _write → set_internal_error). An engine's own INTERNAL stays its error."""
+    import grpc
+
+    inst = TritonInstance("127.0.0.1:1", "ensemble")
+    lost = inst._from_status(grpc.StatusCode.INTERNAL, "Internal error from Core", partial=False)
+    assert isinstance(lost, BackendUnavailable) and lost.status == 503
+    late = inst._from_status(grpc.StatusCode.INTERNAL, "Internal error from Core", partial=True)
+    assert type(late) is BackendError and late.partial  # output reached the caller: an error event, no retry
+    engine = inst._from_status(grpc.StatusCode.INTERNAL, "[TensorRT-LLM][ERROR] Assertion failed", partial=False)
+    assert type(engine) is BackendError
+
+
+@pytest.mark.asyncio
+async def test_a_unary_request_whose_transport_is_lost_is_retried_on_another_instance(chat):
+    """The CI flake end to end at the balancer: a non-streamed request (the decoupled model's stream path) on an
+    instance whose transport fails is answered by the other instance, every time."""
+    from gateway.balancer import InstancePool, StaticEndpoints
+    from gateway.flow import _retryable_unary
+
+    from .h2reset import ResettingPeer
+
+    other = StandInThread("chat").start()
+    peer = ResettingPeer()
+    pool = InstancePool("svc", StaticEndpoints([chat.url, other.url]), lambda ep: TritonInstance(ep, "ensemble"))
+    try:
+        await pool.start()
+        broken = next(i for i in pool.instances if i.endpoint == chat.url)
+        _lose_transport(broken.backend, peer)
+        served = []
+        for _ in range(4):
+            result = await pool.run(lambda i: i.backend.generate(genreq("hi", 3)), retryable=_retryable_unary)
+            served.append(result.completion_tokens)
+        assert served == [3, 3, 3, 3] and peer.resets >= 1  # the broken one was tried, and the request survived
+    finally:
+        await pool.close()
+        for i in pool.instances:
+            await i.backend.close()
+        peer.close()
+        other.stop()
+
+
+@pytest.mark.asyncio
+async def test_a_collected_stream_and_one_whole_answer_agree(make, chat):
+    """--non-streamed stream (the default: the token stream collected, so a cancelled request has its counts) and
+    whole (one answer at the end) give the same answer; a stop string is cut either way."""
+    collected, whole = await make(chat), await make(chat, collect=False)
+    for req in (lambda: genreq("tell me", 12), lambda: genreq("tell me", 30, stop=[" the"])):
+        a, b = await collected.generate(req()), await whole.generate(req())
+        assert (a.text, a.completion_tokens, a.prompt_tokens, a.finish_reason) == (
+            b.text,
+            b.completion_tokens,
+            b.prompt_tokens,
+            b.finish_reason,
+        )
+    started = chat.server.tokens_generated
+    r = genreq("tell me", 12)
+    await collected.generate(r)
+    assert r.work.completion_tokens == chat.server.tokens_generated - started  # every token counted as it came
+
+
 # -- guided decoding, n > 1, end tokens (issue 19) ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def no_decoder():
+def no_decoder(e2e):
     t = StandInThread("chat", guided=False).start()  # the inputs are declared, the engine has no guided decoder
     yield t
     t.stop()

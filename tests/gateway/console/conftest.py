@@ -79,7 +79,7 @@ services:
 
 
 @pytest.fixture(scope="module")
-def console_engines():
+def console_engines(e2e):
     threads = {
         # the Support Bot's model is a Llama 3.1: its stand-ins serve Llama 3.1's chat template (tools, end tokens)
         "chat": StandInThread("chat", token_delay=0.01, family="llama3").start(),
@@ -124,7 +124,7 @@ def seed_history(path, now: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def console_gw(console_engines, tmp_path_factory):
+def console_gw(e2e, console_engines, tmp_path_factory):
     e = {k: t.url for k, t in console_engines.items()}
     g = Gateway(
         tmp_path_factory.mktemp("console-gw"),

@@ -32,7 +32,7 @@ expect = sync_api.expect
 
 
 @pytest.fixture(scope="module")
-def github(tmp_path_factory):
+def github(e2e, tmp_path_factory):
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
@@ -46,7 +46,7 @@ def github(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def gw(github, tmp_path_factory):
+def gw(e2e, github, tmp_path_factory):
     fake, url, key_file = github
     args = ("--github-repo", "acme/models", "--github-app-id", str(fake.app_id), "--github-app-key-file",
             str(key_file), "--github-api-url", url, "--github-poll", "0")  # fmt: skip
@@ -56,7 +56,7 @@ def gw(github, tmp_path_factory):
 
 
 @pytest.fixture
-def page(gw):
+def page(e2e, gw):
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         ctx = browser.new_context(viewport={"width": 1280, "height": 1000})

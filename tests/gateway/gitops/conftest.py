@@ -50,6 +50,7 @@ def gitops_settings(tmp_path, app_key, **kw) -> dict:
 
 
 async def wait_enabled(gw: InProcessGateway, key: str, want: bool = True) -> dict:
+    assert gw.client is not None
     for _ in range(200):
         r = await gw.client.get("/console/api/actions", headers={"authorization": f"Bearer {key}"})
         body = r.json()

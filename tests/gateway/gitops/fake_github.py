@@ -24,6 +24,7 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -184,7 +185,7 @@ class FakeGitHub:
     def transport(self) -> httpx.AsyncBaseTransport:
         return httpx.ASGITransport(app=self.asgi)
 
-    async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def asgi(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
         chunks = []

@@ -15,13 +15,13 @@ CONTEXT = [{"id": "msg_0", "type": "message", "role": "user", "content": [{"type
 
 
 @pytest.fixture(scope="module")
-def postgres():
+def postgres(e2e):
     pg = PostgresServer()
     yield pg
     pg.close()
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.e2e)])
 async def store(request, tmp_path):
     if request.param == "sqlite":
         s = SqliteStore(str(tmp_path / "responses.sqlite3"), ttl_s=3600)

@@ -1,5 +1,6 @@
 """The incremental JSON validator agrees with json.loads on every input, however it is cut into pieces."""
 
+import itertools
 import json
 
 from hypothesis import given, settings
@@ -19,7 +20,7 @@ def scan(text: str, cuts: list[int]) -> bool:
     s = JsonScan()
     bounds = sorted({c for c in cuts if 0 < c < len(text)} | {0, len(text)})
     try:
-        for a, b in zip(bounds, bounds[1:], strict=False):
+        for a, b in itertools.pairwise(bounds):
             end = s.feed(text[a:b])
             if end >= 0:
                 return text[a + end :].strip() == ""

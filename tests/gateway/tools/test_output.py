@@ -5,6 +5,7 @@ functions that were not offered, a call larger than the buffer cap."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -21,7 +22,7 @@ def run(fmt: str, text: str, cuts=(), **kw):
     out = Output(fmt, tools=kw.pop("tools", TOOLS), **kw)
     bounds = sorted({c for c in cuts if 0 < c < len(text)} | {0, len(text)})
     deltas = []
-    for a, b in zip(bounds, bounds[1:], strict=False):
+    for a, b in itertools.pairwise(bounds):
         deltas += out.feed(text[a:b])
     deltas += out.end()
     streamed_text = "".join(d.text for d in deltas)
@@ -175,12 +176,12 @@ def test_text_streams_as_text_until_a_marker_could_begin():
 def test_mistral_ids_are_nine_letters_or_digits():
     from gateway.tools import mistral_call_id
 
-    out, _, _, calls = run("mistral", MISTRAL, new_id=mistral_call_id)
+    _out, _, _, calls = run("mistral", MISTRAL, new_id=mistral_call_id)
     assert len(calls[0][0]) == 9 and calls[0][0].isalnum()
 
 
 def test_named_format_is_the_arguments_themselves():
-    out, _, _, calls = run("named", '{"city": "Paris"}', forced="get_weather")
+    out, _, _, _calls = run("named", '{"city": "Paris"}', forced="get_weather")
     assert parsed(out) == ("", "", [("get_weather", {"city": "Paris"})])
 
 
@@ -262,17 +263,17 @@ def test_a_call_larger_than_the_cap():
 
 
 def test_endless_whitespace_after_a_marker_is_capped():
-    out, text_s, _, _ = run("mistral", "[TOOL_CALLS]" + " " * 5000, cuts=range(0, 6000, 100), limit=1000)
+    out, _text_s, _, _ = run("mistral", "[TOOL_CALLS]" + " " * 5000, cuts=range(0, 6000, 100), limit=1000)
     assert out.calls == [] and out.failed is None
 
 
 def test_reasoning_without_a_close_is_reasoning():
-    out, text_s, reasoning_s, _ = run("hermes", "<think>still thinking", reasoning=True)
+    out, _text_s, reasoning_s, _ = run("hermes", "<think>still thinking", reasoning=True)
     assert out.reasoning == reasoning_s == "still thinking" and out.content == ""
 
 
 def test_reasoning_opened_by_the_prompt():
-    out, text_s, reasoning_s, _ = run("text", "hmm, 2+2\n</think>\n\n4", reasoning=True, in_reasoning=True)
+    out, _text_s, _reasoning_s, _ = run("text", "hmm, 2+2\n</think>\n\n4", reasoning=True, in_reasoning=True)
     assert (out.reasoning, out.content) == ("hmm, 2+2", "4")
 
 

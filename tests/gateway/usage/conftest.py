@@ -8,7 +8,7 @@ from devtools.postgres_server import PostgresServer
 
 
 @pytest.fixture(scope="module")
-def postgres():
+def postgres(e2e):
     pg = PostgresServer()
     yield pg
     pg.close()

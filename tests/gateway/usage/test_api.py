@@ -18,7 +18,7 @@ CHAT, IMAGES = "u-8105f7322477/test", "u-3f9a2c7e51d0/product-images"
 
 
 @pytest.fixture(scope="module")
-def api_engines():
+def api_engines(e2e):
     threads = [StandInThread("chat").start(), StandInThread("image").start()]
     yield threads
     for t in threads:
@@ -26,7 +26,7 @@ def api_engines():
 
 
 @pytest.fixture(scope="module", params=["local", "postgres"])
-def store_gw(request, api_engines, tmp_path_factory):
+def store_gw(e2e, request, api_engines, tmp_path_factory):
     chat, image = api_engines
     tmp = tmp_path_factory.mktemp(f"usage-{request.param}")
     args: tuple = ()

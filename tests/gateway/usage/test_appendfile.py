@@ -8,8 +8,12 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from gateway.usage.appendfile import read_lines
 from gateway.usage.record import Metrics
+
+pytestmark = pytest.mark.e2e  # every test here writes from several processes
 
 CHILD = textwrap.dedent("""
     import json, resource, signal, sys

@@ -4,10 +4,13 @@ metrics, and fails closed (503, nothing started) only once its memory buffer of 
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from devtools.standin.testing import StandInThread
 
 from ..harness import Gateway
+
+pytestmark = pytest.mark.e2e  # every test here runs a gateway process writing to /dev/full
 
 SVC = "u-8105f7322477/test"
 

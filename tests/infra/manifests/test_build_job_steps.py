@@ -21,6 +21,8 @@ from infra.modelrepo import templates
 from infra.modelrepo.errors import RepoError
 from infra.settings import Settings
 
+pytestmark = pytest.mark.e2e  # every test here runs the build Job's shell steps
+
 S = Settings()
 
 

@@ -21,6 +21,7 @@ def test_metrics_are_scraped_on_the_internal_port_only(small):
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     env = {e["name"]: e.get("value") for e in c["env"]}
     assert ports["metrics"] == int(env["MODELSVC_METRICS_PORT"]) != ports["http"]
+    assert env["MODELSVC_METRICS_HOST"] == "0.0.0.0"  # the gateway binds loopback unless told: Prometheus must reach it
     ann = dep["spec"]["template"]["metadata"]["annotations"]
     assert (ann["prometheus.io/scrape"], ann["prometheus.io/port"], ann["prometheus.io/path"]) == (
         "true",

@@ -223,6 +223,7 @@ def _cli(*args):
     )
 
 
+@pytest.mark.e2e
 def test_cli_builds(tpl, tmp_path):
     s = tmp_path / "spec.json"
     s.write_text(json.dumps({"task": "chat", "max_batch_size": 4, "max_input_tokens": 100, "max_output_tokens": 10}))
@@ -232,6 +233,7 @@ def test_cli_builds(tpl, tmp_path):
     assert str(tmp_path / "repo" / "ensemble" / "config.pbtxt") in r.stdout.splitlines()
 
 
+@pytest.mark.e2e
 def test_cli_refuses_with_a_located_message(edited, tmp_path):
     templates = edited("inflight_batcher_llm/tensorrt_llm", "${logits_datatype}", "TYPE_FP32", -1)
     s = tmp_path / "spec.json"
@@ -242,6 +244,7 @@ def test_cli_refuses_with_a_located_message(edited, tmp_path):
     assert not (tmp_path / "repo").exists()
 
 
+@pytest.mark.e2e
 def test_cli_refuses_an_unknown_spec_key(tpl, tmp_path):
     s = tmp_path / "spec.json"
     s.write_text(

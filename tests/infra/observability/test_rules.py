@@ -147,7 +147,7 @@ def gw_catalog():
 
 
 @pytest.fixture(scope="module")
-def live_gateway(tmp_path_factory):
+def live_gateway(e2e, tmp_path_factory):
     engine = StandInThread("chat").start()
     ep = f"127.0.0.1:{engine.server.port}"
     gw = Gateway(

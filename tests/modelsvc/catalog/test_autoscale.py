@@ -59,7 +59,8 @@ CASES = [
     (
         "pending target out of range",
         "max_instances: 2\nmetric: pending_requests\ntarget: 0.5",
-        "services.yaml:37:15: target 0.5 is outside 1–1000 for metric pending_requests — use a value between 1 and 1000 "
+        "services.yaml:37:15: target 0.5 is outside 1–1000 for metric pending_requests — "
+        "use a value between 1 and 1000 "
         "(requests waiting per instance)",
     ),
     (
@@ -92,7 +93,8 @@ CASES = [
     (
         "capacity at max",
         "max_instances: 5",
-        "services.yaml:9:16: pool 'h100' needs 3 nodes for 7 instances (13 GPUs) and room to build a 4-GPU engine beside "
+        "services.yaml:9:16: pool 'h100' needs 3 nodes for 7 instances (13 GPUs) "
+        "and room to build a 4-GPU engine beside "
         "them, but max_nodes is 2 — raise max_nodes to 3 or lower the instances of the services using it",
     ),
 ]

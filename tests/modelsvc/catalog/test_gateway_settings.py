@@ -46,11 +46,11 @@ def test_every_flag_has_its_environment_default(monkeypatch):
     s = settings_from(vars(args))
     assert (s.deadline_s, s.grace_s, s.redis_url, s.usage_store) == (7.5, 12.0, "redis://r:6379/0", None)
     assert s.images.allow_hosts == ("a.example", "b.example")
-    assert s.metrics_host == "127.0.0.1"  # follows --host unless set
+    assert s.metrics_host is None  # unset: the internal port stays on loopback
     s = settings_from(vars(parser().parse_args(["--deadline", "3", "--host", "0.0.0.0", "--metrics-port", "0"])))
-    assert (s.deadline_s, s.metrics_port, s.metrics_host) == (3.0, 0, "0.0.0.0")
-    s = settings_from(vars(parser().parse_args(["--host", "0.0.0.0", "--metrics-host", "127.0.0.1"])))
-    assert s.metrics_host == "127.0.0.1"
+    assert (s.deadline_s, s.metrics_port, s.metrics_host) == (3.0, 0, None)  # never follows --host
+    s = settings_from(vars(parser().parse_args(["--host", "0.0.0.0", "--metrics-host", "0.0.0.0"])))
+    assert s.metrics_host == "0.0.0.0"
 
 
 def test_the_deployment_sets_only_declared_variables(example):

@@ -119,8 +119,8 @@ def test_every_string_field_refuses_control_and_bidi_characters(cls, field, char
         model.model_validate({**_minimal(cls), field: hostile})
 
 
-def _minimal(cls: str) -> dict:
-    return {
+def _minimal(cls: str) -> dict[str, object]:
+    minimal: dict[str, dict[str, object]] = {
         "Gateway": {"public_url": "http://x.example/v1"},
         "Pool": {"instance_type": "p5", "gpus_per_node": 8, "max_nodes": 1},
         "Model": {},
@@ -128,7 +128,8 @@ def _minimal(cls: str) -> dict:
         "Autoscale": {"max_instances": 2},
         "Key": {"id": "k-a", "owner": "u-a", "sha256": "0" * 64},
         "Service": {"name": "T", "access_name": "u-a/t", "id": "ms-000000000001", "model": "m"},
-    }[cls]
+    }
+    return minimal[cls]
 
 
 def test_the_string_fields_the_issue_names_are_covered():

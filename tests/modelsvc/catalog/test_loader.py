@@ -1,5 +1,6 @@
 """Every rule of the loader: the exact message, line and column, and that all problems come at once."""
 
+import pydantic
 import pytest
 
 from modelsvc.catalog import CatalogError, Task, load, loads
@@ -21,7 +22,7 @@ def test_valid_sample_loads_into_typed_objects():
     assert c.models["chat-70b"].task is Task.chat  # default
     assert c.key_for_digest(DIGEST_A).owner == "u-a"
     assert c.gateway.public_url == "http://127.0.0.1:8080/v1"
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         c.services[0].instances = 3  # immutable
 
 
@@ -31,7 +32,8 @@ CASES = [
         "yaml syntax",
         "  replicas: 1\n",
         "  replicas: [1\n",
-        "services.yaml:5:6: YAML syntax error: expected ',' or ']', but got ':' — check indentation, colons and quoting "
+        "services.yaml:5:6: YAML syntax error: expected ',' or ']', but got ':' — "
+        "check indentation, colons and quoting "
         "around this spot",
     ),
     (
@@ -76,7 +78,8 @@ CASES = [
         "bad enum",
         "    task: chat\n",
         "    task: chatt\n",
-        "services.yaml:12:11: 'task' is 'chatt', must be one of chat, vision-chat, image-generation — did you mean 'chat'?",
+        "services.yaml:12:11: 'task' is 'chatt', must be one of chat, vision-chat, image-generation — "
+        "did you mean 'chat'?",
     ),
     (
         "missing field",

@@ -121,20 +121,20 @@ def test_bin_packing_equals_first_fit_decreasing(gpus, per_node):
     assert nodes_needed(gpus, per_node) == _first_fit_decreasing(gpus, per_node)
 
 
+def _counted(op: str):
+    def f(self, other):
+        _CountingInt.count += 1
+        return getattr(int, op)(self, other)
+
+    return f
+
+
 class _CountingInt(int):
     """An instance size that counts the comparisons made against it (Python calls a subclass's reflected
     operator first, so `left >= g` lands here too)."""
 
     count = 0
-
-    def _cmp(op):
-        def f(self, other):
-            _CountingInt.count += 1
-            return getattr(int, op)(self, other)
-
-        return f
-
-    __lt__, __le__, __gt__, __ge__ = _cmp("__lt__"), _cmp("__le__"), _cmp("__gt__"), _cmp("__ge__")
+    __lt__, __le__, __gt__, __ge__ = _counted("__lt__"), _counted("__le__"), _counted("__gt__"), _counted("__ge__")
 
 
 @pytest.mark.parametrize("sizes,per_node", [((1,), 1), ((1, 2, 4, 8), 8), ((3, 5, 7), 8)])

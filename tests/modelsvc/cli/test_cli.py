@@ -13,6 +13,8 @@ from modelsvc.catalog import loads
 from tests.conftest import ROOT
 from tests.modelsvc.catalog.samples import VALID, replace
 
+pytestmark = pytest.mark.e2e  # every test here runs the CLI as a subprocess
+
 MODELSVC = str(Path(sys.executable).parent / "modelsvc")
 
 

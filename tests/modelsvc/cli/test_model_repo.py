@@ -14,6 +14,8 @@ from infra.modelrepo import load as load_repo
 from modelsvc.catalog import load
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.e2e  # every test here runs the CLI as a subprocess
+
 MODELSVC = str(Path(sys.executable).parent / "modelsvc")
 EXAMPLE = load(str(ROOT / "services.yaml"))
 

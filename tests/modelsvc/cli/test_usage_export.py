@@ -9,8 +9,12 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from devtools.postgres_server import PostgresServer
 from gateway.usage import Metrics, UsageLog, UsageRecord
+
+pytestmark = pytest.mark.e2e  # every test here runs the CLI as a subprocess (and PostgreSQL)
 
 NOV = 1793491200  # 2026-11-01T00:00:00Z
 
