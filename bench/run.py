@@ -1,5 +1,5 @@
-"""`python -m bench [--quick | --short] [--out PATH] [--no-litellm] [--no-portkey] [--workers-scaling]`: the whole
-benchmark on loopback.
+"""`python -m bench [--quick | --short | --cpu | --against REV] [--out PATH] [--no-litellm] [--no-portkey]
+[--workers-scaling]`: the whole benchmark on loopback (`--cpu` and `--against`: bench/paired.py).
 
 Starts the stand-in upstreams (Triton gRPC with 0 / fixed / slow per-token delay; the OpenAI-compatible one likewise),
 our gateway over a bench catalog, the peers over the same OpenAI-compatible upstream (LiteLLM proxy and Portkey's AI
@@ -25,7 +25,7 @@ import yaml
 
 from . import litellm as L
 from . import portkey as PK
-from .procs import BENCH_KEY, MODELSVC, PY, ROOT, Proc, bench_catalog, free_port
+from .procs import BENCH_KEY, PY, ROOT, Proc, bench_catalog, free_port
 
 TOKENS = 24  # max_tokens of every request; the prompt is chosen so that every upstream generates exactly this many
 
@@ -212,8 +212,8 @@ class Bench:
         }
 
     # -- processes ------------------------------------------------------------------------------------------------
-    def _spawn(self, name, cmd, *, cpus=None, env=None) -> Proc:
-        p = Proc(name, cmd, cpus=cpus, env=env, log_dir=self.tmp)
+    def _spawn(self, name, cmd, *, cpus=None, env=None, cwd=None) -> Proc:
+        p = Proc(name, cmd, cpus=cpus, env=env, log_dir=self.tmp, cwd=cwd)
         self.procs.append(p)
         return p
 
@@ -270,9 +270,12 @@ class Bench:
         for proc, _ in self.up.values():
             proc.wait_log("ready", 30)
 
-    def start_gateway(self, workers: int, cpus) -> tuple[Proc, int]:
+    def start_gateway(self, workers: int, cpus, tree: Path = ROOT, tag: str = "") -> tuple[Proc, int]:
+        """Our gateway from the checkout at `tree` (this one, or --against's), run as `python -m modelsvc.cli` with
+        that checkout first on the path: a venv's `modelsvc` script would run whatever checkout it was installed
+        from (an editable install points at one worktree)."""
         services = [(n, n.split("-")[0]) for n in self.up]
-        d = self.tmp / f"gw{workers}"
+        d = self.tmp / f"gw{workers}{tag}"
         d.mkdir(exist_ok=True)
         (d / "services.yaml").write_text(bench_catalog(services))
         (d / "local.yaml").write_text(
@@ -302,9 +305,11 @@ class Bench:
             shared = ["--redis-url", f"redis://127.0.0.1:{rport}/0"]
         port = free_port()
         proc = self._spawn(
-            f"gateway-w{workers}",
+            f"gateway-w{workers}{tag}",
             [
-                MODELSVC,
+                PY,
+                "-m",
+                "modelsvc.cli",
                 "serve",
                 "--config",
                 str(d / "services.yaml"),
@@ -321,6 +326,8 @@ class Bench:
                 *shared,
             ],
             cpus=cpus,
+            cwd=tree,
+            env={"PYTHONPATH": str(tree)},
         )
         proc.wait_http(f"http://127.0.0.1:{port}/readyz", 60)
         return proc, port
@@ -843,9 +850,19 @@ def main(argv=None) -> int:
     mode = ap.add_mutually_exclusive_group()
     mode.add_argument("--quick", action="store_true", help="our paths only, small loads (< 1 min; CI)")
     mode.add_argument("--short", action="store_true", help="the quick loads, with the peers (LiteLLM, Portkey)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    mode.add_argument("--cpu", action="store_true", help="CPU per request of every path, repeated (bench/paired.py)")
+    ap.add_argument("--out", help="JSON results (default bench/results/latest.json; cpu.json for --cpu/--against)")
     ap.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
     ap.add_argument("--no-portkey", action="store_true", help="skip Portkey's AI Gateway")
     ap.add_argument("--workers-scaling", action="store_true", help="full run: also measure --workers 2")
+    from . import paired  # imports this module: loaded late
+
+    paired.add_arguments(ap)
     args = ap.parse_args(argv)
+    if args.cpu or args.against:
+        if args.quick or args.short:
+            ap.error("--cpu/--against are their own mode (not with --quick or --short)")
+        args.out = args.out or str(ROOT / "bench" / "results" / "cpu.json")
+        return paired.Paired(args).run()
+    args.out = args.out or str(ROOT / "bench" / "results" / "latest.json")
     return Bench(args).run()
