@@ -206,6 +206,7 @@ class TritonInstance:
         self._started = False
         # filled by start()
         self.inputs: dict[str, _Declared] = {}
+        self._flags: dict[tuple[str, bool], tuple[wire.Tensor, bytes]] = {}  # encoded once per model config
         self.outputs: set[str] = set()
         self.decoupled = False
         self.seed_input: str | None = None
@@ -322,6 +323,7 @@ class TritonInstance:
 
     def _load_config(self, cfg: Any) -> None:
         self.inputs = {i.name: _Declared(_wire_type(i.data_type), tuple(i.dims), bool(i.optional)) for i in cfg.input}
+        self._flags = {}
         self.outputs = {o.name for o in cfg.output}
         self.decoupled = bool(cfg.model_transaction_policy.decoupled)
         self.seed_input = "seed" if "seed" in self.inputs else ("random_seed" if "random_seed" in self.inputs else None)
@@ -463,7 +465,13 @@ class TritonInstance:
         return next((i for i in EXTENSION_INPUTS.get(name, ()) if i in self.inputs), None)
 
     def _tensor(self, name: str, values: list[Any]) -> tuple[wire.Tensor, bytes]:
-        """One batched [1, n] input of n values, as tritonclient's InferInput would send it."""
+        """One batched [1, n] input of n values, as tritonclient's InferInput would send it. A single flag (the
+        same few on every request) is encoded once: the request copies the tensor header in."""
+        if len(values) == 1 and type(values[0]) is bool:
+            got = self._flags.get((name, values[0]))
+            if got is None:
+                got = self._flags[(name, values[0])] = wire.encode_input(name, self.inputs[name].wire_type, values)
+            return got
         return wire.encode_input(name, self.inputs[name].wire_type, values)
 
     def _llm_request(self, req: GenRequest, *, stream: bool) -> service_pb2.ModelInferRequest:
