@@ -259,12 +259,15 @@ class Paired:
             "per_chunk": {},
             "peers": {},
             "errors": {},
+            "against_errors": {},
         }
         for path, by in rows.items():
             for name, ms in by.items():
                 errs = sum(m["errors"] for m in ms)
-                if errs:
-                    out["errors"][f"{path} [{name}]"] = errs
+                if errs and name == "this":
+                    out["errors"][path] = errs
+                elif errs:  # REV may predate the path (tools, JSON mode): reported, not compared, not a failure
+                    out["against_errors"][path] = errs
                 out["cpu_ms_per_request"].setdefault(path, {})[name] = spread([m["cpu_ms"] for m in ms])
             if len(names) > 1 and all(n in by for n in names) and not any(m["errors"] for n in names for m in by[n]):
                 ratios = [x["cpu_ms"] / y["cpu_ms"] for x, y in zip(by[names[0]], by[names[1]], strict=True)]
@@ -326,6 +329,8 @@ def report(r: dict) -> str:
             f"{p['ours_cpu_ms']['median']:.3f} ms per request: {iv['ratio']:.1f}× "
             f"(95% CI {iv['low']:.1f}–{iv['high']:.1f})"
         )
+    for k, v in r["against_errors"].items():
+        lines.append(f"{r['against']} answered {v} errors on {k} (not compared: it may predate that path)")
     for k, v in r["errors"].items():
         lines.append(f"ERRORS {k}: {v}")
     return "\n".join(lines)
