@@ -340,7 +340,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     g = ap.add_argument_group("CPU per request (--cpu, --against)")
     g.add_argument("--against", metavar="REV", help="paired comparison with the gateway at git revision REV")
     g.add_argument("--pairs", type=int, default=6, help="rounds (each measures every path on every side)")
-    g.add_argument("--rate", type=int, default=300, help="open-loop req/s of the non-streamed paths")
+    g.add_argument("--rate", type=int, default=200, help="open-loop req/s of the non-streamed paths (below capacity)")
     g.add_argument("--stream-rate", type=int, default=60, help="open-loop streams/s")
     g.add_argument("--peer-rate", type=int, default=40, help="req/s at which ours and the peers are compared")
     g.add_argument("--seconds", type=float, default=2.5, help="measured seconds per path per round")

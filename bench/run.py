@@ -190,6 +190,8 @@ class Bench:
         # Gateway (and LiteLLM, in turn) on one core; load generator and upstreams on the other.
         self.gw_cpus = {cpus[0]} if len(cpus) > 1 else None
         self.side_cpus = set(cpus[1:]) if len(cpus) > 1 else None
+        if len(cpus) >= 4:  # the third core stays free for the second gateway worker (--workers-scaling)
+            self.side_cpus = set(cpus[1:]) - {cpus[2]}
         self.lg_cpu = cpus[1] if len(cpus) > 1 else None
         self.result: dict = {
             "machine": _machine(),
@@ -701,12 +703,16 @@ class Bench:
                         peer.stop()
                         self.procs.remove(peer)
                 self.llm = self.pk = None
+                # With 4+ cores the two workers get two cores of their own (the first, and the one the 1-worker run
+                # did not use: load generator and upstreams keep the rest); on 2 cores they share both with them.
+                cpus = sorted(os.sched_getaffinity(0))
+                two = {cpus[0], cpus[2]} if len(cpus) >= 4 else None
                 print(
-                    "multi-worker (gateway --workers 2, unpinned; shares the 2 cores with load generator and "
-                    "upstreams):",
+                    f"multi-worker (gateway --workers 2, {f'on cores {sorted(two)}' if two else 'unpinned'}; "
+                    f"{'load generator and upstreams on the others' if two else 'shares the 2 cores with them'}):",
                     flush=True,
                 )
-                self.gw, self.gw_port = self.start_gateway(2, None)
+                self.gw, self.gw_port = self.start_gateway(2, two)
                 t = {k: v for k, v in self.targets("fast", False).items() if k.startswith("gateway/")}
                 self.measure_throughput(t, workers=2, label=" (2 workers)")
             self.lg.close()
