@@ -15,11 +15,13 @@ import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .backends.base import Backend
 from .errors import BackendUnavailable
 
 log = logging.getLogger("gateway.balancer")
+_R = TypeVar("_R")  # what a call on an instance returns
 
 
 @dataclass(eq=False)
@@ -49,7 +51,8 @@ class DnsEndpoints:
 
     async def resolve(self) -> list[str]:
         infos = await asyncio.get_running_loop().getaddrinfo(self.host, self.port, type=socket.SOCK_STREAM)
-        addrs = sorted({info[4][0] for info in infos})
+        # a host name resolves to AF_INET/AF_INET6 records, whose sockaddr starts with the address as a string
+        addrs = sorted({addr for *_, sockaddr in infos if isinstance(addr := sockaddr[0], str)})
         return [f"[{a}]:{self.port}" if ":" in a else f"{a}:{self.port}" for a in addrs]
 
 
@@ -196,7 +199,9 @@ class InstancePool:
     def counts(self) -> tuple[int, int]:
         return sum(i.healthy for i in self.instances), len(self.instances)
 
-    async def run(self, call: Callable[[Instance], Awaitable], *, retryable, hold: bool = False) -> object:
+    async def run(
+        self, call: Callable[[Instance], Awaitable[_R]], *, retryable: Callable[[Exception], bool], hold: bool = False
+    ) -> _R:
         """Run call on an instance; on a retryable failure, once more on another instance. With hold, the instance
         stays counted as busy after success (a stream still open on it): the caller decrements `outstanding`."""
         tried: tuple[Instance, ...] = ()

@@ -1,4 +1,4 @@
-"""Gateway settings (declared in modelsvc/catalog/gateway_settings.py), and the local overlay: where a service's
+"""Gateway settings (built in gateway/settings.py, re-exported here), and the local overlay: where a service's
 instances are when nothing is deployed.
 
 services.yaml is what gets deployed and says nothing about addresses: in Kubernetes the gateway finds each
@@ -8,52 +8,16 @@ start, each service's endpoints, and demo keys whose plaintext may live there be
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StrictStr, ValidationError
 
 from modelsvc.catalog import Catalog, Key, Limits
-from modelsvc.catalog.gateway_settings import SETTINGS as GATEWAY_SETTINGS
 
-from .image_fetch import ImagePolicy
-
-_IMAGE_DEFAULTS = {s.field.split(".", 1)[1]: s.default for s in GATEWAY_SETTINGS if s.field.startswith("images.")}
-
-
-def _settings_fields() -> list[tuple[str, Any, Any]]:
-    """One Settings field per declared setting that has one (modelsvc/catalog/gateway_settings.py)."""
-    out: list[tuple[str, Any, Any]] = []
-    for s in GATEWAY_SETTINGS:
-        if s.field and "." not in s.field:
-            kind = s.kind | None if s.optional or s.default is None else s.kind
-            out.append((s.field, kind, dataclasses.field(default=s.default)))
-    out.append(("images", ImagePolicy, dataclasses.field(default=ImagePolicy(**_IMAGE_DEFAULTS))))
-    return out
-
-
-# The gateway's settings: deadline_s, usage_log, discovery, metrics_port, grace_s, ..., images (an ImagePolicy): each
-# declared once, with its type, default, flag and environment variable, in modelsvc/catalog/gateway_settings.py.
-Settings = dataclasses.make_dataclass("Settings", _settings_fields(), frozen=True)
-Settings.__module__ = __name__
-
-
-def settings_from(values: Mapping[str, Any]) -> Any:
-    """Settings from declared settings' values by name (the parsed `modelsvc serve` flags); the rest default."""
-    kw: dict[str, Any] = {}
-    images: dict[str, Any] = {}
-    for s in GATEWAY_SETTINGS:
-        if s.field and s.name in values:
-            if s.field.startswith("images."):
-                images[s.field.split(".", 1)[1]] = values[s.name]
-            else:
-                kw[s.field] = values[s.name]
-    if images:
-        kw["images"] = ImagePolicy(**{**_IMAGE_DEFAULTS, **images})
-    return Settings(**kw)
+from .settings import Settings as Settings
+from .settings import settings_from as settings_from
 
 
 class _Strict(BaseModel):

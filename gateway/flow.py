@@ -515,7 +515,7 @@ def _close(s: _Stream) -> None:
     task.add_done_callback(lambda t: t.cancelled() or t.exception())
 
 
-async def _events(s: _Stream, shape: StreamShape) -> AsyncIterator[bytes]:
+async def _events(s: _Stream, shape: StreamShape) -> AsyncGenerator[bytes, None]:
     """The stream's bytes. Errors after the first byte become the shape's error event (the status is already
     sent); `s.status` says how it ended."""
     call = s.call

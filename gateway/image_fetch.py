@@ -39,6 +39,7 @@ import logging
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 from urllib.parse import urlsplit
 
 import anyio
@@ -73,7 +74,7 @@ _NAT64_LOCAL = ipaddress.ip_network("64:ff9b:1::/48")
 _IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d
 
 
-def _embedded(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | bool | None:
+def _embedded(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | Literal[False] | None:
     """The IPv4 address an IPv6 address carries (IPv4-mapped, 6to4, NAT64), False for forms that are refused
     outright (Teredo tunnels to an address it obfuscates, local-use NAT64, IPv4-compatible), None for none."""
     if ip.ipv4_mapped is not None:
@@ -104,7 +105,8 @@ def _public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, allowed) -> bool:
 async def resolve(host: str, port: int) -> list[str]:
     """Addresses of host (one DNS answer, in order). A seam for tests."""
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [info[4][0] for info in infos]
+    # a host name resolves to AF_INET/AF_INET6 records, whose sockaddr starts with the address as a string
+    return [addr for *_, sockaddr in infos if isinstance(addr := sockaddr[0], str)]
 
 
 def _data_size(url: str) -> int:

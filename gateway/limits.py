@@ -181,8 +181,8 @@ class Limiter:
         return value
 
     async def admit(self, key: Key, service: Service, stream: bool) -> Admission:
-        scopes = [(f"key:{key.id}", key.limits), (f"svc:{service.id}", service.limits)]
-        scopes = [(name, lim) for name, lim in scopes if lim is not None]
+        declared = [(f"key:{key.id}", key.limits), (f"svc:{service.id}", service.limits)]
+        scopes = [(name, lim) for name, lim in declared if lim is not None]
         adm = Admission()
         if not scopes:
             return adm

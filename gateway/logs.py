@@ -26,13 +26,16 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
+class _Handler(logging.StreamHandler):
+    _modelsvc = True  # ours: setup() called again adds no second one
+
+
 def setup(level: int = logging.INFO) -> None:
     for name in _LOGGERS:
         logger = logging.getLogger(name)
         if not any(getattr(h, "_modelsvc", False) for h in logger.handlers):
-            handler = logging.StreamHandler(sys.stderr)
+            handler = _Handler(sys.stderr)
             handler.setFormatter(RedactingFormatter(_FORMAT))
-            handler._modelsvc = True
             logger.addHandler(handler)
         if not name.startswith("sanic"):
             logger.setLevel(level)

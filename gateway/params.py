@@ -312,7 +312,7 @@ def responses_chat_params(
         )
     checked, images = _messages(messages, model)
     check_prompt_size(sum(len(m["content"]) for m in checked), model, "input")
-    sampling = {k: v[k] for k in ("temperature", "top_p", "max_output_tokens") if k in v}
+    sampling: dict[str, Any] = {k: v[k] for k in ("temperature", "top_p", "max_output_tokens") if k in v}
     return ChatParams(
         model=v["model"],
         messages=checked,

@@ -79,7 +79,7 @@ class Runtime:
         if listed is not None:
             return StaticEndpoints(listed)
         if model.backend is Backend.openai:
-            return StaticEndpoints([model.upstream])
+            return StaticEndpoints([model.upstream] if model.upstream else [])  # validate requires one
         if self.settings.discovery == "dns":
             return DnsEndpoints(headless_service_host(service, self.placement), self.settings.dns_port)
         return StaticEndpoints([])

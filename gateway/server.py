@@ -28,6 +28,8 @@ def build(config: str, overlay_path: str | None, settings: Settings) -> Sanic:
 def _forward_sighup(signum, frame) -> None:
     """In multi-worker mode the workers are child processes, each reloading on its own SIGHUP."""
     for child in multiprocessing.active_children():
+        if child.pid is None:  # not started (active children always are)
+            continue
         try:
             os.kill(child.pid, signal.SIGHUP)
         except ProcessLookupError:

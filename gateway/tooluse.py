@@ -105,6 +105,7 @@ def _tool(item: Any, where: str, flat: bool) -> Tool:
                 param=f"{where}.type",
             )
         raise InvalidRequest(f"'{where}.type' must be 'function'", param=f"{where}.type", code="invalid_value")
+    fn: Any
     if flat:
         fn, fwhere = item, where
         allowed = {"type", "name", "description", "parameters", "strict", "defer_loading"}

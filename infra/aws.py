@@ -17,6 +17,10 @@ from .manifests import cluster_autoscaler
 from .manifests.common import BUILD_SERVICE_ACCOUNT, GPU_TAINT_KEY, GPU_TAINT_VALUE, TRITON_SERVICE_ACCOUNT
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from pulumi_aws.eks.outputs import ClusterIdentity, NodeGroupResource
+
     from modelsvc.catalog import Catalog
 
 GPU_AMI = "AL2023_x86_64_NVIDIA"
@@ -143,7 +147,7 @@ class Cluster(pulumi.ComponentResource):
             resolve_conflicts_on_update="OVERWRITE",
             opts=child,
         )
-        self.issuer = self.cluster.identities.apply(lambda ids: ids[0].oidcs[0].issuer)
+        self.issuer = self.cluster.identities.apply(_oidc_issuer)
         self.oidc = aws.iam.OpenIdConnectProvider(
             f"{name}-oidc",
             url=self.issuer,
@@ -151,7 +155,7 @@ class Cluster(pulumi.ComponentResource):
             thumbprint_lists=[EKS_OIDC_THUMBPRINT],
             opts=child,
         )
-        self.kubeconfig = pulumi.Output.secret(
+        self.kubeconfig: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.all(
                 self.cluster.name,
                 self.cluster.endpoint,
@@ -159,6 +163,14 @@ class Cluster(pulumi.ComponentResource):
             ).apply(lambda a: kubeconfig(a[0], a[1], a[2], region))
         )
         self.register_outputs({"name": self.cluster.name})
+
+
+def _oidc_issuer(identities: Sequence[ClusterIdentity]) -> str | None:
+    """The cluster's OIDC issuer (EKS gives every cluster one: the IRSA roles trust it)."""
+    oidcs = identities[0].oidcs
+    if not oidcs:
+        raise RuntimeError("the EKS cluster reports no OIDC identity provider, which the IRSA roles need")
+    return oidcs[0].issuer
 
 
 def kubeconfig(name: str, endpoint: str, ca_data: str, region: str) -> str:
@@ -296,10 +308,18 @@ def node_template_tags(catalog: Catalog, pool_name: str) -> dict[str, str]:
     return tags
 
 
+def _asg_name(resources: Sequence[NodeGroupResource]) -> str | None:
+    """The node group's Auto Scaling group (EKS makes one per managed node group)."""
+    groups = resources[0].autoscaling_groups
+    if not groups:
+        raise RuntimeError("the EKS node group reports no Auto Scaling group")
+    return groups[0].name
+
+
 def _tag_asg(name: str, group: aws.eks.NodeGroup, tags: dict[str, str], opts: pulumi.ResourceOptions) -> None:
     """One aws.autoscaling.Tag per tag on the node group's (single) Auto Scaling group: pulumi_aws's resource for ASGs
     that EKS creates (its docs name this case)."""
-    asg = group.resources.apply(lambda rs: rs[0].autoscaling_groups[0].name)
+    asg = group.resources.apply(_asg_name)
     for key, value in tags.items():
         aws.autoscaling.Tag(
             f"{name}-asg-{re.sub(r'[^A-Za-z0-9]+', '-', key.split('node-template/', 1)[-1]).strip('-')}",
@@ -525,7 +545,7 @@ class UsageDatabase(pulumi.ComponentResource):
             auto_minor_version_upgrade=True,
             opts=child,
         )
-        self.url = pulumi.Output.secret(
+        self.url: pulumi.Output[str] = pulumi.Output.secret(
             pulumi.Output.all(self.instance.address, password).apply(
                 lambda a: f"postgresql://modelsvc:{quote(a[1], safe='')}@{a[0]}:{self.PORT}/modelsvc?sslmode=require"
             )

@@ -73,6 +73,8 @@ def engine_cache_key(model: Model, gpu: str, trtllm_version: str) -> str:
 
 def service_cache_key(catalog: Catalog, service: Service, settings: Settings) -> str:
     model = catalog.model_of(service)
+    if service.pool is None:
+        raise ValueError(f"service '{service.access_name}' names no pool: nothing is deployed, nothing is built")
     # the serving image pins the engine format: the Triton release for TensorRT-LLM, the diffusion image for images
     release = settings.image("diffusion") if model.task is Task.image_generation else settings.triton_version
     return engine_cache_key(model, gpu_type(catalog, service.pool), release)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pulumi
 import pulumi_kubernetes as k8s
 from pulumi_kubernetes._tables import CAMEL_TO_SNAKE_CASE_TABLE
@@ -25,10 +27,11 @@ _KINDS = {
 # Prometheus Operator kinds: custom resources (their CRDs come with the monitoring stack, infra/plan.py).
 _CUSTOM = {("monitoring.coreos.com/v1", "PodMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 # What a plan may require without creating (read at preview: a missing one fails it, naming the object).
-_READABLE = {
-    ("v1", "Namespace"): k8s.core.v1.Namespace,
-    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): k8s.apiextensions.v1.CustomResourceDefinition,
-    ("apiregistration.k8s.io/v1", "APIService"): k8s.apiregistration.v1.APIService,
+# Each is the class's static `get(resource_name, id, opts)`.
+_READABLE: dict[tuple[str, str], Callable[..., pulumi.Resource]] = {
+    ("v1", "Namespace"): k8s.core.v1.Namespace.get,
+    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"): k8s.apiextensions.v1.CustomResourceDefinition.get,
+    ("apiregistration.k8s.io/v1", "APIService"): k8s.apiregistration.v1.APIService.get,
 }
 
 
@@ -60,10 +63,10 @@ def create(obj: dict, opts: pulumi.ResourceOptions | None = None) -> pulumi.Reso
 def read(obj: dict, opts: pulumi.ResourceOptions | None = None) -> pulumi.Resource:
     """A prerequisite: the existing object, read from the cluster (`.get`); the preview fails when it is missing,
     with this logical name (`prerequisite-<kind>-<name>`) in the message."""
-    cls = _READABLE.get((obj["apiVersion"], obj["kind"]))
-    if cls is None:
+    get = _READABLE.get((obj["apiVersion"], obj["kind"]))
+    if get is None:
         raise ValueError(f"cannot require {obj['apiVersion']} {obj['kind']}")
-    return cls.get(f"prerequisite-{resource_name(obj)}", obj["metadata"]["name"], opts=opts)
+    return get(f"prerequisite-{resource_name(obj)}", obj["metadata"]["name"], opts=opts)
 
 
 def _release(obj: dict, opts: pulumi.ResourceOptions | None) -> pulumi.Resource:

@@ -18,7 +18,7 @@ import yaml
 from .observability.dashboard import dashboard
 from .observability.rules import rule_groups
 from .plan import Plan, plan
-from .settings import TARGETS, Settings
+from .settings import TARGETS, Settings, one_of
 
 if TYPE_CHECKING:
     from modelsvc.catalog import Catalog
@@ -35,9 +35,7 @@ def render(catalog: Catalog, target: str = "kubeconfig", settings: Settings | No
 
 
 def render_plan(catalog: Catalog, target: str = "kubeconfig", settings: Settings | None = None) -> Plan:
-    if target not in TARGETS:
-        raise ValueError(f"target must be one of {TARGETS}, got {target!r}")
-    return plan(catalog, dataclasses.replace(settings or Settings(), target=target))
+    return plan(catalog, dataclasses.replace(settings or Settings(), target=one_of("target", target, TARGETS)))
 
 
 def _file_name(index: int, obj: dict) -> str:

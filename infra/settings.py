@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from modelsvc.catalog.names import NAMESPACE_MODES, NamespaceMode
 
@@ -21,11 +21,21 @@ def _version() -> str:
 Target = Literal["eks", "kubeconfig"]
 Monitoring = Literal["install", "existing", "annotations"]
 
-TARGETS = ("eks", "kubeconfig")
+TARGETS: tuple[Target, ...] = ("eks", "kubeconfig")
 # install: the stack installs kube-prometheus-stack + prometheus-adapter (pinned charts, infra/charts.py);
 # existing: the cluster runs the Prometheus Operator and prometheus-adapter already (checked at preview);
 # annotations: a Prometheus without the operator scrapes the pods' prometheus.io annotations (no CRD objects).
-MONITORING_MODES = ("install", "existing", "annotations")
+MONITORING_MODES: tuple[Monitoring, ...] = ("install", "existing", "annotations")
+
+_Choice = TypeVar("_Choice", bound=str)
+
+
+def one_of(what: str, value: object, allowed: tuple[_Choice, ...]) -> _Choice:
+    """`value` as one of `allowed` (a stack config string as its Literal type), or the ValueError that names them."""
+    for choice in allowed:
+        if value == choice:
+            return choice
+    raise ValueError(f"{what} must be one of {allowed}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -85,12 +95,9 @@ class Settings:
     usage_db_multi_az: bool = True
 
     def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise ValueError(f"target must be one of {TARGETS}, got {self.target!r}")
-        if self.namespace_mode not in NAMESPACE_MODES:
-            raise ValueError(f"namespace mode must be one of {NAMESPACE_MODES}, got {self.namespace_mode!r}")
-        if self.monitoring not in MONITORING_MODES:
-            raise ValueError(f"monitoring must be one of {MONITORING_MODES}, got {self.monitoring!r}")
+        one_of("target", self.target, TARGETS)
+        one_of("namespace mode", self.namespace_mode, NAMESPACE_MODES)
+        one_of("monitoring", self.monitoring, MONITORING_MODES)
         if not self.engine_cache_uri.startswith("s3://"):
             raise ValueError(f"engine cache must be an s3:// URI, got {self.engine_cache_uri!r}")
 

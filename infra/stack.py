@@ -14,10 +14,11 @@ import yaml
 
 from modelsvc.catalog.capacity import deployed_services
 from modelsvc.catalog.model import Task
+from modelsvc.catalog.names import NAMESPACE_MODES
 
 from . import disk, images
 from .charts import CLUSTER_AUTOSCALER
-from .settings import Settings
+from .settings import MONITORING_MODES, TARGETS, Settings, one_of
 
 if TYPE_CHECKING:
     from modelsvc.catalog import Catalog
@@ -83,8 +84,8 @@ def settings_from(c: Reader, *, aws_region: str | None, stack: str) -> Settings:
     cluster_name = c.get("clusterName") or f"modelsvc-{stack}"
     default_cache = f"s3://{cluster_name}-engines-{region}" if target == "eks" else d.engine_cache_uri
     return Settings(
-        target=target,  # type: ignore[arg-type]  (Settings checks it)
-        namespace_mode=c.get("namespaceMode") or d.namespace_mode,  # type: ignore[arg-type]
+        target=one_of("target", target, TARGETS),
+        namespace_mode=one_of("namespace mode", c.get("namespaceMode") or d.namespace_mode, NAMESPACE_MODES),
         namespace=c.get("namespace") or d.namespace,
         triton_version=c.get("tritonVersion") or d.triton_version,
         gateway_image=c.get("gatewayImage") or None,
@@ -105,7 +106,7 @@ def settings_from(c: Reader, *, aws_region: str | None, stack: str) -> Settings:
         region=region,
         cluster_name=cluster_name,
         prometheus_release=c.get("prometheusRelease") or d.prometheus_release,
-        monitoring=c.get("monitoring") or d.monitoring,  # type: ignore[arg-type]
+        monitoring=one_of("monitoring", c.get("monitoring") or d.monitoring, MONITORING_MODES),
         catalog=c.get("catalog") or d.catalog,
         kubeconfig=c.get_secret("kubeconfig") if target == "kubeconfig" else None,
         availability_zones=tuple(c.get_object("availabilityZones") or ()),

@@ -167,7 +167,8 @@ def json_tokens(value: Any) -> list[str]:
 def _objects(text: str, start: int, end: int) -> tuple[list[dict], int]:
     """The JSON objects written one after the other in text[start:end], and where the last one ends."""
     decoder = json.JSONDecoder()
-    out, i, last = [], start, start
+    out: list[dict] = []
+    i = last = start
     while True:
         i = text.find("{", i, end)
         if i < 0:

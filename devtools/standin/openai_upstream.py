@@ -244,6 +244,8 @@ class _Http(asyncio.Protocol):
             self._send(200, {**body, "choices": [{"index": 0, "message": message, "finish_reason": finish}]})
             return
         t = self.transport
+        if t is None:  # the client went away: nobody to answer
+            return
         t.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n")
         base = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model}
         head = {"index": 0, "id": call_id, "type": "function", "function": {"name": tool["name"], "arguments": ""}}

@@ -11,12 +11,15 @@ from __future__ import annotations
 import base64
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import httpx
 
 from ..errors import Conflict, GitHubUnavailable
 from . import permissions
+
+if TYPE_CHECKING:
+    from githubkit_schemas.latest.types import AppPermissionsType
 
 log = logging.getLogger("gateway.gitops")
 TIMEOUT_S = 15.0
@@ -100,9 +103,10 @@ async def connect(
         )
         if problems:
             raise SetupError("; ".join(problems))
-        auth = AppInstallationAuthStrategy(
-            app_id, app_key, inst["id"], repositories=[name], permissions=token_permissions
-        )
+        # check_installation's names and levels (contents, pull_requests, checks: read/write) are keys of GitHub's
+        # app-permissions object, which githubkit types as a TypedDict of every permission
+        asked = cast("AppPermissionsType", token_permissions)
+        auth = AppInstallationAuthStrategy(app_id, app_key, inst["id"], repositories=[name], permissions=asked)
         return Repo(
             _client(auth, api_url, transport, cache),
             owner,

@@ -109,17 +109,18 @@ def _entry_lines(text: str, access_name: str) -> tuple[int, int]:
 def _refused(e: EditError, attempted: str | None, access_name: str, default: str) -> InvalidEdit:
     """The edit's refusal as the form shows it: its message, and each located problem beside its field."""
     start, end = _entry_lines(attempted, access_name) if attempted else (0, 0)
-    problems = [
+    fields = [_field_of(attempted, p.line, start, end) if attempted else None for p in e.problems]
+    problems: list[dict[str, object]] = [
         {
-            "field": _field_of(attempted, p.line, start, end) if attempted else None,
+            "field": field,
             "line": p.line,
             "message": p.message,
             "hint": p.hint,
             "located": str(p),  # file:line:col: message — hint, as the CLI prints it
         }
-        for p in e.problems
+        for p, field in zip(e.problems, fields)
     ]
-    first = next((p["field"] for p in problems if p["field"]), None)
+    first = next((f for f in fields if f), None)
     # a whole-file problem (capacity: located at the pool) is about the count the form asked for
     return InvalidEdit(str(e), param=e.field or first or default, problems=problems)
 

@@ -204,7 +204,7 @@ def to_messages(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for item in items:
         kind = item.get("type")
         if kind == "message":
-            parts = []
+            parts: list[dict[str, Any]] = []
             for p in item.get("content") or ():
                 if p.get("type") == "input_image":
                     parts.append({"type": "image_url", "image_url": {"url": p["image_url"]}})

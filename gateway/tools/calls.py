@@ -118,9 +118,9 @@ class CallParse:
             elif key not in OTHER_KEYS:
                 raise self._fail(f"a key {key!r} that no function call has")
             self._keys.append(str(key))
-        m = self._name_member
-        if self.name is None and m is not None and m.value_end is not None:
-            name = _loads(self._text(m.value_start, m.value_end))
+        named = self._name_member
+        if self.name is None and named is not None and named.value_end is not None:
+            name = _loads(self._text(named.value_start, named.value_end))
             if not isinstance(name, str) or not name:
                 raise self._fail("the function name is not a string")
             if self.tools is not None and name not in self.tools:

@@ -92,6 +92,9 @@ class JsonScan:
         _BETWEEN[st](self, c)
         return True
 
+    def _after_end(self, c: str) -> bool:
+        raise AssertionError("the value has ended: feed() reads nothing past it")
+
     def _string(self, c: str) -> bool:
         if c == '"':
             self._end_string()
@@ -251,4 +254,11 @@ _BETWEEN = (
     JsonScan._value_or_end,
     JsonScan._arr_next,
 )
-_IN_TOKEN = (JsonScan._string, JsonScan._escape, JsonScan._unicode, JsonScan._literal, None, JsonScan._number)
+_IN_TOKEN = (
+    JsonScan._string,
+    JsonScan._escape,
+    JsonScan._unicode,
+    JsonScan._literal,
+    JsonScan._after_end,
+    JsonScan._number,
+)

@@ -25,7 +25,7 @@ from .output import MAX_CALL_CHARS, Output, openai_call_id
 
 
 @functools.lru_cache(maxsize=128)
-def _validator(schema: str):  # type: ignore[no-untyped-def]
+def _validator(schema: str):
     from jsonschema import Draft202012Validator
 
     return Draft202012Validator(orjson.loads(schema))

@@ -55,7 +55,7 @@ class AppendFile:
             try:
                 n = os.write(self.fd, data)
             except OSError as e:
-                self._failed(errno.errorcode.get(e.errno, str(e.errno)), e)
+                self._failed(str(e.errno) if e.errno is None else errno.errorcode.get(e.errno, str(e.errno)), e)
                 return False
             if n != len(data):
                 self._torn = True

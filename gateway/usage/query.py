@@ -32,13 +32,9 @@ class UsageQuery:
 MAX_TIME = 1 << 36  # unix seconds, year ~4147: anything later is a mistake, not a query
 
 
-def _int(args, name: str, required: bool = False, minimum: int = 0, maximum: int = MAX_TIME) -> int | None:
+def _int(args, name: str, minimum: int = 0, maximum: int = MAX_TIME) -> int | None:
     raw = args.get(name)
     if raw in (None, ""):
-        if required:
-            raise InvalidRequest(
-                f"'{name}' is required (a Unix time in seconds)", param=name, code="missing_required_parameter"
-            )
         return None
     try:
         value = int(raw)
@@ -49,6 +45,15 @@ def _int(args, name: str, required: bool = False, minimum: int = 0, maximum: int
     return value
 
 
+def _required_time(args, name: str) -> int:
+    value = _int(args, name)
+    if value is None:
+        raise InvalidRequest(
+            f"'{name}' is required (a Unix time in seconds)", param=name, code="missing_required_parameter"
+        )
+    return value
+
+
 def _list(args, name: str) -> tuple[str, ...]:
     """Arrays as the SDKs send them (`name[]=a&name[]=b`, repeated `name=`) or comma-separated."""
     values = list(args.getlist(name, []) or []) + list(args.getlist(name + "[]", []) or [])
@@ -56,10 +61,10 @@ def _list(args, name: str) -> tuple[str, ...]:
 
 
 def parse(kind: str, args, now: float | None = None) -> UsageQuery:
-    since = _int(args, "start_time", required=True)
-    end = _int(args, "end_time")
+    since = _required_time(args, "start_time")
+    end_time = _int(args, "end_time")
     now_s = int(now if now is not None else time.time())
-    end = end if end is not None else now_s + 1
+    end = end_time if end_time is not None else now_s + 1
     if end <= since:
         raise InvalidRequest("'end_time' must be after 'start_time'", param="end_time", code="invalid_value")
     width = args.get("bucket_width") or "1d"
@@ -74,8 +79,8 @@ def parse(kind: str, args, now: float | None = None) -> UsageQuery:
                 f"'group_by' supports {', '.join(GROUP_FIELDS)}; got '{g[:40]}'", param="group_by", code="invalid_value"
             )
     default, most = LIMITS[width]
-    limit = _int(args, "limit", minimum=1)
-    limit = default if limit is None else limit
+    asked = _int(args, "limit", minimum=1)
+    limit = default if asked is None else asked
     if limit > most:
         raise InvalidRequest(f"'limit' is at most {most} for bucket_width={width}", param="limit", code="invalid_value")
     w = WIDTHS[width]

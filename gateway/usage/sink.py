@@ -44,7 +44,7 @@ class UsageLog:
         self.metrics = metrics
         self.path = path
         self.flush_interval_s = flush_interval_s
-        self.store = None
+        self.store: PostgresStore | None = None
         self.spool: Spool | None = None
         self.file: AppendFile | None = None
         if store_url:
@@ -70,17 +70,24 @@ class UsageLog:
         return target is not None and target.full
 
     # -- background delivery ----------------------------------------------------------------------------------------
+    def _drained(self) -> tuple[Spool, PostgresStore]:
+        """The spool and the database it drains to: both or neither (--usage-store)."""
+        if self.spool is None or self.store is None:
+            raise RuntimeError("usage spool delivery without --usage-store")
+        return self.spool, self.store
+
     async def start(self) -> None:
         if self.spool is not None:
-            self.spool.adopt_orphans()
+            spool, store = self._drained()
+            spool.adopt_orphans()
             try:  # connect and migrate the schema now; a database that is down only delays delivery
-                await asyncio.wait_for(self.store.pool(), self.store.connect_timeout_s + 1)
+                await asyncio.wait_for(store.pool(), store.connect_timeout_s + 1)
             except Exception as e:
                 log.error(
                     "usage store not reachable at start (%s: %s); serving, records wait in the spool %s",
                     type(e).__name__,
                     e,
-                    self.spool.dir,
+                    spool.dir,
                 )
             self._task = asyncio.create_task(self._deliver_loop())
         elif self.file is not None:
@@ -89,11 +96,12 @@ class UsageLog:
     async def _retry_loop(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            if self.file.pending:
+            if self.file is not None and self.file.pending:  # None once closed
                 self.file.flush()
 
     async def _deliver_loop(self) -> None:
-        spool, delay, failing, last_scan = self.spool, self.flush_interval_s, False, time.monotonic()
+        spool, _ = self._drained()
+        delay, failing, last_scan = self.flush_interval_s, False, time.monotonic()
         while True:
             await asyncio.sleep(delay)
             if time.monotonic() - last_scan > ORPHAN_SCAN_S:
@@ -115,14 +123,14 @@ class UsageLog:
             self.metrics.spooled.set(spool.backlog_bytes())
 
     async def _deliver_once(self) -> int:
-        spool = self.spool
+        spool, store = self._drained()
         spool.active.flush()
         # While a backlog waits (database down) the active segment grows instead of making many small files.
         if not spool.sealed() or spool.active.size >= SEGMENT_MAX_BYTES:
             spool.seal()
         if not spool.sealed():
             return 0
-        return await spool.deliver(self.store)
+        return await spool.deliver(store)
 
     async def close(self, timeout_s: float = 5.0) -> None:
         """At shutdown: deliver what is spooled (bounded), then close. What is left stays in the spool for the
@@ -132,21 +140,22 @@ class UsageLog:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         if self.spool is not None:
+            spool, store = self._drained()
             try:
                 # Seal whatever the active segment holds: _deliver_once keeps appending to it while older segments
                 # wait, and a stopped loop may have left one (a pod being deleted must not keep records behind).
-                self.spool.seal()
+                spool.seal()
                 await asyncio.wait_for(self._deliver_once(), timeout_s)
             except Exception as e:
                 log.error(
                     "usage records left in the spool %s at shutdown (%s: %s); the next gateway on this "
                     "volume delivers them",
-                    self.spool.dir,
+                    spool.dir,
                     type(e).__name__,
                     e,
                 )
-            self.spool.close()
-            await self.store.close()
+            spool.close()
+            await store.close()
         elif self.file is not None:
             self.file.close()
             self.file = None

@@ -30,6 +30,10 @@ log = logging.getLogger("gateway.usage")
 SEGMENT_MAX_BYTES = 8 << 20  # a long database outage is spread over segments of this size
 
 
+def _read_all(path: str, metrics) -> list:
+    return list(read_lines(path, metrics))
+
+
 class Spool:
     def __init__(self, directory: str, metrics, max_buffered: int = 100_000):
         self.dir = directory
@@ -123,7 +127,7 @@ class Spool:
             delivered = 0
             for path in self.sealed():
                 try:  # up to SEGMENT_MAX_BYTES of JSON: parsed off the event loop
-                    records = await asyncio.to_thread(lambda p=path: list(read_lines(p, self.metrics)))
+                    records = await asyncio.to_thread(_read_all, path, self.metrics)
                 except FileNotFoundError:
                     continue
                 if records:

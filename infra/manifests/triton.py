@@ -280,6 +280,8 @@ def rollout(catalog: Catalog, service: Service) -> dict:
     engine build beside every instance at its peak (modelsvc.catalog.capacity), and a rollout runs only after its
     build, so a new pod of this size fits there and the old ones serve until it is ready (no capacity lost, even at
     one instance). Without that room: one pod at a time, down first."""
+    if service.pool is None:  # the validator refuses a triton service without a pool (modelsvc.catalog.rules)
+        raise ValueError(f"service '{service.access_name}' runs on Triton but names no pool")
     if build_gpus(catalog, service.pool) >= catalog.model_of(service).gpus:
         return {"maxSurge": 1, "maxUnavailable": 0}
     return {"maxSurge": 0, "maxUnavailable": 1}

@@ -85,9 +85,7 @@ class RepoSpec:
 
 
 def spec_for(model: Model, *, max_batch_size: int = 64) -> RepoSpec:
-    extra = {}
-    if model.task is Task.image_generation:
-        extra["diffusion_variant"] = diffusion.variant_of(model.source) or "sd-1.5"
+    variant = diffusion.variant_of(model.source) if model.task is Task.image_generation else None
     return RepoSpec(
         task=model.task.value,
         max_batch_size=max_batch_size,
@@ -95,7 +93,7 @@ def spec_for(model: Model, *, max_batch_size: int = 64) -> RepoSpec:
         max_output_tokens=model.max_output_tokens,
         chat_template=model.chat_template,
         served_name=model.triton_model_name,
-        **extra,
+        diffusion_variant=variant or "sd-1.5",
     )
 
 

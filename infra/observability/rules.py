@@ -168,7 +168,7 @@ def alert_rules(catalog: Catalog, settings: Settings) -> dict:
 def _alert(
     name: str, severity: str, for_: str, expr: str, summary: str, description: str, labels: dict | None = None
 ) -> dict:
-    rule = {"alert": name, "expr": expr}
+    rule: dict[str, object] = {"alert": name, "expr": expr}
     if for_ != "0m":
         rule["for"] = for_
     rule["labels"] = {"severity": severity, **(labels or {})}

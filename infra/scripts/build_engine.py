@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from typing import Any, NoReturn
 
 WORK = os.environ.get("WORK", "/work")
 OUT = f"{WORK}/out"
@@ -50,7 +51,7 @@ QWEN2_VL_FEATURES_PER_IMAGE = 324
 # Hub repository the demo names for it (NVIDIA/TensorRT release/10.4 demo/Diffusion/models.py get_path), and the
 # files it loads from <version>-pytorch_model/<version>/<pipeline>/ instead of downloading (models.py, get_model of
 # CLIPModel, CLIPWithProjModel, UNet(XL)Model, VAEModel; make_tokenizer): fp16 variants where it builds in fp16.
-DIFFUSION = {
+DIFFUSION: dict[str, dict[str, Any]] = {
     "1.5": {
         "pipeline": "TXT2IMG",
         "hub": "benjamin-paine/stable-diffusion-v1-5",
@@ -71,7 +72,7 @@ DIFFUSION = {
 }
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     sys.exit(f"engine build refused: {message}")
 
 

@@ -23,7 +23,7 @@ def variables(source: str) -> frozenset[str] | None:
 
 def takes_tools(source: str) -> bool:
     found = variables(source)
-    return bool(found) and "tools" in found
+    return found is not None and "tools" in found
 
 
 def syntax_error(source: str) -> str | None:

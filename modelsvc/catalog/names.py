@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .model import Service
 
 NamespaceMode = Literal["shared", "per-owner"]
-NAMESPACE_MODES = ("shared", "per-owner")
+NAMESPACE_MODES: tuple[NamespaceMode, ...] = ("shared", "per-owner")
 
 
 class Placement(Protocol):

@@ -551,8 +551,9 @@ async def test_request_build_failure_is_backend_error_not_cancellation(make, cha
 def _lose_transport(inst: TritonInstance, peer) -> None:
     """From now on inst's calls go to a peer that resets every HTTP/2 stream (the model config was read first)."""
     import grpc
+    from tritonclient.grpc import service_pb2_grpc
 
-    from gateway.backends.triton import CHANNEL_ARGS, service_pb2_grpc
+    from gateway.backends.triton import CHANNEL_ARGS
 
     inst._channel = grpc.aio.insecure_channel(peer.url, options=CHANNEL_ARGS)
     inst._stub = service_pb2_grpc.GRPCInferenceServiceStub(inst._channel)

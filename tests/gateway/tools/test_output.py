@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -27,7 +28,7 @@ def run(fmt: str, text: str, cuts=(), **kw):
     deltas += out.end()
     streamed_text = "".join(d.text for d in deltas)
     streamed_reasoning = "".join(d.reasoning for d in deltas)
-    calls: dict[int, list[str]] = {}
+    calls: dict[int, list[Any]] = {}  # [id, name, arguments so far]
     for d in deltas:
         for t in d.tool_calls or ():
             entry = calls.setdefault(t.index, [None, None, ""])

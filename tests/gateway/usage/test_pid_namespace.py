@@ -27,8 +27,10 @@ def _unshare() -> tuple[str, ...]:
 
 def _pid_one(g: Gateway) -> int:
     """The gateway's PID outside its namespace (the child unshare forked); inside, it is 1."""
+    assert g.proc is not None, "the gateway is not started"
+    pid = g.proc.pid
     for _ in range(100):
-        children = Path(f"/proc/{g.proc.pid}/task/{g.proc.pid}/children").read_text().split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
         if children:
             return int(children[0])
         time.sleep(0.05)
