@@ -85,6 +85,8 @@ class Entry:
 @dataclass
 class Plan:
     entries: list[Entry] = field(default_factory=list)
+    # key -> entry, kept by add(): a plan of thousands of services checks each object's needs in constant time
+    _index: dict[Key, Entry] = field(default_factory=dict, repr=False, compare=False)
 
     def __iter__(self) -> Iterator[Entry]:
         return iter(self.entries)
@@ -109,10 +111,7 @@ class Plan:
         return [e.key for e in self.entries]
 
     def entry(self, key: Key) -> Entry:
-        for e in self.entries:
-            if e.key == key:
-                return e
-        raise KeyError(key)
+        return self._index[key]
 
     def add(self, obj: dict | None, *needs: Key | None, **options: Any) -> Key | None:
         """Append obj (None: nothing) after its namespace and `needs` (None ones skipped). Its namespace must be one
@@ -121,7 +120,7 @@ class Plan:
         if obj is None:
             return None
         entry_key = key_of(obj)
-        known = set(self.keys())
+        known = self._index
         ns = entry_key[1]
         wanted = tuple(k for k in needs if k is not None)
         if ns is not None and ns not in BUILTIN_NAMESPACES:
@@ -133,7 +132,9 @@ class Plan:
             raise ValueError(f"{entry_key}: needs {missing}, which the plan does not create before it")
         if entry_key in known:
             raise ValueError(f"{entry_key} is planned twice")
-        self.entries.append(Entry(obj, tuple(dict.fromkeys(wanted)), **options))
+        entry = Entry(obj, tuple(dict.fromkeys(wanted)), **options)
+        self.entries.append(entry)
+        self._index[entry_key] = entry
         return entry_key
 
     def require(self, obj: dict) -> Key:

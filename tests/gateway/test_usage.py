@@ -272,13 +272,15 @@ def test_an_abandoned_non_streamed_request_is_billed_for_what_the_engine_generat
         before = counter.tokens_generated
         sock = _raw(g.port, key, body)
         end = time.monotonic() + 20
-        while counter.tokens_generated - before < 25 and time.monotonic() < end:
+        # the engine counts a token as it sends it; the gateway may not have read the latest ones yet when the
+        # caller leaves, so the bound below leaves it 40 tokens (0.8 s at this delay) to be behind the engine
+        while counter.tokens_generated - before < 60 and time.monotonic() < end:
             time.sleep(0.01)
         sock.close()  # the caller goes away mid-generation
         assert g.wait_until(lambda: any(u["status"] == "cancelled" for u in g.usage()), 10), g.logs()[-2000:]
         (rec,) = [u for u in g.usage() if u["status"] == "cancelled"]
         generated = counter.tokens_generated - before
-        assert rec["stream"] is False and 25 <= rec["completion_tokens"] <= generated <= 400, (rec, generated)
+        assert rec["stream"] is False and 20 <= rec["completion_tokens"] <= generated <= 400, (rec, generated)
         spent = rec["prompt_tokens"] + rec["completion_tokens"]
         remaining = lambda: int(  # noqa: E731
             g.post("/v1/chat/completions", {**body, "max_tokens": 1}, key=key).headers["x-ratelimit-remaining-tokens"]

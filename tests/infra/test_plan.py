@@ -168,3 +168,36 @@ def test_the_deploy_job_outlasts_every_await_inside_it(example):
     chain = longest_await_s(plan(example, TARGETS["eks"]))
     assert chain >= 4 * 3600  # a build Job, then its Deployment's rollout
     assert EKS_PROVISION_S + chain + WORKFLOW_STEPS_S <= limit_min * 60 <= 360 * 60  # GitHub-hosted: 6 h at most
+
+
+def test_rendering_is_linear_in_the_number_of_services(monkeypatch):
+    """Each service's rollout asks for its pool's largest build: answered from one pass over the catalog, not a
+    pass per service (3000 services took ~20 s to render before)."""
+    from modelsvc.catalog import capacity, loads
+    from tests.conftest import SMALL
+
+    head = SMALL.split("services:")[0]
+
+    def catalog(n: int):
+        services = "".join(
+            f"  - name: S{i}\n    access_name: alice/s{i}\n    id: ms-{i:012d}\n    model: small\n"
+            f"    instances: 0\n    pool: h100\n"
+            for i in range(1, n + 1)
+        )
+        return loads(head + "services:\n" + services)
+
+    calls = 0
+    real = capacity.is_deployed
+
+    def counted(cat, service):
+        nonlocal calls
+        calls += 1
+        return real(cat, service)
+
+    monkeypatch.setattr(capacity, "is_deployed", counted)
+    per_service = []
+    for n in (50, 400):
+        calls = 0
+        assert len([o for o in render(catalog(n)) if o["kind"] == "Deployment"]) >= n
+        per_service.append(calls / n)
+    assert per_service[1] <= per_service[0] * 1.5, per_service  # quadratic would be 8× more per service
