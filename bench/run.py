@@ -9,7 +9,6 @@ same run; prints a table; writes JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -849,26 +848,3 @@ def table(r: dict) -> str:
     for k, v in r.get("targets", {}).items():
         lines.append(f"target {k}: {v}")
     return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="our paths only, small loads (< 1 min; CI)")
-    mode.add_argument("--short", action="store_true", help="the quick loads, with the peers (LiteLLM, Portkey)")
-    mode.add_argument("--cpu", action="store_true", help="CPU per request of every path, repeated (bench/paired.py)")
-    ap.add_argument("--out", help="JSON results (default bench/results/latest.json; cpu.json for --cpu/--against)")
-    ap.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
-    ap.add_argument("--no-portkey", action="store_true", help="skip Portkey's AI Gateway")
-    ap.add_argument("--workers-scaling", action="store_true", help="full run: also measure --workers 2")
-    from . import paired  # imports this module: loaded late
-
-    paired.add_arguments(ap)
-    args = ap.parse_args(argv)
-    if args.cpu or args.against:
-        if args.quick or args.short:
-            ap.error("--cpu/--against are their own mode (not with --quick or --short)")
-        args.out = args.out or str(ROOT / "bench" / "results" / "cpu.json")
-        return paired.Paired(args).run()
-    args.out = args.out or str(ROOT / "bench" / "results" / "latest.json")
-    return Bench(args).run()
