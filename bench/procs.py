@@ -15,7 +15,6 @@ import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
-MODELSVC = str(Path(sys.executable).parent / "modelsvc")
 BENCH_KEY = "sk-bench-local-only-0123456789abcdef"
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")

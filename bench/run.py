@@ -1,5 +1,5 @@
-"""`python -m bench [--quick | --short] [--out PATH] [--no-litellm] [--no-portkey] [--workers-scaling]`: the whole
-benchmark on loopback.
+"""`python -m bench [--quick | --short | --cpu | --against REV] [--out PATH] [--no-litellm] [--no-portkey]
+[--workers-scaling]`: the whole benchmark on loopback (`--cpu` and `--against`: bench/paired.py).
 
 Starts the stand-in upstreams (Triton gRPC with 0 / fixed / slow per-token delay; the OpenAI-compatible one likewise),
 our gateway over a bench catalog, the peers over the same OpenAI-compatible upstream (LiteLLM proxy and Portkey's AI
@@ -9,7 +9,6 @@ same run; prints a table; writes JSON.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import platform
@@ -25,7 +24,7 @@ import yaml
 
 from . import litellm as L
 from . import portkey as PK
-from .procs import BENCH_KEY, MODELSVC, PY, ROOT, Proc, bench_catalog, free_port
+from .procs import BENCH_KEY, PY, ROOT, Proc, bench_catalog, free_port
 
 TOKENS = 24  # max_tokens of every request; the prompt is chosen so that every upstream generates exactly this many
 
@@ -190,6 +189,8 @@ class Bench:
         # Gateway (and LiteLLM, in turn) on one core; load generator and upstreams on the other.
         self.gw_cpus = {cpus[0]} if len(cpus) > 1 else None
         self.side_cpus = set(cpus[1:]) if len(cpus) > 1 else None
+        if len(cpus) >= 4:  # the third core stays free for the second gateway worker (--workers-scaling)
+            self.side_cpus = set(cpus[1:]) - {cpus[2]}
         self.lg_cpu = cpus[1] if len(cpus) > 1 else None
         self.result: dict = {
             "machine": _machine(),
@@ -212,8 +213,8 @@ class Bench:
         }
 
     # -- processes ------------------------------------------------------------------------------------------------
-    def _spawn(self, name, cmd, *, cpus=None, env=None) -> Proc:
-        p = Proc(name, cmd, cpus=cpus, env=env, log_dir=self.tmp)
+    def _spawn(self, name, cmd, *, cpus=None, env=None, cwd=None) -> Proc:
+        p = Proc(name, cmd, cpus=cpus, env=env, log_dir=self.tmp, cwd=cwd)
         self.procs.append(p)
         return p
 
@@ -270,9 +271,12 @@ class Bench:
         for proc, _ in self.up.values():
             proc.wait_log("ready", 30)
 
-    def start_gateway(self, workers: int, cpus) -> tuple[Proc, int]:
+    def start_gateway(self, workers: int, cpus, tree: Path = ROOT, tag: str = "") -> tuple[Proc, int]:
+        """Our gateway from the checkout at `tree` (this one, or --against's), run as `python -m modelsvc.cli` with
+        that checkout first on the path: a venv's `modelsvc` script would run whatever checkout it was installed
+        from (an editable install points at one worktree)."""
         services = [(n, n.split("-")[0]) for n in self.up]
-        d = self.tmp / f"gw{workers}"
+        d = self.tmp / f"gw{workers}{tag}"
         d.mkdir(exist_ok=True)
         (d / "services.yaml").write_text(bench_catalog(services))
         (d / "local.yaml").write_text(
@@ -302,9 +306,11 @@ class Bench:
             shared = ["--redis-url", f"redis://127.0.0.1:{rport}/0"]
         port = free_port()
         proc = self._spawn(
-            f"gateway-w{workers}",
+            f"gateway-w{workers}{tag}",
             [
-                MODELSVC,
+                PY,
+                "-m",
+                "modelsvc.cli",
                 "serve",
                 "--config",
                 str(d / "services.yaml"),
@@ -321,6 +327,8 @@ class Bench:
                 *shared,
             ],
             cpus=cpus,
+            cwd=tree,
+            env={"PYTHONPATH": str(tree)},
         )
         proc.wait_http(f"http://127.0.0.1:{port}/readyz", 60)
         return proc, port
@@ -694,12 +702,16 @@ class Bench:
                         peer.stop()
                         self.procs.remove(peer)
                 self.llm = self.pk = None
+                # With 4+ cores the two workers get two cores of their own (the first, and the one the 1-worker run
+                # did not use: load generator and upstreams keep the rest); on 2 cores they share both with them.
+                cpus = sorted(os.sched_getaffinity(0))
+                two = {cpus[0], cpus[2]} if len(cpus) >= 4 else None
                 print(
-                    "multi-worker (gateway --workers 2, unpinned; shares the 2 cores with load generator and "
-                    "upstreams):",
+                    f"multi-worker (gateway --workers 2, {f'on cores {sorted(two)}' if two else 'unpinned'}; "
+                    f"{'load generator and upstreams on the others' if two else 'shares the 2 cores with them'}):",
                     flush=True,
                 )
-                self.gw, self.gw_port = self.start_gateway(2, None)
+                self.gw, self.gw_port = self.start_gateway(2, two)
                 t = {k: v for k, v in self.targets("fast", False).items() if k.startswith("gateway/")}
                 self.measure_throughput(t, workers=2, label=" (2 workers)")
             self.lg.close()
@@ -836,16 +848,3 @@ def table(r: dict) -> str:
     for k, v in r.get("targets", {}).items():
         lines.append(f"target {k}: {v}")
     return "\n".join(lines)
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
-    mode = ap.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="our paths only, small loads (< 1 min; CI)")
-    mode.add_argument("--short", action="store_true", help="the quick loads, with the peers (LiteLLM, Portkey)")
-    ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
-    ap.add_argument("--no-litellm", action="store_true", help="skip LiteLLM")
-    ap.add_argument("--no-portkey", action="store_true", help="skip Portkey's AI Gateway")
-    ap.add_argument("--workers-scaling", action="store_true", help="full run: also measure --workers 2")
-    args = ap.parse_args(argv)
-    return Bench(args).run()

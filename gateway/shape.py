@@ -87,7 +87,7 @@ class TextShape:
     """chat.completion(.chunk) and text_completion bodies for one call (n choices; tool calls and reasoning in
     chat: OpenAI's message.tool_calls, and reasoning_content beside content as vLLM and DeepSeek send it)."""
 
-    __slots__ = ("_base", "_offsets", "chat", "created", "echo", "include_usage", "model", "n", "request_id")
+    __slots__ = ("_base", "_frame", "_offsets", "chat", "created", "echo", "include_usage", "model", "n", "request_id")
 
     def __init__(
         self,
@@ -108,6 +108,7 @@ class TextShape:
         self.include_usage = include_usage
         self.n = n
         self._base: dict[str, Any] | None = None  # what every chunk of a stream repeats (built on the first)
+        self._frame: tuple[bytes, bytes] | None = None  # a plain text chunk's bytes around its JSON string
         self._offsets = [len(echo)] * n
 
     # -- one body -------------------------------------------------------------------------------------------------
@@ -200,8 +201,22 @@ class TextShape:
                 out += sse(self._chunk(self.echo, index=i))
         return out
 
+    def _text_frame(self) -> tuple[bytes, bytes]:
+        """The SSE bytes of a plain text chunk of choice 0 before and after its text, encoded once per stream: the
+        same bytes as sse(self._chunk(text)), with the text's JSON string in the middle."""
+        if self._frame is None:
+            marker = "\x00frame\x00"
+            whole = sse(self._chunk(marker))
+            cut = orjson.dumps(marker)
+            before, _, after = whole.rpartition(cut)  # the text is the last field a caller chose
+            self._frame = (before, after)
+        return self._frame
+
     def delta(self, d: Delta) -> bytes:
-        if d.tool_calls is None and not d.reasoning:  # plain text: the common case
+        if d.index == 0 and d.logprobs is None and d.tool_calls is None and not d.reasoning:  # the common case
+            before, after = self._frame or self._text_frame()
+            out = before + orjson.dumps(d.text) + after
+        elif d.tool_calls is None and not d.reasoning:  # plain text
             out = sse(self._chunk(d.text, tokens=d.logprobs, index=d.index))
         else:
             chunk = self._chunk(d.text or None, tokens=d.logprobs, index=d.index)

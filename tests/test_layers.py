@@ -43,6 +43,8 @@ def _modules() -> dict[str, Path]:
     out = {}
     for top in ("modelsvc", "gateway", "infra", "devtools", "bench"):
         for p in (ROOT / top).rglob("*.py"):
+            if any(part.startswith(".") for part in p.relative_to(ROOT).parts):
+                continue  # installs beside the code (the bench's peers: bench/.venv-litellm), not modules of ours
             out[_module_name(p)] = p
     return out
 

@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
 from urllib.parse import urlsplit
 
+from gateway.backends.deadline import ReadDeadline
+
 _T = TypeVar("_T")
 _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -26,7 +28,7 @@ class HttpFailure(Exception):
 
 
 class _Response:
-    __slots__ = ("_chunked", "_client", "_conn", "_done", "_keep", "_length", "status")
+    __slots__ = ("_buf", "_chunked", "_client", "_conn", "_deadline", "_done", "_keep", "_length", "status")
 
     def __init__(self, client: Http1, conn: _Conn | None, status: int, headers: dict[bytes, bytes]) -> None:
         self.status, self._client, self._conn = status, client, conn
@@ -35,17 +37,26 @@ class _Response:
         self._chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
         self._keep = (self._chunked or self._length is not None) and headers.get(b"connection", b"").lower() != b"close"
         self._done = False
+        self._deadline: ReadDeadline | None = None  # one timer per response, not an asyncio.timeout per read
+        self._buf = bytearray()  # chunked: read but not yet parsed
 
     async def _io(self, aw: Awaitable[_T]) -> _T:
+        deadline = self._deadline
+        if deadline is None:
+            deadline = self._deadline = ReadDeadline()
+        deadline.start(self._client.read_timeout)
         try:
-            async with asyncio.timeout(self._client.read_timeout):
-                return await aw
-        except TimeoutError:
-            self.aclose()
-            raise HttpFailure("timeout", "ReadTimeout") from None
+            return await aw
+        except asyncio.CancelledError:
+            if deadline.expired():
+                self.aclose()
+                raise HttpFailure("timeout", "ReadTimeout") from None
+            raise
         except (OSError, EOFError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as e:
             self.aclose()
             raise HttpFailure("io", type(e).__name__) from None
+        finally:
+            deadline.stop()
 
     def _reader(self) -> asyncio.StreamReader:
         if self._conn is None:  # closed already (cut short): nothing more to read
@@ -55,41 +66,81 @@ class _Response:
     async def pieces(self) -> AsyncIterator[bytes]:
         """The body as it arrives (one piece per HTTP chunk); the connection goes back to the pool at the end."""
         reader = self._reader()
-        if self._chunked:
-            while True:
-                line = await self._io(reader.readline())
-                if not line:
-                    raise HttpFailure("io", "RemoteProtocolError")
-                size = int(line.split(b";", 1)[0], 16)
-                if size == 0:
-                    while (await self._io(reader.readline())) not in (b"\r\n", b"\n", b""):
-                        pass  # trailers
-                    break
-                data = await self._io(reader.readexactly(size + 2))
-                yield data[:-2]
-        elif self._length is not None:
-            left = self._length
-            while left > 0:
-                data = await self._io(reader.read(min(left, 65536)))
-                if not data:
-                    raise HttpFailure("io", "RemoteProtocolError")
-                left -= len(data)
-                yield data
-        else:
-            while data := await self._io(reader.read(65536)):
-                yield data
+        try:
+            if self._chunked:
+                async for piece in self._chunks(reader):
+                    yield piece
+            elif self._length is not None:
+                left = self._length
+                while left > 0:
+                    data = await self._io(reader.read(min(left, 65536)))
+                    if not data:
+                        raise HttpFailure("io", "RemoteProtocolError")
+                    left -= len(data)
+                    yield data
+            else:
+                while data := await self._io(reader.read(65536)):
+                    yield data
+        finally:
+            if self._deadline is not None:
+                self._deadline.close()
         self._done = True
         self._release()
+
+    async def _chunks(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+        """A chunked body's pieces, parsed out of what each read brought (several chunks that arrived together
+        cost one read, not a readline and a readexactly each)."""
+        buf = self._buf
+        while True:
+            i = buf.find(b"\n")
+            while i < 0:
+                if len(buf) > 4096:  # no chunk-size line is this long
+                    raise HttpFailure("io", "RemoteProtocolError")
+                if not await self._more(reader, buf):
+                    raise HttpFailure("io", "RemoteProtocolError")
+                i = buf.find(b"\n")
+            try:
+                size = int(bytes(buf[:i]).split(b";", 1)[0], 16)
+            except ValueError:
+                self.aclose()
+                raise HttpFailure("io", "RemoteProtocolError") from None
+            if size == 0:
+                del buf[: i + 1]
+                while True:  # trailers, up to the empty line
+                    j = buf.find(b"\n")
+                    if j < 0:
+                        if not await self._more(reader, buf):
+                            return
+                        continue
+                    line = bytes(buf[:j])
+                    del buf[: j + 1]
+                    if line in (b"", b"\r"):
+                        return
+            end = i + 1 + size
+            while len(buf) < end + 2:
+                if not await self._more(reader, buf):
+                    raise HttpFailure("io", "RemoteProtocolError")
+            piece = bytes(buf[i + 1 : end])
+            del buf[: end + 2]
+            yield piece
+
+    async def _more(self, reader: asyncio.StreamReader, buf: bytearray) -> bool:
+        data = await self._io(reader.read(65536))
+        buf += data
+        return bool(data)
 
     async def read(self) -> bytes:
         if self._length is not None and not self._chunked:
             data = await self._io(self._reader().readexactly(self._length)) if self._length else b""
+            if self._deadline is not None:
+                self._deadline.close()
             self._done = True
             self._release()
             return data
         return b"".join([p async for p in self.pieces()])
 
-    async def lines(self) -> AsyncIterator[str]:
+    async def lines(self) -> AsyncIterator[bytes]:
+        """The body's lines (without the line end), as bytes."""
         buf = b""
         async for piece in self.pieces():
             buf += piece
@@ -97,16 +148,19 @@ class _Response:
                 continue
             *complete, buf = buf.split(b"\n")
             for line in complete:
-                yield line.rstrip(b"\r").decode()
+                yield line.rstrip(b"\r")
         if buf:
-            yield buf.rstrip(b"\r").decode()
+            yield buf.rstrip(b"\r")
 
     def finish_if_buffered(self) -> None:
         """After the last event: if the body's end (the zero-size chunk) has already arrived, consume it so the
         connection can be kept alive; otherwise aclose() will close it."""
-        buf = getattr(self._conn[0], "_buffer", None) if self._conn else None
-        if self._chunked and buf is not None and bytes(buf[:5]) == b"0\r\n\r\n" and len(buf) == 5:
-            del buf[:5]
+        stream = getattr(self._conn[0], "_buffer", None) if self._conn else None
+        if not self._chunked or stream is None:
+            return
+        if bytes(self._buf) + bytes(stream) == b"0\r\n\r\n":
+            self._buf.clear()
+            del stream[:]
             self._done = True
             self._release()
 

@@ -246,10 +246,10 @@ class OpenAIUpstream:
             if r.status != 200:
                 raise self._status_error(r.status, (await r.read()).decode(errors="replace"))
             async for line in r.lines():
-                if not line.startswith("data:"):
+                if not line.startswith(b"data:"):
                     continue
                 payload = line[5:].strip()
-                if payload == "[DONE]":
+                if payload == b"[DONE]":
                     r.finish_if_buffered()  # the terminating chunk is usually here already: keep the connection
                     done = True
                     break
@@ -304,7 +304,7 @@ class OpenAIUpstream:
 
     @staticmethod
     def _event(
-        payload: str, finish: str | None, usage: dict[str, Any], work: Work, reasons: dict[int, str]
+        payload: bytes, finish: str | None, usage: dict[str, Any], work: Work, reasons: dict[int, str]
     ) -> tuple[list[Delta], str | None, dict[str, Any]]:
         """(deltas, finish reason, usage) after one SSE event; anything not the OpenAI shape raises."""
         event = orjson.loads(payload)

@@ -85,6 +85,7 @@ from gateway.backends.base import (
     GenResult,
     ImageRequest,
 )
+from gateway.backends.deadline import ReadDeadline
 from gateway.backends.images import encode_png
 from gateway.errors import (
     BackendError,
@@ -162,71 +163,6 @@ def _wire_type(config_type: int) -> str:
     return "BYTES" if name == "STRING" else name
 
 
-class _ReadDeadline:
-    """The deadline of the read in progress on one stream: ``asyncio.timeout`` around each read, but with one timer
-    per stream that is moved lazily (a per-read ``asyncio.timeout`` cost as much CPU as decoding the response).
-
-    ``start(timeout)`` before the read, ``stop()`` right after it (no await in between). The timer may fire early
-    (then it re-arms for the current deadline); when it fires while a read is past its deadline it cancels the task
-    doing the read, like ``asyncio.timeout``: ``expired()`` then says whether that CancelledError is ours (a timeout)
-    or the caller's as well."""
-
-    __slots__ = ("_armed", "_cancelling", "_deadline", "_fired", "_handle", "_loop", "_task")
-
-    _SLACK = 0.001  # a timer that fires this close to the deadline counts as on time
-
-    def __init__(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._task: asyncio.Task[Any] | None = None
-        self._cancelling = 0
-        self._deadline: float | None = None  # None: no read in progress
-        self._armed = 0.0  # when the timer fires
-        self._handle: asyncio.TimerHandle | None = None
-        self._fired = False
-
-    def start(self, timeout: float) -> None:
-        self._task = task = asyncio.current_task(self._loop)
-        self._cancelling = task.cancelling() if task is not None else 0
-        self._deadline = deadline = self._loop.time() + timeout
-        if self._handle is None or self._armed > deadline:
-            if self._handle is not None:
-                self._handle.cancel()
-            self._arm(deadline)
-
-    def stop(self) -> None:
-        self._deadline = None
-
-    def close(self) -> None:
-        self._deadline = None
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-    def expired(self) -> bool:
-        """After a CancelledError in the read: True when our timer caused it and nobody else cancelled the task."""
-        if not self._fired:
-            return False
-        self._fired = False
-        return self._task is not None and self._task.uncancel() <= self._cancelling
-
-    def _arm(self, when: float) -> None:
-        self._armed = when
-        self._handle = self._loop.call_at(when, self._fire)
-
-    def _fire(self) -> None:
-        self._handle = None
-        deadline = self._deadline
-        if deadline is None:  # between reads: the next start() arms the timer again
-            return
-        if self._loop.time() + self._SLACK < deadline:  # the deadline moved on since the timer was set
-            self._arm(deadline)
-            return
-        self._deadline = None
-        if self._task is not None and not self._task.done():
-            self._fired = True
-            self._task.cancel()
-
-
 def has_guided_decoder(cfg: Any) -> bool:
     """Whether a TensorRT-LLM model config sets up xgrammar (see the module docstring)."""
     params = {k: v.string_value.strip() for k, v in cfg.parameters.items()}
@@ -270,6 +206,7 @@ class TritonInstance:
         self._started = False
         # filled by start()
         self.inputs: dict[str, _Declared] = {}
+        self._flags: dict[tuple[str, bool], tuple[wire.Tensor, bytes]] = {}  # encoded once per model config
         self.outputs: set[str] = set()
         self.decoupled = False
         self.seed_input: str | None = None
@@ -386,6 +323,7 @@ class TritonInstance:
 
     def _load_config(self, cfg: Any) -> None:
         self.inputs = {i.name: _Declared(_wire_type(i.data_type), tuple(i.dims), bool(i.optional)) for i in cfg.input}
+        self._flags = {}
         self.outputs = {o.name for o in cfg.output}
         self.decoupled = bool(cfg.model_transaction_policy.decoupled)
         self.seed_input = "seed" if "seed" in self.inputs else ("random_seed" if "random_seed" in self.inputs else None)
@@ -527,7 +465,13 @@ class TritonInstance:
         return next((i for i in EXTENSION_INPUTS.get(name, ()) if i in self.inputs), None)
 
     def _tensor(self, name: str, values: list[Any]) -> tuple[wire.Tensor, bytes]:
-        """One batched [1, n] input of n values, as tritonclient's InferInput would send it."""
+        """One batched [1, n] input of n values, as tritonclient's InferInput would send it. A single flag (the
+        same few on every request) is encoded once: the request copies the tensor header in."""
+        if len(values) == 1 and type(values[0]) is bool:
+            got = self._flags.get((name, values[0]))
+            if got is None:
+                got = self._flags[(name, values[0])] = wire.encode_input(name, self.inputs[name].wire_type, values)
+            return got
         return wire.encode_input(name, self.inputs[name].wire_type, values)
 
     def _llm_request(self, req: GenRequest, *, stream: bool) -> service_pb2.ModelInferRequest:
@@ -620,7 +564,7 @@ class TritonInstance:
         end = loop.time() + budget
         self.outstanding += 1
         call = self._open_stream(request)
-        deadline = _ReadDeadline()
+        deadline = ReadDeadline()
         try:
             while (response := await self._next(call, deadline, False, False, max(0.0, end - loop.time()))) is not None:
                 if several and not response.raw_output_contents:
@@ -644,7 +588,7 @@ class TritonInstance:
     ) -> list[service_pb2.ModelInferResponse]:
         """Every response of a one-request stream asked with stream=False (one, at the end)."""
         call = self._open_stream(request)
-        deadline = _ReadDeadline()
+        deadline = ReadDeadline()
         responses = []
         try:
             while (response := await self._next(call, deadline, True, False, budget)) is not None:
@@ -699,7 +643,7 @@ class TritonInstance:
         logprobs = req.sampling.logprobs
         self.outstanding += 1
         call = self._open_stream(request)
-        deadline = _ReadDeadline()
+        deadline = ReadDeadline()
         yielded = False
         try:
             while not assembly.stopped:
@@ -745,7 +689,7 @@ class TritonInstance:
         return self._ensure_stub().ModelStreamInfer(iter((request,)), timeout=self.max_stream_s)
 
     async def _next(
-        self, call: Any, deadline: _ReadDeadline, first: bool, partial: bool, timeout: float | None = None
+        self, call: Any, deadline: ReadDeadline, first: bool, partial: bool, timeout: float | None = None
     ) -> service_pb2.ModelInferResponse | None:
         """The next response of a one-request stream, None once the server closed it; every failure mapped to our
         errors (partial: whether output was already handed to the caller)."""
@@ -780,7 +724,7 @@ class TritonInstance:
     ) -> AsyncGenerator[service_pb2.ModelInferResponse, None]:
         """The responses of a one-request stream until the server closes it; every failure mapped to our errors."""
         first = True
-        deadline = _ReadDeadline()
+        deadline = ReadDeadline()
         try:
             while True:
                 response = await self._next(call, deadline, first, partial())

@@ -2,7 +2,8 @@
 
 import pytest
 
-from bench.run import main, targets_status
+from bench.cli import main
+from bench.run import targets_status
 
 
 def _result(peers):

@@ -14,7 +14,8 @@ from tritonclient.utils import serialize_byte_tensor, triton_to_np_dtype
 
 from gateway.backends import triton_wire as wire
 from gateway.backends.base import GenRequest, Sampling
-from gateway.backends.triton import TritonInstance, _Declared, _ReadDeadline
+from gateway.backends.deadline import ReadDeadline
+from gateway.backends.triton import TritonInstance, _Declared
 from gateway.errors import BackendTimeout, InvalidRequest
 
 
@@ -334,7 +335,7 @@ class FakeCall:
 
 async def test_read_deadline_first_and_idle():
     inst = TritonInstance("127.0.0.1:1", "m", deadline_s=0.3, idle_timeout_s=0.1)
-    dl = _ReadDeadline()
+    dl = ReadDeadline()
     call = FakeCall([0.2, 0.05, 0.05, 0.2])  # first within 0.3, then 0.05 twice within 0.1, then too slow
     t0 = time.monotonic()
     assert await inst._next(call, dl, True, False) is not None
@@ -351,7 +352,7 @@ async def test_read_deadline_first_and_idle():
 
 async def test_read_deadline_timeout_then_more_reads_and_outer_timeouts():
     inst = TritonInstance("127.0.0.1:1", "m", deadline_s=0.1)
-    dl = _ReadDeadline()
+    dl = ReadDeadline()
     with pytest.raises(BackendTimeout, match="first response"):
         await inst._next(FakeCall([None]), dl, True, False)
     # an enclosing asyncio.timeout still works, and ours does not eat it
@@ -366,7 +367,7 @@ async def test_read_deadline_caller_cancellation_propagates():
     inst = TritonInstance("127.0.0.1:1", "m", deadline_s=0.2)
 
     async def reader():
-        dl = _ReadDeadline()
+        dl = ReadDeadline()
         try:
             await inst._next(FakeCall([None]), dl, True, False)
         finally:

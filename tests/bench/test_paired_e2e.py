@@ -1,0 +1,39 @@
+"""`python -m bench --against HEAD` end to end, small: both gateways measured in alternation, a ratio with its
+interval per path, CPU per chunk of streams, and the temporary worktree gone afterwards."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e  # runs the benchmark as a subprocess
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_against_head(tmp_path):
+    out = tmp_path / "cpu.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--against", "HEAD", "--pairs", "2", "--seconds", "0.5", "--rate", "100"]
+        + ["--stream-rate", "20", "--paths", "gateway/openai,stream/openai", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert r["errors"] == {} and r["against"] == "HEAD"
+    cpu = r["cpu_ms_per_request"]
+    assert set(cpu) == {"gateway/openai", "stream/openai x24", "stream/openai x4"}
+    for by in cpu.values():
+        assert set(by) == {"this", "HEAD"} and all(s["n"] == 2 and s["median"] > 0 for s in by.values())
+    iv = r["ratio_vs_against"]["gateway/openai"]
+    assert iv["rounds"] == 2 and iv["low"] <= iv["ratio"] <= iv["high"]
+    chunk = r["per_chunk"]["stream/openai"]["this"]
+    assert chunk["chunks"] > chunk["short_chunks"] > 0
+    assert "ratio" in proc.stdout and "per chunk" in proc.stdout
+    worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+    assert "modelsvc-against-" not in worktrees
