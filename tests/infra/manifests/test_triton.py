@@ -238,3 +238,21 @@ def test_leader_mode(make_catalog, small_text):
 def test_gpu_request_equals_model_gpus(small):
     r = triton.resources(small.models["big"])
     assert r["limits"]["nvidia.com/gpu"] == "4" == r["requests"]["nvidia.com/gpu"]
+
+
+def test_rollouts_surge_into_the_build_headroom_and_pods_request_their_engines_disk(small):
+    """The validator keeps room for the pool's largest build beside every instance, so a new pod fits there and
+    the old ones serve until it is ready; each pod requests its engine's ephemeral storage (no limit: an estimate
+    must not kill a pod)."""
+    from infra import disk
+
+    for name in ("alice/chat", "alice/big", "bob/chat"):
+        svc = small.service(name)
+        dep = triton.deployment(small, svc, S)
+        assert dep["spec"]["strategy"] == {
+            "type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+        }
+        res = pod(dep)["containers"][0]["resources"]
+        assert res["requests"]["ephemeral-storage"] == disk.serving_request(small.model_of(svc)), name
+        assert "ephemeral-storage" not in res.get("limits", {})

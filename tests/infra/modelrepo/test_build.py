@@ -279,3 +279,15 @@ def test_has_recipe_and_spec_for():
     )
     assert "not served" in has_recipe(_model(task="chat", source="s3://m/x", triton_model="tensorrt_llm"))
     assert "no model repository" in has_recipe(_model(task="chat", backend="openai", upstream="http://u:1/v1"))
+
+
+@pytest.mark.parametrize("task", LLM_TASKS)
+def test_serving_settings_follow_nvidias_advice(tpl, tmp_path, task):
+    """tensorrtllm_backend r25.10 docs/model_config.md: KV-cache (prefix) reuse on, instance_count 5 for the Python
+    pre/postprocessing models, BLS instances = the maximum batch size; what the written configs say, parsed."""
+    build_repository(spec(task), tpl(task), tmp_path / "repo")
+    models = load(tmp_path / "repo")
+    assert models["tensorrt_llm"].parameters["enable_kv_cache_reuse"].string_value.lower() == "true"
+    for name in ("preprocessing", "postprocessing"):
+        assert [g.count for g in models[name].instance_group] == [5], name
+    assert [g.count for g in models["tensorrt_llm_bls"].instance_group] == [8]  # spec's max_batch_size
