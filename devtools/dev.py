@@ -23,6 +23,8 @@ def standin_command(spec: StandinSpec) -> list[str]:
                 "--token-delay", str(spec.token_delay)]  # fmt: skip
     cmd = [sys.executable, "-m", "devtools.standin", "--port", str(spec.port), "--profile", spec.profile,
            "--token-delay", str(spec.token_delay)]  # fmt: skip
+    if spec.family:
+        cmd += ["--family", spec.family]
     return cmd if spec.decoupled else [*cmd, "--no-decoupled"]
 
 

@@ -30,6 +30,8 @@ class StandinSpec(_Strict):
     port: StrictInt = Field(ge=1, le=65535)
     token_delay: float = Field(0.0, ge=0, le=5)
     decoupled: bool = True
+    # serve that family's real chat template (devtools/standin/templates/): tools render as on the real model
+    family: Literal["llama3", "qwen2.5", "qwen3", "mistral"] | None = None
 
 
 class DemoKey(_Strict):

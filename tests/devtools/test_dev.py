@@ -100,6 +100,22 @@ def test_dev_serves_the_example_catalog_over_stand_ins(tmp_path):
             timeout=30,
         )
         assert r.status_code == 200, r.text
+        # the chat stand-ins serve Llama 3.1's real template (local.yaml `family`): a forced tool call works locally
+        weather = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+        r = httpx.post(
+            url + "/v1/chat/completions",
+            headers={"authorization": f"Bearer {key}"},
+            json={
+                "model": "u-8105f7322477/test",
+                "messages": [{"role": "user", "content": "Weather in Paris?"}],
+                "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": weather}}],
+                "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            },
+            timeout=30,
+        )
+        assert r.status_code == 200, r.text
+        (call,) = r.json()["choices"][0]["message"]["tool_calls"]
+        assert call["function"]["name"] == "get_weather" and isinstance(json.loads(call["function"]["arguments"]), dict)
         assert httpx.get(url + "/readyz").json() == {"ready": True}  # the public port names no services
         assert httpx.get(f"http://127.0.0.1:{metrics_port}/readyz").json()["services"] == {
             "u-8105f7322477/test": "running",
