@@ -167,31 +167,26 @@ class Assembly:
     def result(self, *, count_responses: bool = False) -> GenResult:
         """The whole answer. Without the engine's output count: responses received (count_responses: one per token
         on a decoupled model), else the words of the text."""
-        text = "".join(self._emitted)
-        if not self._stream:
-            cut = stop_cut(text, self._stops)
-            if cut is not None:
-                text, self.stopped = text[:cut], True
-        if self._n_out is not None:
-            completion = self._n_out
-        else:
-            completion = self.responses if count_responses else len(text.split())
+        text, completion = self._finished(count_responses)
         req = self._req
         prompt = req.settle(self._n_in, completion)
         reason = finish_reason(self.stopped, completion, req.sampling.max_tokens)
         return GenResult(text, prompt, completion, reason, self.tokens)
 
-    def choice(self, *, count_responses: bool = False) -> Choice:
-        """This sequence's finished choice (Choices.result)."""
+    def _finished(self, count_responses: bool) -> tuple[str, int]:
+        """The text (a whole answer's stop string cut here) and its output count."""
         text = "".join(self._emitted)
         if not self._stream:
             cut = stop_cut(text, self._stops)
             if cut is not None:
                 text, self.stopped = text[:cut], True
         if self._n_out is not None:
-            completion = self._n_out
-        else:
-            completion = self.responses if count_responses else len(text.split())
+            return text, self._n_out
+        return text, self.responses if count_responses else len(text.split())
+
+    def choice(self, *, count_responses: bool = False) -> Choice:
+        """This sequence's finished choice (Choices.result)."""
+        text, completion = self._finished(count_responses)
         reason = finish_reason(self.stopped, completion, self._req.sampling.max_tokens)
         return Choice(text, reason, completion, self.tokens)
 
