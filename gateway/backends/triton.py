@@ -553,12 +553,7 @@ class TritonInstance:
         """The token stream read into one answer (no deltas: stop strings are cut at the end, like a unary answer),
         each response within what is left of the budget."""
         request = self._llm_request(req, stream=True)
-        several = req.sampling.n > 1
-        assembly: Assembly | Choices = (
-            Choices(req, stream=False, cumulative=self.cumulative)
-            if several
-            else Assembly(req, stream=False, cumulative=self.cumulative)
-        )
+        assembly = self._assembly(req, stream=False)
         logprobs = req.sampling.logprobs
         loop = asyncio.get_running_loop()
         end = loop.time() + budget
@@ -567,14 +562,7 @@ class TritonInstance:
         deadline = ReadDeadline()
         try:
             while (response := await self._next(call, deadline, False, False, max(0.0, end - loop.time()))) is not None:
-                if several and not response.raw_output_contents:
-                    continue  # the empty final response some releases send
-                text, n_in, n_out = self._decode(response)
-                lps = self._log_probs(response) if logprobs else ()
-                if isinstance(assembly, Choices):
-                    assembly.add(self._sequence(response), text, n_in, n_out, lps)
-                else:
-                    assembly.add(text, n_in, n_out, lps)
+                self._take(assembly, response, logprobs)
         finally:
             self.outstanding -= 1
             deadline.close()
@@ -636,10 +624,7 @@ class TritonInstance:
         self._require(image=False)
         self.check(req)
         request = self._llm_request(req, stream=self.decoupled)  # built (and validated) before the stream opens
-        several = req.sampling.n > 1
-        assembly: Assembly | Choices = (
-            Choices(req, cumulative=self.cumulative) if several else Assembly(req, cumulative=self.cumulative)
-        )
+        assembly = self._assembly(req, stream=True)
         logprobs = req.sampling.logprobs
         self.outstanding += 1
         call = self._open_stream(request)
@@ -650,15 +635,7 @@ class TritonInstance:
                 response = await self._next(call, deadline, assembly.responses == 0, yielded)
                 if response is None:  # the server closed the stream: done
                     break
-                if several and not response.raw_output_contents:
-                    continue  # the empty final response some releases send
-                text, n_in, n_out = self._decode(response)
-                lps = self._log_probs(response) if logprobs else ()
-                if isinstance(assembly, Choices):
-                    delta = assembly.add(self._sequence(response), text, n_in, n_out, lps)
-                else:
-                    delta = assembly.add(text, n_in, n_out, lps)
-                if delta is not None:
+                if (delta := self._take(assembly, response, logprobs)) is not None:
                     yielded = True
                     yield delta
             if isinstance(assembly, Choices):
@@ -671,6 +648,22 @@ class TritonInstance:
             deadline.close()
             call.cancel()  # no-op when the server already closed the stream; stops the engine otherwise
         yield assembly.result(count_responses=self.decoupled)
+
+    def _assembly(self, req: GenRequest, *, stream: bool) -> Assembly | Choices:
+        """One answer's assembly, or (n > 1) the sequences' told apart by sequence_index."""
+        kind = Choices if req.sampling.n > 1 else Assembly
+        return kind(req, stream=stream, cumulative=self.cumulative)
+
+    def _take(
+        self, assembly: Assembly | Choices, response: service_pb2.ModelInferResponse, logprobs: bool
+    ) -> Delta | None:
+        """One engine response into the assembly: what the caller gets now, if anything."""
+        if isinstance(assembly, Choices):
+            if not response.raw_output_contents:
+                return None  # the empty final response some releases send
+            lps = self._log_probs(response) if logprobs else ()
+            return assembly.add(self._sequence(response), *self._decode(response), lps)
+        return assembly.add(*self._decode(response), self._log_probs(response) if logprobs else ())
 
     def _log_probs(self, response: service_pb2.ModelInferResponse) -> list[float]:
         """output_log_probs of one response: FP32 [batch, beam, tokens]; the first beam's values."""
