@@ -1,8 +1,9 @@
 """The gateway's client for one Triton (TensorRT-LLM / diffusion) endpoint and one model.
 
-One ``TritonInstance`` = one Triton server (pod) + one model name, with one long-lived ``grpc.aio`` channel (one
-HTTP/2 connection multiplexing every concurrent call) and tritonclient's own ``GRPCInferenceServiceStub`` and
-protobufs on it. The hot path does not go through ``tritonclient.grpc.aio.InferenceServerClient``: its per-call
+One ``TritonInstance`` = one Triton server (pod) + one model name, with one long-lived gRPC channel (``h2c``: one
+HTTP/2 connection multiplexing every concurrent call; it replaced ``grpc.aio``, whose per-message cost was most of
+this path's CPU) carrying tritonclient's own protobufs. The calls do not go through
+``tritonclient.grpc.aio.InferenceServerClient`` either: its per-call
 machinery (InferInput + numpy per tensor, a dict-validating request iterator, InferResult + numpy per response) cost
 more CPU than everything else in the gateway. Requests are built and responses read by ``triton_wire``, which writes
 and reads exactly the bytes tritonclient does (proved against InferInput / InferResult in the tests) and hands
@@ -64,16 +65,15 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import grpc
 import numpy as np
 from tritonclient.grpc import (
     InferResult,
     model_config_pb2,
     service_pb2,
-    service_pb2_grpc,
 )
 from tritonclient.utils import InferenceServerException
 
+from gateway.backends import h2c
 from gateway.backends import triton_wire as wire
 from gateway.backends.assemble import Assembly, Choices
 from gateway.backends.base import (
@@ -99,24 +99,17 @@ from gateway.errors import (
 log = logging.getLogger("gateway.backends.triton")
 
 MAX_MESSAGE_BYTES = 2**31 - 1
-# The channel's options (like tritonclient's channel_args, they replace ALL of grpc's and tritonclient's defaults), so
-# the message limits are set here too. Keepalive: no more often than Triton allows by default
-# (grpc-http2-min-recv-ping-interval-without-data = 5 min, 2 strikes), and not without calls; otherwise the server
-# drops the connection with "too_many_pings".
-CHANNEL_ARGS = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.keepalive_time_ms", 300_000),
-    ("grpc.keepalive_timeout_ms", 20_000),
-    ("grpc.keepalive_permit_without_calls", 0),
-    ("grpc.http2.max_pings_without_data", 2),
-]
+# Keepalive while calls are open: no more often than Triton allows by default (grpc-http2-min-recv-ping-interval-
+# without-data = 5 min, 2 strikes), otherwise the server drops the connection with "too_many_pings".
+KEEPALIVE_S, KEEPALIVE_TIMEOUT_S = 300.0, 20.0
+_SERVICE = "/inference.GRPCInferenceService/"
+_MODEL_CONFIG, _MODEL_READY, _SERVER_READY = (_SERVICE + m for m in ("ModelConfig", "ModelReady", "ServerReady"))
+_MODEL_INFER, _MODEL_STREAM_INFER = _SERVICE + "ModelInfer", _SERVICE + "ModelStreamInfer"
 _TRUE = {"true", "1", "yes", "on"}
-# INTERNAL statuses gRPC itself gives a call its transport lost (the engine said nothing): grpc's Python client sets
-# "Internal error from Core" when sending the request on the stream fails (grpc/aio/_call.py: _write →
-# set_internal_error; a peer SIGKILLed as the call starts), and core reports a reset HTTP/2 stream as "Stream
-# removed" / "Received RST_STREAM". Unavailability like UNAVAILABLE, so retried elsewhere before the first byte; an
-# engine's own INTERNAL (its error message) stays its error.
+# INTERNAL statuses that mean the transport lost the call (the engine said nothing): a reset HTTP/2 stream
+# ("Received RST_STREAM ...", h2c's and grpc core's wording; "Stream removed" in older cores) and grpc's Python client
+# failing to send the request ("Internal error from Core", kept for callers on grpc.aio). Unavailability like
+# UNAVAILABLE, so retried elsewhere before the first byte; an engine's own INTERNAL (its error message) stays its error.
 _TRANSPORT_LOST = ("Internal error from Core", "Stream removed", "Received RST_STREAM")
 # The engine refusing the request's input (the caller's to fix: 400, not retried, not billed): Triton's status for
 # an invalid argument (TRITONSERVER_ERROR_INVALID_ARG), and TensorRT-LLM's refusal of a prompt longer than the
@@ -201,8 +194,7 @@ class TritonInstance:
         self.idle_timeout_s = idle_timeout_s if idle_timeout_s is not None else deadline_s
         self.max_stream_s = max_stream_s
         self._cumulative_override = cumulative
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: service_pb2_grpc.GRPCInferenceServiceStub | None = None
+        self._channel: h2c.Channel | None = None
         self._started = False
         # filled by start()
         self.inputs: dict[str, _Declared] = {}
@@ -228,28 +220,37 @@ class TritonInstance:
         return f"TritonInstance({self.url!r}, {self.model_name!r})"
 
     # -- lifecycle ---------------------------------------------------------------------------------------------------
-    def _ensure_stub(self) -> service_pb2_grpc.GRPCInferenceServiceStub:
-        if self._stub is None:
-            # what tritonclient.grpc.aio.InferenceServerClient(url, channel_args=CHANNEL_ARGS) opens
-            self._channel = grpc.aio.insecure_channel(self.url, options=CHANNEL_ARGS)
-            self._stub = service_pb2_grpc.GRPCInferenceServiceStub(self._channel)
-        return self._stub
+    def _ensure_channel(self) -> h2c.Channel:
+        if self._channel is None:
+            self._channel = h2c.Channel(
+                self.url,
+                connect_timeout_s=self.connect_timeout_s,
+                max_message_bytes=MAX_MESSAGE_BYTES,
+                keepalive_s=KEEPALIVE_S,
+                keepalive_timeout_s=KEEPALIVE_TIMEOUT_S,
+            )
+        return self._channel
+
+    async def _model_config(self, name: str) -> Any:
+        """ModelConfig of `name` within connect_timeout_s (raises h2c.RpcFailure or TimeoutError)."""
+        t = self.connect_timeout_s
+        async with asyncio.timeout(t + 1):  # belt and braces over the call's deadline
+            request = service_pb2.ModelConfigRequest(name=name, version="")
+            return await self._ensure_channel().unary(
+                _MODEL_CONFIG, request, service_pb2.ModelConfigResponse.FromString, t
+            )
 
     async def start(self) -> None:
-        stub = self._ensure_stub()
         try:
-            async with asyncio.timeout(self.connect_timeout_s + 1):
-                resp = await stub.ModelConfig(
-                    service_pb2.ModelConfigRequest(name=self.model_name, version=""), timeout=self.connect_timeout_s
-                )
-        except grpc.RpcError as e:
+            resp = await self._model_config(self.model_name)
+        except h2c.RpcFailure as e:
             raise self._fail(BackendUnavailable, f"cannot read the model config: {e.details()}") from None
         except TimeoutError:
             raise self._fail(BackendUnavailable, "cannot read the model config: timed out") from None
         self._load_config(resp.config)
         if resp.config.platform == "ensemble" and not self.decoupled:
-            self.decoupled = await self._ensemble_decoupled(stub, resp.config)
-        engine = await self._engine_config(stub, resp.config)
+            self.decoupled = await self._ensemble_decoupled(resp.config)
+        engine = await self._engine_config(resp.config)
         self.guided = engine is not None and has_guided_decoder(engine)
         self._capabilities = self._read_capabilities()
         self._started = True
@@ -284,7 +285,7 @@ class TritonInstance:
             n=self.decoupled and "num_return_sequences" in inputs and "sequence_index" in self.outputs,
         )
 
-    async def _engine_config(self, stub: Any, cfg: Any) -> Any | None:
+    async def _engine_config(self, cfg: Any) -> Any | None:
         """The config of the TensorRT-LLM model behind the served one (None where it cannot be read): the
         ensemble's step whose parameters configure the engine, or the model the BLS names."""
         params = {k: v.string_value for k, v in cfg.parameters.items()}
@@ -295,27 +296,21 @@ class TritonInstance:
             names = [params["tensorrt_llm_model_name"].strip()]
         for name in names:
             try:
-                async with asyncio.timeout(self.connect_timeout_s + 1):
-                    r = await stub.ModelConfig(
-                        service_pb2.ModelConfigRequest(name=name, version=""), timeout=self.connect_timeout_s
-                    )
-            except (grpc.RpcError, TimeoutError):
+                r = await self._model_config(name)
+            except (h2c.RpcFailure, TimeoutError):
                 continue
             step = r.config
             if step.backend == "tensorrtllm" or "guided_decoding_backend" in step.parameters:
                 return step
         return None
 
-    async def _ensemble_decoupled(self, stub: Any, cfg: Any) -> bool:
+    async def _ensemble_decoupled(self, cfg: Any) -> bool:
         """Whether a step of the ensemble is decoupled (then the ensemble streams, and Triton refuses unary calls
         to it), for servers that report the ensemble's own config unchanged."""
         for step in cfg.ensemble_scheduling.step:
             try:
-                async with asyncio.timeout(self.connect_timeout_s + 1):
-                    r = await stub.ModelConfig(
-                        service_pb2.ModelConfigRequest(name=step.model_name, version=""), timeout=self.connect_timeout_s
-                    )
-            except (grpc.RpcError, TimeoutError):
+                r = await self._model_config(step.model_name)
+            except (h2c.RpcFailure, TimeoutError):
                 raise self._fail(BackendUnavailable, f"cannot read the config of step '{step.model_name}'") from None
             if r.config.model_transaction_policy.decoupled:
                 return True
@@ -365,19 +360,27 @@ class TritonInstance:
     async def ready(self) -> bool:
         """ServerReady and ModelReady within connect_timeout_s. Never raises."""
         try:
-            stub = self._ensure_stub()
+            channel = self._ensure_channel()
             t = self.connect_timeout_s
             async with asyncio.timeout(2 * t + 1):
-                return bool(
-                    (await stub.ServerReady(service_pb2.ServerReadyRequest(), timeout=t)).ready
-                    and (await stub.ModelReady(service_pb2.ModelReadyRequest(name=self.model_name), timeout=t)).ready
+                server = await channel.unary(
+                    _SERVER_READY, service_pb2.ServerReadyRequest(), service_pb2.ServerReadyResponse.FromString, t
                 )
+                if not server.ready:
+                    return False
+                model = await channel.unary(
+                    _MODEL_READY,
+                    service_pb2.ModelReadyRequest(name=self.model_name),
+                    service_pb2.ModelReadyResponse.FromString,
+                    t,
+                )
+                return bool(model.ready)
         except Exception:
             return False
 
     async def close(self) -> None:
         if self._channel is not None:
-            channel, self._channel, self._stub = self._channel, None, None
+            channel, self._channel = self._channel, None
             with contextlib.suppress(Exception):
                 await channel.close()
 
@@ -609,12 +612,12 @@ class TritonInstance:
         self, request: service_pb2.ModelInferRequest, timeout: float | None = None
     ) -> service_pb2.ModelInferResponse:
         """Unary ModelInfer with the deadline (deadline_s unless given)."""
-        stub = self._ensure_stub()
+        channel = self._ensure_channel()
         timeout = self.deadline_s if timeout is None else timeout
         try:
             async with asyncio.timeout(timeout + 1):  # belt and braces over the gRPC deadline
-                return await stub.ModelInfer(request, timeout=timeout)
-        except grpc.RpcError as e:
+                return await channel.unary(_MODEL_INFER, request, service_pb2.ModelInferResponse.FromString, timeout)
+        except h2c.RpcFailure as e:
             raise self._from_status(e.code(), e.details(), partial=False) from None
         except TimeoutError:
             raise self._fail(BackendTimeout, f"no answer within {timeout}s") from None
@@ -676,13 +679,15 @@ class TritonInstance:
     def _whole_answer_timeout(self, max_tokens: int) -> float:
         return self.deadline_s + max_tokens / MIN_TOKENS_PER_S
 
-    def _open_stream(self, request: service_pb2.ModelInferRequest) -> Any:
-        """A ModelStreamInfer call carrying this one request: grpc sends it and half-closes (the iterator ends); the
-        server closes the stream when the request is done."""
-        return self._ensure_stub().ModelStreamInfer(iter((request,)), timeout=self.max_stream_s)
+    def _open_stream(self, request: service_pb2.ModelInferRequest) -> h2c.Call:
+        """A ModelStreamInfer call carrying this one request (sent with END_STREAM on the first read); the server
+        closes the stream when the request is done."""
+        return self._ensure_channel().call(
+            _MODEL_STREAM_INFER, request, service_pb2.ModelStreamInferResponse.FromString, self.max_stream_s
+        )
 
     async def _next(
-        self, call: Any, deadline: ReadDeadline, first: bool, partial: bool, timeout: float | None = None
+        self, call: h2c.Call, deadline: ReadDeadline, first: bool, partial: bool, timeout: float | None = None
     ) -> service_pb2.ModelInferResponse | None:
         """The next response of a one-request stream, None once the server closed it; every failure mapped to our
         errors (partial: whether output was already handed to the caller)."""
@@ -691,20 +696,16 @@ class TritonInstance:
         deadline.start(timeout)
         try:
             message = await call.read()
-        except grpc.aio.AioRpcError as e:
-            raise self._from_status(e.code(), e.details() or "", partial=partial) from None
+        except h2c.RpcFailure as e:
+            raise self._from_status(e.code(), e.details(), partial=partial) from None
         except asyncio.CancelledError:
-            if deadline.expired():  # grpc cancelled the call as the read was cancelled: the engine is told
+            if deadline.expired():  # the read was cancelled by our timer: the call is reset, the engine is told
                 what = "first response" if first else "next response (stream went silent)"
                 raise self._fail(BackendTimeout, f"no {what} within {timeout}s", partial=partial) from None
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise  # we are being cancelled (caller went away): propagate
-            # grpc cancelled the call itself (its task sending the request failed) and reports a cancellation
-            raise self._fail(BackendError, "the request could not be sent", partial=partial) from None
+            raise  # we are being cancelled (caller went away): the read reset the call; propagate
         finally:
             deadline.stop()
-        if message is grpc.aio.EOF:
+        if message is None:
             return None
         if message.error_message != "":
             if not partial and (refused := _refused_input(message.error_message)) is not None:
@@ -713,7 +714,7 @@ class TritonInstance:
         return message.infer_response
 
     async def _responses(
-        self, call: Any, *, partial: Callable[[], bool]
+        self, call: h2c.Call, *, partial: Callable[[], bool]
     ) -> AsyncGenerator[service_pb2.ModelInferResponse, None]:
         """The responses of a one-request stream until the server closes it; every failure mapped to our errors."""
         first = True
