@@ -778,9 +778,12 @@ def _image_hashes(model: ModelDef, inputs: dict[str, np.ndarray], prompt: str, r
 
 def _sequences(model: ModelDef, inputs: dict[str, np.ndarray], rid: str) -> int:
     n_seq = int(_scalar(inputs, "num_return_sequences", 1))
-    if n_seq < 1 or n_seq > 64:
+    beams = int(_scalar(inputs, "beam_width", 1))
+    # TensorRT-LLM's executor (SamplingConfig::checkNumReturnSequences): > 0, and at most beam_width with beams
+    if n_seq < 1 or (beams != 1 and n_seq > beams):
         raise StandInError(
-            grpc.StatusCode.INVALID_ARGUMENT, f"[request id: {rid}] num_return_sequences must be 1..64, got {n_seq}"
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"[request id: {rid}] Assertion failed: numReturnSequences ({n_seq}) > 0 and <= beamWidth ({beams})",
         )
     if n_seq > 1 and not model.decoupled:
         raise StandInError(

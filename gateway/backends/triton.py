@@ -463,6 +463,11 @@ class TritonInstance:
                 "num_return_sequences input and the sequence_index output); send several requests instead",
                 param="n",
             )
+        beams = req.sampling.extensions.get("beam_width", 1)
+        if req.sampling.n > 1 and isinstance(beams, int) and 1 < beams < req.sampling.n:
+            # TensorRT-LLM's rule (executor SamplingConfig::checkNumReturnSequences): with beam search the
+            # sequences are beams, so at most beam_width of them
+            raise InvalidRequest(f"n ({req.sampling.n}) cannot exceed beam_width ({beams})", param="n")
 
     def _extension_input(self, name: str) -> str | None:
         return next((i for i in EXTENSION_INPUTS.get(name, ()) if i in self.inputs), None)

@@ -719,6 +719,20 @@ async def test_n_needs_num_return_sequences_and_a_stream(make, chat_nd, unguided
 
 
 @pytest.mark.asyncio
+async def test_n_beyond_beam_width_is_refused_before_the_engine(make, chat):
+    """TensorRT-LLM's executor takes at most beam_width sequences with beam search (SamplingConfig::
+    checkNumReturnSequences); the engine would fail the stream with an error message (a 502), so it is a 400 first.
+    Without beams any n goes (the stand-in checks the same rule)."""
+    inst = await make(chat)
+    with pytest.raises(InvalidRequest) as e:
+        inst.check(genreq("x", 5, n=5, extensions={"beam_width": 4}))
+    assert e.value.param == "n" and "beam_width (4)" in e.value.message
+    inst.check(genreq("x", 5, n=4, extensions={"beam_width": 4}))
+    whole = await inst.generate(genreq("Count", 3, n=70))
+    assert len(whole.choices()) == 70
+
+
+@pytest.mark.asyncio
 async def test_end_tokens_go_as_stop_words_and_never_reach_the_caller(make, chat):
     inst = await make(chat)
     words = "".join(complete("Count", 12)).split(" ")
