@@ -568,13 +568,15 @@ class _Connection(asyncio.Protocol):
         self.next_id += 2
         call._send_window = self.peer_window
         self.calls[stream] = call
-        self._write(_frame(_HEADERS, _END_HEADERS, stream, call._header_block))
-        self.queue_send(call)
+        frames = [_frame(_HEADERS, _END_HEADERS, stream, call._header_block)]
+        if not self._send(call, frames):
+            self.blocked.append(call)
+        self._write(b"".join(frames))  # one write (one syscall) for the request, as a rule
         if self._ping_timer is None and self.channel.keepalive_s:
             self._ping_timer = self.loop.call_later(self.channel.keepalive_s, self._keepalive)
 
-    def _send(self, call: Call) -> bool:
-        """As much of the call's request as the windows allow; True when all of it went."""
+    def _send(self, call: Call, frames: list[bytes]) -> bool:
+        """As much of the call's request as the windows allow, onto `frames`; True when all of it went."""
         body = call._body
         total = len(body)
         while call._sent < total:
@@ -585,14 +587,17 @@ class _Connection(asyncio.Protocol):
             call._sent += n
             self.send_window -= n
             call._send_window -= n
-            self._write(_frame(_DATA, _END_STREAM if call._sent == total else 0, call.id, body[start : start + n]))
+            frames.append(_frame(_DATA, _END_STREAM if call._sent == total else 0, call.id, body[start : start + n]))
         return True
 
     def _flush(self) -> None:
         blocked, self.blocked = self.blocked, collections.deque()
+        frames: list[bytes] = []
         for call in blocked:
-            if not call.done and not self._send(call):
+            if not call.done and not self._send(call, frames):
                 self.blocked.append(call)
+        if frames:
+            self._write(b"".join(frames))
 
     def forget(self, call: Call, reset: bool) -> None:
         if self.calls.pop(call.id, None) is None:
@@ -609,10 +614,6 @@ class _Connection(asyncio.Protocol):
             if self.draining:
                 self._close_transport()
         self.channel._admit(self)
-
-    def queue_send(self, call: Call) -> None:
-        if call._sent < len(call._body) and not self._send(call):
-            self.blocked.append(call)
 
     # -- keepalive and shutdown -------------------------------------------------------------------------------------
     def _keepalive(self) -> None:

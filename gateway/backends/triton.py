@@ -199,6 +199,7 @@ class TritonInstance:
         # filled by start()
         self.inputs: dict[str, _Declared] = {}
         self._flags: dict[tuple[str, bool], tuple[wire.Tensor, bytes]] = {}  # encoded once per model config
+        self._layout = wire.Layout()  # where the outputs sit in this model's responses
         self.outputs: set[str] = set()
         self.decoupled = False
         self.seed_input: str | None = None
@@ -222,13 +223,16 @@ class TritonInstance:
     # -- lifecycle ---------------------------------------------------------------------------------------------------
     def _ensure_channel(self) -> h2c.Channel:
         if self._channel is None:
-            self._channel = h2c.Channel(
-                self.url,
-                connect_timeout_s=self.connect_timeout_s,
-                max_message_bytes=MAX_MESSAGE_BYTES,
-                keepalive_s=KEEPALIVE_S,
-                keepalive_timeout_s=KEEPALIVE_TIMEOUT_S,
-            )
+            try:
+                self._channel = h2c.Channel(
+                    self.url,
+                    connect_timeout_s=self.connect_timeout_s,
+                    max_message_bytes=MAX_MESSAGE_BYTES,
+                    keepalive_s=KEEPALIVE_S,
+                    keepalive_timeout_s=KEEPALIVE_TIMEOUT_S,
+                )
+            except ValueError as e:  # not host:port
+                raise self._fail(BackendUnavailable, str(e)) from None
         return self._channel
 
     async def _model_config(self, name: str) -> Any:
@@ -319,6 +323,7 @@ class TritonInstance:
     def _load_config(self, cfg: Any) -> None:
         self.inputs = {i.name: _Declared(_wire_type(i.data_type), tuple(i.dims), bool(i.optional)) for i in cfg.input}
         self._flags = {}
+        self._layout = wire.Layout()
         self.outputs = {o.name for o in cfg.output}
         self.decoupled = bool(cfg.model_transaction_policy.decoupled)
         self.seed_input = "seed" if "seed" in self.inputs else ("random_seed" if "random_seed" in self.inputs else None)
@@ -605,7 +610,7 @@ class TritonInstance:
         return index
 
     def _decode(self, response: service_pb2.ModelInferResponse) -> tuple[str, int | None, int | None]:
-        fast = wire.decode_llm(response)
+        fast = wire.decode_llm(response, self._layout)
         # out of the ordinary: tritonclient's InferResult reads it
         raw, n_in, n_out = fast if fast is not None else wire.decode_llm_numpy(response)
         if raw is None:

@@ -196,6 +196,15 @@ async def test_unknown_model_is_unavailable(chat):
     await inst.close()
 
 
+@pytest.mark.asyncio
+async def test_an_endpoint_that_is_not_host_port_is_unavailable_not_a_crash():
+    inst = TritonInstance("http://triton:8001/v2", "ensemble")
+    with pytest.raises(BackendUnavailable, match="not a host:port gRPC target"):
+        await inst.start()
+    assert await inst.ready() is False
+    await inst.close()
+
+
 # -- generate / stream: text, counts, finish reasons -----------------------------------------------------------------
 @pytest.mark.asyncio
 @pytest.mark.parametrize("server", ["chat", "chat_nd"])

@@ -297,6 +297,31 @@ def test_decode_llm_declines_the_unusual_and_numpy_agrees(r):
         assert wire.decode_llm_numpy(r) == ref
 
 
+def test_a_learnt_layout_reads_every_response_as_the_field_by_field_read_does():
+    """Each response read after every other one (the layout learnt from the first, then used or replaced): always
+    the answer of the field-by-field read, fast or declined."""
+    bad_prefix = response(
+        ("text_output", "BYTES", [1, 1], struct.pack("<I", 9) + b"short"),
+        ("num_input_tokens", "INT32", [1, 1], i32(5)),
+        ("num_output_tokens", "INT32", [1, 1], i32(1)),
+    )
+    short_int = response(
+        ("text_output", "BYTES", [1, 1], text(b" river")),
+        ("num_input_tokens", "INT32", [1, 1], i32(5)),
+        ("num_output_tokens", "INT32", [1, 1], b"\x01"),
+    )
+    everything = [*FAST, *SLOW, bad_prefix, short_int]
+    for first in everything:
+        for second in everything:
+            layout = wire.Layout()
+            assert wire.decode_llm(first, layout) == wire.decode_llm(first)
+            assert wire.decode_llm(second, layout) == wire.decode_llm(second), (first, second)
+    layout = wire.Layout()
+    wire.decode_llm(FAST[0], layout)
+    assert layout.outputs is not None and wire.decode_llm(bad_prefix, layout) is None  # same outputs, bad contents
+    assert wire.decode_llm(short_int, layout) is None
+
+
 def test_instance_decode_uses_either_path_alike():
     inst = _instance(ENSEMBLE)
     r = FAST[0]
