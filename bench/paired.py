@@ -146,6 +146,10 @@ class Paired:
             ),
         }
         for backend in ("triton", "openai"):
+            # non-streamed, tokens 2 ms apart from both upstreams (one message per token, as a real engine sends
+            # them; the 0 ms upstreams differ in how they batch writes): Triton against OpenAI like for like
+            out[f"gateway/{backend} paced"] = job(self._body(f"bench/{backend}-delay"), a.stream_rate)
+        for backend in ("triton", "openai"):
             for n in (TOKENS, SHORT_TOKENS):
                 body = self._body(f"bench/{backend}-delay", stream=True, max_tokens=n)
                 out[f"stream/{backend} x{n}"] = job(body, a.stream_rate)

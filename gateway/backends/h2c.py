@@ -178,7 +178,11 @@ def parse_target(target: str) -> tuple[str, int]:
 
 
 class Call:
-    """One call: ``read()`` gives the response messages, then None (status OK) or raises RpcFailure."""
+    """One call: ``read()`` gives the response messages, then None (status OK) or raises RpcFailure.
+
+    With a ``sink``, each message goes to ``sink(message)`` as it is parsed, in the connection's callback, and
+    ``read()`` only waits for the end: a reader that collects a whole answer is not woken once per message. An
+    exception the sink raises ends the call (the stream is reset) and is what ``read()`` raises."""
 
     __slots__ = (
         "_body",
@@ -196,6 +200,7 @@ class Call:
         "_refusals",
         "_send_window",
         "_sent",
+        "_sink",
         "_started",
         "_timer",
         "_waiter",
@@ -204,9 +209,16 @@ class Call:
     )
 
     def __init__(
-        self, channel: Channel, header_block: bytes, body: bytes, parse: Callable[[bytes], Any], timeout: float
+        self,
+        channel: Channel,
+        header_block: bytes,
+        body: bytes,
+        parse: Callable[[bytes], Any],
+        timeout: float,
+        sink: Callable[[Any], None] | None = None,
     ):
         self._channel = channel
+        self._sink = sink
         self._header_block = header_block
         self._body = body
         self._sent = 0
@@ -218,7 +230,7 @@ class Call:
         self._recv_headers = False
         self._recv_unacked = 0
         self._refusals = 0
-        self._error: RpcFailure | None = None
+        self._error: Exception | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._started = False
         self._conn: _Connection | None = None
@@ -259,7 +271,7 @@ class Call:
         self._timer = None
         self._finish(RpcFailure(grpc.StatusCode.DEADLINE_EXCEEDED, "Deadline Exceeded"), reset=True)
 
-    def _finish(self, error: RpcFailure | None, *, reset: bool = False) -> None:
+    def _finish(self, error: Exception | None, *, reset: bool = False) -> None:
         if self.done:
             return
         self.done = True
@@ -310,17 +322,26 @@ class Call:
             if end > size:
                 break
             try:
-                self._messages.append(self._parse(data[pos + 5 : end]))
+                message = self._parse(data[pos + 5 : end])
             except Exception as e:  # a message the protobuf cannot parse
                 self._finish(RpcFailure(grpc.StatusCode.INTERNAL, f"Failed to parse server response: {e}"), reset=True)
                 return
+            if self._sink is None:
+                self._messages.append(message)
+            else:
+                try:
+                    self._sink(message)
+                except Exception as e:  # the reader's own verdict on the message: the call ends with it
+                    self._finish(e, reset=True)
+                    return
             pos = end
         if pos < size:
             rest = data[pos:]
             self._parts = [rest]
             self._have = len(rest)
             self._need = 5 + int.from_bytes(rest[1:5], "big") if len(rest) >= 5 else 5
-        self._wake()
+        if self._sink is None:
+            self._wake()
 
     def _headers(self, headers: dict[str, str], end_stream: bool) -> None:
         if not self._recv_headers:
@@ -700,14 +721,22 @@ class Channel:
         self._failed_until = 0.0
         self._closed = False
 
-    def call(self, method: str, request: Any, parse: Callable[[bytes], Any], timeout: float) -> Call:
-        """A call of `method` (``/package.Service/Method``) with one request message; it starts on the first read."""
+    def call(
+        self,
+        method: str,
+        request: Any,
+        parse: Callable[[bytes], Any],
+        timeout: float,
+        sink: Callable[[Any], None] | None = None,
+    ) -> Call:
+        """A call of `method` (``/package.Service/Method``) with one request message; it starts on the first read
+        (`sink`: see Call)."""
         path = self._paths.get(method)
         if path is None:
             path = self._paths[method] = _literal(4, method)
         body = request.SerializeToString()
         block = self._fixed + path + _literal("grpc-timeout", grpc_timeout(timeout))
-        return Call(self, block, b"\0" + len(body).to_bytes(4, "big") + body, parse, timeout)
+        return Call(self, block, b"\0" + len(body).to_bytes(4, "big") + body, parse, timeout, sink)
 
     async def unary(self, method: str, request: Any, parse: Callable[[bytes], Any], timeout: float) -> Any:
         call = self.call(method, request, parse, timeout)

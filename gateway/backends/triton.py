@@ -568,14 +568,15 @@ class TritonInstance:
         request = self._llm_request(req, stream=True)
         assembly = self._assembly(req, stream=False)
         logprobs = req.sampling.logprobs
-        loop = asyncio.get_running_loop()
-        end = loop.time() + budget
+
+        def take(message: service_pb2.ModelStreamInferResponse) -> None:  # in the connection's callback
+            self._take(assembly, self._response(message, partial=False), logprobs)
+
         self.outstanding += 1
-        call = self._open_stream(request)
+        call = self._open_stream(request, take)
         deadline = ReadDeadline()
         try:
-            while (response := await self._next(call, deadline, False, False, max(0.0, end - loop.time()))) is not None:
-                self._take(assembly, response, logprobs)
+            await self._next(call, deadline, False, False, budget)  # the end: every response went to take()
         finally:
             self.outstanding -= 1
             deadline.close()
@@ -689,11 +690,15 @@ class TritonInstance:
     def _whole_answer_timeout(self, max_tokens: int) -> float:
         return self.deadline_s + max_tokens / MIN_TOKENS_PER_S
 
-    def _open_stream(self, request: service_pb2.ModelInferRequest) -> h2c.Call:
+    def _open_stream(
+        self,
+        request: service_pb2.ModelInferRequest,
+        sink: Callable[[service_pb2.ModelStreamInferResponse], None] | None = None,
+    ) -> h2c.Call:
         """A ModelStreamInfer call carrying this one request (sent with END_STREAM on the first read); the server
-        closes the stream when the request is done."""
+        closes the stream when the request is done. `sink`: each response handed over as it arrives (h2c.Call)."""
         return self._ensure_channel().call(
-            _MODEL_STREAM_INFER, request, service_pb2.ModelStreamInferResponse.FromString, self.max_stream_s
+            _MODEL_STREAM_INFER, request, service_pb2.ModelStreamInferResponse.FromString, self.max_stream_s, sink
         )
 
     async def _next(
@@ -717,6 +722,10 @@ class TritonInstance:
             deadline.stop()
         if message is None:
             return None
+        return self._response(message, partial)
+
+    def _response(self, message: service_pb2.ModelStreamInferResponse, partial: bool) -> service_pb2.ModelInferResponse:
+        """The response a stream message carries, or the engine's error in it raised as ours."""
         if message.error_message != "":
             if not partial and (refused := _refused_input(message.error_message)) is not None:
                 raise refused

@@ -186,6 +186,32 @@ async def test_a_stream_and_a_unary_call(probe):
 
 
 @pytest.mark.e2e
+async def test_a_sink_takes_the_messages_and_read_waits_for_the_end(probe):
+    ch = h2c.Channel(probe.url)
+    got: list[bytes] = []
+    call = ch.call(STREAM, Raw(b"count:30"), ident, 10, sink=got.append)
+    assert await call.read() is None
+    assert got == [str(i).encode() for i in range(30)]
+
+    class Enough(Exception):
+        pass
+
+    def refuse_after_one(message: bytes) -> None:
+        if message == b"first":
+            raise Enough("the reader's verdict")
+
+    call = ch.call(HANG, Raw(b"x"), ident, 10, sink=refuse_after_one)
+    with pytest.raises(Enough):
+        await call.read()
+    for _ in range(200):  # the stream was reset: the server's handler is cancelled
+        if probe.cancelled == 1:
+            break
+        await asyncio.sleep(0.01)
+    assert probe.cancelled == 1 and not ch._conn.calls
+    await ch.close()
+
+
+@pytest.mark.e2e
 async def test_many_calls_share_one_connection_and_its_header_table(probe):
     """grpc's server indexes response headers in HPACK's dynamic table: hundreds of calls, concurrent and one after
     another, on one connection read right only if every header block was decoded in order."""
