@@ -33,6 +33,7 @@ from statistics import mean, median, stdev
 
 from . import litellm as L
 from . import portkey as PK
+from .floor import relay_floor_ms
 from .procs import BENCH_KEY, ROOT, Proc
 from .run import TOKENS, Bench, LoadGen, _machine, _prompt
 
@@ -176,6 +177,7 @@ class Paired:
         if a.against:
             self.sides.append((a.against, self._checkout(a.against)))
         b = self.bench
+        floors: list[float] = []
         try:
             print(f"bench (cpu{', against ' + a.against if a.against else ''}): logs in {self.tmp}", flush=True)
             b.start_upstreams()
@@ -201,10 +203,15 @@ class Paired:
                         rows.setdefault(f"peer-rate/{peer}", {}).setdefault(name, []).append(m)
                 print(f"  round {rnd + 1}/{a.pairs} done ({time.time() - t0:.0f} s)", flush=True)
             self.lg.close()
+            if any(path.startswith("stream/") for path in jobs["this"]):
+                n = max(200, int(a.seconds * 400))  # as many seconds as a measured path
+                floors = [relay_floor_ms(b.gw_cpus, b.side_cpus, n) for _ in range(3)]
         finally:
             b.stop_all()
             self._drop_checkout()
         result = self.summarise(rows)
+        if floors:
+            result["relay_floor_ms_per_chunk"] = spread(floors)
         result["wall_s"] = round(time.time() - t0, 1)
         out = Path(a.out)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -326,6 +333,14 @@ def report(r: dict) -> str:
                 f"{n}: {s['median']:.4f} [{s['min']:.4f}–{s['max']:.4f}] ({s['chunks']} events)" for n, s in by.items()
             ]
             lines.append(f"  {path:<22} " + "   ".join(cells))
+        if floor := r.get("relay_floor_ms_per_chunk"):
+            over = ", ".join(
+                f"{path} {by['this']['median'] / floor['median']:.1f}×" for path, by in r["per_chunk"].items()
+            )
+            lines.append(
+                f"  relay floor (uvloop: read one chunk, write one chunk, nothing else) {floor['median']:.4f} "
+                f"[{floor['min']:.4f}–{floor['max']:.4f}]; this over the floor: {over}"
+            )
     for peer, p in r["peers"].items():
         iv = p["their_cost_over_ours"]
         lines.append(

@@ -27,13 +27,15 @@ def test_against_head(tmp_path):
     r = json.loads(out.read_text())
     assert r["errors"] == {} and r["against"] == "HEAD"
     cpu = r["cpu_ms_per_request"]
-    assert set(cpu) == {"gateway/openai", "stream/openai x24", "stream/openai x4"}
+    assert set(cpu) == {"gateway/openai", "gateway/openai paced", "stream/openai x24", "stream/openai x4"}
     for by in cpu.values():
         assert set(by) == {"this", "HEAD"} and all(s["n"] == 2 and s["median"] > 0 for s in by.values())
     iv = r["ratio_vs_against"]["gateway/openai"]
     assert iv["rounds"] == 2 and iv["low"] <= iv["ratio"] <= iv["high"]
     chunk = r["per_chunk"]["stream/openai"]["this"]
     assert chunk["chunks"] > chunk["short_chunks"] > 0
-    assert "ratio" in proc.stdout and "per chunk" in proc.stdout
+    floor = r["relay_floor_ms_per_chunk"]
+    assert floor["n"] == 3 and 0 < floor["min"] <= floor["median"] <= floor["max"]
+    assert "ratio" in proc.stdout and "per chunk" in proc.stdout and "relay floor" in proc.stdout
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
     assert "modelsvc-against-" not in worktrees
