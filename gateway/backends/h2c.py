@@ -64,6 +64,7 @@ _MAX_REFUSALS = 5
 _WINDOW_SIZE = 1 << 24  # our receive window per stream and (via WINDOW_UPDATE) for the connection
 _MAX_WINDOW = 2**31 - 1
 _BACKOFF_S = 1.0
+_MAX_HEADER_LIST = 1 << 20
 _MAX_STREAM_ID = 2**31 - 1
 
 # RST_STREAM error code -> status (PROTOCOL-HTTP2.md, "Errors")
@@ -379,7 +380,9 @@ class _Connection(asyncio.Protocol):
         self.send_window = 65535  # connection-level
         self.blocked: collections.deque[Call] = collections.deque()  # calls with request data left to send
         self.recv_unacked = 0  # connection-level bytes read but not yet credited back
-        self.decoder = hpack.Decoder()
+        # a header block over the limit would be a protocol error for the whole connection: an engine's long error
+        # message (grpc-message) must not cost every call on it
+        self.decoder = hpack.Decoder(max_header_list_size=_MAX_HEADER_LIST)
         self._buf = b""
         self._block: list[bytes] = []  # a header block continued by CONTINUATION frames
         self._block_stream = 0

@@ -53,6 +53,9 @@ class Probe:
             await context.abort(grpc.StatusCode[arg], "it went wrong: 100% ünïcode\nline two")
         elif verb == "refuse":  # a trailers-only response
             await context.abort(grpc.StatusCode[arg], "refused")
+        elif verb == "long-error":  # an error message of N bytes
+            yield b"a"
+            await context.abort(grpc.StatusCode.INTERNAL, "e" * int(arg))
         elif verb == "echo-size":
             yield str(len(request)).encode()
         elif verb == "slow":  # slow:N -> N messages 20 ms apart
@@ -253,6 +256,20 @@ async def test_statuses_read_as_grpc_aio_reads_them(probe, code):
     with pytest.raises(h2c.RpcFailure) as unary:
         await ch.unary(UNARY, Raw(f"fail:{code}".encode()), ident, 5)
     assert unary.value.code() is grpc.StatusCode[code] and unary.value.details() == "unary failed"
+    await ch.close()
+
+
+@pytest.mark.e2e
+async def test_a_long_error_message_fails_its_call_only(probe):
+    """grpc's server sends a 100 kB grpc-message as it is (over hpack's 64 KiB default list size): the call gets
+    it, the connection and the other calls on it go on."""
+    ch = h2c.Channel(probe.url)
+    other = stream(ch, "slow:5")
+    assert await other.read() == b"0"
+    with pytest.raises(h2c.RpcFailure) as e:
+        await read_all(stream(ch, "long-error:100000"))
+    assert e.value.code() is grpc.StatusCode.INTERNAL and e.value.details() == "e" * 100000
+    assert await read_all(other) == [b"1", b"2", b"3", b"4"]
     await ch.close()
 
 
