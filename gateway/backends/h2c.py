@@ -65,6 +65,7 @@ _WINDOW_SIZE = 1 << 24  # our receive window per stream and (via WINDOW_UPDATE) 
 _MAX_WINDOW = 2**31 - 1
 _BACKOFF_S = 1.0
 _MAX_HEADER_LIST = 1 << 20
+_MAX_FRAME = 16384
 _MAX_STREAM_ID = 2**31 - 1
 
 # RST_STREAM error code -> status (PROTOCOL-HTTP2.md, "Errors")
@@ -373,6 +374,7 @@ class _Connection(asyncio.Protocol):
         self.next_id = 1
         self.ready: asyncio.Future[None] = self.loop.create_future()  # the server's first SETTINGS arrived
         self.closed = False
+        self.failure: RpcFailure | None = None  # why it closed
         self.draining = False  # GOAWAY received: no new calls
         self.max_streams = 2**31
         self.peer_window = 65535  # the server's initial window per stream (what we may send)
@@ -386,6 +388,7 @@ class _Connection(asyncio.Protocol):
         self._buf = b""
         self._block: list[bytes] = []  # a header block continued by CONTINUATION frames
         self._block_stream = 0
+        self._block_size = 0
         self._block_end = False
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_due: asyncio.TimerHandle | None = None
@@ -410,6 +413,8 @@ class _Connection(asyncio.Protocol):
         try:
             while size - pos >= 9:
                 length = (data[pos] << 16) | (data[pos + 1] << 8) | data[pos + 2]
+                if length > _MAX_FRAME:  # over the SETTINGS_MAX_FRAME_SIZE we advertise (the default)
+                    raise _ProtocolError(f"a frame of {length} bytes (FRAME_SIZE_ERROR)")
                 end = pos + 9 + length
                 if end > size:
                     break
@@ -495,10 +500,13 @@ class _Connection(asyncio.Protocol):
         elif not self._block or stream != self._block_stream:
             raise _ProtocolError("CONTINUATION without its HEADERS")
         self._block.append(payload)
+        self._block_size += len(payload)
+        if self._block_size > _MAX_HEADER_LIST:  # no endless CONTINUATION
+            raise _ProtocolError("a header block over 1 MiB")
         if not flags & _END_HEADERS:
             return
         block = b"".join(self._block)
-        self._block = []
+        self._block, self._block_size = [], 0
         try:
             fields = self.decoder.decode(block, raw=False)
         except Exception as e:  # hpack's errors: the connection's header state is lost
@@ -559,9 +567,11 @@ class _Connection(asyncio.Protocol):
         debug = payload[8:].decode("utf-8", "replace")
         if code:
             log.info("%s sent GOAWAY %d (%s)", self.channel.target, code, debug[:200])
+        going = RpcFailure(grpc.StatusCode.UNAVAILABLE, f"the server is going away ({debug[:200]})")
+        self.failure = self.failure or going
         for stream, call in list(self.calls.items()):
             if stream > last:  # never processed: safe to retry elsewhere
-                call._finish(RpcFailure(grpc.StatusCode.UNAVAILABLE, f"the server is going away ({debug[:200]})"))
+                call._finish(going)
         self.channel._drop(self)
         if not self.calls:
             self._close_transport()
@@ -662,6 +672,8 @@ class _Connection(asyncio.Protocol):
         self._close(RpcFailure(grpc.StatusCode.INTERNAL, f"HTTP/2 protocol error: {reason}"))
 
     def _close(self, failure: RpcFailure) -> None:
+        if self.failure is None:
+            self.failure = failure
         if not self.ready.done():
             self.ready.set_exception(failure)
             self.ready.exception()  # retrieved: the connect step reports it
@@ -813,6 +825,8 @@ class Channel:
             async with asyncio.timeout(self.connect_timeout_s):
                 _, conn = await self.loop.create_connection(lambda: _Connection(self), self.host, self.port)
                 await conn.ready
+                if not conn.usable():  # closed or going away right after its SETTINGS: as if it never connected
+                    raise conn.failure or RpcFailure(grpc.StatusCode.UNAVAILABLE, "closed at once")
         except (RpcFailure, TimeoutError, OSError) as e:
             if conn is not None:
                 conn._close_transport()
@@ -827,8 +841,6 @@ class Channel:
             return
         self._conn = conn
         self._admit(conn)
-        if self._waiting and not conn.usable():
-            self._drop(conn)
 
     def _connect_failed(self, failure: RpcFailure) -> None:
         """Every waiting call fails; so do new ones for _BACKOFF_S (a dead pod is not dialled once per request)."""

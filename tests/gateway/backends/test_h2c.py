@@ -456,9 +456,11 @@ async def test_a_connection_lost_mid_stream_fails_its_calls_as_unavailable():
 
 
 class SilentPeer:
-    """Speaks the HTTP/2 preface and SETTINGS, then never answers anything (a half-dead peer)."""
+    """Speaks the HTTP/2 preface and SETTINGS, then never answers anything (a half-dead peer); `then`: bytes it
+    sends after its SETTINGS (a hostile peer)."""
 
-    def __init__(self):
+    def __init__(self, then: bytes = b"", on_call: bool = False):
+        self.then, self.on_call = then, on_call
         self._sock = socket.socket()
         self._sock.bind(("127.0.0.1", 0))
         self._sock.listen()
@@ -473,7 +475,15 @@ class SilentPeer:
             except OSError:
                 return
             self._conns.append(conn)
-            conn.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00")  # empty SETTINGS
+            conn.sendall(b"\x00\x00\x00\x04\x00\x00\x00\x00\x00" + (b"" if self.on_call else self.then))
+            if self.on_call:
+                threading.Thread(target=self._on_call, args=(conn,), daemon=True).start()
+
+    def _on_call(self, conn: socket.socket) -> None:
+        seen = b""
+        while (data := conn.recv(65536)) and STREAM.encode() not in (seen := seen + data):
+            pass
+        conn.sendall(self.then)
 
     def close(self):
         for c in self._conns:
@@ -503,3 +513,51 @@ async def test_close_cancels_calls_in_flight(probe):
     with pytest.raises(h2c.RpcFailure) as e:
         await call.read()
     assert e.value.code() is grpc.StatusCode.CANCELLED
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize(
+    "then,why",
+    [
+        (b"\x10\x00\x00\x00\x00\x00\x00\x00\x01", "FRAME_SIZE_ERROR"),  # a 1 MiB DATA frame announced
+        # HEADERS without END_HEADERS, then CONTINUATION frames without end
+        (h2c._frame(1, 0, 1, b"\x88") + h2c._frame(9, 0, 1, b"\x00" * 16000) * 70, "over 1 MiB"),
+        (h2c._frame(5, 4, 1, b"\x00\x00\x00\x02"), "PUSH_PROMISE"),
+    ],
+)
+@pytest.mark.parametrize("on_call", [True, False])
+async def test_a_hostile_peer_fails_the_connection_at_once(then, why, on_call):
+    """Nothing is buffered without bound and nothing waits for a deadline: the call fails with the protocol error
+    (as the connect's failure when it comes before any call: the channel does not dial it again and again)."""
+    peer = SilentPeer(then, on_call=on_call)
+    ch = h2c.Channel(peer.url)
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    try:
+        with pytest.raises(h2c.RpcFailure) as e:
+            await read_all(stream(ch, "count:1", timeout=30))
+        # sent at once, the bytes may land before or after the call started (it depends on the reads): either way
+        codes = {grpc.StatusCode.INTERNAL} if on_call else {grpc.StatusCode.INTERNAL, grpc.StatusCode.UNAVAILABLE}
+        assert e.value.code() in codes and why in e.value.details()
+        assert loop.time() - t0 < 5
+    finally:
+        await ch.close()
+        peer.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("on_call", [True, False])
+async def test_a_peer_going_away_at_once_is_unavailable_not_redialled(on_call):
+    """GOAWAY (last stream 0) as the connection opens, or as the call arrives: UNAVAILABLE (never processed: safe to
+    retry elsewhere), at once, and within the back-off the channel does not dial again."""
+    goaway = h2c._frame(7, 0, 0, b"\x00\x00\x00\x00\x00\x00\x00\x00shutting down")
+    peer = SilentPeer(goaway, on_call=on_call)
+    ch = h2c.Channel(peer.url)
+    try:
+        with pytest.raises(h2c.RpcFailure) as e:
+            await read_all(stream(ch, "count:1", timeout=30))
+        assert e.value.code() is grpc.StatusCode.UNAVAILABLE and "going away (shutting down)" in e.value.details()
+        assert ch._connecting is None
+    finally:
+        await ch.close()
+        peer.close()
