@@ -531,6 +531,8 @@ class _Connection(asyncio.Protocol):
                 for call in self.calls.values():
                     call._send_window += delta
             elif key == _S_FRAME:
+                if not 16384 <= value < 1 << 24:  # RFC 9113 6.5.2
+                    raise _ProtocolError(f"SETTINGS_MAX_FRAME_SIZE {value}")
                 self.max_frame = value
         self._write(_frame(_SETTINGS, _ACK, 0))
         if not self.ready.done():

@@ -523,6 +523,7 @@ async def test_close_cancels_calls_in_flight(probe):
         # HEADERS without END_HEADERS, then CONTINUATION frames without end
         (h2c._frame(1, 0, 1, b"\x88") + h2c._frame(9, 0, 1, b"\x00" * 16000) * 70, "over 1 MiB"),
         (h2c._frame(5, 4, 1, b"\x00\x00\x00\x02"), "PUSH_PROMISE"),
+        (h2c._frame(4, 0, 0, b"\x00\x05\x00\x00\x00\x00"), "SETTINGS_MAX_FRAME_SIZE 0"),  # we could send nothing
     ],
 )
 @pytest.mark.parametrize("on_call", [True, False])
