@@ -835,6 +835,10 @@ class Channel:
             why = e.details() if isinstance(e, RpcFailure) else "timed out" if isinstance(e, TimeoutError) else e
             self._connect_failed(RpcFailure(grpc.StatusCode.UNAVAILABLE, f"failed to connect to {self.target}: {why}"))
             return
+        except asyncio.CancelledError:  # the channel closed while connecting
+            if conn is not None:
+                conn._close_transport()
+            raise
         finally:
             self._connecting = None
         self._failed = None

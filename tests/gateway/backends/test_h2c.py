@@ -562,3 +562,26 @@ async def test_a_peer_going_away_at_once_is_unavailable_not_redialled(on_call):
     finally:
         await ch.close()
         peer.close()
+
+
+@pytest.mark.e2e
+async def test_closing_the_channel_while_it_connects_closes_the_socket():
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    ch = h2c.Channel(f"127.0.0.1:{listener.getsockname()[1]}", connect_timeout_s=30)
+    call = stream(ch, "count:1")
+    reading = asyncio.ensure_future(call.read())
+    loop = asyncio.get_running_loop()
+    accepted, _ = await loop.run_in_executor(None, listener.accept)  # connected; the peer never speaks HTTP/2
+    await ch.close()
+    with pytest.raises(h2c.RpcFailure) as e:
+        await reading
+    assert e.value.code() is grpc.StatusCode.CANCELLED
+    accepted.settimeout(5)
+    data = b""
+    while chunk := await loop.run_in_executor(None, accepted.recv, 65536):  # b"": the gateway closed its side
+        data += chunk
+    assert data.startswith(b"PRI * HTTP/2.0")
+    accepted.close()
+    listener.close()
