@@ -390,6 +390,7 @@ class _Connection(asyncio.Protocol):
         self._block_stream = 0
         self._block_size = 0
         self._block_end = False
+        self._table_update = False
         self._ping_timer: asyncio.TimerHandle | None = None
         self._pong_due: asyncio.TimerHandle | None = None
 
@@ -522,7 +523,11 @@ class _Connection(asyncio.Protocol):
             raise _ProtocolError("SETTINGS of a bad size")
         for i in range(0, len(payload), 6):
             key, value = struct.unpack_from(">HI", payload, i)
-            if key == _S_MAX_STREAMS:
+            if key == _S_TABLE:
+                # the server resized its HPACK table: RFC 7541 4.2 wants a size update at the start of our next
+                # header block (we never index, so ours is 0)
+                self._table_update = True
+            elif key == _S_MAX_STREAMS:
                 self.max_streams = value
             elif key == _S_WINDOW:
                 if value > _MAX_WINDOW:
@@ -604,7 +609,11 @@ class _Connection(asyncio.Protocol):
         self.next_id += 2
         call._send_window = self.peer_window
         self.calls[stream] = call
-        frames = [_frame(_HEADERS, _END_HEADERS, stream, call._header_block)]
+        block = call._header_block
+        if self._table_update:
+            self._table_update = False
+            block = b"\x20" + block  # dynamic table size update: 0
+        frames = [_frame(_HEADERS, _END_HEADERS, stream, block)]
         if not self._send(call, frames):
             self.blocked.append(call)
         self._write(b"".join(frames))  # one write (one syscall) for the request, as a rule

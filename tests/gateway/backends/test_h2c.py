@@ -585,3 +585,42 @@ async def test_closing_the_channel_while_it_connects_closes_the_socket():
     assert data.startswith(b"PRI * HTTP/2.0")
     accepted.close()
     listener.close()
+
+
+@pytest.mark.e2e
+async def test_a_header_table_resize_is_acknowledged_in_the_next_header_block():
+    """RFC 7541 4.2: after the server's SETTINGS_HEADER_TABLE_SIZE the next header block (only that one) starts with
+    a table size update (0: we never index); a real HPACK decoder with the new limit reads it."""
+    settings = h2c._frame(4, 0, 0, b"\x00\x01\x00\x00\x00\x00")  # HEADER_TABLE_SIZE 0, sent on the first call
+    peer = SilentPeer(settings, on_call=True)
+    seen: list[bytes] = []
+    original = h2c._Connection._write
+
+    def spy(self, data):
+        seen.append(data)
+        original(self, data)
+
+    h2c._Connection._write = spy
+    ch = h2c.Channel(peer.url)
+    blocks = []
+    try:
+        for n in range(3):
+            before = len(seen)
+            with pytest.raises(h2c.RpcFailure):  # the silent peer never answers
+                await stream(ch, "count:1", timeout=0.3).read()
+            head = next(d for d in seen[before:] if len(d) > 9 and d[3] == 1)  # the write starting with HEADERS
+            blocks.append(head[9 : 9 + int.from_bytes(head[:3], "big")])
+            if n == 0:
+                for _ in range(500):  # until the connection read the peer's SETTINGS
+                    if ch._conn is not None and ch._conn._table_update:
+                        break
+                    await asyncio.sleep(0.01)
+                assert ch._conn._table_update
+    finally:
+        h2c._Connection._write = original
+        await ch.close()
+        peer.close()
+    assert [b[0] == 0x20 for b in blocks] == [False, True, False]
+    decoder = hpack.Decoder()
+    decoder.max_allowed_table_size = 0
+    assert (":path", STREAM) in decoder.decode(blocks[1], raw=False)
