@@ -35,7 +35,7 @@ from . import litellm as L
 from . import portkey as PK
 from .floor import relay_floor_ms
 from .procs import BENCH_KEY, ROOT, Proc
-from .run import TOKENS, Bench, LoadGen, _machine, _prompt
+from .run import TOKENS, TOOL_ASK, TOOLS, Bench, LoadGen, _machine, _prompt
 
 SHORT_TOKENS = 4  # the short stream the per-chunk cost is measured against
 # two-sided 95% t quantiles by degrees of freedom (1..30); above, the normal's
@@ -126,21 +126,11 @@ class Paired:
             }
             return {"mode": "open", "target": target, "rate": rate, "duration": a.seconds, "warmup": 0.5}
 
-        tools = [
-            {
-                "type": "function",
-                "function": {
-                    "name": "get_weather",
-                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-                },
-            }
-        ]
-        ask = [{"role": "user", "content": "What is the weather in Paris? Use get_weather."}]
         out = {
             "gateway/triton": job(self._body("bench/triton-fast"), a.rate),
             "gateway/openai": job(self._body("bench/openai-fast"), a.rate),
             "gateway/triton+tools": job(
-                {"model": "bench/llama-fast", "messages": ask, "max_tokens": TOKENS, "tools": tools}, a.rate
+                {"model": "bench/llama-fast", "messages": TOOL_ASK, "max_tokens": TOKENS, "tools": TOOLS}, a.rate
             ),
             "gateway/triton+json": job(
                 self._body("bench/triton-fast", response_format={"type": "json_object"}), a.rate

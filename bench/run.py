@@ -26,6 +26,17 @@ from . import litellm as L
 from . import portkey as PK
 from .procs import BENCH_KEY, PY, ROOT, Proc, bench_catalog, free_port
 
+# The tool-call rows' request (run.py's agent targets and paired.py's gateway/triton+tools)
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        },
+    }
+]
+TOOL_ASK = [{"role": "user", "content": "What is the weather in Paris? Use get_weather."}]
 TOKENS = 24  # max_tokens of every request; the prompt is chosen so that every upstream generates exactly this many
 
 
@@ -445,16 +456,6 @@ class Bench:
         """Rows beside gateway/triton (same run, same stand-in speed): a Llama model (its end-of-turn tokens go as
         stop words), an automatic tool call read in Llama's format, JSON mode (a guide; the stand-in answers an
         object). CPU per request is the comparison; their answers differ from the plain rows', so no floor."""
-        tools = [
-            {
-                "type": "function",
-                "function": {
-                    "name": "get_weather",
-                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-                },
-            }
-        ]
-        ask = [{"role": "user", "content": "What is the weather in Paris? Use get_weather."}]
         base = {
             "kind": "http",
             "host": "127.0.0.1",
@@ -465,7 +466,7 @@ class Bench:
         llama = {"model": "bench/llama-fast", "max_tokens": TOKENS, "stream": False}
         return {
             "gateway/triton-llama": ({**base, "body": {**llama, "messages": self.messages}}, self.gw, ""),
-            "gateway/triton+tools": ({**base, "body": {**llama, "messages": ask, "tools": tools}}, self.gw, ""),
+            "gateway/triton+tools": ({**base, "body": {**llama, "messages": TOOL_ASK, "tools": TOOLS}}, self.gw, ""),
             "gateway/triton+json": (
                 {
                     **base,
