@@ -106,11 +106,11 @@ _SERVICE = "/inference.GRPCInferenceService/"
 _MODEL_CONFIG, _MODEL_READY, _SERVER_READY = (_SERVICE + m for m in ("ModelConfig", "ModelReady", "ServerReady"))
 _MODEL_INFER, _MODEL_STREAM_INFER = _SERVICE + "ModelInfer", _SERVICE + "ModelStreamInfer"
 _TRUE = {"true", "1", "yes", "on"}
-# INTERNAL statuses that mean the transport lost the call (the engine said nothing): a reset HTTP/2 stream
-# ("Received RST_STREAM ...", h2c's and grpc core's wording; "Stream removed" in older cores) and grpc's Python client
-# failing to send the request ("Internal error from Core", kept for callers on grpc.aio). Unavailability like
-# UNAVAILABLE, so retried elsewhere before the first byte; an engine's own INTERNAL (its error message) stays its error.
-_TRANSPORT_LOST = ("Internal error from Core", "Stream removed", "Received RST_STREAM")
+# The INTERNAL status that means the transport lost the call (the engine said nothing): a reset HTTP/2 stream
+# ("Received RST_STREAM with error code N", h2c's wording for the gRPC spec's INTERNAL codes, as grpc core's).
+# Unavailability like UNAVAILABLE, so retried elsewhere before the first byte; an engine's own INTERNAL (its error
+# message) stays its error. (A request that cannot be sent is UNAVAILABLE from h2c already.)
+_TRANSPORT_LOST = ("Received RST_STREAM",)
 # The engine refusing the request's input (the caller's to fix: 400, not retried, not billed): Triton's status for
 # an invalid argument (TRITONSERVER_ERROR_INVALID_ARG), and TensorRT-LLM's refusal of a prompt longer than the
 # engine was built for, which a decoupled model reports only as the stream's error message
