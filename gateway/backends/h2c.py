@@ -286,9 +286,7 @@ class Call:
             conn.forget(self, reset)
         else:
             self._channel._unqueue(self)
-        waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        self._wake()
 
     def _wake(self) -> None:
         waiter = self._waiter
