@@ -110,6 +110,14 @@ async def read_all(call) -> list[bytes]:
     return out
 
 
+def mute_listener() -> socket.socket:
+    """A listening socket on loopback that accepts (the kernel does) and never answers."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    return listener
+
+
 def stream(ch: h2c.Channel, request: str | bytes, timeout: float = 10.0, method: str = STREAM):
     raw = request.encode() if isinstance(request, str) else request
     return ch.call(method, Raw(raw), ident, timeout)
@@ -389,9 +397,7 @@ async def test_refused_connection_is_unavailable_and_backs_off():
 
 @pytest.mark.e2e
 async def test_a_peer_that_never_speaks_http2_fails_the_connect():
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
+    listener = mute_listener()
     ch = h2c.Channel(f"127.0.0.1:{listener.getsockname()[1]}", connect_timeout_s=0.3)
     try:
         with pytest.raises(h2c.RpcFailure) as e:
@@ -566,9 +572,7 @@ async def test_a_peer_going_away_at_once_is_unavailable_not_redialled(on_call):
 
 @pytest.mark.e2e
 async def test_closing_the_channel_while_it_connects_closes_the_socket():
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen()
+    listener = mute_listener()
     ch = h2c.Channel(f"127.0.0.1:{listener.getsockname()[1]}", connect_timeout_s=30)
     call = stream(ch, "count:1")
     reading = asyncio.ensure_future(call.read())
