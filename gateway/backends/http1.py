@@ -7,6 +7,7 @@ needs and no more: keep-alive connection reuse, chunked bodies, connect and read
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from collections.abc import AsyncIterator, Awaitable
 from typing import TypeVar
@@ -15,6 +16,8 @@ from urllib.parse import urlsplit
 from gateway.backends.deadline import ReadDeadline
 
 _T = TypeVar("_T")
+# A chunk-size line (RFC 9112 7.1): hex digits, optional extensions, CRLF (a bare LF accepted, as servers do).
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n")
 _Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
 
@@ -28,7 +31,20 @@ class HttpFailure(Exception):
 
 
 class _Response:
-    __slots__ = ("_buf", "_chunked", "_client", "_conn", "_deadline", "_done", "_keep", "_length", "status")
+    __slots__ = (
+        "_bad",
+        "_buf",
+        "_chunked",
+        "_client",
+        "_conn",
+        "_deadline",
+        "_done",
+        "_ended",
+        "_keep",
+        "_length",
+        "_trailers",
+        "status",
+    )
 
     def __init__(self, client: Http1, conn: _Conn | None, status: int, headers: dict[bytes, bytes]) -> None:
         self.status, self._client, self._conn = status, client, conn
@@ -39,6 +55,7 @@ class _Response:
         self._done = False
         self._deadline: ReadDeadline | None = None  # one timer per response, not an asyncio.timeout per read
         self._buf = bytearray()  # chunked: read but not yet parsed
+        self._trailers = self._ended = self._bad = False  # chunked: past the last chunk; past its trailers; malformed
 
     async def _io(self, aw: Awaitable[_T]) -> _T:
         deadline = self._deadline
@@ -63,13 +80,23 @@ class _Response:
             raise HttpFailure("io", "ConnectionClosed")
         return self._conn[0]
 
-    async def pieces(self) -> AsyncIterator[bytes]:
-        """The body as it arrives (one piece per HTTP chunk); the connection goes back to the pool at the end."""
+    async def batches(self) -> AsyncIterator[list[bytes]]:
+        """The body as it arrives, a list of pieces per read (a chunked body: its chunks; several that arrived
+        together cost one read and one resumption, not one each). The connection goes back to the pool at the
+        end."""
         reader = self._reader()
         try:
             if self._chunked:
-                async for piece in self._chunks(reader):
-                    yield piece
+                while not self._ended:
+                    if self._bad:  # the good chunks before a malformed one went out with the previous batch
+                        self.aclose()
+                        raise HttpFailure("io", "RemoteProtocolError")
+                    data = await self._io(reader.read(65536))
+                    if not data:
+                        raise HttpFailure("io", "RemoteProtocolError")
+                    self._buf += data
+                    if got := self._take():
+                        yield got
             elif self._length is not None:
                 left = self._length
                 while left > 0:
@@ -77,57 +104,63 @@ class _Response:
                     if not data:
                         raise HttpFailure("io", "RemoteProtocolError")
                     left -= len(data)
-                    yield data
+                    yield [data]
             else:
                 while data := await self._io(reader.read(65536)):
-                    yield data
+                    yield [data]
         finally:
             if self._deadline is not None:
                 self._deadline.close()
         self._done = True
         self._release()
 
-    async def _chunks(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
-        """A chunked body's pieces, parsed out of what each read brought (several chunks that arrived together
-        cost one read, not a readline and a readexactly each)."""
-        buf = self._buf
-        while True:
-            i = buf.find(b"\n")
-            while i < 0:
-                if len(buf) > 4096:  # no chunk-size line is this long
-                    raise HttpFailure("io", "RemoteProtocolError")
-                if not await self._more(reader, buf):
-                    raise HttpFailure("io", "RemoteProtocolError")
-                i = buf.find(b"\n")
-            try:
-                size = int(bytes(buf[:i]).split(b";", 1)[0], 16)
-            except ValueError:
-                self.aclose()
-                raise HttpFailure("io", "RemoteProtocolError") from None
+    def _take(self) -> list[bytes]:
+        """The chunks complete in what has been read (sets _ended at the last chunk and its trailers). A malformed
+        chunk fails the body, but only after the good ones before it were handed on (_bad)."""
+        buf, pos = self._buf, 0
+        data = bytes(buf)  # one copy; its slices are the pieces (a bytearray's would be copied twice)
+        out: list[bytes] = []
+        match = _CHUNK_SIZE.match
+        while not self._ended:
+            if self._trailers:  # after the last chunk: trailer lines, up to the empty one
+                i = buf.find(b"\n", pos)
+                if i < 0:
+                    if len(buf) - pos > 4096:
+                        break  # malformed: below
+                    del buf[:pos]
+                    return out
+                self._ended = i == pos or (i == pos + 1 and buf[pos] == 13)  # an empty line
+                pos = i + 1
+                continue
+            m = match(data, pos)
+            if m is None:
+                if buf.find(b"\n", pos) >= 0 or len(buf) - pos > 4096:
+                    break  # malformed: below (no chunk-size line is this long)
+                del buf[:pos]
+                return out  # the size line is not all here yet
+            size = int(m[1], 16)
+            start = m.end()
             if size == 0:
-                del buf[: i + 1]
-                while True:  # trailers, up to the empty line
-                    j = buf.find(b"\n")
-                    if j < 0:
-                        if not await self._more(reader, buf):
-                            return
-                        continue
-                    line = bytes(buf[:j])
-                    del buf[: j + 1]
-                    if line in (b"", b"\r"):
-                        return
-            end = i + 1 + size
-            while len(buf) < end + 2:
-                if not await self._more(reader, buf):
-                    raise HttpFailure("io", "RemoteProtocolError")
-            piece = bytes(buf[i + 1 : end])
-            del buf[: end + 2]
-            yield piece
-
-    async def _more(self, reader: asyncio.StreamReader, buf: bytearray) -> bool:
-        data = await self._io(reader.read(65536))
-        buf += data
-        return bool(data)
+                self._trailers = True
+                pos = start
+                continue
+            end = start + size
+            if len(buf) < end + 2:
+                del buf[:pos]
+                return out
+            if data[end] != 13 or data[end + 1] != 10:
+                break  # malformed: no CRLF after the chunk's data
+            out.append(data[start:end])
+            pos = end + 2
+        else:
+            del buf[:pos]
+            return out
+        if not out:
+            self.aclose()
+            raise HttpFailure("io", "RemoteProtocolError")
+        self._bad = True
+        del buf[:pos]
+        return out
 
     async def read(self) -> bytes:
         if self._length is not None and not self._chunked:
@@ -137,30 +170,36 @@ class _Response:
             self._done = True
             self._release()
             return data
-        return b"".join([p async for p in self.pieces()])
+        return b"".join([piece async for batch in self.batches() for piece in batch])
 
-    async def lines(self) -> AsyncIterator[bytes]:
-        """The body's lines (without the line end), as bytes."""
-        buf = b""
-        async for piece in self.pieces():
-            buf += piece
-            if b"\n" not in buf:
-                continue
-            *complete, buf = buf.split(b"\n")
-            for line in complete:
-                yield line.rstrip(b"\r")
-        if buf:
-            yield buf.rstrip(b"\r")
+    async def events(self) -> AsyncIterator[list[bytes]]:
+        """The body as server-sent events: the values of its `data:` lines, a list per read (one line each; what
+        OpenAI-compatible servers send)."""
+        rest = b""
+        async for batch in self.batches():
+            lines = (rest + b"".join(batch)).split(b"\n")
+            rest = lines.pop()
+            if data := [line[5:].strip() for line in lines if line.startswith(b"data:")]:
+                yield data
+        if rest.startswith(b"data:"):
+            yield [rest[5:].strip()]
 
     def finish_if_buffered(self) -> None:
         """After the last event: if the body's end (the zero-size chunk) has already arrived, consume it so the
         connection can be kept alive; otherwise aclose() will close it."""
-        stream = getattr(self._conn[0], "_buffer", None) if self._conn else None
-        if not self._chunked or stream is None:
+        if not self._chunked or self._conn is None or self._done:
             return
-        if bytes(self._buf) + bytes(stream) == b"0\r\n\r\n":
-            self._buf.clear()
+        stream = getattr(self._conn[0], "_buffer", None)
+        if not self._ended and stream:
+            self._buf += stream
             del stream[:]
+            try:
+                self._take()
+            except HttpFailure:
+                return
+        if self._ended and not self._buf and not self._bad:
+            if self._deadline is not None:
+                self._deadline.close()
             self._done = True
             self._release()
 
