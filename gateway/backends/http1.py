@@ -1,7 +1,10 @@
-"""A lean keep-alive HTTP/1.1 client on asyncio streams, for forwarding to OpenAI-compatible upstreams.
+"""A lean keep-alive HTTP/1.1 client for forwarding to OpenAI-compatible upstreams (docs/decisions/0008).
 
 httpx cost two thirds of the gateway's CPU per forwarded request (docs/benchmarks.md); this does what the hot path
-needs and no more: keep-alive connection reuse, chunked bodies, connect and read deadlines, TLS.
+needs and no more: keep-alive connection reuse, content-length, chunked and read-to-close bodies, connect and read
+deadlines, TLS. It is an ``asyncio.Protocol``: what arrives is parsed in the loop's callback (RFC 9112: status line,
+headers, chunk framing) and handed to the response's reader in one piece per read, or, through a sink, taken into
+the answer right there, so a collected answer wakes its task once at the end instead of once per read.
 """
 
 from __future__ import annotations
@@ -9,16 +12,17 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
 
-from gateway.backends.deadline import ReadDeadline
-
-_T = TypeVar("_T")
 # A chunk-size line (RFC 9112 7.1): hex digits, optional extensions, CRLF (a bare LF accepted, as servers do).
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n")
-_Conn = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+_MAX_HEAD = 65536  # status line and headers (asyncio's StreamReader limit, which this client had before)
+_MAX_LINE = 4096  # a chunk-size or trailer line
+_PAUSE_AT = 1 << 20  # read but not yet taken: stop reading the socket beyond this (a slow caller of a stream)
+_SLACK = 0.001  # a deadline timer this close to its time counts as on time
+
+Sink = Callable[[list[bytes]], bool]  # takes one read's events; True: that was the last one wanted
 
 
 class HttpFailure(Exception):
@@ -30,112 +34,210 @@ class HttpFailure(Exception):
         self.kind, self.name = kind, name
 
 
+def _protocol_error() -> HttpFailure:
+    return HttpFailure("io", "RemoteProtocolError")
+
+
+class _Conn(asyncio.Protocol):
+    """One connection; the response in progress on it (if any) gets what arrives."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.response: _Response | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.response is None:  # bytes nobody asked for: the connection's framing is lost
+            self.close()
+        else:
+            self.response.received(data)
+
+    def eof_received(self) -> bool:
+        if self.response is not None:
+            self.response.ended()
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.response is not None:
+            self.response.fail(HttpFailure("io", type(exc).__name__ if exc else "ConnectionClosed"))
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+_HEAD, _BODY, _DONE = 0, 1, 2  # what the response is reading
+
+
 class _Response:
+    """One response, parsed as it arrives. The reader takes it with read(), batches(), events() or sink(); the
+    connection goes back to the pool once the body ended and the reader is finished with it (aclose())."""
+
     __slots__ = (
         "_bad",
         "_buf",
         "_chunked",
         "_client",
         "_conn",
-        "_deadline",
-        "_done",
-        "_ended",
+        "_error",
+        "_finished",
+        "_handle",
         "_keep",
-        "_length",
+        "_last",
+        "_left",
+        "_line",
+        "_loop",
+        "_phase",
+        "_queued",
+        "_ready",
+        "_sink",
+        "_stopped",
+        "_timeout",
         "_trailers",
+        "_waiter",
+        "headers",
         "status",
     )
 
-    def __init__(self, client: Http1, conn: _Conn | None, status: int, headers: dict[bytes, bytes]) -> None:
-        self.status, self._client, self._conn = status, client, conn
-        length = headers.get(b"content-length")
-        self._length = int(length) if length is not None else None
-        self._chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
-        self._keep = (self._chunked or self._length is not None) and headers.get(b"connection", b"").lower() != b"close"
-        self._done = False
-        self._deadline: ReadDeadline | None = None  # one timer per response, not an asyncio.timeout per read
-        self._buf = bytearray()  # chunked: read but not yet parsed
-        self._trailers = self._ended = self._bad = False  # chunked: past the last chunk; past its trailers; malformed
+    def __init__(self, client: Http1, conn: _Conn, timeout: float) -> None:
+        self._client, self._conn, self._timeout = client, conn, timeout
+        self._loop = asyncio.get_running_loop()
+        self.status = 0
+        self.headers: dict[bytes, bytes] = {}
+        self._phase = _HEAD
+        self._buf = bytearray()  # the head, or a chunked body, read but not yet parsed
+        self._chunked = self._keep = self._trailers = self._bad = self._stopped = self._finished = False
+        self._left = -1  # content-length: bytes of the body still to come; -1: not framed by a length
+        self._ready: list[list[bytes]] = []  # what arrived and the reader has not taken yet, a list per read
+        self._queued = 0  # bytes in _ready
+        self._line: bytes | None = None  # events: a line cut between reads; None: not reading events
+        self._sink: Sink | None = None
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._last = self._loop.time()  # when something last arrived (the read deadline counts from there)
+        self._handle: asyncio.TimerHandle | None = None
 
-    async def _io(self, aw: Awaitable[_T]) -> _T:
-        deadline = self._deadline
-        if deadline is None:
-            deadline = self._deadline = ReadDeadline()
-        deadline.start(self._client.read_timeout)
+    # -- what arrives (the protocol's callbacks) ----------------------------------------------------------------------
+    def received(self, data: bytes) -> None:
+        if self._phase == _DONE or self._error is not None:
+            if data:  # more than the body: the connection cannot be reused
+                self._keep = False
+            return
+        self._last = self._loop.time()
         try:
-            return await aw
-        except asyncio.CancelledError:
-            if deadline.expired():
-                self.aclose()
-                raise HttpFailure("timeout", "ReadTimeout") from None
-            raise
-        except (OSError, EOFError, ValueError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as e:
-            self.aclose()
-            raise HttpFailure("io", type(e).__name__) from None
-        finally:
-            deadline.stop()
-
-    def _reader(self) -> asyncio.StreamReader:
-        if self._conn is None:  # closed already (cut short): nothing more to read
-            raise HttpFailure("io", "ConnectionClosed")
-        return self._conn[0]
-
-    async def batches(self) -> AsyncIterator[list[bytes]]:
-        """The body as it arrives, a list of pieces per read (a chunked body: its chunks; several that arrived
-        together cost one read and one resumption, not one each). The connection goes back to the pool at the
-        end."""
-        reader = self._reader()
-        try:
+            if self._phase == _HEAD:
+                data = self._head(data)
+                if self._phase == _HEAD:
+                    return
+                self._wake()
             if self._chunked:
-                while not self._ended:
-                    if self._bad:  # the good chunks before a malformed one went out with the previous batch
-                        self.aclose()
-                        raise HttpFailure("io", "RemoteProtocolError")
-                    data = await self._io(reader.read(65536))
-                    if not data:
-                        raise HttpFailure("io", "RemoteProtocolError")
-                    self._buf += data
-                    if got := self._take():
-                        yield got
-            elif self._length is not None:
-                left = self._length
-                while left > 0:
-                    data = await self._io(reader.read(min(left, 65536)))
-                    if not data:
-                        raise HttpFailure("io", "RemoteProtocolError")
-                    left -= len(data)
-                    yield [data]
+                self._buf += data
+                pieces = self._take()
+            elif self._left >= 0:
+                if len(data) > self._left:  # more than content-length: the connection cannot be reused
+                    data, self._keep = data[: self._left], False
+                self._left -= len(data)
+                pieces = [data] if data else []
+                if self._left == 0:
+                    self._phase = _DONE
             else:
-                while data := await self._io(reader.read(65536)):
-                    yield [data]
-        finally:
-            if self._deadline is not None:
-                self._deadline.close()
-        self._done = True
-        self._release()
+                pieces = [data] if data else []
+            self._deliver(pieces)
+            if self._bad:
+                raise _protocol_error()
+        except Exception as e:  # a malformed response, or the sink refused an event: the reader raises it
+            self.fail(e)
+            return
+        if self._phase == _DONE:
+            self._wake()
+
+    def ended(self) -> None:
+        """The server closed its side: the end of a body read to the close; for any other, a cut."""
+        if self._phase == _BODY and not self._chunked and self._left < 0:
+            self._phase = _DONE
+            self._keep = False
+            if self._line is not None and self._line.startswith(b"data:"):  # an event without its line end
+                self._deliver([b"\n"])
+            self._wake()
+        elif self._phase != _DONE:
+            self.fail(_protocol_error())
+
+    def fail(self, error: BaseException) -> None:
+        if self._phase != _DONE and self._error is None:
+            self._error = error
+            self._conn.close()
+        self._wake()
+
+    def _head(self, data: bytes) -> bytes:
+        """Take the status line and headers (skipping 1xx interim responses); returns the body's first bytes."""
+        buf = self._buf
+        buf += data
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end > _MAX_HEAD or (end < 0 and len(buf) > _MAX_HEAD):
+                raise HttpFailure("io", "LimitOverrunError")
+            if end < 0:
+                return b""
+            lines = bytes(buf[:end]).split(b"\r\n")
+            rest = bytes(buf[end + 4 :])
+            buf.clear()
+            parts = lines[0].split(b" ", 2)
+            if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit() or len(parts[1]) != 3:
+                raise _protocol_error()
+            status = int(parts[1])
+            if 100 <= status < 200 and status != 101:  # 100 Continue and the like: the real answer follows
+                buf += rest
+                continue
+            break
+        headers = {}
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if not colon or not name or name != name.strip():
+                raise _protocol_error()
+            headers[name.lower()] = value.strip()
+        self.status, self.headers = status, headers
+        length = headers.get(b"content-length")
+        self._chunked = b"chunked" in headers.get(b"transfer-encoding", b"").lower()
+        if self._chunked:
+            self._keep = length is None  # both: the length is ignored and the connection not reused (RFC 9112 6.3)
+        elif length is not None:
+            if not length.isdigit():
+                raise _protocol_error()
+            self._left, self._keep = int(length), True
+        elif status in (204, 304):
+            self._left, self._keep = 0, True
+        self._keep = self._keep and headers.get(b"connection", b"").lower() != b"close" and lines[0][5:8] == b"1.1"
+        self._phase = _DONE if self._left == 0 else _BODY
+        return rest
 
     def _take(self) -> list[bytes]:
-        """The chunks complete in what has been read (sets _ended at the last chunk and its trailers). A malformed
-        chunk fails the body, but only after the good ones before it were handed on (_bad)."""
+        """The chunks complete in what has been read (the phase becomes _DONE after the last chunk's trailers). A
+        malformed chunk fails the body, but only after the good ones before it were handed on (_bad)."""
         buf, pos = self._buf, 0
         data = bytes(buf)  # one copy; its slices are the pieces (a bytearray's would be copied twice)
         out: list[bytes] = []
         match = _CHUNK_SIZE.match
-        while not self._ended:
+        while self._phase != _DONE:
             if self._trailers:  # after the last chunk: trailer lines, up to the empty one
-                i = buf.find(b"\n", pos)
+                i = data.find(b"\n", pos)
                 if i < 0:
-                    if len(buf) - pos > 4096:
+                    if len(data) - pos > _MAX_LINE:
                         break  # malformed: below
                     del buf[:pos]
                     return out
-                self._ended = i == pos or (i == pos + 1 and buf[pos] == 13)  # an empty line
+                if i == pos or (i == pos + 1 and data[pos] == 13):  # the empty line
+                    self._phase = _DONE
                 pos = i + 1
                 continue
             m = match(data, pos)
             if m is None:
-                if buf.find(b"\n", pos) >= 0 or len(buf) - pos > 4096:
-                    break  # malformed: below (no chunk-size line is this long)
+                if data.find(b"\n", pos) >= 0 or len(data) - pos > _MAX_LINE:
+                    break  # malformed: below
                 del buf[:pos]
                 return out  # the size line is not all here yet
             size = int(m[1], 16)
@@ -145,7 +247,7 @@ class _Response:
                 pos = start
                 continue
             end = start + size
-            if len(buf) < end + 2:
+            if len(data) < end + 2:
                 del buf[:pos]
                 return out
             if data[end] != 13 or data[end + 1] != 10:
@@ -153,75 +255,148 @@ class _Response:
             out.append(data[start:end])
             pos = end + 2
         else:
-            del buf[:pos]
+            if len(data) > pos:  # more than the body: the connection cannot be reused
+                self._keep = False
+            buf.clear()
             return out
         if not out:
-            self.aclose()
-            raise HttpFailure("io", "RemoteProtocolError")
+            raise _protocol_error()
         self._bad = True
-        del buf[:pos]
+        buf.clear()
         return out
 
+    def _deliver(self, pieces: list[bytes]) -> None:
+        if self._line is not None:  # events: the data lines of what arrived
+            lines = (self._line + b"".join(pieces)).split(b"\n")
+            self._line = lines.pop()
+            if self._phase == _DONE and self._line.startswith(b"data:"):  # the body ended without a line end
+                lines.append(self._line)
+            if len(self._line) > _MAX_HEAD * 256:  # 16 MiB without a line end: no event is this long
+                raise _protocol_error()
+            pieces = [line[5:].strip() for line in lines if line.startswith(b"data:")]
+        if not pieces or self._stopped:
+            return
+        if self._sink is not None:
+            if self._sink(pieces):
+                self._stopped = True
+                self._wake()
+            return
+        self._ready.append(pieces)
+        self._queued += sum(map(len, pieces))
+        if self._queued > _PAUSE_AT and self._conn.transport is not None:
+            self._conn.transport.pause_reading()
+        self._wake()
+
+    # -- the reader's side ------------------------------------------------------------------------------------------
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _wait(self) -> None:
+        """Until something more arrives, the body ends or the read deadline (counted from the last arrival)."""
+        self._waiter = self._loop.create_future()
+        if self._handle is None:
+            self._handle = self._loop.call_at(self._last + self._timeout, self._check_deadline)
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def _check_deadline(self) -> None:
+        self._handle = None
+        if self._waiter is None or self._phase == _DONE:
+            return
+        due = self._last + self._timeout
+        if self._loop.time() + _SLACK < due:  # something arrived since the timer was set
+            self._handle = self._loop.call_at(due, self._check_deadline)
+            return
+        self.fail(HttpFailure("timeout", "ReadTimeout"))
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            self._drop()
+            raise self._error
+
+    async def head(self) -> None:
+        """Until the status line and headers are in (a failure after them is the body's: its reader raises it)."""
+        while self._phase == _HEAD:
+            self._raise()
+            await self._wait()
+
+    async def batches(self) -> AsyncIterator[list[bytes]]:
+        """The body as it arrives, a list of pieces per read (a chunked body: its chunks)."""
+        while True:
+            if self._ready:
+                batch = self._ready.pop(0)
+                self._queued -= sum(map(len, batch))
+                if self._queued <= _PAUSE_AT // 2 and self._conn.transport is not None:
+                    self._conn.transport.resume_reading()
+                yield batch
+                continue
+            self._raise()
+            if self._phase == _DONE:
+                self.aclose()
+                return
+            await self._wait()
+
     async def read(self) -> bytes:
-        if self._length is not None and not self._chunked:
-            data = await self._io(self._reader().readexactly(self._length)) if self._length else b""
-            if self._deadline is not None:
-                self._deadline.close()
-            self._done = True
-            self._release()
-            return data
         return b"".join([piece async for batch in self.batches() for piece in batch])
 
-    async def events(self) -> AsyncIterator[list[bytes]]:
-        """The body as server-sent events: the values of its `data:` lines, a list per read (one line each; what
+    def events(self) -> AsyncIterator[list[bytes]]:
+        """The body as server-sent events: the values of its `data:` lines, a list per read (one line each: what
         OpenAI-compatible servers send)."""
-        rest = b""
-        async for batch in self.batches():
-            lines = (rest + b"".join(batch)).split(b"\n")
-            rest = lines.pop()
-            if data := [line[5:].strip() for line in lines if line.startswith(b"data:")]:
-                yield data
-        if rest.startswith(b"data:"):
-            yield [rest[5:].strip()]
+        self._line = b""
+        self._redeliver()
+        return self.batches()
 
-    def finish_if_buffered(self) -> None:
-        """After the last event: if the body's end (the zero-size chunk) has already arrived, consume it so the
-        connection can be kept alive; otherwise aclose() will close it."""
-        if not self._chunked or self._conn is None or self._done:
-            return
-        stream = getattr(self._conn[0], "_buffer", None)
-        if not self._ended and stream:
-            self._buf += stream
-            del stream[:]
-            try:
-                self._take()
-            except HttpFailure:
-                return
-        if self._ended and not self._buf and not self._bad:
-            if self._deadline is not None:
-                self._deadline.close()
-            self._done = True
-            self._release()
+    async def sink(self, sink: Sink) -> None:
+        """The body's events handed to `sink` as they arrive, in the protocol's callback (no task wakes per read);
+        returns when the body ended or the sink said it had what it wanted."""
+        self._line, self._sink = b"", sink
+        self._redeliver()
+        while not self._stopped:
+            self._raise()
+            if self._phase == _DONE:
+                break
+            await self._wait()
+        self.aclose()
 
-    def _release(self) -> None:
-        if self._conn is None:
-            return
-        conn, self._conn = self._conn, None
-        if self._keep and len(self._client.idle) < self._client.max_idle:
-            self._client.idle.append(conn)
-        else:
-            conn[1].close()
+    def _redeliver(self) -> None:
+        """What arrived with the head, read again the way the reader asked for it."""
+        ready, self._ready, self._queued = self._ready, [], 0
+        for batch in ready:
+            self._deliver(batch)
 
     def aclose(self) -> None:
-        """An unfinished response cannot leave its connection reusable: close it."""
-        if self._conn is not None and not self._done:
-            self._conn[1].close()
-            self._conn = None
+        """The reader is done: the connection goes back to the pool if the body ended cleanly, else it is closed
+        (an unfinished response cannot leave it reusable; the upstream drops the request with it). Once only: the
+        connection may be serving the next request already."""
+        if self._finished:
+            return
+        if self._phase == _DONE and self._error is None and self._keep and not self._conn.closed:
+            if len(self._client.idle) < self._client.max_idle:
+                self._finish()
+                self._client.idle.append(self._conn)
+                return
+        self._drop()
+
+    def _drop(self) -> None:
+        if not self._finished:
+            self._finish()
+            self._conn.close()
+
+    def _finish(self) -> None:
+        self._finished = True
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        self._conn.response = None
 
 
 class Http1:
-    """A lean keep-alive HTTP/1.1 client on asyncio streams: what the forwarding hot path needs and no more.
-    (httpx cost two thirds of the gateway's CPU per forwarded request; see docs/benchmarks.md.)"""
+    """A lean keep-alive HTTP/1.1 client: what the forwarding hot path needs and no more. (httpx cost two thirds
+    of the gateway's CPU per forwarded request; see docs/benchmarks.md.)"""
 
     def __init__(
         self,
@@ -246,12 +421,14 @@ class Http1:
                 self.ssl = ssl.create_default_context()
         self.read_timeout, self.connect_timeout, self.max_idle = read_timeout, connect_timeout, max_idle
         self._head = f"host: {u.netloc}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle: list[_Conn] = []
 
     async def _connect(self, timeout: float) -> _Conn:
         try:
             async with asyncio.timeout(timeout):
-                return await asyncio.open_connection(self.host, self.port, ssl=self.ssl)
+                loop = asyncio.get_running_loop()
+                _, conn = await loop.create_connection(_Conn, self.host or "", self.port, ssl=self.ssl)
+                return conn
         except TimeoutError:
             raise HttpFailure("timeout", "ConnectTimeout") from None
         except OSError:
@@ -260,6 +437,8 @@ class Http1:
     async def request(
         self, method: str, path: str, body: bytes | None = None, *, timeout: float | None = None
     ) -> _Response:
+        """Send the request and wait for the response's head (timeout: for that and for each later wait, default
+        the client's read_timeout); the body is then read from the response."""
         head = f"{method} {self.prefix}{path} HTTP/1.1\r\n{self._head}"
         if body is not None:
             head += f"content-type: application/json\r\ncontent-length: {len(body)}\r\n"
@@ -269,39 +448,28 @@ class Http1:
             conn = None
             while self.idle and conn is None:
                 conn = self.idle.pop()
-                if conn[0].at_eof() or conn[1].is_closing():
-                    conn[1].close()
+                if conn.closed or conn.transport is None or conn.transport.is_closing():
+                    conn.close()
                     conn = None
             reused = conn is not None
             if conn is None:
                 conn = await self._connect(min(timeout or self.connect_timeout, self.connect_timeout))
-            reader, writer = conn
+            r = conn.response = _Response(self, conn, read_timeout)
             try:
-                writer.write(data)
-                async with asyncio.timeout(read_timeout):
-                    raw = await reader.readuntil(b"\r\n\r\n")
-            except TimeoutError:
-                writer.close()
-                raise HttpFailure("timeout", "ReadTimeout") from None
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as e:
-                writer.close()
-                if reused and attempt == 0:
+                assert conn.transport is not None
+                conn.transport.write(data)
+                await r.head()
+            except HttpFailure as e:
+                r.aclose()
+                if e.kind == "io" and reused and attempt == 0 and not r._buf:
                     continue  # a kept-alive connection the server had closed meanwhile: once more on a new one
-                raise HttpFailure("io", type(e).__name__) from None
-            lines = raw.split(b"\r\n")
-            try:
-                status = int(lines[0].split(b" ", 2)[1])
-            except (IndexError, ValueError):
-                writer.close()
-                raise HttpFailure("io", "RemoteProtocolError") from None
-            headers = {}
-            for line in lines[1:]:
-                name, _, value = line.partition(b":")
-                if name:
-                    headers[name.strip().lower()] = value.strip()
-            return _Response(self, conn, status, headers)
-        raise HttpFailure("io", "RemoteProtocolError")  # unreachable: the loop returns or raises
+                raise
+            except BaseException:
+                r.aclose()
+                raise
+            return r
+        raise _protocol_error()  # unreachable: the loop returns or raises
 
     async def close(self) -> None:
         while self.idle:
-            self.idle.pop()[1].close()
+            self.idle.pop().close()

@@ -166,7 +166,7 @@ class OpenAIUpstream:
                 return await self._whole(req)
             answer = _Answer(req)
             try:
-                async with aclosing(self._exchange(req, answer)) as exchange:  # closed now if cut short
+                async with aclosing(self._exchange(req, answer, collect=True)) as exchange:  # closed now if cut short
                     async for _ in exchange:
                         pass
             except BackendError as e:
@@ -239,35 +239,39 @@ class OpenAIUpstream:
             self.outstanding -= 1
         yield answer.result()
 
-    async def _exchange(self, req: GenRequest, answer: _Answer) -> AsyncGenerator[list[Delta], None]:
-        """One streamed exchange: the deltas of what each read brought, taken into `answer` as they arrive."""
+    async def _exchange(
+        self, req: GenRequest, answer: _Answer, collect: bool = False
+    ) -> AsyncGenerator[list[Delta], None]:
+        """One streamed exchange: the deltas of what each read brought, taken into `answer` as they arrive
+        (collect: nothing is yielded; the events are taken in the connection's callback)."""
         path, body = self._body(req, True)
-        yielded = done = False
+        yielded = False
         r = None
         try:
             r = await self._client.request("POST", path, orjson.dumps(body))
             if r.status != 200:
                 raise self._status_error(r.status, (await r.read()).decode(errors="replace"))
-            async for batch in r.events():
-                deltas: list[Delta] = []
-                for payload in batch:
-                    if payload == b"[DONE]":
-                        done = True
-                        break
+            if collect:  # the events are taken into the answer as they arrive; this task wakes at the end
+                try:
+                    await r.sink(answer.feed)
+                except _GARBLED:
+                    raise self._garbled("stream event", False) from None
+            else:
+                async for batch in r.events():
+                    deltas: list[Delta] = []
                     try:
-                        deltas += answer.take(payload)
-                    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+                        done = answer.feed(batch, deltas)
+                    except _GARBLED:
                         if deltas:  # what came before the bad event in the same read still reaches the caller
                             yielded = True
                             yield deltas
                         raise self._garbled("stream event", yielded) from None
-                if deltas:
-                    yielded = True
-                    yield deltas
-                if done:
-                    r.finish_if_buffered()  # the terminating chunk is usually here already: keep the connection
-                    break
-            if not done and answer.finish is None:  # a body that was no SSE at all, or cut before its end
+                    if deltas:
+                        yielded = True
+                        yield deltas
+                    if done:
+                        break  # the body's end has usually arrived with [DONE]: then the connection is kept
+            if not answer.done and answer.finish is None:  # a body that was no SSE at all, or cut before its end
                 raise self._garbled("stream: it ended without a finish_reason or [DONE]", yielded)
         except HttpFailure as e:
             raise self._error(e, yielded) from None
@@ -297,21 +301,36 @@ class OpenAIUpstream:
         return images
 
 
+_GARBLED = (ValueError, KeyError, IndexError, TypeError, AttributeError)  # what a malformed event raises in take()
+
+
 class _Answer:
     """An answer built from an upstream's stream events as they arrive: the texts, reasoning and tool calls of each
     choice, and the counts (kept in the request's `work`, so a request cut short is metered with what arrived)."""
 
-    __slots__ = ("calls", "finish", "pieces", "reasoning", "reasons", "req", "texts", "usage")
+    __slots__ = ("calls", "done", "finish", "pieces", "reasoning", "reasons", "req", "texts", "usage")
 
     def __init__(self, req: GenRequest) -> None:
         self.req = req
         self.pieces = 0  # deltas received: the count of tokens when the upstream sends no usage
         self.usage: dict[str, Any] = {}
         self.finish: str | None = None
+        self.done = False  # [DONE] came
         self.texts: dict[int, list[str]] = {}
         self.reasoning: dict[int, list[str]] = {}
         self.reasons: dict[int, str] = {}
         self.calls: dict[tuple[int, int], list[str]] = {}  # (choice, call index) -> [id, name, arguments]
+
+    def feed(self, batch: list[bytes], out: list[Delta] | None = None) -> bool:
+        """One read's events taken into the answer (their deltas added to `out`); True at [DONE]."""
+        for payload in batch:
+            if payload == b"[DONE]":
+                self.done = True
+                return True
+            deltas = self.take(payload)
+            if out is not None and deltas:
+                out += deltas
+        return False
 
     def take(self, payload: bytes) -> list[Delta]:
         """One SSE event's deltas, taken into the answer; anything not the OpenAI shape raises. (Once per token:

@@ -127,9 +127,8 @@ async def test_the_connection_is_kept_when_the_body_ended_at_done_and_closed_whe
             r = await client.request("GET", "/x")
             async for batch in r.events():
                 if b"[DONE]" in batch:
-                    r.finish_if_buffered()
                     break
-            r.aclose()
+            r.aclose()  # the body's end came with [DONE]: the connection is kept
         assert len(accepted) == 1  # the second request went on the first connection
         r = await client.request("GET", "/x")
         assert [e async for batch in r.events() for e in batch] == [b"1", b"[DONE]"]
@@ -143,10 +142,144 @@ async def test_the_connection_is_kept_when_the_body_ended_at_done_and_closed_whe
         r = await client.request("GET", "/x")
         async for batch in r.events():
             if b"[DONE]" in batch:
-                r.finish_if_buffered()
                 break
         r.aclose()
         assert client.idle == []
+    finally:
+        await client.close()
+        server.close()
+
+
+def plain(body: bytes, *headers: bytes, status: bytes = b"200 OK", version: bytes = b"1.1") -> bytes:
+    head = b"HTTP/%b %b\r\ncontent-length: %d\r\n" % (version, status, len(body))
+    return head + b"".join(h + b"\r\n" for h in headers) + b"\r\n" + body
+
+
+async def test_interim_responses_are_skipped_and_a_head_too_long_fails():
+    assert await body_of(b"HTTP/1.1 100 Continue\r\n\r\n" + plain(b"ok")) == b"ok"
+    with pytest.raises(HttpFailure) as e:
+        await body_of(b"HTTP/1.1 200 OK\r\n" + b"x-big: " + b"a" * 70000 + b"\r\n\r\n")
+    assert e.value.kind == "io"
+    for bad in (b"HTTP/1.1 2x0 OK\r\n\r\n", b"SPDY/3 200 OK\r\n\r\n", b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n"):
+        with pytest.raises(HttpFailure):
+            await body_of(bad)
+    with pytest.raises(HttpFailure):  # a length that is not digits
+        await body_of(b"HTTP/1.1 200 OK\r\ncontent-length: -1\r\n\r\n")
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        plain(b"ok", b"connection: close"),
+        plain(b"ok", version=b"1.0"),
+        HEAD.replace(b"\r\n\r\n", b"\r\ncontent-length: 9\r\n\r\n") + chunk(b"ok") + b"0\r\n\r\n",  # both framings
+        plain(b"ok") + b"HTTP/1.1 200 OK\r\n",  # more than its length
+        b"HTTP/1.1 200 OK\r\n\r\nok",  # no framing: read to the close
+    ],
+    ids=["connection-close", "http-1.0", "length-and-chunked", "extra-bytes", "read-to-close"],
+)
+async def test_a_connection_is_not_reused_when_its_framing_says_so(response):
+    # the server would answer a second request on the same connection (a read-to-close body: it closes)
+    server, client, accepted = await start(*[response] * (1 if response.endswith(b"\r\n\r\nok") else 2))
+    try:
+        for _ in range(2):
+            r = await client.request("GET", "/x")
+            assert await r.read() == b"ok"
+        assert len(accepted) == 2
+    finally:
+        await client.close()
+        server.close()
+
+
+async def test_a_kept_connection_the_server_closed_is_replaced_without_a_failure():
+    server, client, accepted = await start(plain(b"one"))  # closes after its one answer
+    try:
+        assert await (await client.request("GET", "/x")).read() == b"one"
+        assert len(client.idle) == 1
+        await asyncio.sleep(0.05)  # the server's close arrives
+        assert await (await client.request("GET", "/x")).read() == b"one"
+        assert len(accepted) == 2
+    finally:
+        await client.close()
+        server.close()
+
+
+async def test_the_read_deadline_counts_from_the_last_arrival():
+    """A body that keeps coming (a piece every 20 ms for 1 s) never trips a 0.5 s read deadline; one that stops
+    does, at the deadline and not before it."""
+    pieces = [chunk(b"data: %d\n\n" % i) for i in range(50)]
+
+    async def handle(reader, writer):
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(HEAD)
+        for p in pieces:
+            writer.write(p)
+            await asyncio.sleep(0.02)
+        await reader.read()  # and then nothing more: the read deadline ends it
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    client = Http1(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", {}, read_timeout=0.5, connect_timeout=5)
+    try:
+        r = await client.request("GET", "/x")
+        got: list[bytes] = []
+        loop = asyncio.get_running_loop()
+        with pytest.raises(HttpFailure) as e:
+            async for batch in r.events():
+                got += batch
+                last = loop.time()
+        assert e.value.kind == "timeout"
+        assert got == [b"%d" % i for i in range(50)]
+        assert loop.time() - last >= 0.5 - 0.01
+    finally:
+        await client.close()
+        server.close()
+
+
+async def test_a_reader_that_falls_behind_stops_the_socket_being_read():
+    """8 MiB arrive while the reader takes nothing: the client holds about 1 MiB of it (the socket is paused, the
+    rest waits in the kernel and at the server), and the whole body still comes through once it reads."""
+    body = b"".join(chunk(bytes([65 + i % 26]) * 65536) for i in range(128)) + b"0\r\n\r\n"
+    server, client, _ = await start(HEAD + body, hold=True)
+    try:
+        r = await client.request("GET", "/x")
+        await asyncio.sleep(0.3)
+        assert r._queued <= (1 << 20) + 2 * 65536 + 262144
+        got = b"".join([p async for batch in r.batches() for p in batch])
+        assert got == b"".join(bytes([65 + i % 26]) * 65536 for i in range(128))
+    finally:
+        await client.close()
+        server.close()
+
+
+async def test_the_sink_takes_the_events_in_the_callback_and_stops_when_it_has_enough():
+    body = HEAD + b"".join(chunk(b"data: %d\n\n" % i) for i in range(5)) + chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+    server, client, accepted = await start(body, body, hold=True)
+    try:
+        for _ in range(2):
+            seen: list[bytes] = []
+
+            def sink(batch: list[bytes], seen: list[bytes] = seen) -> bool:
+                seen.extend(batch)
+                return b"[DONE]" in batch
+
+            r = await client.request("GET", "/x")
+            await r.sink(sink)
+            assert seen[-1] == b"[DONE]" and seen[:-1] == [b"%d" % i for i in range(5)]
+        assert len(accepted) == 1  # ended cleanly each time: one connection served both
+
+        def refuse(batch: list[bytes]) -> bool:
+            raise ValueError("not an event")
+
+        server2, client2, _ = await start(body, hold=True)
+        try:
+            r = await client2.request("GET", "/x")
+            with pytest.raises(ValueError):
+                await r.sink(refuse)
+            assert client2.idle == []
+        finally:
+            await client2.close()
+            server2.close()
     finally:
         await client.close()
         server.close()
