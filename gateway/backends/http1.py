@@ -1,4 +1,4 @@
-"""A lean keep-alive HTTP/1.1 client for forwarding to OpenAI-compatible upstreams (docs/decisions/0008).
+"""A lean keep-alive HTTP/1.1 client for forwarding to OpenAI-compatible upstreams (docs/decisions/0001, 0008).
 
 httpx cost two thirds of the gateway's CPU per forwarded request (docs/benchmarks.md); this does what the hot path
 needs and no more: keep-alive connection reuse, content-length, chunked and read-to-close bodies, connect and read

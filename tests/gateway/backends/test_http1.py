@@ -283,3 +283,70 @@ async def test_the_sink_takes_the_events_in_the_callback_and_stops_when_it_has_e
     finally:
         await client.close()
         server.close()
+
+
+def _self_signed(tmp_path) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 and its key, as PEM files."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "upstream")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(cert_file), str(key_file)
+
+
+async def test_an_https_upstream_is_read_over_tls_and_its_connection_kept(tmp_path):
+    import ssl
+
+    cert, key = _self_signed(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(cert, key)
+    body = HEAD + chunk(b"data: 1\n\n") + chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+    accepted: list[int] = []
+
+    async def handle(reader, writer):
+        accepted.append(1)
+        for _ in range(2):
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(body)
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=server_ctx)
+    client = Http1(f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1", {}, read_timeout=5, connect_timeout=5)
+    assert client.ssl is not None  # https: verified against certifi's bundle, where this test's CA is not
+    with pytest.raises(HttpFailure) as e:
+        await client.request("GET", "/models")
+    assert e.value.kind == "connect"
+    client.ssl = ssl.create_default_context(cafile=cert)
+    try:
+        for _ in range(2):
+            r = await client.request("GET", "/models")
+            assert [x async for batch in r.events() for x in batch] == [b"1", b"[DONE]"]
+        assert len(accepted) == 1  # one kept connection for both (the refused handshake never reached the handler)
+    finally:
+        await client.close()
+        server.close()
