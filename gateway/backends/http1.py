@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n")
 _MAX_HEAD = 65536  # status line and headers (asyncio's StreamReader limit, which this client had before)
 _MAX_LINE = 4096  # a chunk-size or trailer line
+_MAX_EVENT = 16 << 20  # an SSE line longer than this is no event
 _PAUSE_AT = 1 << 20  # read but not yet taken: stop reading the socket beyond this (a slow caller of a stream)
 _SLACK = 0.001  # a deadline timer this close to its time counts as on time
 
@@ -91,7 +92,9 @@ class _Response:
         "_last",
         "_left",
         "_line",
+        "_line_size",
         "_loop",
+        "_need",
         "_phase",
         "_queued",
         "_ready",
@@ -111,11 +114,13 @@ class _Response:
         self.headers: dict[bytes, bytes] = {}
         self._phase = _HEAD
         self._buf = bytearray()  # the head, or a chunked body, read but not yet parsed
+        self._need = 0  # a chunked body: the bytes _buf must hold before it is parsed again
         self._chunked = self._keep = self._trailers = self._bad = self._stopped = self._finished = False
         self._left = -1  # content-length: bytes of the body still to come; -1: not framed by a length
         self._ready: list[list[bytes]] = []  # what arrived and the reader has not taken yet, a list per read
         self._queued = 0  # bytes in _ready
-        self._line: bytes | None = None  # events: a line cut between reads; None: not reading events
+        self._line: list[bytes] | None = None  # events: the parts of a line cut between reads; None: not events
+        self._line_size = 0
         self._sink: Sink | None = None
         self._error: BaseException | None = None
         self._waiter: asyncio.Future[None] | None = None
@@ -136,8 +141,7 @@ class _Response:
                     return
                 self._wake()
             if self._chunked:
-                self._buf += data
-                pieces = self._take()
+                pieces = self._take(data)
             elif self._left >= 0:
                 if len(data) > self._left:  # more than content-length: the connection cannot be reused
                     data, self._keep = data[: self._left], False
@@ -161,8 +165,8 @@ class _Response:
         if self._phase == _BODY and not self._chunked and self._left < 0:
             self._phase = _DONE
             self._keep = False
-            if self._line is not None and self._line.startswith(b"data:"):  # an event without its line end
-                self._deliver([b"\n"])
+            if self._line is not None:  # a last event without its line end
+                self._deliver([])
             self._wake()
         elif self._phase != _DONE:
             self.fail(_protocol_error())
@@ -215,11 +219,19 @@ class _Response:
         self._phase = _DONE if self._left == 0 else _BODY
         return rest
 
-    def _take(self) -> list[bytes]:
-        """The chunks complete in what has been read (the phase becomes _DONE after the last chunk's trailers). A
-        malformed chunk fails the body, but only after the good ones before it were handed on (_bad)."""
-        buf, pos = self._buf, 0
-        data = bytes(buf)  # one copy; its slices are the pieces (a bytearray's would be copied twice)
+    def _take(self, data: bytes) -> list[bytes]:
+        """The chunks complete in what has arrived (the phase becomes _DONE after the last chunk's trailers). A
+        malformed chunk fails the body, but only after the good ones before it were handed on (_bad). A chunk cut
+        between reads waits in _buf, which is parsed again only once it holds what that chunk needs (_need): a
+        large chunk in many reads costs each read an append, not a copy of all before it."""
+        buf = self._buf
+        if buf:
+            buf += data
+            if len(buf) < self._need:
+                return []
+            data = bytes(buf)
+            buf.clear()
+        pos = 0
         out: list[bytes] = []
         match = _CHUNK_SIZE.match
         while self._phase != _DONE:
@@ -228,8 +240,7 @@ class _Response:
                 if i < 0:
                     if len(data) - pos > _MAX_LINE:
                         break  # malformed: below
-                    del buf[:pos]
-                    return out
+                    return self._keep_rest(data, pos, 0, out)
                 if i == pos or (i == pos + 1 and data[pos] == 13):  # the empty line
                     self._phase = _DONE
                 pos = i + 1
@@ -238,8 +249,7 @@ class _Response:
             if m is None:
                 if data.find(b"\n", pos) >= 0 or len(data) - pos > _MAX_LINE:
                     break  # malformed: below
-                del buf[:pos]
-                return out  # the size line is not all here yet
+                return self._keep_rest(data, pos, 0, out)  # the size line is not all here yet
             size = int(m[1], 16)
             start = m.end()
             if size == 0:
@@ -248,8 +258,7 @@ class _Response:
                 continue
             end = start + size
             if len(data) < end + 2:
-                del buf[:pos]
-                return out
+                return self._keep_rest(data, pos, end + 2 - pos, out)
             if data[end] != 13 or data[end + 1] != 10:
                 break  # malformed: no CRLF after the chunk's data
             out.append(data[start:end])
@@ -257,22 +266,38 @@ class _Response:
         else:
             if len(data) > pos:  # more than the body: the connection cannot be reused
                 self._keep = False
-            buf.clear()
             return out
         if not out:
             raise _protocol_error()
         self._bad = True
-        buf.clear()
+        return out
+
+    def _keep_rest(self, data: bytes, pos: int, need: int, out: list[bytes]) -> list[bytes]:
+        self._buf += memoryview(data)[pos:]
+        self._need = need
         return out
 
     def _deliver(self, pieces: list[bytes]) -> None:
         if self._line is not None:  # events: the data lines of what arrived
-            lines = (self._line + b"".join(pieces)).split(b"\n")
-            self._line = lines.pop()
-            if self._phase == _DONE and self._line.startswith(b"data:"):  # the body ended without a line end
-                lines.append(self._line)
-            if len(self._line) > _MAX_HEAD * 256:  # 16 MiB without a line end: no event is this long
-                raise _protocol_error()
+            text = b"".join(pieces) if len(pieces) != 1 else pieces[0]
+            if b"\n" not in text and self._phase != _DONE:  # a line still cut: kept in parts, joined once whole
+                self._line.append(text)
+                self._line_size += len(text)
+                if self._line_size > _MAX_EVENT:
+                    raise _protocol_error()
+                return
+            if self._line:
+                text = b"".join(self._line) + text
+                self._line.clear()
+                self._line_size = 0
+            lines = text.split(b"\n")
+            rest = lines.pop()
+            if self._phase == _DONE:
+                if rest.startswith(b"data:"):  # the body ended without a line end
+                    lines.append(rest)
+            elif rest:
+                self._line.append(rest)
+                self._line_size = len(rest)
             pieces = [line[5:].strip() for line in lines if line.startswith(b"data:")]
         if not pieces or self._stopped:
             return
@@ -346,14 +371,14 @@ class _Response:
     def events(self) -> AsyncIterator[list[bytes]]:
         """The body as server-sent events: the values of its `data:` lines, a list per read (one line each: what
         OpenAI-compatible servers send)."""
-        self._line = b""
+        self._line = []
         self._redeliver()
         return self.batches()
 
     async def sink(self, sink: Sink) -> None:
         """The body's events handed to `sink` as they arrive, in the protocol's callback (no task wakes per read);
         returns when the body ended or the sink said it had what it wanted."""
-        self._line, self._sink = b"", sink
+        self._line, self._sink = [], sink
         self._redeliver()
         while not self._stopped:
             self._raise()

@@ -350,3 +350,21 @@ async def test_an_https_upstream_is_read_over_tls_and_its_connection_kept(tmp_pa
     finally:
         await client.close()
         server.close()
+
+
+async def test_a_large_chunk_over_many_reads_and_an_endless_event_line():
+    """A 2 MiB chunk written 4 KiB at a time arrives whole (kept until complete, not re-parsed per read); an event
+    line that never ends fails the body at 16 MiB instead of growing without bound."""
+    big = bytes(range(256)) * 8192
+    assert await body_of(HEAD + chunk(big) + b"0\r\n\r\n", split=4096) == big
+    endless = HEAD + b"".join(chunk(b"data: " + b"x" * 65536) for _ in range(260))
+    server, client, _ = await start(endless, hold=True)
+    try:
+        r = await client.request("GET", "/x")
+        with pytest.raises(HttpFailure) as e:
+            async for _ in r.events():
+                pass
+        assert e.value.kind == "io"
+    finally:
+        await client.close()
+        server.close()
