@@ -63,7 +63,7 @@ class _Conn(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if self.response is not None:
+        if self.response is not None and self.response._phase != _DONE:  # after a whole body: nothing lost
             self.response.fail(HttpFailure("io", type(exc).__name__ if exc else "ConnectionClosed"))
 
     def close(self) -> None:
@@ -95,6 +95,7 @@ class _Response:
         "_line_size",
         "_loop",
         "_need",
+        "_paused",
         "_phase",
         "_queued",
         "_ready",
@@ -119,6 +120,7 @@ class _Response:
         self._left = -1  # content-length: bytes of the body still to come; -1: not framed by a length
         self._ready: list[list[bytes]] = []  # what arrived and the reader has not taken yet, a list per read
         self._queued = 0  # bytes in _ready
+        self._paused = False  # the socket is not being read until the reader takes some of _ready
         self._line: list[bytes] | None = None  # events: the parts of a line cut between reads; None: not events
         self._line_size = 0
         self._sink: Sink | None = None
@@ -172,7 +174,9 @@ class _Response:
             self.fail(_protocol_error())
 
     def fail(self, error: BaseException) -> None:
-        if self._phase != _DONE and self._error is None:
+        """The response cannot be read on (the reader raises `error` after what arrived before it); the connection
+        is closed."""
+        if self._error is None:
             self._error = error
             self._conn.close()
         self._wake()
@@ -308,7 +312,8 @@ class _Response:
             return
         self._ready.append(pieces)
         self._queued += sum(map(len, pieces))
-        if self._queued > _PAUSE_AT and self._conn.transport is not None:
+        if self._queued > _PAUSE_AT and not self._paused and self._conn.transport is not None:
+            self._paused = True
             self._conn.transport.pause_reading()
         self._wake()
 
@@ -355,8 +360,10 @@ class _Response:
             if self._ready:
                 batch = self._ready.pop(0)
                 self._queued -= sum(map(len, batch))
-                if self._queued <= _PAUSE_AT // 2 and self._conn.transport is not None:
-                    self._conn.transport.resume_reading()
+                if self._paused and self._queued <= _PAUSE_AT // 2:
+                    self._paused = False
+                    if self._conn.transport is not None and not self._conn.closed:
+                        self._conn.transport.resume_reading()
                 yield batch
                 continue
             self._raise()
@@ -388,10 +395,14 @@ class _Response:
         self.aclose()
 
     def _redeliver(self) -> None:
-        """What arrived with the head, read again the way the reader asked for it."""
+        """What arrived with the head, read again the way the reader asked for it (a failure in it is the body's,
+        as in the callback)."""
         ready, self._ready, self._queued = self._ready, [], 0
-        for batch in ready:
-            self._deliver(batch)
+        try:
+            for batch in ready:
+                self._deliver(batch)
+        except Exception as e:
+            self.fail(e)
 
     def aclose(self) -> None:
         """The reader is done: the connection goes back to the pool if the body ended cleanly, else it is closed

@@ -55,3 +55,48 @@ async def test_unreachable_upstream_is_unavailable_not_partial():
         async for _ in b.stream(genreq("x", 2)):
             pass
     await b.close()
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("head_first", [False, True], ids=["with-the-head", "after-the-head"])
+async def test_a_bad_event_in_the_last_read_of_a_collected_answer_is_reported_as_such(head_first):
+    """The body's end arrived in the same read as the bad event (with the head, or on its own once the answer is
+    being collected): the answer still fails as a bad event (not as a stream without an end), is not partial, and
+    its connection is not reused."""
+    import asyncio
+
+    def chunk(data: bytes) -> bytes:
+        return b"%x\r\n%b\r\n" % (len(data), data)
+
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    good = b'data: {"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": null}]}\n\n'
+    body = chunk(good) + chunk(b"data: {not json\n\n") + chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+    accepted = []
+
+    async def handle(reader, writer):
+        accepted.append(1)
+        try:
+            while True:
+                request = (await reader.readuntil(b"\r\n\r\n")).lower()
+                await reader.readexactly(int(request.split(b"content-length:")[1].split(b"\r\n")[0]))
+                if head_first:  # the client reads the head and starts collecting before the body comes
+                    writer.write(head)
+                    await writer.drain()
+                    await asyncio.sleep(0.05)
+                    writer.write(body)
+                else:
+                    writer.write(head + body)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    b = OpenAIUpstream(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1", "m")
+    try:
+        for _ in range(2):
+            with pytest.raises(BackendError) as e:
+                await b.generate(genreq("", 4, messages=[{"role": "user", "content": "hi"}]))
+            assert "invalid stream event" in e.value.message and e.value.partial is False
+        assert len(accepted) == 2
+    finally:
+        await b.close()
+        server.close()
