@@ -205,21 +205,22 @@ async def test_a_kept_connection_the_server_closed_is_replaced_without_a_failure
 
 
 async def test_the_read_deadline_counts_from_the_last_arrival():
-    """A body that keeps coming (a piece every 20 ms for 1 s) never trips a 0.5 s read deadline; one that stops
-    does, at the deadline and not before it."""
-    pieces = [chunk(b"data: %d\n\n" % i) for i in range(50)]
+    """A body that keeps coming (a piece every 10 ms for 1.5 s) never trips a 1 s read deadline, shorter than the
+    whole body; one that stops does, at the deadline and not before it. (A gap 100× the pieces' keeps a busy
+    machine's stalls from tripping it.)"""
+    pieces = [chunk(b"data: %d\n\n" % i) for i in range(150)]
 
     async def handle(reader, writer):
         await reader.readuntil(b"\r\n\r\n")
         writer.write(HEAD)
         for p in pieces:
             writer.write(p)
-            await asyncio.sleep(0.02)
+            await asyncio.sleep(0.01)
         await reader.read()  # and then nothing more: the read deadline ends it
         writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    client = Http1(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", {}, read_timeout=0.5, connect_timeout=5)
+    client = Http1(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", {}, read_timeout=1, connect_timeout=5)
     try:
         r = await client.request("GET", "/x")
         got: list[bytes] = []
@@ -229,8 +230,8 @@ async def test_the_read_deadline_counts_from_the_last_arrival():
                 got += batch
                 last = loop.time()
         assert e.value.kind == "timeout"
-        assert got == [b"%d" % i for i in range(50)]
-        assert loop.time() - last >= 0.5 - 0.01
+        assert got == [b"%d" % i for i in range(150)]
+        assert loop.time() - last >= 1 - 0.01
     finally:
         await client.close()
         server.close()
