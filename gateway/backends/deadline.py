@@ -1,9 +1,12 @@
-"""A read deadline that costs one timer per stream, not one per read (shared by the Triton and HTTP/1 clients)."""
+"""A read deadline that costs one timer per stream, not one per read (the Triton client's; the HTTP/1 client keeps
+its own deadline from the last arrival, with the same timer slack)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
+
+TIMER_SLACK = 0.001  # a deadline timer that fires this close to its time counts as on time
 
 
 class ReadDeadline:
@@ -17,8 +20,6 @@ class ReadDeadline:
     or the caller's as well."""
 
     __slots__ = ("_armed", "_cancelling", "_deadline", "_fired", "_handle", "_loop", "_task")
-
-    _SLACK = 0.001  # a timer that fires this close to the deadline counts as on time
 
     def __init__(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -63,7 +64,7 @@ class ReadDeadline:
         deadline = self._deadline
         if deadline is None:  # between reads: the next start() arms the timer again
             return
-        if self._loop.time() + self._SLACK < deadline:  # the deadline moved on since the timer was set
+        if self._loop.time() + TIMER_SLACK < deadline:  # the deadline moved on since the timer was set
             self._arm(deadline)
             return
         self._deadline = None

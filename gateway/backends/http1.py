@@ -10,10 +10,13 @@ the answer right there, so a collected answer wakes its task once at the end ins
 from __future__ import annotations
 
 import asyncio
+import collections
 import re
 import ssl
 from collections.abc import AsyncIterator, Callable
 from urllib.parse import urlsplit
+
+from gateway.backends.deadline import TIMER_SLACK
 
 # A chunk-size line (RFC 9112 7.1): hex digits, optional extensions, CRLF (a bare LF accepted, as servers do).
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\r\n]*)?\r?\n")
@@ -21,7 +24,6 @@ _MAX_HEAD = 65536  # status line and headers (asyncio's StreamReader limit, whic
 _MAX_LINE = 4096  # a chunk-size or trailer line
 _MAX_EVENT = 16 << 20  # an SSE line longer than this is no event
 _PAUSE_AT = 1 << 20  # read but not yet taken: stop reading the socket beyond this (a slow caller of a stream)
-_SLACK = 0.001  # a deadline timer this close to its time counts as on time
 
 Sink = Callable[[list[bytes]], bool]  # takes one read's events; True: that was the last one wanted
 
@@ -118,7 +120,8 @@ class _Response:
         self._need = 0  # a chunked body: the bytes _buf must hold before it is parsed again
         self._chunked = self._keep = self._trailers = self._bad = self._stopped = self._finished = False
         self._left = -1  # content-length: bytes of the body still to come; -1: not framed by a length
-        self._ready: list[list[bytes]] = []  # what arrived and the reader has not taken yet, a list per read
+        # what arrived and the reader has not taken yet: a list per read, with its size in bytes
+        self._ready: collections.deque[tuple[list[bytes], int]] = collections.deque()
         self._queued = 0  # bytes in _ready
         self._paused = False  # the socket is not being read until the reader takes some of _ready
         self._line: list[bytes] | None = None  # events: the parts of a line cut between reads; None: not events
@@ -310,8 +313,9 @@ class _Response:
                 self._stopped = True
                 self._wake()
             return
-        self._ready.append(pieces)
-        self._queued += sum(map(len, pieces))
+        size = sum(map(len, pieces))
+        self._ready.append((pieces, size))
+        self._queued += size
         if self._queued > _PAUSE_AT and not self._paused and self._conn.transport is not None:
             self._paused = True
             self._conn.transport.pause_reading()
@@ -338,7 +342,7 @@ class _Response:
         if self._waiter is None or self._phase == _DONE:
             return
         due = self._last + self._timeout
-        if self._loop.time() + _SLACK < due:  # something arrived since the timer was set
+        if self._loop.time() + TIMER_SLACK < due:  # something arrived since the timer was set
             self._handle = self._loop.call_at(due, self._check_deadline)
             return
         self.fail(HttpFailure("timeout", "ReadTimeout"))
@@ -358,8 +362,8 @@ class _Response:
         """The body as it arrives, a list of pieces per read (a chunked body: its chunks)."""
         while True:
             if self._ready:
-                batch = self._ready.pop(0)
-                self._queued -= sum(map(len, batch))
+                batch, size = self._ready.popleft()
+                self._queued -= size
                 if self._paused and self._queued <= _PAUSE_AT // 2:
                     self._paused = False
                     if self._conn.transport is not None and not self._conn.closed:
@@ -397,9 +401,9 @@ class _Response:
     def _redeliver(self) -> None:
         """What arrived with the head, read again the way the reader asked for it (a failure in it is the body's,
         as in the callback)."""
-        ready, self._ready, self._queued = self._ready, [], 0
+        ready, self._ready, self._queued = self._ready, collections.deque(), 0
         try:
-            for batch in ready:
+            for batch, _ in ready:
                 self._deliver(batch)
         except Exception as e:
             self.fail(e)

@@ -42,7 +42,7 @@ def parse(reads: list[bytes], events: bool) -> tuple[list[bytes], _Response]:
             if events and r._line is None and r.status:  # the head is in: read on as events (as the backend does)
                 r.events()
         while r._ready:
-            got += r._ready.pop(0)
+            got += r._ready.popleft()[0]
         return got, r
 
     return asyncio.run(run())
