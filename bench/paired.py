@@ -148,12 +148,15 @@ class Paired:
         return {k: v for k, v in out.items() if not wanted or any(k.startswith(w) for w in wanted)}
 
     def measure(self, proc: Proc, job: dict) -> dict:
-        cpu0 = proc.cpu_s()
+        user0, sys0, reads0 = proc.counters()
         res = self.lg.run(job)
-        cpu = proc.cpu_s() - cpu0
+        user1, sys1, reads1 = proc.counters()
+        cpu = (user1 - user0) + (sys1 - sys0)
         sent = res["requests"] + int(job["rate"] * job["warmup"])  # warm-up requests cost CPU too
         return {
             "cpu_ms": cpu * 1000 / sent,
+            "user_pct": round(100 * (user1 - user0) / cpu, 1) if cpu else 0.0,
+            "reads": (reads1 - reads0) / sent,  # the caller's and the upstream's reads (and the usage log's none)
             "errors": res["errors"],
             "events": res["events_mean"],
             "p50_ms": res["p50_ms"],
@@ -200,6 +203,7 @@ class Paired:
             b.stop_all()
             self._drop_checkout()
         result = self.summarise(rows)
+        result["triton_vs_openai"] = triton_vs_openai(result)
         if floors:
             result["relay_floor_ms_per_chunk"] = spread(floors)
         result["wall_s"] = round(time.time() - t0, 1)
@@ -256,6 +260,8 @@ class Paired:
             "seconds": a.seconds,
             "pairs": a.pairs,
             "cpu_ms_per_request": {},
+            "reads_per_request": {},
+            "user_pct": {},
             "ratio_vs_against": {},
             "per_chunk": {},
             "peers": {},
@@ -270,6 +276,8 @@ class Paired:
                 elif errs:  # REV may predate the path (tools, JSON mode): reported, not compared, not a failure
                     out["against_errors"][path] = errs
                 out["cpu_ms_per_request"].setdefault(path, {})[name] = spread([m["cpu_ms"] for m in ms])
+                out["reads_per_request"].setdefault(path, {})[name] = spread([m["reads"] for m in ms])
+                out["user_pct"].setdefault(path, {})[name] = spread([m["user_pct"] for m in ms])
             if len(names) > 1 and all(n in by for n in names) and not any(m["errors"] for n in names for m in by[n]):
                 ratios = [x["cpu_ms"] / y["cpu_ms"] for x, y in zip(by[names[0]], by[names[1]], strict=True)]
                 out["ratio_vs_against"][path] = ratio_interval(ratios)
@@ -315,7 +323,10 @@ def report(r: dict) -> str:
         iv = r["ratio_vs_against"].get(path)
         if iv:
             line += f"   ratio {iv['ratio']:.3f} (95% CI {iv['low']:.3f}–{iv['high']:.3f}): {verdict(iv)}"
+        if reads := r.get("reads_per_request", {}).get(path, {}).get("this"):
+            line += f"   [{reads['median']:.1f} reads, {r['user_pct'][path]['this']['median']:.0f}% user]"
         lines.append(line)
+    lines.extend(_triton_vs_openai(r))
     if r["per_chunk"]:
         lines.append(f"stream CPU ms per chunk ({TOKENS} vs {SHORT_TOKENS} tokens, 2 ms/token upstream)")
         for path, by in r["per_chunk"].items():
@@ -343,6 +354,35 @@ def report(r: dict) -> str:
     for k, v in r["errors"].items():
         lines.append(f"ERRORS {k}: {v}")
     return "\n".join(lines)
+
+
+def triton_vs_openai(r: dict) -> dict[str, dict]:
+    """This gateway's Triton rows against its OpenAI rows of the same run: the CPU ratio and the read syscalls each
+    takes per request (each read is a wake-up of the gateway; how many an answer takes is the upstream's framing:
+    the 0 ms Triton stand-in flushes a gRPC message per token, the 0 ms OpenAI one a few writes per answer, and
+    paced both send a token per read)."""
+    cpu, reads = r["cpu_ms_per_request"], r.get("reads_per_request", {})
+    out = {}
+    for kind in ("", " paced"):
+        t, o = cpu.get(f"gateway/triton{kind}", {}).get("this"), cpu.get(f"gateway/openai{kind}", {}).get("this")
+        tr, orr = reads.get(f"gateway/triton{kind}", {}).get("this"), reads.get(f"gateway/openai{kind}", {}).get("this")
+        if not (t and o and tr and orr):
+            continue
+        out[kind.strip() or "fast"] = {
+            "cpu_ratio": round(t["median"] / o["median"], 3),
+            "reads": [round(tr["median"], 1), round(orr["median"], 1)],
+        }
+    return out
+
+
+def _triton_vs_openai(r: dict) -> list[str]:
+    rows = triton_vs_openai(r)
+    if not rows:
+        return []
+    lines = ["Triton over OpenAI-compatible (this gateway): CPU per request, and read syscalls per request"]
+    for kind, v in rows.items():
+        lines.append(f"  {kind:<6} {v['cpu_ratio']:.2f}× the CPU; {v['reads'][0]} reads against {v['reads'][1]}")
+    return lines
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:

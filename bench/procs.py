@@ -133,6 +133,21 @@ class Proc:
                 pass
         return total / TICK
 
+    def counters(self) -> tuple[float, float, int]:
+        """(utime s, stime s, read syscalls) of the whole tree: what the CPU went to, and how many reads it took
+        (``syscr`` in /proc/PID/io counts read(2), recv(2) and their kind, one per call, whatever the size)."""
+        user = system = reads = 0
+        for pid in self.tree():
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{pid}/io") as f:
+                    io = dict(line.split(": ") for line in f.read().splitlines() if ": " in line)
+                user, system, reads = user + int(fields[11]), system + int(fields[12]), reads + int(io["syscr"])
+            except (OSError, IndexError, KeyError, ValueError):
+                pass
+        return user / TICK, system / TICK, reads
+
     def rss_mb(self) -> float:
         total = 0
         for pid in self.tree():

@@ -3,7 +3,7 @@
 import math
 import random
 
-from bench.paired import ratio_interval, spread, t975, verdict
+from bench.paired import ratio_interval, report, spread, t975, triton_vs_openai, verdict
 
 
 def test_a_ten_percent_change_with_two_percent_noise_is_called():
@@ -30,3 +30,44 @@ def test_t_quantiles_and_spread():
     assert t975(1) == 12.71 and t975(5) == 2.571 and t975(100) == 1.96
     s = spread([1.0, 2.0, 3.0])
     assert (s["median"], s["min"], s["max"], s["n"]) == (2.0, 1.0, 3.0, 3) and s["cv_pct"] == 50.0
+
+
+def _row(median):
+    return {"this": spread([median])}
+
+
+def test_triton_against_openai_with_the_reads_each_took():
+    r = {
+        "cpu_ms_per_request": {
+            "gateway/triton": _row(1.5),
+            "gateway/openai": _row(1.0),
+            "gateway/triton paced": _row(1.8),
+            "gateway/openai paced": _row(1.6),
+        },
+        "reads_per_request": {
+            "gateway/triton": _row(26.0),
+            "gateway/openai": _row(6.5),
+            "gateway/triton paced": _row(25.4),
+            "gateway/openai paced": _row(26.4),
+        },
+    }
+    assert triton_vs_openai(r) == {
+        "fast": {"cpu_ratio": 1.5, "reads": [26.0, 6.5]},
+        "paced": {"cpu_ratio": 1.125, "reads": [25.4, 26.4]},
+    }
+    del r["reads_per_request"]["gateway/openai paced"]  # a row not measured: no comparison for it
+    assert set(triton_vs_openai(r)) == {"fast"}
+    full = {
+        **r,
+        "pairs": 1,
+        "rate": 200,
+        "against": None,
+        "user_pct": {k: _row(80.0) for k in r["cpu_ms_per_request"]},
+        "ratio_vs_against": {},
+        "per_chunk": {},
+        "peers": {},
+        "against_errors": {},
+        "errors": {},
+    }
+    text = report(full)
+    assert "fast   1.50× the CPU; 26.0 reads against 6.5" in text and "[26.0 reads, 80% user]" in text

@@ -30,6 +30,8 @@ def test_against_head(tmp_path):
     assert set(cpu) == {"gateway/openai", "gateway/openai paced", "stream/openai x24", "stream/openai x4"}
     for by in cpu.values():
         assert set(by) == {"this", "HEAD"} and all(s["n"] == 2 and s["median"] > 0 for s in by.values())
+    for path, by in r["reads_per_request"].items():  # every request reads its caller and its upstream at least
+        assert by["this"]["median"] >= 2 and 0 < r["user_pct"][path]["this"]["median"] <= 100, path
     iv = r["ratio_vs_against"]["gateway/openai"]
     assert iv["rounds"] == 2 and iv["low"] <= iv["ratio"] <= iv["high"]
     chunk = r["per_chunk"]["stream/openai"]["this"]
