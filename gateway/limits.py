@@ -118,7 +118,9 @@ def make_store(redis_url: str | None, timeout_s: float = STORE_TIMEOUT_S):
     rate-limited request stalled that long on a hung Redis) and redis-py's connect and socket timeouts, which the
     lease scripts (called on the client directly) need too."""
     if not redis_url:
-        return SimpleMemoryCache()
+        # no deadline: an operation on a dict cannot hang, and aiocache runs each one it has a deadline for through
+        # asyncio.wait_for (a task and a timer: 14 µs an increment against 4 µs without; six a request)
+        return SimpleMemoryCache(timeout=None)
     store = Cache.from_url(redis_url)  # parses host, port, db and password as before
     return Cache(
         Cache.REDIS,
@@ -333,13 +335,13 @@ class Limiter:
         if self.store_down:
             log.warning("shared usage totals not updated: the limit store failed moments ago")
             return
-        try:
-            await asyncio.gather(
-                *(self._incr(k, tokens, 2 * WINDOW_S) for k in adm.token_keys if tokens),
-                self.store.increment(f"{prefix}:requests", 1),
-                self.store.increment(f"{prefix}:prompt_tokens", prompt_tokens),
-                self.store.increment(f"{prefix}:completion_tokens", completion_tokens),
-            )
+        try:  # one after another: gather() would make each a task, and this runs in the background anyway
+            if tokens:
+                for k in adm.token_keys:
+                    await self._incr(k, tokens, 2 * WINDOW_S)
+            await self.store.increment(f"{prefix}:requests", 1)
+            await self.store.increment(f"{prefix}:prompt_tokens", prompt_tokens)
+            await self.store.increment(f"{prefix}:completion_tokens", completion_tokens)
         except Exception as e:
             if isinstance(e, STORE_ERRORS):
                 self._store_down(e)

@@ -309,3 +309,19 @@ async def test_leases_come_back_after_redis_loses_its_data(redis_server):
         assert (await limiter.admit(key, service, stream=True)).stream_keys == [leases]
     finally:
         await limiter.close()
+
+
+async def test_the_in_memory_store_runs_no_deadline_and_redis_keeps_its_own(monkeypatch):
+    """aiocache wraps each operation in asyncio.wait_for when it has a timeout (a task and a timer per increment);
+    the in-memory store cannot hang, so it has none, while the Redis store keeps the --redis-timeout deadline."""
+    from gateway.limits import make_store
+
+    def no_wait_for(*args, **kwargs):
+        raise AssertionError("an in-memory operation went through asyncio.wait_for")
+
+    memory = make_store(None)
+    monkeypatch.setattr(asyncio, "wait_for", no_wait_for)
+    assert await memory.increment("k", 2) == 2 and await memory.get("k") == 2
+    monkeypatch.undo()
+    remote = make_store("redis://127.0.0.1:1/0", timeout_s=0.25)  # built, never connected
+    assert memory.timeout is None and remote.timeout == 0.25
