@@ -101,11 +101,27 @@ class Metrics:
         )
         # The gateway 5xx-ratio alert (infra/observability/rules.py): answers by HTTP status code.
         self.responses = Counter("modelsvc_http_responses", "HTTP responses by status code", ["code"], registry=r)
+        self._children: dict[tuple[str, str, str], tuple] = {}
 
     def observe(self, rec: UsageRecord) -> None:
-        labels = (rec.service_id, rec.access_name)
-        self.requests.labels(*labels, rec.status).inc()
-        self.prompt_tokens.labels(*labels).inc(rec.prompt_tokens)
-        self.completion_tokens.labels(*labels).inc(rec.completion_tokens)
-        self.latency.labels(*labels).observe(rec.latency_ms / 1000)
-        self.overhead.labels(rec.access_name).observe(rec.overhead_ms / 1000)
+        key = (rec.service_id, rec.access_name, rec.status)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = self._labelled(*key)
+        requests, prompt, completion, latency, overhead = children
+        requests.inc()
+        prompt.inc(rec.prompt_tokens)
+        completion.inc(rec.completion_tokens)
+        latency.observe(rec.latency_ms / 1000)
+        overhead.observe(rec.overhead_ms / 1000)
+
+    def _labelled(self, service_id: str, access_name: str, status: str) -> tuple:
+        """The five series a record goes to, looked up once per (service, status): ``labels()`` checks and locks
+        on every call. The metrics hold these same children, so this holds nothing they do not (none is removed)."""
+        return (
+            self.requests.labels(service_id, access_name, status),
+            self.prompt_tokens.labels(service_id, access_name),
+            self.completion_tokens.labels(service_id, access_name),
+            self.latency.labels(service_id, access_name),
+            self.overhead.labels(access_name),
+        )
