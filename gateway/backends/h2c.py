@@ -65,6 +65,8 @@ _WINDOW_SIZE = 1 << 24  # our receive window per stream and (via WINDOW_UPDATE) 
 _MAX_WINDOW = 2**31 - 1
 _BACKOFF_S = 1.0
 _MAX_HEADER_LIST = 1 << 20
+_MAX_CACHED_BLOCK = 256  # bytes: the blocks that repeat are a few bytes; an error's long grpc-message never does
+_MAX_CACHED_BLOCKS = 64
 _MAX_FRAME = 16384
 _MAX_STREAM_ID = 2**31 - 1
 
@@ -383,6 +385,7 @@ class _Connection(asyncio.Protocol):
         # a header block over the limit would be a protocol error for the whole connection: an engine's long error
         # message (grpc-message) must not cost every call on it
         self.decoder = hpack.Decoder(max_header_list_size=_MAX_HEADER_LIST)
+        self._decoded: dict[bytes, list[tuple[str, str]]] = {}  # header blocks that leave the table unchanged
         self._buf = b""
         self._block: list[bytes] = []  # a header block continued by CONTINUATION frames
         self._block_stream = 0
@@ -506,13 +509,32 @@ class _Connection(asyncio.Protocol):
             return
         block = b"".join(self._block)
         self._block, self._block_size = [], 0
-        try:
-            fields = self.decoder.decode(block, raw=False)
-        except Exception as e:  # hpack's errors: the connection's header state is lost
-            raise _ProtocolError(f"undecodable header block: {e}") from None
+        fields = self._decoded.get(block)
+        if fields is None:
+            fields = self._decode(block)
         call = self.calls.get(self._block_stream)
         if call is not None:
-            call._headers({str(k): str(v) for k, v in fields}, self._block_end)
+            call._headers(dict(fields), self._block_end)
+
+    def _decode(self, block: bytes) -> list[tuple[str, str]]:
+        """A header block decoded; kept for the next same block while the dynamic table stays as it is.
+
+        A server answers every call of a kind with the same bytes once its dynamic table holds the fields (gRPC's
+        response headers and ``grpc-status: 0`` trailers: a few indexed fields, 8 µs each through hpack). A block
+        that leaves the table as it found it (its length, newest entry and size) decodes the same while the table
+        stays so; any block that changes it (an entry added, evicted or resized) empties the cache."""
+        table = self.decoder.header_table
+        entries = table.dynamic_entries
+        size, newest, maxsize = len(entries), entries[0] if entries else None, table.maxsize
+        try:
+            fields = [(str(k), str(v)) for k, v in self.decoder.decode(block, raw=False)]
+        except Exception as e:  # hpack's errors: the connection's header state is lost
+            raise _ProtocolError(f"undecodable header block: {e}") from None
+        if len(entries) != size or (entries[0] if entries else None) is not newest or table.maxsize != maxsize:
+            self._decoded.clear()
+        elif len(block) <= _MAX_CACHED_BLOCK and len(self._decoded) < _MAX_CACHED_BLOCKS:
+            self._decoded[block] = fields
+        return fields
 
     def _on_settings(self, flags: int, payload: bytes) -> None:
         if flags & _ACK:
