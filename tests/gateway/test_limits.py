@@ -325,3 +325,32 @@ async def test_the_in_memory_store_runs_no_deadline_and_redis_keeps_its_own(monk
     monkeypatch.undo()
     remote = make_store("redis://127.0.0.1:1/0", timeout_s=0.25)  # built, never connected
     assert memory.timeout is None and remote.timeout == 0.25
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_a_requests_usage_and_token_counts_in_one_round_trip(shared, redis_server, monkeypatch):
+    """spend() adds the usage totals and the token windows' counts: over Redis in one pipeline (INCRBY, and EXPIRE
+    for a window's counter, so none is left without its lifetime), in memory one by one; the totals read back the
+    same either way."""
+    from gateway.limits import WINDOW_S, Limiter, make_store
+    from modelsvc.catalog import Key, loads
+
+    service = loads(catalog_with_service_limits("{tokens_per_minute: 1000}")).service(SVC)
+    key = Key(id="k-test", owner="u-8105f7322477", sha256="0" * 64)
+    limiter = Limiter(make_store(redis_server.url if shared else None))
+    if shared:  # every count goes through the pipeline: aiocache's own increment is not called
+        monkeypatch.setattr(limiter.store, "increment", None)
+    try:
+        adm = await limiter.admit(key, service, stream=False)
+        assert len(adm.token_keys) == 1
+        for prompt, completion in ((3, 4), (10, 20)):
+            limiter.spend(adm, key, service, prompt, completion)
+            await limiter.drain()
+        totals = await limiter.totals(service.id, key.id)
+        assert totals == {"requests": 2, "prompt_tokens": 13, "completion_tokens": 24}
+        assert int(await limiter.store.get(adm.token_keys[0])) == 37
+        if shared:
+            ttl = redis.Redis.from_url(redis_server.url).ttl(adm.token_keys[0])
+            assert 0 < ttl <= 2 * WINDOW_S
+    finally:
+        await limiter.close()
