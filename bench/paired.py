@@ -175,7 +175,7 @@ class Paired:
             print(f"bench (cpu{', against ' + a.against if a.against else ''}): logs in {self.tmp}", flush=True)
             b.start_upstreams()
             for i, (name, tree) in enumerate(self.sides):
-                self.gw[name] = b.start_gateway(1, b.gw_cpus, tree=tree, tag=f"-{i}")
+                self.gw[name] = b.start_gateway(1, b.gw_cpus, tree=tree, tag=f"-{i}", shared=a.redis)
             if a.peers:
                 self._start_peers()
             self.lg = LoadGen(b.lg_cpu, self.tmp)
@@ -254,6 +254,7 @@ class Paired:
         out: dict = {
             "machine": _machine(),
             "against": a.against,
+            "redis": bool(getattr(a, "redis", False)),
             "rate": a.rate,
             "stream_rate": a.stream_rate,
             "peer_rate": a.peer_rate,
@@ -310,7 +311,8 @@ class Paired:
 
 def report(r: dict) -> str:
     names = ["this"] + ([r["against"]] if r["against"] else [])
-    lines = [f"CPU ms per request (median [min–max], cv) over {r['pairs']} rounds; {r['rate']} req/s open loop"]
+    store = "; limits and usage totals in Redis" if r.get("redis") else ""
+    lines = [f"CPU ms per request (median [min–max], cv) over {r['pairs']} rounds; {r['rate']} req/s open loop{store}"]
     for path, by in r["cpu_ms_per_request"].items():
         if path.startswith("peer-rate/"):
             continue
@@ -395,3 +397,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     g.add_argument("--seconds", type=float, default=2.5, help="measured seconds per path per round")
     g.add_argument("--paths", help="comma-separated prefixes of the paths to measure (default: all)")
     g.add_argument("--peers", action="store_true", help="also measure LiteLLM and Portkey (CPU per request)")
+    g.add_argument(
+        "--redis",
+        action="store_true",
+        help="each gateway with a Redis of its own for limits and usage totals (as replicas or --workers run)",
+    )

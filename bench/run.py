@@ -282,10 +282,13 @@ class Bench:
         for proc, _ in self.up.values():
             proc.wait_log("ready", 30)
 
-    def start_gateway(self, workers: int, cpus, tree: Path = ROOT, tag: str = "") -> tuple[Proc, int]:
+    def start_gateway(
+        self, workers: int, cpus, tree: Path = ROOT, tag: str = "", shared: bool = False
+    ) -> tuple[Proc, int]:
         """Our gateway from the checkout at `tree` (this one, or --against's), run as `python -m modelsvc.cli` with
         that checkout first on the path: a venv's `modelsvc` script would run whatever checkout it was installed
-        from (an editable install points at one worktree)."""
+        from (an editable install points at one worktree). `shared`: with a Redis of its own for limits and usage
+        totals even with one worker (as replicas run)."""
         services = [(n, n.split("-")[0]) for n in self.up]
         d = self.tmp / f"gw{workers}{tag}"
         d.mkdir(exist_ok=True)
@@ -293,11 +296,11 @@ class Bench:
         (d / "local.yaml").write_text(
             yaml.safe_dump({"endpoints": {f"bench/{n}": [ep] for n, (_, ep) in self.up.items()}})
         )
-        shared = []
-        if workers > 1:  # workers share limits through Redis (`modelsvc serve` refuses several workers without it)
+        store = []
+        if workers > 1 or shared:  # workers share limits through Redis (`modelsvc serve` refuses several without it)
             rport = free_port()
             redis = self._spawn(
-                f"redis-w{workers}",
+                f"redis-w{workers}{tag}",
                 [
                     "redis-server",
                     "--port",
@@ -314,7 +317,7 @@ class Bench:
                 cpus=self.side_cpus,
             )
             redis.wait_log("Ready to accept", 30)
-            shared = ["--redis-url", f"redis://127.0.0.1:{rport}/0"]
+            store = ["--redis-url", f"redis://127.0.0.1:{rport}/0"]
         port = free_port()
         proc = self._spawn(
             f"gateway-w{workers}{tag}",
@@ -335,7 +338,7 @@ class Bench:
                 str(workers),
                 "--metrics-port",
                 "0",
-                *shared,
+                *store,
             ],
             cpus=cpus,
             cwd=tree,

@@ -41,3 +41,22 @@ def test_against_head(tmp_path):
     assert "ratio" in proc.stdout and "per chunk" in proc.stdout and "relay floor" in proc.stdout
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
     assert "modelsvc-against-" not in worktrees
+
+
+def test_cpu_with_a_redis_store(tmp_path):
+    """--redis: the gateway is started with a Redis of its own for limits and usage totals (as replicas run; the
+    bench waits for that Redis to accept connections first), and its requests are measured without errors."""
+    out = tmp_path / "cpu.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--cpu", "--redis", "--pairs", "1", "--seconds", "0.5", "--rate", "100"]
+        + ["--paths", "gateway/openai", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    r = json.loads(out.read_text())
+    assert r["redis"] is True and r["errors"] == {}
+    assert r["cpu_ms_per_request"]["gateway/openai"]["this"]["median"] > 0
+    assert "usage totals in Redis" in proc.stdout
