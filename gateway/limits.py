@@ -1,8 +1,9 @@
 """Rate limits (per key and per service) and usage totals, in state that several gateway replicas share.
 
 The store is aiocache: in memory by default (one replica), Redis when REDIS_URL is set (all replicas enforce one
-limit together). Every update is a single atomic increment (Redis INCRBY): no read-modify-write races between
-replicas. Windows are fixed calendar minutes; a key's counters expire two minutes after their window.
+limit together). Every update is an atomic increment (Redis INCRBY): no read-modify-write races between replicas;
+over Redis a request's counts go in one round trip per scope at admission and one after it (pipelines). Windows are
+fixed calendar minutes; a window's counters expire two minutes after they were last counted (in memory: first).
 
 Concurrent streams are leases, not a counter: one member per open stream in a sorted set scored by its last
 heartbeat. The replica holding a stream renews it every LEASE_TTL_S / 3; a lease not renewed for LEASE_TTL_S (its
@@ -26,6 +27,7 @@ import math
 import time
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiocache import Cache, SimpleMemoryCache
 from redis.exceptions import RedisError
@@ -187,7 +189,7 @@ class Limiter:
         a ttl is given, EXPIRE (three aiocache increments cost 260 µs of the gateway's CPU gathered, the pipeline
         130 µs; and a window's counter can no longer be left without its expiry by a failure between the two). In
         memory one after another (gather() would make each a task)."""
-        client = self.leases.client if isinstance(self.leases, RedisLeases) else None
+        client = self._client()
         if client is None:
             for key, delta, ttl in counts:
                 if ttl is None:
@@ -197,7 +199,7 @@ class Limiter:
             return
         pipe = client.pipeline(transaction=False)
         for key, delta, ttl in counts:
-            name = self.store.build_key(key, namespace=self.store.namespace)  # the key aiocache's own calls use
+            name = self._key(key)
             pipe.incrby(name, delta)
             if ttl is not None:
                 pipe.expire(name, ttl)
@@ -251,11 +253,43 @@ class Limiter:
             self._held[(skey, adm.lease_id)] = None
             self._ensure_heartbeat()
 
+    async def _counts(self, tkey: str | None, rkey: str | None) -> tuple[int, int]:
+        """A scope's window counts for one request: the tokens spent so far (tkey) and this request counted into
+        the requests (rkey). Over Redis one round trip (GET, INCR, EXPIRE in a pipeline), in memory two lookups."""
+        client = self._client()
+        if client is None:
+            tokens = int(await self.store.get(tkey) or 0) if tkey is not None else 0
+            requests = await self._incr(rkey, 1, 2 * WINDOW_S) if rkey is not None else 0
+            return tokens, requests
+        pipe = client.pipeline(transaction=False)
+        if tkey is not None:
+            pipe.get(self._key(tkey))
+        if rkey is not None:
+            pipe.incr(self._key(rkey))
+            pipe.expire(self._key(rkey), 2 * WINDOW_S)
+        async with asyncio.timeout(self.store.timeout or None):
+            replies = await pipe.execute()
+        tokens = int(replies[0] or 0) if tkey is not None else 0
+        requests = int(replies[-2]) if rkey is not None else 0
+        return tokens, requests
+
+    def _client(self) -> Any:
+        """The Redis client under the store, None in memory."""
+        return self.leases.client if isinstance(self.leases, RedisLeases) else None
+
+    def _key(self, key: str) -> str:
+        return self.store.build_key(key, namespace=self.store.namespace)  # the key aiocache's own calls use
+
     async def _windows(self, adm: Admission, name: str, what: str, lim: Limits, window: int, reset: int) -> None:
-        if lim.tokens_per_minute is not None:
-            tkey = f"{self.ns}:tpm:{name}:{window}"
-            used = int(await self.store.get(tkey) or 0)
-            remaining = max(0, lim.tokens_per_minute - used)
+        """The scope's per-minute windows. A request refused by the token window still counts in the request
+        window, as OpenAI counts unsuccessful requests against a per-minute limit."""
+        tkey = f"{self.ns}:tpm:{name}:{window}" if lim.tokens_per_minute is not None else None
+        rkey = f"{self.ns}:rpm:{name}:{window}" if lim.requests_per_minute is not None else None
+        if tkey is None and rkey is None:
+            return
+        spent, used = await self._counts(tkey, rkey)
+        if tkey is not None and lim.tokens_per_minute is not None:
+            remaining = max(0, lim.tokens_per_minute - spent)
             adm.headers.update(
                 {
                     "x-ratelimit-limit-tokens": str(lim.tokens_per_minute),
@@ -269,8 +303,7 @@ class Limiter:
                     headers={**adm.headers, "retry-after": str(reset)},
                 )
             adm.token_keys.append(tkey)
-        if lim.requests_per_minute is not None:
-            used = await self._incr(f"{self.ns}:rpm:{name}:{window}", 1, 2 * WINDOW_S)
+        if rkey is not None and lim.requests_per_minute is not None:
             adm.headers.update(
                 {
                     "x-ratelimit-limit-requests": str(lim.requests_per_minute),

@@ -354,3 +354,41 @@ async def test_a_requests_usage_and_token_counts_in_one_round_trip(shared, redis
             assert 0 < ttl <= 2 * WINDOW_S
     finally:
         await limiter.close()
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_admission_counts_a_scopes_windows_in_one_round_trip(shared, redis_server, monkeypatch):
+    """admit() reads the token window and counts the request in one Redis round trip per scope (in memory: two
+    lookups), with the same answers: remaining counts in the headers, 429 past either window, and a request the
+    token window refuses still counted in the request window (OpenAI counts unsuccessful requests too)."""
+    from gateway.errors import RateLimited
+    from gateway.limits import WINDOW_S, Limiter, make_store
+    from modelsvc.catalog import Key, loads
+
+    service = loads(catalog_with_service_limits("{requests_per_minute: 3, tokens_per_minute: 10}")).service(SVC)
+    key = Key(id="k-test", owner="u-8105f7322477", sha256="0" * 64)
+    limiter = Limiter(make_store(redis_server.url if shared else None))
+    if shared:  # every count goes through the pipeline: aiocache's own calls are not made
+        monkeypatch.setattr(limiter.store, "get", None)
+        monkeypatch.setattr(limiter.store, "increment", None)
+    _not_near_a_minute_boundary()
+    window, _ = limiter._window(time.time())
+    rkey = f"modelsvc:rpm:svc:{service.id}:{window}"
+    try:
+        adm = await limiter.admit(key, service, stream=False)
+        assert adm.headers["x-ratelimit-remaining-requests"] == "2"
+        assert adm.headers["x-ratelimit-remaining-tokens"] == "10"
+        limiter.spend(adm, key, service, 4, 6)  # the token window is spent
+        await limiter.drain()
+        with pytest.raises(RateLimited, match="10 tokens per minute") as refused:
+            await limiter.admit(key, service, stream=False)
+        assert refused.value.headers["x-ratelimit-remaining-tokens"] == "0"
+        with pytest.raises(RateLimited, match="10 tokens per minute"):
+            await limiter.admit(key, service, stream=False)
+        client = redis.Redis.from_url(redis_server.url) if shared else None
+        counted = int(client.get(rkey)) if client else await limiter.store.get(rkey)
+        assert counted == 3
+        if client:
+            assert 0 < client.ttl(rkey) <= 2 * WINDOW_S
+    finally:
+        await limiter.close()
