@@ -13,18 +13,24 @@ pytestmark = pytest.mark.e2e  # runs the benchmark as a subprocess
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_against_head(tmp_path):
+def bench(tmp_path, *args: str) -> tuple[dict, str]:
+    """`python -m bench ARGS`, small (0.5 s a measurement at 100 req/s): its JSON result and its stdout."""
     out = tmp_path / "cpu.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--against", "HEAD", "--pairs", "2", "--seconds", "0.5", "--rate", "100"]
-        + ["--stream-rate", "20", "--paths", "gateway/openai,stream/openai", "--out", str(out)],
+        [sys.executable, "-m", "bench", *args, "--seconds", "0.5", "--rate", "100", "--out", str(out)],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    r = json.loads(out.read_text())
+    return json.loads(out.read_text()), proc.stdout
+
+
+def test_against_head(tmp_path):
+    r, stdout = bench(
+        tmp_path, "--against", "HEAD", "--pairs", "2", "--stream-rate", "20", "--paths", "gateway/openai,stream/openai"
+    )
     assert r["errors"] == {} and r["against"] == "HEAD"
     cpu = r["cpu_ms_per_request"]
     assert set(cpu) == {"gateway/openai", "gateway/openai paced", "stream/openai x24", "stream/openai x4"}
@@ -38,7 +44,7 @@ def test_against_head(tmp_path):
     assert chunk["chunks"] > chunk["short_chunks"] > 0
     floor = r["relay_floor_ms_per_chunk"]
     assert floor["n"] == 3 and 0 < floor["min"] <= floor["median"] <= floor["max"]
-    assert "ratio" in proc.stdout and "per chunk" in proc.stdout and "relay floor" in proc.stdout
+    assert "ratio" in stdout and "per chunk" in stdout and "relay floor" in stdout
     worktrees = subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
     assert "modelsvc-against-" not in worktrees
 
@@ -46,17 +52,7 @@ def test_against_head(tmp_path):
 def test_cpu_with_a_redis_store(tmp_path):
     """--redis: the gateway is started with a Redis of its own for limits and usage totals (as replicas run; the
     bench waits for that Redis to accept connections first), and its requests are measured without errors."""
-    out = tmp_path / "cpu.json"
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench", "--cpu", "--redis", "--pairs", "1", "--seconds", "0.5", "--rate", "100"]
-        + ["--paths", "gateway/openai", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    r = json.loads(out.read_text())
+    r, stdout = bench(tmp_path, "--cpu", "--redis", "--pairs", "1", "--paths", "gateway/openai")
     assert r["redis"] is True and r["errors"] == {}
     assert r["cpu_ms_per_request"]["gateway/openai"]["this"]["median"] > 0
-    assert "usage totals in Redis" in proc.stdout
+    assert "usage totals in Redis" in stdout
