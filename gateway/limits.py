@@ -150,8 +150,8 @@ class Limiter:
     def __init__(self, store, namespace: str = "modelsvc", lease_ttl: float = LEASE_TTL_S):
         self.store = store
         self.ns = namespace
-        client = getattr(store, "client", None)
-        self.leases = RedisLeases(client, lease_ttl) if client is not None else MemoryLeases(lease_ttl)
+        self._redis = getattr(store, "client", None)  # the Redis client under the store; None in memory
+        self.leases = RedisLeases(self._redis, lease_ttl) if self._redis is not None else MemoryLeases(lease_ttl)
         self._held: dict[tuple[str, str], None] = {}  # leases of this process, renewed by the heartbeat
         self._heartbeat: asyncio.Task | None = None
         self._pending: set[asyncio.Task] = set()
@@ -189,22 +189,20 @@ class Limiter:
         a ttl is given, EXPIRE (three aiocache increments cost 260 µs of the gateway's CPU gathered, the pipeline
         130 µs; and a window's counter can no longer be left without its expiry by a failure between the two). In
         memory one after another (gather() would make each a task)."""
-        client = self._client()
-        if client is None:
+        if self._redis is None:
             for key, delta, ttl in counts:
                 if ttl is None:
                     await self.store.increment(key, delta)
                 else:
                     await self._incr(key, delta, ttl)
             return
-        pipe = client.pipeline(transaction=False)
+        pipe = self._redis.pipeline(transaction=False)
         for key, delta, ttl in counts:
             name = self._key(key)
             pipe.incrby(name, delta)
             if ttl is not None:
                 pipe.expire(name, ttl)
-        async with asyncio.timeout(self.store.timeout or None):
-            await pipe.execute()
+        await self._execute(pipe)
 
     async def admit(self, key: Key, service: Service, stream: bool) -> Admission:
         declared = [(f"key:{key.id}", key.limits), (f"svc:{service.id}", service.limits)]
@@ -256,26 +254,25 @@ class Limiter:
     async def _counts(self, tkey: str | None, rkey: str | None) -> tuple[int, int]:
         """A scope's window counts for one request: the tokens spent so far (tkey) and this request counted into
         the requests (rkey). Over Redis one round trip (GET, INCR, EXPIRE in a pipeline), in memory two lookups."""
-        client = self._client()
-        if client is None:
+        if self._redis is None:
             tokens = int(await self.store.get(tkey) or 0) if tkey is not None else 0
             requests = await self._incr(rkey, 1, 2 * WINDOW_S) if rkey is not None else 0
             return tokens, requests
-        pipe = client.pipeline(transaction=False)
+        pipe = self._redis.pipeline(transaction=False)
         if tkey is not None:
             pipe.get(self._key(tkey))
         if rkey is not None:
             pipe.incr(self._key(rkey))
             pipe.expire(self._key(rkey), 2 * WINDOW_S)
-        async with asyncio.timeout(self.store.timeout or None):
-            replies = await pipe.execute()
+        replies = await self._execute(pipe)
         tokens = int(replies[0] or 0) if tkey is not None else 0
         requests = int(replies[-2]) if rkey is not None else 0
         return tokens, requests
 
-    def _client(self) -> Any:
-        """The Redis client under the store, None in memory."""
-        return self.leases.client if isinstance(self.leases, RedisLeases) else None
+    async def _execute(self, pipe: Any) -> list[Any]:
+        """A pipeline's replies, within the store's deadline (--redis-timeout) like aiocache's own calls."""
+        async with asyncio.timeout(self.store.timeout or None):
+            return await pipe.execute()
 
     def _key(self, key: str) -> str:
         return self.store.build_key(key, namespace=self.store.namespace)  # the key aiocache's own calls use
