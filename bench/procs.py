@@ -123,15 +123,8 @@ class Proc:
 
     def cpu_s(self) -> float:
         """utime + stime of the whole tree, seconds."""
-        total = 0
-        for pid in self.tree():
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-                total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
-            except (OSError, IndexError, ValueError):
-                pass
-        return total / TICK
+        user, system, _ = self.counters()
+        return user + system
 
     def counters(self) -> tuple[float, float, int]:
         """(utime s, stime s, read syscalls) of the whole tree: what the CPU went to, and how many reads it took
@@ -141,9 +134,10 @@ class Proc:
             try:
                 with open(f"/proc/{pid}/stat") as f:
                     fields = f.read().rsplit(")", 1)[1].split()
-                with open(f"/proc/{pid}/io") as f:
+                user, system = user + int(fields[11]), system + int(fields[12])  # fields 14, 15 of stat
+                with open(f"/proc/{pid}/io") as f:  # (a process gone or not ours: its CPU still counts)
                     io = dict(line.split(": ") for line in f.read().splitlines() if ": " in line)
-                user, system, reads = user + int(fields[11]), system + int(fields[12]), reads + int(io["syscr"])
+                reads += int(io["syscr"])
             except (OSError, IndexError, KeyError, ValueError):
                 pass
         return user / TICK, system / TICK, reads
