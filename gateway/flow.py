@@ -488,10 +488,14 @@ async def _relay(s: _Stream, shape: StreamShape, respond: Respond) -> None:
     response = None
     try:
         response = await respond()
+        ended = False
         async with contextlib.aclosing(_events(s, shape)) as events:
             async for event in events:
-                await response.send(event)
-        await response.eof()
+                # _events ends its status before its last event: that one closes the chunked body in its write
+                ended = s.status != "cancelled"
+                await response.send(event, end_stream=ended)
+        if not ended:
+            await response.eof()
     except asyncio.CancelledError:
         # before the response started there is nothing to end properly: the cancellation goes on, _close meters
         if response is None or (err := s.call.interrupted()) is None:
@@ -516,20 +520,26 @@ def _close(s: _Stream) -> None:
 
 
 async def _events(s: _Stream, shape: StreamShape) -> AsyncGenerator[bytes, None]:
-    """The stream's bytes. Errors after the first byte become the shape's error event (the status is already
-    sent); `s.status` says how it ended."""
+    """The stream's bytes, events that are ready together in one item (one write: the head with the first delta, the
+    end with [DONE]). Errors after the first byte become the shape's error event (the status is already sent);
+    `s.status` says how it ended, and leaves "cancelled" only just before the last item."""
     call = s.call
     reader = call.reading.stream() if call.reading is not None else None
+    head = b""
     try:
-        if head := shape.head():
-            yield head
+        head = shape.head()  # sent with the first delta
         item = s.first
         while not isinstance(item, GenResult):
             if reader is not None:
                 for piece in reader.feed(item):
-                    yield shape.delta(piece)
+                    yield head + shape.delta(piece)
+                    head = b""
             elif item.text or item.tool_calls or item.reasoning:
-                yield shape.delta(item)
+                yield head + shape.delta(item)
+                head = b""
+            if head:  # the first piece had nothing to show: the head goes now, as it would have
+                yield head
+                head = b""
             t = time.perf_counter()
             try:
                 item = await s.rest.__anext__()
@@ -540,13 +550,13 @@ async def _events(s: _Stream, shape: StreamShape) -> AsyncGenerator[bytes, None]
         if reader is not None:
             rest, item = reader.finish(item)
             for piece in rest:
-                yield shape.delta(piece)
-        end = shape.end(item)
+                yield head + shape.delta(piece)
+                head = b""
+        end = head + shape.end(item) + shape.done()
         s.status = "ok"
         call.record(s.status)  # before the caller can see the end: an answered stream is always billed
         await _store(call, shape)  # before the caller can see the end: a follow-up finds it
         yield end
-        yield shape.done()
     except Exception as e:
         err = e if isinstance(e, GatewayError) else GatewayError("internal error")
         if err is not e:
@@ -562,7 +572,7 @@ async def _events(s: _Stream, shape: StreamShape) -> AsyncGenerator[bytes, None]
         if isinstance(err, (BackendUnavailable, BackendTimeout)) or _partial(err):
             call.pool.failed(s.instance)
         call.record(s.status, s.error)
-        yield shape.error(err)
+        yield head + shape.error(err)
 
 
 # -- images ------------------------------------------------------------------------------------------------------------
