@@ -6,7 +6,8 @@ It is NOT the stand-in: the stand-in (devtools/standin) speaks the real Triton p
 this one only honours the contract. Its text is deterministic: " w1 w2 ..." up to `natural_tokens` (a natural end)
 or max_tokens; it goes through the same assembly as Triton's answers (stop strings cut, counts, finish_reason).
 Markers in the prompt steer it, like the stand-in's: ``[fake:refuse]`` (unreachable: BackendUnavailable),
-``[fake:error]`` (the engine refuses: BackendError), ``[fake:die:N]`` (fails after N tokens, partial).
+``[fake:error]`` (the engine refuses: BackendError), ``[fake:die:N]`` (fails after N tokens, partial),
+``[fake:pairs]`` (streamed tokens handed over two at a time, ``Delta.more`` on the first: one upstream read each).
 """
 
 from __future__ import annotations
@@ -114,6 +115,7 @@ class FakeBackend:
         self.check(req)
         tokens = self._tokens(req)
         die = self._die_after(req)
+        pairs = "[fake:pairs]" in req.prompt
         assembly = Assembly(req)
         self.outstanding += 1
         try:
@@ -125,6 +127,7 @@ class FakeBackend:
                 n_in = len(req.prompt.split()) if i == 0 else None
                 delta = assembly.add(token, n_in, 1, [-0.5] if req.sampling.logprobs else ())
                 if delta is not None:
+                    delta.more = pairs and i % 2 == 0 and i + 1 < len(tokens)
                     yield delta
                 if assembly.stopped:
                     break

@@ -520,26 +520,26 @@ def _close(s: _Stream) -> None:
 
 
 async def _events(s: _Stream, shape: StreamShape) -> AsyncGenerator[bytes, None]:
-    """The stream's bytes, events that are ready together in one item (one write: the head with the first delta, the
-    end with [DONE]). Errors after the first byte become the shape's error event (the status is already sent);
-    `s.status` says how it ended, and leaves "cancelled" only just before the last item."""
+    """The stream's bytes, what is ready together in one item (one write): the head with the first delta, the
+    pieces of one upstream read (`Delta.more`: never waiting for a piece that has not come), the end with [DONE].
+    Errors after the first byte become the shape's error event (the status is already sent); `s.status` says how
+    it ended, and leaves "cancelled" only just before the last item."""
     call = s.call
     reader = call.reading.stream() if call.reading is not None else None
-    head = b""
+    ready: list[bytes] = []
     try:
-        head = shape.head()  # sent with the first delta
+        if head := shape.head():
+            ready.append(head)
         item = s.first
         while not isinstance(item, GenResult):
             if reader is not None:
                 for piece in reader.feed(item):
-                    yield head + shape.delta(piece)
-                    head = b""
+                    ready.append(shape.delta(piece))
             elif item.text or item.tool_calls or item.reasoning:
-                yield head + shape.delta(item)
-                head = b""
-            if head:  # the first piece had nothing to show: the head goes now, as it would have
-                yield head
-                head = b""
+                ready.append(shape.delta(item))
+            if ready and not item.more:
+                yield b"".join(ready)
+                ready.clear()
             t = time.perf_counter()
             try:
                 item = await s.rest.__anext__()
@@ -550,9 +550,8 @@ async def _events(s: _Stream, shape: StreamShape) -> AsyncGenerator[bytes, None]
         if reader is not None:
             rest, item = reader.finish(item)
             for piece in rest:
-                yield head + shape.delta(piece)
-                head = b""
-        end = head + shape.end(item) + shape.done()
+                ready.append(shape.delta(piece))
+        end = b"".join((*ready, shape.end(item), shape.done()))
         s.status = "ok"
         call.record(s.status)  # before the caller can see the end: an answered stream is always billed
         await _store(call, shape)  # before the caller can see the end: a follow-up finds it
@@ -572,7 +571,7 @@ async def _events(s: _Stream, shape: StreamShape) -> AsyncGenerator[bytes, None]
         if isinstance(err, (BackendUnavailable, BackendTimeout)) or _partial(err):
             call.pool.failed(s.instance)
         call.record(s.status, s.error)
-        yield head + shape.error(err)
+        yield b"".join(ready) + shape.error(err)
 
 
 # -- images ------------------------------------------------------------------------------------------------------------

@@ -145,6 +145,8 @@ class Delta:
     index: int = 0  # the choice (num_return_sequences: the engine's sequence_index)
     reasoning: str = ""
     tool_calls: list[ToolCallDelta] | None = None
+    # the backend hands over its next piece without waiting (they came in one read): the gateway writes them together
+    more: bool = False
 
 
 @dataclass(slots=True)

@@ -233,6 +233,8 @@ class OpenAIUpstream:
         try:
             async with aclosing(self._exchange(req, answer)) as exchange:  # closed now if the caller stops reading
                 async for deltas in exchange:
+                    for delta in deltas[:-1]:  # one read's pieces: the caller gets them in one write
+                        delta.more = True
                     for delta in deltas:
                         yield delta
         finally:

@@ -93,3 +93,29 @@ async def test_a_responses_stream_ends_its_body_with_response_completed(tmp_path
     assert text.index("response.created") < text.index("response.output_text.delta")  # the head, then delta 1
     kinds = [line[7:] for line in out[-1][0].decode().splitlines() if line.startswith("event: ")]
     assert kinds[0] == "response.output_text.done" and kinds[-1] == "response.incomplete"  # 16 tokens: the cap
+
+
+def deltas(data: bytes) -> list[str]:
+    return [json.loads(e)["choices"][0]["delta"].get("content", "") for e in events(data) if e != "[DONE]"]
+
+
+async def test_pieces_that_came_together_are_written_together(tmp_path):
+    """[fake:pairs]: the backend hands over its tokens two at a time (Delta.more on the first, as the openai backend
+    marks the events of one read): one write per pair, none held back for a piece that has not come."""
+    body = {"model": SVC, "messages": [{"role": "user", "content": "[fake:pairs]"}], "max_tokens": 5, "stream": True}
+    async with InProcessGateway(tmp_path) as gw:
+        out = await writes(gw, "/v1/chat/completions", body)
+    assert [deltas(data) for data, _ in out] == [["", " w1", " w2"], [" w3", " w4"], [" w5"], [""]]
+    assert [more for _, more in out] == [True, True, True, False]
+
+
+async def test_a_piece_waiting_for_its_pair_is_written_with_the_error_that_ended_the_stream(tmp_path):
+    content = "[fake:pairs] [fake:die:3]"  # w3 is the first of a pair whose second never comes
+    body = {"model": SVC, "messages": [{"role": "user", "content": content}], "max_tokens": 5, "stream": True}
+    async with InProcessGateway(tmp_path) as gw:
+        out = await writes(gw, "/v1/chat/completions", body)
+    assert [deltas(data) for data, _ in out[:-1]] == [["", " w1", " w2"]]
+    last = events(out[-1][0])
+    assert json.loads(last[0])["choices"][0]["delta"] == {"content": " w3"}
+    assert json.loads(last[1])["error"]["code"] == "backend_error" and last[2] == "[DONE]"
+    assert out[-1][1] is False

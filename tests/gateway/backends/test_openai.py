@@ -100,3 +100,50 @@ async def test_a_bad_event_in_the_last_read_of_a_collected_answer_is_reported_as
     finally:
         await b.close()
         server.close()
+
+
+@pytest.mark.e2e
+async def test_a_streams_pieces_that_came_in_one_read_are_marked_to_be_written_together():
+    """Delta.more: set on every piece of one read but its last, so the gateway writes a read's events in one write
+    and never waits for a piece that has not come. The upstream sends three events, waits until the third has been
+    handed on, then sends two more and the end."""
+    import asyncio
+
+    def chunk(data: bytes) -> bytes:
+        return b"%x\r\n%b\r\n" % (len(data), data)
+
+    def event(text: str, finish: str | None = None) -> bytes:
+        finish_json = "null" if finish is None else f'"{finish}"'
+        delta = f'{{"content": "{text}"}}' if text else "{}"
+        return chunk(
+            f'data: {{"choices": [{{"index": 0, "delta": {delta}, "finish_reason": {finish_json}}}]}}\n\n'.encode()
+        )
+
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+    second = asyncio.Event()
+
+    async def handle(reader, writer):
+        request = (await reader.readuntil(b"\r\n\r\n")).lower()
+        await reader.readexactly(int(request.split(b"content-length:")[1].split(b"\r\n")[0]))
+        writer.write(head + event("a") + event("b") + event("c"))  # one write: one read on the gateway's side
+        await second.wait()
+        writer.write(event("d") + event("e") + event("", "length") + chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    b = OpenAIUpstream(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/v1", "m")
+    try:
+        seen: list[tuple[str, bool]] = []
+        async for item in b.stream(genreq("", 5, messages=[{"role": "user", "content": "hi"}])):
+            if isinstance(item, Delta):
+                seen.append((item.text, item.more))
+                if item.text == "c":
+                    assert not item.more  # the last of its read: written now, before the next read
+                    second.set()
+            else:
+                assert item.text == "abcde" and item.finish_reason == "length"
+        assert seen == [("a", True), ("b", True), ("c", False), ("d", True), ("e", False)]
+    finally:
+        await b.close()
+        server.close()
