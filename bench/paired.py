@@ -144,6 +144,8 @@ class Paired:
             for n in (TOKENS, SHORT_TOKENS):
                 body = self._body(f"bench/{backend}-delay", stream=True, max_tokens=n)
                 out[f"stream/{backend} x{n}"] = job(body, a.stream_rate)
+            # from the 0 ms upstream: the OpenAI-compatible one's events come several to a read, and are written so
+            out[f"stream/{backend} burst"] = job(self._body(f"bench/{backend}-fast", stream=True), a.stream_rate)
         wanted = a.paths.split(",") if a.paths else None
         return {k: v for k, v in out.items() if not wanted or any(k.startswith(w) for w in wanted)}
 

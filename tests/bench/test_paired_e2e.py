@@ -33,7 +33,13 @@ def test_against_head(tmp_path):
     )
     assert r["errors"] == {} and r["against"] == "HEAD"
     cpu = r["cpu_ms_per_request"]
-    assert set(cpu) == {"gateway/openai", "gateway/openai paced", "stream/openai x24", "stream/openai x4"}
+    assert set(cpu) == {
+        "gateway/openai",
+        "gateway/openai paced",
+        "stream/openai x24",
+        "stream/openai x4",
+        "stream/openai burst",
+    }
     for by in cpu.values():
         assert set(by) == {"this", "HEAD"} and all(s["n"] == 2 and s["median"] > 0 for s in by.values())
     for path, by in r["reads_per_request"].items():  # every request reads its caller and its upstream at least
