@@ -586,7 +586,9 @@ async def test_closing_the_channel_while_it_connects_closes_the_socket():
     data = b""
     while chunk := await loop.run_in_executor(None, accepted.recv, 65536):  # b"": the gateway closed its side
         data += chunk
-    assert data.startswith(b"PRI * HTTP/2.0")
+    # closed (a socket left open times the recv out instead); the preface went out only if the loop had seen the
+    # connection made before close(), which the accept in another thread does not order
+    assert data == b"" or data.startswith(b"PRI * HTTP/2.0"), data
     accepted.close()
     listener.close()
 
