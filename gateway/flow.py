@@ -54,7 +54,7 @@ log = logging.getLogger("gateway.flow")
 class StreamResponse(Protocol):
     """What the handler's ``respond()`` opens: the HTTP response of a stream (Sanic's)."""
 
-    async def send(self, data: bytes) -> None: ...
+    async def send(self, data: bytes, end_stream: bool | None = None) -> None: ...  # end_stream: the body's last
     async def eof(self) -> None: ...
 
 

@@ -266,6 +266,10 @@ class Call:
             finally:
                 self._waiter = None
 
+    def queued(self) -> Any | None:
+        """The next message already received (in the read that brought the last one), None if none is: never waits."""
+        return self._messages.popleft() if self._messages else None
+
     def cancel(self) -> None:
         """Ends the call (CANCELLED); the server is told (RST_STREAM CANCEL). No-op once it ended."""
         self._finish(RpcFailure(grpc.StatusCode.CANCELLED, "Locally cancelled by application!"), reset=True)

@@ -91,6 +91,7 @@ from gateway.errors import (
     BackendError,
     BackendTimeout,
     BackendUnavailable,
+    GatewayError,
     InvalidRequest,
     UnsupportedParameter,
     redact_addresses,
@@ -649,7 +650,20 @@ class TritonInstance:
                 response = await self._next(call, deadline, assembly.responses == 0, yielded)
                 if response is None:  # the server closed the stream: done
                     break
-                if (delta := self._take(assembly, response, logprobs)) is not None:
+                delta = self._take(assembly, response, logprobs)
+                try:  # responses that came in the same read: taken now, their deltas written together (Delta.more)
+                    while not assembly.stopped and (message := call.queued()) is not None:
+                        response = self._response(message, yielded or delta is not None)
+                        if (after := self._take(assembly, response, logprobs)) is not None:
+                            if delta is not None:
+                                delta.more = yielded = True
+                                yield delta
+                            delta = after
+                except GatewayError:  # what came before the failure still reaches the caller
+                    if delta is not None:
+                        yield delta
+                    raise
+                if delta is not None:
                     yielded = True
                     yield delta
             if isinstance(assembly, Choices):

@@ -751,3 +751,69 @@ async def test_end_tokens_go_as_stop_words_and_never_reach_the_caller(make, chat
     req.end_tokens = (end,)
     texts, r = await collect(inst, req)
     assert "".join(texts) == " ".join(words[:3]) and chat.server.received[-1]["stop_words"] == ["zzz", end]
+
+
+async def test_responses_that_came_in_one_read_are_marked_to_be_written_together(make, chat):
+    """After the first delta this test holds the event loop until three responses or more wait in the socket (until
+    what waits stops growing), so one read brings them: their deltas come out marked Delta.more but the last of
+    the read, for the gateway to write them in one write, and the text is the whole answer."""
+    import fcntl
+    import termios
+
+    inst = await make(chat)
+    prompt = "several in one read"
+    toks = complete(prompt, 12)
+    sock = None
+    texts, marks = [], []
+    async for item in inst.stream(genreq(prompt, 12)):
+        if not isinstance(item, Delta):
+            assert item.text == "".join(toks) and item.completion_tokens == 12
+            continue
+        texts.append(item.text)
+        marks.append(item.more)
+        if sock is None:  # the loop held (no read) until the bytes have arrived and stopped growing
+            sock = inst._channel._conn.transport.get_extra_info("socket")
+            buf = bytearray(4)
+            waiting, deadline, stable = 0, time.monotonic() + 10, 0
+            while time.monotonic() < deadline and not (waiting > 600 and stable >= 5):
+                time.sleep(0.02)
+                fcntl.ioctl(sock.fileno(), termios.FIONREAD, buf)
+                now = int.from_bytes(buf, "little")
+                stable = stable + 1 if now == waiting else 0
+                waiting = now
+            assert waiting > 600, waiting  # three responses or more (~170 bytes each)
+    assert texts == toks and marks[0] is False  # the first came alone; nothing was lost or reordered
+    assert marks[1:3] == [True, True]  # the held read brought three or more: the first ones marked
+    assert marks[-1] is False  # the last delta of a read (here of the answer) is not
+
+
+async def test_an_engine_error_in_the_same_read_comes_after_the_deltas_before_it(make, chat, monkeypatch):
+    """Responses taken from one read, the last of them the engine's error: every delta before it reaches the caller
+    (the last unmarked), then the error, partial. The call is the real h2c.Call, its queue filled as the
+    connection fills it from one read (nothing is sent)."""
+    from tritonclient.grpc import service_pb2
+
+    def message(text: bytes = b"", error: str = "") -> service_pb2.ModelStreamInferResponse:
+        m = service_pb2.ModelStreamInferResponse(error_message=error)
+        if not error:
+            m.infer_response.outputs.add(name="text_output", datatype="BYTES", shape=[1, 1])
+            m.infer_response.raw_output_contents.append(struct.pack("<I", len(text)) + text)
+        return m
+
+    inst = await make(chat)
+    opened = inst._open_stream
+
+    def fed(request, sink=None):
+        call = opened(request, sink)
+        call._started = True  # nothing is sent: the messages below are what one read brought
+        for m in (message(b"a"), message(b"b"), message(b"c"), message(error="out of blocks")):
+            call._messages.append(m)
+        return call
+
+    monkeypatch.setattr(inst, "_open_stream", fed)
+    got = []
+    with pytest.raises(BackendError) as ei:
+        async for item in inst.stream(genreq("x", 8)):
+            got.append((item.text, item.more))
+    assert got == [("a", True), ("b", True), ("c", False)]
+    assert "out of blocks" in ei.value.message and ei.value.partial is True
