@@ -201,6 +201,7 @@ class TritonInstance:
         self.inputs: dict[str, _Declared] = {}
         self._flags: dict[tuple[str, bool], tuple[wire.Tensor, bytes]] = {}  # encoded once per model config
         self._layout = wire.Layout()  # where the outputs sit in this model's responses
+        self._template = wire.StreamTemplate(service_pb2.ModelStreamInferResponse.FromString)  # and their bytes
         self.outputs: set[str] = set()
         self.decoupled = False
         self.seed_input: str | None = None
@@ -325,6 +326,7 @@ class TritonInstance:
         self.inputs = {i.name: _Declared(_wire_type(i.data_type), tuple(i.dims), bool(i.optional)) for i in cfg.input}
         self._flags = {}
         self._layout = wire.Layout()
+        self._template = wire.StreamTemplate(service_pb2.ModelStreamInferResponse.FromString)
         self.outputs = {o.name for o in cfg.output}
         self.decoupled = bool(cfg.model_transaction_policy.decoupled)
         self.seed_input = "seed" if "seed" in self.inputs else ("random_seed" if "random_seed" in self.inputs else None)
@@ -574,7 +576,7 @@ class TritonInstance:
             self._take(assembly, self._response(message, partial=False), logprobs)
 
         self.outstanding += 1
-        call = self._open_stream(request, take)
+        call = self._open_stream(request, take, plain=self._plain(req))
         deadline = ReadDeadline()
         try:
             await self._next(call, deadline, False, False, budget)  # the end: every response went to take()
@@ -612,7 +614,7 @@ class TritonInstance:
         return index
 
     def _decode(self, response: service_pb2.ModelInferResponse) -> tuple[str, int | None, int | None]:
-        fast = wire.decode_llm(response, self._layout)
+        fast = response if type(response) is tuple else wire.decode_llm(response, self._layout)
         # out of the ordinary: tritonclient's InferResult reads it
         raw, n_in, n_out = fast if fast is not None else wire.decode_llm_numpy(response)
         if raw is None:
@@ -642,7 +644,7 @@ class TritonInstance:
         assembly = self._assembly(req, stream=True)
         logprobs = req.sampling.logprobs
         self.outstanding += 1
-        call = self._open_stream(request)
+        call = self._open_stream(request, plain=self._plain(req))
         deadline = ReadDeadline()
         yielded = False
         try:
@@ -708,12 +710,20 @@ class TritonInstance:
         self,
         request: service_pb2.ModelInferRequest,
         sink: Callable[[service_pb2.ModelStreamInferResponse], None] | None = None,
+        *,
+        plain: bool = False,
     ) -> h2c.Call:
         """A ModelStreamInfer call carrying this one request (sent with END_STREAM on the first read); the server
-        closes the stream when the request is done. `sink`: each response handed over as it arrives (h2c.Call)."""
-        return self._ensure_channel().call(
-            _MODEL_STREAM_INFER, request, service_pb2.ModelStreamInferResponse.FromString, self.max_stream_s, sink
-        )
+        closes the stream when the request is done. `sink`: each response handed over as it arrives (h2c.Call).
+        plain: the answer needs only text and counts, so responses that fit the model's template are read from
+        their bytes as (text, counts) (wire.StreamTemplate); the others arrive parsed."""
+        parse = self._template.parse if plain else service_pb2.ModelStreamInferResponse.FromString
+        return self._ensure_channel().call(_MODEL_STREAM_INFER, request, parse, self.max_stream_s, sink)
+
+    @staticmethod
+    def _plain(req: GenRequest) -> bool:
+        """One sequence, no log probabilities: text and counts are all the answer reads of a response."""
+        return req.sampling.n == 1 and not req.sampling.logprobs
 
     async def _next(
         self, call: h2c.Call, deadline: ReadDeadline, first: bool, partial: bool, timeout: float | None = None
@@ -739,7 +749,10 @@ class TritonInstance:
         return self._response(message, partial)
 
     def _response(self, message: service_pb2.ModelStreamInferResponse, partial: bool) -> service_pb2.ModelInferResponse:
-        """The response a stream message carries, or the engine's error in it raised as ours."""
+        """The response a stream message carries, or the engine's error in it raised as ours (a response read by
+        the template is already its (text, counts))."""
+        if type(message) is tuple:
+            return message
         if message.error_message != "":
             if not partial and (refused := _refused_input(message.error_message)) is not None:
                 raise refused

@@ -198,6 +198,109 @@ def _by_plan(
     return found[0], found[1], found[2]
 
 
+Decoded = tuple[bytes | None, int | None, int | None]  # (text_output, num_input_tokens, num_output_tokens)
+_INFER_RESPONSE = 0x12  # ModelStreamInferResponse.infer_response: field 2, length-delimited (error_message is 1)
+_RAW_OUTPUT = 0x32  # ModelInferResponse.raw_output_contents: field 6, length-delimited, the last field
+
+
+def _varint(data: bytes, pos: int) -> tuple[int, int]:
+    """A protobuf varint at data[pos]: (value, the position after it); IndexError when cut short."""
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise IndexError("varint too long")
+
+
+def _raw_fields(data: bytes, pos: int, end: int) -> list[bytes] | None:
+    """data[pos:end] as nothing but raw_output_contents entries, in order; None on anything else."""
+    raws = []
+    try:
+        while pos < end:
+            if data[pos] != _RAW_OUTPUT:
+                return None
+            size, pos = _varint(data, pos + 1)
+            if pos + size > end:
+                return None
+            raws.append(data[pos : pos + size])
+            pos += size
+    except IndexError:
+        return None
+    return raws
+
+
+class StreamTemplate:
+    """ModelStreamInferResponse bytes read without protobuf: a model's stream responses repeat the same bytes up to
+    their raw_output_contents (model name and version, parameters, the outputs' names, datatypes and shapes) and
+    differ only in those, which protobuf's wire format puts last. The first response (and any that differs) is
+    parsed, and its bytes before raw_output_contents kept with decode_llm's plan for it; a later response whose
+    infer_response starts with those same bytes and goes on with nothing but raw_output_contents entries parses to
+    that response with new contents, so its plan reads them (as decode_llm would, proved in
+    tests/gateway/backends/test_triton_wire.py). Errors (error_message comes first), other layouts and anything
+    unusual are parsed by protobuf as before. For single-sequence answers without log probabilities, whose plan
+    is all they need."""
+
+    __slots__ = ("_parse", "plan", "prefix")
+
+    def __init__(self, parse: Any) -> None:
+        self._parse = parse  # ModelStreamInferResponse.FromString
+        self.prefix: bytes | None = None
+        self.plan: tuple[tuple[int, int, struct.Struct | None], ...] = ()
+
+    def read(self, data: bytes) -> Decoded | None:
+        """The response's (text, counts) when it fits the template, else None."""
+        prefix = self.prefix
+        if prefix is None or not data or data[0] != _INFER_RESPONSE:
+            return None
+        try:
+            size, pos = _varint(data, 1)
+        except IndexError:
+            return None
+        end = pos + size
+        if end != len(data) or not data.startswith(prefix, pos):
+            return None
+        raws = _raw_fields(data, pos + len(prefix), end)
+        return None if raws is None else _by_plan(self.plan, raws)
+
+    def parse(self, data: bytes) -> Decoded | Message:
+        """The h2c parse function: a fitting response read as (text, counts); any other parsed, and learnt from."""
+        fast = self.read(data)
+        if fast is not None:
+            return fast
+        message = self._parse(data)
+        self._learn(data, message)
+        return message
+
+    def _learn(self, data: bytes, message: Message) -> None:
+        if message.error_message != "" or not data or data[0] != _INFER_RESPONSE:
+            return
+        layout = Layout()
+        if decode_llm(message.infer_response, layout) is None or not layout.plan:
+            return
+        try:
+            size, pos = _varint(data, 1)
+            end = pos + size
+            if end != len(data):
+                return
+            start, at = pos, pos
+            while at < end and data[at] != _RAW_OUTPUT:  # fields 1-5 (all length-delimited), up to the first raw
+                key, at = _varint(data, at)
+                if key & 7 != 2:
+                    return
+                length, at = _varint(data, at)
+                at += length
+        except IndexError:
+            return
+        if at > end or _raw_fields(data, at, end) is None:
+            return
+        self.prefix, self.plan = data[start:at], layout.plan
+
+
 def decode_llm_numpy(response: Message) -> tuple[bytes | str | None, int | None, int | None]:
     """The same through tritonclient's InferResult.as_numpy (the reference, and the path for anything unusual).
     text is None when the output is absent; b"" when it is empty."""

@@ -754,36 +754,32 @@ async def test_end_tokens_go_as_stop_words_and_never_reach_the_caller(make, chat
 
 
 async def test_responses_that_came_in_one_read_are_marked_to_be_written_together(make, chat):
-    """After the first delta this test holds the event loop until three responses or more wait in the socket (until
-    what waits stops growing), so one read brings them: their deltas come out marked Delta.more but the last of
-    the read, for the gateway to write them in one write, and the text is the whole answer."""
+    """The channel's socket is not read (transport paused) until three responses or more wait in it, so one read
+    brings them: their deltas come out marked Delta.more but the last of the read, for the gateway to write them in
+    one write, and the text is the whole answer."""
     import fcntl
     import termios
 
     inst = await make(chat)
+    await inst.generate(genreq("warm", 1))  # the channel's connection is open and idle
+    transport = inst._channel._conn.transport
+    fd = transport.get_extra_info("socket").fileno()
     prompt = "several in one read"
     toks = complete(prompt, 12)
-    sock = None
-    texts, marks = [], []
-    async for item in inst.stream(genreq(prompt, 12)):
-        if not isinstance(item, Delta):
-            assert item.text == "".join(toks) and item.completion_tokens == 12
-            continue
-        texts.append(item.text)
-        marks.append(item.more)
-        if sock is None:  # the loop held (no read) until the bytes have arrived and stopped growing
-            sock = inst._channel._conn.transport.get_extra_info("socket")
-            buf = bytearray(4)
-            waiting, deadline, stable = 0, time.monotonic() + 10, 0
-            while time.monotonic() < deadline and not (waiting > 600 and stable >= 5):
-                time.sleep(0.02)
-                fcntl.ioctl(sock.fileno(), termios.FIONREAD, buf)
-                now = int.from_bytes(buf, "little")
-                stable = stable + 1 if now == waiting else 0
-                waiting = now
-            assert waiting > 600, waiting  # three responses or more (~170 bytes each)
-    assert texts == toks and marks[0] is False  # the first came alone; nothing was lost or reordered
-    assert marks[1:3] == [True, True]  # the held read brought three or more: the first ones marked
+    transport.pause_reading()
+    stream = inst.stream(genreq(prompt, 12))
+    first = asyncio.ensure_future(stream.__anext__())  # sends the request; its answer waits in the socket
+    buf = bytearray(4)
+    assert await wait_until(
+        lambda: fcntl.ioctl(fd, termios.FIONREAD, buf) == 0 and int.from_bytes(buf, "little") > 600, 10
+    )
+    transport.resume_reading()  # one read: three responses or more (~170 bytes each)
+    items = [await first] + [item async for item in stream]
+    *deltas, result = items
+    assert isinstance(result, GenResult) and result.text == "".join(toks) and result.completion_tokens == 12
+    marks = [d.more for d in deltas]
+    assert [d.text for d in deltas] == toks  # nothing lost or reordered
+    assert marks[:2] == [True, True]  # the first read's deltas: marked but its last
     assert marks[-1] is False  # the last delta of a read (here of the answer) is not
 
 
@@ -803,8 +799,8 @@ async def test_an_engine_error_in_the_same_read_comes_after_the_deltas_before_it
     inst = await make(chat)
     opened = inst._open_stream
 
-    def fed(request, sink=None):
-        call = opened(request, sink)
+    def fed(request, sink=None, **kw):
+        call = opened(request, sink, **kw)
         call._started = True  # nothing is sent: the messages below are what one read brought
         for m in (message(b"a"), message(b"b"), message(b"c"), message(error="out of blocks")):
             call._messages.append(m)

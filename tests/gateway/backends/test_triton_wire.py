@@ -8,6 +8,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tritonclient.grpc import InferInput, InferRequestedOutput, InferResult, service_pb2
 from tritonclient.grpc._utils import _get_inference_request
 from tritonclient.utils import serialize_byte_tensor, triton_to_np_dtype
@@ -320,6 +322,107 @@ def test_a_learnt_layout_reads_every_response_as_the_field_by_field_read_does():
     wire.decode_llm(FAST[0], layout)
     assert layout.outputs is not None and wire.decode_llm(bad_prefix, layout) is None  # same outputs, bad contents
     assert wire.decode_llm(short_int, layout) is None
+
+
+# -- StreamTemplate: stream responses read from their bytes ------------------------------------------------------------
+FROM_STRING = service_pb2.ModelStreamInferResponse.FromString
+
+
+def streamed(r, error: str = "") -> bytes:
+    """A ModelInferResponse as a stream message's bytes."""
+    m = service_pb2.ModelStreamInferResponse(error_message=error)
+    m.infer_response.CopyFrom(r)
+    return m.SerializeToString()
+
+
+def reference_read(data: bytes):
+    """What the template must give for `data` when it gives anything: protobuf's parse, then decode_llm."""
+    m = FROM_STRING(data)
+    return None if m.error_message else wire.decode_llm(m.infer_response)
+
+
+def llm(t: bytes, n_in: int = 5, n_out: int = 1, **kw):
+    return response(
+        ("text_output", "BYTES", [1, 1], text(t)),
+        ("num_input_tokens", "INT32", [1, 1], i32(n_in)),
+        ("num_output_tokens", "INT32", [1, 1], i32(n_out)),
+        **kw,
+    )
+
+
+def test_a_template_reads_later_responses_of_the_layout_from_their_bytes():
+    tpl = wire.StreamTemplate(FROM_STRING)
+    first = tpl.parse(streamed(llm(b" river")))
+    assert not isinstance(first, tuple) and tpl.prefix is not None  # parsed, and learnt from
+    long = "ü".encode() * 300  # a raw entry whose length takes two varint bytes
+    for t, n_out in [(b" delta", 2), (b"", 3), (long, 4)]:
+        data = streamed(llm(t, n_out=n_out))
+        assert tpl.read(data) == tpl.parse(data) == (t, 5, n_out) == reference_read(data)
+    # a different layout, an error, other parameters: parsed (and the template follows the newest layout)
+    for data in [
+        streamed(llm(b"x"), error="boom"),
+        streamed(llm(b"x", parameters={"triton_final_response": service_pb2.InferParameter(bool_param=True)})),
+        streamed(response(("text_output", "BYTES", [1, 1], text(b"only text")))),
+        streamed(llm(b"x", id="req-2")),
+    ]:
+        assert tpl.read(data) is None or tpl.read(data) == reference_read(data)
+        assert not isinstance(tpl.parse(data), tuple)
+
+
+EVERY = [*FAST, *SLOW]
+
+
+def test_every_pair_of_responses_reads_as_protobuf_reads_it():
+    """The template learnt from one response, then any other read: its answer, when it gives one, is protobuf's."""
+    used = 0
+    for first in EVERY:
+        for second in EVERY + [llm(b"other")]:
+            tpl = wire.StreamTemplate(FROM_STRING)
+            tpl.parse(streamed(first))
+            got = tpl.read(streamed(second))
+            assert got is None or got == reference_read(streamed(second)), (first, second)
+            used += got is not None
+    assert used >= len(FAST) - 1  # a response after one of its own layout is read from its bytes
+
+
+@st.composite
+def variants(draw):
+    """A response like the learnt one with other contents, and then perhaps damaged: cut, a byte changed, bytes
+    added (a field the template does not know, or garbage)."""
+    t = draw(st.binary(max_size=300))
+    data = streamed(llm(t, draw(st.integers(-(2**31), 2**31 - 1)), draw(st.integers(0, 2**31 - 1))))
+    how = draw(st.sampled_from(["whole", "cut", "flip", "append"]))
+    if how == "cut":
+        data = data[: draw(st.integers(0, len(data) - 1))]
+    elif how == "flip":
+        at = draw(st.integers(0, len(data) - 1))
+        data = data[:at] + bytes([draw(st.integers(0, 255))]) + data[at + 1 :]
+    elif how == "append":
+        data += draw(st.binary(min_size=1, max_size=12))
+    return data
+
+
+@settings(max_examples=400, deadline=None)
+@given(variants())
+def test_any_bytes_read_by_the_template_are_read_as_protobuf_reads_them(data):
+    tpl = wire.StreamTemplate(FROM_STRING)
+    tpl.parse(streamed(llm(b" learnt")))
+    got = tpl.read(data)
+    if got is not None:
+        assert got == reference_read(data)  # protobuf parses it, and to the same answer
+
+
+def test_the_instance_reads_a_plain_answer_through_the_template_and_others_parsed():
+    inst = TritonInstance("127.0.0.1:1", "ensemble")
+    plain = inst._template.parse(streamed(llm(b"a")))  # the first: parsed
+    assert inst._decode(inst._response(plain, False)) == ("a", 5, 1)
+    fast = inst._template.parse(streamed(llm(b" b", n_out=2)))
+    assert fast == (b" b", 5, 2) and inst._decode(inst._response(fast, False)) == (" b", 5, 2)
+    assert TritonInstance._plain(GenRequest("p", Sampling(4)))
+    assert not TritonInstance._plain(GenRequest("p", Sampling(4, logprobs=True)))
+    assert not TritonInstance._plain(GenRequest("p", Sampling(4, n=2)))
+    with pytest.raises(Exception, match="engine error: boom"):
+        inst._response(inst._template.parse(streamed(llm(b"x"), error="boom")), False)
 
 
 def test_instance_decode_uses_either_path_alike():
