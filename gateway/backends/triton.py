@@ -201,7 +201,6 @@ class TritonInstance:
         self.inputs: dict[str, _Declared] = {}
         self._flags: dict[tuple[str, bool], tuple[wire.Tensor, bytes]] = {}  # encoded once per model config
         self._layout = wire.Layout()  # where the outputs sit in this model's responses
-        self._template = wire.StreamTemplate(service_pb2.ModelStreamInferResponse.FromString)  # and their bytes
         self.outputs: set[str] = set()
         self.decoupled = False
         self.seed_input: str | None = None
@@ -326,7 +325,6 @@ class TritonInstance:
         self.inputs = {i.name: _Declared(_wire_type(i.data_type), tuple(i.dims), bool(i.optional)) for i in cfg.input}
         self._flags = {}
         self._layout = wire.Layout()
-        self._template = wire.StreamTemplate(service_pb2.ModelStreamInferResponse.FromString)
         self.outputs = {o.name for o in cfg.output}
         self.decoupled = bool(cfg.model_transaction_policy.decoupled)
         self.seed_input = "seed" if "seed" in self.inputs else ("random_seed" if "random_seed" in self.inputs else None)
@@ -715,9 +713,11 @@ class TritonInstance:
     ) -> h2c.Call:
         """A ModelStreamInfer call carrying this one request (sent with END_STREAM on the first read); the server
         closes the stream when the request is done. `sink`: each response handed over as it arrives (h2c.Call).
-        plain: the answer needs only text and counts, so responses that fit the model's template are read from
-        their bytes as (text, counts) (wire.StreamTemplate); the others arrive parsed."""
-        parse = self._template.parse if plain else service_pb2.ModelStreamInferResponse.FromString
+        plain: the answer needs only text and counts, so its responses arrive as (text, counts), read from their
+        bytes where they fit the call's template (wire.StreamTemplate); anything else arrives parsed."""
+        parse = service_pb2.ModelStreamInferResponse.FromString
+        if plain:
+            parse = wire.StreamTemplate(parse, self._layout).parse
         return self._ensure_channel().call(_MODEL_STREAM_INFER, request, parse, self.max_stream_s, sink)
 
     @staticmethod
@@ -749,8 +749,8 @@ class TritonInstance:
         return self._response(message, partial)
 
     def _response(self, message: service_pb2.ModelStreamInferResponse, partial: bool) -> service_pb2.ModelInferResponse:
-        """The response a stream message carries, or the engine's error in it raised as ours (a response read by
-        the template is already its (text, counts))."""
+        """The response a stream message carries, or the engine's error in it raised as ours (a plain call's
+        response may arrive as its (text, counts) already)."""
         if type(message) is tuple:
             return message
         if message.error_message != "":

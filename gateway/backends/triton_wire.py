@@ -235,20 +235,22 @@ def _raw_fields(data: bytes, pos: int, end: int) -> list[bytes] | None:
 
 
 class StreamTemplate:
-    """ModelStreamInferResponse bytes read without protobuf: a model's stream responses repeat the same bytes up to
-    their raw_output_contents (model name and version, parameters, the outputs' names, datatypes and shapes) and
-    differ only in those, which protobuf's wire format puts last. The first response (and any that differs) is
-    parsed, and its bytes before raw_output_contents kept with decode_llm's plan for it; a later response whose
-    infer_response starts with those same bytes and goes on with nothing but raw_output_contents entries parses to
-    that response with new contents, so its plan reads them (as decode_llm would, proved in
-    tests/gateway/backends/test_triton_wire.py). Errors (error_message comes first), other layouts and anything
-    unusual are parsed by protobuf as before. For single-sequence answers without log probabilities, whose plan
-    is all they need."""
+    """One stream's responses read from their bytes, without protobuf: the responses to one request repeat the same
+    bytes up to their raw_output_contents (model name and version, request id, parameters, the outputs' names,
+    datatypes and shapes) and differ only in those, which protobuf's wire format puts last. A response that does not
+    fit (the first, the final one whose parameters differ, an error: error_message comes first) is parsed, and when
+    it is a plain LLM response its bytes before raw_output_contents are kept with the model layout's plan for it; a
+    later response whose infer_response starts with those same bytes and goes on with nothing but
+    raw_output_contents entries parses to that response with new contents, so the plan reads them as decode_llm
+    would (proved in tests/gateway/backends/test_triton_wire.py). One per call: requests' ids differ, and the
+    streams of one model interleave. For single-sequence answers without log probabilities, whose plan is all they
+    need."""
 
-    __slots__ = ("_parse", "plan", "prefix")
+    __slots__ = ("_layout", "_parse", "plan", "prefix")
 
-    def __init__(self, parse: Any) -> None:
+    def __init__(self, parse: Any, layout: Layout) -> None:
         self._parse = parse  # ModelStreamInferResponse.FromString
+        self._layout = layout  # the model's (shared by its calls)
         self.prefix: bytes | None = None
         self.plan: tuple[tuple[int, int, struct.Struct | None], ...] = ()
 
@@ -268,26 +270,30 @@ class StreamTemplate:
         return None if raws is None else _by_plan(self.plan, raws)
 
     def parse(self, data: bytes) -> Decoded | Message:
-        """The h2c parse function: a fitting response read as (text, counts); any other parsed, and learnt from."""
+        """The h2c parse function: the response's (text, counts), read from the bytes when they fit, else parsed
+        (and learnt from); a response that is no plain LLM response comes back parsed."""
         fast = self.read(data)
         if fast is not None:
             return fast
         message = self._parse(data)
-        self._learn(data, message)
-        return message
+        if message.error_message != "":
+            return message
+        decoded = decode_llm(message.infer_response, self._layout)
+        if decoded is None:
+            return message
+        self._learn(data)
+        return decoded
 
-    def _learn(self, data: bytes, message: Message) -> None:
-        if message.error_message != "" or not data or data[0] != _INFER_RESPONSE:
-            return
-        layout = Layout()
-        if decode_llm(message.infer_response, layout) is None or not layout.plan:
+    def _learn(self, data: bytes) -> None:
+        """Keep the bytes before raw_output_contents of a response decode_llm just read (the layout's plan is its)."""
+        if data[0] != _INFER_RESPONSE or not self._layout.plan:
             return
         try:
             size, pos = _varint(data, 1)
             end = pos + size
             if end != len(data):
                 return
-            start, at = pos, pos
+            at = pos
             while at < end and data[at] != _RAW_OUTPUT:  # fields 1-5 (all length-delimited), up to the first raw
                 key, at = _varint(data, at)
                 if key & 7 != 2:
@@ -298,7 +304,7 @@ class StreamTemplate:
             return
         if at > end or _raw_fields(data, at, end) is None:
             return
-        self.prefix, self.plan = data[start:at], layout.plan
+        self.prefix, self.plan = data[pos:at], self._layout.plan
 
 
 def decode_llm_numpy(response: Message) -> tuple[bytes | str | None, int | None, int | None]:

@@ -351,22 +351,36 @@ def llm(t: bytes, n_in: int = 5, n_out: int = 1, **kw):
 
 
 def test_a_template_reads_later_responses_of_the_layout_from_their_bytes():
-    tpl = wire.StreamTemplate(FROM_STRING)
-    first = tpl.parse(streamed(llm(b" river")))
-    assert not isinstance(first, tuple) and tpl.prefix is not None  # parsed, and learnt from
+    tpl = wire.StreamTemplate(FROM_STRING, wire.Layout())
+    assert tpl.parse(streamed(llm(b" river"))) == (b" river", 5, 1)  # parsed (decoded as decode_llm does)
+    assert tpl.prefix is not None  # and learnt from
     long = "ü".encode() * 300  # a raw entry whose length takes two varint bytes
     for t, n_out in [(b" delta", 2), (b"", 3), (long, 4)]:
         data = streamed(llm(t, n_out=n_out))
         assert tpl.read(data) == tpl.parse(data) == (t, 5, n_out) == reference_read(data)
-    # a different layout, an error, other parameters: parsed (and the template follows the newest layout)
-    for data in [
-        streamed(llm(b"x"), error="boom"),
-        streamed(llm(b"x", parameters={"triton_final_response": service_pb2.InferParameter(bool_param=True)})),
-        streamed(response(("text_output", "BYTES", [1, 1], text(b"only text")))),
-        streamed(llm(b"x", id="req-2")),
+    # another request's id, other parameters, another layout: parsed, decoded alike (and the template follows)
+    final = {"triton_final_response": service_pb2.InferParameter(bool_param=True)}
+    for r in [
+        llm(b"x", id="req-2"),
+        llm(b"y", parameters=final),
+        response(("text_output", "BYTES", [1, 1], text(b"z"))),
     ]:
-        assert tpl.read(data) is None or tpl.read(data) == reference_read(data)
-        assert not isinstance(tpl.parse(data), tuple)
+        data = streamed(r)
+        assert tpl.read(data) is None and tpl.parse(data) == reference_read(data)
+        assert tpl.read(data) == reference_read(data)  # the template is now that response's
+    for data in [streamed(llm(b"x"), error="boom"), streamed(response(("text_output", "BYTES", [1, 2], b"")))]:
+        assert not isinstance(tpl.parse(data), tuple)  # an error, a response decode_llm declines: parsed
+
+
+def test_two_streams_of_a_model_interleaving_each_keep_their_template():
+    """Each call has its own (their ids differ); the model's layout is shared: both read from bytes throughout."""
+    layout = wire.Layout()
+    a, b = wire.StreamTemplate(FROM_STRING, layout), wire.StreamTemplate(FROM_STRING, layout)
+    for i in range(4):
+        for tpl, rid in ((a, "req-a"), (b, "req-b")):
+            data = streamed(llm(f"{rid} {i}".encode(), id=rid))
+            assert (tpl.read(data) is not None) == (i > 0), (rid, i)  # parsed once, at the first
+            assert tpl.parse(data) == reference_read(data)
 
 
 EVERY = [*FAST, *SLOW]
@@ -377,7 +391,7 @@ def test_every_pair_of_responses_reads_as_protobuf_reads_it():
     used = 0
     for first in EVERY:
         for second in EVERY + [llm(b"other")]:
-            tpl = wire.StreamTemplate(FROM_STRING)
+            tpl = wire.StreamTemplate(FROM_STRING, wire.Layout())
             tpl.parse(streamed(first))
             got = tpl.read(streamed(second))
             assert got is None or got == reference_read(streamed(second)), (first, second)
@@ -405,7 +419,7 @@ def variants(draw):
 @settings(max_examples=400, deadline=None)
 @given(variants())
 def test_any_bytes_read_by_the_template_are_read_as_protobuf_reads_them(data):
-    tpl = wire.StreamTemplate(FROM_STRING)
+    tpl = wire.StreamTemplate(FROM_STRING, wire.Layout())
     tpl.parse(streamed(llm(b" learnt")))
     got = tpl.read(data)
     if got is not None:
@@ -414,15 +428,14 @@ def test_any_bytes_read_by_the_template_are_read_as_protobuf_reads_them(data):
 
 def test_the_instance_reads_a_plain_answer_through_the_template_and_others_parsed():
     inst = TritonInstance("127.0.0.1:1", "ensemble")
-    plain = inst._template.parse(streamed(llm(b"a")))  # the first: parsed
-    assert inst._decode(inst._response(plain, False)) == ("a", 5, 1)
-    fast = inst._template.parse(streamed(llm(b" b", n_out=2)))
-    assert fast == (b" b", 5, 2) and inst._decode(inst._response(fast, False)) == (" b", 5, 2)
+    parse = wire.StreamTemplate(FROM_STRING, inst._layout).parse
+    for message, expect in [(llm(b"a"), ("a", 5, 1)), (llm(b" b", n_out=2), (" b", 5, 2))]:
+        assert inst._decode(inst._response(parse(streamed(message)), False)) == expect
     assert TritonInstance._plain(GenRequest("p", Sampling(4)))
     assert not TritonInstance._plain(GenRequest("p", Sampling(4, logprobs=True)))
     assert not TritonInstance._plain(GenRequest("p", Sampling(4, n=2)))
     with pytest.raises(Exception, match="engine error: boom"):
-        inst._response(inst._template.parse(streamed(llm(b"x"), error="boom")), False)
+        inst._response(parse(streamed(llm(b"x"), error="boom")), False)
 
 
 def test_instance_decode_uses_either_path_alike():
