@@ -224,7 +224,11 @@ def _raw_fields(data: bytes, pos: int, end: int) -> list[bytes] | None:
         while pos < end:
             if data[pos] != _RAW_OUTPUT:
                 return None
-            size, pos = _varint(data, pos + 1)
+            size = data[pos + 1]
+            if size < 0x80:  # a contents entry under 128 bytes: the common case
+                pos += 2
+            else:
+                size, pos = _varint(data, pos + 1)
             if pos + size > end:
                 return None
             raws.append(data[pos : pos + size])
@@ -246,11 +250,13 @@ class StreamTemplate:
     streams of one model interleave. For single-sequence answers without log probabilities, whose plan is all they
     need."""
 
-    __slots__ = ("_layout", "_parse", "plan", "prefix")
+    __slots__ = ("_first", "_layout", "_missed", "_parse", "plan", "prefix")
 
     def __init__(self, parse: Any, layout: Layout) -> None:
         self._parse = parse  # ModelStreamInferResponse.FromString
         self._layout = layout  # the model's (shared by its calls)
+        self._missed = False  # the last response did not fit
+        self._first: tuple[bytes, Any, tuple[tuple[int, int, struct.Struct | None], ...]] | None = None
         self.prefix: bytes | None = None
         self.plan: tuple[tuple[int, int, struct.Struct | None], ...] = ()
 
@@ -270,41 +276,48 @@ class StreamTemplate:
         return None if raws is None else _by_plan(self.plan, raws)
 
     def parse(self, data: bytes) -> Decoded | Message:
-        """The h2c parse function: the response's (text, counts), read from the bytes when they fit, else parsed
-        (and learnt from); a response that is no plain LLM response comes back parsed."""
+        """The h2c parse function: the response's (text, counts), read from the bytes when they fit, else parsed; a
+        response that is no plain LLM response comes back parsed. Learning waits for a second response (an answer
+        of one costs nothing more) and skips the first miss after responses that fit (the final response, whose
+        parameters differ)."""
         fast = self.read(data)
+        if fast is None and self._first is not None:  # a second response: learn from the first, then try again
+            self._learn(*self._first)
+            self._first = None
+            fast = self.read(data)
         if fast is not None:
+            self._missed = False
             return fast
         message = self._parse(data)
         if message.error_message != "":
             return message
-        decoded = decode_llm(message.infer_response, self._layout)
+        response = message.infer_response
+        decoded = decode_llm(response, self._layout)
         if decoded is None:
             return message
-        self._learn(data)
+        learnt = (data, response.raw_output_contents, self._layout.plan)  # the plan decode_llm just read it by
+        if self.prefix is None and not self._missed:
+            self._first = learnt
+        elif self._missed:
+            self._learn(*learnt)
+        self._missed = True
         return decoded
 
-    def _learn(self, data: bytes) -> None:
-        """Keep the bytes before raw_output_contents of a response decode_llm just read (the layout's plan is its)."""
-        if data[0] != _INFER_RESPONSE or not self._layout.plan:
+    def _learn(self, data: bytes, raws: Any, plan: tuple[tuple[int, int, struct.Struct | None], ...]) -> None:
+        """Keep the bytes of a decoded response before its raw_output_contents, the message's last bytes, with the
+        plan that read it."""
+        if not plan or data[0] != _INFER_RESPONSE:
             return
         try:
             size, pos = _varint(data, 1)
-            end = pos + size
-            if end != len(data):
-                return
-            at = pos
-            while at < end and data[at] != _RAW_OUTPUT:  # fields 1-5 (all length-delimited), up to the first raw
-                key, at = _varint(data, at)
-                if key & 7 != 2:
-                    return
-                length, at = _varint(data, at)
-                at += length
         except IndexError:
             return
-        if at > end or _raw_fields(data, at, end) is None:
+        end = pos + size
+        at = end - sum(1 + (len(raw).bit_length() + 6) // 7 + len(raw) if raw else 2 for raw in raws)
+        # the bytes from `at` on are exactly all the contents (so none is among the bytes kept)
+        if end != len(data) or at < pos or _raw_fields(data, at, end) != list(raws):
             return
-        self.prefix, self.plan = data[pos:at], self._layout.plan
+        self.prefix, self.plan = data[pos:at], plan
 
 
 def decode_llm_numpy(response: Message) -> tuple[bytes | str | None, int | None, int | None]:

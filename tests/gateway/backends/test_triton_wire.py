@@ -350,52 +350,100 @@ def llm(t: bytes, n_in: int = 5, n_out: int = 1, **kw):
     )
 
 
+class Counting:
+    """FromString, counting the responses protobuf parsed (the others were read from their bytes)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, data: bytes):
+        self.calls += 1
+        return FROM_STRING(data)
+
+
+def parsed_alike(got, data: bytes) -> bool:
+    """The template's answer for `data` is protobuf's: (text, counts), or the message where decode_llm has none."""
+    return got == reference_read(data) if isinstance(got, tuple) else reference_read(data) is None
+
+
 def test_a_template_reads_later_responses_of_the_layout_from_their_bytes():
-    tpl = wire.StreamTemplate(FROM_STRING, wire.Layout())
+    protobuf = Counting()
+    tpl = wire.StreamTemplate(protobuf, wire.Layout())
     assert tpl.parse(streamed(llm(b" river"))) == (b" river", 5, 1)  # parsed (decoded as decode_llm does)
-    assert tpl.prefix is not None  # and learnt from
     long = "ü".encode() * 300  # a raw entry whose length takes two varint bytes
     for t, n_out in [(b" delta", 2), (b"", 3), (long, 4)]:
         data = streamed(llm(t, n_out=n_out))
-        assert tpl.read(data) == tpl.parse(data) == (t, 5, n_out) == reference_read(data)
-    # another request's id, other parameters, another layout: parsed, decoded alike (and the template follows)
+        assert tpl.parse(data) == (t, 5, n_out) == reference_read(data)
+    assert protobuf.calls == 1  # the first parsed; from the second on, read from their bytes
+    # another id, other parameters (the final response), another layout: parsed and decoded alike; the first miss
+    # after responses that fit is not learnt from (the final response is the last), a second in a row is
     final = {"triton_final_response": service_pb2.InferParameter(bool_param=True)}
     for r in [
         llm(b"x", id="req-2"),
         llm(b"y", parameters=final),
         response(("text_output", "BYTES", [1, 1], text(b"z"))),
     ]:
-        data = streamed(r)
-        assert tpl.read(data) is None and tpl.parse(data) == reference_read(data)
-        assert tpl.read(data) == reference_read(data)  # the template is now that response's
+        data, before = streamed(r), protobuf.calls
+        for parses in (1, 2, 2, 2):  # parsed, parsed and learnt from, then read from its bytes
+            assert tpl.parse(data) == reference_read(data) and protobuf.calls == before + parses, r
     for data in [streamed(llm(b"x"), error="boom"), streamed(response(("text_output", "BYTES", [1, 2], b"")))]:
         assert not isinstance(tpl.parse(data), tuple)  # an error, a response decode_llm declines: parsed
 
 
+def test_an_answer_of_one_response_is_parsed_once_and_nothing_learnt():
+    tpl = wire.StreamTemplate(FROM_STRING, wire.Layout())
+    assert tpl.parse(streamed(llm(b"{}"))) == (b"{}", 5, 1) and tpl.prefix is None
+
+
+def test_contents_that_are_not_the_last_bytes_are_not_learnt_from():
+    """Protobuf takes fields in any order: a response whose raw_output_contents come before its other fields (no
+    server seen does that) parses alike but is never read from its bytes."""
+
+    def contents_first(t: bytes) -> bytes:
+        full = llm(t)
+        rest = service_pb2.ModelInferResponse()
+        rest.CopyFrom(full)
+        del rest.raw_output_contents[:]
+        raws = b"".join(b"\x32" + bytes([len(r)]) + r for r in full.raw_output_contents)
+        inner = raws + rest.SerializeToString()
+        assert len(inner) < 128  # a one-byte length
+        return b"\x12" + bytes([len(inner)]) + inner
+
+    protobuf = Counting()
+    tpl = wire.StreamTemplate(protobuf, wire.Layout())
+    for t in (b"a", b"b", b"c"):
+        data = contents_first(t)
+        assert reference_read(data) == (t, 5, 1)  # protobuf reads it
+        assert tpl.parse(data) == (t, 5, 1)
+    assert tpl.prefix is None and protobuf.calls == 3
+
+
 def test_two_streams_of_a_model_interleaving_each_keep_their_template():
-    """Each call has its own (their ids differ); the model's layout is shared: both read from bytes throughout."""
+    """Each call has its own (their ids differ); the model's layout is shared: each parses its first response only."""
     layout = wire.Layout()
-    a, b = wire.StreamTemplate(FROM_STRING, layout), wire.StreamTemplate(FROM_STRING, layout)
+    counts = {rid: Counting() for rid in ("req-a", "req-b")}
+    templates = {rid: wire.StreamTemplate(c, layout) for rid, c in counts.items()}
     for i in range(4):
-        for tpl, rid in ((a, "req-a"), (b, "req-b")):
+        for rid, tpl in templates.items():
             data = streamed(llm(f"{rid} {i}".encode(), id=rid))
-            assert (tpl.read(data) is not None) == (i > 0), (rid, i)  # parsed once, at the first
             assert tpl.parse(data) == reference_read(data)
+    assert [c.calls for c in counts.values()] == [1, 1]
 
 
 EVERY = [*FAST, *SLOW]
 
 
 def test_every_pair_of_responses_reads_as_protobuf_reads_it():
-    """The template learnt from one response, then any other read: its answer, when it gives one, is protobuf's."""
+    """The template learnt from one response, then any other read: its answer is protobuf's."""
     used = 0
     for first in EVERY:
         for second in EVERY + [llm(b"other")]:
-            tpl = wire.StreamTemplate(FROM_STRING, wire.Layout())
+            protobuf = Counting()
+            tpl = wire.StreamTemplate(protobuf, wire.Layout())
             tpl.parse(streamed(first))
-            got = tpl.read(streamed(second))
-            assert got is None or got == reference_read(streamed(second)), (first, second)
-            used += got is not None
+            got = tpl.parse(streamed(second))
+            assert parsed_alike(got, streamed(second)), (first, second)
+            used += protobuf.calls == 1
     assert used >= len(FAST) - 1  # a response after one of its own layout is read from its bytes
 
 
@@ -421,6 +469,8 @@ def variants(draw):
 def test_any_bytes_read_by_the_template_are_read_as_protobuf_reads_them(data):
     tpl = wire.StreamTemplate(FROM_STRING, wire.Layout())
     tpl.parse(streamed(llm(b" learnt")))
+    tpl.parse(streamed(llm(b" from the first, at the second")))
+    assert tpl.prefix is not None
     got = tpl.read(data)
     if got is not None:
         assert got == reference_read(data)  # protobuf parses it, and to the same answer
