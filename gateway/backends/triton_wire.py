@@ -217,6 +217,18 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             raise IndexError("varint too long")
 
 
+def _infer_response(data: bytes) -> tuple[int, int] | None:
+    """Where a stream message's infer_response lies, (start, end), when it is all the message holds; else None."""
+    if not data or data[0] != _INFER_RESPONSE:
+        return None
+    try:
+        size, pos = _varint(data, 1)
+    except IndexError:
+        return None
+    end = pos + size
+    return (pos, end) if end == len(data) else None
+
+
 def _raw_fields(data: bytes, pos: int, end: int) -> list[bytes] | None:
     """data[pos:end] as nothing but raw_output_contents entries, in order; None on anything else."""
     raws = []
@@ -263,14 +275,10 @@ class StreamTemplate:
     def read(self, data: bytes) -> Decoded | None:
         """The response's (text, counts) when it fits the template, else None."""
         prefix = self.prefix
-        if prefix is None or not data or data[0] != _INFER_RESPONSE:
+        if prefix is None or (span := _infer_response(data)) is None:
             return None
-        try:
-            size, pos = _varint(data, 1)
-        except IndexError:
-            return None
-        end = pos + size
-        if end != len(data) or not data.startswith(prefix, pos):
+        pos, end = span
+        if not data.startswith(prefix, pos):
             return None
         raws = _raw_fields(data, pos + len(prefix), end)
         return None if raws is None else _by_plan(self.plan, raws)
@@ -306,16 +314,12 @@ class StreamTemplate:
     def _learn(self, data: bytes, raws: Any, plan: tuple[tuple[int, int, struct.Struct | None], ...]) -> None:
         """Keep the bytes of a decoded response before its raw_output_contents, the message's last bytes, with the
         plan that read it."""
-        if not plan or data[0] != _INFER_RESPONSE:
+        if not plan or (span := _infer_response(data)) is None:
             return
-        try:
-            size, pos = _varint(data, 1)
-        except IndexError:
-            return
-        end = pos + size
+        pos, end = span
         at = end - sum(1 + (len(raw).bit_length() + 6) // 7 + len(raw) if raw else 2 for raw in raws)
         # the bytes from `at` on are exactly all the contents (so none is among the bytes kept)
-        if end != len(data) or at < pos or _raw_fields(data, at, end) != list(raws):
+        if at < pos or _raw_fields(data, at, end) != list(raws):
             return
         self.prefix, self.plan = data[pos:at], plan
 
