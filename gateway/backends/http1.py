@@ -248,7 +248,7 @@ class _Response:
                     if len(data) - pos > _MAX_LINE:
                         break  # malformed: below
                     return self._keep_rest(data, pos, 0, out)
-                if i == pos or (i == pos + 1 and data[pos] == 13):  # the empty line
+                if data[pos:i] in (b"", b"\r"):  # the empty line
                     self._phase = _DONE
                 pos = i + 1
                 continue
@@ -266,13 +266,15 @@ class _Response:
             end = start + size
             if len(data) < end + 2:
                 return self._keep_rest(data, pos, end + 2 - pos, out)
-            if data[end] != 13 or data[end + 1] != 10:
+            if data[end : end + 2] != b"\r\n":
                 break  # malformed: no CRLF after the chunk's data
             out.append(data[start:end])
             pos = end + 2
+            if pos == len(data):  # the read ended with a chunk, the common case: nothing to keep
+                self._need = 0
+                return out
         else:
-            if len(data) > pos:  # more than the body: the connection cannot be reused
-                self._keep = False
+            self._keep &= len(data) == pos  # more than the body: the connection cannot be reused
             return out
         if not out:
             raise _protocol_error()
@@ -297,15 +299,18 @@ class _Response:
                 text = b"".join(self._line) + text
                 self._line.clear()
                 self._line_size = 0
-            lines = text.split(b"\n")
-            rest = lines.pop()
-            if self._phase == _DONE:
-                if rest.startswith(b"data:"):  # the body ended without a line end
-                    lines.append(rest)
-            elif rest:
-                self._line.append(rest)
-                self._line_size = len(rest)
-            pieces = [line[5:].strip() for line in lines if line.startswith(b"data:")]
+            if text.startswith(b"data:") and text.endswith(b"\n\n") and text.count(b"\n") == 2:
+                pieces = [text[5:-2].strip()]  # one event, one line: what a token's read brings
+            else:
+                lines = text.split(b"\n")
+                rest = lines.pop()
+                if self._phase == _DONE:
+                    if rest.startswith(b"data:"):  # the body ended without a line end
+                        lines.append(rest)
+                elif rest:
+                    self._line.append(rest)
+                    self._line_size = len(rest)
+                pieces = [line[5:].strip() for line in lines if line.startswith(b"data:")]
         if not pieces or self._stopped:
             return
         if self._sink is not None:

@@ -119,6 +119,54 @@ async def test_events_are_the_data_lines_however_the_chunks_cut_them():
             server.close()
 
 
+@pytest.mark.parametrize(
+    ("event", "values"),
+    [
+        (b"data: x\n\n", [b"x"]),  # one event alone in its read: the common case, read without splitting lines
+        (b"data:x\n\n", [b"x"]),
+        (b"data: x\r\n\n", [b"x"]),
+        (b"data: x\r\n\r\n", [b"x"]),
+        (b'data: {"a": "b\\n"}\n\n', [b'{"a": "b\\n"}']),  # an escaped line end is no line end
+        (b"data: a\ndata: b\n\n", [b"a", b"b"]),
+        (b"event: e\ndata: x\n\n", [b"x"]),
+        (b"data: x\n\ndata: y\n\n", [b"x", b"y"]),
+        (b"data: x\nid\n", [b"x"]),  # a line without a colon: a field without a value (ignored)
+        (b": ping\n\n", []),
+        (b"\n\n", []),
+    ],
+)
+async def test_an_event_alone_in_its_read_gives_its_data_lines(event, values):
+    handed: asyncio.Queue[None] = asyncio.Queue()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(HEAD + chunk(event))
+        await writer.drain()
+        if values:
+            await handed.get()  # the client has handed the event on before the rest is written
+        writer.write(chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n")
+        await writer.drain()
+        await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    client = Http1(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", {}, read_timeout=5, connect_timeout=5)
+    seen: list[bytes] = []
+
+    def sink(batch: list[bytes]) -> bool:
+        seen.extend(batch)
+        handed.put_nowait(None)
+        return b"[DONE]" in batch
+
+    try:
+        r = await client.request("GET", "/x")
+        await r.sink(sink)
+        assert seen == [*values, b"[DONE]"]
+    finally:
+        await client.close()
+        server.close()
+
+
 async def test_the_connection_is_kept_when_the_body_ended_at_done_and_closed_when_cut_short():
     ended = HEAD + chunk(b"data: 1\n\n") + chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
     server, client, accepted = await start(ended, ended, ended, hold=True)
