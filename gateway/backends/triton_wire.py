@@ -262,7 +262,7 @@ class StreamTemplate:
     streams of one model interleave. For single-sequence answers without log probabilities, whose plan is all they
     need."""
 
-    __slots__ = ("_first", "_layout", "_missed", "_parse", "plan", "prefix")
+    __slots__ = ("_first", "_layout", "_missed", "_parse", "_tail", "plan", "prefix")
 
     def __init__(self, parse: Any, layout: Layout) -> None:
         self._parse = parse  # ModelStreamInferResponse.FromString
@@ -271,11 +271,16 @@ class StreamTemplate:
         self._first: tuple[bytes, Any, tuple[tuple[int, int, struct.Struct | None], ...]] | None = None
         self.prefix: bytes | None = None
         self.plan: tuple[tuple[int, int, struct.Struct | None], ...] = ()
+        self._tail: _Tail | None = None  # the usual layout's contents, read in one piece
 
     def read(self, data: bytes) -> Decoded | None:
         """The response's (text, counts) when it fits the template, else None."""
         prefix = self.prefix
-        if prefix is None or (span := _infer_response(data)) is None:
+        if prefix is None:
+            return None
+        if self._tail is not None and (fast := self._tail.read(data, prefix)) is not None:
+            return fast
+        if (span := _infer_response(data)) is None:
             return None
         pos, end = span
         if not data.startswith(prefix, pos):
@@ -322,6 +327,68 @@ class StreamTemplate:
         if at < pos or _raw_fields(data, at, end) != list(raws):
             return
         self.prefix, self.plan = data[pos:at], plan
+        self._tail = _Tail.of(plan, len(raws))
+
+
+class _Tail:
+    """The contents of the usual layout read in one piece: text_output first, then only integer outputs, which a
+    struct reads at the message's end in one call (the same answer as _raw_fields and _by_plan: every tag and size
+    checked; anything else is left to them)."""
+
+    __slots__ = ("ints", "size", "struct", "tags", "usual")
+
+    def __init__(self, ints: tuple[int, ...], fmts: list[struct.Struct]) -> None:
+        self.ints = ints  # the slot of each integer, in the contents' order
+        self.usual = ints == (1, 2)  # num_input_tokens, then num_output_tokens
+        self.struct = struct.Struct("<" + "".join("2s" + f.format.lstrip("<") for f in fmts))
+        self.size = self.struct.size
+        self.tags = tuple(bytes([_RAW_OUTPUT, f.size]) for f in fmts)  # each entry's tag and one-byte length
+
+    @classmethod
+    def of(cls, plan: tuple[tuple[int, int, struct.Struct | None], ...], count: int) -> _Tail | None:
+        """For a plan whose text is the first of `count` contents and the rest are all integers it reads."""
+        by_index = {index: (slot, fmt) for slot, index, fmt in plan}
+        text = by_index.get(0)
+        rest = [by_index.get(i) for i in range(1, count)]
+        if text is None or text[0] != 0 or text[1] is not None or any(e is None or e[1] is None for e in rest):
+            return None
+        return cls(tuple(e[0] for e in rest if e), [e[1] for e in rest if e and e[1]])
+
+    def read(self, data: bytes, prefix: bytes) -> Decoded | None:
+        n = len(data)
+        if n < 3 or data[0] != _INFER_RESPONSE:
+            return None
+        size, pos = _short_varint(data, 1)
+        if pos + size != n or not data.startswith(prefix, pos):
+            return None
+        pos += len(prefix)
+        ints_at = n - self.size
+        if pos + 6 > ints_at or data[pos] != _RAW_OUTPUT:
+            return None
+        size, pos = _short_varint(data, pos + 1)
+        if pos + size != ints_at or size < 4 or _LEN.unpack_from(data, pos)[0] != size - 4:
+            return None
+        values = self.struct.unpack_from(data, ints_at)
+        if values[::2] != self.tags:
+            return None
+        text = data[pos + 4 : ints_at]
+        if self.usual:
+            return text, values[1], values[3]
+        found: list[Any] = [text, None, None]
+        for slot, value in zip(self.ints, values[1::2], strict=True):
+            found[slot] = value
+        return found[0], found[1], found[2]
+
+
+def _short_varint(data: bytes, pos: int) -> tuple[int, int]:
+    """A varint of one or two bytes at data[pos]: (value, the position after it); (-1, pos) for a longer one."""
+    first = data[pos]
+    if first < 0x80:
+        return first, pos + 1
+    second = data[pos + 1]
+    if second >= 0x80:
+        return -1, pos
+    return (first & 0x7F) | (second << 7), pos + 2
 
 
 def decode_llm_numpy(response: Message) -> tuple[bytes | str | None, int | None, int | None]:

@@ -476,6 +476,30 @@ def test_any_bytes_read_by_the_template_are_read_as_protobuf_reads_them(data):
         assert got == reference_read(data)  # protobuf parses it, and to the same answer
 
 
+def test_bytes_whose_lengths_disagree_are_not_read_by_the_template():
+    """Each length the template reads is checked: the message's, the text entry's and the text's own; a response
+    with an entry more than the layout's is left to protobuf."""
+    tpl = wire.StreamTemplate(FROM_STRING, wire.Layout())
+    tpl.parse(streamed(llm(b" learnt")))
+    tpl.parse(streamed(llm(b" from the first, at the second")))
+    data = streamed(llm(b" later"))
+    assert tpl.read(data) == (b" later", 5, 1) == reference_read(data)
+    extra = llm(b" later")
+    extra.raw_output_contents.insert(1, b"abc")  # four contents for three outputs: decode_llm declines it
+    size = data[1:3]  # the message's length (two varint bytes)
+    for bad in (
+        streamed(extra),
+        data[:1] + bytes([size[0] + 1]) + data[2:],  # one byte more than there is
+        data[:1] + bytes([size[0] - 1]) + data[2:] + b"\x00",
+    ):
+        assert tpl.read(bad) is None
+        try:
+            theirs = reference_read(bad)
+        except Exception:  # protobuf refuses it
+            theirs = None
+        assert theirs != (b" later", 5, 1)
+
+
 def test_the_instance_reads_a_plain_answer_through_the_template_and_others_parsed():
     inst = TritonInstance("127.0.0.1:1", "ensemble")
     parse = wire.StreamTemplate(FROM_STRING, inst._layout).parse
