@@ -271,8 +271,10 @@ class Call:
         return self._messages.popleft() if self._messages else None
 
     def cancel(self) -> None:
-        """Ends the call (CANCELLED); the server is told (RST_STREAM CANCEL). No-op once it ended."""
-        self._finish(RpcFailure(grpc.StatusCode.CANCELLED, "Locally cancelled by application!"), reset=True)
+        """Ends the call (CANCELLED); the server is told (RST_STREAM CANCEL). No-op once it ended (as every call
+        has by the time its reader's `finally` cancels it: no failure is built then)."""
+        if not self.done:
+            self._finish(RpcFailure(grpc.StatusCode.CANCELLED, "Locally cancelled by application!"), reset=True)
 
     # -- the connection's side ---------------------------------------------------------------------------------------
     def _expire(self) -> None:
