@@ -338,7 +338,7 @@ class _Answer:
 
     def take(self, payload: bytes) -> list[Delta]:
         """One SSE event's deltas, taken into the answer; anything not the OpenAI shape raises. (Once per token: a
-        text chunk that fits the stream's template is read from its bytes, 2.1 -> 1.3 µs.)"""
+        text chunk that fits the stream's template is read from its bytes: bench.hotpath, 2.3 -> 1.6 µs.)"""
         text = self.template.read(payload)
         if text is not None:
             return self._text(text) if text else []
