@@ -781,12 +781,12 @@ class Channel:
         timeout: float,
         sink: Callable[[Any], None] | None = None,
     ) -> Call:
-        """A call of `method` (``/package.Service/Method``) with one request message; it starts on the first read
-        (`sink`: see Call)."""
+        """A call of `method` (``/package.Service/Method``) with one request message (or its bytes); it starts on the
+        first read (`sink`: see Call)."""
         path = self._paths.get(method)
         if path is None:
             path = self._paths[method] = _literal(4, method)
-        body = request.SerializeToString()
+        body = request if type(request) is bytes else request.SerializeToString()  # (a request built as bytes)
         block = self._fixed + path + _literal("grpc-timeout", grpc_timeout(timeout))
         return Call(self, block, b"\0" + len(body).to_bytes(4, "big") + body, parse, timeout, sink)
 

@@ -488,7 +488,7 @@ class TritonInstance:
             return got
         return wire.encode_input(name, self.inputs[name].wire_type, values)
 
-    def _llm_request(self, req: GenRequest, *, stream: bool) -> service_pb2.ModelInferRequest:
+    def _llm_request(self, req: GenRequest, *, stream: bool) -> bytes:
         values: dict[str, list[Any]] = {
             "text_input": [req.prompt.encode("utf-8")],
             "max_tokens": [req.sampling.max_tokens],
@@ -596,9 +596,7 @@ class TritonInstance:
             raise self._fail(BackendError, "the engine closed the stream without output")
         return assembly.result(count_responses=True)
 
-    async def _collect_responses(
-        self, request: service_pb2.ModelInferRequest, budget: float
-    ) -> list[service_pb2.ModelInferResponse]:
+    async def _collect_responses(self, request: bytes, budget: float) -> list[service_pb2.ModelInferResponse]:
         """Every response of a one-request stream asked with stream=False (one, at the end)."""
         call = self._open_stream(request)
         deadline = ReadDeadline()
@@ -630,9 +628,7 @@ class TritonInstance:
         text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)
         return text, n_in, n_out
 
-    async def _infer(
-        self, request: service_pb2.ModelInferRequest, timeout: float | None = None
-    ) -> service_pb2.ModelInferResponse:
+    async def _infer(self, request: bytes, timeout: float | None = None) -> service_pb2.ModelInferResponse:
         """Unary ModelInfer with the deadline (deadline_s unless given)."""
         channel = self._ensure_channel()
         timeout = self.deadline_s if timeout is None else timeout
@@ -716,7 +712,7 @@ class TritonInstance:
 
     def _open_stream(
         self,
-        request: service_pb2.ModelInferRequest,
+        request: bytes,
         sink: Callable[[service_pb2.ModelStreamInferResponse], None] | None = None,
         *,
         plain: bool = False,

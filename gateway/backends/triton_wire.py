@@ -1,8 +1,10 @@
 """Triton's KServe-v2 tensors on the wire, without tritonclient's per-call numpy machinery.
 
-The hot path of ``TritonInstance`` builds ``ModelInferRequest`` messages (tritonclient's own protobufs) directly and
-reads ``ModelInferResponse.raw_output_contents`` itself. The bytes are exactly what ``tritonclient.grpc.InferInput``
-/ ``InferResult`` produce and read (proved in tests/gateway/backends/test_triton_wire.py):
+The hot path of ``TritonInstance`` builds ``ModelInferRequest`` bytes directly (each part serialized by protobuf
+once and kept: a tensor's header per name, datatype and count, the model's name, the outputs asked for; a request
+joins them with its values) and reads ``ModelInferResponse.raw_output_contents`` itself. The bytes are exactly what
+``tritonclient.grpc.InferInput`` / ``InferResult`` produce and read (proved in tests/gateway/backends/
+test_triton_wire.py):
 
 * a tensor of n values goes as shape ``[1, n]`` (every tensor is batched), its data in ``raw_input_contents``;
 * numbers little-endian in their declared type (BOOL one byte); BYTES as a 4-byte little-endian length + the bytes,
@@ -16,6 +18,7 @@ errors included, is the same as tritonclient's.
 from __future__ import annotations
 
 import struct
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -23,8 +26,8 @@ from tritonclient.grpc import InferInput, InferResult, service_pb2
 from tritonclient.utils import triton_to_np_dtype
 
 InputTensor = service_pb2.ModelInferRequest.InferInputTensor
-Tensor = Any  # an InputTensor (tritonclient's protobufs carry no type hints)
-Message = Any  # a ModelInferRequest / ModelInferResponse
+Tensor = bytes  # an InputTensor as a ModelInferRequest's `inputs` field: its tag, length and serialized header
+Message = Any  # a ModelInferRequest / ModelInferResponse (tritonclient's protobufs carry no type hints)
 
 # datatype -> (struct format, accepted Python types, (min, max) for integers)
 _INT_RANGES = {
@@ -85,7 +88,7 @@ def encode_input(name: str, datatype: str, values: list[Any]) -> tuple[Tensor, b
     raw = _pack_fast(datatype, values)
     if raw is None:
         return encode_input_numpy(name, datatype, values)
-    return InputTensor(name=name, datatype=datatype, shape=(1, len(values))), raw
+    return _input_header(name, datatype, len(values)), raw
 
 
 def encode_input_numpy(name: str, datatype: str, values: list[Any]) -> tuple[Tensor, bytes]:
@@ -94,21 +97,53 @@ def encode_input_numpy(name: str, datatype: str, values: list[Any]) -> tuple[Ten
     arr = np.array([values], dtype=np_dtype)  # batched: [1, n]
     t = InferInput(name, list(arr.shape), datatype)
     t.set_data_from_numpy(arr)
-    return t._get_tensor(), t._get_content()
+    return _field(_INPUTS, t._get_tensor().SerializeToString()), t._get_content()
+
+
+@lru_cache(maxsize=4096)  # names and datatypes are the model's; the counts are few (stop words, images)
+def _input_header(name: str, datatype: str, n: int) -> Tensor:
+    return _field(_INPUTS, InputTensor(name=name, datatype=datatype, shape=(1, n)).SerializeToString())
+
+
+@lru_cache(maxsize=256)
+def _model_field(model_name: str) -> bytes:
+    # model_name, field 1; proto3 writes no empty string (and model_version is always "")
+    return _field(0x0A, model_name.encode()) if model_name else b""
+
+
+@lru_cache(maxsize=256)
+def _outputs_field(outputs: tuple[str, ...]) -> bytes:
+    asked = service_pb2.ModelInferRequest.InferRequestedOutputTensor
+    return b"".join(_field(_OUTPUTS, asked(name=n).SerializeToString()) for n in outputs)
+
+
+def _field(tag: int, data: bytes) -> bytes:
+    """A length-delimited protobuf field: its tag byte, the length as a varint, the bytes."""
+    size, head = len(data), bytearray((tag,))
+    while size >= 0x80:
+        head.append((size & 0x7F) | 0x80)
+        size >>= 7
+    head.append(size)
+    return bytes(head) + data
+
+
+# ModelInferRequest's length-delimited fields (grpc_service.proto): id 3, inputs 5, outputs 6, raw_input_contents 7
+_ID, _INPUTS, _OUTPUTS, _RAW_INPUT = 0x1A, 0x2A, 0x32, 0x3A
 
 
 def infer_request(
     model_name: str, request_id: str, tensors: list[tuple[Tensor, bytes]], outputs: tuple[str, ...] = ()
-) -> Message:
-    """A ModelInferRequest as tritonclient's ``_get_inference_request`` builds it (with ``InferRequestedOutput``
-    per name in ``outputs``; none: the server returns all of them)."""
-    req = service_pb2.ModelInferRequest(model_name=model_name, model_version="")
+) -> bytes:
+    """A ModelInferRequest's bytes as tritonclient's ``_get_inference_request`` builds and protobuf serializes it
+    (with ``InferRequestedOutput`` per name in ``outputs``; none: the server returns all of them): its fields in
+    their numbers' order, as protobuf writes them."""
+    parts = [_model_field(model_name)]
     if request_id != "":
-        req.id = request_id
-    req.inputs.extend([t for t, _ in tensors])
-    req.outputs.extend([service_pb2.ModelInferRequest.InferRequestedOutputTensor(name=n) for n in outputs])
-    req.raw_input_contents.extend([raw for _, raw in tensors])
-    return req
+        parts.append(_field(_ID, request_id.encode()))
+    parts += [t for t, _ in tensors]
+    parts.append(_outputs_field(outputs))
+    parts += [_field(_RAW_INPUT, raw) for _, raw in tensors]
+    return b"".join(parts)
 
 
 _MISSING = object()

@@ -12,6 +12,7 @@ import zlib
 import numpy as np
 import pytest
 import pytest_asyncio
+from tritonclient.grpc import service_pb2
 
 from devtools.standin import complete, count_input_tokens, generate_image, generate_tokens
 from devtools.standin.testing import StandInThread
@@ -360,7 +361,9 @@ async def test_vision_takes_one_image_per_request_in_this_release(make, vision):
         inst.check(two)
     assert ei.value.param == "messages"
     # no exclude_input_in_output / token-count inputs in the multimodal ensemble: the gateway sends none of them
-    request = inst._llm_request(genreq("<image> hi", 5, image_urls=["https://e.x/a.png"]), stream=True)
+    request = service_pb2.ModelInferRequest.FromString(
+        inst._llm_request(genreq("<image> hi", 5, image_urls=["https://e.x/a.png"]), stream=True)
+    )
     assert {t.name for t in request.inputs} == {"text_input", "max_tokens", "stream", "image_url_input"}
     assert [o.name for o in request.outputs] == ["text_output"]
     r = await inst.generate(genreq("<image> hi", 5, image_urls=["https://e.x/a.png"]))
@@ -370,7 +373,7 @@ async def test_vision_takes_one_image_per_request_in_this_release(make, vision):
 @pytest.mark.asyncio
 async def test_asks_only_for_the_outputs_it_reads(make, chat):
     inst = await make(chat)
-    request = inst._llm_request(genreq("x", 3), stream=True)
+    request = service_pb2.ModelInferRequest.FromString(inst._llm_request(genreq("x", 3), stream=True))
     assert [o.name for o in request.outputs] == ["text_output", "num_input_tokens", "num_output_tokens"]
     assert len(inst.outputs) > 10  # the real ensemble declares log probs, logits, timings, kv-cache stats...
     r = await inst.generate(genreq("only what we read", 4))

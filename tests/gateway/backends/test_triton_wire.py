@@ -73,9 +73,12 @@ def test_encode_input_is_tritonclients(datatype, values):
     with np.errstate(over="ignore"):
         ref = reference_input("x", datatype, values)
         tensor, raw = wire.encode_input("x", datatype, values)
-    assert tensor.SerializeToString(deterministic=True) == ref._get_tensor().SerializeToString(deterministic=True)
+    request = service_pb2.ModelInferRequest.FromString(tensor)  # the `inputs` field it is
+    assert [t.SerializeToString(deterministic=True) for t in request.inputs] == [
+        ref._get_tensor().SerializeToString(deterministic=True)
+    ]
     assert raw == ref._get_content()
-    assert list(tensor.shape) == [1, len(values)]
+    assert list(request.inputs[0].shape) == [1, len(values)]
 
 
 @pytest.mark.parametrize(
@@ -105,6 +108,7 @@ def test_infer_request_is_tritonclients(request_id, outputs):
         ("stop_words", "BYTES", [b"a", b"bc"]),
     ]
     ours = wire.infer_request("ensemble", request_id, [wire.encode_input(*v) for v in values], outputs)
+    again = wire.infer_request("ensemble", request_id, [wire.encode_input(*v) for v in values], outputs)  # cached
     ref = _get_inference_request(
         model_name="ensemble",
         inputs=[reference_input(*v) for v in values],
@@ -118,7 +122,27 @@ def test_infer_request_is_tritonclients(request_id, outputs):
         timeout=None,
         parameters=None,
     )
-    assert ours.SerializeToString(deterministic=True) == ref.SerializeToString(deterministic=True)
+    assert ours == again == ref.SerializeToString(deterministic=True)  # byte for byte what protobuf writes
+
+
+def test_a_request_with_long_values_is_protobufs():
+    """Lengths of two and three varint bytes (a 20 KB prompt, a 300-byte request id), and a numpy-encoded input."""
+    values = [("text_input", "BYTES", ["é".encode() * 10_000]), ("max_tokens", "INT32", [7]), ("h", "FP16", [0.5])]
+    ours = wire.infer_request("m" * 200, "r" * 300, [wire.encode_input(*v) for v in values], ("text_output",))
+    ref = _get_inference_request(
+        model_name="m" * 200,
+        inputs=[reference_input(*v) for v in values],
+        model_version="",
+        request_id="r" * 300,
+        outputs=[InferRequestedOutput("text_output")],
+        sequence_id=0,
+        sequence_start=False,
+        sequence_end=False,
+        priority=0,
+        timeout=None,
+        parameters=None,
+    )
+    assert ours == ref.SerializeToString(deterministic=True)
 
 
 def _instance(declared: dict[str, tuple[str, tuple[int, ...]]]) -> TritonInstance:
@@ -205,12 +229,13 @@ def test_llm_request_is_what_tritonclient_sent(req, stream):
         timeout=None,
         parameters=None,
     )
-    assert ours.SerializeToString(deterministic=True) == ref.SerializeToString(deterministic=True)
+    assert ours == ref.SerializeToString(deterministic=True)
 
 
 def test_llm_request_sends_only_declared_inputs_and_refuses_unencodable():
     inst = _instance({k: ENSEMBLE[k] for k in ("text_input", "max_tokens", "stream")})
-    r = inst._llm_request(GenRequest("p", Sampling(3, stop=("s",))), stream=False)
+    built = inst._llm_request(GenRequest("p", Sampling(3, stop=("s",))), stream=False)
+    r = service_pb2.ModelInferRequest.FromString(built)
     assert [t.name for t in r.inputs] == ["text_input", "max_tokens", "stream"] and len(r.raw_input_contents) == 3
     with pytest.raises(InvalidRequest, match="cannot encode"):
         inst._llm_request(GenRequest("p", Sampling(2**31)), stream=False)
