@@ -69,6 +69,8 @@ _MAX_CACHED_BLOCK = 256  # bytes: the blocks that repeat are a few bytes; an err
 _MAX_CACHED_BLOCKS = 64
 _MAX_FRAME = 16384
 _MAX_STREAM_ID = 2**31 - 1
+_FRAME_HEAD = struct.Struct(">BHBBI")  # a frame's length (24 bits: 8 + 16), type, flags, R + stream id
+_MESSAGE_HEAD = struct.Struct(">BI")  # a gRPC message's compressed flag and length
 
 # RST_STREAM error code -> status (PROTOCOL-HTTP2.md, "Errors")
 _RST_STATUS = {
@@ -313,8 +315,8 @@ class Call:
             self._have, self._need = 0, -1
         pos, size = 0, len(data)
         while size - pos >= 5:
-            length = int.from_bytes(data[pos + 1 : pos + 5], "big")
-            if data[pos]:
+            compressed, length = _MESSAGE_HEAD.unpack_from(data, pos)
+            if compressed:
                 self._finish(RpcFailure(grpc.StatusCode.INTERNAL, "compressed message without negotiation"), reset=True)
                 return
             if length > self._channel.max_message_bytes:
@@ -420,14 +422,14 @@ class _Connection(asyncio.Protocol):
         pos, size = 0, len(data)
         try:
             while size - pos >= 9:
-                length = (data[pos] << 16) | (data[pos + 1] << 8) | data[pos + 2]
+                high, low, kind, flags, stream = _FRAME_HEAD.unpack_from(data, pos)
+                length = (high << 16) | low
                 if length > _MAX_FRAME:  # over the SETTINGS_MAX_FRAME_SIZE we advertise (the default)
                     raise _ProtocolError(f"a frame of {length} bytes (FRAME_SIZE_ERROR)")
                 end = pos + 9 + length
                 if end > size:
                     break
-                kind, flags = data[pos + 3], data[pos + 4]
-                stream = int.from_bytes(data[pos + 5 : pos + 9], "big") & _MAX_STREAM_ID
+                stream &= _MAX_STREAM_ID
                 payload = data[pos + 9 : end]
                 pos = end
                 if self._block and kind != _CONTINUATION:
