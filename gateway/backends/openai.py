@@ -326,12 +326,21 @@ class _Answer:
         self.template = ChunkTemplate()  # the stream's text chunks, read without parsing them
 
     def feed(self, batch: list[bytes], out: list[Delta] | None = None) -> bool:
-        """One read's events taken into the answer (their deltas added to `out`); True at [DONE]."""
+        """One read's events taken into the answer (their deltas added to `out`: none are made without it); True at
+        [DONE]."""
+        read = self.template.read
         for payload in batch:
+            text = read(payload)
+            if text is not None:  # a text chunk (the template never fits [DONE])
+                if text:
+                    self._text(text)
+                    if out is not None:
+                        out.append(Delta(text, None, self.template.index))
+                continue
             if payload == b"[DONE]":
                 self.done = True
                 return True
-            deltas = self.take(payload)
+            deltas = self._parsed(payload)
             if out is not None and deltas:
                 out += deltas
         return False
@@ -341,7 +350,14 @@ class _Answer:
         text chunk that fits the stream's template is read from its bytes: bench.hotpath, 2.3 -> 1.6 µs.)"""
         text = self.template.read(payload)
         if text is not None:
-            return self._text(text) if text else []
+            if not text:
+                return []
+            self._text(text)
+            return [Delta(text, None, self.template.index)]
+        return self._parsed(payload)
+
+    def _parsed(self, payload: bytes) -> list[Delta]:
+        """take() for an event parsed by orjson (and learnt from, when it is a text chunk)."""
         event = orjson.loads(payload)
         self.template.learn(payload, event)
         work = self.req.work
@@ -380,15 +396,13 @@ class _Answer:
                 work.completion_tokens = self.pieces
         return deltas
 
-    def _text(self, text: str) -> list[Delta]:
-        """A text chunk read through the template: what take() makes of it."""
-        index = self.template.index
-        self.texts.setdefault(index, []).append(text)
+    def _text(self, text: str) -> None:
+        """A text chunk read through the template, taken into the answer as take() takes a parsed one."""
+        self.texts.setdefault(self.template.index, []).append(text)
         self.pieces += 1
         work = self.req.work
         if work.completion_tokens < self.pieces:
             work.completion_tokens = self.pieces
-        return [Delta(text, None, index)]
 
     def _calls(self, index: int, calls: list[dict[str, Any]]) -> list[ToolCallDelta]:
         """Tool-call pieces of choice `index`, joined into its calls so far."""
