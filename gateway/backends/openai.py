@@ -304,7 +304,7 @@ class OpenAIUpstream:
         return images
 
 
-_GARBLED = (ValueError, KeyError, IndexError, TypeError, AttributeError)  # what a malformed event raises in take()
+_GARBLED = (ValueError, KeyError, IndexError, TypeError, AttributeError)  # what a malformed event raises in feed()
 
 
 class _Answer:
@@ -327,15 +327,15 @@ class _Answer:
 
     def feed(self, batch: list[bytes], out: list[Delta] | None = None) -> bool:
         """One read's events taken into the answer (their deltas added to `out`: none are made without it); True at
-        [DONE]."""
-        read = self.template.read
+        [DONE]; anything not the OpenAI shape raises. (Once per token: a text chunk that fits the stream's template
+        is read from its bytes: bench.hotpath, 2.3 -> 1.7 µs a chunk.)"""
+        template = self.template
         for payload in batch:
-            text = read(payload)
-            if text is not None:  # a text chunk (the template never fits [DONE])
+            if template.prefix is not None and (text := template.read(payload)) is not None:  # (never [DONE])
                 if text:
                     self._text(text)
                     if out is not None:
-                        out.append(Delta(text, None, self.template.index))
+                        out.append(Delta(text, None, template.index))
                 continue
             if payload == b"[DONE]":
                 self.done = True
@@ -345,19 +345,9 @@ class _Answer:
                 out += deltas
         return False
 
-    def take(self, payload: bytes) -> list[Delta]:
-        """One SSE event's deltas, taken into the answer; anything not the OpenAI shape raises. (Once per token: a
-        text chunk that fits the stream's template is read from its bytes: bench.hotpath, 2.3 -> 1.6 µs.)"""
-        text = self.template.read(payload)
-        if text is not None:
-            if not text:
-                return []
-            self._text(text)
-            return [Delta(text, None, self.template.index)]
-        return self._parsed(payload)
-
     def _parsed(self, payload: bytes) -> list[Delta]:
-        """take() for an event parsed by orjson (and learnt from, when it is a text chunk)."""
+        """One SSE event's deltas, parsed by orjson and taken into the answer (and learnt from, when it is a text
+        chunk)."""
         event = orjson.loads(payload)
         self.template.learn(payload, event)
         work = self.req.work
@@ -397,7 +387,7 @@ class _Answer:
         return deltas
 
     def _text(self, text: str) -> None:
-        """A text chunk read through the template, taken into the answer as take() takes a parsed one."""
+        """A text chunk read through the template, taken into the answer as a parsed one is."""
         self.texts.setdefault(self.template.index, []).append(text)
         self.pieces += 1
         work = self.req.work

@@ -32,20 +32,19 @@ def test_every_row_prints_both_sides_and_a_ratio():
 
 
 async def test_the_measured_paths_are_the_ones_named(monkeypatch):
-    learnt = []
-    take = hotpath._Answer.take
+    parsed_chunks = []
+    parse = hotpath._Answer._parsed
 
     def spy(self, payload):
-        out = take(self, payload)
-        learnt.append(self.template.prefix is not None)
-        return out
+        parsed_chunks.append(payload)
+        return parse(self, payload)
 
-    monkeypatch.setattr(hotpath._Answer, "take", spy)
+    monkeypatch.setattr(hotpath._Answer, "_parsed", spy)
     hotpath.openai_take(1, True)()
-    assert learnt[1:] == [True] * 23  # from the second chunk on, through the template
-    learnt.clear()
+    assert len(parsed_chunks) == 1  # the first chunk; from the second on, through the template
+    parsed_chunks.clear()
     hotpath.openai_take(1, False)()
-    assert not any(learnt)
+    assert len(parsed_chunks) == 24
 
     messages, layout = await hotpath.triton_messages()
     assert len(messages) == 23
