@@ -97,6 +97,24 @@ def test_bytes_encoding_is_length_prefixed():
     assert raw == serialize_byte_tensor(np.array([b"ab", b"cde"], dtype=np.object_)).item()
 
 
+def reference_request(model: str, inputs: list, request_id: str, outputs: tuple[str, ...]) -> bytes:
+    """The request tritonclient's own InferenceServerClient builds, as protobuf serializes it."""
+    ref = _get_inference_request(
+        model_name=model,
+        inputs=inputs,
+        model_version="",
+        request_id=request_id,
+        outputs=[InferRequestedOutput(n) for n in outputs] or None,
+        sequence_id=0,
+        sequence_start=False,
+        sequence_end=False,
+        priority=0,
+        timeout=None,
+        parameters=None,
+    )
+    return ref.SerializeToString(deterministic=True)
+
+
 @pytest.mark.parametrize("request_id", ["", "req-1"])
 @pytest.mark.parametrize("outputs", [(), ("text_output", "num_input_tokens", "num_output_tokens")])
 def test_infer_request_is_tritonclients(request_id, outputs):
@@ -109,40 +127,16 @@ def test_infer_request_is_tritonclients(request_id, outputs):
     ]
     ours = wire.infer_request("ensemble", request_id, [wire.encode_input(*v) for v in values], outputs)
     again = wire.infer_request("ensemble", request_id, [wire.encode_input(*v) for v in values], outputs)  # cached
-    ref = _get_inference_request(
-        model_name="ensemble",
-        inputs=[reference_input(*v) for v in values],
-        model_version="",
-        request_id=request_id,
-        outputs=[InferRequestedOutput(n) for n in outputs] or None,
-        sequence_id=0,
-        sequence_start=False,
-        sequence_end=False,
-        priority=0,
-        timeout=None,
-        parameters=None,
-    )
-    assert ours == again == ref.SerializeToString(deterministic=True)  # byte for byte what protobuf writes
+    ref = reference_request("ensemble", [reference_input(*v) for v in values], request_id, outputs)
+    assert ours == again == ref  # byte for byte what protobuf writes
 
 
 def test_a_request_with_long_values_is_protobufs():
     """Lengths of two and three varint bytes (a 20 KB prompt, a 300-byte request id), and a numpy-encoded input."""
     values = [("text_input", "BYTES", ["é".encode() * 10_000]), ("max_tokens", "INT32", [7]), ("h", "FP16", [0.5])]
     ours = wire.infer_request("m" * 200, "r" * 300, [wire.encode_input(*v) for v in values], ("text_output",))
-    ref = _get_inference_request(
-        model_name="m" * 200,
-        inputs=[reference_input(*v) for v in values],
-        model_version="",
-        request_id="r" * 300,
-        outputs=[InferRequestedOutput("text_output")],
-        sequence_id=0,
-        sequence_start=False,
-        sequence_end=False,
-        priority=0,
-        timeout=None,
-        parameters=None,
-    )
-    assert ours == ref.SerializeToString(deterministic=True)
+    ref = reference_request("m" * 200, [reference_input(*v) for v in values], "r" * 300, ("text_output",))
+    assert ours == ref
 
 
 def _instance(declared: dict[str, tuple[str, tuple[int, ...]]]) -> TritonInstance:
@@ -216,20 +210,9 @@ def test_llm_request_is_what_tritonclient_sent(req, stream):
         values["stop_words"] = [s.encode() for s in req.sampling.stop if s]
     if req.image_urls:
         values["image_url_input"] = [u.encode() for u in req.image_urls]
-    ref = _get_inference_request(
-        model_name="ensemble",
-        inputs=[reference_input(k, ENSEMBLE[k][0], v) for k, v in values.items()],
-        model_version="",
-        request_id=req.request_id,
-        outputs=None,
-        sequence_id=0,
-        sequence_start=False,
-        sequence_end=False,
-        priority=0,
-        timeout=None,
-        parameters=None,
-    )
-    assert ours == ref.SerializeToString(deterministic=True)
+    inputs = [reference_input(k, ENSEMBLE[k][0], v) for k, v in values.items()]
+    ref = reference_request("ensemble", inputs, req.request_id, ())
+    assert ours == ref
 
 
 def test_llm_request_sends_only_declared_inputs_and_refuses_unencodable():
