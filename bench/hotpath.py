@@ -23,6 +23,7 @@ from gateway.backends import triton_wire as wire
 from gateway.backends.assemble import Assembly
 from gateway.backends.base import GenRequest, Sampling
 from gateway.backends.openai import _Answer
+from gateway.backends.triton import TritonInstance
 
 WORDS = [" umber", " maple", " amber", " cedar", " lumen", " cobalt", " onyx", " velvet"]
 CHUNK = (
@@ -86,12 +87,12 @@ def http1_reads(answers: int, line_end: bytes) -> Callable[[], int]:
     return run
 
 
-async def triton_messages() -> tuple[list[bytes], wire.Layout]:
-    """The stand-in engine's ModelStreamInferResponse bytes for one 24-token answer, and the model's layout."""
+async def triton_messages() -> tuple[list[bytes], TritonInstance]:
+    """The stand-in engine's ModelStreamInferResponse bytes for one 24-token answer, and the (closed) instance that
+    read them: its layout of the model, and its own way of taking a response into the answer."""
     from tritonclient.grpc import service_pb2
 
     from devtools.standin.testing import StandInThread
-    from gateway.backends.triton import TritonInstance
 
     recorded: list[bytes] = []
     parse = service_pb2.ModelStreamInferResponse.FromString
@@ -114,12 +115,12 @@ async def triton_messages() -> tuple[list[bytes], wire.Layout]:
         inst._open_stream = recording  # type: ignore[method-assign]
         await inst.generate(GenRequest("hello there " * 20, Sampling(24)))
         await inst.close()
-        return recorded[:-1], inst._layout  # the last: the final response
+        return recorded[:-1], inst  # the last: the final response
     finally:
         standin.stop()
 
 
-def triton_reads(messages: list[bytes], layout: wire.Layout, answers: int, how: str) -> Callable[[], int]:
+def triton_reads(messages: list[bytes], inst: TritonInstance, answers: int, how: str) -> Callable[[], int]:
     """Each message as its DATA frame through the connection's callback into the answer: read through the
     template ('template'), through its general read ('general': without the usual layout's one-piece read), or
     parsed by protobuf ('protobuf')."""
@@ -142,12 +143,10 @@ def triton_reads(messages: list[bytes], layout: wire.Layout, answers: int, how: 
             conn = h2c._Connection.__new__(h2c._Connection)  # its receive side only
             conn.calls, conn.recv_unacked, conn._buf, conn._block, conn.transport = {}, 0, b"", [], None
             assembly = Assembly(GenRequest("", Sampling(max_tokens=24)), stream=False)
-            template = wire.StreamTemplate(parse, layout)
+            template = wire.StreamTemplate(parse, inst._layout)
 
-            def take(m: Any, add: Callable[..., Any] = assembly.add) -> None:
-                if type(m) is not tuple:
-                    m = wire.decode_llm(m.infer_response, layout)
-                add(m[0].decode("utf-8", "replace"), m[1], m[2])
+            def take(m: Any, assembly: Assembly = assembly) -> None:  # what a collected call's take does
+                inst._take(assembly, inst._response(m, False), False)
 
             reader = parse if how == "protobuf" else template.parse
             call = h2c.Call(Channel(), b"", b"", reader, 60.0, take)  # type: ignore[arg-type]
@@ -174,7 +173,7 @@ def main(argv: list[str] | None = None) -> None:
 
 async def measure(a: argparse.Namespace) -> None:
     """In a running loop, as the gateway's callbacks run (no await between the steps measured)."""
-    messages, layout = await triton_messages()
+    messages, inst = await triton_messages()
     rows = [
         ("openai: one chunk's JSON (feed)", openai_take(a.answers, True), openai_take(a.answers, False), "parsed"),
         (
@@ -185,14 +184,14 @@ async def measure(a: argparse.Namespace) -> None:
         ),
         (
             "triton: one response's frame, into the answer",
-            triton_reads(messages, layout, a.answers, "template"),
-            triton_reads(messages, layout, a.answers, "protobuf"),
+            triton_reads(messages, inst, a.answers, "template"),
+            triton_reads(messages, inst, a.answers, "protobuf"),
             "protobuf",
         ),
         (
             "triton: the same, template without its one-piece read",
-            triton_reads(messages, layout, a.answers, "general"),
-            triton_reads(messages, layout, a.answers, "protobuf"),
+            triton_reads(messages, inst, a.answers, "general"),
+            triton_reads(messages, inst, a.answers, "protobuf"),
             "protobuf",
         ),
     ]

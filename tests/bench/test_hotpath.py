@@ -46,12 +46,12 @@ async def test_the_measured_paths_are_the_ones_named(monkeypatch):
     hotpath.openai_take(1, False)()
     assert len(parsed_chunks) == 24
 
-    messages, layout = await hotpath.triton_messages()
+    messages, inst = await hotpath.triton_messages()
     assert len(messages) == 23
     parsed = []
     monkeypatch.setattr(hotpath.wire, "decode_llm", lambda r, layout: parsed.append(1) or (b"x", 1, 1))
-    hotpath.triton_reads(messages, layout, 1, "template")()
+    hotpath.triton_reads(messages, inst, 1, "template")()
     assert len(parsed) == 1  # the first response; the others read from their bytes
     parsed.clear()
-    hotpath.triton_reads(messages, layout, 1, "protobuf")()
+    hotpath.triton_reads(messages, inst, 1, "protobuf")()
     assert len(parsed) == len(messages)
