@@ -573,8 +573,18 @@ class TritonInstance:
         def take(message: service_pb2.ModelStreamInferResponse) -> None:  # in the connection's callback
             self._take(assembly, self._response(message, partial=False), logprobs)
 
+        def take_plain(message: Any) -> None:  # the same, for a plain call: most responses arrive as (text, counts)
+            if type(message) is tuple:
+                add(*self._decode(message))
+            else:
+                take(message)
+
+        plain = self._plain(req)
+        if plain:
+            assert isinstance(assembly, Assembly)  # one sequence
+            add = assembly.add
         self.outstanding += 1
-        call = self._open_stream(request, take, plain=self._plain(req))
+        call = self._open_stream(request, take_plain if plain else take, plain=plain)
         deadline = ReadDeadline()
         try:
             await self._next(call, deadline, False, False, budget)  # the end: every response went to take()
